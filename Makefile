@@ -1,0 +1,36 @@
+# Set-up and everyday commands. Everything runs inside .venv, created on first use.
+# Torch is pinned to 2.13.0 by constraints.txt (pyproject keeps a range).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow test-all bench lint clean
+
+$(STAMP): pyproject.toml setup.py constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install axtrain with its test dependencies
+
+demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end
+	$(VENV)/bin/axtrain data list
+	$(VENV)/bin/axtrain hw drum --k 2 --bits 8
+
+test: $(STAMP)  ## the default test suite (fast tier, < 10 minutes on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)  ## only the slow-marked tests
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP)  ## every test
+	$(PY) -m pytest -q -m 'slow or not slow'
+
+bench: $(STAMP)  ## performance ratios against baselines measured in the same run
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

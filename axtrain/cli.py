@@ -1,0 +1,104 @@
+"""The ``axtrain`` command line.
+
+Subcommands live beside the code they drive (``axtrain/datasets/cli.py``, ``hwmodels/cli.py``, ...)
+and are imported only when invoked, so ``axtrain compile`` and ``axtrain simulate`` never import
+torch and ``axtrain --help`` stays fast.
+
+Errors: an :class:`~axtrain.errors.AxTrainError` or a usage error prints one line and exits with 2;
+``--debug`` shows the traceback instead. Anything else is a bug in axtrain and exits with 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from axtrain import __version__
+from axtrain.errors import AxTrainError
+
+# name -> (module, attribute, one-line help). Order is the order shown by --help.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("axtrain.datasets.cli", "data", "Inspect the bundled data sets of the paper's applications."),
+    "hw": ("axtrain.hwmodels.cli", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attribute, _ = COMMANDS[name]
+        command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Show the help line without importing every subcommand's module (and torch with it).
+        rows = [(name, help_line) for name, (_, _, help_line) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="axtrain")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """AxTrain: train networks for approximate hardware, export, compile and simulate them.
+
+    \b
+    Typical flow:
+      axtrain data list                         the six applications of the paper
+      axtrain train --app breast-cancer --method axtrain --out runs/bc
+      axtrain export runs/bc --out bc.onnx
+      axtrain compile bc.onnx --out bc.bundle
+      axtrain simulate bc.bundle --app breast-cancer --multiplier drum:2
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: runs the CLI and maps errors to one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        return cli.main(args=args, prog_name="axtrain", standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        sys.exit(stop.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        exc.show()
+        sys.exit(2)
+    except AxTrainError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        first = " ".join(str(exc).split())
+        click.echo(
+            f"internal error: {type(exc).__name__}: {first} (this is a bug in axtrain; rerun with --debug)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

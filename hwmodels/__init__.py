@@ -1,0 +1,1 @@
+"""Numerical models of the hardware shared by trainer, compiler and runtime (numpy only)."""

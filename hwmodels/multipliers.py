@@ -1,0 +1,132 @@
+"""Multiplier models: ``exact`` and DRUM(k), a dynamic-range unbiased approximate multiplier.
+
+DRUM (Hashemi, Bahar, Reda, ICCAD 2015) transforms each operand on its own: keep the leading one and
+the next ``k-1`` bits of the magnitude, drop the rest, and set the lowest kept bit to 1 (which makes
+the truncation unbiased). Operands with at most ``k`` significant bits pass unchanged. The product
+is the exact product of the two transformed operands, so an approximate dot product is an exact dot
+product of transformed operands: the fast path is *transform, then GEMM*.
+
+Sign handling: sign-magnitude. The magnitude is transformed and the sign re-applied, so
+``drum(-a, b) == -drum(a, b)``. (The reference Verilog uses one's complement for negatives, which
+differs by one LSB before the transform; we choose the symmetric form and document it in
+docs/numerics.md.)
+
+Mode names, kept in this one place: ``exact``; ``drum:K`` for K in 1..16; the paper's aliases
+``K1``..``K4`` are ``drum:1``..``drum:4`` (K1 the most aggressive).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from axtrain.errors import HardwareModelError
+
+MAX_DRUM_K = 16
+PAPER_ALIASES = {f"K{k}": k for k in range(1, 5)}
+
+
+@dataclass(frozen=True, order=True)
+class MultiplierMode:
+    """A multiplier: ``k is None`` for exact, else DRUM with ``k`` kept bits."""
+
+    k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k is not None and not (isinstance(self.k, int) and 1 <= self.k <= MAX_DRUM_K):
+            raise HardwareModelError(f"DRUM k must be an integer in [1, {MAX_DRUM_K}], got {self.k!r}")
+
+    @property
+    def is_exact(self) -> bool:
+        return self.k is None
+
+    def __str__(self) -> str:
+        return "exact" if self.k is None else f"drum:{self.k}"
+
+
+EXACT = MultiplierMode(None)
+
+_DRUM_PATTERN = re.compile(r"^drum[:(]?(\d+)\)?$")
+
+
+def parse_mode(text: str | MultiplierMode) -> MultiplierMode:
+    """Parse ``exact``, ``drum:K`` (also ``drum(K)``, ``drumK``) or the paper's ``K1``..``K4``."""
+    if isinstance(text, MultiplierMode):
+        return text
+    name = str(text).strip()
+    if name.lower() == "exact":
+        return EXACT
+    if name.upper() in PAPER_ALIASES:
+        return MultiplierMode(PAPER_ALIASES[name.upper()])
+    match = _DRUM_PATTERN.match(name.lower())
+    if match:
+        return MultiplierMode(int(match.group(1)))
+    raise HardwareModelError(f"unknown multiplier mode {text!r}: expected 'exact', 'drum:K' (K in 1..{MAX_DRUM_K}) or K1..K4")
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow reference: plain Python integers, one operand at a time. This is the definition.
+# ---------------------------------------------------------------------------------------------
+
+
+def drum_operand_reference(value: int, k: int) -> int:
+    """DRUM(k) transform of one signed integer operand (sign-magnitude)."""
+    magnitude = abs(int(value))
+    length = magnitude.bit_length()
+    if length > k:
+        dropped = length - k
+        magnitude = ((magnitude >> dropped) | 1) << dropped
+    return -magnitude if value < 0 else magnitude
+
+
+def multiply_reference(a: int, b: int, mode: MultiplierMode | str) -> int:
+    """The product ``a * b`` as the multiplier ``mode`` computes it (pure Python)."""
+    mode = parse_mode(mode)
+    if mode.is_exact:
+        return int(a) * int(b)
+    return drum_operand_reference(a, mode.k) * drum_operand_reference(b, mode.k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: vectorised numpy.
+# ---------------------------------------------------------------------------------------------
+
+
+def bit_length(magnitude: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative integers below 2**53, vectorised (``frexp`` is exact there)."""
+    return np.frexp(np.asarray(magnitude, dtype=np.float64))[1].astype(np.int64)
+
+
+def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
+    """DRUM(k) transform of an integer array (int64 result), identical to the reference per element."""
+    values = np.asarray(values, dtype=np.int64)
+    magnitude = np.abs(values)
+    dropped = np.maximum(bit_length(magnitude) - k, 0)
+    kept = ((magnitude >> dropped) | (dropped > 0)) << dropped
+    return np.where(values < 0, -kept, kept)
+
+
+def transform_operand(values: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
+    """The operand as ``mode``'s multiplier sees it (identity for exact)."""
+    mode = parse_mode(mode)
+    values = np.asarray(values, dtype=np.int64)
+    return values if mode.is_exact else drum_transform(values, mode.k)
+
+
+def multiply(a: np.ndarray, b: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
+    """Element-wise products under ``mode`` (int64, broadcasting)."""
+    return transform_operand(a, mode) * transform_operand(b, mode)
+
+
+def matmul(activations: np.ndarray, weights: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
+    """``activations @ weights`` with every scalar product taken by ``mode``'s multiplier.
+
+    ``activations`` is (N, K) and ``weights`` (K, M), integers. Exact in int64 arithmetic: the GEMM
+    runs in float64, which is exact while every partial sum stays below 2**53 (far above any
+    accumulator of this toolchain, see docs/numerics.md), and is then cast back.
+    """
+    a = transform_operand(activations, mode).astype(np.float64)
+    w = transform_operand(weights, mode).astype(np.float64)
+    return np.rint(a @ w).astype(np.int64)

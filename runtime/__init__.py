@@ -1,0 +1,1 @@
+"""Cycle-level FlexFlow simulator: executes bundles with approximate multipliers and NTV faults. Never imports torch."""
