@@ -23,6 +23,12 @@ from axtrain.errors import AxTrainError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("axtrain.datasets.cli", "data", "Inspect the bundled data sets of the paper's applications."),
     "hw": ("axtrain.hwmodels.cli", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
+    "train": ("axtrain.trainer.cli", "train", "Train a network (bp, act, pas, axtrain, approxann) into a run directory."),
+    "export": ("axtrain.trainer.cli", "export", "Export a run as annotated dynamic-fixed-point ONNX."),
+    "compile": ("axtrain.compiler.cli", "compile_command", "Compile an ONNX model into a FlexFlow bundle."),
+    "inspect": ("axtrain.compiler.cli", "inspect_command", "Summarise a bundle (layers, instructions, memory, modes)."),
+    "verify": ("axtrain.runtime.cli", "verify_command", "Check a bundle's hashes and replay its golden vectors."),
+    "simulate": ("axtrain.runtime.cli", "simulate", "Simulate a bundle: accuracy, latency and energy."),
 }
 
 
@@ -36,7 +42,13 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attribute, _ = COMMANDS[name]
-        command = getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("axtrain"):
+                raise click.UsageError(f"'{name}' is not available in this build of axtrain") from None
+            raise
+        command: click.Command = getattr(module, attribute)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

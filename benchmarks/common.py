@@ -1,0 +1,63 @@
+"""Shared timing helpers for the benchmark scripts.
+
+Convention: each ``benchmarks/bench_<name>.py`` defines ``run(quick: bool = False) -> list[Result]``
+and, under ``if __name__ == "__main__"``, prints ``format_table(run())``. ``python -m benchmarks``
+runs them all. The machine is shared and noisy, so we report ratios against a baseline measured in
+the same process, take the best of several repeats, and never assert on absolute times.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Result:
+    """One benchmark figure: ``measured_s / baseline_s`` against the acceptance ``limit`` (if any)."""
+
+    name: str
+    measured_s: float
+    baseline_name: str
+    baseline_s: float
+    limit: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.baseline_s if self.baseline_s > 0 else float("inf")
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.limit is None else self.ratio <= self.limit
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio, "ok": self.ok}
+
+
+def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Best wall time of ``repeat`` calls after ``warmup`` calls (seconds)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def format_table(results: list[Result]) -> str:
+    """A plain-text table of results."""
+    header = f"{'benchmark':<44} {'measured':>10} {'baseline':<28} {'base':>10} {'ratio':>7} {'limit':>6}  ok"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        limit = "" if r.limit is None else f"{r.limit:.2f}"
+        ok = "" if r.ok is None else ("yes" if r.ok else "NO")
+        lines.append(
+            f"{r.name:<44} {r.measured_s:>9.4f}s {r.baseline_name:<28} {r.baseline_s:>9.4f}s {r.ratio:>7.2f} {limit:>6}  {ok}"
+        )
+    return "\n".join(lines)
