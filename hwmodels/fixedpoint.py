@@ -94,10 +94,17 @@ def dequantize(q: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
 
 
 def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
-    """``acc * 2**-shift`` rounded half to even, in integer arithmetic (``shift`` may be negative)."""
+    """``acc * 2**-shift`` rounded half to even, in integer arithmetic (``shift`` may be negative).
+
+    A negative ``shift`` is an exact left shift (the caller keeps it inside int64; :func:`requantize`
+    saturates first). A shift of 64 or more leaves ``|acc * 2**-shift| <= 1/2``, which rounds to 0.
+    """
     acc = np.asarray(acc, dtype=np.int64)
     if shift <= 0:
         return acc << (-shift)
+    if shift >= 64:
+        # numpy shifts by >= the word width are undefined; every int64 rounds to 0 here (ties to even).
+        return np.zeros_like(acc)
     floor = acc >> shift  # arithmetic shift: floor division by 2**shift
     remainder = acc - (floor << shift)  # in [0, 2**shift)
     half = np.int64(1) << (shift - 1)
@@ -111,7 +118,15 @@ def requantize(acc: np.ndarray, acc_frac: int, fmt: FixedPointFormat) -> np.ndar
     This equals ``quantize(acc * 2**-acc_frac, fmt)`` whenever the real value is exact in float32,
     which is what an ONNX Q node computes after a float accumulation.
     """
-    shifted = round_shift(acc, acc_frac - fmt.frac)
+    shift = acc_frac - fmt.frac
+    acc = np.asarray(acc, dtype=np.int64)
+    if shift < 0:
+        # A left shift only moves values away from 0, so saturating first gives the same result and
+        # keeps the shift inside int64; from 2**32 on, every non-zero value saturates.
+        if -shift >= 32:
+            return np.where(acc > 0, fmt.qmax, np.where(acc < 0, fmt.qmin, 0)).astype(np.int64)
+        acc = np.clip(acc, fmt.qmin, fmt.qmax)
+    shifted = round_shift(acc, shift)
     return np.clip(shifted, fmt.qmin, fmt.qmax)
 
 
@@ -130,6 +145,13 @@ def choose_frac(max_abs: float, bits: int, signed: bool = True) -> int:
     # Smallest integer-part width i with max_abs < 2**i; then frac = magnitude_bits - i.
     integer_bits = math.frexp(max_abs)[1]  # max_abs < 2**integer_bits
     frac = magnitude_bits - integer_bits
-    # The largest code is (2**magnitude_bits - 1) * 2**-frac; round-to-nearest may still saturate
-    # by half an LSB at the top, which is harmless (saturation is the contract).
-    return max(min(frac, 64), -64)
+    # quantize() sees float32, so judge the value it will see (rounding to float32 may carry it up
+    # to the next power of two). The largest code is 2**magnitude_bits - 1: a value above
+    # qmax + 1/2 LSB would saturate by more than the rounding error of every other value, so it
+    # gets one integer bit more. frac + 1 always saturates by at least 1 LSB, so frac is maximal.
+    seen = float(np.float32(max_abs)) if max_abs <= float(np.finfo(np.float32).max) else max_abs
+    if math.ldexp(seen, frac) > (1 << magnitude_bits) - 0.5:
+        frac -= 1
+    if frac < -64:
+        raise HardwareModelError(f"tensor range {max_abs!r} needs a fractional length below -64 at {bits} bits")
+    return min(frac, 64)

@@ -46,8 +46,10 @@ def bit_error_rate(voltage: float) -> float:
 def flip_positions(n_bits: int, p: float, rng: np.random.Generator) -> np.ndarray:
     """Sorted indices in ``[0, n_bits)`` of bits that flip, each independently with probability ``p``.
 
-    Exact per-bit Bernoulli sampling by geometric gaps: the gap between successive flips of a
-    Bernoulli(p) sequence is Geometric(p). Cost is proportional to the number of flips, not bits.
+    Per-bit Bernoulli sampling by geometric gaps: the gap between successive flips of a Bernoulli(p)
+    sequence is Geometric(p). Cost is proportional to the number of flips, not bits. The gaps are
+    drawn as ``1 + floor(E / -log(1 - p))`` with ``E`` standard exponential, which is Geometric(p)
+    exactly in real arithmetic and ~5x faster than ``rng.geometric``.
     """
     if not 0.0 <= p <= 1.0:
         raise HardwareModelError(f"bit-error rate must lie in [0, 1], got {p!r}")
@@ -55,14 +57,16 @@ def flip_positions(n_bits: int, p: float, rng: np.random.Generator) -> np.ndarra
         return np.empty(0, dtype=np.int64)
     if p == 1.0:
         return np.arange(n_bits, dtype=np.int64)
+    rate = -math.log1p(-p)
     chunks: list[np.ndarray] = []
     position = -1
     expected = n_bits * p
     while True:
         batch = int(expected + 6.0 * math.sqrt(expected + 1.0) + 16)
-        gaps = rng.geometric(p, size=batch)
-        steps = position + np.cumsum(gaps, dtype=np.int64)
-        inside = steps[steps < n_bits]
+        # Capped at n_bits so a tiny p cannot overflow int64 (any gap that long ends the draw anyway).
+        gaps = np.floor(np.minimum(rng.standard_exponential(batch) / rate, n_bits)).astype(np.int64) + 1
+        steps = position + np.cumsum(gaps)
+        inside = steps[steps < n_bits] if steps[-1] >= n_bits else steps
         chunks.append(inside)
         if inside.size < steps.size:
             break
@@ -81,17 +85,43 @@ def inject(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> 
     words = np.asarray(words)
     if not np.issubdtype(words.dtype, np.integer):
         raise HardwareModelError(f"NTV injection needs an integer weight image, got dtype {words.dtype}")
-    if not 1 <= bits <= 32:
-        raise HardwareModelError(f"word width must be in [1, 32] bits, got {bits}")
+    if not 1 <= bits <= min(32, 8 * words.dtype.itemsize):
+        raise HardwareModelError(f"word width must be in [1, {min(32, 8 * words.dtype.itemsize)}] bits for dtype {words.dtype}, got {bits}")
     flat = words.reshape(-1).astype(np.int64)
     positions = flip_positions(flat.size * bits, p, rng)
     if positions.size == 0:
         return words.copy()
-    masks = np.zeros(flat.size, dtype=np.int64)
-    np.bitwise_or.at(masks, positions // bits, np.int64(1) << (positions % bits))
+    word, bit = np.divmod(positions, bits)
+    # Positions are distinct, so the flipped bits of one word sum to their OR; every sum is below
+    # 2**32 and therefore exact in float64 (bincount is ~2x faster than bitwise_or.at).
+    masks = np.bincount(word, weights=np.ldexp(1.0, bit), minlength=flat.size).astype(np.int64)
     low = (1 << bits) - 1
     raw = (flat & low) ^ masks
     if np.issubdtype(words.dtype, np.signedinteger):
         sign = np.int64(1) << (bits - 1)
         raw = (raw ^ sign) - sign  # sign-extend the two's complement word
     return raw.astype(words.dtype).reshape(words.shape)
+
+
+def inject_reference(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Slow reference of :func:`inject`: one Bernoulli(p) draw per stored bit, in plain Python.
+
+    The definition of the fault model; the fast path draws from the same distribution (checked
+    statistically in the tests, not stream for stream: it consumes the generator differently).
+    """
+    words = np.asarray(words)
+    if not np.issubdtype(words.dtype, np.integer):
+        raise HardwareModelError(f"NTV injection needs an integer weight image, got dtype {words.dtype}")
+    if not 0.0 <= p <= 1.0:
+        raise HardwareModelError(f"bit-error rate must lie in [0, 1], got {p!r}")
+    signed = np.issubdtype(words.dtype, np.signedinteger)
+    out = []
+    for value in words.reshape(-1).tolist():
+        raw = int(value) & ((1 << bits) - 1)
+        for j in range(bits):
+            if rng.random() < p:
+                raw ^= 1 << j
+        if signed and raw >> (bits - 1):
+            raw -= 1 << bits
+        out.append(raw)
+    return np.array(out, dtype=np.int64).astype(words.dtype).reshape(words.shape)
