@@ -95,4 +95,5 @@ def show_command(app: str, seed: int, as_json: bool, data_dir: Path | None) -> N
     click.echo(f"  SRAM voltages: aggressive {volts[0]} mV, conservative {volts[1]} mV")
     scope = "one global value" if split.mean.ndim == 0 else "per feature"
     click.echo(f"  standardised with training-split statistics, {scope}")
-    click.echo(_table(["class", "train", "test"], [[n, str(a), str(b)] for n, a, b in zip(split.class_names, train_counts, test_counts, strict=True)]))
+    rows = [[name, str(tr), str(te)] for name, tr, te in zip(split.class_names, train_counts, test_counts, strict=True)]
+    click.echo(_table(["class", "train", "test"], rows))
