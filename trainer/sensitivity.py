@@ -1,0 +1,261 @@
+"""AxTrain-act's sensitivity regulariser ``S(w) = sum_k sum_w |w| * |dO_k/dw|`` (paper Eq. 4-5).
+
+``O_k`` are the network outputs (the logits) and ``w`` runs over every weight of every
+``nn.Linear`` / ``nn.Conv2d`` layer. Biases are left out by default: the paper sums over the weights,
+and in our hardware the biases are neither multiplied by the approximate multipliers nor stored in
+the near-threshold SRAM (docs/decisions.md, NTV faults hit weights only); ``include_bias=True`` adds
+``|b| * |dO_k/db|`` for users who want it.
+
+How the batch enters (``form``):
+
+* ``"per_sample"`` (default): ``S = mean_n S_n`` with ``S_n`` the paper's S for the single input
+  ``x_n``; the sum over samples is *outside* the absolute value. This is the sensitivity that an
+  input actually sees, cannot cancel between samples, and factorises (below), so it is also cheap.
+* ``"batch"``: ``S = sum_k sum_w |w| * |d(mean_n O_nk)/dw|``; the sum over samples is *inside* the
+  absolute value, as a double backward of the batch-mean outputs computes it. By the triangle
+  inequality it is never larger than the per-sample form; opposite-signed sample gradients cancel.
+
+Both use the *mean* over the batch, so ``gamma`` does not depend on the batch size.
+
+The closed form. For a dense layer ``z = W a + b`` and one sample, ``dO_k/dW_ji = delta_kj * a_i``
+with ``delta_kj = dO_k/dz_j``, so ``sum_ji |W_ji| |delta_kj| |a_i| = |delta_k|^T (|W| |a|)``: the
+layer's per-sample term needs only the Jacobian ``delta`` of the K outputs w.r.t. the layer's
+pre-activations (K = 2..10) and one extra GEMM ``|a| |W|^T``. The Jacobian is propagated explicitly
+from the logits down through the layers (``J <- J W`` for dense, a transposed convolution for conv,
+the ReLU mask, the max-pool argmax scatter, a reshape for flatten). A conv weight is shared across
+positions, so its per-sample gradient ``delta^T patches`` (im2col via ``F.unfold``) is formed with a
+batched GEMM and then ``|W| * |G|`` summed; no per-output backward pass is ever run.
+
+The result keeps its autograd graph, so ``(loss + gamma * S).backward()`` gives the exact gradient of
+``E_tot``: the same value as a double backward (Pearlmutter's R-operator, paper Eq. 6-11), since
+both treat the ReLU masks and max-pool argmaxes as constants and ``d|x|/dx = sign(x)`` with
+``sign(0) = 0``. :func:`sensitivity_reference` is that double backward (the slow reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from axtrain.errors import ConfigError
+
+Form = Literal["per_sample", "batch"]
+FORMS: tuple[str, ...] = ("per_sample", "batch")
+_SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
+
+
+@dataclass
+class _Record:
+    """What the backward Jacobian sweep needs from the forward pass of one module."""
+
+    module: nn.Module
+    input: Tensor
+    output_shape: torch.Size
+    extra: Tensor | None = None  # ReLU: mask; MaxPool2d: argmax indices; Conv2d: unfolded patches
+
+
+def _check(model: nn.Module, form: str) -> None:
+    if form not in FORMS:
+        raise ConfigError(f"sensitivity form {form!r} is unknown; use one of {', '.join(FORMS)}")
+    if not isinstance(model, nn.Sequential):
+        raise ConfigError(f"sensitivity needs an nn.Sequential, got {type(model).__name__}")
+    for index, module in enumerate(model):
+        if not isinstance(module, _SUPPORTED):
+            names = ", ".join(t.__name__ for t in _SUPPORTED)
+            raise ConfigError(
+                f"sensitivity: layer {index} ({type(module).__name__}) is not supported; supported: {names}"
+            )
+        if isinstance(module, nn.Conv2d):
+            if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
+                raise ConfigError(
+                    f"sensitivity: Conv2d layer {index} needs groups=1 and integer zero padding"
+                )
+
+
+def _forward(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[_Record]]:
+    """Run the model module by module, keeping what the Jacobian sweep needs."""
+    records: list[_Record] = []
+    h = x
+    for module in model:
+        if isinstance(module, nn.Linear):
+            if h.dim() != 2:
+                raise ConfigError(f"sensitivity: Linear layer got a {h.dim()}-d input; flatten first")
+            out = F.linear(h, module.weight, module.bias)
+            records.append(_Record(module, h, out.shape))
+        elif isinstance(module, nn.Conv2d):
+            patches = F.unfold(h, module.kernel_size, module.dilation, module.padding, module.stride)
+            out = module(h)
+            records.append(_Record(module, h, out.shape, patches))
+        elif isinstance(module, nn.ReLU):
+            # relu'(z) = 1[z > 0], the convention of torch's own threshold_backward.
+            out = torch.relu(h)
+            records.append(_Record(module, h, out.shape, (h > 0).to(h.dtype)))
+        elif isinstance(module, nn.MaxPool2d):
+            out, indices = F.max_pool2d(
+                h, module.kernel_size, module.stride, module.padding, module.dilation,
+                ceil_mode=module.ceil_mode, return_indices=True,
+            )
+            records.append(_Record(module, h, out.shape, indices))
+        else:  # nn.Flatten
+            out = module(h)
+            records.append(_Record(module, h, out.shape))
+        h = out
+    return h, records
+
+
+def _conv_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
+    """``J [N, K, OC, OH, OW]`` -> ``J [N, K, C, H, W]`` through a conv layer (transposed conv)."""
+    conv: nn.Conv2d = rec.module  # type: ignore[assignment]
+    n, k = jac.shape[:2]
+    in_h, in_w = rec.input.shape[-2:]
+    out_h, out_w = jac.shape[-2:]
+    output_padding = []
+    for size, out_size, kernel, stride, pad, dil in zip(
+        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    ):
+        output_padding.append(size - ((out_size - 1) * stride - 2 * pad + dil * (kernel - 1) + 1))
+    flat = F.conv_transpose2d(
+        jac.reshape(n * k, *jac.shape[2:]), conv.weight, None, conv.stride, conv.padding,
+        tuple(output_padding), 1, conv.dilation,
+    )
+    return flat.reshape(n, k, *flat.shape[1:])
+
+
+def _maxpool_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
+    """Scatter-add the Jacobian onto each window's argmax (exact also for overlapping windows)."""
+    assert rec.extra is not None
+    n, k, c = jac.shape[:3]
+    in_h, in_w = rec.input.shape[-2:]
+    index = rec.extra.reshape(n, 1, c, -1).expand(n, k, c, rec.extra.shape[-2] * rec.extra.shape[-1])
+    out = jac.new_zeros(n, k, c, in_h * in_w)
+    out = out.scatter_add(-1, index, jac.reshape(n, k, c, -1))
+    return out.reshape(n, k, c, in_h, in_w)
+
+
+def _layer_term(rec: _Record, delta: Tensor, form: str, include_bias: bool) -> Tensor:
+    """One weighted layer's contribution, given ``delta = dO/dz`` of shape ``[N, K, *z.shape[1:]]``."""
+    module = rec.module
+    n = delta.shape[0]
+    weight = module.weight
+    bias = module.bias if include_bias else None
+    if isinstance(module, nn.Linear):
+        if form == "per_sample":
+            # sum_{n,k,j} |delta_nkj| (|a_n| |W|^T)_j, since |delta_kj a_i| = |delta_kj| |a_i|.
+            term = (delta.abs().sum(1) * (rec.input.abs() @ weight.abs().T)).sum() / n
+            if bias is not None:
+                term = term + (delta.abs().sum((0, 1)) * bias.abs()).sum() / n
+        else:
+            grad = torch.einsum("nkj,ni->kji", delta, rec.input) / n  # d(mean_n O_nk)/dW
+            term = (weight.abs() * grad.abs()).sum()
+            if bias is not None:
+                term = term + (bias.abs() * (delta.sum(0) / n).abs()).sum()
+        return term
+    # Conv2d: the weight is shared over positions, so the per-sample gradient is a sum over them.
+    assert rec.extra is not None
+    d = delta.reshape(n, delta.shape[1], delta.shape[2], -1)  # [N, K, OC, P]
+    w2 = weight.reshape(weight.shape[0], -1)  # [OC, C*kh*kw], the unfold order
+    if form == "per_sample":
+        grad = d @ rec.extra.transpose(1, 2).unsqueeze(1)  # [N, K, OC, CKK]
+        term = (w2.abs() * grad.abs()).sum() / n
+        if bias is not None:
+            term = term + (bias.abs() * d.sum(-1).abs()).sum() / n
+    else:
+        grad = torch.einsum("nkop,ncp->koc", d, rec.extra) / n
+        term = (w2.abs() * grad.abs()).sum()
+        if bias is not None:
+            term = term + (bias.abs() * (d.sum((0, 3)) / n).abs()).sum()
+    return term
+
+
+def forward_with_sensitivity(
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The logits ``[N, K]`` and ``S`` (a differentiable scalar) from one shared forward pass.
+
+    Use this in a training step so the loss and S share the forward: ``out, s = ...;
+    (loss_fn(out, y) + gamma * s).backward()``.
+    """
+    _check(model, form)
+    out, records = _forward(model, x)
+    if out.dim() != 2:
+        raise ConfigError(f"sensitivity: the model output must be [N, K] logits, got shape {tuple(out.shape)}")
+    n, k = out.shape
+    first_weighted = next((i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))), None)
+    if first_weighted is None:
+        return out, out.new_zeros(())
+    # J[n, k, ...] = dO_nk / d(current tensor); starts as the identity on the logits.
+    jac = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
+    total = out.new_zeros(())
+    for index in range(len(records) - 1, first_weighted - 1, -1):
+        rec = records[index]
+        module = rec.module
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            total = total + _layer_term(rec, jac, form, include_bias)
+            if index == first_weighted:
+                break
+            if isinstance(module, nn.Linear):
+                jac = jac @ module.weight
+            else:
+                jac = _conv_input_jacobian(rec, jac)
+        elif isinstance(module, nn.ReLU):
+            assert rec.extra is not None
+            jac = jac * rec.extra.unsqueeze(1)
+        elif isinstance(module, nn.MaxPool2d):
+            jac = _maxpool_input_jacobian(rec, jac)
+        else:  # Flatten
+            jac = jac.reshape(n, k, *rec.input.shape[1:])
+    return out, total
+
+
+def sensitivity(
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+) -> Tensor:
+    """``S(w)`` of ``model`` on the batch ``x`` (paper Eq. 5), differentiable w.r.t. the parameters.
+
+    ``form`` is ``"per_sample"`` (default; mean over samples of each sample's S) or ``"batch"`` (S of
+    the batch-mean outputs); see the module docstring. Cost of the per-sample form on an MLP: about
+    one extra forward and backward (the Jacobian of K outputs is carried as a ``[N, K, width]`` tensor).
+    """
+    return forward_with_sensitivity(model, x, form, include_bias)[1]
+
+
+def weighted_parameters(model: nn.Sequential, include_bias: bool = False) -> list[Tensor]:
+    """The parameters S sums over, in layer order (weights, then bias, of each Linear/Conv2d)."""
+    params: list[Tensor] = []
+    for module in model:
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            params.append(module.weight)
+            if include_bias and module.bias is not None:
+                params.append(module.bias)
+    return params
+
+
+def sensitivity_reference(
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+) -> Tensor:
+    """The slow, obvious definition by autograd (one backward per output, per sample for per_sample).
+
+    ``"batch"``: one ``autograd.grad(mean_n O_nk, w, create_graph=True)`` per output k, i.e. the naive
+    double backward (the ~15x baseline of benchmarks/bench_act.py). ``"per_sample"``: the same for
+    every single sample, then the mean; N*K backward passes, for tests only.
+    """
+    _check(model, form)
+    params = weighted_parameters(model, include_bias)
+    out = model(x)
+    n, k = out.shape
+    total = out.new_zeros(())
+    if form == "batch":
+        mean_out = out.mean(0)
+        for kk in range(k):
+            grads = torch.autograd.grad(mean_out[kk], params, retain_graph=True, create_graph=True)
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+        return total
+    for nn_ in range(n):
+        for kk in range(k):
+            grads = torch.autograd.grad(out[nn_, kk], params, retain_graph=True, create_graph=True)
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+    return total / n
