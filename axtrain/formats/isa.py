@@ -1,0 +1,480 @@
+"""AxTrain FlexFlow ISA, version 1: instructions, binary encoding, assembler and disassembler.
+
+The semantics of every instruction are written down in docs/isa.md and executed, slowly and
+obviously, by ``axtrain.runtime.interpreter`` (the living definition). This module knows the
+*shape* of instructions: their operands, field widths, the 128-bit little-endian encoding, the text
+syntax, and the static checks a program must pass against an :class:`Architecture`.
+
+Encoding: every instruction is one 128-bit word stored little-endian (16 bytes). Bits [0, 8) hold
+the opcode; the operands follow from bit 8 upward in the order of :data:`OPS`, each in its own
+width (signed operands in two's complement). Every bit above the last operand is reserved and must
+be zero; opcode 0 is not an instruction, so zeroed memory never decodes.
+
+Text syntax (one instruction per line): ``MNEMONIC name=value name=value ...`` with every operand
+named, in any order; ``;`` starts a comment; blank lines are ignored. The disassembler writes the
+canonical form (operands in encoding order), so ``assemble(disassemble(b)) == b``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from axtrain.errors import BundleError
+
+ISA_VERSION = "1"
+WORD_BITS = 128
+WORD_BYTES = WORD_BITS // 8
+OPCODE_BITS = 8
+
+# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k).
+MODE_EXACT = 0
+MAX_MODE_CODE = 16
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One operand: its name, width in bits, signedness and meaning."""
+
+    name: str
+    bits: int
+    signed: bool = False
+    doc: str = ""
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One instruction kind: mnemonic, opcode, operands, and the class it is counted under."""
+
+    name: str
+    opcode: int
+    kind: str  # load | store | distribute | compute | activation | requantize | pool | config | sync
+    fields: tuple[FieldSpec, ...]
+    doc: str
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def used_bits(self) -> int:
+        return OPCODE_BITS + sum(f.bits for f in self.fields)
+
+
+def _f(name: str, bits: int, doc: str, signed: bool = False) -> FieldSpec:
+    return FieldSpec(name, bits, signed, doc)
+
+
+# The instruction set. Order of fields = encoding order (LSB first after the opcode).
+_SPECS: tuple[OpSpec, ...] = (
+    OpSpec("LDW", 0x01, "load", (
+        _f("wb", 20, "weight buffer word address of the first word written"),
+        _f("dram", 32, "DRAM weight image word address of the first word read"),
+        _f("rows", 12, "rows of the block"),
+        _f("cols", 16, "words per row"),
+        _f("stride", 20, "DRAM words between the starts of consecutive rows"),
+    ), "WB[wb + r*cols + c] = DRAM.W[dram + r*stride + c] for r < rows, c < cols"),
+    OpSpec("LDB", 0x02, "load", (
+        _f("bb", 16, "bias buffer address"),
+        _f("dram", 32, "DRAM bias image word address"),
+        _f("count", 16, "words"),
+    ), "BB[bb + i] = DRAM.B[dram + i] for i < count"),
+    OpSpec("LDN", 0x03, "load", (
+        _f("nb", 20, "neuron buffer address"),
+        _f("dram", 32, "DRAM activation word address"),
+        _f("count", 20, "words"),
+    ), "NB[nb + i] = DRAM.A[dram + i] for i < count (per image)"),
+    OpSpec("STN", 0x04, "store", (
+        _f("dram", 32, "DRAM activation word address"),
+        _f("nb", 20, "neuron buffer address"),
+        _f("count", 20, "words"),
+    ), "DRAM.A[dram + i] = NB[nb + i] for i < count (per image)"),
+    OpSpec("MODE", 0x05, "config", (
+        _f("mt", 16, "mode table address (output neuron index)"),
+        _f("count", 16, "entries"),
+        _f("code", 5, "multiplier: 0 exact, k in 1..16 DRUM(k)"),
+    ), "MT[mt + i] = code for i < count"),
+    OpSpec("CONV", 0x06, "config", (
+        _f("c", 16, "input channels (a dense layer: fan-in, h = w = 1)"),
+        _f("h", 10, "input height"),
+        _f("w", 10, "input width"),
+        _f("kh", 5, "kernel height"),
+        _f("kw", 5, "kernel width"),
+        _f("stride", 4, "stride (both axes)"),
+        _f("pad", 4, "zero padding on every side"),
+        _f("oh", 10, "output height"),
+        _f("ow", 10, "output width"),
+    ), "set the geometry registers read by DISTN"),
+    OpSpec("DISTW", 0x07, "distribute", (
+        _f("wb", 20, "weight buffer address of row 0, word 0"),
+        _f("stride", 20, "weight buffer words between rows"),
+        _f("m", 12, "output neurons (rows) in the tile"),
+        _f("p", 12, "positions in the tile (each row is replicated over p PEs)"),
+        _f("k", 16, "words per PE"),
+    ), "WLM[e][i] = WB[wb + (e // p)*stride + i] for e < m*p, i < k"),
+    OpSpec("DISTN", 0x08, "distribute", (
+        _f("nb", 20, "neuron buffer address of the input map [c, h, w]"),
+        _f("p0", 20, "first output position of the tile (oy*ow + ox)"),
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+        _f("k0", 20, "first input index of the chunk (c*kh*kw + ky*kw + kx)"),
+        _f("k", 16, "words per PE"),
+    ), "NLM[e][i] = X(p0 + e % p, k0 + i) for e < m*p, i < k (per image, zero outside the map)"),
+    OpSpec("MAC", 0x09, "compute", (
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+        _f("k", 16, "products per PE"),
+        _f("bb", 16, "bias buffer address of the tile's first output neuron"),
+        _f("mt", 16, "mode table address of the tile's first output neuron"),
+        _f("init", 1, "1: start from the bias; 0: accumulate onto ACC"),
+    ), "ACC[e] = (init ? BB[bb + e//p] : ACC[e]) + sum_i mul_{MT[mt + e//p]}(NLM[e][i], WLM[e][i])"),
+    OpSpec("RELU", 0x0A, "activation", (
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+    ), "ACC[e] = max(ACC[e], 0) for e < m*p"),
+    OpSpec("REQ", 0x0B, "requantize", (
+        _f("nb", 20, "neuron buffer address of the tile's first output"),
+        _f("ostride", 20, "neuron buffer words between output neurons (output positions of the map)"),
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+        _f("shift", 8, "right shift (accumulator frac - output frac); negative = left shift", signed=True),
+        _f("bits", 6, "signed output width to saturate to"),
+    ), "NB[nb + (e//p)*ostride + e%p] = sat_bits(round_half_even(ACC[e] * 2**-shift))"),
+    OpSpec("POOL", 0x0C, "pool", (
+        _f("dst", 20, "neuron buffer address of the output map"),
+        _f("src", 20, "neuron buffer address of the input map"),
+        _f("c", 12, "channels"),
+        _f("h", 10, "input height"),
+        _f("w", 10, "input width"),
+        _f("k", 4, "square window"),
+        _f("s", 4, "stride"),
+    ), "max pooling, no padding, floor output size"),
+    OpSpec("SYNC", 0x0D, "sync", (
+        _f("layer", 16, "layer index"),
+        _f("nb", 20, "neuron buffer address of the layer's output"),
+        _f("count", 20, "words of the layer's output"),
+    ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count]"),
+    OpSpec("END", 0x0E, "sync", (), "end of program"),
+)
+
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
+BY_OPCODE: dict[int, OpSpec] = {spec.opcode: spec for spec in _SPECS}
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(spec.kind for spec in _SPECS))
+
+for _spec in _SPECS:  # import-time self check: every instruction fits its word
+    assert _spec.used_bits <= WORD_BITS, _spec.name
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: a mnemonic and its operands in encoding order (validated on creation)."""
+
+    op: str
+    args: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        spec = OPS.get(self.op)
+        if spec is None:
+            raise BundleError(f"unknown instruction {self.op!r}")
+        if len(self.args) != len(spec.fields):
+            raise BundleError(f"{self.op} takes {len(spec.fields)} operands ({', '.join(spec.field_names)}), got {len(self.args)}")
+        for field, value in zip(spec.fields, self.args):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise BundleError(f"{self.op} operand {field.name} must be an integer, got {value!r}")
+            if not field.lo <= value <= field.hi:
+                raise BundleError(f"{self.op} operand {field.name}={value} outside its {field.bits}-bit range [{field.lo}, {field.hi}]")
+
+    @classmethod
+    def of(cls, op: str, **operands: int) -> "Instruction":
+        """Build an instruction from named operands (all of them, no others)."""
+        spec = OPS.get(op)
+        if spec is None:
+            raise BundleError(f"unknown instruction {op!r}")
+        missing = [n for n in spec.field_names if n not in operands]
+        extra = [n for n in operands if n not in spec.field_names]
+        if missing or extra:
+            raise BundleError(f"{op}: missing operands {missing}, unknown operands {extra}")
+        return cls(op, tuple(int(operands[n]) for n in spec.field_names))
+
+    @property
+    def spec(self) -> OpSpec:
+        return OPS[self.op]
+
+    @property
+    def kind(self) -> str:
+        return OPS[self.op].kind
+
+    def __getitem__(self, name: str) -> int:
+        try:
+            return self.args[OPS[self.op].field_names.index(name)]
+        except ValueError:
+            raise KeyError(f"{self.op} has no operand {name!r}") from None
+
+    def operands(self) -> dict[str, int]:
+        """The operands by name."""
+        return dict(zip(OPS[self.op].field_names, self.args))
+
+    def __str__(self) -> str:
+        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args)]
+        return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def encode(instruction: Instruction) -> bytes:
+    """The 16-byte little-endian word of one instruction."""
+    spec = instruction.spec
+    word = spec.opcode
+    shift = OPCODE_BITS
+    for field, value in zip(spec.fields, instruction.args):
+        word |= (value & ((1 << field.bits) - 1)) << shift
+        shift += field.bits
+    return word.to_bytes(WORD_BYTES, "little")
+
+
+def decode(word: bytes, index: int = 0) -> Instruction:
+    """Decode one 16-byte word; an undecodable word raises BundleError naming ``index`` and why."""
+    if len(word) != WORD_BYTES:
+        raise BundleError(f"instruction {index}: {len(word)} bytes, expected {WORD_BYTES}")
+    value = int.from_bytes(word, "little")
+    opcode = value & ((1 << OPCODE_BITS) - 1)
+    spec = BY_OPCODE.get(opcode)
+    if spec is None:
+        raise BundleError(f"instruction {index}: unknown opcode 0x{opcode:02x}")
+    args = []
+    shift = OPCODE_BITS
+    for field in spec.fields:
+        raw = (value >> shift) & ((1 << field.bits) - 1)
+        if field.signed and raw >> (field.bits - 1):
+            raw -= 1 << field.bits
+        args.append(raw)
+        shift += field.bits
+    if value >> shift:
+        raise BundleError(f"instruction {index} ({spec.name}): reserved bits {shift}..{WORD_BITS - 1} are not zero")
+    return Instruction(spec.name, tuple(args))
+
+
+def encode_program(program: Iterable[Instruction]) -> bytes:
+    """Concatenated words of a program (what ``program.bin`` holds)."""
+    return b"".join(encode(i) for i in program)
+
+
+def decode_program(data: bytes) -> list[Instruction]:
+    """Decode ``program.bin``; a size that is not a whole number of words is a BundleError."""
+    if len(data) % WORD_BYTES:
+        raise BundleError(f"program is {len(data)} bytes, not a multiple of the {WORD_BYTES}-byte instruction word")
+    return [decode(data[i : i + WORD_BYTES], i // WORD_BYTES) for i in range(0, len(data), WORD_BYTES)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: assembler and disassembler
+# ---------------------------------------------------------------------------------------------
+
+_OPERAND = re.compile(r"^([a-z][a-z0-9]*)=(-?(?:0x[0-9a-fA-F]+|\d+))$")
+
+
+def parse_line(line: str, line_number: int = 1) -> Instruction | None:
+    """One line of assembly -> an instruction (None for a blank or comment line)."""
+    text = line.split(";", 1)[0].strip()
+    if not text:
+        return None
+    mnemonic, *tokens = text.split()
+    spec = OPS.get(mnemonic.upper())
+    if spec is None:
+        raise BundleError(f"line {line_number}: unknown instruction {mnemonic!r}")
+    operands: dict[str, int] = {}
+    for token in tokens:
+        match = _OPERAND.match(token)
+        if not match:
+            raise BundleError(f"line {line_number}: bad operand {token!r} (expected name=value)")
+        name, number = match.groups()
+        if name in operands:
+            raise BundleError(f"line {line_number}: operand {name} given twice")
+        operands[name] = int(number, 0)
+    try:
+        return Instruction.of(spec.name, **operands)
+    except BundleError as exc:
+        raise BundleError(f"line {line_number}: {exc}") from None
+
+
+def parse_assembly(text: str) -> list[Instruction]:
+    """Assembly text -> instructions."""
+    program = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        instruction = parse_line(line, number)
+        if instruction is not None:
+            program.append(instruction)
+    return program
+
+
+def assemble(text: str) -> bytes:
+    """Assembly text -> ``program.bin`` bytes."""
+    return encode_program(parse_assembly(text))
+
+
+def disassemble(data: bytes) -> str:
+    """``program.bin`` bytes -> canonical assembly text (one instruction per line)."""
+    return "".join(f"{instruction}\n" for instruction in decode_program(data))
+
+
+def listing(program: Sequence[Instruction], notes: Mapping[int, str] | None = None) -> str:
+    """A readable listing (``program.asm``): canonical lines, with the index and optional notes as
+    comments. It assembles back to the same binary (comments are ignored)."""
+    notes = notes or {}
+    lines = [f"; AxTrain FlexFlow ISA v{ISA_VERSION} program, {len(program)} instructions\n"]
+    for index, instruction in enumerate(program):
+        if index in notes:
+            lines.append(f"; {notes[index]}\n")
+        lines.append(f"{str(instruction):<96} ; {index}\n")
+    return "".join(lines)
+
+
+def count_by_kind(program: Iterable[Instruction]) -> dict[str, int]:
+    """Instruction counts per mnemonic (stable order of the ISA table, zeros omitted)."""
+    counts = {name: 0 for name in OPS}
+    for instruction in program:
+        counts[instruction.op] += 1
+    return {name: n for name, n in counts.items() if n}
+
+
+# ---------------------------------------------------------------------------------------------
+# Static checks against an architecture
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The geometry registers set by CONV and read by DISTN."""
+
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: int
+    pad: int
+    oh: int
+    ow: int
+
+    @property
+    def fan_in(self) -> int:
+        return self.c * self.kh * self.kw
+
+    @property
+    def positions(self) -> int:
+        return self.oh * self.ow
+
+
+def pool_output_size(size: int, k: int, s: int) -> int:
+    """Output extent of a ``k``-window, stride-``s`` max pool without padding (floor)."""
+    return (size - k) // s + 1
+
+
+def check_program(
+    program: Sequence[Instruction],
+    arch: "Architecture",  # noqa: F821 - imported lazily to keep this module standalone
+    weight_words: int | None = None,
+    bias_words: int | None = None,
+    activation_words: int | None = None,
+) -> None:
+    """Check every operand of ``program`` against ``arch`` (and the DRAM image sizes if given).
+
+    The checks are static: a program has no branches, so the geometry registers are tracked in
+    order. Raises BundleError naming the first bad instruction.
+    """
+    pes = arch.pe_count
+    local = min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words)
+    geometry: Geometry | None = None
+    ended = False
+
+    def fail(index: int, ins: Instruction, reason: str) -> None:
+        raise BundleError(f"instruction {index} ({ins.op}): {reason}")
+
+    def within(index: int, ins: Instruction, what: str, start: int, length: int, size: int | None) -> None:
+        if size is not None and length > 0 and start + length > size:
+            fail(index, ins, f"{what} [{start}, {start + length}) exceeds its {size} words")
+
+    for index, ins in enumerate(program):
+        o = ins.operands()
+        if ended:
+            fail(index, ins, "instruction after END")
+        if ins.op == "LDW":
+            if o["rows"] > 1 and o["stride"] < o["cols"]:
+                fail(index, ins, "stride smaller than cols (rows would overlap)")
+            within(index, ins, "weight buffer range", o["wb"], o["rows"] * o["cols"], arch.weight_buffer_words)
+            within(index, ins, "DRAM weight range", o["dram"], (o["rows"] - 1) * o["stride"] + o["cols"] if o["rows"] else 0, weight_words)
+        elif ins.op == "LDB":
+            within(index, ins, "bias buffer range", o["bb"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "DRAM bias range", o["dram"], o["count"], bias_words)
+        elif ins.op in ("LDN", "STN"):
+            within(index, ins, "neuron buffer range", o["nb"], o["count"], arch.neuron_buffer_words)
+            within(index, ins, "DRAM activation range", o["dram"], o["count"], activation_words)
+        elif ins.op == "MODE":
+            if o["code"] > MAX_MODE_CODE:
+                fail(index, ins, f"mode code {o['code']} is not 0 (exact) or 1..{MAX_MODE_CODE} (DRUM)")
+            within(index, ins, "mode table range", o["mt"], o["count"], arch.bias_buffer_words)
+        elif ins.op == "CONV":
+            g = Geometry(**o)
+            if min(g.c, g.h, g.w, g.kh, g.kw, g.stride) < 1:
+                fail(index, ins, "c, h, w, kh, kw and stride must be at least 1")
+            oh = (g.h + 2 * g.pad - g.kh) // g.stride + 1
+            ow = (g.w + 2 * g.pad - g.kw) // g.stride + 1
+            if (g.oh, g.ow) != (oh, ow) or oh < 1 or ow < 1:
+                fail(index, ins, f"output size {g.oh}x{g.ow} does not match the geometry ({oh}x{ow})")
+            within(index, ins, "input map", 0, g.c * g.h * g.w, arch.neuron_buffer_words)
+            geometry = g
+        elif ins.kind in ("distribute", "compute", "activation", "requantize"):
+            if not 1 <= o["m"] * o["p"] <= pes:
+                fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
+            if ins.op in ("DISTW", "DISTN", "MAC") and not 1 <= o["k"] <= local:
+                fail(index, ins, f"k={o['k']} outside [1, {local}] (PE local memory words)")
+            if ins.op == "DISTW":
+                within(index, ins, "weight buffer range", o["wb"], (o["m"] - 1) * o["stride"] + o["k"], arch.weight_buffer_words)
+            elif ins.op == "DISTN":
+                if geometry is None:
+                    fail(index, ins, "DISTN before any CONV set the geometry")
+                assert geometry is not None
+                if o["p0"] + o["p"] > geometry.positions:
+                    fail(index, ins, f"positions [{o['p0']}, {o['p0'] + o['p']}) exceed the {geometry.positions} of the geometry")
+                if o["k0"] + o["k"] > geometry.fan_in:
+                    fail(index, ins, f"inputs [{o['k0']}, {o['k0'] + o['k']}) exceed the fan-in {geometry.fan_in}")
+                within(index, ins, "input map", o["nb"], geometry.c * geometry.h * geometry.w, arch.neuron_buffer_words)
+            elif ins.op == "MAC":
+                within(index, ins, "bias buffer range", o["bb"], o["m"], arch.bias_buffer_words)
+                within(index, ins, "mode table range", o["mt"], o["m"], arch.bias_buffer_words)
+            elif ins.op == "REQ":
+                if not 2 <= o["bits"] <= arch.neuron_word_bits:
+                    fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+                if o["m"] > 1 and o["ostride"] < o["p"]:
+                    fail(index, ins, "ostride smaller than p (outputs would overlap)")
+                within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
+        elif ins.op == "POOL":
+            if min(o["c"], o["h"], o["w"], o["k"], o["s"]) < 1 or o["k"] > min(o["h"], o["w"]):
+                fail(index, ins, "channels, sizes, window and stride must be at least 1, window within the map")
+            oh, ow = pool_output_size(o["h"], o["k"], o["s"]), pool_output_size(o["w"], o["k"], o["s"])
+            within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], arch.neuron_buffer_words)
+            within(index, ins, "output map", o["dst"], o["c"] * oh * ow, arch.neuron_buffer_words)
+        elif ins.op == "SYNC":
+            within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+        elif ins.op == "END":
+            ended = True
+    if not ended:
+        raise BundleError("program does not end with END")
+
+
+def iter_words(data: bytes) -> Iterator[bytes]:
+    """The 16-byte words of a program image."""
+    for i in range(0, len(data), WORD_BYTES):
+        yield data[i : i + WORD_BYTES]
