@@ -1,0 +1,328 @@
+"""The deployed fixed-point arithmetic, emulated in torch on a *float* model (AxTrain-pas's forward).
+
+Given a float ``nn.Sequential`` and its :class:`~axtrain.hwmodels.layers.QuantizedLayer` records
+(formats, multiplier modes, SRAM voltages), :func:`emulate` runs what the hardware runs
+(docs/numerics.md): quantise the input; per layer quantise the current float weights with the
+layer's weight format, optionally flip bits of the stored integer words (NTV SRAM), DRUM-transform
+both operands, multiply-accumulate, add the int32 bias, ReLU, requantise with round-half-even and
+saturation. Max-pool and flatten act on the quantised values unchanged.
+
+Values are carried in the *real* domain (``q * 2**-f``): scaling by a power of two is exact, so a
+real-domain tensor holds exactly the integers the hardware holds. Activations are b-bit integers
+(b <= 16) times a power of two, exact in float32, so they are always carried in float32. Two modes:
+
+- ``exact=True`` (evaluation): no autograd, outputs bit-identical with
+  :func:`axtrain.hwmodels.layers.forward` (tested on all six topologies). Every product and partial
+  sum is an integer multiple of ``2**-(fa+fw)``; the GEMM runs in float32 when the bound
+  ``fan_in * max|a| * max|w| + max|bias| < 2**24`` (in those units, measured on the transformed
+  operands) proves float32 exact, else in float64 (exact below ``2**53``). Convolutions run as
+  im2col + GEMM so that no convolution algorithm (Winograd, FFT) can round.
+- ``exact=False`` (training): float32 with autograd. Every non-differentiable step (quantisers,
+  bit flips, DRUM) passes gradients straight through with the paper's mask
+  ``grad_in = grad_out * 1[|grad_out| < 1]`` (Eq. 12).
+
+DRUM is a per-operand transform, so an approximate layer is *transform, then GEMM*; output neurons
+with different modes are grouped by mode. The transform edits the float's mantissa bits directly
+(the float's own sign-magnitude layout is DRUM's sign handling, docs/decisions.md item 2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axtrain.errors import ConfigError
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.hwmodels.ntv import bit_error_rate
+
+# Mantissa widths of the float types the transform works on.
+_MANTISSA = {torch.float32: (23, torch.int32), torch.float64: (52, torch.int64)}
+BIAS_QMIN, BIAS_QMAX = -(2**31), 2**31 - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Straight-through estimator (paper Eq. 12)
+# ---------------------------------------------------------------------------------------------
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: ``fn(x)`` (any non-differentiable map). Backward: ``g * 1[|g| < 1]``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        ctx.input_dtype = x.dtype
+        with torch.no_grad():
+            return fn(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return ste_mask(grad).to(ctx.input_dtype), None
+
+
+def ste_mask(grad: torch.Tensor) -> torch.Tensor:
+    """The paper's straight-through gradient: pass ``grad`` where ``|grad| < 1``, zero elsewhere."""
+    return grad * (grad.abs() < 1).to(grad.dtype)
+
+
+def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn(x)`` in the forward pass, the STE mask in the backward pass (plain ``fn`` without grad)."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return fn(x)
+    return _StraightThrough.apply(x, fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise hardware models in torch
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_real(x: torch.Tensor, fmt: FixedPointFormat) -> torch.Tensor:
+    """``dequantize(quantize(x, fmt))`` in ``x``'s dtype: scale by ``2**f`` (exact), round half to even, saturate."""
+    scale = math.ldexp(1.0, fmt.frac)
+    return torch.clamp(torch.round(x * scale), fmt.qmin, fmt.qmax) * (1.0 / scale)
+
+
+def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
+    """DRUM(k) operand transform of values ``q * 2**-frac`` (``q`` integer), bit-exact with hwmodels.
+
+    Works on the float's bit pattern: for ``|q| >= 2**k`` keep the leading one and the next ``k-1``
+    mantissa bits, clear the rest and set the lowest kept bit; smaller magnitudes pass unchanged.
+    Because the float is sign-magnitude and the scale a power of two, this is exactly
+    ``drum_transform(q) * 2**-frac`` for every float32 ``|q| < 2**24`` (float64: ``2**53``).
+    """
+    if x.dtype not in _MANTISSA:
+        raise TypeError(f"drum_transform needs float32 or float64 values, got {x.dtype}")
+    mantissa, int_type = _MANTISSA[x.dtype]
+    if k > mantissa:
+        return x
+    bits = x.contiguous().view(int_type)
+    low = mantissa + 1 - k  # position of the lowest kept bit (the leading one sits at `mantissa`)
+    keep = -(1 << low)  # ...1111 000: clears every mantissa bit below `low`
+    transformed = bits & keep
+    if k >= 2:
+        transformed |= 1 << low
+    threshold = math.ldexp(1.0, k - frac)  # |q| >= 2**k  <=>  more than k significant bits
+    return torch.where(x.abs() >= threshold, transformed, bits).view(x.dtype)
+
+
+def transform_real(x: torch.Tensor, mode: MultiplierMode, frac: int) -> torch.Tensor:
+    """The operand as ``mode``'s multiplier sees it (identity for exact)."""
+    return x if mode.is_exact else drum_transform(x, mode.k, frac)
+
+
+def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
+    """XOR the two's complement ``bits``-bit words ``q`` (integer-valued) with ``masks``; sign-extend.
+
+    Bit-exact with the word update of :func:`axtrain.hwmodels.ntv.inject` for the same masks.
+    """
+    words = q.to(torch.int64)
+    raw = (words & ((1 << bits) - 1)) ^ masks.to(torch.int64)
+    sign = 1 << (bits - 1)
+    return ((raw ^ sign) - sign).to(q.dtype)
+
+
+def draw_fault_masks(shape: Sequence[int], bits: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """One NTV fault map: an int64 XOR mask per word, each of its ``bits`` bits set with probability ``p``.
+
+    Exact per-bit Bernoulli draws from ``generator`` (CPU), so a map depends only on the seed, not
+    on the device the model runs on.
+    """
+    count = int(np.prod(shape)) if len(shape) else 1
+    if p <= 0.0 or count == 0:
+        return torch.zeros(tuple(shape), dtype=torch.int64)
+    flips = torch.rand((count, bits), generator=generator) < p
+    weights = torch.tensor([1 << j for j in range(bits)], dtype=torch.int64)
+    return (flips.to(torch.int64) * weights).sum(dim=1).reshape(tuple(shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulated network
+# ---------------------------------------------------------------------------------------------
+
+
+def _mode_groups(modes: Sequence[MultiplierMode]) -> list[tuple[MultiplierMode, list[int]]]:
+    """Output neurons grouped by multiplier mode, in a fixed order."""
+    found: dict[MultiplierMode, list[int]] = {}
+    for j, mode in enumerate(modes):
+        found.setdefault(mode, []).append(j)
+    return sorted(found.items(), key=lambda item: (item[0].k is not None, item[0].k or 0))
+
+
+def _weight_real(
+    w: torch.Tensor, layer: QuantizedLayer, mode: MultiplierMode, masks: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """The weights the multiplier sees: quantised, optionally bit-flipped, DRUM-transformed (real domain)."""
+    fmt = layer.weight_format
+    assert fmt is not None
+    scale = math.ldexp(1.0, fmt.frac)
+
+    def pipeline(value: torch.Tensor) -> torch.Tensor:
+        q = torch.clamp(torch.round(value.to(dtype) * scale), fmt.qmin, fmt.qmax)
+        if masks is not None:
+            q = flip_bits(q, masks.to(q.device), fmt.bits)
+        return transform_real(q, mode, 0) * (1.0 / scale)
+
+    return straight_through(w, pipeline)
+
+
+def _bias_real(b: torch.Tensor | None, n_out: int, acc_frac: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The int32 bias at the accumulator's fractional length, as a real value."""
+    if b is None:
+        return torch.zeros(n_out, dtype=dtype, device=device)
+    scale = math.ldexp(1.0, acc_frac)
+
+    def pipeline(value: torch.Tensor) -> torch.Tensor:
+        # float64: the int32 range and b * 2**acc_frac are exact there (float32 is not, at 2**31).
+        q = torch.clamp(torch.round(value.to(torch.float64) * scale), BIAS_QMIN, BIAS_QMAX)
+        return (q * (1.0 / scale)).to(dtype)
+
+    return straight_through(b, pipeline)
+
+
+def _conv_exact(a: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """Convolution as im2col + GEMM: no algorithm with intermediate rounding can be picked."""
+    n, _, h, wd = a.shape
+    out_ch, _, kh, kw = w.shape
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    cols = F.unfold(a, (kh, kw), padding=padding, stride=stride)  # [N, C*kh*kw, OH*OW]
+    out = w.reshape(out_ch, -1) @ cols  # [N, OC, OH*OW]
+    return out.reshape(n, out_ch, oh, ow)
+
+
+class FaultSource:
+    """Where fresh NTV fault maps come from: a seeded CPU generator, one map per layer per forward."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def masks_for(self, layer: QuantizedLayer) -> torch.Tensor | None:
+        p = bit_error_rate(layer.sram_voltage)
+        if p <= 0.0:
+            return None
+        assert layer.weight is not None and layer.weight_format is not None
+        return draw_fault_masks(layer.weight.shape, layer.weight_format.bits, p, self.generator)
+
+
+def _check_pairing(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> None:
+    for layer in layers:
+        index = layer.meta.get("module_index")
+        if index is None or not 0 <= index < len(model):
+            raise ConfigError(f"layer record {layer.name!r} does not name a module of the network (meta.module_index)")
+
+
+def emulate(
+    model: nn.Sequential,
+    layers: Sequence[QuantizedLayer],
+    x: torch.Tensor,
+    *,
+    exact: bool = False,
+    faults: FaultSource | torch.Generator | None = None,
+    collect: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The network output (real values, ``dequantize(q_out, fo_last)``) under the deployed arithmetic.
+
+    ``model`` supplies the current float weights, ``layers`` the formats, modes and voltages (from
+    :func:`axtrain.trainer.hardware.calibrate`; their integer weights are not used, the model's are
+    quantised on the fly so that training sees its own updates). ``faults``: a seeded source of
+    fresh NTV fault maps (None: no bit flips). ``collect``: receives every layer's output.
+    ``exact``: no autograd, bit-exact with hwmodels (see the module docstring).
+    """
+    _check_pairing(model, layers)
+    if isinstance(faults, torch.Generator):
+        faults = FaultSource(faults)
+    context = torch.no_grad() if exact else torch.enable_grad() if torch.is_grad_enabled() else torch.no_grad()
+    with context:
+        # Activations are b-bit integers (b <= 16) times a power of two: exact in float32.
+        h = quantize_real(x.to(torch.float32), layers[0].input_format)
+        for layer in layers:
+            module = model[layer.meta["module_index"]]
+            if layer.op == "flatten":
+                h = h.reshape(h.shape[0], -1)
+            elif layer.op == "maxpool":
+                h = F.max_pool2d(h, layer.kernel, layer.stride)
+            else:
+                h = _mac_layer(module, layer, h, exact, faults)
+            if collect is not None:
+                collect.append(h)
+    return h
+
+
+def _mac_layer(
+    module: nn.Module, layer: QuantizedLayer, a: torch.Tensor, exact: bool, faults: FaultSource | None
+) -> torch.Tensor:
+    """One dense/conv layer: transform + GEMM per mode group, bias, ReLU, requantise."""
+    assert layer.weight_format is not None
+    fa, fw = layer.input_format.frac, layer.weight_format.frac
+    w = module.weight
+    masks = faults.masks_for(layer) if faults is not None else None
+    operands: list[tuple[torch.Tensor, torch.Tensor]] = []
+    order: list[int] = []
+    for mode, cols in _mode_groups(layer.neuron_modes()):
+        if len(cols) == w.shape[0]:
+            w_rows, m_rows = w, masks
+        else:
+            w_rows = w.index_select(0, torch.tensor(cols, device=w.device))
+            m_rows = None if masks is None else masks[cols]
+        w_t = _weight_real(w_rows, layer, mode, m_rows, a.dtype)
+        a_t = straight_through(a, lambda v, mode=mode: transform_real(v, mode, fa))
+        operands.append((a_t, w_t))
+        order.extend(cols)
+    bias = _bias_real(module.bias, w.shape[0], fa + fw, torch.float64, a.device)
+    # float32 arithmetic is exact while every partial sum stays below 2**24 LSBs of the accumulator
+    # (docs/numerics.md); training accepts float32 regardless, evaluation proves the bound first.
+    dtype = a.dtype
+    if exact and not _float32_exact(operands, bias, fa + fw):
+        dtype = torch.float64
+    parts = []
+    for a_t, w_t in operands:
+        a_t, w_t = a_t.to(dtype), w_t.to(dtype)
+        if layer.op == "dense":
+            parts.append(a_t @ w_t.T)
+        elif exact:
+            parts.append(_conv_exact(a_t, w_t, layer.stride, layer.padding))
+        else:
+            parts.append(F.conv2d(a_t, w_t, None, layer.stride, layer.padding))
+    acc = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    if order != sorted(order):
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        acc = acc.index_select(1, inverse.to(acc.device))
+    bias = bias.to(dtype)
+    acc = acc + (bias if layer.op == "dense" else bias.view(1, -1, 1, 1))
+    if layer.relu:
+        acc = torch.relu(acc)
+    out = straight_through(acc, lambda v: quantize_real(v, layer.output_format))
+    return out.to(a.dtype)  # b-bit integers (b <= 16) are exact in float32
+
+
+def _float32_exact(operands: Sequence[tuple[torch.Tensor, torch.Tensor]], bias: torch.Tensor, acc_frac: int) -> bool:
+    """Whether ``fan_in * max|a| * max|w| + max|bias| < 2**24`` accumulator LSBs for every mode group."""
+    limit = math.ldexp(1.0, 24 - acc_frac)  # 2**24 LSBs, in real units
+    bias_max = float(bias.abs().max()) if bias.numel() else 0.0
+    for a_t, w_t in operands:
+        fan_in = w_t[0].numel()
+        bound = fan_in * float(a_t.abs().max()) * float(w_t.abs().max()) + bias_max
+        if not bound < limit:
+            return False
+    return True
+
+
+def emulate_integers(
+    model: nn.Sequential, layers: Sequence[QuantizedLayer], x: torch.Tensor, faults: FaultSource | torch.Generator | None = None
+) -> list[np.ndarray]:
+    """Every layer's integer output (int64 numpy), as :func:`axtrain.hwmodels.layers.forward` returns them."""
+    outputs: list[torch.Tensor] = []
+    emulate(model, layers, x, exact=True, faults=faults, collect=outputs)
+    ints = []
+    for layer, out in zip(layers, outputs):
+        q = out.detach().cpu().numpy() * math.ldexp(1.0, layer.output_format.frac)
+        ints.append(np.rint(q).astype(np.int64))
+    return ints
