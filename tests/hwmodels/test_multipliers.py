@@ -83,3 +83,12 @@ def test_matmul_is_the_sum_of_reference_products(rng: np.random.Generator) -> No
         expected = [[sum(multiply_reference(int(a[i, t]), int(w[t, j]), mode) for t in range(7)) for j in range(3)] for i in range(5)]
         got = matmul(a, w, mode)
         assert got.dtype == np.int64 and got.tolist() == expected
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 12])
+def test_wide_operands_take_the_arithmetic_path(k: int, rng: np.random.Generator) -> None:
+    # A span above the lookup-table limit: the transform is computed bit by bit, not looked up.
+    values = rng.integers(-(2**40), 2**40, 10_000)
+    assert np.array_equal(drum_transform(values, k), [drum_operand_reference(v, k) for v in values.tolist()])
+    small = values[:100]  # below the table's size threshold
+    assert np.array_equal(drum_transform(small % 300 - 150, k), [drum_operand_reference(v, k) for v in (small % 300 - 150).tolist()])

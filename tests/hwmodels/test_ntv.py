@@ -119,3 +119,24 @@ def test_fast_path_has_the_reference_flip_distribution() -> None:
     keep = (f_hist + r_hist) >= 20
     chi2 = float((((f_hist - r_hist) ** 2) / (f_hist + r_hist))[keep].sum())
     assert chi2 < 40.0, f"chi-square {chi2:.1f} over {int(keep.sum())} bins"  # p ~ 1e-4 at ~13 dof
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8, 12, 16, 23, 32])
+def test_both_mask_routes_match_a_python_reference(bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from axtrain.hwmodels import ntv
+
+    n_words = 300
+    positions = flip_positions(n_words * bits, 0.2, np.random.default_rng(bits))
+    expected = [0] * n_words
+    for position in positions.tolist():
+        expected[position // bits] |= 1 << (position % bits)
+    assert ntv._flip_masks(positions, n_words, bits).tolist() == expected  # bit-array route
+    monkeypatch.setattr(ntv, "_BIT_ARRAY_LIMIT", 0)
+    assert ntv._flip_masks(positions, n_words, bits).tolist() == expected  # bincount route
+
+
+def test_32bit_words_flip_the_sign_bit() -> None:
+    words = np.zeros(20_000, dtype=np.int32)
+    out = inject(words, 32, 0.05, np.random.default_rng(5))
+    assert out.dtype == np.int32 and np.any(out < 0)
+    assert abs(np.unpackbits(out.view(np.uint8)).mean() - 0.05) < 0.002
