@@ -1,8 +1,9 @@
 """Hardware-model speed (issue 2): NTV fault injection and the DRUM transform + GEMM.
 
 * NTV: 50 fault maps drawn over a 1.6 M-bit weight image (200 k 8-bit words) at p = 0.1, versus
-  the baseline of drawing one uniform number per bit once (``rng.random(1.6e6) < p``, the obvious
-  per-bit Bernoulli). Acceptance: 50 draws "well under a second"; the limit is on the ratio.
+  the obvious per-bit Bernoulli baseline for the same 50 draws (one uniform number per bit, compare,
+  pack the flags into byte masks, XOR). Acceptance: 50 draws "well under a second" (the absolute
+  time is in the note); the limit asks for at least 2x over the baseline.
 * DRUM: a 10000 x 784 @ 784 x 128 integer product with every scalar product taken by DRUM(2)
   (transform both operands, then one GEMM), versus the same exact GEMM.
 """
@@ -10,7 +11,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,15 @@ def run(quick: bool = False) -> list[Result]:
         for _ in range(DRAWS):
             inject(words, 8, P, rng)
 
-    def per_bit_once() -> None:
-        (rng.random(N_BITS) < P).sum()
+    def per_bit_naive() -> None:
+        for _ in range(DRAWS):
+            masks = np.packbits(rng.random(N_BITS) < P, bitorder="little").view(np.int8)
+            words ^ masks
 
     t_inject = best_time(draws, repeat=repeat)
-    t_bits = best_time(per_bit_once, repeat=repeat)
+    t_bits = best_time(per_bit_naive, repeat=repeat)
     results = [
-        Result(f"ntv inject 1.6 Mbit x {DRAWS} draws p={P}", t_inject, "rng.random per bit, 1 draw", t_bits, limit=50.0,
+        Result(f"ntv inject 1.6 Mbit x {DRAWS} draws p={P}", t_inject, f"rng.random per bit x {DRAWS}", t_bits, limit=0.5,
                note=f"{t_inject:.3f} s for {DRAWS} draws (acceptance: well under 1 s)"),
     ]
 
@@ -58,5 +60,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    start = time.perf_counter()
     print(format_table(run(quick="--quick" in sys.argv)))
