@@ -21,9 +21,9 @@ from axtrain.errors import ConfigError
 
 # Field widths of ISA v1 (axtrain/formats/isa.py) bound what an architecture may declare.
 MAX_PES = 4095  # the m and p operands are 12 bits wide
-MAX_BUFFER_WORDS = 1 << 20  # buffer addresses are 20 bits wide
+MAX_BUFFER_WORDS = (1 << 20) - 1  # buffer addresses and counts are 20 bits wide
 MAX_LOCAL_WORDS = (1 << 16) - 1  # the k operand is 16 bits wide
-MAX_BIAS_WORDS = 1 << 16  # bias buffer / mode table addresses are 16 bits wide
+MAX_BIAS_WORDS = (1 << 16) - 1  # bias buffer / mode table addresses and counts are 16 bits wide
 
 
 class Architecture(BaseModel):

@@ -1,0 +1,344 @@
+"""The FlexFlow bundle (format version 1): what ``axtrain compile`` writes and the runtime reads.
+
+A bundle is one directory (docs/bundle.md):
+
+    manifest.json     format/ISA/toolchain versions, source ONNX sha256, app metadata,
+                      input/output placement, per-layer modes and voltage, sha256 of every file
+    arch.json         the Architecture it was compiled for
+    program.bin       ISA words (16 bytes each, little-endian); program.asm its listing
+    weights.bin/.hex  weight image (weight_word_bits two's complement, little-endian / $readmemh)
+    bias.bin/.hex     bias image (int32)
+    layers.json       the layer table: formats, shapes, image and buffer addresses, modes, tiling
+    golden/inputs.npy float32 inputs; golden/layer_<i>.npy the bit-exact integer output of layer i;
+                      golden/outputs.npy the float32 network output (the ONNX model's values)
+
+:func:`load_bundle` checks the format and ISA versions, then every hash, before it parses anything
+else; :func:`write_bundle` writes the directory atomically with deterministic bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from axtrain import atomic
+from axtrain.errors import BundleError, ConfigError
+from axtrain.formats.arch import Architecture, arch_from_dict
+from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+
+FORMAT_NAME = "axtrain-flexflow-bundle"
+FORMAT_VERSION = "1"
+BIAS_WORD_BITS = 32
+
+MANIFEST = "manifest.json"
+ARCH = "arch.json"
+PROGRAM_BIN = "program.bin"
+PROGRAM_ASM = "program.asm"
+WEIGHTS_BIN = "weights.bin"
+WEIGHTS_HEX = "weights.hex"
+BIAS_BIN = "bias.bin"
+BIAS_HEX = "bias.hex"
+LAYERS = "layers.json"
+GOLDEN_INPUTS = "golden/inputs.npy"
+GOLDEN_OUTPUTS = "golden/outputs.npy"
+REQUIRED_FILES = (ARCH, PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, LAYERS, GOLDEN_INPUTS, GOLDEN_OUTPUTS)
+
+
+def golden_layer_file(index: int) -> str:
+    """Name of the golden output file of layer ``index``."""
+    return f"golden/layer_{index}.npy"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Placement(_Model):
+    """A network input or output: per-sample shape, fixed-point format, DRAM activation address (words)."""
+
+    shape: list[int]
+    format: str
+    dram: int
+
+
+class ImageRange(_Model):
+    """A layer's slice of a memory image: first word and word count; ``shape`` of the matrix."""
+
+    dram: int
+    count: int
+    shape: list[int]
+
+
+class Tiling(_Model):
+    """How a compute layer maps onto the PE array."""
+
+    m_tile: int  # output neurons per tile
+    p_tile: int  # positions per tile
+    k_chunk: int  # inputs per local-memory chunk
+    tiles: int  # m-blocks x position tiles
+    chunks: int  # chunks per tile
+    weights_resident: Literal["layer", "block", "chunk"]  # what one LDW loads
+
+
+class LayerRecord(_Model):
+    """One row of ``layers.json``: everything the runtime needs about a layer."""
+
+    index: int
+    name: str
+    op: Literal["dense", "conv", "maxpool", "flatten"]
+    input_shape: list[int]  # per sample
+    output_shape: list[int]
+    input_format: str
+    output_format: str
+    weight_format: str | None = None
+    bias_format: str | None = None
+    relu: bool = False
+    multipliers: list[str]  # one per output neuron (compute layers) or [] (no weights)
+    sram_voltage: float
+    stride: int = 1
+    padding: int = 0
+    kernel: list[int]  # conv [kh, kw], maxpool [k, k], else []
+    weights: ImageRange | None = None  # in the weight image (bits of each word: weight_format)
+    bias: ImageRange | None = None  # in the bias image
+    nb_input: int  # neuron buffer word address of the input map
+    nb_output: int  # neuron buffer word address of the output map
+    tiling: Tiling | None = None
+    macs: int  # multiply-accumulates per sample
+    program: list[int]  # [first, end) instruction indices that belong to the layer
+
+
+class LayerSummary(_Model):
+    """Per-layer modes and voltage, repeated in the manifest for a quick look."""
+
+    name: str
+    op: str
+    multiplier: str  # one mode, or "mixed:<n> modes"
+    sram_voltage: float
+
+
+class Manifest(_Model):
+    """``manifest.json``."""
+
+    format: Literal["axtrain-flexflow-bundle"]
+    format_version: str
+    isa_version: str
+    toolchain: dict[str, str]
+    source_onnx_sha256: str
+    source_onnx_name: str
+    onnx_schema: str | None
+    app: str
+    method: str | None
+    seed: str | None
+    input: Placement
+    output: Placement
+    activation_words: int
+    weight_words: int
+    weight_word_bits: int
+    bias_words: int
+    bias_word_bits: int
+    instructions: int
+    golden_count: int
+    layers: list[LayerSummary]
+    files: dict[str, str]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding helpers (memory images, hex, npy, JSON)
+# ---------------------------------------------------------------------------------------------
+
+
+def image_dtype(word_bits: int) -> np.dtype:
+    """Little-endian signed dtype of a memory image with ``word_bits``-bit words."""
+    return np.dtype({8: "<i1", 16: "<i2", 32: "<i4"}[word_bits])
+
+
+def image_bytes(words: np.ndarray, word_bits: int) -> bytes:
+    """Signed words -> little-endian two's complement bytes (range checked)."""
+    words = np.asarray(words, dtype=np.int64)
+    lo, hi = -(1 << (word_bits - 1)), (1 << (word_bits - 1)) - 1
+    if words.size and (words.min() < lo or words.max() > hi):
+        raise BundleError(f"memory image value outside {word_bits}-bit words")
+    return words.astype(image_dtype(word_bits)).tobytes()
+
+
+def image_hex(words: np.ndarray, word_bits: int) -> str:
+    """``$readmemh`` text: one two's complement word per line, ``word_bits/4`` hex digits."""
+    mask = (1 << word_bits) - 1
+    digits = word_bits // 4
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in np.asarray(words, dtype=np.int64))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as .npy bytes (deterministic, no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Deterministic JSON: sorted keys, 2-space indent, final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def write_bundle(path: str | Path, files: dict[str, bytes], manifest: dict[str, Any], overwrite: bool = False) -> Path:
+    """Write a bundle directory atomically: ``files`` (name -> bytes) plus ``manifest.json``, whose
+    ``files`` entry (sha256 of each file) is filled in here. Returns the bundle path."""
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise BundleError(f"cannot write a bundle without {', '.join(missing)}")
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{target} already exists (use --force to replace it)")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} exists and is not a directory")
+    full = dict(manifest, files={name: sha256_bytes(data) for name, data in sorted(files.items())})
+    Manifest.model_validate(full)  # the writer never writes what the reader would refuse
+    with atomic.directory(target, overwrite=overwrite) as tmp:
+        for name, data in sorted(files.items()):
+            file = tmp / name
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(data)
+        (tmp / MANIFEST).write_bytes(json_bytes(full))
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle."""
+
+    path: Path
+    manifest: Manifest
+    arch: Architecture
+    program: list[Instruction]
+    program_bytes: bytes
+    weights: np.ndarray  # int64 words of the weight image
+    bias: np.ndarray  # int64 words of the bias image
+    layers: list[LayerRecord]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def load_npy(self, name: str) -> np.ndarray:
+        """A .npy file of the bundle (never unpickled)."""
+        try:
+            return np.load(self.path / name, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{self.path / name}: not a readable .npy array ({exc})") from None
+
+    def golden_inputs(self) -> np.ndarray:
+        return self.load_npy(GOLDEN_INPUTS)
+
+    def golden_layer(self, index: int) -> np.ndarray:
+        return self.load_npy(golden_layer_file(index))
+
+    def golden_outputs(self) -> np.ndarray:
+        return self.load_npy(GOLDEN_OUTPUTS)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _validation_line(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {loc}: {err['msg']}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
+
+
+def verify_hashes(path: Path, files: dict[str, str]) -> None:
+    """Every required file is listed and present, and every listed file matches its sha256."""
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"{path}: manifest lists no hash for {name}")
+    for name, expected in sorted(files.items()):
+        file = (path / name).resolve()
+        if not file.is_relative_to(path.resolve()):
+            raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is missing")
+        if sha256_file(file) != expected:
+            raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open a bundle: versions first, then hashes, then contents (any problem -> one-line BundleError)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root} is not a bundle directory")
+    raw = _read_json(root / MANIFEST)
+    if not isinstance(raw, dict):
+        raise BundleError(f"{root / MANIFEST}: expected a JSON object")
+    if raw.get("format") != FORMAT_NAME:
+        raise BundleError(f"{root}: not an AxTrain bundle (manifest format {raw.get('format')!r})")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{root}: unknown bundle format version {raw.get('format_version')!r} (this axtrain reads version {FORMAT_VERSION})")
+    if raw.get("isa_version") != ISA_VERSION:
+        raise BundleError(f"{root}: unknown ISA version {raw.get('isa_version')!r} (this axtrain runs ISA version {ISA_VERSION})")
+    files = raw.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
+    verify_hashes(root, files)
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(_validation_line(exc, str(root / MANIFEST))) from None
+    try:
+        arch = arch_from_dict(_read_json(root / ARCH), str(root / ARCH))
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
+    layers_raw = _read_json(root / LAYERS)
+    try:
+        layers = [LayerRecord.model_validate(entry) for entry in layers_raw]
+    except (ValidationError, TypeError) as exc:
+        detail = _validation_line(exc, str(root / LAYERS)) if isinstance(exc, ValidationError) else f"{root / LAYERS}: expected a list of layers"
+        raise BundleError(detail) from None
+    program_bytes = (root / PROGRAM_BIN).read_bytes()
+    program = decode_program(program_bytes)
+    if manifest.weight_word_bits != arch.weight_word_bits or manifest.bias_word_bits != BIAS_WORD_BITS:
+        raise BundleError(f"{root}: manifest word widths disagree with arch.json")
+    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
+    bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
+    check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+
+
+def _read_image(path: Path, word_bits: int, words: int) -> np.ndarray:
+    data = path.read_bytes()
+    size = word_bits // 8
+    if len(data) != words * size:
+        raise BundleError(f"{path}: {len(data)} bytes, the manifest says {words} words of {word_bits} bits")
+    return np.frombuffer(data, dtype=image_dtype(word_bits)).astype(np.int64)

@@ -1,0 +1,149 @@
+"""The compiler's intermediate representation: one frozen record that each pass fills in further.
+
+Stages (each pass returns a copy with one more part set):
+
+    import       graph          raw ONNX nodes as plain Python/numpy values (no onnx objects)
+    validate     (checks only)  every node lies inside the supported subset
+    fold_qdq     layers         Q/DQ pairs folded into formats: QuantizedLayer records + shapes
+    tile_schedule schedule      how each layer maps onto the PE array
+    allocate     allocation     DRAM images, neuron buffer addresses
+    emit         program        ISA instructions, memory images, the layer table
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import Instruction
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.layers import QuantizedLayer
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ONNX node, stripped of protobuf: attribute values are Python values."""
+
+    index: int
+    name: str
+    op: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any]
+    metadata: dict[str, str]
+
+    @property
+    def label(self) -> str:
+        """How error messages name the node."""
+        return f"node '{self.name}' ({self.op})" if self.name else f"node #{self.index} ({self.op})"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The imported ONNX graph: nodes in file order, initializers as numpy arrays."""
+
+    nodes: tuple[Node, ...]
+    initializers: dict[str, np.ndarray]
+    inputs: tuple[tuple[str, str, tuple[int | str | None, ...]], ...]  # (name, dtype, dims)
+    outputs: tuple[tuple[str, str], ...]  # (name, dtype)
+    metadata: dict[str, str]
+    opset: int
+
+
+@dataclass(frozen=True)
+class LayerSchedule:
+    """How one layer runs on the PE array (compute layers) or which unit does it (pool, flatten).
+
+    A compute layer is ``m`` output neurons x ``positions`` output positions, each a dot product of
+    ``k`` inputs; tiles are ``m_tile x p_tile`` PEs and the dot product runs in chunks of ``k_chunk``
+    words (one PE local memory). ``weights_resident`` says what one LDW brings into the weight buffer:
+    the whole layer, one m-block (all chunks), or one (m-block, chunk) block.
+    """
+
+    kind: Literal["compute", "pool", "flatten"]
+    m: int = 0
+    k: int = 0
+    positions: int = 0
+    geometry: tuple[int, ...] = ()  # CONV operands: c h w kh kw stride pad oh ow
+    m_tile: int = 0
+    p_tile: int = 0
+    k_chunk: int = 0
+    weights_resident: Literal["layer", "block", "chunk", ""] = ""
+    bias_resident: Literal["layer", "block", ""] = ""
+
+    @property
+    def m_blocks(self) -> int:
+        return -(-self.m // self.m_tile) if self.m_tile else 0
+
+    @property
+    def p_tiles(self) -> int:
+        return -(-self.positions // self.p_tile) if self.p_tile else 0
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.k // self.k_chunk) if self.k_chunk else 0
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses."""
+
+    weight_dram: int | None
+    bias_dram: int | None
+    nb_input: int
+    nb_output: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The memory plan of the whole program."""
+
+    layers: tuple[LayerPlacement, ...]
+    weight_words: int
+    bias_words: int
+    input_dram: int
+    output_dram: int
+    activation_words: int
+    nb_network_input: int
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """The emitted program and memory images."""
+
+    program: tuple[Instruction, ...]
+    layer_ranges: tuple[tuple[int, int], ...]  # [first, end) instruction index per layer
+    weight_image: np.ndarray  # int64 words
+    bias_image: np.ndarray  # int64 words
+
+
+@dataclass(frozen=True)
+class CompilerIR:
+    """Everything the compiler knows about one model; passes return updated copies."""
+
+    source_name: str
+    source_sha256: str
+    arch: Architecture
+    graph: Graph | None = None
+    layers: tuple[QuantizedLayer, ...] | None = None
+    shapes: tuple[tuple[int, ...], ...] | None = None  # per-sample shape of the input, then of each layer's output
+    input_format: FixedPointFormat | None = None
+    model_info: dict[str, str | None] = field(default_factory=dict)  # schema, app, method, seed
+    schedule: tuple[LayerSchedule, ...] | None = None
+    allocation: Allocation | None = None
+    emitted: Emitted | None = None
+
+    def update(self, **changes: Any) -> "CompilerIR":
+        """A copy with some parts replaced."""
+        return replace(self, **changes)
+
+    def layer_label(self, index: int) -> str:
+        """How error messages name a layer: its name and ONNX node."""
+        assert self.layers is not None
+        layer = self.layers[index]
+        node = layer.meta.get("onnx_node")
+        return f"layer {index} '{layer.name}'" + (f" (node '{node}')" if node and node != layer.name else "")

@@ -1,0 +1,156 @@
+"""Read an ONNX file into the compiler's graph IR (the only module that touches onnx protobufs).
+
+Reading is defensive: a file that is not a protobuf, fails ``onnx.checker``, or points its external
+data outside the model's directory is refused with one line (``OnnxError``). The result holds plain
+Python values and numpy arrays, so the passes never see protobuf objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from axtrain.compiler.ir import CompilerIR, Graph, Node
+from axtrain.errors import OnnxError
+from axtrain.formats.arch import DEFAULT_ARCH, Architecture
+
+UNSUPPORTED_ATTRIBUTE = "<tensor or graph attribute>"
+
+
+def _attribute(attr: Any) -> Any:
+    """An attribute's value as plain Python (strings decoded); graphs and tensors become a marker."""
+    import onnx
+
+    plain = {onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
+             onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS}
+    if attr.type not in plain:
+        return UNSUPPORTED_ATTRIBUTE
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in value]
+    return value
+
+
+def _load_external_data(model: Any, base: Path, source: Path) -> None:
+    """Load external tensors, refusing any location that escapes the model's directory."""
+    from onnx import external_data_helper
+
+    root = base.resolve()
+    external = [t for t in model.graph.initializer if external_data_helper.uses_external_data(t)]
+    for tensor in external:
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        target = (root / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(root):
+            raise OnnxError(f"{source}: initializer '{tensor.name}' has external data at {location!r}, outside the model's directory")
+        if not target.is_file():
+            raise OnnxError(f"{source}: initializer '{tensor.name}' needs external data file {location!r}, which is missing")
+    if external:
+        try:
+            external_data_helper.load_external_data_for_model(model, str(root))
+        except (OSError, ValueError) as exc:
+            raise OnnxError(f"{source}: cannot read external data: {exc}") from None
+
+
+def read_model(path: str | Path) -> tuple[Any, bytes]:
+    """Parse and check an ONNX file; returns the ModelProto and the file's bytes."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise OnnxError(f"cannot read {source}: {exc.strerror or exc}") from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise OnnxError(f"{source}: not a valid ONNX protobuf ({exc})") from None
+    if not model.HasField("graph"):
+        raise OnnxError(f"{source}: not an ONNX model (no graph; a malformed or truncated file?)")
+    _load_external_data(model, source.parent, source)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxError(f"{source}: fails onnx.checker: {first}") from None
+    return model, data
+
+
+def graph_from_model(model: Any) -> Graph:
+    """Convert a checked ModelProto into the plain :class:`Graph`."""
+    import onnx
+    from onnx import numpy_helper
+
+    initializers: dict[str, np.ndarray] = {}
+    for tensor in model.graph.initializer:
+        try:
+            initializers[tensor.name] = numpy_helper.to_array(tensor)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise OnnxError(f"initializer '{tensor.name}': unreadable ({exc})") from None
+
+    def type_name(elem_type: int) -> str:
+        try:
+            return onnx.TensorProto.DataType.Name(elem_type).lower()
+        except ValueError:
+            return f"type{elem_type}"
+
+    inputs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue  # IR < 4 lists initializers as inputs too
+        tensor_type = value.type.tensor_type
+        dims: list[int | str | None] = []
+        if tensor_type.HasField("shape"):
+            for dim in tensor_type.shape.dim:
+                if dim.HasField("dim_value"):
+                    dims.append(int(dim.dim_value))
+                elif dim.HasField("dim_param"):
+                    dims.append(dim.dim_param)
+                else:
+                    dims.append(None)
+        else:
+            dims = [None]
+        inputs.append((value.name, type_name(tensor_type.elem_type), tuple(dims)))
+    outputs = tuple((value.name, type_name(value.type.tensor_type.elem_type)) for value in model.graph.output)
+    nodes = []
+    for index, proto in enumerate(model.graph.node):
+        nodes.append(
+            Node(
+                index=index,
+                name=proto.name,
+                op=proto.op_type,
+                domain=proto.domain,
+                inputs=tuple(proto.input),
+                outputs=tuple(proto.output),
+                attrs={attr.name: _attribute(attr) for attr in proto.attribute},
+                metadata={prop.key: prop.value for prop in proto.metadata_props},
+            )
+        )
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return Graph(
+        nodes=tuple(nodes),
+        initializers=initializers,
+        inputs=tuple(inputs),
+        outputs=outputs,
+        metadata={prop.key: prop.value for prop in model.metadata_props},
+        opset=opset,
+    )
+
+
+def import_onnx(path: str | Path, arch: Architecture = DEFAULT_ARCH) -> CompilerIR:
+    """ONNX file -> the compiler IR at its first stage (graph only)."""
+    source = Path(path)
+    model, data = read_model(source)
+    return CompilerIR(
+        source_name=source.name,
+        source_sha256=hashlib.sha256(data).hexdigest(),
+        arch=arch,
+        graph=graph_from_model(model),
+    )

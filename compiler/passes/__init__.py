@@ -1,0 +1,1 @@
+"""The compiler passes, in pipeline order. Each is a pure function ``CompilerIR -> CompilerIR``."""

@@ -1,0 +1,145 @@
+"""Pass 5, emit: the ISA program and the weight and bias memory images.
+
+Program shape (docs/compiler.md):
+
+    LDN input                                   prologue
+    per layer:  CONV; LDB; MODE...; [LDW layer]
+                per m-block: [LDB block; MODE...] [LDW block]
+                  per position tile: per chunk: [LDW chunk] DISTW DISTN MAC
+                                     [RELU] REQ
+                SYNC layer                       (MaxPool: POOL SYNC; Flatten: SYNC)
+    STN output; END                              epilogue
+
+A DISTW is left out when the previous DISTW had the same operands and no LDW came between (the PE
+weight memories still hold those words): consecutive position tiles of a single-chunk convolution
+reuse their weights, as FlexFlow's local memories intend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
+from axtrain.errors import BundleError, ConfigError
+from axtrain.formats.isa import Instruction
+from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.multipliers import MultiplierMode
+
+MAX_LDW_ROWS = 4095  # LDW's rows operand is 12 bits wide
+
+
+def mode_code(mode: MultiplierMode) -> int:
+    """The mode-table code of a multiplier (0 exact, k DRUM(k))."""
+    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+
+
+def mode_runs(modes: tuple[MultiplierMode, ...]) -> list[tuple[int, int, int]]:
+    """Runs ``(start, count, code)`` of equal consecutive modes."""
+    runs: list[tuple[int, int, int]] = []
+    for index, mode in enumerate(modes):
+        code = mode_code(mode)
+        if runs and runs[-1][2] == code:
+            start, count, _ = runs[-1]
+            runs[-1] = (start, count + 1, code)
+        else:
+            runs.append((index, 1, code))
+    return runs
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.program: list[Instruction] = []
+        self.last_distw: Instruction | None = None
+
+    def add(self, op: str, **operands: int) -> None:
+        instruction = Instruction.of(op, **operands)
+        if op == "LDW":
+            self.last_distw = None  # the weight buffer changed: local memories must be refilled
+        if op == "DISTW":
+            if instruction == self.last_distw:
+                return
+            self.last_distw = instruction
+        self.program.append(instruction)
+
+    def load_weights(self, dram: int, rows: int, cols: int, stride: int) -> None:
+        """LDW of a ``rows x cols`` block into WB word 0, split where rows exceed the operand."""
+        for first in range(0, rows, MAX_LDW_ROWS):
+            count = min(MAX_LDW_ROWS, rows - first)
+            self.add("LDW", wb=first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
+
+
+def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement) -> None:
+    c, h, w, kh, kw, stride, pad, oh, ow = s.geometry
+    em.add("CONV", c=c, h=h, w=w, kh=kh, kw=kw, stride=stride, pad=pad, oh=oh, ow=ow)
+    assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
+    modes = layer.neuron_modes()
+    shift = layer.accumulator_frac - layer.output_format.frac
+    if s.bias_resident == "layer":
+        em.add("LDB", bb=0, dram=place.bias_dram, count=s.m)
+        for start, count, code in mode_runs(modes):
+            em.add("MODE", mt=start, count=count, code=code)
+    if s.weights_resident == "layer":
+        em.load_weights(place.weight_dram, s.m, s.k, s.k)
+    for m0 in range(0, s.m, s.m_tile):
+        mt = min(s.m_tile, s.m - m0)
+        if s.bias_resident == "block":
+            em.add("LDB", bb=0, dram=place.bias_dram + m0, count=mt)
+            for start, count, code in mode_runs(modes[m0 : m0 + mt]):
+                em.add("MODE", mt=start, count=count, code=code)
+        if s.weights_resident == "block":
+            em.load_weights(place.weight_dram + m0 * s.k, mt, s.k, s.k)
+        bias_base = m0 if s.bias_resident == "layer" else 0
+        for p0 in range(0, s.positions, s.p_tile):
+            pt = min(s.p_tile, s.positions - p0)
+            for chunk, k0 in enumerate(range(0, s.k, s.k_chunk)):
+                kc = min(s.k_chunk, s.k - k0)
+                if s.weights_resident == "chunk":
+                    em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k)
+                    wb, wstride = 0, kc
+                elif s.weights_resident == "block":
+                    wb, wstride = k0, s.k
+                else:
+                    wb, wstride = m0 * s.k + k0, s.k
+                em.add("DISTW", wb=wb, stride=wstride, m=mt, p=pt, k=kc)
+                em.add("DISTN", nb=place.nb_input, p0=p0, m=mt, p=pt, k0=k0, k=kc)
+                em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
+            if layer.relu:
+                em.add("RELU", m=mt, p=pt)
+            em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
+    em.add("SYNC", layer=index, nb=place.nb_output, count=s.m * s.positions)
+
+
+def emit(ir: CompilerIR) -> CompilerIR:
+    """Instructions and memory images; an operand the encoding cannot hold is a ConfigError naming the layer."""
+    assert ir.layers is not None and ir.shapes is not None and ir.schedule is not None and ir.allocation is not None
+    alloc = ir.allocation
+    em = _Emitter()
+    input_words = int(np.prod(ir.shapes[0]))
+    em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
+    ranges = []
+    for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers)):
+        first = len(em.program)
+        out_words = int(np.prod(ir.shapes[index + 1]))
+        try:
+            if schedule.kind == "compute":
+                _emit_compute(em, index, layer, schedule, place)
+            elif schedule.kind == "pool":
+                c, h, w = ir.shapes[index]
+                em.add("POOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, k=layer.kernel, s=layer.stride)
+                em.add("SYNC", layer=index, nb=place.nb_output, count=out_words)
+            else:
+                em.add("SYNC", layer=index, nb=place.nb_output, count=out_words)
+        except BundleError as exc:
+            raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in ISA v1: {exc}") from None
+        ranges.append((first, len(em.program)))
+    em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
+    em.add("END")
+    weights = [layer.weight.reshape(-1) for layer in ir.layers if layer.weight is not None]
+    biases = [layer.bias.reshape(-1) for layer in ir.layers if layer.bias is not None]
+    emitted = Emitted(
+        program=tuple(em.program),
+        layer_ranges=tuple(ranges),
+        weight_image=np.concatenate(weights).astype(np.int64),
+        bias_image=np.concatenate(biases).astype(np.int64),
+    )
+    return ir.update(emitted=emitted)

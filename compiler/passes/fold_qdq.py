@@ -1,0 +1,289 @@
+"""Pass 2, fold_qdq: walk the input-to-output chain and fold QuantizeLinear/DequantizeLinear pairs
+into the formats of integer layer records (``axtrain.hwmodels.layers.QuantizedLayer``).
+
+Accepted chain (docs/onnx-schema.md, docs/compiler.md):
+
+    input -> Q -> DQ -> { compute [-> Relu] -> Q -> DQ | MaxPool [-> Q -> DQ] | Flatten } ... -> output
+
+where compute is ``Gemm`` (transB 0 or 1), ``Conv``, or ``MatMul [-> Add]``, with weights a
+DequantizeLinear of an int8/int16 initializer and the bias a DequantizeLinear of an int32 one at
+scale ``2**-(fa+fw)``. Node metadata (axtrain.*) gives modes, voltage and layer names, and its
+formats must agree with the scales.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from axtrain.compiler.ir import CompilerIR, Graph, Node
+from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format, parse_format, refuse, scale_frac
+from axtrain.errors import HardwareModelError, OnnxError
+from axtrain.formats import onnx_schema as keys
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE, QuantizedLayer
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
+from axtrain.hwmodels.ntv import bit_error_rate
+
+
+class _Chain:
+    """Graph navigation: producers and consumers of every tensor."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.producer: dict[str, Node] = {}
+        self.consumers: dict[str, list[Node]] = {}
+        for node in graph.nodes:
+            for name in node.outputs:
+                if name:
+                    self.producer[name] = node
+            for name in node.inputs:
+                if name:
+                    self.consumers.setdefault(name, []).append(node)
+        self.visited: set[int] = set()
+
+    def next_node(self, tensor: str, after: Node | None) -> Node:
+        users = self.consumers.get(tensor, [])
+        where = after.label if after is not None else f"input '{tensor}'"
+        if not users:
+            raise OnnxError(f"{where}: its output '{tensor}' is not consumed and is not the graph output")
+        if len(users) > 1:
+            names = ", ".join(u.label for u in users)
+            raise OnnxError(f"{where}: its output '{tensor}' feeds {len(users)} nodes ({names}); only a chain of layers is supported")
+        node = users[0]
+        self.visited.add(node.index)
+        return node
+
+    def constant_dq(self, node: Node, position: int, what: str) -> tuple[np.ndarray, Node]:
+        """Input ``position`` of ``node`` must be DequantizeLinear(initializer): its array and the DQ node."""
+        name = node.inputs[position] if position < len(node.inputs) else ""
+        if name in self.graph.initializers:
+            array = self.graph.initializers[name]
+            raise refuse(node, f"{what} '{name}' is a {array.dtype} initializer; it must be a DequantizeLinear of an integer initializer")
+        dq = self.producer.get(name)
+        if dq is None or dq.op != "DequantizeLinear" or dq.inputs[0] not in self.graph.initializers:
+            raise refuse(node, f"{what} '{name}' must come from a DequantizeLinear of an integer initializer")
+        self.visited.add(dq.index)
+        return self.graph.initializers[dq.inputs[0]], dq
+
+
+def _modes(node: Node, out_features: int) -> tuple[MultiplierMode, ...]:
+    text = node.metadata.get(keys.KEY_MULTIPLIER)
+    if text is None:
+        return (EXACT,)
+    try:
+        if text.strip().startswith("["):
+            entries = json.loads(text)
+            if not isinstance(entries, list) or len(entries) != out_features:
+                raise refuse(node, f"metadata {keys.KEY_MULTIPLIER} lists {len(entries) if isinstance(entries, list) else '?'} modes for {out_features} output neurons")
+            modes = tuple(parse_mode(str(e)) for e in entries)
+            return modes if len(set(modes)) > 1 else modes[:1]
+        return (parse_mode(text),)
+    except (HardwareModelError, json.JSONDecodeError) as exc:
+        raise refuse(node, f"metadata {keys.KEY_MULTIPLIER}={text!r}: {exc}") from None
+
+
+def _voltage(node: Node) -> float:
+    text = node.metadata.get(keys.KEY_SRAM_VOLTAGE)
+    if text is None:
+        return NOMINAL_SRAM_VOLTAGE
+    try:
+        volts = float(text)
+        bit_error_rate(volts)  # range check of the NTV model
+    except ValueError:
+        raise refuse(node, f"metadata {keys.KEY_SRAM_VOLTAGE}={text!r} is not a number of volts") from None
+    except HardwareModelError as exc:
+        raise refuse(node, f"metadata {keys.KEY_SRAM_VOLTAGE}: {exc}") from None
+    return volts
+
+
+def _agree(node: Node, key: str, actual: FixedPointFormat, compare_bits: bool = True) -> None:
+    declared = parse_format(node, key)
+    if declared is None:
+        return
+    if declared.frac != actual.frac or (compare_bits and declared.bits != actual.bits) or not declared.signed:
+        raise refuse(node, f"metadata {key}={declared} disagrees with the graph's quantisation ({actual})")
+
+
+def _fold_compute(chain: _Chain, node: Node, fmt_in: FixedPointFormat, shape: tuple[int, ...], index: int) -> tuple[QuantizedLayer, Node, tuple[int, ...]]:
+    """A compute node and its Relu/Q followers -> one layer; returns the layer, the last Q node, the output shape."""
+    graph = chain.graph
+    w_int, w_dq = chain.constant_dq(node, 1, "weight")
+    if str(w_int.dtype) not in WEIGHT_DTYPES:
+        raise refuse(node, f"weight is {w_int.dtype}; int8 or int16 expected")
+    fw = scale_frac(graph, w_dq)
+    weight = w_int.astype(np.int64)
+    if node.op == "Gemm" and node.attrs.get("transB", 0) == 0 or node.op == "MatMul":
+        if weight.ndim != 2:
+            raise refuse(node, f"weight has shape {list(weight.shape)}, expected 2-D")
+        weight = weight.T
+    bits = WEIGHT_DTYPES[str(w_int.dtype)]
+    declared_w = parse_format(node, keys.KEY_WEIGHT_FORMAT)
+    if declared_w is not None:
+        if declared_w.frac != fw or declared_w.bits > bits or not declared_w.signed:
+            raise refuse(node, f"metadata {keys.KEY_WEIGHT_FORMAT}={declared_w} disagrees with the weight's quantisation (s{bits}.{fw})")
+        bits = declared_w.bits
+    fmt_w = FixedPointFormat(bits, fw)
+    if weight.size and (weight.min() < fmt_w.qmin or weight.max() > fmt_w.qmax):
+        raise refuse(node, f"weights exceed the {fmt_w} range")
+
+    # Shapes and geometry.
+    attrs: dict[str, int] = {}
+    if node.op == "Conv":
+        if weight.ndim != 4:
+            raise refuse(node, f"weight has shape {list(weight.shape)}, expected [out, in, kh, kw]")
+        if len(shape) != 3:
+            raise refuse(node, f"input has per-sample shape {list(shape)}; Conv needs [channels, height, width]")
+        out_ch, in_ch, kh, kw = weight.shape
+        kernel = node.attrs.get("kernel_shape", [kh, kw])
+        if list(kernel) != [kh, kw]:
+            raise refuse(node, f"kernel_shape {kernel} disagrees with the weight {list(weight.shape)}")
+        if in_ch != shape[0]:
+            raise refuse(node, f"weight expects {in_ch} input channels, the input has {shape[0]}")
+        stride = node.attrs.get("strides", [1, 1])[0]
+        pad = node.attrs.get("pads", [0, 0, 0, 0])[0]
+        oh = (shape[1] + 2 * pad - kh) // stride + 1
+        ow = (shape[2] + 2 * pad - kw) // stride + 1
+        if oh < 1 or ow < 1:
+            raise refuse(node, f"kernel {kh}x{kw} does not fit the {shape[1]}x{shape[2]} input")
+        attrs = {"stride": stride, "padding": pad}
+        out_shape: tuple[int, ...] = (out_ch, oh, ow)
+        op = "conv"
+    else:
+        if len(shape) != 1:
+            raise refuse(node, f"input has per-sample shape {list(shape)}; {node.op} needs a flat vector (add a Flatten)")
+        if weight.shape[1] != shape[0]:
+            raise refuse(node, f"weight has fan-in {weight.shape[1]}, the input has {shape[0]} features")
+        out_shape = (weight.shape[0],)
+        op = "dense"
+    out_features = weight.shape[0]
+
+    # Bias: Gemm/Conv third input, or MatMul -> Add.
+    fmt_acc_frac = fmt_in.frac + fw
+    bias = np.zeros(out_features, dtype=np.int64)
+    bias_node: Node | None = node if node.op in ("Gemm", "Conv") and len(node.inputs) > 2 and node.inputs[2] else None
+    bias_position = 2
+    current = node
+    if node.op == "MatMul":
+        follower = chain.next_node(node.outputs[0], node)
+        if follower.op == "Add":
+            bias_node = follower
+            bias_position = 1 if follower.inputs[0] == node.outputs[0] else 0
+            current = follower
+        else:
+            chain.visited.discard(follower.index)
+    if bias_node is not None:
+        b_int, b_dq = chain.constant_dq(bias_node, bias_position, "bias")
+        if str(b_int.dtype) != "int32":
+            raise refuse(bias_node, f"bias is {b_int.dtype}; int32 expected")
+        fb = scale_frac(graph, b_dq)
+        if fb != fmt_acc_frac:
+            raise refuse(bias_node, f"bias scale 2**-{fb} differs from input scale x weight scale 2**-{fmt_acc_frac}")
+        if b_int.size != out_features:
+            raise refuse(bias_node, f"bias has {b_int.size} values for {out_features} output neurons")
+        bias = b_int.reshape(-1).astype(np.int64)
+    declared_b = parse_format(node, keys.KEY_BIAS_FORMAT)
+    if declared_b is not None and (declared_b.frac != fmt_acc_frac or declared_b.bits != 32):
+        raise refuse(node, f"metadata {keys.KEY_BIAS_FORMAT}={declared_b} disagrees with the graph (s32.{fmt_acc_frac})")
+
+    # Optional Relu, then the output QuantizeLinear.
+    follower = chain.next_node(current.outputs[0], current)
+    relu = follower.op == "Relu"
+    if relu:
+        current = follower
+        follower = chain.next_node(current.outputs[0], current)
+    if follower.op != "QuantizeLinear":
+        raise refuse(follower, f"expected a QuantizeLinear after {current.label}, found {follower.op}")
+    fmt_out = activation_format(graph, follower)
+    _agree(node, keys.KEY_INPUT_FORMAT, fmt_in)
+    _agree(node, keys.KEY_OUTPUT_FORMAT, fmt_out)
+    name = node.metadata.get(keys.KEY_LAYER) or node.name or f"layer{index}"
+    layer = QuantizedLayer(
+        name=name,
+        op=op,  # type: ignore[arg-type]
+        input_format=fmt_in,
+        output_format=fmt_out,
+        weight=weight,
+        weight_format=fmt_w,
+        bias=bias,
+        relu=relu,
+        multipliers=_modes(node, out_features),
+        sram_voltage=_voltage(node),
+        meta={"onnx_node": node.name or f"#{node.index}"},
+        **attrs,  # type: ignore[arg-type]
+    )
+    return layer, follower, out_shape
+
+
+def _expect_dq(chain: _Chain, q: Node) -> tuple[Node, FixedPointFormat]:
+    """The DequantizeLinear that must follow QuantizeLinear ``q`` at the same scale and type."""
+    dq = chain.next_node(q.outputs[0], q)
+    if dq.op != "DequantizeLinear":
+        raise refuse(dq, f"expected a DequantizeLinear after {q.label}, found {dq.op}")
+    fmt_q = activation_format(chain.graph, q)
+    if scale_frac(chain.graph, dq) != fmt_q.frac:
+        raise refuse(dq, f"its scale differs from the QuantizeLinear before it ({q.label})")
+    return dq, fmt_q
+
+
+def fold_qdq(ir: CompilerIR) -> CompilerIR:
+    """Fold the QDQ graph into integer layers with formats, shapes and modes."""
+    graph = ir.graph
+    assert graph is not None
+    chain = _Chain(graph)
+    input_name, _, dims = graph.inputs[0]
+    output_name = graph.outputs[0][0]
+    shape: tuple[int, ...] = tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
+    shapes = [shape]
+    first = chain.next_node(input_name, None)
+    if first.op != "QuantizeLinear":
+        raise refuse(first, "the graph input must first be quantised by a QuantizeLinear")
+    dq, fmt = _expect_dq(chain, first)
+    input_format = fmt
+    tensor = dq.outputs[0]
+    layers: list[QuantizedLayer] = []
+    while tensor != output_name:
+        node = chain.next_node(tensor, chain.producer.get(tensor))
+        if node.op in COMPUTE_OPS:
+            layer, q, shape = _fold_compute(chain, node, fmt, shape, len(layers))
+            dq, fmt = _expect_dq(chain, q)
+            tensor = dq.outputs[0]
+        elif node.op == "MaxPool":
+            if len(shape) != 3:
+                raise refuse(node, f"input has per-sample shape {list(shape)}; MaxPool needs [channels, height, width]")
+            k = int(node.attrs["kernel_shape"][0])
+            s = int(node.attrs.get("strides", [1, 1])[0])
+            if k > min(shape[1], shape[2]):
+                raise refuse(node, f"window {k} is larger than the {shape[1]}x{shape[2]} input")
+            layer = QuantizedLayer(name=node.name or f"pool{len(layers)}", op="maxpool", input_format=fmt, output_format=fmt, kernel=k, stride=s, meta={"onnx_node": node.name or f"#{node.index}"})
+            shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+            tensor = node.outputs[0]
+        elif node.op == "Flatten":
+            layer = QuantizedLayer(name=node.name or f"flatten{len(layers)}", op="flatten", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"})
+            shape = (math.prod(shape),)
+            tensor = node.outputs[0]
+        elif node.op == "QuantizeLinear":
+            # A Q -> DQ pair at the tensor's own format (after MaxPool/Flatten) changes nothing.
+            dq, fmt_q = _expect_dq(chain, node)
+            if fmt_q != fmt:
+                raise refuse(node, f"requantises {fmt} to {fmt_q} outside a compute layer, which is not supported")
+            tensor = dq.outputs[0]
+            continue
+        else:
+            raise refuse(node, "not expected here: a layer is Gemm/MatMul/Conv [+ Relu] + QuantizeLinear, MaxPool or Flatten")
+        layers.append(layer)
+        shapes.append(shape)
+    if not any(layer.has_weights for layer in layers):
+        raise OnnxError("the graph has no Gemm, MatMul or Conv layer")
+    unused = [n for n in graph.nodes if n.index not in chain.visited and n.index != first.index]
+    if unused:
+        raise refuse(unused[0], "is not on the chain from the graph input to its output")
+    info = {
+        "schema": graph.metadata.get(keys.KEY_SCHEMA),
+        "app": graph.metadata.get(keys.KEY_APP, "custom"),
+        "method": graph.metadata.get(keys.KEY_METHOD),
+        "seed": graph.metadata.get(keys.KEY_SEED),
+    }
+    return ir.update(layers=tuple(layers), shapes=tuple(shapes), input_format=input_format, model_info=info)

@@ -1,0 +1,103 @@
+"""Pass 3, tile_schedule: map every compute layer onto the PE array.
+
+A compute layer is ``m`` output neurons x ``P`` output positions (P = 1 for a dense layer), each a
+dot product over ``k`` inputs. A tile puts ``m_tile x p_tile <= pe_rows * pe_cols`` of them on the
+array at once (output-neuron parallelism first, then positions: FlexFlow's feature-map and neuron
+parallelism); the dot product runs in chunks of ``k_chunk`` words, one PE local memory each. Tile
+and chunk sizes are balanced (``ceil(n / ceil(n / max))``) so the last tile is not a sliver.
+The weight buffer holds the whole layer if it fits, else one m-block, else one block per chunk.
+"""
+
+from __future__ import annotations
+
+from axtrain.compiler.ir import CompilerIR, LayerSchedule
+from axtrain.errors import ConfigError
+from axtrain.formats.arch import Architecture
+from axtrain.hwmodels.layers import QuantizedLayer
+
+
+def _balanced(total: int, limit: int) -> int:
+    """The most even split of ``total`` into pieces of at most ``limit``."""
+    pieces = -(-total // limit)
+    return -(-total // pieces)
+
+
+def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], arch: Architecture) -> LayerSchedule:
+    """The schedule of one layer."""
+    if layer.op == "maxpool":
+        return LayerSchedule(kind="pool")
+    if layer.op == "flatten":
+        return LayerSchedule(kind="flatten")
+    assert layer.weight is not None
+    m = layer.out_features
+    if layer.op == "conv":
+        _, _, kh, kw = layer.weight.shape
+        c, h, w = in_shape
+        oh, ow = out_shape[1], out_shape[2]
+        geometry = (c, h, w, kh, kw, layer.stride, layer.padding, oh, ow)
+    else:
+        c = in_shape[0]
+        geometry = (c, 1, 1, 1, 1, 1, 0, 1, 1)
+    k = int(layer.weight.reshape(m, -1).shape[1])
+    positions = geometry[7] * geometry[8]
+    pes = arch.pe_count
+    m_tile = _balanced(m, min(pes, arch.bias_buffer_words))
+    p_tile = _balanced(positions, max(1, pes // m_tile))
+    k_chunk = _balanced(k, min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words))
+    wb = arch.weight_buffer_words
+    if m * k <= wb:
+        resident = "layer"
+    elif m_tile * k <= wb:
+        resident = "block"
+    else:
+        resident = "chunk"
+        if m_tile * k_chunk > wb:
+            # Even one block of a chunk overflows the weight buffer: shorten the chunk, then the tile.
+            k_chunk = _balanced(k, max(1, wb // m_tile))
+            if m_tile * k_chunk > wb:
+                m_tile = _balanced(m, wb)
+                p_tile = _balanced(positions, max(1, pes // m_tile))
+    bias = "layer" if m <= arch.bias_buffer_words else "block"
+    return LayerSchedule(
+        kind="compute", m=m, k=k, positions=positions, geometry=geometry,
+        m_tile=m_tile, p_tile=p_tile, k_chunk=k_chunk, weights_resident=resident, bias_resident=bias,
+    )
+
+
+def check_fits(ir: CompilerIR, index: int, layer: QuantizedLayer) -> None:
+    """The layer's word widths, shift and accumulator fit the architecture (else ConfigError)."""
+    arch = ir.arch
+    where = ir.layer_label(index)
+    for what, fmt in (("input", layer.input_format), ("output", layer.output_format)):
+        if fmt.bits > arch.neuron_word_bits:
+            raise ConfigError(f"{where}: {what} format {fmt} is wider than the {arch.neuron_word_bits}-bit neuron word")
+    if layer.weight_format is None:
+        return
+    assert layer.weight is not None and layer.bias is not None
+    if layer.weight_format.bits > arch.weight_word_bits:
+        raise ConfigError(f"{where}: weight format {layer.weight_format} is wider than the {arch.weight_word_bits}-bit weight word")
+    shift = layer.accumulator_frac - layer.output_format.frac
+    if not -128 <= shift <= 127:
+        raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v1's range [-128, 127]")
+    # Worst case |acc| with every operand at its largest magnitude (DRUM never enlarges an operand).
+    k = layer.weight.reshape(layer.out_features, -1).shape[1]
+    bound = k * (1 << (layer.input_format.bits - 1)) * (1 << (layer.weight_format.bits - 1)) + int(abs(layer.bias).max(initial=0))
+    if bound >= 1 << (arch.accumulator_bits - 1):
+        raise ConfigError(f"{where}: the accumulator may reach {bound}, beyond {arch.accumulator_bits}-bit accumulators")
+
+
+def tile_schedule(ir: CompilerIR) -> CompilerIR:
+    """Schedule every layer; a layer the architecture or ISA cannot hold is a ConfigError naming it."""
+    assert ir.layers is not None and ir.shapes is not None
+    schedules = []
+    for index, layer in enumerate(ir.layers):
+        check_fits(ir, index, layer)
+        schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
+        if schedule.kind == "compute":
+            c, h, w, kh, kw, stride, pad, oh, ow = schedule.geometry
+            limits = {"c": (c, 65535), "h": (h, 1023), "w": (w, 1023), "kh": (kh, 31), "kw": (kw, 31), "stride": (stride, 15), "pad": (pad, 15)}
+            for name, (value, limit) in limits.items():
+                if value > limit:
+                    raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v1's limit of {limit}")
+        schedules.append(schedule)
+    return ir.update(schedule=tuple(schedules))

@@ -1,0 +1,132 @@
+"""Pass 1, validate: every node, the graph input/output and the model metadata lie inside the subset.
+
+Local checks only (one node at a time); the structure (the chain of layers) is fold_qdq's job.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from axtrain.compiler.ir import CompilerIR, Graph, Node
+from axtrain.compiler.onnx_import import UNSUPPORTED_ATTRIBUTE
+from axtrain.compiler.subset import (
+    MIN_OPSET,
+    SUPPORTED_OPS,
+    WEIGHT_DTYPES,
+    activation_format,
+    refuse,
+    scale_frac,
+    zero_point_dtype,
+)
+from axtrain.errors import OnnxError
+from axtrain.formats.onnx_schema import KEY_SCHEMA, SCHEMA_VERSION
+
+# Attributes each op may carry, with the only values we support (None: any value, checked below).
+_ALLOWED_ATTRS: dict[str, dict[str, object]] = {
+    "QuantizeLinear": {"axis": None, "saturate": 1, "block_size": 0, "output_dtype": None},
+    "DequantizeLinear": {"axis": None, "block_size": 0, "output_dtype": None},
+    "Gemm": {"transA": 0, "transB": None, "alpha": 1.0, "beta": 1.0},
+    "MatMul": {},
+    "Add": {},
+    "Relu": {},
+    "Flatten": {"axis": 1},
+    "Conv": {"group": 1, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
+    "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "storage_order": 0, "auto_pad": "NOTSET"},
+}
+
+
+def _check_attrs(node: Node) -> None:
+    allowed = _ALLOWED_ATTRS[node.op]
+    for name, value in node.attrs.items():
+        if name not in allowed:
+            raise refuse(node, f"attribute {name} is not supported")
+        if value == UNSUPPORTED_ATTRIBUTE:
+            raise refuse(node, f"attribute {name} holds a tensor or graph, which is not supported")
+        required = allowed[name]
+        if required is not None and value != required:
+            raise refuse(node, f"attribute {name}={value!r} is not supported (only {required!r})")
+    if node.op == "Gemm" and node.attrs.get("transB", 0) not in (0, 1):
+        raise refuse(node, f"transB={node.attrs['transB']!r} is not 0 or 1")
+    if node.op in ("Conv", "MaxPool"):
+        if any(d != 1 for d in node.attrs.get("dilations", [])):
+            raise refuse(node, f"dilations {node.attrs['dilations']} are not supported (only 1)")
+        strides = node.attrs.get("strides", [1, 1])
+        if len(set(strides)) != 1:
+            raise refuse(node, f"strides {strides} differ per axis (only equal strides are supported)")
+        pads = node.attrs.get("pads", [0, 0, 0, 0])
+        if len(set(pads)) > 1:
+            raise refuse(node, f"pads {pads} differ per side (only equal padding is supported)")
+        kernel = node.attrs.get("kernel_shape")
+        if kernel is not None and len(kernel) != 2:
+            raise refuse(node, f"kernel_shape {kernel} is not 2-D")
+    if node.op == "MaxPool":
+        kernel = node.attrs.get("kernel_shape")
+        if kernel is None or kernel[0] != kernel[1]:
+            raise refuse(node, f"kernel_shape {kernel} is not a square window")
+        if any(node.attrs.get("pads", [0])):
+            raise refuse(node, "padded max pooling is not supported")
+        if len([o for o in node.outputs if o]) != 1:
+            raise refuse(node, "the Indices output is not supported")
+
+
+def _check_qdq(graph: Graph, node: Node) -> None:
+    scale_frac(graph, node)
+    if node.op == "QuantizeLinear":
+        activation_format(graph, node)
+        return
+    source = node.inputs[0]
+    zero_dtype = zero_point_dtype(graph, node)
+    if source in graph.initializers:
+        dtype = str(graph.initializers[source].dtype)
+        if dtype not in (*WEIGHT_DTYPES, "int32"):
+            raise refuse(node, f"dequantises a {dtype} initializer: weights must be int8/int16 and biases int32")
+        if zero_dtype is not None and zero_dtype != dtype:
+            raise refuse(node, f"zero point type {zero_dtype} differs from the data type {dtype}")
+    elif zero_dtype is not None and zero_dtype not in ("int8", "int16"):
+        raise refuse(node, f"activation type {zero_dtype} is not supported (int8 or int16)")
+
+
+def _check_io(graph: Graph) -> None:
+    if len(graph.inputs) != 1:
+        raise OnnxError(f"the graph has {len(graph.inputs)} inputs, expected exactly one")
+    name, dtype, dims = graph.inputs[0]
+    if dtype != "float":
+        raise OnnxError(f"input '{name}' is {dtype}, expected float32")
+    if len(dims) not in (2, 4):
+        raise OnnxError(f"input '{name}' has rank {len(dims)}, expected [batch, features] or [batch, channels, height, width]")
+    for axis, dim in enumerate(dims[1:], start=1):
+        if not isinstance(dim, int) or dim <= 0:
+            raise OnnxError(f"input '{name}': dimension {axis} is dynamic ({dim!r}); only the batch dimension may be")
+    if len(graph.outputs) != 1:
+        raise OnnxError(f"the graph has {len(graph.outputs)} outputs, expected exactly one")
+    out_name, out_dtype = graph.outputs[0]
+    if out_dtype != "float":
+        raise OnnxError(f"output '{out_name}' is {out_dtype}, expected float32")
+
+
+def validate(ir: CompilerIR) -> CompilerIR:
+    """Refuse anything outside the supported subset (one line naming the node and the reason)."""
+    graph = ir.graph
+    assert graph is not None
+    schema = graph.metadata.get(KEY_SCHEMA)
+    if schema is not None and schema != SCHEMA_VERSION:
+        raise OnnxError(f"model metadata {KEY_SCHEMA}={schema!r}: unknown AxTrain ONNX schema version (this compiler reads {SCHEMA_VERSION})")
+    if graph.opset < MIN_OPSET:
+        raise OnnxError(f"the model imports opset {graph.opset}; opset {MIN_OPSET} or newer is required")
+    _check_io(graph)
+    for node in graph.nodes:
+        if node.domain not in ("", "ai.onnx"):
+            raise refuse(node, f"operator domain {node.domain!r} is not supported")
+        if node.op not in SUPPORTED_OPS:
+            raise refuse(node, f"operator {node.op} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
+        _check_attrs(node)
+        if node.op in ("QuantizeLinear", "DequantizeLinear"):
+            _check_qdq(graph, node)
+    for name, array in graph.initializers.items():
+        if array.dtype.kind == "f" and array.size != 1:
+            users = [n for n in graph.nodes if name in n.inputs]
+            where = users[0].label if users else f"initializer '{name}'"
+            raise OnnxError(f"{where}: float initializer '{name}' {list(array.shape)}: weights must be int8/int16 behind a DequantizeLinear")
+        if array.dtype == np.dtype("O"):
+            raise OnnxError(f"initializer '{name}' has an unsupported data type")
+    return ir

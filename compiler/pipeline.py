@@ -1,0 +1,50 @@
+"""The compiler: an ordered list of named, pure passes with a verifier after each.
+
+    import_onnx -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from axtrain.compiler.ir import CompilerIR
+from axtrain.compiler.onnx_import import import_onnx
+from axtrain.compiler.passes.allocate import allocate
+from axtrain.compiler.passes.emit import emit
+from axtrain.compiler.passes.fold_qdq import fold_qdq
+from axtrain.compiler.passes.tile_schedule import tile_schedule
+from axtrain.compiler.passes.validate import validate
+from axtrain.compiler.verify_ir import verify_ir
+from axtrain.formats.arch import DEFAULT_ARCH, Architecture
+
+Pass = Callable[[CompilerIR], CompilerIR]
+
+PASSES: tuple[tuple[str, Pass], ...] = (
+    ("validate", validate),
+    ("fold_qdq", fold_qdq),
+    ("tile_schedule", tile_schedule),
+    ("allocate", allocate),
+    ("emit", emit),
+)
+
+
+def run_passes(ir: CompilerIR, passes: tuple[tuple[str, Pass], ...] = PASSES) -> CompilerIR:
+    """Apply the passes in order, verifying the IR after each."""
+    verify_ir(ir, "import")
+    for name, compiler_pass in passes:
+        ir = compiler_pass(ir)
+        verify_ir(ir, name)
+    return ir
+
+
+def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH) -> CompilerIR:
+    """ONNX file -> the fully compiled IR (program, images, layer table inputs)."""
+    return run_passes(import_onnx(model_path, arch))
+
+
+def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False) -> Path:
+    """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
+    from axtrain.compiler.package import write_compiled_bundle
+
+    return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite)

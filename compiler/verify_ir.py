@@ -1,0 +1,81 @@
+"""Invariants of the compiler IR, checked after every pass.
+
+A failure here is a bug in a pass (the user's input was already accepted), so it raises
+:class:`IRVerificationError`, which the CLI reports as an internal error, not a user error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from axtrain.compiler.ir import CompilerIR
+from axtrain.errors import BundleError
+from axtrain.formats.isa import check_program
+
+
+class IRVerificationError(Exception):
+    """The IR broke an invariant after a pass (a compiler bug)."""
+
+
+def _require(condition: bool, stage: str, message: str) -> None:
+    if not condition:
+        raise IRVerificationError(f"after {stage}: {message}")
+
+
+def verify_ir(ir: CompilerIR, stage: str) -> None:
+    """Check every part of ``ir`` that is present."""
+    _require(ir.graph is not None, stage, "no graph")
+    if ir.layers is not None:
+        _require(ir.shapes is not None and len(ir.shapes) == len(ir.layers) + 1, stage, "one shape per layer boundary")
+        _require(ir.input_format is not None and ir.layers[0].input_format == ir.input_format, stage, "first layer reads the input format")
+        for i, layer in enumerate(ir.layers):
+            if i:
+                _require(layer.input_format == ir.layers[i - 1].output_format, stage, f"layer {i} input format follows layer {i - 1}")
+            if layer.has_weights:
+                assert layer.weight is not None and layer.bias is not None and layer.weight_format is not None
+                _require(layer.weight.dtype == np.int64 and layer.bias.dtype == np.int64, stage, f"layer {i} holds int64 arrays")
+                _require(layer.bias.shape == (layer.out_features,), stage, f"layer {i} bias has one value per output")
+                _require(len(layer.multipliers) in (1, layer.out_features), stage, f"layer {i} modes: one or one per neuron")
+                fan_in = math.prod(layer.weight.shape[1:])
+                expected_in = ir.shapes[i][0] * (layer.weight.shape[2] * layer.weight.shape[3] if layer.op == "conv" else 1)
+                _require(fan_in == expected_in, stage, f"layer {i} weight fan-in matches its input")
+                fmt = layer.weight_format
+                _require(bool(layer.weight.min() >= fmt.qmin and layer.weight.max() <= fmt.qmax), stage, f"layer {i} weights fit {fmt}")
+            else:
+                _require(layer.input_format == layer.output_format, stage, f"layer {i} ({layer.op}) keeps its format")
+    if ir.schedule is not None:
+        assert ir.layers is not None
+        _require(len(ir.schedule) == len(ir.layers), stage, "one schedule per layer")
+        arch = ir.arch
+        for i, s in enumerate(ir.schedule):
+            if s.kind != "compute":
+                continue
+            _require(1 <= s.m_tile * s.p_tile <= arch.pe_count, stage, f"layer {i} tile fits the PE array")
+            _require(1 <= s.k_chunk <= min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words), stage, f"layer {i} chunk fits local memory")
+            need = {"layer": s.m * s.k, "block": s.m_tile * s.k, "chunk": s.m_tile * s.k_chunk}[s.weights_resident]
+            _require(need <= arch.weight_buffer_words, stage, f"layer {i} weights fit the weight buffer")
+            _require(s.m_tile <= arch.bias_buffer_words, stage, f"layer {i} biases fit the bias buffer")
+    if ir.allocation is not None:
+        assert ir.layers is not None and ir.shapes is not None
+        nb = ir.arch.neuron_buffer_words
+        for i, place in enumerate(ir.allocation.layers):
+            size_in, size_out = math.prod(ir.shapes[i]), math.prod(ir.shapes[i + 1])
+            _require(place.nb_input + size_in <= nb and place.nb_output + size_out <= nb, stage, f"layer {i} maps inside the neuron buffer")
+            if ir.layers[i].op != "flatten":
+                disjoint = place.nb_input + size_in <= place.nb_output or place.nb_output + size_out <= place.nb_input
+                _require(disjoint, stage, f"layer {i} input and output maps do not overlap")
+            if i:
+                _require(place.nb_input == ir.allocation.layers[i - 1].nb_output, stage, f"layer {i} reads where layer {i - 1} wrote")
+    if ir.emitted is not None:
+        assert ir.allocation is not None and ir.layers is not None
+        e = ir.emitted
+        _require(e.weight_image.size == ir.allocation.weight_words, stage, "weight image size matches the allocation")
+        _require(e.bias_image.size == ir.allocation.bias_words, stage, "bias image size matches the allocation")
+        try:
+            check_program(e.program, ir.arch, e.weight_image.size, e.bias_image.size, ir.allocation.activation_words)
+        except BundleError as exc:
+            raise IRVerificationError(f"after {stage}: emitted program fails its static check: {exc}") from None
+        syncs = [ins["layer"] for ins in e.program if ins.op == "SYNC"]
+        _require(syncs == list(range(len(ir.layers))), stage, "one SYNC per layer, in order")

@@ -1,0 +1,185 @@
+"""Functional reference interpreter of the AxTrain FlexFlow ISA (the living definition, docs/isa.md).
+
+Slow and obvious on purpose: it keeps every piece of machine state (DRAM images, buffers, each PE's
+local memories and accumulator) and executes one instruction at a time, looping over PEs. Only the
+image axis (a batch of inputs) and the words of one PE are vectorised. It counts nothing: cycles
+and events belong to the simulator, which must agree with this interpreter bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from axtrain.errors import BundleError
+from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, multiply
+
+
+def mode_from_code(code: int) -> MultiplierMode:
+    """The multiplier a mode-table code stands for (0 exact, k DRUM(k))."""
+    return EXACT if code == 0 else MultiplierMode(int(code))
+
+
+@dataclass
+class MachineState:
+    """Everything an ISA program can read or write, for a batch of ``n`` images."""
+
+    arch: Architecture
+    dram_w: np.ndarray  # [weight words] shared
+    dram_b: np.ndarray  # [bias words] shared
+    dram_a: np.ndarray  # [n, activation words]
+    wb: np.ndarray = field(init=False)
+    nb: np.ndarray = field(init=False)
+    bb: np.ndarray = field(init=False)
+    mt: np.ndarray = field(init=False)
+    wlm: np.ndarray = field(init=False)
+    nlm: np.ndarray = field(init=False)
+    acc: np.ndarray = field(init=False)
+    geometry: Geometry | None = None
+
+    def __post_init__(self) -> None:
+        a, n = self.arch, self.dram_a.shape[0]
+        self.wb = np.zeros(a.weight_buffer_words, dtype=np.int64)
+        self.nb = np.zeros((n, a.neuron_buffer_words), dtype=np.int64)
+        self.bb = np.zeros(a.bias_buffer_words, dtype=np.int64)
+        self.mt = np.zeros(a.bias_buffer_words, dtype=np.int64)
+        self.wlm = np.zeros((a.pe_count, a.pe_weight_memory_words), dtype=np.int64)
+        self.nlm = np.zeros((n, a.pe_count, a.pe_neuron_memory_words), dtype=np.int64)
+        self.acc = np.zeros((n, a.pe_count), dtype=np.int64)
+
+
+@dataclass
+class InterpreterResult:
+    """What a run produced: each SYNC's layer output ``[n, count]`` and the final DRAM activations."""
+
+    layer_outputs: dict[int, np.ndarray]
+    dram_a: np.ndarray
+
+
+def _gather_input(state: MachineState, nb: int, q: int, k0: int, k: int) -> np.ndarray:
+    """``X(q, k0 .. k0+k)`` of DISTN for every image: ``[n, k]``, zero outside the map."""
+    g = state.geometry
+    assert g is not None
+    oy, ox = divmod(q, g.ow)
+    j = np.arange(k0, k0 + k)
+    ci, rem = np.divmod(j, g.kh * g.kw)
+    ky, kx = np.divmod(rem, g.kw)
+    iy = oy * g.stride - g.pad + ky
+    ix = ox * g.stride - g.pad + kx
+    inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
+    address = nb + ci * g.h * g.w + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
+    return np.where(inside[None, :], state.nb[:, address], 0)
+
+
+def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, np.ndarray], mode_override: MultiplierMode | None = None) -> bool:
+    """Execute one instruction; returns False at END."""
+    o = ins.operands()
+    op = ins.op
+    if op == "LDW":
+        for r in range(o["rows"]):
+            src = o["dram"] + r * o["stride"]
+            state.wb[o["wb"] + r * o["cols"] : o["wb"] + (r + 1) * o["cols"]] = state.dram_w[src : src + o["cols"]]
+    elif op == "LDB":
+        state.bb[o["bb"] : o["bb"] + o["count"]] = state.dram_b[o["dram"] : o["dram"] + o["count"]]
+    elif op == "LDN":
+        state.nb[:, o["nb"] : o["nb"] + o["count"]] = state.dram_a[:, o["dram"] : o["dram"] + o["count"]]
+    elif op == "STN":
+        state.dram_a[:, o["dram"] : o["dram"] + o["count"]] = state.nb[:, o["nb"] : o["nb"] + o["count"]]
+    elif op == "MODE":
+        state.mt[o["mt"] : o["mt"] + o["count"]] = o["code"]
+    elif op == "CONV":
+        state.geometry = Geometry(**o)
+    elif op == "DISTW":
+        for e in range(o["m"] * o["p"]):
+            start = o["wb"] + (e // o["p"]) * o["stride"]
+            state.wlm[e, : o["k"]] = state.wb[start : start + o["k"]]
+    elif op == "DISTN":
+        for e in range(o["m"] * o["p"]):
+            state.nlm[:, e, : o["k"]] = _gather_input(state, o["nb"], o["p0"] + e % o["p"], o["k0"], o["k"])
+    elif op == "MAC":
+        limit = 1 << (state.arch.accumulator_bits - 1)
+        for e in range(o["m"] * o["p"]):
+            r = e // o["p"]
+            mode = mode_override if mode_override is not None else mode_from_code(int(state.mt[o["mt"] + r]))
+            products = multiply(state.nlm[:, e, : o["k"]], state.wlm[e, : o["k"]][None, :], mode)
+            base = state.bb[o["bb"] + r] if o["init"] else state.acc[:, e]
+            state.acc[:, e] = base + products.sum(axis=1)
+            if np.any(np.abs(state.acc[:, e]) >= limit):
+                raise BundleError(f"instruction {index} (MAC): accumulator of PE {e} overflows {state.arch.accumulator_bits} bits")
+    elif op == "RELU":
+        count = o["m"] * o["p"]
+        state.acc[:, :count] = np.maximum(state.acc[:, :count], 0)
+    elif op == "REQ":
+        fmt = FixedPointFormat(o["bits"], 0)
+        for e in range(o["m"] * o["p"]):
+            address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+            # requantize(acc, acc_frac=shift, s<bits>.0) is the rounding shift by `shift`, saturated.
+            state.nb[:, address] = requantize(state.acc[:, e], o["shift"], fmt)
+    elif op == "POOL":
+        c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
+        oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
+        source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w).copy()
+        result = np.full((source.shape[0], c, oh, ow), np.iinfo(np.int64).min, dtype=np.int64)
+        for ky in range(k):
+            for kx in range(k):
+                result = np.maximum(result, source[:, :, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s])
+        state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "SYNC":
+        outputs[o["layer"]] = state.nb[:, o["nb"] : o["nb"] + o["count"]].copy()
+    elif op == "END":
+        return False
+    else:  # pragma: no cover - every opcode of the ISA is handled above
+        raise BundleError(f"instruction {index}: the interpreter does not know {op}")
+    return True
+
+
+def run_program(
+    program: Sequence[Instruction],
+    arch: Architecture,
+    weight_image: np.ndarray,
+    bias_image: np.ndarray,
+    dram_activations: np.ndarray,
+    mode_override: MultiplierMode | None = None,
+) -> InterpreterResult:
+    """Execute ``program`` for a batch: ``dram_activations`` is ``[n, words]`` with the quantised
+    inputs already placed at their DRAM address. ``mode_override`` replaces every mode-table entry."""
+    state = MachineState(
+        arch,
+        np.asarray(weight_image, dtype=np.int64),
+        np.asarray(bias_image, dtype=np.int64),
+        np.array(dram_activations, dtype=np.int64, copy=True),
+    )
+    outputs: dict[int, np.ndarray] = {}
+    for index, ins in enumerate(program):
+        if not step(state, ins, index, outputs, mode_override):
+            break
+    else:
+        raise BundleError("program ran off its end without END")
+    return InterpreterResult(outputs, state.dram_a)
+
+
+def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMode | None = None) -> list[np.ndarray]:  # noqa: F821
+    """Quantise float ``inputs`` (shaped like the model input, batch first), run the bundle's program,
+    and return every layer's integer output shaped ``[n, *layer output shape]``."""
+    from axtrain.hwmodels.fixedpoint import quantize
+
+    manifest = bundle.manifest
+    x = np.asarray(inputs, dtype=np.float32)
+    expected = tuple(manifest.input.shape)
+    if x.shape[1:] != expected:
+        raise BundleError(f"inputs have shape {x.shape[1:]} per sample, the bundle expects {expected}")
+    q = quantize(x, FixedPointFormat.parse(manifest.input.format)).reshape(x.shape[0], -1)
+    dram = np.zeros((x.shape[0], manifest.activation_words), dtype=np.int64)
+    dram[:, manifest.input.dram : manifest.input.dram + q.shape[1]] = q
+    result = run_program(bundle.program, bundle.arch, bundle.weights, bundle.bias, dram, mode_override)
+    layers = []
+    for index, layer in enumerate(bundle.layers):
+        if index not in result.layer_outputs:
+            raise BundleError(f"layer {index} ({layer.name}): the program never SYNCs its output")
+        layers.append(result.layer_outputs[index].reshape((x.shape[0], *layer.output_shape)))
+    return layers
