@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Graph, Node
-from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format, parse_format, refuse, scale_frac
+from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format, initializer, parse_format, refuse, scale_frac
 from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
@@ -107,7 +107,9 @@ def _agree(node: Node, key: str, actual: FixedPointFormat, compare_bits: bool = 
         raise refuse(node, f"metadata {key}={declared} disagrees with the graph's quantisation ({actual})")
 
 
-def _fold_compute(chain: _Chain, node: Node, fmt_in: FixedPointFormat, shape: tuple[int, ...], index: int) -> tuple[QuantizedLayer, Node, tuple[int, ...]]:
+def _fold_compute(
+    chain: _Chain, node: Node, fmt_in: FixedPointFormat, shape: tuple[int, ...], index: int
+) -> tuple[QuantizedLayer, Node, FixedPointFormat, tuple[int, ...]]:
     """A compute node and its Relu/Q followers -> one layer; returns the layer, the last Q node, the output shape."""
     graph = chain.graph
     w_int, w_dq = chain.constant_dq(node, 1, "weight")
@@ -194,9 +196,7 @@ def _fold_compute(chain: _Chain, node: Node, fmt_in: FixedPointFormat, shape: tu
     if relu:
         current = follower
         follower = chain.next_node(current.outputs[0], current)
-    if follower.op != "QuantizeLinear":
-        raise refuse(follower, f"expected a QuantizeLinear after {current.label}, found {follower.op}")
-    fmt_out = activation_format(graph, follower)
+    follower, fmt_out = _quantizer(chain, follower, current)
     _agree(node, keys.KEY_INPUT_FORMAT, fmt_in)
     _agree(node, keys.KEY_OUTPUT_FORMAT, fmt_out)
     name = node.metadata.get(keys.KEY_LAYER) or node.name or f"layer{index}"
@@ -214,18 +214,47 @@ def _fold_compute(chain: _Chain, node: Node, fmt_in: FixedPointFormat, shape: tu
         meta={"onnx_node": node.name or f"#{node.index}"},
         **attrs,  # type: ignore[arg-type]
     )
-    return layer, follower, out_shape
+    return layer, follower, fmt_out, out_shape
 
 
-def _expect_dq(chain: _Chain, q: Node) -> tuple[Node, FixedPointFormat]:
-    """The DequantizeLinear that must follow QuantizeLinear ``q`` at the same scale and type."""
+def _clip_bits(graph: Graph, clip: Node, fmt: FixedPointFormat) -> int:
+    """The width a Clip before a QuantizeLinear saturates to: its bounds must be a format's range
+    ``[-2**(b-1), 2**(b-1) - 1] * 2**-f`` at the Q's scale (docs/onnx-schema.md, narrow formats)."""
+    bounds = []
+    for position, what in ((1, "min"), (2, "max")):
+        value = initializer(graph, clip, position, what)
+        if value.size != 1 or value.dtype != np.float32:
+            raise refuse(clip, f"{what} must be a float32 scalar")
+        bounds.append(math.ldexp(float(value.reshape(-1)[0]), fmt.frac))
+    low, high = bounds
+    for bits in range(2, fmt.bits + 1):
+        if low == -(1 << (bits - 1)) and high == (1 << (bits - 1)) - 1:
+            return bits
+    raise refuse(clip, f"bounds [{low}, {high}] LSB are not the range of a signed format of at most {fmt.bits} bits at scale 2**-{fmt.frac}")
+
+
+def _quantizer(chain: _Chain, node: Node, after: Node | None) -> tuple[Node, FixedPointFormat]:
+    """``node`` starts a quantiser: ``[Clip ->] QuantizeLinear``. Returns the Q node and its format."""
+    if node.op == "Clip":
+        q = chain.next_node(node.outputs[0], node)
+        if q.op != "QuantizeLinear":
+            raise refuse(q, f"expected a QuantizeLinear after {node.label}, found {q.op}")
+        fmt = activation_format(chain.graph, q)
+        return q, FixedPointFormat(_clip_bits(chain.graph, node, fmt), fmt.frac)
+    if node.op != "QuantizeLinear":
+        where = f"after {after.label}" if after is not None else "on the graph input"
+        raise refuse(node, f"expected a QuantizeLinear (or Clip + QuantizeLinear) {where}, found {node.op}")
+    return node, activation_format(chain.graph, node)
+
+
+def _expect_dq(chain: _Chain, q: Node) -> Node:
+    """The DequantizeLinear that must follow QuantizeLinear ``q`` at the same scale."""
     dq = chain.next_node(q.outputs[0], q)
     if dq.op != "DequantizeLinear":
         raise refuse(dq, f"expected a DequantizeLinear after {q.label}, found {dq.op}")
-    fmt_q = activation_format(chain.graph, q)
-    if scale_frac(chain.graph, dq) != fmt_q.frac:
+    if scale_frac(chain.graph, dq) != scale_frac(chain.graph, q):
         raise refuse(dq, f"its scale differs from the QuantizeLinear before it ({q.label})")
-    return dq, fmt_q
+    return dq
 
 
 def fold_qdq(ir: CompilerIR) -> CompilerIR:
@@ -238,18 +267,16 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
     shape: tuple[int, ...] = tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
     shapes = [shape]
     first = chain.next_node(input_name, None)
-    if first.op != "QuantizeLinear":
-        raise refuse(first, "the graph input must first be quantised by a QuantizeLinear")
-    dq, fmt = _expect_dq(chain, first)
+    q, fmt = _quantizer(chain, first, None)
+    dq = _expect_dq(chain, q)
     input_format = fmt
     tensor = dq.outputs[0]
     layers: list[QuantizedLayer] = []
     while tensor != output_name:
         node = chain.next_node(tensor, chain.producer.get(tensor))
         if node.op in COMPUTE_OPS:
-            layer, q, shape = _fold_compute(chain, node, fmt, shape, len(layers))
-            dq, fmt = _expect_dq(chain, q)
-            tensor = dq.outputs[0]
+            layer, q, fmt, shape = _fold_compute(chain, node, fmt, shape, len(layers))
+            tensor = _expect_dq(chain, q).outputs[0]
         elif node.op == "MaxPool":
             if len(shape) != 3:
                 raise refuse(node, f"input has per-sample shape {list(shape)}; MaxPool needs [channels, height, width]")
@@ -264,9 +291,10 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
             layer = QuantizedLayer(name=node.name or f"flatten{len(layers)}", op="flatten", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"})
             shape = (math.prod(shape),)
             tensor = node.outputs[0]
-        elif node.op == "QuantizeLinear":
-            # A Q -> DQ pair at the tensor's own format (after MaxPool/Flatten) changes nothing.
-            dq, fmt_q = _expect_dq(chain, node)
+        elif node.op in ("QuantizeLinear", "Clip"):
+            # A [Clip ->] Q -> DQ pair at the tensor's own format (after MaxPool/Flatten) changes nothing.
+            q, fmt_q = _quantizer(chain, node, chain.producer.get(tensor))
+            dq = _expect_dq(chain, q)
             if fmt_q != fmt:
                 raise refuse(node, f"requantises {fmt} to {fmt_q} outside a compute layer, which is not supported")
             tensor = dq.outputs[0]

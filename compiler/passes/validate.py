@@ -29,6 +29,7 @@ _ALLOWED_ATTRS: dict[str, dict[str, object]] = {
     "MatMul": {},
     "Add": {},
     "Relu": {},
+    "Clip": {},
     "Flatten": {"axis": 1},
     "Conv": {"group": 1, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
     "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "storage_order": 0, "auto_pad": "NOTSET"},

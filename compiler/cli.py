@@ -1,0 +1,90 @@
+"""``axtrain compile`` and ``axtrain inspect``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from axtrain.formats.arch import DEFAULT_ARCH, load_arch
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), help="Architecture YAML/JSON (defaults: docs/compiler.md).")
+@click.option("--force", is_flag=True, help="Replace an existing bundle directory.")
+def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool) -> None:
+    """Compile MODEL (QDQ ONNX, power-of-two scales) into a FlexFlow bundle."""
+    from axtrain.compiler.package import write_compiled_bundle
+    from axtrain.compiler.pipeline import compile_model
+    from axtrain.errors import ConfigError
+
+    arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    ir = compile_model(model, arch)
+    write_compiled_bundle(ir, out, overwrite=force)
+    assert ir.emitted is not None and ir.layers is not None
+    click.echo(
+        f"compiled {model.name}: {len(ir.layers)} layers, {len(ir.emitted.program)} instructions, "
+        f"{ir.emitted.weight_image.size} weight words -> {out}"
+    )
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB"
+
+
+def summary(bundle_path: Path) -> str:
+    """The text ``axtrain inspect`` prints."""
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.formats.isa import count_by_kind
+
+    b = load_bundle(bundle_path)
+    m, arch = b.manifest, b.arch
+    lines = [
+        f"bundle {bundle_path}  (format v{m.format_version}, ISA v{m.isa_version}, axtrain {m.toolchain.get('axtrain', '?')})",
+        f"source {m.source_onnx_name}  sha256 {m.source_onnx_sha256[:16]}...  app {m.app}  method {m.method or '-'}",
+        f"arch   {arch.pe_rows}x{arch.pe_cols} PEs @ {arch.clock_hz / 1e9:g} GHz, WB {_fmt_bytes(arch.weight_buffer_bytes)}, "
+        f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
+        f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
+        "",
+        f"{'#':>2}  {'name':<14} {'op':<8} {'in -> out':<24} {'formats (in/w/out)':<22} {'mode':<14} {'V':>5} {'tiles':>5} {'MACs':>9} {'instr':>6}",
+    ]
+    for layer in b.layers:
+        modes = sorted(set(layer.multipliers))
+        mode = "-" if not modes else modes[0] if len(modes) == 1 else f"mixed({len(modes)})"
+        formats = f"{layer.input_format}/{layer.weight_format or '-'}/{layer.output_format}"
+        shapes = f"{'x'.join(map(str, layer.input_shape))} -> {'x'.join(map(str, layer.output_shape))}"
+        tiles = layer.tiling.tiles if layer.tiling else "-"
+        lines.append(
+            f"{layer.index:>2}  {layer.name[:14]:<14} {layer.op:<8} {shapes:<24} {formats:<22} {mode:<14} "
+            f"{layer.sram_voltage:>5.2f} {tiles:>5} {layer.macs:>9} {layer.program[1] - layer.program[0]:>6}"
+        )
+    counts = count_by_kind(b.program)
+    lines += ["", f"instructions: {len(b.program)} ({len(b.program_bytes)} bytes): " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    live = max(math.prod(layer.input_shape) + (0 if layer.op == "flatten" else math.prod(layer.output_shape)) for layer in b.layers)
+    lines += [
+        "memory:",
+        f"  weight image {m.weight_words} words x {m.weight_word_bits} bit = {_fmt_bytes(m.weight_words * m.weight_word_bits // 8)}",
+        f"  bias image   {m.bias_words} words x {m.bias_word_bits} bit = {_fmt_bytes(m.bias_words * m.bias_word_bits // 8)}",
+        f"  neuron buffer: at most {live} of {arch.neuron_buffer_words} words live at once",
+        f"  DRAM activations {m.activation_words} words per sample",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("inspect")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--asm", is_flag=True, help="Also print the disassembly.")
+def inspect_command(bundle: Path, asm: bool) -> None:
+    """Summarise BUNDLE: layers, instruction counts per kind, memory footprint, modes."""
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.formats.isa import disassemble
+
+    click.echo(summary(bundle))
+    if asm:
+        click.echo("")
+        click.echo(disassemble(load_bundle(bundle).program_bytes), nl=False)
