@@ -88,10 +88,17 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        # One line: the problem, then where to read more (click's default adds a usage block).
+        where = f"axtrain {exc.ctx.command_path.split(' ', 1)[1]} --help" if exc.ctx and " " in exc.ctx.command_path else "axtrain --help"
+        click.echo(f"error: {exc.format_message()} (see '{where}')", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         if debug:
             raise
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
     except AxTrainError as exc:
         if debug:
