@@ -5,12 +5,14 @@ The repository keeps compiler/, runtime/, trainer/ and hwmodels/ at the top leve
 Project metadata lives in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 PARTS = ("compiler", "runtime", "trainer", "hwmodels")
 
 package_dir = {"axtrain": "axtrain"}
-packages = ["axtrain"] + [f"axtrain.{sub}" for sub in find_packages("axtrain")]
+# Namespace discovery under axtrain/ so data folders (datasets/files/...) count as packages and
+# their files ship as package data without setuptools' "package would be ignored" warning.
+packages = ["axtrain"] + [f"axtrain.{sub}" for sub in find_namespace_packages("axtrain", exclude=["*__pycache__*"])]
 for part in PARTS:
     package_dir[f"axtrain.{part}"] = part
     packages += [f"axtrain.{part}"] + [f"axtrain.{part}.{sub}" for sub in find_packages(part)]
