@@ -1,0 +1,111 @@
+"""ISA v1: encoding layout, exact round trips (hypothesis), and one-line refusals."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from axtrain.errors import BundleError
+from axtrain.formats.isa import (
+    OPS,
+    WORD_BYTES,
+    Instruction,
+    assemble,
+    decode,
+    decode_program,
+    disassemble,
+    encode,
+    encode_program,
+    listing,
+    parse_assembly,
+)
+
+
+@st.composite
+def instructions(draw: st.DrawFn) -> Instruction:
+    spec = draw(st.sampled_from(list(OPS.values())))
+    return Instruction(spec.name, tuple(draw(st.integers(f.lo, f.hi)) for f in spec.fields))
+
+
+@settings(max_examples=400, deadline=None)
+@given(instructions())
+def test_encode_decode_and_text_round_trip(instruction: Instruction) -> None:
+    word = encode(instruction)
+    assert len(word) == WORD_BYTES
+    assert decode(word) == instruction
+    assert parse_assembly(str(instruction)) == [instruction]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(instructions(), min_size=0, max_size=30))
+def test_assemble_disassemble_round_trip(program: list[Instruction]) -> None:
+    binary = encode_program(program)
+    assert assemble(disassemble(binary)) == binary
+    assert decode_program(binary) == program
+    # The commented listing assembles to the same binary too.
+    assert assemble(listing(program, {0: "a note"})) == binary
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=WORD_BYTES, max_size=WORD_BYTES))
+def test_any_word_decodes_canonically_or_is_refused(word: bytes) -> None:
+    try:
+        instruction = decode(word, index=7)
+    except BundleError as exc:
+        assert "instruction 7" in str(exc)
+        return
+    assert encode(instruction) == word
+
+
+def test_field_layout_is_little_endian_lsb_first() -> None:
+    # RELU: opcode 0x0A in bits 0..7, m (12 bits) from bit 8, p (12 bits) from bit 20.
+    word = encode(Instruction.of("RELU", m=1, p=2))
+    assert word == bytes([0x0A, 0x01, 0x20]) + bytes(13)
+    # REQ's signed shift: -1 is eight one bits right after nb(20) ostride(20) m(12) p(12) = bit 72.
+    value = int.from_bytes(encode(Instruction.of("REQ", nb=0, ostride=0, m=0, p=0, shift=-1, bits=0)), "little")
+    assert value == 0x0B | (0xFF << 72)
+    assert encode(Instruction.of("END")) == bytes([0x0E]) + bytes(15)
+
+
+@pytest.mark.parametrize(
+    "word, reason",
+    [
+        (bytes(16), "unknown opcode 0x00"),
+        (bytes([0xEE]) + bytes(15), "unknown opcode 0xee"),
+        (bytes([0x0E, 0x01]) + bytes(14), "reserved bits 8..127 are not zero"),
+        (bytes([0x0A]) + bytes(14) + bytes([0x80]), "reserved bits 32..127"),
+    ],
+)
+def test_undecodable_words_name_index_and_reason(word: bytes, reason: str) -> None:
+    program = encode_program([Instruction.of("END")]) * 2 + word
+    with pytest.raises(BundleError, match=rf"instruction 2 .*{reason}|instruction 2: {reason}"):
+        decode_program(program)
+
+
+def test_program_size_must_be_whole_words() -> None:
+    with pytest.raises(BundleError, match="not a multiple of the 16-byte"):
+        decode_program(bytes(17))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("FOO m=1", "line 1: unknown instruction 'FOO'"),
+        ("RELU m=1", r"line 1: .*missing operands \['p'\]"),
+        ("RELU m=1 p=2 q=3", r"unknown operands \['q'\]"),
+        ("RELU m=4096 p=1", "m=4096 outside its 12-bit range"),
+        ("REQ nb=0 ostride=0 m=1 p=1 shift=-129 bits=8", "shift=-129 outside"),
+        ("\nRELU m=1 p", "line 2: bad operand 'p'"),
+        ("RELU m=1 m=2 p=1", "operand m given twice"),
+    ],
+)
+def test_assembler_errors_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(BundleError, match=message) as info:
+        assemble(text)
+    assert "\n" not in str(info.value)
+
+
+def test_text_accepts_any_operand_order_hex_and_comments() -> None:
+    text = "; header\nRELU p=0x10 m=3 ; trailing\n\n"
+    assert parse_assembly(text) == [Instruction.of("RELU", m=3, p=16)]
