@@ -1,0 +1,174 @@
+"""Training configuration: one frozen, typed record, per-application defaults, YAML/JSON files.
+
+Precedence, lowest first: the field defaults below, the application's defaults (:data:`APP_DEFAULTS`,
+filled in by :meth:`TrainConfig.resolved`), a ``--config`` file, command-line options. The resolved
+config (no ``None`` left) is what a run directory records in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from axtrain.errors import AxTrainError, ConfigError
+from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
+
+Method = Literal["bp", "act", "pas", "axtrain", "approxann"]
+METHOD_NAMES: tuple[str, ...] = ("bp", "act", "pas", "axtrain", "approxann")
+
+#: Per-application defaults for the fields left ``None``. Small UCI apps train in seconds; MNIST
+#: gets fewer, larger epochs. ``epochs`` is the first phase (bp / act; for axtrain the act cap; for
+#: pas the BP warm-up), ``pas_epochs`` the emulated phase.
+APP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "breast-cancer": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3},
+    "ionosphere": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3},
+    "image-segmentation": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3},
+    "satimage": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3},
+    "mnist-mlp": {"epochs": 15, "pas_epochs": 5, "batch_size": 128, "lr": 1e-3},
+    "mnist-cnn": {"epochs": 10, "pas_epochs": 3, "batch_size": 128, "lr": 1e-3},
+}
+_FALLBACK_DEFAULTS: dict[str, Any] = {"threads": 0, "epochs": 30, "pas_epochs": 5, "batch_size": 64, "lr": 1e-3}
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a training run. Frozen; unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app: str = Field(description="application name (axtrain.datasets.APPLICATIONS), e.g. 'breast-cancer'")
+    method: Method = Field("bp", description="training method: bp, act, pas, axtrain or approxann")
+    seed: int = Field(0, ge=0, description="seed of the data split, initial weights, shuffling and fault maps")
+    epochs: int | None = Field(
+        None, ge=0, description="epochs of the first phase: bp/act training; the act cap of axtrain; the BP warm-up of pas"
+    )
+    pas_epochs: int | None = Field(None, ge=0, description="epochs of emulated (pas) training, for pas and axtrain")
+    batch_size: int | None = Field(None, ge=1, description="mini-batch size (samples)")
+    lr: float | None = Field(None, gt=0, description="Adam learning rate of the bp/act phase")
+    pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr / 10)")
+    weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (0 = none)")
+    bits_w: int = Field(8, ge=4, le=16, description="weight width in bits (dynamic fixed point)")
+    bits_a: int = Field(8, ge=4, le=16, description="activation width in bits (dynamic fixed point)")
+    gamma_initial: float = Field(1e-3, ge=0, description="initial weight gamma of S in E + gamma*S (act)")
+    gamma_step: float = Field(2e-4, ge=0, description="per-epoch change of gamma (paper 3.1.3)")
+    gamma_max: float | None = Field(None, gt=0, description="upper clamp of gamma (None: unbounded)")
+    gamma_accuracy_bound: float | None = Field(
+        None, ge=0, le=1, description="training accuracy above which gamma also increases (None: error rule only)"
+    )
+    sensitivity_form: Literal["per_sample", "batch"] = Field(
+        "per_sample", description="how the batch enters S: per_sample (mean of per-sample S) or batch (S of the mean output)"
+    )
+    converge_tol: float = Field(
+        0.01, ge=0, description="axtrain: act stops when E and S each changed by less than this fraction over converge_patience epochs"
+    )
+    converge_patience: int = Field(5, ge=1, description="axtrain: window (epochs) of the act convergence rule")
+    multiplier: str = Field("exact", description="target multiplier: exact, drum:K, or K1..K4 (pas trains with it)")
+    sram_voltage: float = Field(NOMINAL_VOLTAGE, description="target weight-SRAM supply voltage in volts (0.4..1.1)")
+    ntv_eval_runs: int = Field(10, ge=1, description="fault maps averaged when evaluating below nominal voltage")
+    probe_samples: int = Field(256, ge=1, description="training samples on which S is measured every epoch")
+    approxann_start: Literal["bp", "act"] = Field("bp", description="approxann: train the starting network with bp or act")
+    threads: int | None = Field(
+        None, ge=0, description="CPU threads for torch during the run (0: torch's default; default 1 for the small UCI apps, whose tiny GEMMs only lose to threading overhead)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
+
+    @field_validator("app")
+    @classmethod
+    def _known_app(cls, value: str) -> str:
+        from axtrain.datasets import APPLICATIONS
+
+        if value not in APPLICATIONS:
+            raise ValueError(f"unknown application {value!r}; known: {', '.join(APPLICATIONS)}")
+        return value
+
+    @field_validator("multiplier")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        try:
+            return str(parse_mode(value))
+        except AxTrainError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("sram_voltage")
+    @classmethod
+    def _voltage(cls, value: float) -> float:
+        try:
+            bit_error_rate(value)
+        except AxTrainError as exc:
+            raise ValueError(str(exc)) from None
+        return float(value)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every ``None`` default filled from the application's defaults."""
+        defaults = {**_FALLBACK_DEFAULTS, **APP_DEFAULTS.get(self.app, {})}
+        values = self.model_dump()
+        for key, value in defaults.items():
+            if values.get(key) is None:
+                values[key] = value
+        if values["pas_lr"] is None:
+            values["pas_lr"] = values["lr"] / 10
+        return TrainConfig(**values)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the trained weights (``device`` excluded): resume needs them equal."""
+        values = self.model_dump()
+        values.pop("device")
+        return values
+
+
+def _one_line(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{source}: {key}: {message}{extra}"
+
+
+def make_config(values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """Validate ``values`` into a TrainConfig; a bad key or value is one ConfigError line naming it."""
+    try:
+        return TrainConfig(**dict(values))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping stored in a YAML (``.yaml``/``.yml``) or JSON file (other suffixes: tried as YAML)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """File values (if any) overridden by the non-None ``overrides``; validated, not yet resolved."""
+    values: dict[str, Any] = read_config_file(path) if path is not None else {}
+    source = str(path) if path is not None else "options"
+    # Validate the file on its own first so that an error names the file's key, not an option.
+    if path is not None:
+        try:
+            TrainConfig.model_validate({"app": "breast-cancer", **values})
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc, source)) from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return make_config(values, source)

@@ -1,0 +1,67 @@
+"""The training methods, each a function of a :class:`~axtrain.trainer.engine.Session`.
+
+``METHODS`` maps the ``--method`` name to the function. A method calls ``session.run_phase`` for its
+phases (checkpointed and resumable) and may set ``session.final_layers`` / ``session.extra_summary``;
+otherwise the final layers are the model calibrated for the target multiplier and voltage.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from axtrain.errors import ConfigError
+from axtrain.trainer.engine import Session
+
+
+def bp(session: Session) -> None:
+    """Conventional back-propagation (float, Adam, cross-entropy); quantised after training."""
+    c = session.config
+    session.run_phase("bp", c.epochs, c.lr)
+
+
+def act(session: Session) -> None:
+    """AxTrain-act: minimise ``E + gamma * S`` with gamma adapted every epoch (paper 3.1)."""
+    c = session.config
+    session.run_phase("act", c.epochs, c.lr)
+
+
+def pas(session: Session) -> None:
+    """AxTrain-pas alone: a BP warm-up of ``epochs`` epochs (pas needs a trained network to start
+    from), then ``pas_epochs`` epochs through the emulated target hardware."""
+    c = session.config
+    session.run_phase("bp", c.epochs, c.lr)
+    session.run_phase("pas", c.pas_epochs, c.pas_lr)
+
+
+def axtrain(session: Session) -> None:
+    """AxTrain: act until E and S converge (at most ``epochs``), then pas at the target hardware."""
+    c = session.config
+    session.run_phase("act", c.epochs, c.lr, until_converged=True)
+    session.run_phase("pas", c.pas_epochs, c.pas_lr)
+
+
+def approxann(session: Session) -> None:
+    """ApproxAnn (Zhang et al., DATE 2015) from a BP or act network (``approxann_start``): switch the
+    least critical neurons to the target multiplier while accuracy stays within the budget."""
+    from axtrain.trainer.approxann import run_approxann
+    from axtrain.trainer.hardware import with_target
+
+    c = session.config
+    if c.multiplier == "exact":
+        raise ConfigError("approxann: set an approximate target multiplier, e.g. --multiplier K1")
+    session.run_phase(c.approxann_start, c.epochs, c.lr)
+    layers = session.target_layers(exact=True)
+    data = (session.data.x_train.cpu().numpy(), session.data.y_train.cpu().numpy())
+    result = run_approxann(session.model, layers, data, mode=c.multiplier, seed=c.seed)
+    session.model.load_state_dict(result.model.state_dict())
+    session.final_layers = with_target(result.layers, None, c.sram_voltage)
+    session.extra_summary["approxann"] = result.summary()
+
+
+METHODS: dict[str, Callable[[Session], None]] = {
+    "bp": bp,
+    "act": act,
+    "pas": pas,
+    "axtrain": axtrain,
+    "approxann": approxann,
+}
