@@ -113,7 +113,7 @@ def test_static_checks_and_runtime_errors() -> None:
     small = Architecture(pe_rows=1, pe_cols=1, accumulator_bits=32, pe_weight_memory_bytes=8, pe_neuron_memory_bytes=8)
     overflow = "LDN nb=0 dram=0 count=2\nCONV c=2 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1\nLDW wb=0 dram=0 rows=1 cols=2 stride=2\nDISTW wb=0 stride=2 m=1 p=1 k=2\nDISTN nb=0 p0=0 m=1 p=1 k0=0 k=2\nMAC m=1 p=1 k=2 bb=0 mt=0 init=1\nEND"
     result = run_program(parse_assembly(overflow), small, np.array([32767, 32767]), np.array([0]), np.array([[32767, 32767]]))
-    assert result.layer_outputs == {}
+    assert result.layer_outputs == {} and result.dram_a.tolist() == [[32767, 32767]]
     # 2 * 32767**2 = 2147352578 fits below 2**31; a bias of 10**6 on top overflows.
-    with pytest.raises(BundleError, match=r"instruction 5 \(MAC\): accumulator of PE 0 overflows 32 bits"):
+    with pytest.raises(BundleError, match=r"instruction 6 \(MAC\): accumulator of PE 0 overflows 32 bits"):
         run_program(parse_assembly("LDB bb=0 dram=0 count=1\n" + overflow), small, np.array([32767, 32767]), np.array([10**6]), np.array([[32767, 32767]]))
