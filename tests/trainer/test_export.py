@@ -1,7 +1,8 @@
 """The ONNX exporter: schema, metadata, determinism, and bit-identity of onnxruntime with the numpy
 reference forward of hwmodels (docs/numerics.md) on random integer networks.
 
-Budget: about 20 s on one core (LeNet-5 reference forward dominates).
+Budget: about 25 s (four 1-epoch UCI training runs take most of it); the MNIST runs are slow-marked
+(about 90 s for mnist-mlp and 5 min for mnist-cnn on this 2-core machine, whole 10k test split).
 """
 
 from __future__ import annotations
@@ -401,3 +402,55 @@ def test_exporter_does_not_import_torch() -> None:
     code = "import sys, axtrain.trainer.export; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------------
+# Trained networks: onnxruntime versus the trainer's exact fixed-point emulation
+# ---------------------------------------------------------------------------------------------
+
+UCI_APPS = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
+
+
+def _export_trained(app: str, tmp_path: Path, epochs: int) -> tuple[Path, Path]:
+    """Train a short BP run, export it with ``export_run``; returns (run_dir, model path)."""
+    from axtrain.trainer.config import TrainConfig
+    from axtrain.trainer.engine import train
+
+    run_dir = tmp_path / app
+    train(TrainConfig(app=app, method="bp", seed=1, epochs=epochs, device="cpu"), run_dir)
+    return run_dir, export_run(run_dir, tmp_path / f"{app}.onnx")
+
+
+def _check_trained_bit_identity(app: str, run_dir: Path, path: Path) -> None:
+    import torch
+
+    from axtrain.datasets import load
+    from axtrain.trainer.emulation import emulate
+    from axtrain.trainer.rundir import load_layers, load_model
+
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert all(node[schema.KEY_FLOAT32_EXACT] == "true" for node in read_annotations(model)["nodes"].values())
+    layers, _ = load_layers(run_dir)
+    x_test = load(app, seed=1).x_test.astype(np.float32)
+    emulated = emulate(load_model(run_dir), layers, torch.from_numpy(x_test), exact=True).numpy()
+    got = bit_exact_session(model).run(None, {schema.INPUT_NAME: x_test})[0]
+    # The emulation's float64 values are q * 2**-f with |q| < 2**15: exact in float32.
+    assert np.array_equal(got, emulated.astype(np.float32)), f"{app}: {(got != emulated).sum()} outputs differ"
+    assert np.array_equal(got.argmax(1), emulated.argmax(1))
+    fin = layers[0].input_format
+    assert np.array_equal(got, reference(layers, fin, x_test))  # and hwmodels agrees with both
+    assert len(np.unique(got)) > 10  # a trained network, not a constant
+
+
+@pytest.mark.parametrize("app", UCI_APPS)
+def test_trained_uci_run_bit_identical_on_test_split(app: str, tmp_path: Path) -> None:
+    run_dir, path = _export_trained(app, tmp_path, epochs=1)
+    _check_trained_bit_identity(app, run_dir, path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", ["mnist-mlp", "mnist-cnn"])
+def test_trained_mnist_run_bit_identical_on_test_split(app: str, tmp_path: Path) -> None:
+    run_dir, path = _export_trained(app, tmp_path, epochs=1)
+    _check_trained_bit_identity(app, run_dir, path)
