@@ -306,10 +306,10 @@ def _mac_layer(
 def _float32_exact(operands: Sequence[tuple[torch.Tensor, torch.Tensor]], bias: torch.Tensor, acc_frac: int) -> bool:
     """Whether ``fan_in * max|a| * max|w| + max|bias| < 2**24`` accumulator LSBs for every mode group."""
     limit = math.ldexp(1.0, 24 - acc_frac)  # 2**24 LSBs, in real units
-    bias_max = float(bias.abs().max()) if bias.numel() else 0.0
+    bias_max = float(bias.detach().abs().max()) if bias.numel() else 0.0
     for a_t, w_t in operands:
         fan_in = w_t[0].numel()
-        bound = fan_in * float(a_t.abs().max()) * float(w_t.abs().max()) + bias_max
+        bound = fan_in * float(a_t.detach().abs().max()) * float(w_t.detach().abs().max()) + bias_max
         if not bound < limit:
             return False
     return True
