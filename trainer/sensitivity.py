@@ -136,6 +136,17 @@ def _maxpool_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
     return out.reshape(n, k, c, in_h, in_w)
 
 
+def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
+    """:func:`_layer_term` of the Linear layer that produces the logits, where ``delta = I``:
+    ``sum_{k,i} |W_ki| |a_i|`` needs no Jacobian and no GEMM (few ops: cheaper on a busy CPU)."""
+    module = rec.module
+    a = rec.input.abs().mean(0) if form == "per_sample" else rec.input.mean(0).abs()
+    term = (module.weight.abs().sum(0) * a).sum()
+    if include_bias and module.bias is not None:
+        term = term + module.bias.abs().sum()
+    return term
+
+
 def _layer_term(rec: _Record, delta: Tensor, form: str, include_bias: bool) -> Tensor:
     """One weighted layer's contribution, given ``delta = dO/dz`` of shape ``[N, K, *z.shape[1:]]``."""
     module = rec.module
@@ -171,34 +182,31 @@ def _layer_term(rec: _Record, delta: Tensor, form: str, include_bias: bool) -> T
     return term
 
 
-def forward_with_sensitivity(
-    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
-) -> tuple[Tensor, Tensor]:
-    """The logits ``[N, K]`` and ``S`` (a differentiable scalar) from one shared forward pass.
-
-    Use this in a training step so the loss and S share the forward: ``out, s = ...;
-    (loss_fn(out, y) + gamma * s).backward()``.
-    """
+def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, list[tuple[_Record, Tensor]]]:
+    """The logits and, for every Linear/Conv2d (last first), its record and ``delta = dO/dz``
+    of shape ``[N, K, *z.shape[1:]]``."""
     _check(model, form)
     out, records = _forward(model, x)
     if out.dim() != 2:
         raise ConfigError(f"sensitivity: the model output must be [N, K] logits, got shape {tuple(out.shape)}")
     n, k = out.shape
-    first_weighted = next((i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))), None)
-    if first_weighted is None:
-        return out, out.new_zeros(())
+    weighted = [i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))]
+    if not weighted:
+        return out, []
     # J[n, k, ...] = dO_nk / d(current tensor); starts as the identity on the logits.
     jac = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
-    total = out.new_zeros(())
-    for index in range(len(records) - 1, first_weighted - 1, -1):
+    found: list[tuple[_Record, Tensor]] = []
+    for index in range(len(records) - 1, weighted[0] - 1, -1):
         rec = records[index]
         module = rec.module
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            total = total + _layer_term(rec, jac, form, include_bias)
-            if index == first_weighted:
-                break
+            found.append((rec, jac))
+            if index == weighted[0]:
+                break  # nothing below the first weighted layer has weights
             if isinstance(module, nn.Linear):
-                jac = jac @ module.weight
+                # J is still the identity when the logits layer is the last module: I W = W.
+                last = index == len(records) - 1
+                jac = module.weight.unsqueeze(0).expand(n, -1, -1) if last else jac @ module.weight
             else:
                 jac = _conv_input_jacobian(rec, jac)
         elif isinstance(module, nn.ReLU):
@@ -208,7 +216,51 @@ def forward_with_sensitivity(
             jac = _maxpool_input_jacobian(rec, jac)
         else:  # Flatten
             jac = jac.reshape(n, k, *rec.input.shape[1:])
+    return out, found
+
+
+def forward_with_sensitivity(
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The logits ``[N, K]`` and ``S`` (a differentiable scalar) from one shared forward pass.
+
+    Use this in a training step so the loss and S share the forward: ``out, s = ...;
+    (loss_fn(out, y) + gamma * s).backward()``.
+    """
+    out, found = _layer_deltas(model, x, form)
+    total = out.new_zeros(())
+    for position, (rec, delta) in enumerate(found):
+        if position == 0 and isinstance(rec.module, nn.Linear) and rec.output_shape == out.shape:
+            total = total + _logits_layer_term(rec, form, include_bias)
+        else:
+            total = total + _layer_term(rec, delta, form, include_bias)
     return out, total
+
+
+def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_sample") -> list[Tensor]:
+    """Every weight's own term ``|w| * sum_k |dO_k/dw|`` (per-sample form: averaged over samples),
+    one tensor shaped like the weight per Linear/Conv2d in layer order; they sum to :func:`sensitivity`.
+    Detached (for maps and ranking, not for training)."""
+    _, found = _layer_deltas(model, x, form)
+    maps: list[Tensor] = []
+    for rec, delta in reversed(found):
+        weight = rec.module.weight
+        n = delta.shape[0]
+        if isinstance(rec.module, nn.Linear):
+            if form == "per_sample":
+                grad_abs = torch.einsum("nkj,ni->ji", delta.abs(), rec.input.abs()) / n
+            else:
+                grad_abs = (torch.einsum("nkj,ni->kji", delta, rec.input) / n).abs().sum(0)
+            maps.append((weight.abs() * grad_abs).detach())
+            continue
+        assert rec.extra is not None
+        d = delta.reshape(n, delta.shape[1], delta.shape[2], -1)
+        if form == "per_sample":
+            grad_abs = (d @ rec.extra.transpose(1, 2).unsqueeze(1)).abs().sum((0, 1)) / n
+        else:
+            grad_abs = (torch.einsum("nkop,ncp->koc", d, rec.extra) / n).abs().sum(0)
+        maps.append((weight.abs() * grad_abs.reshape(weight.shape)).detach())
+    return maps
 
 
 def sensitivity(

@@ -13,10 +13,20 @@ from axtrain.trainer.sensitivity import (
     forward_with_sensitivity,
     sensitivity,
     sensitivity_reference,
+    weight_sensitivities,
     weighted_parameters,
 )
 
 DT = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: a second intra-op thread only waits for the busy shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _mlp(seed: int) -> nn.Sequential:
@@ -207,3 +217,24 @@ def test_bad_inputs_raise_one_line_errors() -> None:
         sensitivity(nn.Sequential(nn.Linear(5, 3), nn.Dropout()).to(DT), x)
     with pytest.raises(ConfigError, match="nn.Sequential"):
         sensitivity(nn.Linear(5, 3).to(DT), x)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("form", ["per_sample", "batch"])
+def test_weight_sensitivities_are_the_per_weight_terms(kind: str, form: str) -> None:
+    """Each map entry is |w| * sum_k |dO_k/dw| (per-sample: averaged), by autograd per output."""
+    model = _mlp(13) if kind == "mlp" else _cnn(13)
+    x = _inputs(kind, 3, 14)
+    maps = weight_sensitivities(model, x, form)
+    params = weighted_parameters(model)
+    out = model(x)
+    expected = [torch.zeros_like(p) for p in params]
+    rows = [out.mean(0)] if form == "batch" else [out[i] for i in range(x.shape[0])]
+    for row in rows:
+        for k in range(out.shape[1]):
+            grads = torch.autograd.grad(row[k], params, retain_graph=True)
+            for e, p, g in zip(expected, params, grads):
+                e += (p.abs() * g.abs()).detach() / len(rows)
+    for m, e in zip(maps, expected):
+        assert torch.allclose(m, e, rtol=1e-10, atol=1e-15)
+    assert torch.allclose(sum(m.sum() for m in maps), sensitivity(model, x, form), rtol=1e-12)
