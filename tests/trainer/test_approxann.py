@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,9 @@ def test_search_invariants(problem) -> None:
         layer.weight.shape[1] * sum(m == k1 for m in layer.neuron_modes()) for layer in result.layers if layer.has_weights
     )
     assert result.approx_mac_fraction == approx_macs / (6 * 8 + 8 * 3)
+
+    digest = json.loads(json.dumps(result.summary(), allow_nan=False))
+    assert digest["n_approx"] == result.n_approx and len(digest["rounds"]) == len(result.rounds)
 
     again = run_approxann(model, layers, (x, y), "drum:2", budget=0.02, seed=5, config=cfg)
     assert again.modes == result.modes
