@@ -1,0 +1,147 @@
+"""Event counts of one inference: what the accelerator did, before any pricing (runtime/energy.py).
+
+Both cycle simulators (``simulator_reference`` steps the clock, ``simulator`` uses closed forms)
+return an :class:`Events`; the tests require them to be equal field by field. Counts do not depend
+on the data (the ISA has no data-dependent control flow or zero skipping), only on the program, the
+architecture and the run configuration (multiplier override, voltages), so one count serves every
+input image and every Monte Carlo run.
+
+Keys: memories are ``weight_buffer``, ``neuron_buffer``, ``bias_buffer``, ``weight_local``,
+``neuron_local``, each access keyed ``"<memory>@<voltage>V"`` with the voltage printed to 3 decimals;
+multiplications are keyed ``"<mode>@<bits>"`` (``exact@8``, ``drum:2@8``: the multiplier and its
+operand width).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from axtrain.formats.arch import Architecture
+from axtrain.formats.bundle import LayerRecord
+from axtrain.formats.isa import Instruction
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE
+from axtrain.hwmodels.multipliers import MultiplierMode
+
+MEMORIES = ("weight_buffer", "neuron_buffer", "bias_buffer", "weight_local", "neuron_local")
+
+
+def voltage_key(voltage: float) -> str:
+    """The printed form of a supply voltage used in event keys (3 decimals)."""
+    return f"{float(voltage):.3f}"
+
+
+def access_key(memory: str, voltage: float) -> str:
+    """Key of an access count: ``memory@V``."""
+    return f"{memory}@{voltage_key(voltage)}V"
+
+
+def split_access_key(key: str) -> tuple[str, float]:
+    """Inverse of :func:`access_key`."""
+    memory, volts = key.split("@")
+    return memory, float(volts.rstrip("V"))
+
+
+def multiply_key(mode: MultiplierMode, bits: int) -> str:
+    """Key of a multiplication count: ``mode@bits``."""
+    return f"{mode}@{int(bits)}"
+
+
+def split_multiply_key(key: str) -> tuple[str, int]:
+    """Inverse of :func:`multiply_key`."""
+    mode, bits = key.rsplit("@", 1)
+    return mode, int(bits)
+
+
+@dataclass
+class Events:
+    """Counts of one inference (one run of the program over one image)."""
+
+    cycles: int = 0
+    stall_cycles: int = 0  # cycles spent waiting for the first DRAM word (latency)
+    active_pe_cycles: int = 0  # sum over cycles of PEs doing a multiply-accumulate
+    instructions: Counter = field(default_factory=Counter)  # op -> executed instructions
+    cycles_by_op: Counter = field(default_factory=Counter)  # op -> cycles spent in it
+    cycles_by_voltage: Counter = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles
+    multiplies: Counter = field(default_factory=Counter)  # "mode@bits" -> products
+    additions: int = 0  # accumulator additions (one per product)
+    comparisons: int = 0  # ReLU and max-pool comparisons
+    requantizations: int = 0  # rounding shifts with saturation (REQ)
+    reads: Counter = field(default_factory=Counter)  # "memory@V" -> words read
+    writes: Counter = field(default_factory=Counter)  # "memory@V" -> words written
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (plain dicts with sorted keys, zero counts dropped)."""
+
+        def clean(counter: Counter) -> dict[str, int]:
+            return {key: int(value) for key, value in sorted(counter.items()) if value}
+
+        return {
+            "cycles": int(self.cycles),
+            "stall_cycles": int(self.stall_cycles),
+            "active_pe_cycles": int(self.active_pe_cycles),
+            "instructions": clean(self.instructions),
+            "cycles_by_op": clean(self.cycles_by_op),
+            "cycles_by_voltage": clean(self.cycles_by_voltage),
+            "multiplies": clean(self.multiplies),
+            "additions": int(self.additions),
+            "comparisons": int(self.comparisons),
+            "requantizations": int(self.requantizations),
+            "reads": clean(self.reads),
+            "writes": clean(self.writes),
+            "dram_read_bytes": int(self.dram_read_bytes),
+            "dram_write_bytes": int(self.dram_write_bytes),
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Events) and self.as_dict() == other.as_dict()
+
+    @property
+    def macs(self) -> int:
+        """All multiplications, any mode."""
+        return int(sum(self.multiplies.values()))
+
+
+@dataclass(frozen=True)
+class InstructionContext:
+    """What an instruction's events depend on besides its operands: its layer's weight-SRAM voltage,
+    the operand width of its multipliers, and the multiplier override of the run."""
+
+    voltages: tuple[float, ...]  # per instruction: the weight SRAM voltage in effect
+    operand_bits: tuple[int, ...]  # per instruction: multiplier operand width (MAC)
+    mode_override: MultiplierMode | None = None
+    nominal_voltage: float = NOMINAL_SRAM_VOLTAGE
+
+
+def instruction_context(
+    program: Sequence[Instruction],
+    arch: Architecture,
+    layers: Sequence[LayerRecord] = (),
+    mode_override: MultiplierMode | None = None,
+    sram_voltage: float | None = None,
+) -> InstructionContext:
+    """Per-instruction voltage and operand width from the layer table (``layers[i].program`` ranges).
+
+    An instruction outside every layer's range (the prologue LDN, the epilogue STN/END) runs with the
+    weight SRAM at nominal voltage unless ``sram_voltage`` overrides every voltage. The operand width
+    of a layer's multipliers is the wider of its input and weight formats (a multiplier sized to the
+    layer's precision, docs/runtime.md); without a layer table it is the neuron word.
+    """
+    n = len(program)
+    default_v = NOMINAL_SRAM_VOLTAGE if sram_voltage is None else float(sram_voltage)
+    voltages = [default_v] * n
+    bits = [arch.neuron_word_bits] * n
+    for layer in layers:
+        first, end = layer.program
+        v = layer.sram_voltage if sram_voltage is None else float(sram_voltage)
+        width = FixedPointFormat.parse(layer.input_format).bits
+        if layer.weight_format is not None:
+            width = max(width, FixedPointFormat.parse(layer.weight_format).bits)
+        for index in range(max(0, first), min(n, end)):
+            voltages[index] = v
+            bits[index] = width
+    return InstructionContext(tuple(voltages), tuple(bits), mode_override)

@@ -1,0 +1,494 @@
+"""Fast numeric execution of a bundle's instruction stream, batched over images with numpy.
+
+The functional reference is :mod:`axtrain.runtime.interpreter` (every PE, one instruction at a time).
+This module executes the same program and produces the same integers (tests require bit identity),
+but splits the work in two:
+
+* **Plan** (once per program, data independent): a symbolic pass over the instruction stream tracks
+  where every weight-buffer, bias-buffer and PE-weight-memory word comes from in the DRAM images,
+  the mode table, the geometry registers and the neuron-buffer addresses each DISTN gathers. What
+  remains are the data-dependent steps (LDN, DISTN, MAC, RELU, REQ, POOL, SYNC, STN), each with
+  precomputed index arrays.
+* **Run** (per weight image and image batch): each remaining instruction is one numpy operation
+  over the whole batch. A DISTN gathers ``[n, p, k]`` activations once (a tile's ``m`` rows share
+  them); a MAC is one GEMM ``[n*p, k] @ [k, m]`` per multiplier mode in the tile.
+
+Exactness: activations and weights are integers carried in float32 (or float64); a GEMM runs in
+float32 only when ``k * max|a| * max|w| < 2**24`` proves every partial sum exact, else in float64
+(exact below ``2**53``), else in int64. Requantisation is ``rint(acc * 2**-shift)`` (exact scaling
+by a power of two, round half to even) followed by saturation, which equals
+``hwmodels.fixedpoint.requantize``. DRUM is a per-operand transform, so a DRUM MAC is an exact GEMM
+of transformed operands; transformed copies of the neuron buffer are kept for the addresses DISTN
+reads.
+
+A program whose tiles do not have the shape this plan assumes (a MAC whose PEs were not filled by
+the latest DISTN/DISTW with the same positions per row) is executed by the interpreter instead:
+slower, same result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from axtrain.errors import BundleError
+from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
+from axtrain.runtime.blas import blas_threads, default_threads
+from axtrain.runtime.interpreter import mode_from_code, run_program
+
+
+F32_EXACT = 1 << 24
+F64_EXACT = 1 << 53
+BIG_GEMM = 1 << 26  # multiply-adds from which a GEMM runs with the default BLAS threads
+DEFAULT_CHUNK = 1024  # images per batch step: bounds memory, keeps tiles in cache
+
+
+def _code(mode: MultiplierMode) -> int:
+    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+
+
+@dataclass
+class _Step:
+    """One data-dependent instruction with its precomputed indices."""
+
+    op: str
+    index: int
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The data-independent analysis of a program (see the module docstring)."""
+
+    steps: list[_Step]
+    nb_words: int  # compact neuron-buffer words in use (column nb_words is the zero pad)
+    codes: tuple[int, ...]  # mode codes used by MACs (after any override)
+    fast: bool  # False: the program is executed by the interpreter
+    reason: str = ""
+    max_req_bits: int = 0
+
+
+def _mac_groups(codes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    return [(int(c), np.flatnonzero(codes == c)) for c in np.unique(codes)]
+
+
+def build_plan(program: Sequence[Instruction], arch: Architecture, mode_override: MultiplierMode | None = None) -> Plan:
+    """Trace ``program`` symbolically (no data) into the steps the fast executor runs."""
+    # 1. Compact neuron-buffer addressing: only words the program touches get a column.
+    used = np.zeros(arch.neuron_buffer_words, dtype=bool)
+    geometry: Geometry | None = None
+    for ins in program:
+        o = ins.operands()
+        if ins.op in ("LDN", "STN", "SYNC"):
+            used[o["nb"] : o["nb"] + o["count"]] = True
+        elif ins.op == "CONV":
+            geometry = Geometry(**o)
+        elif ins.op == "DISTN" and geometry is not None:
+            used[o["nb"] : o["nb"] + geometry.c * geometry.h * geometry.w] = True
+        elif ins.op == "REQ":
+            for r in range(o["m"]):
+                used[o["nb"] + r * o["ostride"] : o["nb"] + r * o["ostride"] + o["p"]] = True
+        elif ins.op == "POOL":
+            oh, ow = pool_output_size(o["h"], o["k"], o["s"]), pool_output_size(o["w"], o["k"], o["s"])
+            used[o["src"] : o["src"] + o["c"] * o["h"] * o["w"]] = True
+            used[o["dst"] : o["dst"] + o["c"] * oh * ow] = True
+    compact = np.cumsum(used) - 1
+    nb_words = int(used.sum())
+    pad = nb_words
+
+    def cidx(addresses: np.ndarray) -> np.ndarray:
+        return compact[addresses].astype(np.intp)
+
+    # 2. Symbolic machine state.
+    wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
+    bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
+    mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
+    distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
+    distn: tuple[int, int, int] | None = None
+    steps: list[_Step] = []
+    codes_used: set[int] = set()
+    max_req_bits = 0
+    geometry = None
+    for index, ins in enumerate(program):
+        o = ins.operands()
+        op = ins.op
+        if op == "LDW":
+            r = np.arange(o["rows"])[:, None]
+            c = np.arange(o["cols"])[None, :]
+            wb_src[(o["wb"] + r * o["cols"] + c).ravel()] = (o["dram"] + r * o["stride"] + c).ravel()
+        elif op == "LDB":
+            bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
+        elif op == "MODE":
+            mt[o["mt"] : o["mt"] + o["count"]] = o["code"]
+        elif op == "CONV":
+            geometry = Geometry(**o)
+        elif op == "DISTW":
+            rows = o["wb"] + np.arange(o["m"])[:, None] * o["stride"] + np.arange(o["k"])[None, :]
+            distw = (o["m"], o["p"], o["k"], wb_src[rows].copy())
+        elif op == "DISTN":
+            assert geometry is not None
+            g = geometry
+            q = o["p0"] + np.arange(o["p"])
+            j = o["k0"] + np.arange(o["k"])
+            oy, ox = np.divmod(q, g.ow)
+            ci, rem = np.divmod(j, g.kh * g.kw)
+            ky, kx = np.divmod(rem, g.kw)
+            iy = oy[:, None] * g.stride - g.pad + ky[None, :]
+            ix = ox[:, None] * g.stride - g.pad + kx[None, :]
+            inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
+            address = o["nb"] + ci[None, :] * g.h * g.w + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
+            gather = np.where(inside, cidx(address), pad)
+            distn = (o["m"], o["p"], o["k"])
+            steps.append(_Step("DISTN", index, {"idx": gather.ravel(), "p": o["p"], "k": o["k"]}))
+        elif op == "MAC":
+            m, p, k = o["m"], o["p"], o["k"]
+            if distn is None or distw is None:
+                return Plan([], nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW")
+            if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
+                return Plan([], nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW")
+            codes = np.full(m, _code(mode_override)) if mode_override is not None else mt[o["mt"] : o["mt"] + m].copy()
+            codes_used.update(int(c) for c in np.unique(codes))
+            args = {
+                "m": m, "p": p, "k": k,
+                "w_src": distw[3][:m, :k].copy(),
+                "bias_src": bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None,
+                "groups": _mac_groups(codes),
+            }
+            steps.append(_Step("MAC", index, args))
+        elif op == "RELU":
+            steps.append(_Step("RELU", index, {"count": o["m"] * o["p"]}))
+        elif op == "REQ":
+            e = np.arange(o["m"] * o["p"])
+            address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(_Step("REQ", index, {"idx": cidx(address), "count": e.size, "shift": o["shift"], "qmin": fmt.qmin, "qmax": fmt.qmax}))
+        elif op == "POOL":
+            c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
+            oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
+            steps.append(_Step("POOL", index, {
+                "src": cidx(o["src"] + np.arange(c * h * w)), "dst": cidx(o["dst"] + np.arange(c * oh * ow)),
+                "shape": (c, h, w), "out": (oh, ow), "k": k, "s": s,
+            }))
+        elif op == "LDN":
+            steps.append(_Step("LDN", index, {"idx": cidx(o["nb"] + np.arange(o["count"])), "dram": o["dram"], "count": o["count"]}))
+        elif op == "STN":
+            steps.append(_Step("STN", index, {"idx": cidx(o["nb"] + np.arange(o["count"])), "dram": o["dram"], "count": o["count"]}))
+        elif op == "SYNC":
+            steps.append(_Step("SYNC", index, {"idx": cidx(o["nb"] + np.arange(o["count"])), "layer": o["layer"]}))
+        elif op == "END":
+            break
+    return finish_plan(Plan(steps, nb_words, tuple(sorted(codes_used)), True, max_req_bits=max_req_bits))
+
+
+def _affine(idx: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+    """``(base, shape, steps)`` when ``idx[i0, i1, ...] == base + sum(i_d * steps_d)``, else None."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return None
+    base = int(idx.flat[0])
+    steps = []
+    for axis, size in enumerate(idx.shape):
+        if size == 1:
+            steps.append(0)
+            continue
+        first = np.take(idx, [0], axis=axis)
+        second = np.take(idx, [1], axis=axis)
+        steps.append(int((second - first).flat[0]))
+    expected = base + sum(np.arange(size).reshape([-1 if a == d else 1 for a in range(idx.ndim)]) * step for d, (size, step) in enumerate(zip(idx.shape, steps)))
+    if not np.array_equal(expected, idx) or any(step < 0 for step in steps):
+        return None
+    return base, tuple(idx.shape), tuple(steps)
+
+
+def _view(buffer: np.ndarray, pattern: tuple[int, tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+    """A strided view ``[n, *shape]`` of a ``[n, words]`` buffer for an affine index pattern."""
+    base, shape, steps = pattern
+    item = buffer.strides[1]
+    return np.lib.stride_tricks.as_strided(buffer[:, base:], (buffer.shape[0], *shape), (buffer.strides[0], *(st * item for st in steps)))
+
+
+def finish_plan(plan: Plan) -> Plan:
+    """Second static pass: accumulator chains, tile layouts and strided views (no data)."""
+    chain = -1
+    layout: tuple[int, int] | None = None
+    chains: dict[int, list[int]] = {}
+    for number, step in enumerate(plan.steps):
+        a = step.args
+        if step.op == "MAC":
+            if a["bias_src"] is not None:
+                chain += 1
+                layout = (a["m"], a["p"])
+                chains[chain] = []
+            elif layout != (a["m"], a["p"]):
+                plan.fast, plan.reason = False, f"instruction {step.index}: MAC accumulates onto a different tile shape"
+                return plan
+            a["chain"] = chain
+            chains[chain].append(number)
+        elif step.op in ("RELU", "REQ"):
+            m_p = a["count"]
+            if layout is None or layout[0] * layout[1] != m_p:
+                plan.fast, plan.reason = False, f"instruction {step.index}: {step.op} on a tile no MAC chain produced"
+                return plan
+            a["layout"] = layout
+            if step.op == "REQ":
+                m, p = layout
+                # The accumulators are kept as [n, p, m] (position-major): reorder the target addresses.
+                pm = a["idx"].reshape(m, p).T.copy()
+                a["idx"] = pm.ravel()
+                a["idx_view"] = _affine(pm)
+        if step.op in ("LDN", "STN", "SYNC") or (step.op == "POOL"):
+            for key in ("idx", "src", "dst"):
+                if key in a:
+                    a[key + "_view"] = _affine(a[key])
+    # Which written words does any DISTN read? Only those need DRUM-transformed copies.
+    read_by_distn = np.zeros(plan.nb_words + 1, dtype=bool)
+    for step in plan.steps:
+        if step.op == "DISTN":
+            read_by_distn[step.args["idx"]] = True
+    read_by_distn[plan.nb_words] = False
+    for step in plan.steps:
+        if step.op in ("REQ", "POOL", "LDN"):
+            target = step.args["dst"] if step.op == "POOL" else step.args["idx"]
+            sel = np.flatnonzero(read_by_distn[target])
+            step.args["t_sel"] = None if sel.size == target.size else sel
+            step.args["t_any"] = bool(sel.size)
+    plan.chains = chains  # type: ignore[attr-defined]
+    return plan
+
+
+@dataclass
+class PreparedWeights:
+    """Per weight image: every MAC's weight tiles per mode group, biases, and per-chain bounds."""
+
+    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]]  # step -> (code, rows, W^T [k, rows], max|W|)
+    bias: dict[int, np.ndarray]  # init step -> bias [m]
+    chain_weight_bound: dict[int, float]  # chain -> sum over its MACs of k * max|W|
+    chain_bias_bound: dict[int, float]
+
+
+def prepare_weights(plan: Plan, weight_image: np.ndarray, bias_image: np.ndarray) -> PreparedWeights:
+    """Gather and transform every MAC's weights from a (possibly faulted) weight image."""
+    image = np.append(np.asarray(weight_image, dtype=np.int64), 0)  # index -1 -> the zero word
+    bias = np.append(np.asarray(bias_image, dtype=np.int64), 0)
+    transformed: dict[int, np.ndarray] = {}
+    for code in plan.codes:
+        transformed[code] = image if code == 0 else drum_transform(image, code)
+        transformed[code][-1] = 0
+    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
+    biases: dict[int, np.ndarray] = {}
+    wbound: dict[int, float] = {}
+    bbound: dict[int, float] = {}
+    for number, step in enumerate(plan.steps):
+        if step.op != "MAC":
+            continue
+        a = step.args
+        group = []
+        for code, rows in a["groups"]:
+            w = transformed[code][a["w_src"][rows]]
+            group.append((code, rows, np.ascontiguousarray(w.T), float(np.abs(w).max(initial=0))))
+        tiles[number] = group
+        wbound[a["chain"]] = wbound.get(a["chain"], 0.0) + a["k"] * max(g[3] for g in group)
+        if a["bias_src"] is not None:
+            b = bias[a["bias_src"]]
+            biases[number] = b
+            bbound[a["chain"]] = float(np.abs(b).max(initial=0))
+    return PreparedWeights(tiles, biases, wbound, bbound)
+
+
+def _transform_values(values: np.ndarray, code: int, bound: float) -> np.ndarray:
+    """DRUM(code) of integer-valued floats with |values| <= bound (a lookup table when small)."""
+    limit = int(bound)
+    if limit <= (1 << 16):
+        table = drum_transform(np.arange(-limit, limit + 1, dtype=np.int64), code).astype(values.dtype)
+        return table[values.astype(np.int32) + limit]
+    return drum_transform(values.astype(np.int64), code).astype(values.dtype)
+
+
+def _transformed_bound(amax: float, code: int) -> float:
+    """An upper bound of |DRUM(code)(v)| over |v| <= amax (exact: amax itself)."""
+    if code == 0 or amax == 0:
+        return amax
+    return float(2 ** math.frexp(amax)[1])  # DRUM keeps the bit length: |t(v)| < 2**bitlength(v)
+
+
+def _read(buffer: np.ndarray, idx: np.ndarray, pattern: Any) -> np.ndarray:
+    return _view(buffer, pattern) if pattern is not None else buffer[:, idx]
+
+
+def run_plan(
+    plan: Plan,
+    weights: PreparedWeights,
+    dram_a: np.ndarray,
+    arch: Architecture,
+    collect: bool = False,
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Execute the plan's steps over one batch. ``dram_a`` is ``[n, words]`` (integers). Returns the
+    final activation DRAM and, if ``collect``, each SYNC's layer output ``[n, count]`` (int64)."""
+    n = dram_a.shape[0]
+    input_max = float(np.abs(dram_a).max(initial=0))
+    wide = plan.max_req_bits > 24 or input_max >= F32_EXACT
+    dtype = np.float64 if wide else np.float32
+    dram = np.array(dram_a, dtype=dtype)  # a private copy: STN writes into it
+    nb = {0: np.zeros((n, plan.nb_words + 1), dtype=dtype)}
+    for code in plan.codes:
+        if code != 0:
+            nb[code] = np.zeros((n, plan.nb_words + 1), dtype=dtype)
+    amax = {code: 0.0 for code in nb}  # running bound of |(transformed) neuron buffer|
+    acc = np.zeros((0, 0, 0))
+    check_overflow = False
+    gathered: dict[int, np.ndarray] = {}
+    gathered_bound: dict[int, float] = {}
+    outputs: dict[int, np.ndarray] = {}
+    limit = float(1 << (arch.accumulator_bits - 1))
+
+    def write(step: _Step, key: str, values: np.ndarray, bound: float, pattern: Any = None) -> None:
+        target = step.args[key]
+        if pattern is not None:
+            view = _view(nb[0], pattern)
+            view[...] = values.reshape(view.shape)
+        else:
+            nb[0][:, target] = values.reshape(n, -1)
+        amax[0] = max(amax[0], bound)
+        if step.args["t_any"]:
+            flat = values.reshape(n, -1)
+            sel = step.args["t_sel"]
+            sub_target = target if sel is None else target[sel]
+            sub_values = flat if sel is None else flat[:, sel]
+            for code in nb:
+                if code != 0:
+                    nb[code][:, sub_target] = _transform_values(sub_values, code, bound)
+                    amax[code] = max(amax[code], _transformed_bound(bound, code))
+
+    for number, step in enumerate(plan.steps):
+        a = step.args
+        op = step.op
+        if op == "MAC":
+            m, p, k = a["m"], a["p"], a["k"]
+            chain = a["chain"]
+            a_bound = max(gathered_bound[code] for code, _, _, _ in weights.tiles[number])
+            total = a_bound * weights.chain_weight_bound[chain] + weights.chain_bias_bound.get(chain, 0.0)
+            if a["bias_src"] is not None:
+                acc_dtype = np.float32 if total < F32_EXACT else np.float64
+                acc = np.empty((n, p, m), dtype=acc_dtype)
+                acc[...] = weights.bias[number]
+                check_overflow = total >= limit
+            elif acc.dtype == np.float32 and total >= F32_EXACT:
+                acc = acc.astype(np.float64)  # exact so far; the rest of the chain needs float64
+                check_overflow = total >= limit
+            for code, rows, wt, wmax in weights.tiles[number]:
+                x = gathered[code][:, :, :k].reshape(n * p, k)
+                bound = k * gathered_bound[code] * wmax
+                if bound < F32_EXACT and n * p * k * rows.size >= BIG_GEMM:
+                    with blas_threads(default_threads()):  # large enough to profit from threads
+                        part = x.astype(np.float32, copy=False) @ wt.astype(np.float32, copy=False)
+                elif bound < F32_EXACT:
+                    part = x.astype(np.float32, copy=False) @ wt.astype(np.float32, copy=False)
+                elif bound < F64_EXACT:
+                    part = x.astype(np.float64) @ wt.astype(np.float64)
+                else:
+                    part = x.astype(np.int64) @ wt.astype(np.int64)
+                if rows.size == m:
+                    acc += part.reshape(n, p, m)
+                else:
+                    acc[:, :, rows] += part.reshape(n, p, rows.size)
+            if check_overflow and np.abs(acc).max(initial=0) >= limit:
+                raise BundleError(f"instruction {step.index} (MAC): accumulator overflows {arch.accumulator_bits} bits")
+        elif op == "DISTN":
+            gathered = {code: np.take(buffer, a["idx"], axis=1).reshape(n, a["p"], a["k"]) for code, buffer in nb.items() if code in plan.codes}
+            gathered_bound = dict(amax)
+        elif op == "RELU":
+            np.maximum(acc, 0, out=acc)
+        elif op == "REQ":
+            values = acc * acc.dtype.type(math.ldexp(1.0, -a["shift"]))
+            np.rint(values, out=values)
+            np.clip(values, a["qmin"], a["qmax"], out=values)
+            out = values.astype(dtype, copy=False)
+            write(step, "idx", out, float(max(-a["qmin"], a["qmax"])), a["idx_view"])
+        elif op == "LDN":
+            values = dram[:, a["dram"] : a["dram"] + a["count"]]
+            write(step, "idx", values, float(np.abs(values).max(initial=0)), a["idx_view"])
+        elif op == "POOL":
+            c, h, w = a["shape"]
+            oh, ow = a["out"]
+            k, s = a["k"], a["s"]
+            src = _read(nb[0], a["src"], a["src_view"]).reshape(n, c, h, w)
+            result = None
+            for ky in range(k):
+                for kx in range(k):
+                    window = src[:, :, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s]
+                    result = window.copy() if result is None else np.maximum(result, window, out=result)
+            assert result is not None
+            write(step, "dst", result.reshape(n, -1), amax[0], a["dst_view"])
+        elif op == "STN":
+            dram[:, a["dram"] : a["dram"] + a["count"]] = _read(nb[0], a["idx"], a["idx_view"])
+        elif op == "SYNC":
+            if collect:
+                outputs[a["layer"]] = _read(nb[0], a["idx"], a["idx_view"]).astype(np.int64)
+    return dram, outputs
+
+
+class FastExecutor:
+    """Executes one program over batches of images and weight images (see the module docstring)."""
+
+    def __init__(self, program: Sequence[Instruction], arch: Architecture, mode_override: MultiplierMode | None = None) -> None:
+        self.program = list(program)
+        self.arch = arch
+        self.mode_override = mode_override
+        self.plan = build_plan(self.program, arch, mode_override)
+
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> Any:
+        """Per weight image work (gather and transform weight tiles); pass the result to :meth:`run`."""
+        if not self.plan.fast:
+            return (np.asarray(weight_image, dtype=np.int64), np.asarray(bias_image, dtype=np.int64))
+        return prepare_weights(self.plan, weight_image, bias_image)
+
+    def run(self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Final activation DRAM ``[n, words]`` (int64) and, if ``collect``, every SYNC's output."""
+        dram_a = np.asarray(dram_a)
+        parts, collected = [], []
+        with blas_threads(1):  # tile GEMMs are thin: threads cost more than they give (runtime/blas.py)
+            return self._run(prepared, dram_a, collect, chunk)
+
+    def _run(self, prepared: Any, dram_a: np.ndarray, collect: bool, chunk: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        parts, collected = [], []
+        for start in range(0, dram_a.shape[0], chunk):
+            batch = dram_a[start : start + chunk]
+            if self.plan.fast:
+                out, layers = run_plan(self.plan, prepared, batch, self.arch, collect)
+            else:
+                weights, bias = prepared
+                result = run_program(self.program, self.arch, weights, bias, batch, self.mode_override)
+                out, layers = result.dram_a, result.layer_outputs
+            parts.append(np.asarray(out).astype(np.int64))
+            collected.append(layers)
+        dram = np.concatenate(parts) if parts else np.zeros((0, dram_a.shape[1] if dram_a.ndim == 2 else 0), dtype=np.int64)
+        layers_out = {key: np.concatenate([c[key] for c in collected]) for key in (collected[0] if collected else {})}
+        return dram, layers_out
+
+
+def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activation_words: int) -> np.ndarray:
+    """Quantise float inputs (batch first) and place them in a zeroed activation DRAM ``[n, words]``."""
+    x = np.asarray(inputs, dtype=np.float32)
+    q = quantize(x, FixedPointFormat.parse(input_format)).reshape(x.shape[0], -1)
+    dram = np.zeros((x.shape[0], activation_words), dtype=np.int64)
+    dram[:, input_dram : input_dram + q.shape[1]] = q
+    return dram
+
+
+def output_integers(bundle: Any, dram: np.ndarray) -> np.ndarray:
+    """The network's integer outputs ``[n, count]`` read from the activation DRAM."""
+    count = int(np.prod(bundle.manifest.output.shape))
+    start = bundle.manifest.output.dram
+    return dram[:, start : start + count]
+
+
+def output_floats(bundle: Any, q: np.ndarray) -> np.ndarray:
+    """float32 outputs exactly as the ONNX model's final DequantizeLinear produces them."""
+    return dequantize(q, FixedPointFormat.parse(bundle.manifest.output.format)).reshape(q.shape[0], *bundle.manifest.output.shape)
