@@ -49,3 +49,86 @@ def verify_command(bundle: Path) -> None:
     for line in verify_bundle(bundle):
         click.echo(line)
     click.echo(f"verify: {bundle} OK")
+
+
+@click.command("simulate")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--app", help="Feed the test split of this application (axtrain data list).")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), help="Feed a float32 .npy shaped [N, *input shape].")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), help="Integer class labels .npy [N] for --inputs.")
+@click.option("--multiplier", help="Override every layer's multiplier: exact, drum:K or K1..K4.")
+@click.option("--sram-voltage", type=float, help="Override every layer's weight-SRAM voltage (V, 0.40..1.10).")
+@click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps (run i: SeedSequence([seed, i])).")
+@click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here (docs/report-schema.md).")
+@click.option("--dump-outputs", "dump_file", type=click.Path(dir_okay=False, path_type=Path), help="Write run 0's float32 outputs (.npy).")
+@click.option("--tech", "tech_file", type=click.Path(dir_okay=False, path_type=Path), help="Technology table YAML/JSON (default: 65 nm table).")
+def simulate(
+    bundle: Path,
+    app: str | None,
+    inputs_file: Path | None,
+    labels_file: Path | None,
+    multiplier: str | None,
+    sram_voltage: float | None,
+    runs: int,
+    seed: int,
+    split_seed: int | None,
+    report_file: Path | None,
+    dump_file: Path | None,
+    tech_file: Path | None,
+) -> None:
+    """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model."""
+    from axtrain import atomic
+    from axtrain.errors import ConfigError
+    from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
+    from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
+    from axtrain.runtime.report import build_report, format_summary
+    from axtrain.runtime.simulation import array_sha256, parse_override, simulate as run_simulation
+
+    if (app is None) == (inputs_file is None):
+        raise ConfigError("give exactly one of --app APP or --inputs X.npy")
+    if labels_file is not None and inputs_file is None:
+        raise ConfigError("--labels goes with --inputs (--app brings its own labels)")
+    if runs < 1:
+        raise ConfigError(f"--runs must be at least 1, got {runs}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {seed}")
+    parse_override(multiplier, sram_voltage)  # fail fast on a bad mode or voltage
+    tech = load_table(tech_file) if tech_file else DEFAULT_65NM
+    technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
+    b = load_bundle(bundle)
+    if app is not None:
+        from axtrain.datasets import load
+
+        if split_seed is None:
+            split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
+        data = load(app, seed=split_seed)
+        x, y = data.x_test, data.y_test
+        source = {"source": f"app:{app} test split", "app": app, "split_seed": split_seed}
+    else:
+        assert inputs_file is not None
+        x = _load_npy(inputs_file, "--inputs")
+        y = _load_npy(labels_file, "--labels") if labels_file is not None else None
+        source = {"source": "file"}
+    result = run_simulation(b, x, y, multiplier, sram_voltage, runs, seed, tech)
+    source.update(count=int(result.outputs.shape[0]), sha256=array_sha256(np.asarray(x, dtype=np.float32)), labelled=y is not None)
+    report = build_report(b, result, source, technology)
+    if dump_file is not None:
+        atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
+    if report_file is not None:
+        atomic.write_json(report_file, report)
+    click.echo(format_summary(report))
+    if report_file is not None:
+        click.echo(f"report: {report_file}")
+
+
+def _load_npy(path: Path, option: str) -> np.ndarray:
+    from axtrain.errors import ConfigError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{option}: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{option}: {path} is not a readable .npy array without pickles ({exc})") from None

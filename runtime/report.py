@@ -1,0 +1,110 @@
+"""The simulation report (JSON, docs/report-schema.md) and its terminal summary.
+
+Deterministic: the same bundle, inputs, options and seed give byte-identical JSON (sorted keys, no
+timestamps, no file paths: inputs and bundle are identified by sha256).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
+from axtrain.provenance import versions
+from axtrain.runtime.simulation import SimulationResult, layer_settings
+
+SCHEMA = "axtrain-simulation-report/1"
+
+
+def build_report(
+    bundle: Bundle,
+    result: SimulationResult,
+    inputs: dict[str, Any],
+    technology: dict[str, Any],
+) -> dict[str, Any]:
+    """The report dict. ``inputs`` describes where the inputs came from (app, split seed, sha256,
+    count, labelled); ``technology`` names the energy table (``default`` or a file's sha256)."""
+    events, energy = result.events, result.energy
+    accuracy: dict[str, Any]
+    if result.per_run_accuracy is None:
+        accuracy = {"mean": None, "std": None, "min": None, "max": None, "per_run": None}
+    else:
+        per_run = np.array(result.per_run_accuracy)
+        accuracy = {
+            "mean": float(per_run.mean()),
+            "std": float(per_run.std()),  # population standard deviation over the runs (ddof=0)
+            "min": float(per_run.min()),
+            "max": float(per_run.max()),
+            "per_run": [float(a) for a in per_run],
+        }
+    seconds = energy.seconds
+    return {
+        "schema": SCHEMA,
+        "app": bundle.manifest.app,
+        "bundle_sha256": sha256_file(bundle.path / MANIFEST),
+        "source_onnx_sha256": bundle.manifest.source_onnx_sha256,
+        "inputs": inputs,
+        "config": {
+            "multiplier": None if result.mode_override is None else str(result.mode_override),
+            "sram_voltage": result.sram_voltage,
+            "layers": layer_settings(bundle, result.mode_override, result.sram_voltage),
+            "runs": result.runs,
+            "seed": result.seed,
+            "fault_seeding": "run i: numpy.random.SeedSequence([seed, i])",
+            "technology": technology,
+            "arch": bundle.arch.to_json(),
+            "versions": versions(),
+        },
+        "accuracy": accuracy,
+        "latency": {
+            "cycles_per_inference": int(events.cycles),
+            "seconds_per_inference": seconds,
+            "clock_hz": bundle.arch.clock_hz,
+            "data_independent": True,
+        },
+        "energy": energy.as_dict(),
+        "power_watts": energy.power_watts,
+        "utilization": energy.utilization,
+        "events": events.as_dict(),
+    }
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """A readable summary table of a report."""
+    acc = report["accuracy"]
+    lat = report["latency"]
+    en = report["energy"]
+    cfg = report["config"]
+    modes = sorted({str(row["multiplier"]) for row in cfg["layers"]})
+    volts = sorted({row["sram_voltage"] for row in cfg["layers"]})
+    rows = [
+        ("app", f"{report['app']}  ({report['inputs'].get('count')} inputs, {report['inputs'].get('source')})"),
+        ("multiplier", ", ".join(modes) + ("  (override)" if cfg["multiplier"] else "  (bundle)")),
+        ("weight SRAM voltage", ", ".join(f"{v:g} V" for v in volts) + ("  (override)" if cfg["sram_voltage"] is not None else "  (bundle)")),
+        ("runs / seed", f"{cfg['runs']} / {cfg['seed']}"),
+    ]
+    if acc["mean"] is None:
+        rows.append(("accuracy", "n/a (no labels)"))
+    elif cfg["runs"] > 1:
+        rows.append(("accuracy", f"mean {acc['mean']:.4f}  std {acc['std']:.4f}  min {acc['min']:.4f}  max {acc['max']:.4f}"))
+    else:
+        rows.append(("accuracy", f"{acc['mean']:.4f}"))
+    rows += [
+        ("latency", f"{lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {lat['clock_hz'] / 1e9:g} GHz"),
+        ("energy / inference", _si(en["joules_per_inference"], "J")),
+        ("  compute", f"{_si(en['compute_joules'], 'J')}  (multipliers {_si(sum(v for k, v in en['breakdown']['compute'].items() if k.startswith('multipliers')), 'J')})"),
+        ("  storage", f"{_si(en['storage_joules'], 'J')}  (DRAM {_si(en['breakdown']['storage'].get('dram', 0.0), 'J')})"),
+        ("  leakage", _si(en["leakage_joules"], "J")),
+        ("average power", _si(report["power_watts"], "W")),
+        ("PE utilization", f"{100 * report['utilization']:.1f} %"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,162 @@
+"""Simulate a bundle: numerics over many images and Monte Carlo runs, cycles, events and energy.
+
+    >>> from axtrain.formats.bundle import load_bundle
+    >>> from axtrain.runtime.simulation import simulate
+    >>> result = simulate(load_bundle("bc.bundle"), x_test, y_test, multiplier="drum:2", sram_voltage=0.66, runs=50)
+    >>> result.accuracy_mean, result.energy.total_joules, result.events.cycles
+
+Numerics execute the bundle's instruction stream over its memory images (runtime/execute.py), never
+the ONNX graph. Run ``i`` draws its NTV fault map from ``SeedSequence([seed, i])``
+(runtime/faults.py). Cycles and events do not depend on data, so they are computed once
+(runtime/simulator.py) and priced once (runtime/energy.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from axtrain.errors import BundleError, ConfigError
+from axtrain.formats.bundle import Bundle
+from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
+from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.runtime.energy import EnergyBreakdown, price
+from axtrain.runtime.events import Events, instruction_context
+from axtrain.runtime.execute import DEFAULT_CHUNK, FastExecutor, output_floats, output_integers, place_inputs
+from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image
+from axtrain.runtime.simulator import simulate_fast
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate` measured."""
+
+    outputs: np.ndarray  # float32 outputs of run 0, one row per input (the ONNX model's values)
+    predictions: np.ndarray  # [runs, n] argmax class per run
+    per_run_accuracy: tuple[float, ...] | None  # None without labels
+    events: Events  # one inference
+    energy: EnergyBreakdown  # one inference
+    mode_override: MultiplierMode | None
+    sram_voltage: float | None
+    regions: tuple[FaultRegion, ...]
+    runs: int
+    seed: int
+
+    @property
+    def accuracy_mean(self) -> float | None:
+        return None if self.per_run_accuracy is None else float(np.mean(self.per_run_accuracy))
+
+
+def check_inputs(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray | None = None, where: str = "inputs") -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs as float32 shaped ``[n, *input shape]`` and labels as int64 ``[n]`` (one-line errors)."""
+    x = np.asarray(inputs)
+    expected = tuple(bundle.manifest.input.shape)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ConfigError(f"{where}: expected float32 values, got dtype {x.dtype}")
+    if x.ndim == len(expected):  # a single sample
+        x = x[None]
+    if tuple(x.shape[1:]) != expected or x.shape[0] == 0:
+        raise ConfigError(f"{where}: shape {tuple(x.shape)} does not match the bundle's input shape [N, {', '.join(map(str, expected))}]")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"{where}: contains NaN or infinite values")
+    y = None
+    if labels is not None:
+        y = np.asarray(labels)
+        if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"labels: expected {x.shape[0]} integer class indices, got dtype {y.dtype} shape {tuple(y.shape)}")
+        y = y.astype(np.int64)
+    return x.astype(np.float32, copy=False), y
+
+
+def parse_override(multiplier: str | MultiplierMode | None, sram_voltage: float | None) -> tuple[MultiplierMode | None, float | None]:
+    """Validate the overrides (unknown mode or voltage outside the NTV model -> one-line error)."""
+    mode = parse_mode(multiplier) if multiplier is not None else None
+    if sram_voltage is not None:
+        bit_error_rate(sram_voltage)
+        sram_voltage = float(sram_voltage)
+    return mode, sram_voltage
+
+
+def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: float | None) -> Events:
+    """Cycle and event counts of one inference of ``bundle`` (data independent)."""
+    context = instruction_context(bundle.program, bundle.arch, bundle.layers, mode, sram_voltage)
+    return simulate_fast(bundle.program, bundle.arch, context)
+
+
+def simulate(
+    bundle: Bundle,
+    inputs: np.ndarray,
+    labels: np.ndarray | None = None,
+    multiplier: str | MultiplierMode | None = None,
+    sram_voltage: float | None = None,
+    runs: int = 1,
+    seed: int = 0,
+    tech: TechnologyTable = DEFAULT_65NM,
+    chunk: int = DEFAULT_CHUNK,
+) -> SimulationResult:
+    """Run the bundle over ``inputs`` ``runs`` times (one NTV fault map per run) and account for it."""
+    if not isinstance(runs, int) or runs < 1:
+        raise ConfigError(f"--runs must be a positive integer, got {runs!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    x, y = check_inputs(bundle, inputs, labels)
+    mode, voltage = parse_override(multiplier, sram_voltage)
+    regions = tuple(fault_regions(bundle.layers, voltage))
+    events = bundle_events(bundle, mode, voltage)
+    energy = price(events, tech, bundle.arch)
+
+    m = bundle.manifest
+    executor = FastExecutor(bundle.program, bundle.arch, mode)
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    faulty = has_faults(regions)
+    predictions = []
+    first_outputs = None
+    for run in range(runs if faulty else 1):
+        image = run_image(bundle.weights, regions, seed, run)
+        final, _ = executor.run(executor.prepare(image, bundle.bias), dram, chunk=chunk)
+        q = output_integers(bundle, final)
+        if first_outputs is None:
+            first_outputs = output_floats(bundle, q)
+        predictions.append(np.argmax(q.reshape(q.shape[0], -1), axis=1))
+    if not faulty:  # no bit can flip: every run is the same chip
+        predictions = predictions * runs
+    assert first_outputs is not None
+    pred = np.stack(predictions)
+    per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
+    return SimulationResult(first_outputs, pred, per_run, events, energy, mode, voltage, regions, runs, seed)
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (identifies inputs without naming files)."""
+    a = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict]:
+    """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect."""
+    rows = []
+    for layer in bundle.layers:
+        if layer.weights is None:
+            continue
+        modes: Sequence[str] = [str(mode)] if mode is not None else sorted(set(layer.multipliers))
+        rows.append({
+            "layer": layer.name,
+            "multiplier": modes[0] if len(modes) == 1 else list(modes),
+            "bundle_multiplier": sorted(set(layer.multipliers))[0] if len(set(layer.multipliers)) == 1 else sorted(set(layer.multipliers)),
+            "sram_voltage": layer.sram_voltage if voltage is None else voltage,
+            "bundle_sram_voltage": layer.sram_voltage,
+            "bit_error_rate": bit_error_rate(layer.sram_voltage if voltage is None else voltage),
+        })
+    return rows
+
+
+def check_bundle_runnable(bundle: Bundle) -> None:
+    """A bundle the runtime can simulate has at least one layer and a known output placement."""
+    if not bundle.layers:
+        raise BundleError(f"{bundle.path}: the layer table is empty")
