@@ -1,0 +1,62 @@
+"""Size and shape limits on what a user's file may declare, checked before anything is allocated.
+
+A hostile or corrupt file must not make axtrain allocate memory it declares but does not hold (an
+ONNX tensor of dims ``[2**40]``, a ``.npy`` header with a huge shape, a bundle whose architecture
+asks for terabytes of PE memory). Every reader checks the declared sizes against these limits, and
+against the bytes actually present, first; a violation is the reader's own one-line error
+(``OnnxError``, ``BundleError``, ``ConfigError``) naming the tensor or file.
+
+The limits are far above anything the paper's networks need (LeNet-5 has 61,706 parameters; its
+largest activation map is 6x28x28 = 4,704 values) and low enough that, together, a single command
+stays within :data:`MEMORY_BOUND_BYTES` of extra memory beyond the size of its input files
+(docs/hardening.md states the bound; tests/hardening checks it under ``RLIMIT_AS``).
+
+This module imports nothing heavy: the compiler, the runtime and the formats all use it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from axtrain.errors import AxTrainError
+
+#: Largest file axtrain reads whole (an ONNX model, one external-data file, one bundle file).
+MAX_FILE_BYTES = 1 << 30  # 1 GiB
+
+#: Largest number of elements of one declared tensor (an ONNX initializer, the network's input per
+#: sample, a golden vector file). 16 Mi elements: 128 MiB once widened to int64.
+MAX_TENSOR_ELEMENTS = 1 << 24
+
+#: Largest total number of initializer elements of one ONNX model (the compiler widens weights to int64).
+MAX_MODEL_ELEMENTS = 1 << 25
+
+#: Largest rank of a declared tensor.
+MAX_RANK = 8
+
+#: Machine state the reference interpreter may hold for one batch of images (its buffers and PE
+#: memories, int64 words). Larger golden sets run in several batches; a single image needing more
+#: is refused.
+MAX_INTERPRETER_STATE_BYTES = 256 << 20  # 256 MiB
+
+#: The bound the fuzz tests enforce with ``RLIMIT_AS``: no case may need more address space than
+#: this beyond what the loaded toolchain already holds. Every limit above fits well inside it.
+MEMORY_BOUND_BYTES = 1 << 30  # 1 GiB
+
+
+def element_count(dims: Iterable[int], what: str, error: type[AxTrainError], limit: int = MAX_TENSOR_ELEMENTS) -> int:
+    """The number of elements of a declared shape, refused (``error``, naming ``what``) when a
+    dimension is negative, the rank exceeds :data:`MAX_RANK`, or the count exceeds ``limit``.
+
+    Computed with Python integers, so a product that would overflow int64 is caught, not wrapped.
+    """
+    dims = [int(d) for d in dims]
+    if len(dims) > MAX_RANK:
+        raise error(f"{what}: rank {len(dims)} exceeds the limit of {MAX_RANK}")
+    if any(d < 0 for d in dims):
+        raise error(f"{what}: negative dimension in shape {dims}")
+    count = math.prod(dims)
+    if count > limit:
+        shown = dims if len(str(dims)) <= 80 else f"{str(dims)[:77]}...]"
+        raise error(f"{what}: shape {shown} declares {count} elements, more than the limit of {limit}")
+    return count
