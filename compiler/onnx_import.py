@@ -8,6 +8,7 @@ Python values and numpy arrays, so the passes never see protobuf objects.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,13 @@ import numpy as np
 from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.errors import OnnxError
 from axtrain.formats.arch import DEFAULT_ARCH, Architecture
+from axtrain.limits import MAX_FILE_BYTES, MAX_MODEL_ELEMENTS, element_count
 
 UNSUPPORTED_ATTRIBUTE = "<tensor or graph attribute>"
+
+# Bytes per element of the fixed-width tensor types (TensorProto.DataType): a declared shape and the
+# bytes present must agree before numpy sees them. Other types are refused later by the subset.
+_ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 
 
 def _attribute(attr: Any) -> Any:
@@ -36,24 +42,66 @@ def _attribute(attr: Any) -> Any:
     return value
 
 
+def _check_declared_sizes(model: Any, source: Path) -> None:
+    """Every initializer's declared shape within the limits (axtrain/limits.py), and its inline
+    bytes equal to what the shape needs, before anything is converted or loaded."""
+    total = 0
+    for tensor in model.graph.initializer:
+        what = f"{source}: initializer '{tensor.name}'"
+        count = element_count(tensor.dims, what, OnnxError)
+        total += count
+        if total > MAX_MODEL_ELEMENTS:
+            raise OnnxError(f"{source}: the initializers declare more than {MAX_MODEL_ELEMENTS} elements in all")
+        item = _ITEM_BYTES.get(tensor.data_type)
+        if item is not None and tensor.HasField("raw_data") and len(tensor.raw_data) != count * item:
+            raise OnnxError(f"{what}: holds {len(tensor.raw_data)} bytes of data, its shape {list(tensor.dims)} needs {count * item}")
+
+
+def _external_int(info: dict[str, str], key: str, what: str) -> int | None:
+    if key not in info:
+        return None
+    try:
+        value = int(info[key])
+    except ValueError:
+        raise OnnxError(f"{what}: external data {key} {info[key]!r} is not an integer") from None
+    if value < 0:
+        raise OnnxError(f"{what}: external data {key} {value} is negative")
+    return value
+
+
 def _load_external_data(model: Any, base: Path, source: Path) -> None:
-    """Load external tensors, refusing any location that escapes the model's directory."""
+    """Load external tensors, refusing any location that escapes the model's directory (``../``,
+    absolute paths, symlinks that resolve outside it) and any offset/length that does not fit the
+    file or the tensor's declared shape, before reading a byte."""
     from onnx import external_data_helper
 
     root = base.resolve()
     external = [t for t in model.graph.initializer if external_data_helper.uses_external_data(t)]
     for tensor in external:
+        what = f"{source}: initializer '{tensor.name}'"
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         target = (root / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(root):
-            raise OnnxError(f"{source}: initializer '{tensor.name}' has external data at {location!r}, outside the model's directory")
+            raise OnnxError(f"{what} has external data at {location!r}, outside the model's directory")
         if not target.is_file():
-            raise OnnxError(f"{source}: initializer '{tensor.name}' needs external data file {location!r}, which is missing")
+            raise OnnxError(f"{what} needs external data file {location!r}, which is missing")
+        size = target.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise OnnxError(f"{what}: external data file {location!r} is {size} bytes, more than the limit of {MAX_FILE_BYTES}")
+        offset = _external_int(info, "offset", what) or 0
+        length = _external_int(info, "length", what)
+        available = size - offset
+        if available < 0 or (length is not None and length > available):
+            raise OnnxError(f"{what}: external data [{offset}, {offset + (length or 0)}) lies beyond the end of {location!r} ({size} bytes)")
+        item = _ITEM_BYTES.get(tensor.data_type)
+        needed = math.prod(tensor.dims) * item if item is not None else None
+        if needed is not None and needed != (length if length is not None else available):
+            raise OnnxError(f"{what}: external data holds {length if length is not None else available} bytes, its shape {list(tensor.dims)} needs {needed}")
     if external:
         try:
             external_data_helper.load_external_data_for_model(model, str(root))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise OnnxError(f"{source}: cannot read external data: {exc}") from None
 
 
@@ -64,6 +112,9 @@ def read_model(path: str | Path) -> tuple[Any, bytes]:
 
     source = Path(path)
     try:
+        size = source.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise OnnxError(f"{source}: {size} bytes, more than the limit of {MAX_FILE_BYTES} for an ONNX file")
         data = source.read_bytes()
     except OSError as exc:
         raise OnnxError(f"cannot read {source}: {exc.strerror or exc}") from None
@@ -74,6 +125,7 @@ def read_model(path: str | Path) -> tuple[Any, bytes]:
         raise OnnxError(f"{source}: not a valid ONNX protobuf ({exc})") from None
     if not model.HasField("graph"):
         raise OnnxError(f"{source}: not an ONNX model (no graph; a malformed or truncated file?)")
+    _check_declared_sizes(model, source)
     _load_external_data(model, source.parent, source)
     try:
         onnx.checker.check_model(model)

@@ -20,6 +20,7 @@ from axtrain.compiler.subset import (
 )
 from axtrain.errors import OnnxError
 from axtrain.formats.onnx_schema import KEY_SCHEMA, SCHEMA_VERSION
+from axtrain.limits import element_count
 
 # Attributes each op may carry, with the only values we support (None: any value, checked below).
 _ALLOWED_ATTRS: dict[str, dict[str, object]] = {
@@ -98,6 +99,7 @@ def _check_io(graph: Graph) -> None:
     for axis, dim in enumerate(dims[1:], start=1):
         if not isinstance(dim, int) or dim <= 0:
             raise OnnxError(f"input '{name}': dimension {axis} is dynamic ({dim!r}); only the batch dimension may be")
+    element_count(dims[1:], f"input '{name}' (per sample)", OnnxError)  # before golden inputs are drawn
     if len(graph.outputs) != 1:
         raise OnnxError(f"the graph has {len(graph.outputs)} outputs, expected exactly one")
     out_name, out_dtype = graph.outputs[0]
