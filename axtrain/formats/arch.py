@@ -143,12 +143,17 @@ def arch_from_dict(data: Any, source: str = "architecture") -> Architecture:
 def load_arch(path: str | Path) -> Architecture:
     """Read an architecture from a YAML or JSON file (JSON is YAML); unknown keys -> ConfigError."""
     file = Path(path)
+    kind = "JSON" if file.suffix == ".json" else "YAML"
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read architecture file {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"architecture file {file} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"architecture file {file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}") from None
+    except (ValueError, yaml.YAMLError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
+        raise ConfigError(f"architecture file {file} is not valid {kind}: {' '.join(str(exc).split())[:160]}") from None
+    except RecursionError:
+        raise ConfigError(f"architecture file {file} is not valid {kind}: nested too deeply") from None
     return arch_from_dict({} if data is None else data, str(file))

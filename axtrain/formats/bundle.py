@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
 from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
 FORMAT_VERSION = "1"
@@ -111,7 +112,7 @@ class LayerRecord(_Model):
     nb_output: int  # neuron buffer word address of the output map
     tiling: Tiling | None = None
     macs: int  # multiply-accumulates per sample
-    program: list[int]  # [first, end) instruction indices that belong to the layer
+    program: list[int] = Field(min_length=2, max_length=2)  # [first, end) instruction indices of the layer
 
 
 class LayerSummary(_Model):
@@ -248,20 +249,51 @@ class Bundle:
         return self.path / name
 
     def load_npy(self, name: str) -> np.ndarray:
-        """A .npy file of the bundle (never unpickled)."""
-        try:
-            return np.load(self.path / name, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"{self.path / name}: not a readable .npy array ({exc})") from None
+        """A .npy file of the bundle (never unpickled; declared shape checked before reading)."""
+        return read_npy(self.path / name)
 
     def golden_inputs(self) -> np.ndarray:
         return self.load_npy(GOLDEN_INPUTS)
 
     def golden_layer(self, index: int) -> np.ndarray:
-        return self.load_npy(golden_layer_file(index))
+        array = self.load_npy(golden_layer_file(index))
+        if array.dtype.kind not in "iu":
+            raise BundleError(f"{self.path / golden_layer_file(index)}: holds {array.dtype} values, expected the layer's integers")
+        return array
 
     def golden_outputs(self) -> np.ndarray:
         return self.load_npy(GOLDEN_OUTPUTS)
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """Read a ``.npy`` file safely: no pickle (object dtypes refused), and the header's declared
+    shape checked against :mod:`axtrain.limits` and against the bytes present before any array is
+    allocated. Any problem -> one-line BundleError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:
+                    raise BundleError(f"{path}: unsupported .npy format version {version}")
+            except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+                raise BundleError(f"{path}: not a readable .npy file ({' '.join(str(exc).split())[:120]})") from None
+            if dtype.hasobject or dtype.kind not in "biuf":
+                raise BundleError(f"{path}: holds {dtype} values; only numeric arrays are read (never pickled objects)")
+            count = element_count(shape, str(path), BundleError)
+            size = path.stat().st_size - handle.tell()
+            if size != count * dtype.itemsize:
+                raise BundleError(f"{path}: header declares shape {list(shape)} of {dtype} ({count * dtype.itemsize} bytes), the file holds {size}")
+            data = handle.read(size)
+    except FileNotFoundError:
+        raise BundleError(f"{path} is missing") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def _read_json(path: Path) -> Any:
@@ -269,8 +301,10 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8, a 5000-digit number
+        raise BundleError(f"{path} is not valid JSON: {' '.join(str(exc).split())[:160]}") from None
+    except RecursionError:
+        raise BundleError(f"{path} is not valid JSON: nested too deeply") from None
 
 
 def _validation_line(exc: ValidationError, where: str) -> str:
@@ -321,11 +355,22 @@ def load_bundle(path: str | Path) -> Bundle:
     except ConfigError as exc:
         raise BundleError(str(exc)) from None
     layers_raw = _read_json(root / LAYERS)
+    if not isinstance(layers_raw, list):
+        raise BundleError(f"{root / LAYERS}: expected a list of layers")
     try:
         layers = [LayerRecord.model_validate(entry) for entry in layers_raw]
-    except (ValidationError, TypeError) as exc:
-        detail = _validation_line(exc, str(root / LAYERS)) if isinstance(exc, ValidationError) else f"{root / LAYERS}: expected a list of layers"
-        raise BundleError(detail) from None
+    except ValidationError as exc:
+        raise BundleError(_validation_line(exc, str(root / LAYERS))) from None
+    if not layers:
+        raise BundleError(f"{root / LAYERS}: lists no layers")
+    for position, layer in enumerate(layers):
+        if layer.index != position:
+            raise BundleError(f"{root / LAYERS}: entry {position} has index {layer.index}")
+        for what, shape in (("input_shape", layer.input_shape), ("output_shape", layer.output_shape)):
+            element_count(shape, f"{root / LAYERS}: layer {position} {what}", BundleError)
+    for what, shape in (("input", manifest.input.shape), ("output", manifest.output.shape)):
+        element_count(shape, f"{root / MANIFEST}: {what} shape", BundleError)
+    element_count([manifest.activation_words], f"{root / MANIFEST}: activation_words", BundleError)
     program_bytes = (root / PROGRAM_BIN).read_bytes()
     program = decode_program(program_bytes)
     if manifest.weight_word_bits != arch.weight_word_bits or manifest.bias_word_bits != BIAS_WORD_BITS:
