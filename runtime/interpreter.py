@@ -8,6 +8,7 @@ and events belong to the simulator, which must agree with this interpreter bit f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Geometry, Instruction, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, multiply
+from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
 
 
 def mode_from_code(code: int) -> MultiplierMode:
@@ -41,6 +43,7 @@ class MachineState:
     nlm: np.ndarray = field(init=False)
     acc: np.ndarray = field(init=False)
     geometry: Geometry | None = None
+    local_words: int | None = None  # PE local memory words to model (None: the architecture's)
 
     def __post_init__(self) -> None:
         a, n = self.arch, self.dram_a.shape[0]
@@ -48,9 +51,29 @@ class MachineState:
         self.nb = np.zeros((n, a.neuron_buffer_words), dtype=np.int64)
         self.bb = np.zeros(a.bias_buffer_words, dtype=np.int64)
         self.mt = np.zeros(a.bias_buffer_words, dtype=np.int64)
-        self.wlm = np.zeros((a.pe_count, a.pe_weight_memory_words), dtype=np.int64)
-        self.nlm = np.zeros((n, a.pe_count, a.pe_neuron_memory_words), dtype=np.int64)
+        self.wlm = np.zeros((a.pe_count, self.local_words or a.pe_weight_memory_words), dtype=np.int64)
+        self.nlm = np.zeros((n, a.pe_count, self.local_words or a.pe_neuron_memory_words), dtype=np.int64)
         self.acc = np.zeros((n, a.pe_count), dtype=np.int64)
+
+
+def local_words_used(program: Sequence[Instruction]) -> int:
+    """The most PE local-memory words any instruction touches (its ``k``); words beyond it are never
+    read or written, so the interpreter need not hold them."""
+    return max((ins["k"] for ins in program if ins.op in ("DISTW", "DISTN", "MAC")), default=1)
+
+
+def batch_size(arch: Architecture, local_words: int, activation_words: int, image_words: int) -> int:
+    """Images per batch that keep the machine state within :data:`MAX_INTERPRETER_STATE_BYTES`
+    (int64 words); a BundleError if even one image does not fit (a hostile architecture)."""
+    shared = arch.weight_buffer_words + 2 * arch.bias_buffer_words + arch.pe_count * local_words + image_words
+    per_image = arch.neuron_buffer_words + arch.pe_count * (local_words + 1) + activation_words
+    room = MAX_INTERPRETER_STATE_BYTES // 8 - shared
+    if room < per_image:
+        raise BundleError(
+            f"the reference interpreter would need {(shared + per_image) * 8 >> 20} MiB of machine state for one image on this "
+            f"architecture, more than its limit of {MAX_INTERPRETER_STATE_BYTES >> 20} MiB"
+        )
+    return room // per_image
 
 
 @dataclass
@@ -147,20 +170,29 @@ def run_program(
     mode_override: MultiplierMode | None = None,
 ) -> InterpreterResult:
     """Execute ``program`` for a batch: ``dram_activations`` is ``[n, words]`` with the quantised
-    inputs already placed at their DRAM address. ``mode_override`` replaces every mode-table entry."""
-    state = MachineState(
-        arch,
-        np.asarray(weight_image, dtype=np.int64),
-        np.asarray(bias_image, dtype=np.int64),
-        np.array(dram_activations, dtype=np.int64, copy=True),
-    )
-    outputs: dict[int, np.ndarray] = {}
-    for index, ins in enumerate(program):
-        if not step(state, ins, index, outputs, mode_override):
-            break
-    else:
-        raise BundleError("program ran off its end without END")
-    return InterpreterResult(outputs, state.dram_a)
+    inputs already placed at their DRAM address. ``mode_override`` replaces every mode-table entry.
+
+    Images are independent, so a large batch runs in slices that keep the machine state within
+    :data:`~axtrain.limits.MAX_INTERPRETER_STATE_BYTES`; the results are the same."""
+    weights = np.asarray(weight_image, dtype=np.int64)
+    bias = np.asarray(bias_image, dtype=np.int64)
+    dram_all = np.array(dram_activations, dtype=np.int64, copy=True)
+    local = local_words_used(program)
+    step_images = batch_size(arch, local, dram_all.shape[1] if dram_all.ndim == 2 else 0, weights.size + bias.size)
+    slices: list[InterpreterResult] = []
+    for start in range(0, max(dram_all.shape[0], 1), step_images):
+        state = MachineState(arch, weights, bias, dram_all[start : start + step_images], local_words=local)
+        outputs: dict[int, np.ndarray] = {}
+        for index, ins in enumerate(program):
+            if not step(state, ins, index, outputs, mode_override):
+                break
+        else:
+            raise BundleError("program ran off its end without END")
+        slices.append(InterpreterResult(outputs, state.dram_a))
+    if len(slices) == 1:
+        return slices[0]
+    layers = {key: np.concatenate([part.layer_outputs[key] for part in slices]) for key in slices[0].layer_outputs}
+    return InterpreterResult(layers, np.concatenate([part.dram_a for part in slices]))
 
 
 def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMode | None = None) -> list[np.ndarray]:  # noqa: F821
@@ -169,17 +201,37 @@ def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMo
     from axtrain.hwmodels.fixedpoint import quantize
 
     manifest = bundle.manifest
-    x = np.asarray(inputs, dtype=np.float32)
+    raw = np.asarray(inputs)
+    if raw.dtype.kind not in "biuf" or raw.ndim < 1:
+        raise BundleError(f"inputs must be a batch of real numbers, got a {raw.dtype} array of shape {list(raw.shape)}")
+    x = raw.astype(np.float32)
     expected = tuple(manifest.input.shape)
     if x.shape[1:] != expected:
         raise BundleError(f"inputs have shape {x.shape[1:]} per sample, the bundle expects {expected}")
+    if not np.all(np.isfinite(x)):
+        raise BundleError("inputs hold NaN or infinite values")
+    if manifest.input.dram < 0 or manifest.input.dram + math.prod(expected) > manifest.activation_words:
+        raise BundleError(f"manifest input placement [{manifest.input.dram}, {manifest.input.dram + math.prod(expected)}) lies outside the {manifest.activation_words} activation words")
     q = quantize(x, FixedPointFormat.parse(manifest.input.format)).reshape(x.shape[0], -1)
-    dram = np.zeros((x.shape[0], manifest.activation_words), dtype=np.int64)
-    dram[:, manifest.input.dram : manifest.input.dram + q.shape[1]] = q
-    result = run_program(bundle.program, bundle.arch, bundle.weights, bundle.bias, dram, mode_override)
+    # The activation DRAM of every image is allocated up front: run in slices of images so that it
+    # stays within the interpreter's state limit whatever the batch.
+    per_slice = max(1, MAX_INTERPRETER_STATE_BYTES // 8 // max(manifest.activation_words, 1))
+    parts: list[InterpreterResult] = []
+    for start in range(0, max(x.shape[0], 1), per_slice):
+        chunk = q[start : start + per_slice]
+        dram = np.zeros((chunk.shape[0], manifest.activation_words), dtype=np.int64)
+        dram[:, manifest.input.dram : manifest.input.dram + q.shape[1]] = chunk
+        parts.append(run_program(bundle.program, bundle.arch, bundle.weights, bundle.bias, dram, mode_override))
+    result = parts[0] if len(parts) == 1 else InterpreterResult(
+        {key: np.concatenate([p.layer_outputs[key] for p in parts]) for key in parts[0].layer_outputs},
+        np.concatenate([p.dram_a for p in parts]),
+    )
     layers = []
     for index, layer in enumerate(bundle.layers):
         if index not in result.layer_outputs:
             raise BundleError(f"layer {index} ({layer.name}): the program never SYNCs its output")
+        produced = result.layer_outputs[index].shape[1]
+        if produced != math.prod(layer.output_shape) or min(layer.output_shape, default=1) < 0:
+            raise BundleError(f"layer {index} ({layer.name}): the program SYNCs {produced} values, layers.json says output shape {layer.output_shape}")
         layers.append(result.layer_outputs[index].reshape((x.shape[0], *layer.output_shape)))
     return layers
