@@ -244,11 +244,16 @@ def load_table(path: str | Path) -> TechnologyTable:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read technology table {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"technology table {path} is not UTF-8 text (byte {exc.start})") from None
+    kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
     try:
-        data: Any = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        data: Any = yaml.safe_load(text) if kind == "YAML" else json.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"technology table {path} is not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {first}") from None
+        raise ConfigError(f"technology table {path} is not valid {kind}: {first[:160]}") from None
+    except RecursionError:
+        raise ConfigError(f"technology table {path} is not valid {kind}: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -260,7 +265,9 @@ def load_table(path: str | Path) -> TechnologyTable:
         key = ".".join(str(part) for part in error["loc"]) or "?"
         if error["type"] == "extra_forbidden":
             raise ConfigError(f"technology table {path}: unknown key '{key}'") from None
-        raise ConfigError(f"technology table {path}: key '{key}': {error['msg']} (got {error.get('input')!r})") from None
+        got = repr(error.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."  # a hostile value must not flood the one line
+        raise ConfigError(f"technology table {path}: key '{key}': {error['msg']} (got {got})") from None
 
 
 def save_table(table: TechnologyTable, path: str | Path) -> Path:
