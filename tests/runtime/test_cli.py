@@ -1,0 +1,115 @@
+"""``axtrain simulate``: reports, dumps, determinism and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from axtrain.cli import main
+
+REQUIRED = {"schema", "app", "bundle_sha256", "config", "accuracy", "latency", "energy", "power_watts", "utilization"}
+
+
+class _Result:
+    def __init__(self, exit_code: int, output: str) -> None:
+        self.exit_code, self.output = exit_code, output
+
+
+@pytest.fixture
+def invoke(capsys: pytest.CaptureFixture[str]):
+    """Run ``axtrain args`` in-process through main() (the real error mapping); stdout + stderr."""
+
+    def run(*args) -> _Result:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+        out, err = capsys.readouterr()
+        return _Result(code, out + err)
+
+    return run
+
+
+@pytest.fixture
+def files(bundle_factory, tmp_path: Path):
+    bundle, _ = bundle_factory("cnn", "default")
+    x = bundle.golden_inputs()
+    y = np.arange(len(x)) % 7
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    return bundle, tmp_path
+
+
+def test_report_dump_and_determinism(files, invoke) -> None:
+    bundle, tmp = files
+    args = ["simulate", bundle.path, "--inputs", tmp / "x.npy", "--labels", tmp / "y.npy", "--sram-voltage", "0.66", "--runs", "3", "--seed", "4"]
+    first = invoke(*args, "--report", tmp / "a.json", "--dump-outputs", tmp / "out.npy")
+    assert first.exit_code == 0, first.output
+    assert "accuracy" in first.output and "PE utilization" in first.output
+    second = invoke(*args, "--report", tmp / "b.json")
+    assert second.exit_code == 0
+    assert (tmp / "a.json").read_bytes() == (tmp / "b.json").read_bytes()
+    report = json.loads((tmp / "a.json").read_text())
+    assert REQUIRED <= set(report)
+    assert set(report["accuracy"]) == {"mean", "std", "min", "max", "per_run"} and len(report["accuracy"]["per_run"]) == 3
+    assert set(report["latency"]) >= {"cycles_per_inference", "seconds_per_inference", "clock_hz"}
+    assert set(report["energy"]) >= {"joules_per_inference", "compute_joules", "storage_joules", "leakage_joules", "breakdown"}
+    assert report["config"]["runs"] == 3 and report["config"]["seed"] == 4 and report["config"]["sram_voltage"] == 0.66
+    assert "numpy" in report["config"]["versions"]
+    dumped = np.load(tmp / "out.npy", allow_pickle=False)
+    assert dumped.dtype == np.float32 and dumped.shape == (len(bundle.golden_inputs()), 7)
+
+
+def test_exact_dump_equals_golden_outputs(files, invoke) -> None:
+    bundle, tmp = files
+    result = invoke("simulate", bundle.path, "--inputs", tmp / "x.npy", "--dump-outputs", tmp / "out.npy")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.load(tmp / "out.npy"), bundle.golden_outputs())
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--multiplier", "drum:99"], "DRUM k"),
+        (["--multiplier", "fancy"], "unknown multiplier mode"),
+        (["--sram-voltage", "0.2"], "outside"),
+        (["--runs", "0"], "--runs"),
+        (["--app", "mnist-cnn"], "exactly one"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(files, invoke, extra, needle) -> None:
+    bundle, tmp = files
+    result = invoke("simulate", bundle.path, "--inputs", tmp / "x.npy", *extra)
+    assert result.exit_code == 2
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_bad_inputs_exit_2_with_one_line(files, invoke) -> None:
+    bundle, tmp = files
+    np.save(tmp / "wrong.npy", np.zeros((3, 5), dtype=np.float32))
+    np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases = [
+        (["simulate", bundle.path, "--inputs", tmp / "wrong.npy"], "does not match the bundle's input shape"),
+        (["simulate", bundle.path, "--inputs", tmp / "obj.npy"], "not a readable .npy"),
+        (["simulate", bundle.path, "--inputs", tmp / "missing.npy"], "does not exist"),
+        (["simulate", tmp / "no-bundle", "--inputs", tmp / "x.npy"], "not a bundle directory"),
+        (["simulate", bundle.path], "exactly one"),
+    ]
+    for args, needle in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_runtime_never_imports_torch() -> None:
+    code = (
+        "import sys; import axtrain.runtime.cli, axtrain.runtime.simulation, axtrain.runtime.report, "
+        "axtrain.runtime.simulator_reference, axtrain.runtime.energy; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

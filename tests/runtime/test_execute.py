@@ -1,0 +1,146 @@
+"""Numerics: the fast executor is bit-identical to the ISA interpreter and to hwmodels.forward.
+
+Exact mode, DRUM 1..4 (per layer, per neuron, and by override) and NTV-faulted weight images, on
+compiled small networks for the default and a tiny PE array; every layer's output is compared, not
+only the last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axtrain.formats.isa import parse_assembly
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.layers import forward
+from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs
+from axtrain.runtime.faults import fault_regions, run_image
+from axtrain.runtime.interpreter import run_program
+from axtrain.runtime.simulation import simulate
+
+
+
+
+def _inputs(bundle, n=23, seed=1):
+    fmt = FixedPointFormat.parse(bundle.manifest.input.format)
+    rng = np.random.default_rng(seed)
+    return rng.uniform(fmt.qmin * fmt.scale * 1.2, fmt.qmax * fmt.scale * 1.2, size=(n, *bundle.manifest.input.shape)).astype(np.float32)
+
+
+def _run_all(bundle, x, image=None, mode=None, chunk=7):
+    image = bundle.weights if image is None else image
+    m = bundle.manifest
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch, mode)
+    final, layers = executor.run(executor.prepare(image, bundle.bias), dram, collect=True, chunk=chunk)
+    reference = run_program(bundle.program, bundle.arch, image, bundle.bias, dram, mode)
+    return executor, final, layers, reference
+
+
+def _layer_weights(layers, image, bundle):
+    """Per-layer weight arrays cut out of a (faulted) weight image, shaped like each layer's own."""
+    out = []
+    for layer, record in zip(layers, bundle.layers):
+        if record.weights is None:
+            out.append(None)
+        else:
+            words = image[record.weights.dram : record.weights.dram + record.weights.count]
+            out.append(words.reshape(layer.weight.shape))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "mixed"])
+@pytest.mark.parametrize("arch_name", ["default", "tiny"])
+def test_exact_mode_matches_interpreter_and_forward(bundle_factory, kind, arch_name) -> None:
+    bundle, layers = bundle_factory(kind, arch_name)
+    x = _inputs(bundle)
+    executor, final, outputs, reference = _run_all(bundle, x)
+    assert executor.plan.fast, executor.plan.reason
+    assert np.array_equal(final, reference.dram_a)
+    expected = forward(layers, quantize(x, layers[0].input_format))
+    for index, want in enumerate(expected):
+        assert np.array_equal(outputs[index], want.reshape(len(x), -1)), f"layer {index}"
+        assert np.array_equal(reference.layer_outputs[index], want.reshape(len(x), -1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_drum_modes_match_forward(bundle_factory, k) -> None:
+    """Bundles annotated with drum:k (two networks) and the override on an exact bundle."""
+    for kind in ("mlp", "cnn"):
+        bundle, layers = bundle_factory(kind, "tiny", modes=(f"drum:{k}",))
+        x = _inputs(bundle, seed=k)
+        _, final, outputs, reference = _run_all(bundle, x)
+        expected = forward(layers, quantize(x, layers[0].input_format))
+        assert np.array_equal(final, reference.dram_a)
+        for index, want in enumerate(expected):
+            assert np.array_equal(outputs[index], want.reshape(len(x), -1)), f"{kind} layer {index}"
+    exact_bundle, exact_layers = bundle_factory("cnn", "default")
+    mode = parse_mode(f"drum:{k}")
+    x = _inputs(exact_bundle, seed=10 + k)
+    _, final, outputs, reference = _run_all(exact_bundle, x, mode=mode)
+    overridden = [layer.with_changes(multipliers=(mode,)) if layer.has_weights else layer for layer in exact_layers]
+    expected = forward(overridden, quantize(x, exact_layers[0].input_format))
+    assert np.array_equal(final, reference.dram_a)
+    assert np.array_equal(outputs[len(expected) - 1], expected[-1].reshape(len(x), -1))
+
+
+@pytest.mark.parametrize("kind,arch_name", [("cnn", "tiny"), ("mixed", "default"), ("mlp", "default")])
+def test_ntv_faulted_images_match_forward(bundle_factory, kind, arch_name) -> None:
+    bundle, layers = bundle_factory(kind, arch_name)
+    regions = fault_regions(bundle.layers, 0.4)  # p = 10 %: many flips, sign bits included
+    x = _inputs(bundle, seed=3)
+    for run in range(2):
+        image = run_image(bundle.weights, regions, seed=5, run=run)
+        assert not np.array_equal(image, bundle.weights)
+        _, final, outputs, reference = _run_all(bundle, x, image=image)
+        expected = forward(layers, quantize(x, layers[0].input_format), _layer_weights(layers, image, bundle))
+        assert np.array_equal(final, reference.dram_a)
+        for index, want in enumerate(expected):
+            assert np.array_equal(outputs[index], want.reshape(len(x), -1)), f"run {run} layer {index}"
+
+
+def test_unusual_program_falls_back_to_the_interpreter() -> None:
+    """A MAC whose tile shape differs from its DISTN's is outside the fast plan: same integers anyway."""
+    from axtrain.formats.arch import Architecture
+
+    arch = Architecture(pe_rows=2, pe_cols=2)
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        LDB bb=0 dram=0 count=2
+        LDW wb=0 dram=0 rows=2 cols=4 stride=4
+        DISTW wb=0 stride=4 m=2 p=1 k=4
+        DISTN nb=0 p0=0 m=4 p=1 k0=0 k=4
+        MAC m=2 p=1 k=4 bb=0 mt=0 init=1
+        MAC m=1 p=2 k=2 bb=0 mt=0 init=0
+        REQ nb=8 ostride=2 m=1 p=2 shift=1 bits=8
+        STN dram=4 nb=8 count=2
+        END
+    """)
+    rng = np.random.default_rng(0)
+    weights, bias = rng.integers(-50, 50, size=8), rng.integers(-100, 100, size=2)
+    dram = np.zeros((5, 6), dtype=np.int64)
+    dram[:, :4] = rng.integers(-100, 100, size=(5, 4))
+    executor = FastExecutor(program, arch)
+    assert not executor.plan.fast and "MAC" in executor.plan.reason
+    final, _ = executor.run(executor.prepare(weights, bias), dram)
+    assert np.array_equal(final, run_program(program, arch, weights, bias, dram).dram_a)
+
+
+def test_simulate_outputs_are_the_dequantised_forward(bundle_factory) -> None:
+    bundle, layers = bundle_factory("cnn", "default")
+    x = _inputs(bundle, n=11)
+    result = simulate(bundle, x)
+    q = forward(layers, quantize(x, layers[0].input_format))[-1]
+    assert result.outputs.dtype == np.float32
+    assert np.array_equal(result.outputs, dequantize(q, layers[-1].output_format))
+    golden = simulate(bundle, bundle.golden_inputs())
+    assert np.array_equal(golden.outputs, bundle.golden_outputs())
+
+
+def test_output_integers_read_the_output_placement(bundle_factory) -> None:
+    bundle, layers = bundle_factory("mlp", "default")
+    x = _inputs(bundle, n=4)
+    executor, final, outputs, _ = _run_all(bundle, x)
+    assert np.array_equal(output_integers(bundle, final), outputs[len(layers) - 1])
