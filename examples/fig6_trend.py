@@ -6,7 +6,10 @@ split and measured on the test split. AxTrain = the chosen act network followed 
 evaluated K* (one network per K, as the paper's Fig. 6 needs: pas trained for K2 does not protect
 K1). Output error = mean over samples of ||softmax(o) - onehot(y)||^2 (docs/trainer.md).
 
-    python examples/fig6_trend.py [--apps breast-cancer mnist-mlp] [--seed 0]
+    python examples/fig6_trend.py [--apps breast-cancer mnist-mlp] [--seeds 0 1 2]
+
+With several seeds (each its own split, initialisation and gamma choice) the table is the mean;
+breast-cancer's test split has 114 samples, so one seed decides little.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def errors(result, x, y) -> dict[str, tuple[float, float]]:
     return out
 
 
-def run_app(app: str, seed: int) -> None:
+def run_app(app: str, seed: int) -> dict[str, dict[str, tuple[float, float]]]:
     full = load(app, seed)
     x_tr, y_tr, x_val, y_val = split_validation(full.x_train, full.y_train, 0.2, seed)
     val = SimpleNamespace(x_train=x_tr, y_train=y_tr, x_test=x_val, y_test=y_val)
@@ -44,6 +47,7 @@ def run_app(app: str, seed: int) -> None:
     # -- choose gamma on the validation split -------------------------------------------------
     t0 = time.time()
     bp_val = errors(train(make_config({**base, "method": "bp"}), data=val), x_val, y_val)
+    print(f"  [{app}] val bp: exact acc {bp_val['exact'][0]:.4f}, K1/K2 error {bp_val['K1'][1]:.4f}/{bp_val['K2'][1]:.4f}", flush=True)
     best = None
     for gamma in GAMMAS:
         cfg = make_config({**base, "method": "act", "gamma_initial": gamma, "gamma_step": gamma / 5})
@@ -66,25 +70,37 @@ def run_app(app: str, seed: int) -> None:
         # pas at the evaluated K, starting from the act network (epochs=0: no BP warm-up).
         pas = train(make_config({**base, "method": "pas", "epochs": 0, "multiplier": mode}), model=act.model)
         table["axtrain"][mode] = errors(pas, full.x_test, full.y_test)[mode]
+    report(f"{app} (test split, seed {seed})", table)
+    return table
+
+
+def report(title: str, table: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Print output error (accuracy) per method and mode, normalised to BP's exact-multiplier error."""
     reference = table["bp"]["exact"][1]
-    print(f"\n{app} (test split, seed {seed}); output error (accuracy), and error / BP's exact-multiplier error")
+    print(f"\n{title}; output error (accuracy), and error / BP's exact-multiplier error")
     print(f"{'method':<9}" + "".join(f"{m:>26}" for m in ("exact",) + MODES))
     for method, row in table.items():
         cells = "".join(f"{row[m][1]:>10.4f} ({row[m][0]:.3f}) x{row[m][1] / reference:4.2f}" for m in ("exact",) + MODES)
         print(f"{method:<9}{cells}")
     for mode in MODES:
         b = table["bp"][mode][1]
-        print(f"  {mode}: act {100 * (1 - table['act'][mode][1] / b):+.1f}% , axtrain {100 * (1 - table['axtrain'][mode][1] / b):+.1f}% error reduction vs BP")
+        print(f"  {mode}: act {100 * (1 - table['act'][mode][1] / b):+.1f}%, axtrain {100 * (1 - table['axtrain'][mode][1] / b):+.1f}% error reduction vs BP")
     print(flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", nargs="+", default=["breast-cancer", "mnist-mlp"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     for app in args.apps:
-        run_app(app, args.seed)
+        tables = [run_app(app, seed) for seed in args.seeds]
+        if len(tables) > 1:
+            mean = {
+                method: {m: tuple(sum(t[method][m][i] for t in tables) / len(tables) for i in (0, 1)) for m in tables[0][method]}
+                for method in tables[0]
+            }
+            report(f"{app}: MEAN over seeds {args.seeds}", mean)
 
 
 if __name__ == "__main__":
