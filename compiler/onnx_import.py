@@ -73,6 +73,7 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
     """Load external tensors, refusing any location that escapes the model's directory (``../``,
     absolute paths, symlinks that resolve outside it) and any offset/length that does not fit the
     file or the tensor's declared shape, before reading a byte."""
+    import onnx
     from onnx import external_data_helper
 
     root = base.resolve()
@@ -86,6 +87,9 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
             raise OnnxError(f"{what} has external data at {location!r}, outside the model's directory")
         if not target.is_file():
             raise OnnxError(f"{what} needs external data file {location!r}, which is missing")
+        if (root / location).is_symlink():
+            # onnx itself refuses to open one; say so by name instead of failing inside onnx.
+            raise OnnxError(f"{what}: external data location {location!r} is a symbolic link, which is not followed")
         size = target.stat().st_size
         if size > MAX_FILE_BYTES:
             raise OnnxError(f"{what}: external data file {location!r} is {size} bytes, more than the limit of {MAX_FILE_BYTES}")
@@ -101,8 +105,8 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
     if external:
         try:
             external_data_helper.load_external_data_for_model(model, str(root))
-        except (OSError, ValueError, OverflowError) as exc:
-            raise OnnxError(f"{source}: cannot read external data: {exc}") from None
+        except (OSError, ValueError, OverflowError, onnx.checker.ValidationError) as exc:
+            raise OnnxError(f"{source}: cannot read external data: {' '.join(str(exc).split())[:200]}") from None
 
 
 def read_model(path: str | Path) -> tuple[Any, bytes]:
