@@ -378,7 +378,24 @@ def load_bundle(path: str | Path) -> Bundle:
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    _check_derived(root, program, weights, manifest.weight_word_bits, bias)
     return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+
+
+def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
+    """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
+    flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
+    from axtrain.formats.isa import parse_assembly
+
+    for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
+        if (root / name).read_bytes() != image_hex(words, bits).encode("ascii"):
+            raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
+    try:
+        listed = parse_assembly((root / PROGRAM_ASM).read_text(encoding="utf-8"))
+    except (BundleError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{root / PROGRAM_ASM}: not a readable listing ({exc})") from None
+    if listed != program:
+        raise BundleError(f"{root / PROGRAM_ASM} does not match {PROGRAM_BIN}")
 
 
 def _read_image(path: Path, word_bits: int, words: int) -> np.ndarray:

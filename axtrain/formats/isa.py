@@ -302,6 +302,8 @@ def parse_line(line: str, line_number: int = 1) -> Instruction | None:
         name, number = match.groups()
         if name in operands:
             raise BundleError(f"line {line_number}: operand {name} given twice")
+        if len(number) > 24:  # no operand is wider than 32 bits; also keeps int() off huge literals
+            raise BundleError(f"line {line_number}: operand {name} value {number[:12]}... is too long")
         operands[name] = int(number, 0)
     try:
         return Instruction.of(spec.name, **operands)
