@@ -1,0 +1,120 @@
+"""How big a reproduction is: applications, seeds, epochs and Monte Carlo runs (``quick`` or ``full``).
+
+Every number here ends up in the cells' params (so in their keys) and in REPORT.md. The budgets
+were measured on the project's shared 2-core machine (docs/reproduce.md):
+
+* ``quick``: the four small UCI applications, one seed, 20 + 4 epochs, 10 NTV runs: ``all`` in
+  under 10 minutes (a CI smoke test of the whole chain, not evidence).
+* ``full``: all six applications, 3 seeds of the UCI apps, the trainer's default epochs for them
+  (60 bp/act + 10 pas), 50 NTV runs. MNIST is the expensive part (one MNIST-MLP epoch is ~1 min on a
+  loaded core, act ~2.5x that), so the MNIST apps get one seed and fewer epochs to keep ``all``
+  within the 2-hour budget; REPORT.md says so beside their numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from axtrain.datasets import APPLICATIONS
+from axtrain.errors import ConfigError
+
+UCI_APPS: tuple[str, ...] = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
+ALL_APPS: tuple[str, ...] = (*UCI_APPS, "mnist-mlp", "mnist-cnn")
+MODES: tuple[str, ...] = ("K1", "K2", "K3", "K4")  # paper order: K1 the most aggressive
+BUDGET = 0.02  # accuracy loss allowed by Fig. 8 / Fig. 9 (absolute: 2 points)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What one application trains with in a profile."""
+
+    seeds: int
+    epochs: int  # bp / act epochs
+    pas_epochs: int  # pas epochs (from the act network for AxTrain, from BP for Fig. 4's pas map)
+    approxann_retrain_epochs: int  # ApproxAnn's emulated retraining after a failed switch
+    approxann_max_rounds: int
+    train_subset: int | None = None  # train on this many samples of the training split (seeded); None: all
+    test_subset: int | None = None  # runtime simulations use this many test samples (seeded); None: all
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A reproduction's size. ``apps`` in Table 1 order; per-app settings in ``settings``."""
+
+    name: str
+    apps: tuple[str, ...]
+    runs: int  # NTV Monte Carlo runs (fault maps = chips) per setting
+    settings: dict[str, AppSettings] = field(default_factory=dict)
+
+    def app(self, app: str) -> AppSettings:
+        return self.settings[app]
+
+    def seeds(self, app: str) -> tuple[int, ...]:
+        return tuple(range(self.settings[app].seeds))
+
+    def train_overrides(self, app: str) -> dict[str, Any]:
+        """TrainConfig fields a profile sets (all else: the trainer's defaults for the app)."""
+        s = self.settings[app]
+        # One torch thread and the CPU everywhere: cells run one per core, and keys must not depend
+        # on which machine happens to have a GPU.
+        return {"epochs": s.epochs, "pas_epochs": s.pas_epochs, "threads": 1, "device": "cpu"}
+
+    def data(self, app: str) -> dict[str, Any]:
+        """How the cells of ``app`` subsample the data (part of their params)."""
+        s = self.settings[app]
+        return {"train_subset": s.train_subset, "test_subset": s.test_subset}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON for reports."""
+        return {
+            "name": self.name,
+            "apps": list(self.apps),
+            "ntv_runs": self.runs,
+            "per_app": {a: self.settings[a].__dict__ for a in self.apps},
+        }
+
+    def with_options(self, apps: tuple[str, ...] | None = None, seeds: int | None = None, runs: int | None = None) -> "Profile":
+        """The profile narrowed/overridden by command-line options (validated)."""
+        profile = self
+        if apps:
+            unknown = [a for a in apps if a not in APPLICATIONS]
+            if unknown:
+                raise ConfigError(f"--apps: unknown application {unknown[0]!r}; known: {', '.join(APPLICATIONS)}")
+            missing = [a for a in apps if a not in self.settings]
+            if missing:
+                raise ConfigError(f"--apps: {missing[0]!r} has no settings in the {self.name} profile")
+            ordered = tuple(a for a in ALL_APPS if a in apps)
+            profile = replace(profile, apps=ordered)
+        if seeds is not None:
+            if seeds < 1:
+                raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+            profile = replace(profile, settings={a: replace(s, seeds=seeds) for a, s in profile.settings.items()})
+        if runs is not None:
+            if runs < 1:
+                raise ConfigError(f"--runs must be at least 1, got {runs}")
+            profile = replace(profile, runs=runs)
+        return profile
+
+
+_QUICK_UCI = AppSettings(seeds=1, epochs=20, pas_epochs=4, approxann_retrain_epochs=1, approxann_max_rounds=12)
+_QUICK_MNIST = AppSettings(seeds=1, epochs=1, pas_epochs=1, approxann_retrain_epochs=1, approxann_max_rounds=6, train_subset=6000, test_subset=1000)
+_FULL_UCI = AppSettings(seeds=3, epochs=60, pas_epochs=10, approxann_retrain_epochs=2, approxann_max_rounds=24)
+_FULL_MNIST = AppSettings(seeds=1, epochs=4, pas_epochs=1, approxann_retrain_epochs=1, approxann_max_rounds=8, train_subset=15000, test_subset=2000)
+
+QUICK = Profile(
+    "quick",
+    UCI_APPS,
+    runs=10,
+    settings={**{a: _QUICK_UCI for a in UCI_APPS}, "mnist-mlp": _QUICK_MNIST, "mnist-cnn": _QUICK_MNIST},
+)
+FULL = Profile(
+    "full",
+    ALL_APPS,
+    runs=50,
+    settings={**{a: _FULL_UCI for a in UCI_APPS}, "mnist-mlp": _FULL_MNIST, "mnist-cnn": _FULL_MNIST},
+)
+
+
+def profile(quick: bool) -> Profile:
+    return QUICK if quick else FULL
