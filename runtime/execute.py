@@ -29,6 +29,7 @@ slower, same result.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -46,7 +47,8 @@ from axtrain.runtime.interpreter import mode_from_code, run_program
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 BIG_GEMM = 1 << 26  # multiply-adds from which a GEMM runs with the default BLAS threads
-DEFAULT_CHUNK = 1024  # images per batch step: bounds memory, keeps tiles in cache
+DEFAULT_CHUNK: int | None = None  # images per batch step; None: about 32 MiB of neuron buffer per step
+CHUNK_WORDS = 1 << 23
 
 
 def _code(mode: MultiplierMode) -> int:
@@ -243,6 +245,8 @@ def finish_plan(plan: Plan) -> Plan:
                 pm = a["idx"].reshape(m, p).T.copy()
                 a["idx"] = pm.ravel()
                 a["idx_view"] = _affine(pm)
+        if step.op == "DISTN":
+            a["idx_view"] = _affine(a["idx"].reshape(a["p"], a["k"]))
         if step.op in ("LDN", "STN", "SYNC") or (step.op == "POOL"):
             for key in ("idx", "src", "dst"):
                 if key in a:
@@ -259,8 +263,51 @@ def finish_plan(plan: Plan) -> Plan:
             sel = np.flatnonzero(read_by_distn[target])
             step.args["t_sel"] = None if sel.size == target.size else sel
             step.args["t_any"] = bool(sel.size)
-    plan.chains = chains  # type: ignore[attr-defined]
+    _fuse_dense_chains(plan, chains)
     return plan
+
+
+def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
+    """Mark chains that are one dense dot product split into local-memory chunks.
+
+    A chain fuses when its DISTNs read consecutive, contiguous runs of one neuron-buffer row (p = 1),
+    nothing but its own DISTN/MAC steps lies between its first DISTN and its last MAC (so every
+    chunk sees the same neuron buffer), and all its MACs have the same rows per mode. The init MAC
+    then runs the whole chain as one GEMM over ``K = sum k`` (same integers: the chain's bound is
+    checked the same way), and the other MACs of the chain do nothing.
+    """
+    for chain, macs in chains.items():
+        if len(macs) < 2:
+            continue
+        first_distn = macs[0] - 1
+        if first_distn < 0 or plan.steps[first_distn].op != "DISTN":
+            continue
+        spans, ok = [], True
+        for number in range(first_distn, macs[-1] + 1):
+            step = plan.steps[number]
+            if step.op == "MAC":
+                if step.args.get("chain") != chain:
+                    ok = False
+            elif step.op == "DISTN":
+                view = step.args.get("idx_view")
+                if view is None or step.args["p"] != 1:
+                    ok = False
+                else:
+                    spans.append((view[0], step.args["k"], step.args["k"]))
+            else:
+                ok = False
+        ks = [plan.steps[number].args["k"] for number in macs]
+        if not ok or len(spans) != len(macs) or any(k_mac != k_distn for k_mac, (_, k_distn, _) in zip(ks, spans)):
+            continue
+        if any(spans[i][0] + spans[i][1] != spans[i + 1][0] for i in range(len(spans) - 1)):
+            continue
+        groups = [plan.steps[number].args["groups"] for number in macs]
+        if any(len(g) != len(groups[0]) or any(c0 != c1 or not np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(g, groups[0])) for g in groups):
+            continue
+        head = plan.steps[macs[0]].args
+        head["fused"] = {"macs": macs, "start": spans[0][0], "k": sum(ks)}
+        for number in macs[1:]:
+            plan.steps[number].args["fused_into"] = macs[0]
 
 
 @dataclass
@@ -292,13 +339,26 @@ def prepare_weights(plan: Plan, weight_image: np.ndarray, bias_image: np.ndarray
         group = []
         for code, rows in a["groups"]:
             w = transformed[code][a["w_src"][rows]]
-            group.append((code, rows, np.ascontiguousarray(w.T), float(np.abs(w).max(initial=0))))
+            wmax = float(np.abs(w).max(initial=0))
+            # Weight words are at most 32 bits: exact in float64; in float32 when below 2**24.
+            wt = np.ascontiguousarray(w.T, dtype=np.float32 if wmax < F32_EXACT else np.float64)
+            group.append((code, rows, wt, wmax))
         tiles[number] = group
-        wbound[a["chain"]] = wbound.get(a["chain"], 0.0) + a["k"] * max(g[3] for g in group)
+        wbound[a["chain"]] = wbound.get(a["chain"], 0.0) + a["k"] * max((g[3] for g in group), default=0.0)
         if a["bias_src"] is not None:
             b = bias[a["bias_src"]]
             biases[number] = b
             bbound[a["chain"]] = float(np.abs(b).max(initial=0))
+    for number, step in enumerate(plan.steps):
+        fused = step.args.get("fused") if step.op == "MAC" else None
+        if fused:  # one weight matrix [K, rows] per mode group, chunks stacked in order
+            parts = [tiles[m] for m in fused["macs"]]
+            stacked = []
+            for g, (code, rows, _, _) in enumerate(parts[0]):
+                wt = np.concatenate([part[g][2].astype(np.float64) for part in parts])
+                wmax = max(part[g][3] for part in parts)
+                stacked.append((code, rows, np.ascontiguousarray(wt, dtype=np.float32 if wmax < F32_EXACT else np.float64), wmax))
+            tiles[number] = stacked
     return PreparedWeights(tiles, biases, wbound, bbound)
 
 
@@ -328,14 +388,17 @@ def run_plan(
     dram_a: np.ndarray,
     arch: Architecture,
     collect: bool = False,
-) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Execute the plan's steps over one batch. ``dram_a`` is ``[n, words]`` (integers). Returns the
-    final activation DRAM and, if ``collect``, each SYNC's layer output ``[n, count]`` (int64)."""
+    profile: dict[str, float] | None = None,
+) -> tuple[list[tuple[int, np.ndarray]], dict[int, np.ndarray]]:
+    """Execute the plan's steps over one batch. ``dram_a`` is ``[n, words]`` (integer values, any
+    numeric dtype; it is not modified). Returns the STN stores ``(dram address, [n, count] int64)`` in
+    program order and, if ``collect``, each SYNC's layer output ``[n, count]`` (int64)."""
     n = dram_a.shape[0]
     input_max = float(np.abs(dram_a).max(initial=0))
     wide = plan.max_req_bits > 24 or input_max >= F32_EXACT
     dtype = np.float64 if wide else np.float32
-    dram = np.array(dram_a, dtype=dtype)  # a private copy: STN writes into it
+    dram = dram_a if dram_a.dtype == dtype else dram_a.astype(dtype)  # read only: STN writes are returned
+    stores: list[tuple[int, np.ndarray]] = []
     nb = {0: np.zeros((n, plan.nb_words + 1), dtype=dtype)}
     for code in plan.codes:
         if code != 0:
@@ -366,18 +429,25 @@ def run_plan(
                     nb[code][:, sub_target] = _transform_values(sub_values, code, bound)
                     amax[code] = max(amax[code], _transformed_bound(bound, code))
 
-    for number, step in enumerate(plan.steps):
+    def _run_step(number: int, step: _Step) -> None:
+        nonlocal acc, check_overflow, gathered, gathered_bound
         a = step.args
         op = step.op
         if op == "MAC":
+            if "fused_into" in a:
+                return  # computed with the chain's first MAC
             m, p, k = a["m"], a["p"], a["k"]
             chain = a["chain"]
+            if "fused" in a:
+                k = a["fused"]["k"]
+                start = a["fused"]["start"]
+                gathered = {code: buffer[:, start : start + k].reshape(n, 1, k) for code, buffer in nb.items() if code in plan.codes}
             a_bound = max(gathered_bound[code] for code, _, _, _ in weights.tiles[number])
             total = a_bound * weights.chain_weight_bound[chain] + weights.chain_bias_bound.get(chain, 0.0)
+            fresh = False
             if a["bias_src"] is not None:
                 acc_dtype = np.float32 if total < F32_EXACT else np.float64
-                acc = np.empty((n, p, m), dtype=acc_dtype)
-                acc[...] = weights.bias[number]
+                fresh = True  # the first GEMM result becomes the accumulator, then the bias is added
                 check_overflow = total >= limit
             elif acc.dtype == np.float32 and total >= F32_EXACT:
                 acc = acc.astype(np.float64)  # exact so far; the rest of the chain needs float64
@@ -387,21 +457,32 @@ def run_plan(
                 bound = k * gathered_bound[code] * wmax
                 if bound < F32_EXACT and n * p * k * rows.size >= BIG_GEMM:
                     with blas_threads(default_threads()):  # large enough to profit from threads
-                        part = x.astype(np.float32, copy=False) @ wt.astype(np.float32, copy=False)
+                        part = x.astype(np.float32, copy=False) @ wt
                 elif bound < F32_EXACT:
-                    part = x.astype(np.float32, copy=False) @ wt.astype(np.float32, copy=False)
+                    part = x.astype(np.float32, copy=False) @ wt
                 elif bound < F64_EXACT:
                     part = x.astype(np.float64) @ wt.astype(np.float64)
                 else:
                     part = x.astype(np.int64) @ wt.astype(np.int64)
-                if rows.size == m:
+                if fresh and rows.size == m:
+                    acc = part.reshape(n, p, m).astype(acc_dtype, copy=False)
+                elif fresh:
+                    acc = np.zeros((n, p, m), dtype=acc_dtype)
+                    acc[:, :, rows] = part.reshape(n, p, rows.size)
+                elif rows.size == m:
                     acc += part.reshape(n, p, m)
                 else:
                     acc[:, :, rows] += part.reshape(n, p, rows.size)
+                fresh = False
+            if a["bias_src"] is not None:
+                acc += weights.bias[number].astype(acc.dtype)  # exact: |bias| is inside the chain bound
             if check_overflow and np.abs(acc).max(initial=0) >= limit:
                 raise BundleError(f"instruction {step.index} (MAC): accumulator overflows {arch.accumulator_bits} bits")
         elif op == "DISTN":
-            gathered = {code: np.take(buffer, a["idx"], axis=1).reshape(n, a["p"], a["k"]) for code, buffer in nb.items() if code in plan.codes}
+            if a["idx_view"] is not None:  # a contiguous run of words (dense layers): no copy
+                gathered = {code: _view(buffer, a["idx_view"]) for code, buffer in nb.items() if code in plan.codes}
+            else:
+                gathered = {code: np.take(buffer, a["idx"], axis=1).reshape(n, a["p"], a["k"]) for code, buffer in nb.items() if code in plan.codes}
             gathered_bound = dict(amax)
         elif op == "RELU":
             np.maximum(acc, 0, out=acc)
@@ -427,11 +508,20 @@ def run_plan(
             assert result is not None
             write(step, "dst", result.reshape(n, -1), amax[0], a["dst_view"])
         elif op == "STN":
-            dram[:, a["dram"] : a["dram"] + a["count"]] = _read(nb[0], a["idx"], a["idx_view"])
+            stores.append((a["dram"], _read(nb[0], a["idx"], a["idx_view"]).astype(np.int64)))
         elif op == "SYNC":
             if collect:
                 outputs[a["layer"]] = _read(nb[0], a["idx"], a["idx_view"]).astype(np.int64)
-    return dram, outputs
+
+    clock = time.perf_counter
+    for number, step in enumerate(plan.steps):
+        if profile is not None:  # seconds per instruction kind (benchmarks and tuning only)
+            started = clock()
+            _run_step(number, step)
+            profile[step.op] = profile.get(step.op, 0.0) + clock() - started
+        else:
+            _run_step(number, step)
+    return stores, outputs
 
 
 class FastExecutor:
@@ -449,28 +539,38 @@ class FastExecutor:
             return (np.asarray(weight_image, dtype=np.int64), np.asarray(bias_image, dtype=np.int64))
         return prepare_weights(self.plan, weight_image, bias_image)
 
-    def run(self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Final activation DRAM ``[n, words]`` (int64) and, if ``collect``, every SYNC's output."""
+    def run(
+        self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """The final activation DRAM ``[n, words]`` (int64), or only its words ``[start, start+count)``
+        if ``region`` is given, and, if ``collect``, every SYNC's output ``[n, count]``."""
         dram_a = np.asarray(dram_a)
-        parts, collected = [], []
+        if chunk is None:
+            chunk = max(256, min(16384, CHUNK_WORDS // (self.plan.nb_words + 1)))
         with blas_threads(1):  # tile GEMMs are thin: threads cost more than they give (runtime/blas.py)
-            return self._run(prepared, dram_a, collect, chunk)
+            return self._run(prepared, dram_a, collect, chunk, region)
 
-    def _run(self, prepared: Any, dram_a: np.ndarray, collect: bool, chunk: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        parts, collected = [], []
+    def _run(self, prepared: Any, dram_a: np.ndarray, collect: bool, chunk: int, region: tuple[int, int] | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        lo, hi = (0, dram_a.shape[1]) if region is None else (region[0], region[0] + region[1])
+        final = np.empty((dram_a.shape[0], hi - lo), dtype=np.int64)
+        collected: list[dict[int, np.ndarray]] = []
         for start in range(0, dram_a.shape[0], chunk):
             batch = dram_a[start : start + chunk]
             if self.plan.fast:
-                out, layers = run_plan(self.plan, prepared, batch, self.arch, collect)
+                stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect)
+                final[start : start + len(batch)] = batch[:, lo:hi]
+                for address, values in stores:  # apply the stores that touch the region, in order
+                    a0, a1 = max(address, lo), min(address + values.shape[1], hi)
+                    if a0 < a1:
+                        final[start : start + len(batch), a0 - lo : a1 - lo] = values[:, a0 - address : a1 - address]
             else:
                 weights, bias = prepared
                 result = run_program(self.program, self.arch, weights, bias, batch, self.mode_override)
-                out, layers = result.dram_a, result.layer_outputs
-            parts.append(np.asarray(out).astype(np.int64))
+                final[start : start + len(batch)] = result.dram_a[:, lo:hi]
+                layers = result.layer_outputs
             collected.append(layers)
-        dram = np.concatenate(parts) if parts else np.zeros((0, dram_a.shape[1] if dram_a.ndim == 2 else 0), dtype=np.int64)
         layers_out = {key: np.concatenate([c[key] for c in collected]) for key in (collected[0] if collected else {})}
-        return dram, layers_out
+        return final, layers_out
 
 
 def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activation_words: int) -> np.ndarray:
