@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, HardwareModelError
+from axtrain.formats.yamltext import load_yaml
 from axtrain.hwmodels import ntv
 from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 
@@ -248,7 +249,7 @@ def load_table(path: str | Path) -> TechnologyTable:
         raise ConfigError(f"technology table {path} is not UTF-8 text (byte {exc.start})") from None
     kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
     try:
-        data: Any = yaml.safe_load(text) if kind == "YAML" else json.loads(text)
+        data: Any = load_yaml(text) if kind == "YAML" else json.loads(text)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"technology table {path} is not valid {kind}: {first[:160]}") from None

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from axtrain.errors import ConfigError
+from axtrain.formats.yamltext import load_yaml
 
 # Field widths of ISA v1 (axtrain/formats/isa.py) bound what an architecture may declare.
 MAX_PES = 4095  # the m and p operands are 12 bits wide
@@ -151,7 +152,7 @@ def load_arch(path: str | Path) -> Architecture:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"architecture file {file} is not UTF-8 text (byte {exc.start})") from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if file.suffix == ".json" else load_yaml(text)
     except (ValueError, yaml.YAMLError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
         raise ConfigError(f"architecture file {file} is not valid {kind}: {' '.join(str(exc).split())[:160]}") from None
     except RecursionError:
