@@ -58,6 +58,35 @@ class _Record:
     extra: Tensor | None = None  # ReLU: mask; MaxPool2d: argmax indices; Conv2d: unfolded patches
 
 
+@dataclass
+class _Delta:
+    """``dO/dz`` of one layer, ``[N, K, *z.shape[1:]]``: a full tensor, or (just below the logits
+    layer ``W_L``) the factored ``W_L[k, j] * mask[n, j]``, with ``mask`` the product of the ReLU
+    masks in between (None: all ones). The factored form needs no GEMM and gives
+    ``sum_k |delta|`` for free."""
+
+    n: int
+    tensor: Tensor | None = None
+    w: Tensor | None = None
+    mask: Tensor | None = None
+
+    def full(self) -> Tensor:
+        if self.tensor is not None:
+            return self.tensor
+        assert self.w is not None
+        if self.mask is None:
+            return self.w.unsqueeze(0).expand(self.n, -1, -1)
+        return self.w.unsqueeze(0) * self.mask.unsqueeze(1)
+
+    def abs_sum(self) -> Tensor:
+        """``sum_k |delta[:, k]|``, shape ``[N, *z.shape[1:]]``."""
+        if self.tensor is not None:
+            return self.tensor.abs().sum(1)
+        assert self.w is not None
+        column = self.w.abs().sum(0)
+        return column.expand(self.n, -1) if self.mask is None else self.mask * column
+
+
 def _check(model: nn.Module, form: str) -> None:
     if form not in FORMS:
         raise ConfigError(f"sensitivity form {form!r} is unknown; use one of {', '.join(FORMS)}")
@@ -147,23 +176,25 @@ def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
     return term
 
 
-def _layer_term(rec: _Record, delta: Tensor, form: str, include_bias: bool) -> Tensor:
-    """One weighted layer's contribution, given ``delta = dO/dz`` of shape ``[N, K, *z.shape[1:]]``."""
+def _layer_term(rec: _Record, factored: _Delta, form: str, include_bias: bool) -> Tensor:
+    """One weighted layer's contribution, given its ``delta = dO/dz``."""
     module = rec.module
-    n = delta.shape[0]
+    n = factored.n
     weight = module.weight
     bias = module.bias if include_bias else None
+    if isinstance(module, nn.Linear) and form == "per_sample":
+        # sum_{n,k,j} |delta_nkj| (|a_n| |W|^T)_j, since |delta_kj a_i| = |delta_kj| |a_i|.
+        abs_sum = factored.abs_sum()
+        term = (abs_sum * (rec.input.abs() @ weight.abs().T)).sum() / n
+        if bias is not None:
+            term = term + (abs_sum.sum(0) * bias.abs()).sum() / n
+        return term
+    delta = factored.full()
     if isinstance(module, nn.Linear):
-        if form == "per_sample":
-            # sum_{n,k,j} |delta_nkj| (|a_n| |W|^T)_j, since |delta_kj a_i| = |delta_kj| |a_i|.
-            term = (delta.abs().sum(1) * (rec.input.abs() @ weight.abs().T)).sum() / n
-            if bias is not None:
-                term = term + (delta.abs().sum((0, 1)) * bias.abs()).sum() / n
-        else:
-            grad = torch.einsum("nkj,ni->kji", delta, rec.input) / n  # d(mean_n O_nk)/dW
-            term = (weight.abs() * grad.abs()).sum()
-            if bias is not None:
-                term = term + (bias.abs() * (delta.sum(0) / n).abs()).sum()
+        grad = torch.einsum("nkj,ni->kji", delta, rec.input) / n  # d(mean_n O_nk)/dW
+        term = (weight.abs() * grad.abs()).sum()
+        if bias is not None:
+            term = term + (bias.abs() * (delta.sum(0) / n).abs()).sum()
         return term
     # Conv2d: the weight is shared over positions, so the per-sample gradient is a sum over them.
     assert rec.extra is not None
@@ -182,9 +213,8 @@ def _layer_term(rec: _Record, delta: Tensor, form: str, include_bias: bool) -> T
     return term
 
 
-def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, list[tuple[_Record, Tensor]]]:
-    """The logits and, for every Linear/Conv2d (last first), its record and ``delta = dO/dz``
-    of shape ``[N, K, *z.shape[1:]]``."""
+def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, list[tuple[_Record, _Delta]]]:
+    """The logits and, for every Linear/Conv2d (last first), its record and ``delta = dO/dz``."""
     _check(model, form)
     out, records = _forward(model, x)
     if out.dim() != 2:
@@ -193,25 +223,40 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
     weighted = [i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))]
     if not weighted:
         return out, []
-    # J[n, k, ...] = dO_nk / d(current tensor); starts as the identity on the logits.
-    jac = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
-    found: list[tuple[_Record, Tensor]] = []
+    # J[n, k, ...] = dO_nk / d(current tensor); starts as the identity on the logits. While only
+    # ReLUs separate us from a logits Linear layer W_L, J stays factored as W_L[k, j] * mask[n, j].
+    jac: Tensor | None = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
+    w_top: Tensor | None = None
+    mask: Tensor | None = None
+    found: list[tuple[_Record, _Delta]] = []
     for index in range(len(records) - 1, weighted[0] - 1, -1):
         rec = records[index]
         module = rec.module
+        if jac is None and not isinstance(module, (nn.ReLU, nn.Linear)):
+            jac = _Delta(n, None, w_top, mask).full()  # leave the factored form
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            found.append((rec, jac))
+            found.append((rec, _Delta(n, jac) if jac is not None else _Delta(n, None, w_top, mask)))
             if index == weighted[0]:
                 break  # nothing below the first weighted layer has weights
-            if isinstance(module, nn.Linear):
-                # J is still the identity when the logits layer is the last module: I W = W.
-                last = index == len(records) - 1
-                jac = module.weight.unsqueeze(0).expand(n, -1, -1) if last else jac @ module.weight
+            if isinstance(module, nn.Linear) and index == len(records) - 1:
+                jac, w_top, mask = None, module.weight, None  # I W_L = W_L: factored from here
+            elif isinstance(module, nn.Linear) and jac is None:
+                # J W = sum_j W_L[k, j] mask[n, j] W[j, i] = mask @ T with T[j, (k, i)] = W_L[k, j] W[j, i]:
+                # one GEMM whose left operand is a constant, so its backward is one GEMM, not two.
+                assert w_top is not None
+                table = (w_top.T.unsqueeze(2) * module.weight.unsqueeze(1)).reshape(w_top.shape[1], -1)
+                left = mask if mask is not None else table.new_ones(n, w_top.shape[1])
+                jac = (left @ table).reshape(n, k, -1)
+            elif isinstance(module, nn.Linear):
+                jac = jac @ module.weight
             else:
                 jac = _conv_input_jacobian(rec, jac)
         elif isinstance(module, nn.ReLU):
             assert rec.extra is not None
-            jac = jac * rec.extra.unsqueeze(1)
+            if jac is None:
+                mask = rec.extra if mask is None else mask * rec.extra
+            else:
+                jac = jac * rec.extra.unsqueeze(1)
         elif isinstance(module, nn.MaxPool2d):
             jac = _maxpool_input_jacobian(rec, jac)
         else:  # Flatten
@@ -243,8 +288,9 @@ def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_samp
     Detached (for maps and ranking, not for training)."""
     _, found = _layer_deltas(model, x, form)
     maps: list[Tensor] = []
-    for rec, delta in reversed(found):
+    for rec, factored in reversed(found):
         weight = rec.module.weight
+        delta = factored.full()
         n = delta.shape[0]
         if isinstance(rec.module, nn.Linear):
             if form == "per_sample":

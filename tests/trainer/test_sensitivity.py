@@ -45,6 +45,12 @@ def _cnn(seed: int) -> nn.Sequential:
     ).to(DT)
 
 
+def _linear_stack(seed: int) -> nn.Sequential:
+    """No ReLU between the last two layers, two ReLUs in a row: the factored Jacobian's edge cases."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 3)).to(DT)
+
+
 def _inputs(kind: str, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     shape = (n, 5) if kind == "mlp" else (n, 2, 9, 9)
@@ -75,12 +81,12 @@ def _definition(model: nn.Sequential, x: torch.Tensor, form: str, include_bias: 
     return torch.tensor(total / (1 if form == "batch" else n), dtype=DT)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "stack"])
 @pytest.mark.parametrize("form", ["per_sample", "batch"])
 @pytest.mark.parametrize("include_bias", [False, True])
 def test_closed_form_equals_definition(kind: str, form: str, include_bias: bool) -> None:
-    model = _mlp(1) if kind == "mlp" else _cnn(1)
-    x = _inputs(kind, 4, 2)
+    model = {"mlp": _mlp, "cnn": _cnn, "stack": _linear_stack}[kind](1)
+    x = _inputs("cnn" if kind == "cnn" else "mlp", 4, 2)
     expected = _definition(model, x, form, include_bias)
     got = sensitivity(model, x, form, include_bias)
     assert torch.allclose(got, expected, rtol=1e-10, atol=0)
@@ -106,12 +112,12 @@ def test_forward_output_is_the_model_output() -> None:
     assert torch.allclose(out, model(x), rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "stack"])
 @pytest.mark.parametrize("form", ["per_sample", "batch"])
 def test_gradient_equals_double_backward(kind: str, form: str) -> None:
     """Autograd through the closed form == the naive double backward (Pearlmutter's R-operator)."""
-    model = _mlp(9) if kind == "mlp" else _cnn(9)
-    x = _inputs(kind, 4, 10)
+    model = {"mlp": _mlp, "cnn": _cnn, "stack": _linear_stack}[kind](9)
+    x = _inputs("cnn" if kind == "cnn" else "mlp", 4, 10)
     params = list(model.parameters())
     got = torch.autograd.grad(sensitivity(model, x, form), params, materialize_grads=True)
     ref = torch.autograd.grad(sensitivity_reference(model, x, form), params, materialize_grads=True)
