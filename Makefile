@@ -16,9 +16,8 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 
 setup: $(STAMP)  ## create .venv and install axtrain with its test dependencies
 
-demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end
-	$(VENV)/bin/axtrain data list
-	$(VENV)/bin/axtrain hw drum --k 2 --bits 8
+demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end (< 1 minute)
+	$(VENV)/bin/axtrain pipeline --app breast-cancer --method axtrain --multiplier K2 --sram-voltage 0.66 --out out/demo
 
 test: $(STAMP)  ## the default test suite (fast tier, < 10 minutes on 2 cores)
 	$(PY) -m pytest -q

@@ -1,0 +1,53 @@
+"""``axtrain pipeline``: the whole flow in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("pipeline")
+@click.option("--app", required=True, help="Application (see `axtrain data list`), e.g. breast-cancer.")
+@click.option("--method", default="axtrain", show_default=True, type=click.Choice(["bp", "act", "pas", "axtrain", "approxann"]), help="Training method.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory (run, ONNX, bundle, report, summary).")
+@click.option("--multiplier", help="Target multiplier the network is trained for and annotated with: exact, drum:K or K1..K4 (default: the trainer's).")
+@click.option("--sram-voltage", type=float, help="Target weight-SRAM voltage in volts, 0.40..1.10 (default: nominal 1.1).")
+@click.option("--runs", type=int, default=50, show_default=True, help="Monte Carlo runs of the simulation (one NTV fault map each).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (data split, initial weights, shuffling).")
+@click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of the simulation's fault maps.")
+@click.option("--epochs", type=int, help="Override the training epochs.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Training config (YAML/JSON, see docs/trainer.md).")
+@click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), help="Accelerator architecture (YAML/JSON, see docs/compiler.md).")
+@click.option("--force", is_flag=True, help="Redo every stage instead of reusing finished ones.")
+def pipeline(
+    app: str,
+    method: str,
+    out: Path,
+    multiplier: str | None,
+    sram_voltage: float | None,
+    runs: int,
+    seed: int,
+    sim_seed: int,
+    epochs: int | None,
+    config_file: Path | None,
+    arch_file: Path | None,
+    force: bool,
+) -> None:
+    """Train, export, compile, verify and simulate APP in one go, leaving everything in --out.
+
+    Re-running with the same arguments reuses finished stages (keyed by their parameters and input
+    hashes, recorded in OUT/pipeline.json); an interrupted pipeline resumes where it stopped.
+    """
+    import time
+
+    from axtrain.pipeline.run import PipelineOptions, run_pipeline
+
+    start = time.perf_counter()
+    options = PipelineOptions(
+        app=app, method=method, out=out, multiplier=multiplier, sram_voltage=sram_voltage, runs=runs, seed=seed,
+        sim_seed=sim_seed, epochs=epochs, config_file=config_file, arch_file=arch_file, force=force, progress=True,
+    )
+    result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
+    click.echo((out / "summary.md").read_text())
+    click.echo(f"pipeline: {out} ({len(result.ran)} stages ran, {len(result.reused)} reused) in {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,171 @@
+"""The five stages of ``axtrain pipeline`` and their reuse rules.
+
+Layout of the output directory::
+
+    DIR/run/          the training run (trainer run directory; resumes from its own checkpoint)
+    DIR/model.onnx    the annotated dynamic-fixed-point ONNX export
+    DIR/bundle/       the compiled FlexFlow bundle
+    DIR/verify.txt    the verification log (hashes + golden vectors through the reference interpreter)
+    DIR/report.json   the simulation report (docs/report-schema.md)
+    DIR/summary.md    a short human summary
+    DIR/pipeline.json the stage ledger (axtrain/pipeline/ledger.py)
+
+A stage is skipped when its key (parameters + input hashes) matches the ledger and its outputs are
+intact, unless ``force``. Every artifact is written under a temporary name and renamed, and the
+ledger entry is written only after the stage's outputs exist, so an interrupted pipeline resumes at
+the first unfinished stage (training resumes mid-run from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from axtrain import atomic
+from axtrain.errors import ConfigError
+from axtrain.pipeline.ledger import Ledger, stage_key
+
+STAGES = ("train", "export", "compile", "verify", "simulate")
+RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Everything that decides the pipeline's artifacts (echoed in the summary and the report)."""
+
+    app: str
+    method: str = "axtrain"
+    out: Path = Path("out/pipeline")
+    multiplier: str | None = None  # target of training and default annotation; None: the trainer's default
+    sram_voltage: float | None = None
+    runs: int = 50
+    seed: int = 0
+    sim_seed: int = 0
+    epochs: int | None = None
+    config_file: Path | None = None
+    arch_file: Path | None = None
+    force: bool = False
+    progress: bool = False
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline run produced and which stages it actually ran."""
+
+    out: Path
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    train_summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _train_config(options: PipelineOptions) -> Any:
+    from axtrain.trainer.config import load_config
+
+    overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
+    if options.epochs is not None:
+        overrides["epochs"] = options.epochs
+    if options.multiplier is not None:
+        overrides["multiplier"] = options.multiplier
+    if options.sram_voltage is not None:
+        overrides["sram_voltage"] = options.sram_voltage
+    return load_config(options.config_file, **overrides).resolved()
+
+
+def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
+    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+    if options.runs < 1:
+        raise ConfigError(f"--runs must be at least 1, got {options.runs}")
+    root = Path(options.out)
+    if options.force and (root / "pipeline.json").exists():
+        for name in ("run", "bundle"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        for name in ("model.onnx", "verify.txt", "report.json", "summary.md", "pipeline.json"):
+            (root / name).unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(root)
+    result = PipelineResult(out=root)
+
+    def stage(name: str, params: dict[str, Any], inputs: dict[str, str], outputs: list[str], work: Callable[[], None]) -> None:
+        key = stage_key(name, params, inputs)
+        if ledger.is_done(name, key):
+            result.reused.append(name)
+            log(f"[{name}] reused (unchanged inputs)")
+            return
+        log(f"[{name}] running")
+        start = time.perf_counter()
+        work()
+        result.seconds[name] = time.perf_counter() - start
+        ledger.complete(name, key, outputs)
+        result.ran.append(name)
+        log(f"[{name}] done in {result.seconds[name]:.1f} s")
+
+    # 1. train ----------------------------------------------------------------------------------
+    config = _train_config(options)
+
+    def train() -> None:
+        from axtrain.trainer.engine import train as train_run
+
+        run_dir = root / "run"
+        # A run directory from another config (the key changed) is replaced; an unfinished one
+        # with this config resumes from its checkpoint inside the trainer.
+        previous = ledger.records.get("train")
+        force = previous is not None and previous.get("key") != stage_key("train", config.identity(), {})
+        train_run(config, run_dir, force=force, progress=options.progress)
+
+    stage("train", config.identity(), {}, list(RUN_FILES), train)
+    weights_hash = ledger.output_hash("train", "run/weights.safetensors") + ledger.output_hash("train", "run/layers.safetensors")
+
+    # 2. export ---------------------------------------------------------------------------------
+    def export() -> None:
+        from axtrain.trainer.export import export_run
+
+        export_run(root / "run", root / "model.onnx")
+
+    stage("export", {}, {"run": weights_hash}, ["model.onnx"], export)
+
+    # 3. compile --------------------------------------------------------------------------------
+    arch_text = options.arch_file.read_text() if options.arch_file else ""
+
+    def compile_() -> None:
+        from axtrain.compiler.pipeline import compile_to_bundle
+        from axtrain.formats.arch import DEFAULT_ARCH, load_arch
+
+        arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
+        compile_to_bundle(root / "model.onnx", root / "bundle", arch, overwrite=True)
+
+    stage("compile", {"arch": arch_text}, {"onnx": ledger.output_hash("export", "model.onnx")}, ["bundle"], compile_)
+    bundle_hash = ledger.output_hash("compile", "bundle")
+
+    # 4. verify ---------------------------------------------------------------------------------
+    def verify() -> None:
+        from axtrain.runtime.cli import verify_bundle
+
+        lines = verify_bundle(root / "bundle")
+        atomic.write_text(root / "verify.txt", "\n".join(lines) + "\nverify: OK\n")
+
+    stage("verify", {}, {"bundle": bundle_hash}, ["verify.txt"], verify)
+
+    # 5. simulate -------------------------------------------------------------------------------
+    sim_params = {"app": options.app, "runs": options.runs, "seed": options.sim_seed, "split_seed": options.seed}
+
+    def simulate() -> None:
+        from axtrain.pipeline.simulate import simulate_app
+
+        report = simulate_app(root / "bundle", options.app, split_seed=options.seed, runs=options.runs, seed=options.sim_seed)
+        atomic.write_json(root / "report.json", report)
+
+    stage("simulate", sim_params, {"bundle": bundle_hash}, ["report.json"], simulate)
+
+    import json
+
+    result.report = json.loads((root / "report.json").read_text())
+    result.train_summary = json.loads((root / "run" / "summary.json").read_text())
+    from axtrain.pipeline.summary import write_summary
+
+    write_summary(root, options, config, result)
+    return result
