@@ -60,10 +60,11 @@ class _Record:
 
 @dataclass
 class _Delta:
-    """``dO/dz`` of one layer, ``[N, K, *z.shape[1:]]``: a full tensor, or (just below the logits
-    layer ``W_L``) the factored ``W_L[k, j] * mask[n, j]``, with ``mask`` the product of the ReLU
-    masks in between (None: all ones). The factored form needs no GEMM and gives
-    ``sum_k |delta|`` for free."""
+    """``dO/dz`` of one layer, ``[N, K, *z.shape[1:]]``, as ``base[n, k, ...] * mask[n, ...]``:
+    ``base`` is a tensor, or (just below the logits layer ``W_L``) ``W_L[k, j]`` itself; ``mask``
+    is the product of the 0/1 ReLU masks applied since (None: all ones). Keeping the mask apart
+    saves a pass over ``[N, K, ...]`` (``sum_k |base * mask| = mask * sum_k |base|``), and the
+    ``W_L`` form needs no GEMM at all."""
 
     n: int
     tensor: Tensor | None = None
@@ -72,7 +73,7 @@ class _Delta:
 
     def full(self) -> Tensor:
         if self.tensor is not None:
-            return self.tensor
+            return self.tensor if self.mask is None else self.tensor * self.mask.unsqueeze(1)
         assert self.w is not None
         if self.mask is None:
             return self.w.unsqueeze(0).expand(self.n, -1, -1)
@@ -81,7 +82,8 @@ class _Delta:
     def abs_sum(self) -> Tensor:
         """``sum_k |delta[:, k]|``, shape ``[N, *z.shape[1:]]``."""
         if self.tensor is not None:
-            return self.tensor.abs().sum(1)
+            summed = self.tensor.abs().sum(1)
+            return summed if self.mask is None else summed * self.mask
         assert self.w is not None
         column = self.w.abs().sum(0)
         return column.expand(self.n, -1) if self.mask is None else self.mask * column
@@ -223,8 +225,8 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
     weighted = [i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))]
     if not weighted:
         return out, []
-    # J[n, k, ...] = dO_nk / d(current tensor); starts as the identity on the logits. While only
-    # ReLUs separate us from a logits Linear layer W_L, J stays factored as W_L[k, j] * mask[n, j].
+    # J[n, k, ...] = dO_nk / d(current tensor) = base * mask (see _Delta); starts as the identity.
+    # While only ReLUs separate us from a logits Linear layer W_L, the base stays W_L itself.
     jac: Tensor | None = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
     w_top: Tensor | None = None
     mask: Tensor | None = None
@@ -232,14 +234,12 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
     for index in range(len(records) - 1, weighted[0] - 1, -1):
         rec = records[index]
         module = rec.module
-        if jac is None and not isinstance(module, (nn.ReLU, nn.Linear)):
-            jac = _Delta(n, None, w_top, mask).full()  # leave the factored form
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            found.append((rec, _Delta(n, jac) if jac is not None else _Delta(n, None, w_top, mask)))
+            found.append((rec, _Delta(n, jac, None if jac is not None else w_top, mask)))
             if index == weighted[0]:
                 break  # nothing below the first weighted layer has weights
             if isinstance(module, nn.Linear) and index == len(records) - 1:
-                jac, w_top, mask = None, module.weight, None  # I W_L = W_L: factored from here
+                jac, w_top = None, module.weight  # I W_L = W_L
             elif isinstance(module, nn.Linear) and jac is None:
                 # J W = sum_j W_L[k, j] mask[n, j] W[j, i] = mask @ T with T[j, (k, i)] = W_L[k, j] W[j, i]:
                 # one GEMM whose left operand is a constant, so its backward is one GEMM, not two.
@@ -248,19 +248,17 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
                 left = mask if mask is not None else table.new_ones(n, w_top.shape[1])
                 jac = (left @ table).reshape(n, k, -1)
             elif isinstance(module, nn.Linear):
-                jac = jac @ module.weight
+                jac = _Delta(n, jac, None, mask).full() @ module.weight
             else:
-                jac = _conv_input_jacobian(rec, jac)
+                jac = _conv_input_jacobian(rec, _Delta(n, jac, None, mask).full())
+            mask = None
         elif isinstance(module, nn.ReLU):
             assert rec.extra is not None
-            if jac is None:
-                mask = rec.extra if mask is None else mask * rec.extra
-            else:
-                jac = jac * rec.extra.unsqueeze(1)
-        elif isinstance(module, nn.MaxPool2d):
-            jac = _maxpool_input_jacobian(rec, jac)
-        else:  # Flatten
-            jac = jac.reshape(n, k, *rec.input.shape[1:])
+            mask = rec.extra if mask is None else mask * rec.extra
+        else:
+            jac = _Delta(n, jac, None if jac is not None else w_top, mask).full()
+            jac, mask = (_maxpool_input_jacobian(rec, jac) if isinstance(module, nn.MaxPool2d)
+                         else jac.reshape(n, k, *rec.input.shape[1:])), None
     return out, found
 
 
