@@ -160,7 +160,6 @@ def run_cells(
     counts = {"total": len(cells), "cached": len(cells) - len(todo), "ran": 0, "failed": 0}
     if not todo:
         return {**counts, "wall_s": time.perf_counter() - start}
-    say(f"{len(todo)} of {len(cells)} cells to run ({counts['cached']} cached), {executor} executor, {jobs} job(s)")
     root = str(store.root.resolve())
     store.cells.mkdir(parents=True, exist_ok=True)
     if executor == "ray":
@@ -169,6 +168,7 @@ def run_cells(
         backend = _Inline(root)
     else:
         backend = _Pool(root, jobs)
+    say(f"{len(todo)} of {len(cells)} cells to run ({counts['cached']} cached), {executor} executor, {jobs} job(s)")
     waiting = {c.key: c for c in todo}
     failed: dict[str, tuple[Cell, str]] = {}
     running: set[str] = set()
