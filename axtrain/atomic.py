@@ -3,6 +3,10 @@
 Everything the toolchain produces is written to a temporary name in the same directory and renamed
 into place (``os.replace`` is atomic on POSIX within one file system). A process killed mid-write
 leaves at most a ``.tmp-*`` file or directory behind, never a truncated artifact under its real name.
+
+Permissions: ``mkstemp``/``mkdtemp`` create their temporaries private (0600 / 0700) so nobody sees
+them half-written; before the rename they get the modes a plain ``open()``/``mkdir()`` would have
+given (0666 / 0777 minus the umask), so an artifact is as readable as any other file the user writes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,17 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: swap and restore (os has no getter)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -32,6 +47,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -66,6 +82,7 @@ def directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if target.exists():
             if not overwrite:
