@@ -160,7 +160,7 @@ def test_hostile_architecture_refused_by_the_interpreter(bundle: Path) -> None:
                 neuron_buffer_bytes=2 * (2**20 - 1), weight_buffer_bytes=2 * (2**20 - 1))
     _rewrite(bundle, fmt.ARCH, json.dumps(arch).encode())
     program = (bundle / fmt.PROGRAM_BIN).read_bytes()
-    from axtrain.formats.isa import decode_program, encode_program, Instruction
+    from axtrain.formats.isa import Instruction, decode_program, encode_program, listing
 
     # Make one DISTW use the whole local memory so the program really needs it.
     words = decode_program(program)
@@ -168,6 +168,7 @@ def test_hostile_architecture_refused_by_the_interpreter(bundle: Path) -> None:
     o = words[index].operands()
     words[index] = Instruction.of("DISTW", **dict(o, k=65535))
     _rewrite(bundle, fmt.PROGRAM_BIN, encode_program(words))
+    _rewrite(bundle, fmt.PROGRAM_ASM, listing(words).encode())  # the listing must match the binary
     from axtrain.runtime.interpreter import run_bundle
 
     loaded = fmt.load_bundle(bundle)
