@@ -96,6 +96,17 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         f"- wall time of the last invocation: {header['wall_s']:.0f} s ({header['wall_s'] / 60:.1f} min), "
         f"executor {header['executor']}, {header['jobs']} job(s), on {header['machine']}",
         f"- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(header["versions"].items())),
+    ]
+    invocations = header.get("invocations") or []
+    if invocations:
+        total = sum(i["wall_s"] for i in invocations)
+        computed = [i for i in invocations if i["cells"]["ran"]]
+        lines.append(
+            f"- every invocation on this folder ({len(invocations)}, {len(computed)} of them computing cells) took "
+            f"{total:.0f} s ({total / 60:.1f} min) in all:"
+        )
+        lines += [f"  - `{i['command']}`: {i['wall_s']:.0f} s, {i['cells']['ran']} cells computed, {i['cells']['cached']} reused" for i in computed[-8:]]
+    lines += [
         "",
         "Why our numbers differ from the paper's, in general: 8-bit dynamic fixed point (the paper does not "
         "state its widths), sign-magnitude DRUM on both operands, our own FlexFlow ISA and 65 nm energy "

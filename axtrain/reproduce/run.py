@@ -10,15 +10,16 @@ Every figure module has ``NAME``, ``cells(profile)`` (the cells it needs) and
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import os
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from axtrain.errors import ConfigError
+from axtrain.errors import ConfigError, RunError
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
@@ -32,6 +33,19 @@ def figure_module(name: str) -> ModuleType:
     if name not in FIGURES:
         raise ConfigError(f"unknown figure {name!r}; expected one of {', '.join(FIGURES)} or all")
     return importlib.import_module(f"axtrain.reproduce.{name}")
+
+
+def _log_invocation(root: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Append this invocation to ``invocations.jsonl`` (the history of this folder) and return all."""
+    import json
+
+    from axtrain.atomic import write_text
+
+    path = root / "invocations.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    lines.append(json.dumps(entry, sort_keys=True))
+    write_text(path, "\n".join(lines) + "\n")
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def reproduce(
@@ -51,6 +65,30 @@ def reproduce(
     start = time.perf_counter()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root):
+        return _reproduce(figures, root, profile, jobs, executor, address, progress, command, start)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One reproduction per folder at a time: two would train the same cell into the same run directory."""
+    import fcntl
+
+    with open(root / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(f"{root}: another 'axtrain reproduce' is running on this folder; wait for it or use another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _reproduce(
+    figures: Sequence[str], root: Path, profile: Profile, jobs: int, executor: str, address: str | None,
+    progress: Callable[[str], None] | None, command: str, start: float,
+) -> dict[str, Any]:
     store = CellStore(root)
     modules = {name: figure_module(name) for name in figures}
     targets = {name: module.cells(profile) for name, module in modules.items()}
@@ -80,5 +118,7 @@ def reproduce(
         "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.system()})",
         "versions": versions(),
     }
+    invocations = _log_invocation(root, {"command": command, "figures": list(figures), "wall_s": round(wall, 1), "cells": counts})
+    header["invocations"] = invocations
     write_report(root, header)
     return {"wall_s": wall, "cells": counts, "figures": facts_all}
