@@ -124,11 +124,13 @@ def simulate(
 
 
 def _load_npy(path: Path, option: str) -> np.ndarray:
-    from axtrain.errors import ConfigError
+    """A user's .npy array, read without pickles and with its declared size checked before allocation."""
+    from axtrain.errors import BundleError, ConfigError
+    from axtrain.formats.bundle import read_npy
 
+    if not path.is_file():
+        raise ConfigError(f"{option}: {path} does not exist")
     try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConfigError(f"{option}: {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{option}: {path} is not a readable .npy array without pickles ({exc})") from None
+        return read_npy(path)
+    except BundleError as exc:
+        raise ConfigError(f"{option}: {exc}") from None

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from axtrain.errors import AxTrainError, ConfigError
+from axtrain.formats.yamltext import load_yaml
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 
@@ -149,10 +150,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    kind = "JSON" if file.suffix.lower() == ".json" else "YAML"
     try:
-        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{file}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        raise ConfigError(f"{file}: not valid {kind}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # Hostile input: integers past Python's digit limit, nesting past the recursion limit.
+        raise ConfigError(f"{file}: not a usable {kind} config ({type(exc).__name__}: {str(exc)[:120]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
