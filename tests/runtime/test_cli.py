@@ -95,7 +95,7 @@ def test_bad_inputs_exit_2_with_one_line(files, invoke) -> None:
     np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     cases = [
         (["simulate", bundle.path, "--inputs", tmp / "wrong.npy"], "does not match the bundle's input shape"),
-        (["simulate", bundle.path, "--inputs", tmp / "obj.npy"], "not a readable .npy"),
+        (["simulate", bundle.path, "--inputs", tmp / "obj.npy"], "never pickled"),
         (["simulate", bundle.path, "--inputs", tmp / "missing.npy"], "does not exist"),
         (["simulate", tmp / "no-bundle", "--inputs", tmp / "x.npy"], "not a bundle directory"),
         (["simulate", bundle.path], "exactly one"),
