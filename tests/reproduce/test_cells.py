@@ -143,3 +143,16 @@ def test_bad_executor_and_jobs_are_config_errors(tmp_path):
         run_cells([], CellStore(tmp_path), executor="slurm")
     with pytest.raises(ConfigError, match="--jobs"):
         run_cells([], CellStore(tmp_path), jobs=0)
+
+
+def test_a_second_reproduction_on_the_same_folder_is_refused(tmp_path):
+    import fcntl
+
+    from axtrain.reproduce.profile import QUICK
+    from axtrain.reproduce.run import reproduce
+
+    with open(tmp_path / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running reproduction holds
+        with pytest.raises(RunError, match="another 'axtrain reproduce' is running"):
+            reproduce(["fig6"], tmp_path, QUICK)
+    assert not (tmp_path / "cells").exists()

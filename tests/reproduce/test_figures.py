@@ -85,3 +85,43 @@ def test_cli_ray_without_ray_is_one_line(tmp_path, capsys):
     err = _one_line_exit_2(["reproduce", "fig6", "--quick", "--apps", "ionosphere", "--executor", "ray", "--out", str(tmp_path)], capsys)
     assert "needs the 'ray' package" in err
     assert profile_module.QUICK.name == "quick"
+
+
+@pytest.mark.slow
+def test_all_quick_writes_every_figure(tmp_path):
+    """`axtrain reproduce all --quick` end to end (the CI smoke test; its wall time is in REPORT.md)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    done = subprocess.run(
+        [sys.executable, "-m", "axtrain.cli", "reproduce", "all", "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (out / "REPORT.md").read_text()
+    for name in ("fig4", "fig6", "fig7", "fig8", "fig9"):
+        assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        with (out / f"{name}.csv").open() as handle:
+            assert len(list(csv.DictReader(handle))) > 0
+        assert f"![{name}]({name}.png)" in report
+    with (out / "fig7.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    # 4 apps x 1 seed x 2 methods x 2 voltages x 10 runs
+    assert len(rows) == 4 * 2 * 2 * 10
+    assert "wall time of the last invocation" in report
+
+
+@pytest.mark.slow
+def test_ray_executor_against_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is an optional dependency (pip install 'ray[default]') and is not installed")
+    from axtrain.reproduce.run import reproduce
+
+    try:
+        result = reproduce(["fig6"], tmp_path / "r", _tiny(), executor="ray")
+    finally:
+        ray.shutdown()
+    assert (result["cells"]["ran"], result["cells"]["failed"]) == (12, 0)
+    assert (tmp_path / "r" / "fig6.csv").is_file()
+    again = reproduce(["fig6"], tmp_path / "r", _tiny(), jobs=1)  # the local executor reuses Ray's cells
+    assert again["cells"]["ran"] == 0
