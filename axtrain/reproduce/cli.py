@@ -33,7 +33,12 @@ def reproduce(
     Work is split into cached cells (OUT/cells): rerunning resumes an interrupted reproduction and
     reuses finished cells. Writes OUT/<fig>.csv, OUT/<fig>.png and OUT/REPORT.md.
     """
+    import signal
+
     from axtrain.errors import ConfigError
+
+    # `kill` (SIGTERM) stops like Ctrl-C: the pool's workers are terminated with the command.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from axtrain.reproduce.profile import profile
     from axtrain.reproduce.run import reproduce as run
 

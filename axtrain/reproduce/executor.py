@@ -65,7 +65,7 @@ class _Inline:
         done, self.done = self.done, []
         return done
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -87,10 +87,15 @@ class _Pool:
             out.append((cell, None if exc else future.result(), exc))
         return out
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         for future in self.pending:
             future.cancel()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if abort:
+            # Interrupted: stop the workers now, or an orphan would finish its cell (and write into
+            # the folder) after the lock is released. Unfinished cells resume from checkpoints.
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class _Ray:
@@ -124,14 +129,30 @@ class _Ray:
                 out.append((cell, None, getattr(exc, "cause", None) or exc))
         return out
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         for ref in self.pending:
-            self.ray.cancel(ref)
+            self.ray.cancel(ref, force=abort)
 
 
 def _ray_cell(cell_json: dict[str, Any], root: str) -> dict[str, Any]:
     _worker_init()
     return execute_cell(cell_json, root)
+
+
+def _priority(cell: Cell) -> tuple[int, float]:
+    """Submission order: training first (it unblocks the most), longest training first (the
+    critical path: MNIST networks), by samples x epochs; then everything else in closure order."""
+    if cell.kind != "train":
+        return (1, 0.0)
+    from axtrain.datasets import APPLICATIONS
+
+    config = cell.params.get("config", {})
+    app = APPLICATIONS.get(config.get("app", ""))
+    samples = (cell.params.get("data") or {}).get("train_subset") or (app.n_train if app else 0)
+    work = samples * ((config.get("epochs") or 0) + (config.get("pas_epochs") or 0))
+    if app is not None and app.kind == "cnn":
+        work *= 3  # LeNet-5 costs ~3x an MLP epoch of the same data
+    return (0, -float(work))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,6 +193,7 @@ def run_cells(
     waiting = {c.key: c for c in todo}
     failed: dict[str, tuple[Cell, str]] = {}
     running: set[str] = set()
+    aborted = True
     try:
         while waiting or running:
             # Submit what is ready; skip what depends on a failure. Training first: it unblocks most.
@@ -180,7 +202,7 @@ def run_cells(
             for cell in blocked:
                 failed[cell.key] = (cell, "skipped: a cell it needs failed")
                 del waiting[cell.key]
-            for cell in sorted(ready, key=lambda c: c.kind != "train"):
+            for cell in sorted(ready, key=_priority):
                 del waiting[cell.key]
                 running.add(cell.key)
                 backend.submit(cell)
@@ -198,8 +220,9 @@ def run_cells(
                 counts["ran"] += 1
                 wall = record["wall_s"] if record else 0.0
                 say(f"[{counts['ran']}/{len(todo)}] {cell.name} ({wall:.1f} s)")
+        aborted = False
     finally:
-        backend.close()
+        backend.close(abort=aborted)
     counts["wall_s"] = time.perf_counter() - start
     if failed:
         real = [v for v in failed.values() if not v[1].startswith("skipped")]
