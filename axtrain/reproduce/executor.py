@@ -141,7 +141,7 @@ def _ray_cell(cell_json: dict[str, Any], root: str) -> dict[str, Any]:
 
 def _priority(cell: Cell) -> tuple[int, float]:
     """Submission order: training first (it unblocks the most), longest training first (the
-    critical path: MNIST networks), by samples x epochs; then everything else in closure order."""
+    critical path: MNIST networks), by samples x input size x epochs; then everything else in closure order."""
     if cell.kind != "train":
         return (1, 0.0)
     from axtrain.datasets import APPLICATIONS
@@ -149,7 +149,10 @@ def _priority(cell: Cell) -> tuple[int, float]:
     config = cell.params.get("config", {})
     app = APPLICATIONS.get(config.get("app", ""))
     samples = (cell.params.get("data") or {}).get("train_subset") or (app.n_train if app else 0)
-    work = samples * ((config.get("epochs") or 0) + (config.get("pas_epochs") or 0))
+    features = 1
+    for d in app.input_shape if app else ():
+        features *= d
+    work = samples * features * ((config.get("epochs") or 0) + (config.get("pas_epochs") or 0))
     if app is not None and app.kind == "cnn":
         work *= 3  # LeNet-5 costs ~3x an MLP epoch of the same data
     return (0, -float(work))
