@@ -28,8 +28,10 @@ slower, same result.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -49,6 +51,7 @@ F64_EXACT = 1 << 53
 BIG_GEMM = 1 << 26  # multiply-adds from which a GEMM runs with the default BLAS threads
 DEFAULT_CHUNK: int | None = None  # images per batch step; None: about 32 MiB of neuron buffer per step
 CHUNK_WORDS = 1 << 23
+WORKERS = default_threads()  # image chunks executed in parallel threads (runtime/blas.py: numpy's BLAS threads)
 
 
 def _code(mode: MultiplierMode) -> int:
@@ -240,13 +243,14 @@ def finish_plan(plan: Plan) -> Plan:
                 return plan
             a["layout"] = layout
             if step.op == "REQ":
-                m, p = layout
-                # The accumulators are kept as [n, p, m] (position-major): reorder the target addresses.
-                pm = a["idx"].reshape(m, p).T.copy()
-                a["idx"] = pm.ravel()
-                a["idx_view"] = _affine(pm)
+                # The accumulators are kept as [runs, m, p, n] (row-major tile, batch innermost): the
+                # target addresses are already in that order.
+                a["idx_view"] = _affine(a["idx"].reshape(layout))
         if step.op == "DISTN":
-            a["idx_view"] = _affine(a["idx"].reshape(a["p"], a["k"]))
+            # Gathered activations are kept as [k, p, n] (batch innermost): reorder to k-major.
+            km = a["idx"].reshape(a["p"], a["k"]).T.copy()
+            a["idx"] = km.ravel()
+            a["idx_view"] = _affine(km)
         if step.op in ("LDN", "STN", "SYNC") or (step.op == "POOL"):
             for key in ("idx", "src", "dst"):
                 if key in a:
@@ -264,7 +268,52 @@ def finish_plan(plan: Plan) -> Plan:
             step.args["t_sel"] = None if sel.size == target.size else sel
             step.args["t_any"] = bool(sel.size)
     _fuse_dense_chains(plan, chains)
+    _mark_shared(plan)
     return plan
+
+
+def _mark_shared(plan: Plan) -> None:
+    """Mark which steps touch run-invariant data (the same in every Monte Carlo run).
+
+    Words written by LDN (the inputs) are the same in every run; a MAC's results are not (each run has
+    its own weights). A read whose words are all run-invariant at that point (``shared``) reads the
+    shared buffer ``[words, n]`` once for all runs; the other reads use the per-run buffer
+    ``[runs, words, n]``. A shared write (LDN, or POOL of shared words) also goes to the per-run buffer
+    (``mirror``) only when a later per-run read sees the words it wrote.
+    """
+    words = plan.nb_words + 1
+    varying = np.zeros(words, dtype=bool)
+    last_writer = np.full(words, -1, dtype=np.int64)
+
+    def read(idx: np.ndarray) -> bool:
+        shared = not bool(varying[idx].any())
+        if not shared:
+            for writer in np.unique(last_writer[idx]):
+                if writer >= 0 and plan.steps[writer].args["shared"]:
+                    plan.steps[writer].args["mirror"] = True
+        return shared
+
+    for number, step in enumerate(plan.steps):
+        a = step.args
+        if step.op == "DISTN":
+            a["shared"] = read(a["idx"])
+        elif step.op == "MAC" and "fused" in a:
+            a["fused"]["shared"] = read(np.arange(a["fused"]["start"], a["fused"]["start"] + a["fused"]["k"]))
+        elif step.op in ("STN", "SYNC"):
+            a["shared"] = read(a["idx"])
+        elif step.op == "POOL":
+            a["shared"] = read(a["src"])
+            a["mirror"] = False
+            varying[a["dst"]] = not a["shared"]
+            last_writer[a["dst"]] = number
+        elif step.op == "LDN":
+            a["shared"], a["mirror"] = True, False
+            varying[a["idx"]] = False
+            last_writer[a["idx"]] = number
+        elif step.op == "REQ":
+            a["shared"], a["mirror"] = False, False
+            varying[a["idx"]] = True
+            last_writer[a["idx"]] = number
 
 
 def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
@@ -290,8 +339,8 @@ def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
                     ok = False
             elif step.op == "DISTN":
                 view = step.args.get("idx_view")
-                if view is None or step.args["p"] != 1:
-                    ok = False
+                if view is None or step.args["p"] != 1 or (step.args["k"] > 1 and view[2][0] != 1):
+                    ok = False  # not one contiguous run of words
                 else:
                     spans.append((view[0], step.args["k"], step.args["k"]))
             else:
@@ -312,22 +361,34 @@ def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
 
 @dataclass
 class PreparedWeights:
-    """Per weight image: every MAC's weight tiles per mode group, biases, and per-chain bounds."""
+    """The weights of ``runs`` weight images (one per Monte Carlo run), stacked per MAC and mode group.
 
-    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]]  # step -> (code, rows, W^T [k, rows], max|W|)
-    bias: dict[int, np.ndarray]  # init step -> bias [m]
+    ``tiles[step]`` lists ``(code, rows, W [runs, rows, k], max|W|)``; ``bias[step]`` is
+    ``[runs, m]``; the bounds are maxima over the runs (they only choose an exact dtype).
+    """
+
+    runs: int
+    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]]
+    bias: dict[int, np.ndarray]  # init step -> bias [runs, m]
     chain_weight_bound: dict[int, float]  # chain -> sum over its MACs of k * max|W|
     chain_bias_bound: dict[int, float]
 
 
-def prepare_weights(plan: Plan, weight_image: np.ndarray, bias_image: np.ndarray) -> PreparedWeights:
-    """Gather and transform every MAC's weights from a (possibly faulted) weight image."""
-    image = np.append(np.asarray(weight_image, dtype=np.int64), 0)  # index -1 -> the zero word
+def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray], bias_image: np.ndarray) -> PreparedWeights:
+    """Gather and transform every MAC's weights from one or several (possibly faulted) weight images.
+
+    ``weight_images`` is one image ``[words]`` or a stack ``[runs, words]``.
+    """
+    images = np.asarray(weight_images, dtype=np.int64)
+    if images.ndim == 1:
+        images = images[None]
+    runs = images.shape[0]
+    image = np.concatenate([images, np.zeros((runs, 1), dtype=np.int64)], axis=1)  # index -1 -> the zero word
     bias = np.append(np.asarray(bias_image, dtype=np.int64), 0)
     transformed: dict[int, np.ndarray] = {}
     for code in plan.codes:
         transformed[code] = image if code == 0 else drum_transform(image, code)
-        transformed[code][-1] = 0
+        transformed[code][:, -1] = 0
     tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
     biases: dict[int, np.ndarray] = {}
     wbound: dict[int, float] = {}
@@ -338,28 +399,29 @@ def prepare_weights(plan: Plan, weight_image: np.ndarray, bias_image: np.ndarray
         a = step.args
         group = []
         for code, rows in a["groups"]:
-            w = transformed[code][a["w_src"][rows]]
+            w = transformed[code][:, a["w_src"][rows]]  # [runs, rows, k]
             wmax = float(np.abs(w).max(initial=0))
             # Weight words are at most 32 bits: exact in float64; in float32 when below 2**24.
-            wt = np.ascontiguousarray(w.T, dtype=np.float32 if wmax < F32_EXACT else np.float64)
-            group.append((code, rows, wt, wmax))
+            group.append((code, rows, np.ascontiguousarray(w, dtype=np.float32 if wmax < F32_EXACT else np.float64), wmax))
         tiles[number] = group
         wbound[a["chain"]] = wbound.get(a["chain"], 0.0) + a["k"] * max((g[3] for g in group), default=0.0)
         if a["bias_src"] is not None:
-            b = bias[a["bias_src"]]
+            b = np.broadcast_to(bias[a["bias_src"]], (runs, a["m"]))
             biases[number] = b
             bbound[a["chain"]] = float(np.abs(b).max(initial=0))
     for number, step in enumerate(plan.steps):
         fused = step.args.get("fused") if step.op == "MAC" else None
-        if fused:  # one weight matrix [K, rows] per mode group, chunks stacked in order
+        if fused:  # one weight matrix [runs, rows, K] per mode group, chunks side by side in order
             parts = [tiles[m] for m in fused["macs"]]
             stacked = []
             for g, (code, rows, _, _) in enumerate(parts[0]):
-                wt = np.concatenate([part[g][2].astype(np.float64) for part in parts])
                 wmax = max(part[g][3] for part in parts)
-                stacked.append((code, rows, np.ascontiguousarray(wt, dtype=np.float32 if wmax < F32_EXACT else np.float64), wmax))
+                dtype = np.float32 if wmax < F32_EXACT else np.float64
+                stacked.append((code, rows, np.ascontiguousarray(np.concatenate([part[g][2].astype(dtype) for part in parts], axis=2)), wmax))
             tiles[number] = stacked
-    return PreparedWeights(tiles, biases, wbound, bbound)
+            for m in fused["macs"][1:]:
+                del tiles[m]
+    return PreparedWeights(runs, tiles, biases, wbound, bbound)
 
 
 def _transform_values(values: np.ndarray, code: int, bound: float) -> np.ndarray:
@@ -378,8 +440,47 @@ def _transformed_bound(amax: float, code: int) -> float:
     return float(2 ** math.frexp(amax)[1])  # DRUM keeps the bit length: |t(v)| < 2**bitlength(v)
 
 
+def _rows(buffer: np.ndarray, pattern: tuple[int, tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+    """A strided view ``[..., *shape, n]`` of the word axis (second to last) of ``[..., words, n]``."""
+    base, shape, steps = pattern
+    sub = buffer[..., base:, :]
+    st = sub.strides
+    return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
+
+
 def _read(buffer: np.ndarray, idx: np.ndarray, pattern: Any) -> np.ndarray:
-    return _view(buffer, pattern) if pattern is not None else buffer[:, idx]
+    """Words ``idx`` of a ``[..., words, n]`` buffer: ``[..., len(idx), n]`` (a view when affine)."""
+    if pattern is not None:
+        view = _rows(buffer, pattern)
+        return view.reshape(*buffer.shape[:-2], -1, buffer.shape[-1])
+    return np.take(buffer, idx, axis=-2)
+
+
+def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, threads: int = 1) -> np.ndarray:
+    """``W @ x`` for stacked weights ``W [runs, rows, k]`` and activations ``x`` (``[k, cols]`` when
+    ``shared``, else ``[runs, k, cols]``): ``[runs, rows, cols]``, exact (dtype chosen by ``bound``)."""
+    runs, rows, k = w.shape
+    if bound < F32_EXACT:
+        dtype: Any = np.float32
+    elif bound < F64_EXACT:
+        dtype = np.float64
+    else:
+        dtype = np.int64
+    w = w.astype(dtype, copy=False)
+    x = x.astype(dtype, copy=False)
+    cols = x.shape[-1]
+    big = threads > 1 and dtype is np.float32 and runs * rows * k * cols >= BIG_GEMM
+    # The caller runs BLAS single-threaded (thin tile GEMMs); large GEMMs may use `threads`.
+    with blas_threads(threads) if big else contextlib.nullcontext():
+        if shared:  # one GEMM for every run: [runs*rows, k] @ [k, cols]
+            return (w.reshape(runs * rows, k) @ x).reshape(runs, rows, cols)
+        if runs == 1:
+            return (w[0] @ x[0])[None]
+        # One BLAS call per run: np.matmul on a stack of strided (non-contiguous) slices does not use BLAS.
+        out = np.empty((runs, rows, cols), dtype=np.result_type(w, x))
+        for run in range(runs):
+            np.matmul(w[run], x[run], out=out[run])
+        return out
 
 
 def run_plan(
@@ -389,48 +490,65 @@ def run_plan(
     arch: Architecture,
     collect: bool = False,
     profile: dict[str, float] | None = None,
+    threads: int = 1,
 ) -> tuple[list[tuple[int, np.ndarray]], dict[int, np.ndarray]]:
-    """Execute the plan's steps over one batch. ``dram_a`` is ``[n, words]`` (integer values, any
-    numeric dtype; it is not modified). Returns the STN stores ``(dram address, [n, count] int64)`` in
-    program order and, if ``collect``, each SYNC's layer output ``[n, count]`` (int64)."""
+    """Execute the plan's steps over one batch for every run of ``weights``.
+
+    ``dram_a`` is ``[n, words]`` (integer values, any numeric dtype; it is not modified). Returns the
+    STN stores ``(dram address, [runs, n, count] int64)`` in program order and, if ``collect``, each
+    SYNC's layer output ``[runs, n, count]`` (int64). GEMMs of ``BIG_GEMM`` multiply-adds or more use
+    ``threads`` BLAS threads, the others one.
+
+    Layout: the neuron buffer is word-major with the batch innermost, ``[runs, words, n]`` per mode
+    code (plus a shared ``[words, n]`` copy for run-invariant words, see :func:`_mark_shared`), so a
+    DISTN gathers whole rows of ``n`` values and a MAC is ``W [rows, k] @ G [k, p*n]``.
+    """
     n = dram_a.shape[0]
+    runs = weights.runs
     input_max = float(np.abs(dram_a).max(initial=0))
     wide = plan.max_req_bits > 24 or input_max >= F32_EXACT
     dtype = np.float64 if wide else np.float32
-    dram = dram_a if dram_a.dtype == dtype else dram_a.astype(dtype)  # read only: STN writes are returned
     stores: list[tuple[int, np.ndarray]] = []
-    nb = {0: np.zeros((n, plan.nb_words + 1), dtype=dtype)}
-    for code in plan.codes:
-        if code != 0:
-            nb[code] = np.zeros((n, plan.nb_words + 1), dtype=dtype)
-    amax = {code: 0.0 for code in nb}  # running bound of |(transformed) neuron buffer|
-    acc = np.zeros((0, 0, 0))
+    codes = (0, *(code for code in plan.codes if code != 0))
+    per_run = {code: np.zeros((runs, plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    shared_nb = {code: np.zeros((plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    amax = {code: 0.0 for code in codes}  # running bound of |(transformed) neuron buffer|
+    acc = np.zeros((0, 0, 0, 0))
     check_overflow = False
     gathered: dict[int, np.ndarray] = {}
+    gathered_shared = False
     gathered_bound: dict[int, float] = {}
     outputs: dict[int, np.ndarray] = {}
     limit = float(1 << (arch.accumulator_bits - 1))
 
-    def write(step: _Step, key: str, values: np.ndarray, bound: float, pattern: Any = None) -> None:
-        target = step.args[key]
+    def put(buffers: dict[int, np.ndarray], code: int, target: np.ndarray, pattern: Any, values: np.ndarray) -> None:
+        buffer = buffers[code]
         if pattern is not None:
-            view = _view(nb[0], pattern)
-            view[...] = values.reshape(view.shape)
+            view = _rows(buffer, pattern)
+            view[...] = values.reshape(*values.shape[:-2], *pattern[1], n)
         else:
-            nb[0][:, target] = values.reshape(n, -1)
+            buffer[..., target, :] = values
+
+    def write(step: _Step, key: str, values: np.ndarray, bound: float, pattern: Any, shared: bool) -> None:
+        """Store ``values`` (``[count, n]`` when ``shared``, else ``[runs, count, n]``) at ``key``."""
+        a = step.args
+        target = a[key]
+        places = [shared_nb, per_run] if shared and a["mirror"] else [shared_nb] if shared else [per_run]
+        for buffers in places:
+            put(buffers, 0, target, pattern, values)
         amax[0] = max(amax[0], bound)
-        if step.args["t_any"]:
-            flat = values.reshape(n, -1)
-            sel = step.args["t_sel"]
+        if a["t_any"]:
+            sel = a["t_sel"]
             sub_target = target if sel is None else target[sel]
-            sub_values = flat if sel is None else flat[:, sel]
-            for code in nb:
-                if code != 0:
-                    nb[code][:, sub_target] = _transform_values(sub_values, code, bound)
-                    amax[code] = max(amax[code], _transformed_bound(bound, code))
+            sub_values = values if sel is None else values[..., sel, :]
+            for code in codes[1:]:
+                transformed = _transform_values(sub_values, code, bound)
+                for buffers in places:
+                    buffers[code][..., sub_target, :] = transformed
+                amax[code] = max(amax[code], _transformed_bound(bound, code))
 
     def _run_step(number: int, step: _Step) -> None:
-        nonlocal acc, check_overflow, gathered, gathered_bound
+        nonlocal acc, check_overflow, gathered, gathered_bound, gathered_shared
         a = step.args
         op = step.op
         if op == "MAC":
@@ -441,7 +559,9 @@ def run_plan(
             if "fused" in a:
                 k = a["fused"]["k"]
                 start = a["fused"]["start"]
-                gathered = {code: buffer[:, start : start + k].reshape(n, 1, k) for code, buffer in nb.items() if code in plan.codes}
+                gathered_shared = a["fused"]["shared"]
+                source = shared_nb if gathered_shared else per_run
+                gathered = {code: source[code][..., start : start + k, None, :] for code in plan.codes}
             a_bound = max(gathered_bound[code] for code, _, _, _ in weights.tiles[number])
             total = a_bound * weights.chain_weight_bound[chain] + weights.chain_bias_bound.get(chain, 0.0)
             fresh = False
@@ -452,66 +572,72 @@ def run_plan(
             elif acc.dtype == np.float32 and total >= F32_EXACT:
                 acc = acc.astype(np.float64)  # exact so far; the rest of the chain needs float64
                 check_overflow = total >= limit
-            for code, rows, wt, wmax in weights.tiles[number]:
-                x = gathered[code][:, :, :k].reshape(n * p, k)
-                bound = k * gathered_bound[code] * wmax
-                if bound < F32_EXACT and n * p * k * rows.size >= BIG_GEMM:
-                    with blas_threads(default_threads()):  # large enough to profit from threads
-                        part = x.astype(np.float32, copy=False) @ wt
-                elif bound < F32_EXACT:
-                    part = x.astype(np.float32, copy=False) @ wt
-                elif bound < F64_EXACT:
-                    part = x.astype(np.float64) @ wt.astype(np.float64)
-                else:
-                    part = x.astype(np.int64) @ wt.astype(np.int64)
+            for code, rows, w, wmax in weights.tiles[number]:
+                x = gathered[code][..., :k, :, :]
+                x = x.reshape(*x.shape[:-3], k, p * n)
+                part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, threads)
                 if fresh and rows.size == m:
-                    acc = part.reshape(n, p, m).astype(acc_dtype, copy=False)
+                    acc = part.reshape(runs, m, p, n).astype(acc_dtype, copy=False)
                 elif fresh:
-                    acc = np.zeros((n, p, m), dtype=acc_dtype)
-                    acc[:, :, rows] = part.reshape(n, p, rows.size)
+                    acc = np.zeros((runs, m, p, n), dtype=acc_dtype)
+                    acc[:, rows] = part.reshape(runs, rows.size, p, n)
                 elif rows.size == m:
-                    acc += part.reshape(n, p, m)
+                    acc += part.reshape(runs, m, p, n)
                 else:
-                    acc[:, :, rows] += part.reshape(n, p, rows.size)
+                    acc[:, rows] += part.reshape(runs, rows.size, p, n)
                 fresh = False
             if a["bias_src"] is not None:
-                acc += weights.bias[number].astype(acc.dtype)  # exact: |bias| is inside the chain bound
+                acc += weights.bias[number].astype(acc.dtype)[:, :, None, None]  # exact: |bias| is inside the chain bound
             if check_overflow and np.abs(acc).max(initial=0) >= limit:
                 raise BundleError(f"instruction {step.index} (MAC): accumulator overflows {arch.accumulator_bits} bits")
         elif op == "DISTN":
-            if a["idx_view"] is not None:  # a contiguous run of words (dense layers): no copy
-                gathered = {code: _view(buffer, a["idx_view"]) for code, buffer in nb.items() if code in plan.codes}
-            else:
-                gathered = {code: np.take(buffer, a["idx"], axis=1).reshape(n, a["p"], a["k"]) for code, buffer in nb.items() if code in plan.codes}
+            gathered_shared = a["shared"]
+            source = shared_nb if gathered_shared else per_run
+            shape = (a["k"], a["p"], n)
+            gathered = {}
+            for code in plan.codes:
+                buffer = source[code]
+                if a["idx_view"] is not None:  # an affine run of words (dense layers): no copy
+                    gathered[code] = _rows(buffer, a["idx_view"])
+                else:
+                    gathered[code] = np.take(buffer, a["idx"], axis=-2).reshape(*buffer.shape[:-2], *shape)
             gathered_bound = dict(amax)
         elif op == "RELU":
             np.maximum(acc, 0, out=acc)
         elif op == "REQ":
-            values = acc * acc.dtype.type(math.ldexp(1.0, -a["shift"]))
-            np.rint(values, out=values)
-            np.clip(values, a["qmin"], a["qmax"], out=values)
-            out = values.astype(dtype, copy=False)
-            write(step, "idx", out, float(max(-a["qmin"], a["qmax"])), a["idx_view"])
+            np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -a["shift"])), out=acc)  # exact: a power of two
+            np.rint(acc, out=acc)
+            np.clip(acc, a["qmin"], a["qmax"], out=acc)
+            out = acc.astype(dtype, copy=False).reshape(runs, -1, n)
+            write(step, "idx", out, float(max(-a["qmin"], a["qmax"])), a["idx_view"], False)
         elif op == "LDN":
-            values = dram[:, a["dram"] : a["dram"] + a["count"]]
-            write(step, "idx", values, float(np.abs(values).max(initial=0)), a["idx_view"])
+            values = np.ascontiguousarray(dram_a[:, a["dram"] : a["dram"] + a["count"]].T, dtype=dtype)
+            write(step, "idx", values, float(np.abs(values).max(initial=0)), a["idx_view"], True)
         elif op == "POOL":
             c, h, w = a["shape"]
             oh, ow = a["out"]
             k, s = a["k"], a["s"]
-            src = _read(nb[0], a["src"], a["src_view"]).reshape(n, c, h, w)
+            shared = a["shared"]
+            source = shared_nb[0] if shared else per_run[0]
+            src = _read(source, a["src"], a["src_view"])
+            src = src.reshape(*src.shape[:-2], c, h, w, n)
             result = None
             for ky in range(k):
                 for kx in range(k):
-                    window = src[:, :, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s]
+                    window = src[..., ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s, :]
                     result = window.copy() if result is None else np.maximum(result, window, out=result)
             assert result is not None
-            write(step, "dst", result.reshape(n, -1), amax[0], a["dst_view"])
-        elif op == "STN":
-            stores.append((a["dram"], _read(nb[0], a["idx"], a["idx_view"]).astype(np.int64)))
-        elif op == "SYNC":
-            if collect:
-                outputs[a["layer"]] = _read(nb[0], a["idx"], a["idx_view"]).astype(np.int64)
+            write(step, "dst", result.reshape(*result.shape[:-4], -1, n), amax[0], a["dst_view"], shared)
+        elif op in ("STN", "SYNC"):
+            if op == "SYNC" and not collect:
+                return
+            source = shared_nb[0] if a["shared"] else per_run[0]
+            values = _read(source, a["idx"], a["idx_view"])
+            values = np.broadcast_to(values, (runs, *values.shape[-2:])).astype(np.int64).transpose(0, 2, 1)
+            if op == "STN":
+                stores.append((a["dram"], values))
+            else:
+                outputs[a["layer"]] = values
 
     clock = time.perf_counter
     for number, step in enumerate(plan.steps):
@@ -534,50 +660,100 @@ class FastExecutor:
         self.plan = build_plan(self.program, arch, mode_override)
 
     def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> Any:
-        """Per weight image work (gather and transform weight tiles); pass the result to :meth:`run`."""
+        """Per weight image work (gather and transform weight tiles); pass the result to :meth:`run`.
+
+        ``weight_image`` may also be a stack ``[runs, words]`` (one image per Monte Carlo run), for
+        :meth:`run_many`."""
+        images = np.asarray(weight_image, dtype=np.int64)
         if not self.plan.fast:
-            return (np.asarray(weight_image, dtype=np.int64), np.asarray(bias_image, dtype=np.int64))
-        return prepare_weights(self.plan, weight_image, bias_image)
+            return (images if images.ndim == 2 else images[None], np.asarray(bias_image, dtype=np.int64))
+        return prepare_weights(self.plan, images, bias_image)
 
     def run(
         self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
     ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """The final activation DRAM ``[n, words]`` (int64), or only its words ``[start, start+count)``
-        if ``region`` is given, and, if ``collect``, every SYNC's output ``[n, count]``."""
-        dram_a = np.asarray(dram_a)
-        if chunk is None:
-            chunk = max(256, min(16384, CHUNK_WORDS // (self.plan.nb_words + 1)))
-        with blas_threads(1):  # tile GEMMs are thin: threads cost more than they give (runtime/blas.py)
-            return self._run(prepared, dram_a, collect, chunk, region)
+        if ``region`` is given, and, if ``collect``, every SYNC's output ``[n, count]`` (one weight image)."""
+        final, layers = self.run_many(prepared, dram_a, collect, chunk, region)
+        return final[0], {key: value[0] for key, value in layers.items()}
 
-    def _run(self, prepared: Any, dram_a: np.ndarray, collect: bool, chunk: int, region: tuple[int, int] | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    def run_many(
+        self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Like :meth:`run` for every weight image of ``prepared``: ``[runs, n, words]`` and
+        ``[runs, n, count]``. The runs share the work that does not depend on the weights."""
+        dram_a = np.asarray(dram_a)
+        runs = prepared.runs if self.plan.fast else prepared[0].shape[0]
+        if chunk is None:  # about CHUNK_WORDS words of per-run neuron buffer per step
+            chunk = max(64, min(16384, CHUNK_WORDS // ((self.plan.nb_words + 1) * runs)))
+        return self._run(prepared, runs, dram_a, collect, chunk, region)
+
+    def _run(self, prepared: Any, runs: int, dram_a: np.ndarray, collect: bool, chunk: int, region: tuple[int, int] | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         lo, hi = (0, dram_a.shape[1]) if region is None else (region[0], region[0] + region[1])
-        final = np.empty((dram_a.shape[0], hi - lo), dtype=np.int64)
-        collected: list[dict[int, np.ndarray]] = []
-        for start in range(0, dram_a.shape[0], chunk):
+        final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
+        starts = list(range(0, dram_a.shape[0], chunk))
+        workers = min(WORKERS, len(starts)) if self.plan.fast else 1
+
+        def one(start: int) -> dict[int, np.ndarray]:
             batch = dram_a[start : start + chunk]
-            if self.plan.fast:
-                stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect)
-                final[start : start + len(batch)] = batch[:, lo:hi]
-                for address, values in stores:  # apply the stores that touch the region, in order
-                    a0, a1 = max(address, lo), min(address + values.shape[1], hi)
-                    if a0 < a1:
-                        final[start : start + len(batch), a0 - lo : a1 - lo] = values[:, a0 - address : a1 - address]
-            else:
-                weights, bias = prepared
-                result = run_program(self.program, self.arch, weights, bias, batch, self.mode_override)
-                final[start : start + len(batch)] = result.dram_a[:, lo:hi]
-                layers = result.layer_outputs
-            collected.append(layers)
-        layers_out = {key: np.concatenate([c[key] for c in collected]) for key in (collected[0] if collected else {})}
+            rows = slice(start, start + len(batch))
+            final[:, rows] = batch[None, :, lo:hi]
+            if not self.plan.fast:
+                images, bias = prepared
+                per_run = []
+                for run in range(runs):
+                    result = run_program(self.program, self.arch, images[run], bias, batch, self.mode_override)
+                    final[run, rows] = result.dram_a[:, lo:hi]
+                    per_run.append(result.layer_outputs)
+                return {key: np.stack([r[key] for r in per_run]) for key in per_run[0]}
+            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=1 if workers > 1 else default_threads())
+            for address, values in stores:  # apply the stores that touch the region, in order
+                a0, a1 = max(address, lo), min(address + values.shape[2], hi)
+                if a0 < a1:
+                    final[:, rows, a0 - lo : a1 - lo] = values[:, :, a0 - address : a1 - address]
+            return layers
+
+        if workers > 1:
+            # Image chunks in parallel threads (numpy and BLAS release the GIL), each BLAS call on one
+            # thread: no BLAS threads spinning between thin GEMMs, and a fair share of a busy machine.
+            with blas_threads(1), ThreadPoolExecutor(workers) as pool:
+                collected = list(pool.map(one, starts))
+        else:
+            with blas_threads(1):
+                collected = [one(start) for start in starts]
+        layers_out = {key: np.concatenate([c[key] for c in collected], axis=1) for key in (collected[0] if collected else {})}
         return final, layers_out
 
 
-def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activation_words: int) -> np.ndarray:
-    """Quantise float inputs (batch first) and place them in a zeroed activation DRAM ``[n, words]``."""
+def quantize_float32(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
+    """``hwmodels.fixedpoint.quantize`` computed in float32, for formats of at most 24 bits.
+
+    Same integers: multiplying a float32 by ``2**frac`` is exact unless the product overflows (then
+    it saturates either way) or falls below the normal range (then it is below 1/2 and rounds to 0
+    either way); ``rint`` and the clip to bounds below ``2**24`` are exact in float32.
+    """
+    if fmt.bits > 24:
+        raise ValueError(f"{fmt}: wider than float32's exact integers")
+    values = np.asarray(x, dtype=np.float32) * np.float32(math.ldexp(1.0, fmt.frac))
+    np.rint(values, out=values)
+    np.clip(values, np.float32(fmt.qmin), np.float32(fmt.qmax), out=values)
+    return values
+
+
+def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activation_words: int, dtype: Any = np.int64) -> np.ndarray:
+    """Quantise float inputs (batch first) and place them in a zeroed activation DRAM ``[n, words]``.
+
+    ``dtype=np.float32`` gives the same integers as float32 values (quantised in float32, ~10x
+    faster) when the format and every activation word fit float32's exact integers, else int64.
+    """
     x = np.asarray(inputs, dtype=np.float32)
-    q = quantize(x, FixedPointFormat.parse(input_format)).reshape(x.shape[0], -1)
-    dram = np.zeros((x.shape[0], activation_words), dtype=np.int64)
+    fmt = FixedPointFormat.parse(input_format)
+    if np.dtype(dtype) == np.float32 and fmt.bits <= 24:
+        q = quantize_float32(x, fmt).reshape(x.shape[0], -1)
+    else:
+        q = quantize(x, fmt).reshape(x.shape[0], -1)
+        dtype = np.int64
+    dram = np.zeros((x.shape[0], activation_words), dtype=dtype)
     dram[:, input_dram : input_dram + q.shape[1]] = q
     return dram
 

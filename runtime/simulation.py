@@ -87,6 +87,14 @@ def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: flo
     return simulate_fast(bundle.program, bundle.arch, context)
 
 
+RUN_WEIGHT_WORDS = 1 << 24  # weight words (all runs of one pass together) held as float32 at once
+
+
+def runs_per_pass(weight_words: int, runs: int) -> int:
+    """How many Monte Carlo runs one executor pass takes (their stacked weights stay ~64 MiB)."""
+    return max(1, min(runs, RUN_WEIGHT_WORDS // max(1, weight_words)))
+
+
 def simulate(
     bundle: Bundle,
     inputs: np.ndarray,
@@ -111,21 +119,25 @@ def simulate(
 
     m = bundle.manifest
     executor = FastExecutor(bundle.program, bundle.arch, mode)
-    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
-    if np.abs(dram).max(initial=0) < (1 << 24):
-        dram = dram.astype(np.float32)  # exact; converted once instead of once per run
+    # float32 when exact (it is for inputs of at most 24 bits): converted once, not once per run.
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words, dtype=np.float32)
     region = (m.output.dram, int(np.prod(m.output.shape)))
     faulty = has_faults(regions)
-    predictions = []
+    distinct = runs if faulty else 1  # no bit can flip: every run is the same chip, computed once
+    predictions = np.empty((distinct, x.shape[0]), dtype=np.int64)
     first_outputs = None
-    for run in range(runs if faulty else 1):
-        image = run_image(bundle.weights, regions, seed, run)
-        q, _ = executor.run(executor.prepare(image, bundle.bias), dram, chunk=chunk, region=region)
+    group = runs_per_pass(bundle.weights.size, distinct)
+    for first in range(0, distinct, group):
+        # Several runs at once: their weight images stacked, the run-invariant work (the first
+        # layer's activations) shared, the first layer one GEMM for all of them (runtime/execute.py).
+        count = min(group, distinct - first)
+        images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
+        q, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=chunk, region=region)
         if first_outputs is None:
-            first_outputs = output_floats(bundle, q)
-        predictions.append(np.argmax(q.reshape(q.shape[0], -1), axis=1))
-    if not faulty:  # no bit can flip: every run is the same chip
-        predictions = predictions * runs
+            first_outputs = output_floats(bundle, q[0])
+        predictions[first : first + count] = np.argmax(q.reshape(count, q.shape[1], -1), axis=2)
+    if not faulty:
+        predictions = np.broadcast_to(predictions, (runs, x.shape[0]))
     assert first_outputs is not None
     pred = np.stack(predictions)
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
