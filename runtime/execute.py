@@ -77,6 +77,7 @@ class Plan:
     fast: bool  # False: the program is executed by the interpreter
     reason: str = ""
     max_req_bits: int = 0
+    zero_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))  # words read before written
 
 
 def _mac_groups(codes: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -284,8 +285,11 @@ def _mark_shared(plan: Plan) -> None:
     words = plan.nb_words + 1
     varying = np.zeros(words, dtype=bool)
     last_writer = np.full(words, -1, dtype=np.int64)
+    zero = np.zeros(words, dtype=bool)
+    zero[plan.nb_words] = True  # the padding word
 
     def read(idx: np.ndarray) -> bool:
+        zero[idx[last_writer[idx] < 0]] = True  # read before any write: must hold 0
         shared = not bool(varying[idx].any())
         if not shared:
             for writer in np.unique(last_writer[idx]):
@@ -314,6 +318,7 @@ def _mark_shared(plan: Plan) -> None:
             a["shared"], a["mirror"] = False, False
             varying[a["idx"]] = True
             last_writer[a["idx"]] = number
+    plan.zero_rows = np.flatnonzero(zero)
 
 
 def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
@@ -510,8 +515,11 @@ def run_plan(
     dtype = np.float64 if wide else np.float32
     stores: list[tuple[int, np.ndarray]] = []
     codes = (0, *(code for code in plan.codes if code != 0))
-    per_run = {code: np.zeros((runs, plan.nb_words + 1, n), dtype=dtype) for code in codes}
-    shared_nb = {code: np.zeros((plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    # Every other word is written before it is read (_mark_shared): only these need zeroing.
+    per_run = {code: np.empty((runs, plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    shared_nb = {code: np.empty((plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    for buffer in (*per_run.values(), *shared_nb.values()):
+        buffer[..., plan.zero_rows, :] = 0
     amax = {code: 0.0 for code in codes}  # running bound of |(transformed) neuron buffer|
     acc = np.zeros((0, 0, 0, 0))
     check_overflow = False
@@ -734,7 +742,8 @@ def quantize_float32(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
     """
     if fmt.bits > 24:
         raise ValueError(f"{fmt}: wider than float32's exact integers")
-    values = np.asarray(x, dtype=np.float32) * np.float32(math.ldexp(1.0, fmt.frac))
+    with np.errstate(over="ignore"):  # an overflow to +-inf saturates below, as it should
+        values = np.asarray(x, dtype=np.float32) * np.float32(math.ldexp(1.0, fmt.frac))
     np.rint(values, out=values)
     np.clip(values, np.float32(fmt.qmin), np.float32(fmt.qmax), out=values)
     return values

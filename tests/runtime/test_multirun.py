@@ -1,0 +1,116 @@
+"""The fast multi-run path (Monte Carlo runs stacked, run-invariant work shared) against one run at a
+time and against the ISA interpreter; the float32 input quantisation against hwmodels.quantize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import parse_assembly
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
+from axtrain.runtime.execute import FastExecutor, place_inputs, quantize_float32
+from axtrain.runtime.faults import fault_regions, run_image
+from axtrain.runtime.interpreter import run_program
+from axtrain.runtime.simulation import simulate
+
+from .conftest import random_inputs
+
+
+def _images(bundle, runs, voltage=0.5, seed=4):
+    regions = fault_regions(bundle.layers, voltage)
+    return np.stack([run_image(bundle.weights, regions, seed, run) for run in range(runs)])
+
+
+@pytest.mark.parametrize("kind,arch_name,modes", [("mlp", "default", ("exact",)), ("cnn", "tiny", ("drum:2",)), ("mixed", "tiny", ("exact",))])
+def test_stacked_runs_equal_single_runs_and_the_interpreter(bundle_factory, kind, arch_name, modes) -> None:
+    bundle, _ = bundle_factory(kind, arch_name, modes=modes)
+    m = bundle.manifest
+    x = random_inputs(bundle, 19, seed=2)
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    images = _images(bundle, 4)
+    assert len({image.tobytes() for image in images}) == 4  # four different chips
+    executor = FastExecutor(bundle.program, bundle.arch)
+    assert executor.plan.fast, executor.plan.reason
+    stacked, layers = executor.run_many(executor.prepare(images, bundle.bias), dram, collect=True, chunk=6)  # 4 chunks: threads
+    assert stacked.shape == (4, len(x), m.activation_words)
+    for run, image in enumerate(images):
+        single, single_layers = executor.run(executor.prepare(image, bundle.bias), dram, collect=True, chunk=len(x))
+        reference = run_program(bundle.program, bundle.arch, image, bundle.bias, dram)
+        assert np.array_equal(stacked[run], single), f"run {run}"
+        assert np.array_equal(single, reference.dram_a), f"run {run}"
+        for layer, values in reference.layer_outputs.items():
+            assert np.array_equal(layers[layer][run], values), f"run {run} layer {layer}"
+            assert np.array_equal(single_layers[layer], values), f"run {run} layer {layer}"
+
+
+def test_simulate_predictions_equal_the_per_run_path(bundle_factory) -> None:
+    """simulate's multi-run path vs a plain loop: one fault map, one executor pass, one argmax per run."""
+    bundle, _ = bundle_factory("cnn", "default")
+    m = bundle.manifest
+    x = random_inputs(bundle, 30, seed=5)
+    y = np.arange(len(x)) % m.output.shape[0]
+    result = simulate(bundle, x, y, sram_voltage=0.45, runs=5, seed=9)
+    regions = fault_regions(bundle.layers, 0.45)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    count = int(np.prod(m.output.shape))
+    for run in range(5):
+        final, _ = executor.run(executor.prepare(run_image(bundle.weights, regions, 9, run), bundle.bias), dram, chunk=len(x))
+        q = final[:, m.output.dram : m.output.dram + count]
+        assert np.array_equal(result.predictions[run], np.argmax(q, axis=1)), f"run {run}"
+        assert result.per_run_accuracy[run] == float(np.mean(np.argmax(q, axis=1) == y))
+    assert len({tuple(p) for p in result.predictions}) > 1
+
+
+def test_shared_input_words_read_again_after_a_layer_are_mirrored() -> None:
+    """Layer 2 reads the input words (run-invariant) and layer 1's outputs (per run) in one tile:
+    the input must also be in the per-run buffer. Hand-written program, 3 weight images."""
+    arch = Architecture(pe_rows=2, pe_cols=2)
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        LDB bb=0 dram=0 count=2
+        LDW wb=0 dram=0 rows=2 cols=4 stride=4
+        DISTW wb=0 stride=4 m=2 p=1 k=4
+        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+        MAC m=2 p=1 k=4 bb=0 mt=0 init=1
+        RELU m=2 p=1
+        REQ nb=4 ostride=1 m=2 p=1 shift=2 bits=8
+        CONV c=6 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        LDB bb=0 dram=2 count=2
+        LDW wb=0 dram=8 rows=2 cols=6 stride=6
+        DISTW wb=0 stride=6 m=2 p=1 k=6
+        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=6
+        MAC m=2 p=1 k=6 bb=0 mt=0 init=1
+        REQ nb=6 ostride=1 m=2 p=1 shift=3 bits=8
+        STN dram=4 nb=0 count=8
+        END
+    """)
+    rng = np.random.default_rng(1)
+    images = rng.integers(-100, 100, size=(3, 20))
+    bias = rng.integers(-300, 300, size=4)
+    dram = np.zeros((9, 12), dtype=np.int64)
+    dram[:, :4] = rng.integers(-100, 100, size=(9, 4))
+    executor = FastExecutor(program, arch)
+    assert executor.plan.fast, executor.plan.reason
+    ldn = next(step for step in executor.plan.steps if step.op == "LDN")
+    assert ldn.args["mirror"]
+    final, _ = executor.run_many(executor.prepare(images, bias), dram, chunk=4)
+    for run in range(3):
+        assert np.array_equal(final[run], run_program(program, arch, images[run], bias, dram).dram_a), f"run {run}"
+
+
+@pytest.mark.parametrize("fmt", ["s8.4", "s8.-3", "u8.7", "s16.20", "s24.0", "s2.64", "s12.-64"])
+def test_float32_quantisation_equals_hwmodels_quantize(fmt) -> None:
+    f = FixedPointFormat.parse(fmt)
+    rng = np.random.default_rng(0)
+    scale = f.scale
+    x = np.concatenate([
+        rng.uniform(f.qmin * scale * 1.5, f.qmax * scale * 1.5 + scale, 5000),
+        (np.arange(-300, 300) + 0.5) * scale,  # exact ties: round half to even
+        np.array([0.0, -0.0, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, np.finfo(np.float32).tiny]),
+    ]).astype(np.float32)
+    got = quantize_float32(x, f)
+    assert got.dtype == np.float32
+    assert np.array_equal(got.astype(np.int64), quantize(x, f))
