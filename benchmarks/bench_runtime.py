@@ -7,12 +7,17 @@
 * MNIST-MLP bundle: 50 NTV Monte Carlo runs at 0.66 V over the 10,000 test images, reported as a
   ratio to one exact onnxruntime pass (no limit) and against the absolute 2 s of the issue
   (``baseline`` = 2 s, limit 1.0).
+
+The machine is shared: the notes give the process CPU seconds of the best repeat (less sensitive to
+other engineers' load than wall time) and the script prints the load average.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -29,6 +34,20 @@ from axtrain.runtime.simulation import simulate
 from benchmarks.common import Result, best_time, format_table
 
 ABSOLUTE_LIMIT_S = 2.0
+
+
+def timed(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """Best wall time of ``repeat`` calls after ``warmup`` calls, and the CPU seconds of that call."""
+    for _ in range(warmup):
+        fn()
+    best, cpu = float("inf"), float("inf")
+    for _ in range(repeat):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        fn()
+        wall = time.perf_counter() - started
+        if wall < best:
+            best, cpu = wall, time.process_time() - cpu_started
+    return best, cpu
 
 
 def _dense(rng, name, n_out, n_in, fi, fo, relu):
@@ -91,23 +110,33 @@ def run(quick: bool = False) -> list[Result]:
         mlp = build(mlp_layers(), (784,), Path(tmp) / "mlp", "mnist-mlp")
 
         session = bit_exact_session(lenet.with_suffix(".onnx"))
-        t_ort = best_time(lambda: session.run(None, {"input": x}), repeat=repeat)
         bundle = load_bundle(lenet)
-        t_sim = best_time(lambda: simulate(bundle, x, y, multiplier="drum:2", sram_voltage=0.66, runs=1, seed=0), repeat=repeat)
+        # Interleaved repeats: both sides see the same load.
+        t_ort, c_ort, t_sim, c_sim = float("inf"), 0.0, float("inf"), 0.0
+        for _ in range(repeat):
+            wall, cpu = timed(lambda: session.run(None, {"input": x}), repeat=1)
+            t_ort, c_ort = (wall, cpu) if wall < t_ort else (t_ort, c_ort)
+            wall, cpu = timed(lambda: simulate(bundle, x, y, multiplier="drum:2", sram_voltage=0.66, runs=1, seed=0), repeat=1)
+            t_sim, c_sim = (wall, cpu) if wall < t_sim else (t_sim, c_sim)
         results.append(Result(f"lenet5 {images} img drum:2 NTV 0.66V +cycles+energy", t_sim, "onnxruntime exact ONNX", t_ort, limit=4.0,
-                              note=f"{images / t_sim:.0f} img/s simulated, {images / t_ort:.0f} img/s onnxruntime"))
+                              note=f"{images / t_sim:.0f} img/s simulated, {images / t_ort:.0f} img/s onnxruntime; "
+                                   f"CPU s: sim {c_sim:.2f}, onnxruntime {c_ort:.2f} (ratio {c_sim / c_ort:.2f})"))
 
         xm = x.reshape(len(x), -1)
         session = bit_exact_session(mlp.with_suffix(".onnx"))
         t_ort = best_time(lambda: session.run(None, {"input": xm}), repeat=repeat)
         bundle = load_bundle(mlp)
-        t_runs = best_time(lambda: simulate(bundle, xm, y, sram_voltage=0.66, runs=runs, seed=0), repeat=max(1, repeat - 1), warmup=0)
+        t_runs, c_runs = timed(lambda: simulate(bundle, xm, y, sram_voltage=0.66, runs=runs, seed=0), repeat=repeat)
         results.append(Result(f"mnist-mlp {runs} NTV runs x {images} img 0.66V", t_runs, "one onnxruntime exact pass", t_ort,
                               note=f"{t_runs:.2f} s for {runs} runs ({t_runs / runs * 1000:.0f} ms per run)"))
         results.append(Result(f"mnist-mlp {runs} NTV runs (absolute)", t_runs, f"absolute limit {ABSOLUTE_LIMIT_S:g} s", ABSOLUTE_LIMIT_S, limit=1.0,
-                              note=f"{t_runs:.2f} s measured; the issue asks <= {ABSOLUTE_LIMIT_S:g} s on the 2-core machine"))
+                              note=f"{t_runs:.2f} s wall, {c_runs:.2f} CPU s; the issue asks <= {ABSOLUTE_LIMIT_S:g} s on the 2-core machine"))
     return results
 
 
 if __name__ == "__main__":
-    print(format_table(run(quick="--quick" in sys.argv)))
+    results = run(quick="--quick" in sys.argv)
+    print(format_table(results))
+    for r in results:
+        print(f"  {r.name}: {r.note}")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")

@@ -51,6 +51,8 @@ F64_EXACT = 1 << 53
 BIG_GEMM = 1 << 26  # multiply-adds from which a GEMM runs with the default BLAS threads
 DEFAULT_CHUNK: int | None = None  # images per batch step; None: about 32 MiB of neuron buffer per step
 CHUNK_WORDS = 1 << 23
+CONSTANT_ROWS_MIN_K = 64  # shared GEMMs this deep and large look for activation rows constant over the batch
+CONSTANT_ROWS_MIN_MACS = 1 << 22
 WORKERS = default_threads()  # image chunks executed in parallel threads (runtime/blas.py: numpy's BLAS threads)
 
 
@@ -297,12 +299,16 @@ def _mark_shared(plan: Plan) -> None:
                     plan.steps[writer].args["mirror"] = True
         return shared
 
+    latest = False
     for number, step in enumerate(plan.steps):
         a = step.args
         if step.op == "DISTN":
-            a["shared"] = read(a["idx"])
+            a["shared"] = latest = read(a["idx"])
         elif step.op == "MAC" and "fused" in a:
-            a["fused"]["shared"] = read(np.arange(a["fused"]["start"], a["fused"]["start"] + a["fused"]["k"]))
+            a["fused"]["shared"] = latest = read(np.arange(a["fused"]["start"], a["fused"]["start"] + a["fused"]["k"]))
+            a["shared_input"] = latest
+        elif step.op == "MAC":
+            a["shared_input"] = latest
         elif step.op in ("STN", "SYNC"):
             a["shared"] = read(a["idx"])
         elif step.op == "POOL":
@@ -368,7 +374,8 @@ def _fuse_dense_chains(plan: Plan, chains: dict[int, list[int]]) -> None:
 class PreparedWeights:
     """The weights of ``runs`` weight images (one per Monte Carlo run), stacked per MAC and mode group.
 
-    ``tiles[step]`` lists ``(code, rows, W [runs, rows, k], max|W|)``; ``bias[step]`` is
+    ``tiles[step]`` lists ``(code, rows, W [runs, rows, k], max|W|)`` (``W [k, runs*rows]`` for a MAC
+    whose activations are the same in every run, see :func:`_gemm`); ``bias[step]`` is
     ``[runs, m]``; the bounds are maxima over the runs (they only choose an exact dtype).
     """
 
@@ -426,6 +433,9 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
             tiles[number] = stacked
             for m in fused["macs"][1:]:
                 del tiles[m]
+    for number, group in tiles.items():
+        if plan.steps[number].args["shared_input"]:  # one GEMM for all runs: W as [k, runs*rows]
+            tiles[number] = [(code, rows, np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(w.shape[2], -1), wmax) for code, rows, w, wmax in group]
     return PreparedWeights(runs, tiles, biases, wbound, bbound)
 
 
@@ -461,10 +471,14 @@ def _read(buffer: np.ndarray, idx: np.ndarray, pattern: Any) -> np.ndarray:
     return np.take(buffer, idx, axis=-2)
 
 
-def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, threads: int = 1) -> np.ndarray:
-    """``W @ x`` for stacked weights ``W [runs, rows, k]`` and activations ``x`` (``[k, cols]`` when
-    ``shared``, else ``[runs, k, cols]``): ``[runs, rows, cols]``, exact (dtype chosen by ``bound``)."""
-    runs, rows, k = w.shape
+def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, threads: int = 1) -> np.ndarray:
+    """Stacked weights times activations, exact (dtype chosen by ``bound``): ``[runs, rows, cols]``.
+
+    Per run (``shared`` False): ``W [runs, rows, k] @ x [runs, k, cols]``. Shared activations: one
+    GEMM for every run, ``W [k, runs*rows]`` transposed ``@ x [k, cols]``; rows of ``x`` that are
+    constant over the batch (e.g. an image's background pixels) leave the GEMM and are added as one
+    matrix-vector product (same integers: every partial sum of either part is exact).
+    """
     if bound < F32_EXACT:
         dtype: Any = np.float32
     elif bound < F64_EXACT:
@@ -473,16 +487,26 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, threads: int
         dtype = np.int64
     w = w.astype(dtype, copy=False)
     x = x.astype(dtype, copy=False)
-    cols = x.shape[-1]
-    big = threads > 1 and dtype is np.float32 and runs * rows * k * cols >= BIG_GEMM
+    k, cols = x.shape[-2:]
+    macs = w.size * cols
+    big = threads > 1 and dtype is np.float32 and macs >= BIG_GEMM
     # The caller runs BLAS single-threaded (thin tile GEMMs); large GEMMs may use `threads`.
     with blas_threads(threads) if big else contextlib.nullcontext():
-        if shared:  # one GEMM for every run: [runs*rows, k] @ [k, cols]
-            return (w.reshape(runs * rows, k) @ x).reshape(runs, rows, cols)
+        if shared:
+            if k >= CONSTANT_ROWS_MIN_K and cols > 1 and macs >= CONSTANT_ROWS_MIN_MACS:
+                low = x.min(axis=1)
+                constant = low == x.max(axis=1)
+                count = int(constant.sum())
+                if count * 8 >= k:  # worth the copy of the other weight rows
+                    varying = ~constant
+                    out = w[varying].T @ x[varying]
+                    out += (w[constant].T @ low[constant])[:, None]
+                    return out.reshape(runs, -1, cols)
+            return (w.T @ x).reshape(runs, -1, cols)
         if runs == 1:
             return (w[0] @ x[0])[None]
         # One BLAS call per run: np.matmul on a stack of strided (non-contiguous) slices does not use BLAS.
-        out = np.empty((runs, rows, cols), dtype=np.result_type(w, x))
+        out = np.empty((runs, w.shape[1], cols), dtype=np.result_type(w, x))
         for run in range(runs):
             np.matmul(w[run], x[run], out=out[run])
         return out
@@ -583,7 +607,7 @@ def run_plan(
             for code, rows, w, wmax in weights.tiles[number]:
                 x = gathered[code][..., :k, :, :]
                 x = x.reshape(*x.shape[:-3], k, p * n)
-                part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, threads)
+                part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, runs, threads)
                 if fresh and rows.size == m:
                     acc = part.reshape(runs, m, p, n).astype(acc_dtype, copy=False)
                 elif fresh:

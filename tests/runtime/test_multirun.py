@@ -114,3 +114,48 @@ def test_float32_quantisation_equals_hwmodels_quantize(fmt) -> None:
     got = quantize_float32(x, f)
     assert got.dtype == np.float32
     assert np.array_equal(got.astype(np.int64), quantize(x, f))
+
+
+def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypatch) -> None:
+    """Inputs with features constant over the batch: the shared GEMM splits them off (thresholds
+    lowered so the small test network takes that path); same integers as the interpreter."""
+    from axtrain.runtime import execute
+
+    monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_K", 1)
+    monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_MACS", 1)
+    calls = []
+    original = execute._gemm
+
+    def spy(w, x, bound, shared, runs, threads=1):
+        if shared:
+            calls.append(int((x.min(axis=1) == x.max(axis=1)).sum()))
+        return original(w, x, bound, shared, runs, threads)
+
+    monkeypatch.setattr(execute, "_gemm", spy)
+    bundle, _ = bundle_factory("mlp", "default")
+    m = bundle.manifest
+    x = random_inputs(bundle, 16, seed=8)
+    x[:, ::2] = x[0, ::2]  # every other feature constant over the batch
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    images = _images(bundle, 3)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    final, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=16)
+    assert calls and max(calls) * 8 >= 13  # the split path ran
+    for run in range(3):
+        assert np.array_equal(final[run], run_program(bundle.program, bundle.arch, images[run], bundle.bias, dram).dram_a)
+
+
+def test_gemm_with_constant_rows_is_the_exact_product(monkeypatch) -> None:
+    from axtrain.runtime import execute
+    from axtrain.runtime.execute import _gemm
+
+    monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_MACS", 1)
+    rng = np.random.default_rng(3)
+    runs, rows, k, cols = 3, 5, 96, 40
+    w = rng.integers(-128, 128, size=(k, runs * rows))
+    x = rng.integers(-50, 50, size=(k, cols))
+    x[rng.random(k) < 0.5] = rng.integers(-50, 50, size=(1, 1))  # about half the rows constant
+    bound = float(k * 128 * 50)
+    got = _gemm(w.astype(np.float32), x.astype(np.float32), bound, True, runs)
+    assert got.shape == (runs, rows, cols)
+    assert np.array_equal(got.reshape(runs * rows, cols).astype(np.int64), w.T @ x)
