@@ -27,14 +27,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, HardwareModelError
-from axtrain.formats.yamltext import load_yaml
+from axtrain.formats.yamltext import read_mapping
 from axtrain.hwmodels import ntv
 from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 
@@ -241,24 +240,7 @@ def load_table(path: str | Path) -> TechnologyTable:
     the wrong type or out of range, or a file that is not a mapping.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read technology table {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"technology table {path} is not UTF-8 text (byte {exc.start})") from None
-    kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
-    try:
-        data: Any = load_yaml(text) if kind == "YAML" else json.loads(text)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"technology table {path} is not valid {kind}: {first[:160]}") from None
-    except RecursionError:
-        raise ConfigError(f"technology table {path} is not valid {kind}: nested too deeply") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"technology table {path} must hold a mapping of field names to numbers, got {type(data).__name__}")
+    data = read_mapping(path, "technology table")
     try:
         return TechnologyTable.model_validate(data)
     except ValidationError as exc:

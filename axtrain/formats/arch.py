@@ -10,15 +10,13 @@ activations to DRAM, and stated as such. Users override any of them with a YAML 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from axtrain.errors import ConfigError
-from axtrain.formats.yamltext import load_yaml
+from axtrain.formats.yamltext import read_mapping
 
 # Field widths of ISA v1 (axtrain/formats/isa.py) bound what an architecture may declare.
 MAX_PES = 4095  # the m and p operands are 12 bits wide
@@ -142,19 +140,5 @@ def arch_from_dict(data: Any, source: str = "architecture") -> Architecture:
 
 
 def load_arch(path: str | Path) -> Architecture:
-    """Read an architecture from a YAML or JSON file (JSON is YAML); unknown keys -> ConfigError."""
-    file = Path(path)
-    kind = "JSON" if file.suffix == ".json" else "YAML"
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read architecture file {file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"architecture file {file} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text) if file.suffix == ".json" else load_yaml(text)
-    except (ValueError, yaml.YAMLError) as exc:  # ValueError: JSON errors, numbers past Python's 4300 digits
-        raise ConfigError(f"architecture file {file} is not valid {kind}: {' '.join(str(exc).split())[:160]}") from None
-    except RecursionError:
-        raise ConfigError(f"architecture file {file} is not valid {kind}: nested too deeply") from None
-    return arch_from_dict({} if data is None else data, str(file))
+    """Read an architecture from a YAML or JSON file; unknown keys -> ConfigError."""
+    return arch_from_dict(read_mapping(path, "architecture file"), str(path))
