@@ -170,8 +170,12 @@ class RunDir:
         atomic.write_json(self.file(TARGET), target)
 
     def clear(self) -> None:
-        """Remove the files of an earlier run (``--force``); other files are left alone."""
-        for name in (CONFIG, VERSIONS, TARGET, HISTORY, CHECKPOINT, CHECKPOINT_JSON, WEIGHTS, LAYERS, LAYERS_JSON, SUMMARY):
+        """Remove the files of an earlier run (``--force``); other files are left alone.
+
+        Order matters when a kill interrupts it: the finished marker goes first and the checkpoint
+        next (so a half-cleared run is never "finished" and never resumes the old run's state), the
+        config last (so until the end a non-forced rerun with another config is still refused)."""
+        for name in (SUMMARY, CHECKPOINT, CHECKPOINT_JSON, WEIGHTS, LAYERS, LAYERS_JSON, HISTORY, TARGET, VERSIONS, CONFIG):
             self.file(name).unlink(missing_ok=True)
 
     def write_history(self, history: Sequence[dict[str, Any]]) -> None:
@@ -190,7 +194,7 @@ class RunDir:
         progress = {"format_version": CHECKPOINT_FORMAT_VERSION, **progress}
         payload = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         atomic.write_bytes(self.file(CHECKPOINT), torch_save_bytes(payload, metadata={"progress": json.dumps(progress)}))
-        atomic.write_json(self.file(CHECKPOINT_JSON), {k: v for k, v in progress.items() if k != "history"})
+        atomic.write_json(self.file(CHECKPOINT_JSON), _readable_progress(progress))
 
     def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """``(tensors, progress)`` of the last checkpoint, or None if there is none."""
@@ -207,7 +211,18 @@ class RunDir:
             raise RunError(f"{path}: unreadable checkpoint ({exc}); rerun with --force to start over") from None
         if progress.get("format_version") != CHECKPOINT_FORMAT_VERSION:
             raise RunError(f"{path}: unknown checkpoint format {progress.get('format_version')!r}; rerun with --force")
+        # A kill between the two writes of save_checkpoint leaves the readable copy one epoch behind,
+        # and a resume with no epoch left to train would never rewrite it: repair it from the truth.
+        readable = _readable_progress(progress)
+        if self._read_json_or_none(CHECKPOINT_JSON) != readable:
+            atomic.write_json(self.file(CHECKPOINT_JSON), readable)
         return tensors, progress
+
+    def _read_json_or_none(self, name: str) -> Any:
+        try:
+            return json.loads(self.file(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
 
     # -- final artifacts -------------------------------------------------------------------
 
@@ -226,6 +241,11 @@ class RunDir:
         atomic.write_bytes(self.file(LAYERS), tensor_bytes)
         atomic.write_json(self.file(LAYERS_JSON), document)
         atomic.write_json(self.file(SUMMARY), summary)
+
+
+def _readable_progress(progress: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint.json``: the checkpoint's progress without the (long) history."""
+    return {k: v for k, v in progress.items() if k != "history"}
 
 
 def load_model(run_dir: str | Path) -> nn.Sequential:
