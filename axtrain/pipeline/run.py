@@ -18,6 +18,7 @@ the first unfinished stage (training resumes mid-run from its checkpoint).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -76,14 +77,27 @@ def _train_config(options: PipelineOptions) -> Any:
     return load_config(options.config_file, **overrides).resolved()
 
 
+def _remove_tree(path: Path) -> None:
+    """Delete a directory as one step: renamed aside (atomic), then removed. A kill during the
+    removal leaves an ``.old-*`` folder, never a half-emptied run or bundle under its real name."""
+    if not path.exists():
+        return
+    aside = path.with_name(f".old-{path.name}-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
     """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
     if options.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {options.runs}")
     root = Path(options.out)
     if options.force and (root / "pipeline.json").exists():
+        # Each output disappears whole; the ledger goes last, so a forced rerun interrupted here is
+        # still recognised as a pipeline directory and cleaned again.
         for name in ("run", "bundle"):
-            shutil.rmtree(root / name, ignore_errors=True)
+            _remove_tree(root / name)
         for name in ("model.onnx", "verify.txt", "report.json", "summary.md", "pipeline.json"):
             (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
