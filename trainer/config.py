@@ -7,15 +7,13 @@ config (no ``None`` left) is what a run directory records in ``config.json``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from axtrain.errors import AxTrainError, ConfigError
-from axtrain.formats.yamltext import load_yaml
+from axtrain.formats.yamltext import read_mapping
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 
@@ -24,16 +22,22 @@ METHOD_NAMES: tuple[str, ...] = ("bp", "act", "pas", "axtrain", "approxann")
 
 #: Per-application defaults for the fields left ``None``. Small UCI apps train in seconds; MNIST
 #: gets fewer, larger epochs. ``epochs`` is the first phase (bp / act; for axtrain the act cap; for
-#: pas the BP warm-up), ``pas_epochs`` the emulated phase.
+#: pas the BP warm-up), ``pas_epochs`` the emulated phase. ``gamma_initial`` / ``gamma_step``: S is
+#: ~10-600 on a trained UCI MLP and its batches are few (9-80 steps an epoch), so the paper's gamma
+#: must start higher there than on MNIST (S ~2000, 470 steps an epoch) to cut S by an order of
+#: magnitude within the default epochs at <= ~2 points of exact accuracy (measured on validation
+#: splits, docs/trainer.md "Choosing gamma"); the step is gamma / 5.
 APP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "breast-cancer": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3},
-    "ionosphere": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3},
-    "image-segmentation": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3},
-    "satimage": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3},
+    "breast-cancer": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
+    "ionosphere": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
+    "image-segmentation": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
+    "satimage": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
     "mnist-mlp": {"epochs": 15, "pas_epochs": 5, "batch_size": 128, "lr": 1e-3},
     "mnist-cnn": {"epochs": 10, "pas_epochs": 3, "batch_size": 128, "lr": 1e-3},
 }
-_FALLBACK_DEFAULTS: dict[str, Any] = {"threads": 0, "epochs": 30, "pas_epochs": 5, "batch_size": 64, "lr": 1e-3}
+_FALLBACK_DEFAULTS: dict[str, Any] = {
+    "threads": 0, "epochs": 30, "pas_epochs": 5, "batch_size": 64, "lr": 1e-3, "gamma_initial": 1e-3, "gamma_step": 2e-4,
+}
 
 
 class TrainConfig(BaseModel):
@@ -54,8 +58,12 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (0 = none)")
     bits_w: int = Field(8, ge=4, le=16, description="weight width in bits (dynamic fixed point)")
     bits_a: int = Field(8, ge=4, le=16, description="activation width in bits (dynamic fixed point)")
-    gamma_initial: float = Field(1e-3, ge=0, description="initial weight gamma of S in E + gamma*S (act)")
-    gamma_step: float = Field(2e-4, ge=0, description="per-epoch change of gamma (paper 3.1.3)")
+    gamma_initial: float | None = Field(
+        None, ge=0, description="initial weight gamma of S in E + gamma*S (act); default per app (3e-3 UCI, 1e-3 MNIST)"
+    )
+    gamma_step: float | None = Field(
+        None, ge=0, description="per-epoch change of gamma (paper 3.1.3); default per app (gamma_initial / 5)"
+    )
     gamma_max: float | None = Field(None, gt=0, description="upper clamp of gamma (None: unbounded)")
     gamma_accuracy_bound: float | None = Field(
         None, ge=0, le=1, description="training accuracy above which gamma also increases (None: error rule only)"
@@ -144,27 +152,8 @@ def make_config(values: Mapping[str, Any], source: str = "config") -> TrainConfi
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping stored in a YAML (``.yaml``/``.yml``) or JSON file (other suffixes: tried as YAML)."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
-    kind = "JSON" if file.suffix.lower() == ".json" else "YAML"
-    try:
-        data = json.loads(text) if kind == "JSON" else load_yaml(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{file}: not valid {kind}: {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        # Hostile input: integers past Python's digit limit, nesting past the recursion limit.
-        raise ConfigError(f"{file}: not a usable {kind} config ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the top level must be a mapping of config keys, got {type(data).__name__}")
-    return data
+    """The mapping stored in a JSON (``.json``) or YAML (other suffixes) config file."""
+    return read_mapping(path, "config file")
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
