@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("axtrain.runtime.cli", "simulate", "Simulate a bundle: accuracy, latency and energy."),
     "pipeline": ("axtrain.pipeline.cli", "pipeline", "Train, export, compile, verify and simulate in one command."),
     "reproduce": ("axtrain.reproduce.cli", "reproduce", "Reproduce the paper's Figures 4 and 6-9 (cached cells, CSVs, plots, REPORT.md)."),
+    "explore": ("axtrain.explore.cli", "explore", "Search per-layer multiplier modes and SRAM voltage for the lowest energy within an accuracy budget."),
 }
 
 
