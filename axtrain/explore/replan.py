@@ -1,0 +1,227 @@
+"""Re-plan a compiled bundle: new per-layer multiplier modes and weight-SRAM voltages, same network.
+
+A :class:`Plan` names one multiplier mode and one weight-SRAM voltage per compute (weighted) layer.
+:func:`replan_files` turns a bundle plus a plan into the files of a new bundle (docs/explore.md):
+
+* ``program.bin`` / ``program.asm``: every ``MODE`` instruction inside a layer's program range gets
+  the plan's mode code. Operands ``mt``/``count`` are kept, so the instruction count, every layer's
+  ``program`` range and the schedule are unchanged (the runs of the old table still cover every
+  output neuron, now all with one code);
+* ``layers.json``: ``multipliers`` (one entry per output neuron) and ``sram_voltage``;
+* ``manifest.json``: the per-layer summary (the hash list is recomputed by ``write_bundle``);
+* ``golden/``: the layer outputs recomputed by :func:`axtrain.hwmodels.layers.forward` on the integer
+  layers rebuilt from the bundle's own images under the new modes, so ``axtrain verify`` checks the
+  re-planned program against an independent computation, as it does for a compiled bundle.
+
+Weights, biases, architecture and golden inputs are copied byte for byte. Voltages change no golden
+vector: verify replays the program without NTV faults. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from axtrain.errors import ConfigError
+from axtrain.formats import bundle as fmt
+from axtrain.formats.bundle import Bundle, LayerRecord
+from axtrain.formats.isa import Instruction, encode_program, listing
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.layers import QuantizedLayer, forward
+from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
+from axtrain.hwmodels.ntv import bit_error_rate
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One multiplier mode and one weight-SRAM voltage per compute layer (in layer order)."""
+
+    modes: tuple[str, ...]
+    voltages: tuple[float, ...]
+
+    @classmethod
+    def uniform(cls, layers: int, mode: str, voltage: float) -> "Plan":
+        """The same mode and voltage for ``layers`` compute layers."""
+        return cls((str(parse_mode(mode)),) * layers, (float(voltage),) * layers)
+
+    @property
+    def is_uniform(self) -> bool:
+        return len(set(self.modes)) <= 1 and len(set(self.voltages)) <= 1
+
+    def label(self) -> str:
+        """Short text: ``drum:2,exact@0.66V`` (one voltage) or ``drum:2@0.66V,exact@1.10V``."""
+        if len(set(self.voltages)) == 1:
+            return f"{','.join(self.modes)}@{self.voltages[0]:.2f}V"
+        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"modes": list(self.modes), "voltages": list(self.voltages), "label": self.label()}
+
+
+def compute_layers(bundle: Bundle) -> list[LayerRecord]:
+    """The layers a plan speaks about: those with weights, in order."""
+    return [layer for layer in bundle.layers if layer.weights is not None]
+
+
+def bundle_plan(bundle: Bundle) -> Plan | None:
+    """The plan the bundle carries now, or None when some layer mixes modes across its neurons."""
+    modes, voltages = [], []
+    for layer in compute_layers(bundle):
+        distinct = {str(parse_mode(m)) for m in layer.multipliers}
+        if len(distinct) != 1:
+            return None
+        modes.append(distinct.pop())
+        voltages.append(float(layer.sram_voltage))
+    return Plan(tuple(modes), tuple(voltages))
+
+
+def check_plan(bundle: Bundle, plan: Plan) -> tuple[tuple[MultiplierMode, ...], tuple[float, ...]]:
+    """Parsed modes and voltages of ``plan`` for ``bundle`` (wrong length, unknown mode or voltage
+    outside the NTV model -> one-line ConfigError)."""
+    n = len(compute_layers(bundle))
+    if len(plan.modes) != n or len(plan.voltages) != n:
+        raise ConfigError(f"plan gives {len(plan.modes)} modes and {len(plan.voltages)} voltages; {bundle.path} has {n} compute layers")
+    modes = tuple(parse_mode(m) for m in plan.modes)
+    for v in plan.voltages:
+        bit_error_rate(v)  # raises a one-line HardwareModelError outside the model's range
+    return modes, tuple(float(v) for v in plan.voltages)
+
+
+def _mode_code(mode: MultiplierMode) -> int:
+    # The ISA's mode-table code (docs/isa.md MODE): 0 exact, k DRUM(k); same rule as compiler emit.
+    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+
+
+def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
+    """A voltage for every layer of the table. Layers without weights (pool, flatten) store nothing
+    in the weight SRAM; they take the voltage of the compute layer before them (the first compute
+    layer's for leading ones), so a plan with one voltage puts the whole table at that voltage."""
+    out: list[float] = []
+    compute = iter(voltages)
+    current: float | None = None
+    pending = 0
+    for layer in bundle.layers:
+        if layer.weights is not None:
+            current = next(compute)
+            out.extend([current] * (pending + 1))
+            pending = 0
+        elif current is None:
+            pending += 1
+        else:
+            out.append(current)
+    out.extend([current if current is not None else float(bundle.layers[0].sram_voltage)] * pending)
+    return out
+
+
+def planned_program(bundle: Bundle, modes: Sequence[MultiplierMode]) -> list[Instruction]:
+    """The program with every MODE instruction of compute layer ``i`` set to ``modes[i]``."""
+    program = list(bundle.program)
+    for layer, mode in zip(compute_layers(bundle), modes):
+        first, end = layer.program
+        for index in range(first, end):
+            ins = program[index]
+            if ins.op == "MODE":
+                program[index] = Instruction.of("MODE", mt=ins["mt"], count=ins["count"], code=_mode_code(mode))
+    return program
+
+
+def planned_layers(bundle: Bundle, modes: Sequence[MultiplierMode], voltages: Sequence[float]) -> list[LayerRecord]:
+    """The layer table under the plan."""
+    per_layer_v = _layer_voltages(bundle, voltages)
+    modes_iter = iter(modes)
+    rows = []
+    for layer, v in zip(bundle.layers, per_layer_v):
+        changes: dict[str, Any] = {"sram_voltage": v}
+        if layer.weights is not None:
+            changes["multipliers"] = [str(next(modes_iter))] * len(layer.multipliers)
+        rows.append(layer.model_copy(update=changes))
+    return rows
+
+
+def apply_plan(bundle: Bundle, plan: Plan) -> Bundle:
+    """The bundle under ``plan``, in memory only (what the search simulates; nothing is written).
+
+    The manifest's hash list then describes the source files, so this object is for simulation, not
+    for writing: :func:`write_replanned` writes a consistent bundle."""
+    modes, voltages = check_plan(bundle, plan)
+    program = planned_program(bundle, modes)
+    return dataclasses.replace(bundle, program=program, program_bytes=encode_program(program), layers=planned_layers(bundle, modes, voltages))
+
+
+def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
+    """The network's integer layers rebuilt from the bundle's images and layer table (inverse of the
+    compiler's packaging: weights ``[out, fan_in]`` row-major, conv ``fan_in`` in ``c*kh*kw`` order)."""
+    out = []
+    for layer in bundle.layers:
+        fin, fout = FixedPointFormat.parse(layer.input_format), FixedPointFormat.parse(layer.output_format)
+        if layer.op == "maxpool":
+            out.append(QuantizedLayer(layer.name, "maxpool", fin, fout, kernel=int(layer.kernel[0]), stride=layer.stride, sram_voltage=layer.sram_voltage))
+            continue
+        if layer.op == "flatten":
+            out.append(QuantizedLayer(layer.name, "flatten", fin, fout, sram_voltage=layer.sram_voltage))
+            continue
+        assert layer.weights is not None and layer.bias is not None and layer.weight_format is not None
+        w = bundle.weights[layer.weights.dram : layer.weights.dram + layer.weights.count].reshape(layer.weights.shape)
+        if layer.op == "conv":
+            w = w.reshape(w.shape[0], layer.input_shape[0], *layer.kernel)
+        b = bundle.bias[layer.bias.dram : layer.bias.dram + layer.bias.count]
+        out.append(QuantizedLayer(
+            layer.name, layer.op, fin, fout,
+            weight=w.astype(np.int64), weight_format=FixedPointFormat.parse(layer.weight_format), bias=b.astype(np.int64),
+            relu=layer.relu, multipliers=tuple(parse_mode(m) for m in layer.multipliers),
+            sram_voltage=layer.sram_voltage, stride=layer.stride, padding=layer.padding,
+        ))
+    return out
+
+
+def _notes(layers: Sequence[LayerRecord]) -> dict[int, str]:
+    # The listing's layer-boundary comments, as compiler/package.py writes them.
+    return {layer.program[0]: f"layer {layer.index} {layer.name} ({layer.op})" for layer in layers}
+
+
+def _modes_text(modes: Sequence[str]) -> str:
+    distinct = sorted(set(modes))
+    return distinct[0] if len(distinct) == 1 else f"mixed:{len(distinct)} modes"
+
+
+def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every file of the re-planned bundle (name -> bytes) and its manifest without the hash list.
+
+    Pure: reads ``bundle`` (already loaded and verified by ``load_bundle``), writes nothing."""
+    planned = apply_plan(bundle, plan)
+    files: dict[str, bytes] = {}
+    for name in bundle.manifest.files:
+        files[name] = (bundle.path / name).read_bytes()
+    files[fmt.PROGRAM_BIN] = planned.program_bytes
+    files[fmt.PROGRAM_ASM] = listing(planned.program, _notes(planned.layers)).encode("utf-8")
+    files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
+    # Golden vectors under the new modes (integer reference, not the interpreter verify replays).
+    qlayers = integer_layers(planned)
+    x = bundle.golden_inputs()
+    outputs = forward(qlayers, quantize(x, FixedPointFormat.parse(bundle.manifest.input.format)))
+    for index, values in enumerate(outputs):
+        files[fmt.golden_layer_file(index)] = fmt.npy_bytes(values.astype(np.int64))
+    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], qlayers[-1].output_format))
+    manifest = json.loads((bundle.path / fmt.MANIFEST).read_text(encoding="utf-8"))
+    manifest.pop("files", None)
+    manifest["layers"] = [
+        {
+            "name": layer.name,
+            "op": layer.op,
+            "multiplier": _modes_text(layer.multipliers) if layer.weights is not None else "-",
+            "sram_voltage": layer.sram_voltage,
+        }
+        for layer in planned.layers
+    ]
+    return files, manifest
+
+
+def write_replanned(bundle: Bundle, plan: Plan, out: str | Path, overwrite: bool = False) -> Path:
+    """Write ``bundle`` under ``plan`` to ``out`` atomically (docs/bundle.md layout)."""
+    files, manifest = replan_files(bundle, plan)
+    return fmt.write_bundle(out, files, manifest, overwrite=overwrite)
