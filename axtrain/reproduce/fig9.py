@@ -42,7 +42,7 @@ PAPER = {"compute_vs_bp": 0.4157, "storage_vs_bp": 0.3314, "compute_vs_approxann
 #: Where the per-layer search will live. Contract of the hook it must offer for Fig. 9:
 #: ``fig9_plan(bundle_path, inputs, labels, max_loss, runs, seed) -> {"compute_power_w",
 #: "storage_power_w", "accuracy", "plan"}`` (plan: JSON description of the chosen modes/voltage).
-EXPLORE_MODULE = "axtrain.runtime.explore"
+EXPLORE_MODULE = "axtrain.explore"
 
 
 def explore_available() -> bool:
