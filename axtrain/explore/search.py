@@ -1,0 +1,210 @@
+"""The search: per-layer multiplier modes and one weight-SRAM voltage with the lowest energy per
+inference whose mean accuracy stays within ``max_loss`` of the baseline (docs/explore.md).
+
+* baseline: every layer at ``modes[0]`` and ``voltages[0]`` (by default exact at 1.1 V, nominal);
+* uniform plans: every mode x every voltage, the same for all layers (the paper's design space);
+* greedy: from the baseline, repeatedly take the single change (one layer one step further down
+  ``modes``, or the voltage one step further down ``voltages``) with the best energy saving per unit
+  of accuracy lost among the changes that save energy and stay within budget; stop when none is left;
+* chosen plan: the lowest-energy plan within budget among everything evaluated (so it is never worse
+  than the best uniform plan; its ``source`` says whether the greedy walk found it).
+
+Each evaluation simulates the bundle under the plan in memory (:func:`replan.apply_plan`) with
+``runs`` NTV runs seeded by ``seed``; evaluations are cached by plan, so the same inputs give the same
+result. Energy is data independent (runtime/energy.py); accuracy is the mean over the runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from axtrain.errors import ConfigError
+from axtrain.explore.replan import Plan, apply_plan, compute_layers
+from axtrain.formats.bundle import Bundle
+from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.runtime.simulation import simulate
+
+DEFAULT_MODES = ("exact", "drum:4", "drum:3", "drum:2", "drum:1")
+DEFAULT_VOLTAGES = (1.1, 0.85, 0.66, 0.5, 0.4)
+
+
+@dataclass(frozen=True)
+class PlanPoint:
+    """One evaluated plan."""
+
+    plan: Plan
+    energy_joules: float  # per inference
+    accuracy: float  # mean over runs
+    accuracy_std: float  # over runs
+    source: str  # "baseline", "uniform" or "greedy"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.plan.as_dict(), "energy_joules": self.energy_joules, "accuracy": self.accuracy, "accuracy_std": self.accuracy_std, "source": self.source}
+
+
+@dataclass(frozen=True)
+class ExploreResult:
+    """What :func:`explore` found (accuracies on the selection inputs it was given)."""
+
+    baseline: PlanPoint
+    points: tuple[PlanPoint, ...]  # every distinct plan evaluated
+    pareto: tuple[PlanPoint, ...]  # non-dominated points, ascending energy
+    uniform: tuple[PlanPoint, ...]  # every uniform plan
+    greedy_path: tuple[PlanPoint, ...]  # the steps the greedy walk took, baseline first
+    chosen: PlanPoint  # lowest energy within budget
+    best_uniform: PlanPoint  # lowest-energy uniform plan within budget
+    max_loss: float
+    runs: int
+    seed: int
+
+    @property
+    def threshold(self) -> float:
+        """The lowest mean accuracy within budget."""
+        return self.baseline.accuracy - self.max_loss
+
+    @property
+    def saving_vs_uniform(self) -> float:
+        """Fraction of the best uniform plan's energy the chosen plan saves (>= 0)."""
+        return 1.0 - self.chosen.energy_joules / self.best_uniform.energy_joules
+
+    @property
+    def saving_vs_baseline(self) -> float:
+        return 1.0 - self.chosen.energy_joules / self.baseline.energy_joules
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "max_loss": self.max_loss,
+            "runs": self.runs,
+            "seed": self.seed,
+            "threshold": self.threshold,
+            "baseline": self.baseline.as_dict(),
+            "chosen": self.chosen.as_dict(),
+            "best_uniform": self.best_uniform.as_dict(),
+            "saving_vs_uniform": self.saving_vs_uniform,
+            "saving_vs_baseline": self.saving_vs_baseline,
+            "pareto": [p.as_dict() for p in self.pareto],
+            "greedy_path": [p.as_dict() for p in self.greedy_path],
+            "uniform": [p.as_dict() for p in self.uniform],
+            "evaluations": len(self.points),
+        }
+
+
+def parse_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    """Canonical mode names, least aggressive first (duplicates or an empty list -> ConfigError)."""
+    names = tuple(str(parse_mode(m)) for m in modes)
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"--modes must list distinct multiplier modes, got {','.join(map(str, modes)) or 'nothing'}")
+    return names
+
+
+def parse_voltages(voltages: Sequence[float]) -> tuple[float, ...]:
+    """Voltages in volts, highest first as given (outside the NTV model or repeated -> one-line error)."""
+    values = tuple(float(v) for v in voltages)
+    for v in values:
+        bit_error_rate(v)
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(f"--voltages must list distinct voltages, got {','.join(map(str, voltages)) or 'nothing'}")
+    return values
+
+
+def pareto_front(points: Sequence[PlanPoint]) -> tuple[PlanPoint, ...]:
+    """Points no other point beats on both energy (lower) and accuracy (higher), ascending energy."""
+    ordered = sorted(points, key=lambda p: (p.energy_joules, -p.accuracy, p.plan.label()))
+    front: list[PlanPoint] = []
+    for point in ordered:
+        if not front or point.accuracy > front[-1].accuracy:
+            front.append(point)
+    return tuple(front)
+
+
+def explore(
+    bundle: Bundle,
+    x_sel: np.ndarray,
+    y_sel: np.ndarray,
+    max_loss: float = 0.02,
+    modes: Sequence[str] = DEFAULT_MODES,
+    voltages: Sequence[float] = DEFAULT_VOLTAGES,
+    runs: int = 10,
+    seed: int = 0,
+    tech: TechnologyTable = DEFAULT_65NM,
+    progress: Callable[[PlanPoint], None] | None = None,
+) -> ExploreResult:
+    """Search per-layer modes and the weight-SRAM voltage on the selection data ``x_sel``/``y_sel``."""
+    if not (isinstance(max_loss, (int, float)) and 0.0 <= max_loss <= 1.0):
+        raise ConfigError(f"--max-loss must be a fraction in [0, 1], got {max_loss!r}")
+    if y_sel is None:
+        raise ConfigError("explore needs labelled selection data")
+    mode_list, volt_list = parse_modes(modes), parse_voltages(voltages)
+    n = len(compute_layers(bundle))
+    if n == 0:
+        raise ConfigError(f"{bundle.path}: has no compute layers to plan")
+    cache: dict[Plan, PlanPoint] = {}
+
+    def evaluate(plan: Plan, source: str) -> PlanPoint:
+        if plan not in cache:
+            result = simulate(apply_plan(bundle, plan), x_sel, y_sel, runs=runs, seed=seed, tech=tech)
+            accs = np.asarray(result.per_run_accuracy, dtype=np.float64)
+            cache[plan] = PlanPoint(plan, result.energy.total_joules, float(accs.mean()), float(accs.std()), source)
+            if progress is not None:
+                progress(cache[plan])
+        return cache[plan]
+
+    baseline = evaluate(Plan.uniform(n, mode_list[0], volt_list[0]), "baseline")
+    threshold = baseline.accuracy - max_loss - 1e-12  # tolerance: accuracies are ratios of counts
+    uniform = tuple(evaluate(Plan.uniform(n, m, v), "uniform") for v in volt_list for m in mode_list)
+
+    # Greedy walk over (mode index per layer, voltage index).
+    levels, volt = [0] * n, 0
+    current = baseline
+    path = [baseline]
+    while True:
+        candidates: list[tuple[float, float, PlanPoint, list[int], int]] = []
+        moves = [(i, None) for i in range(n) if levels[i] + 1 < len(mode_list)]
+        if volt + 1 < len(volt_list):
+            moves.append((None, volt + 1))
+        for layer, new_volt in moves:
+            new_levels = list(levels)
+            if layer is not None:
+                new_levels[layer] += 1
+            v_index = volt if new_volt is None else new_volt
+            plan = Plan(tuple(mode_list[k] for k in new_levels), (volt_list[v_index],) * n)
+            point = evaluate(plan, "greedy")
+            saving = current.energy_joules - point.energy_joules
+            if saving <= 0 or point.accuracy < threshold:
+                continue
+            lost = current.accuracy - point.accuracy
+            # A change that loses nothing ranks above any that loses something; among those, the larger saving.
+            ratio = float("inf") if lost <= 0 else saving / lost
+            candidates.append((ratio, saving, point, new_levels, v_index))
+        if not candidates:
+            break
+        candidates.sort(key=lambda c: (c[0], c[1], c[2].plan.label()), reverse=True)
+        _, _, current, levels, volt = candidates[0]
+        path.append(current)
+
+    points = tuple(cache.values())
+    feasible = [p for p in points if p.accuracy >= threshold]
+    # The baseline is always feasible (loss 0), so both minima exist.
+    by_energy = lambda p: (p.energy_joules, -p.accuracy, p.plan.label())  # noqa: E731 - a sort key
+    chosen = min(feasible, key=by_energy)
+    best_uniform = min((p for p in feasible if p.plan.is_uniform), key=by_energy)
+    return ExploreResult(baseline, points, pareto_front(points), uniform, tuple(path), chosen, best_uniform, float(max_loss), runs, seed)
+
+
+def format_table(points: Sequence[PlanPoint], baseline: PlanPoint, marks: dict[str, PlanPoint] | None = None) -> str:
+    """A text table: plan, energy (nJ and % of baseline), accuracy (mean +- std), source, marks."""
+    marks = marks or {}
+    rows = [("plan", "energy nJ", "vs base", "accuracy", "std", "source", "")]
+    for p in points:
+        tag = ",".join(name for name, q in marks.items() if q.plan == p.plan)
+        rows.append((
+            p.plan.label(), f"{p.energy_joules * 1e9:.4f}", f"{100 * p.energy_joules / baseline.energy_joules:.1f}%",
+            f"{p.accuracy:.4f}", f"{p.accuracy_std:.4f}", p.source, tag,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
