@@ -13,8 +13,9 @@ override, ``--dump-outputs``) as its own process on two sides.
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Sequence
 
 import pytest
 from _killer import PYTHON, assert_same_trees, axtrain_command, check_tree, child_env, tree_hashes
@@ -35,18 +36,27 @@ def _in_process_twice(outs: Sequence[str]) -> list[str]:
     return [PYTHON, "-c", code]
 
 
-def _wait(proc: subprocess.Popen, what: str) -> None:
-    output, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, f"{what} failed:\n{output[-3000:]}"
+def _start(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, IO[bytes]]:
+    """Start ``cmd`` with its output in a temporary file (two children run at once: a pipe that
+    nobody reads yet could fill up and block one)."""
+    log = tempfile.TemporaryFile()
+    return subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _wait(started: tuple[subprocess.Popen, IO[bytes]], what: str) -> None:
+    proc, log = started
+    code = proc.wait(timeout=900)
+    log.seek(0)
+    output = log.read().decode("utf-8", "replace")
+    log.close()
+    assert code == 0, f"{what} failed:\n{output[-3000:]}"
 
 
 def test_pipeline_is_byte_identical_across_runs_and_processes(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "elsewhere").mkdir()
-    one = subprocess.Popen(_in_process_twice(["first", "second"]), cwd=tmp_path / "a", env=child_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    other = subprocess.Popen(axtrain_command(*PIPELINE, "--out", "fresh"), cwd=tmp_path / "elsewhere", env=child_env(**OTHER_ENV),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    one = _start(_in_process_twice(["first", "second"]), tmp_path / "a", child_env())
+    other = _start(axtrain_command(*PIPELINE, "--out", "fresh"), tmp_path / "elsewhere", child_env(**OTHER_ENV))
     _wait(one, "two pipelines in one process")
     _wait(other, "the pipeline in a fresh process")
 
@@ -92,8 +102,7 @@ def test_every_command_is_byte_identical_across_processes(tmp_path: Path) -> Non
     procs = {}
     for side, env in sides.items():
         (tmp_path / side).mkdir()
-        procs[side] = subprocess.Popen(_chain_script(CHAIN), cwd=tmp_path / side, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
+        procs[side] = _start(_chain_script(CHAIN), tmp_path / side, env)
     for side, proc in procs.items():
         _wait(proc, f"the command chain on side {side}")
     a, b = tree_hashes(tmp_path / "a"), tree_hashes(tmp_path / "b")
