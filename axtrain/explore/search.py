@@ -42,9 +42,16 @@ class PlanPoint:
     accuracy: float  # mean over runs
     accuracy_std: float  # over runs
     source: str  # "baseline", "uniform" or "greedy"
+    compute_joules: float = 0.0  # multipliers and adders (part of energy_joules)
+    storage_joules: float = 0.0  # dynamic memory and DRAM accesses (part of energy_joules)
+    leakage_joules: float = 0.0  # (part of energy_joules)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.plan.as_dict(), "energy_joules": self.energy_joules, "accuracy": self.accuracy, "accuracy_std": self.accuracy_std, "source": self.source}
+        return {
+            **self.plan.as_dict(), "energy_joules": self.energy_joules, "compute_joules": self.compute_joules,
+            "storage_joules": self.storage_joules, "leakage_joules": self.leakage_joules,
+            "accuracy": self.accuracy, "accuracy_std": self.accuracy_std, "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,8 @@ def explore(
         if plan not in cache:
             result = simulate(apply_plan(bundle, plan), x_sel, y_sel, runs=runs, seed=seed, tech=tech)
             accs = np.asarray(result.per_run_accuracy, dtype=np.float64)
-            cache[plan] = PlanPoint(plan, result.energy.total_joules, float(accs.mean()), float(accs.std()), source)
+            e = result.energy
+            cache[plan] = PlanPoint(plan, e.total_joules, float(accs.mean()), float(accs.std()), source, e.compute_joules, e.storage_joules, e.leakage_joules)
             if progress is not None:
                 progress(cache[plan])
         return cache[plan]
@@ -203,7 +211,7 @@ def format_table(points: Sequence[PlanPoint], baseline: PlanPoint, marks: dict[s
     for p in points:
         tag = ",".join(name for name, q in marks.items() if q.plan == p.plan)
         rows.append((
-            p.plan.label(), f"{p.energy_joules * 1e9:.4f}", f"{100 * p.energy_joules / baseline.energy_joules:.1f}%",
+            p.plan.label(), f"{p.energy_joules * 1e9:.4f}", f"{100 * p.energy_joules / baseline.energy_joules:.3f}%",
             f"{p.accuracy:.4f}", f"{p.accuracy_std:.4f}", p.source, tag,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
