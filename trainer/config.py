@@ -81,7 +81,7 @@ class TrainConfig(BaseModel):
     probe_samples: int = Field(256, ge=1, description="training samples on which S is measured every epoch")
     approxann_start: Literal["bp", "act"] = Field("bp", description="approxann: train the starting network with bp or act")
     threads: int | None = Field(
-        None, ge=0, description="CPU threads for torch during the run (0: torch's default; default 1 for the small UCI apps, whose tiny GEMMs only lose to threading overhead)"
+        None, ge=0, description="CPU threads for torch during the run (0: every CPU the process may use, never OMP_NUM_THREADS; default 1 for the small UCI apps, whose tiny GEMMs only lose to threading overhead)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
 

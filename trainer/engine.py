@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +318,7 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
         "output_error_target": target.output_error,
         "target": {"multiplier": c.multiplier, "sram_voltage": c.sram_voltage},
         "sensitivity": session.probe_sensitivity(),
+        "torch_threads": torch.get_num_threads(),
         **session.extra_summary,
     }
 
@@ -361,12 +363,26 @@ def train(
         # CPU kernels are deterministic already; importing this switch costs seconds (torch._inductor).
         torch.use_deterministic_algorithms(True, warn_only=True)
     saved_threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(run_threads(config.threads))
     try:
         return _train(config, device, run, data, model, progress, stop_after_epochs)
     finally:
         torch.set_num_threads(saved_threads)
+
+
+def run_threads(requested: int | None) -> int:
+    """torch CPU threads for a run: ``requested``, or (0 / None) every CPU this process may use.
+
+    Never torch's own default, which follows ``OMP_NUM_THREADS``: backward passes sum gradients in
+    per-thread chunks, so the thread count changes the trained weights' last bits, and an
+    environment variable must not do that silently. The count used is in ``summary.json``.
+    """
+    if requested:
+        return int(requested)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _train(
