@@ -113,3 +113,42 @@ def test_every_command_is_byte_identical_across_processes(tmp_path: Path) -> Non
     assert check_tree(tmp_path / "a")["bundles"] == 2
     assert_same_trees(a, b, "the command chain in two sets of fresh processes")
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread counts: the trainer's default (threads = 0, the MNIST apps) must not follow the environment
+# ---------------------------------------------------------------------------------------------
+
+_THREADS_SCRIPT = """
+import hashlib, types
+import numpy as np
+from axtrain.trainer.config import make_config
+from axtrain.trainer.engine import train
+rng = np.random.default_rng(0)
+data = types.SimpleNamespace(x_train=rng.random((512, 784), dtype=np.float32), y_train=rng.integers(0, 10, 512),
+                             x_test=rng.random((64, 784), dtype=np.float32), y_test=rng.integers(0, 10, 64))
+config = make_config({"app": "mnist-mlp", "method": "bp", "epochs": 1, "device": "cpu", "ntv_eval_runs": 1}, "test")
+assert config.resolved().threads == 0, "mnist-mlp no longer defaults to threads = 0: pick another app for this test"
+result = train(config, data=data)
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in result.model.parameters())).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_default_thread_count_does_not_follow_omp_num_threads(tmp_path: Path) -> None:
+    # Backward passes sum gradients per thread chunk: 1 and 2 torch threads give different weights.
+    # With threads = 0 the trainer must pick its count itself, the same whatever OMP_NUM_THREADS says.
+    logs = []
+    for count in ("1", "2"):
+        log = tempfile.TemporaryFile()
+        proc = subprocess.Popen([PYTHON, "-c", _THREADS_SCRIPT], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                env=child_env(OMP_NUM_THREADS=count, MKL_NUM_THREADS=count))
+        logs.append((proc, log))
+    digests = []
+    for proc, log in logs:
+        code = proc.wait(timeout=600)
+        log.seek(0)
+        output = log.read().decode("utf-8", "replace").strip()
+        assert code == 0, output[-3000:]
+        digests.append(output.splitlines()[-1])
+    assert digests[0] == digests[1]
