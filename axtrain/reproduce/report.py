@@ -105,7 +105,11 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
             f"- every invocation on this folder ({len(invocations)}, {len(computed)} of them computing cells) took "
             f"{total:.0f} s ({total / 60:.1f} min) in all:"
         )
-        lines += [f"  - `{i['command']}`: {i['wall_s']:.0f} s, {i['cells']['ran']} cells computed, {i['cells']['cached']} reused" for i in computed[-8:]]
+        lines += [
+            f"  - `{i['command']}`: {i['wall_s']:.0f} s, {i['cells']['ran']} cells computed, {i['cells']['cached']} reused"
+            + (f" (stopped: {i['error']})" if i.get("error") else "")
+            for i in computed[-8:]
+        ]
     lines += [
         "",
         "Why our numbers differ from the paper's, in general: 8-bit dynamic fixed point (the paper does not "

@@ -93,7 +93,16 @@ def _reproduce(
     modules = {name: figure_module(name) for name in figures}
     targets = {name: module.cells(profile) for name, module in modules.items()}
     before = {c.key for cs in targets.values() for c in closure(cs) if store.has(c)}
-    counts = run_cells([c for cs in targets.values() for c in cs], store, jobs, executor, address, progress)
+    try:
+        counts = run_cells([c for cs in targets.values() for c in cs], store, jobs, executor, address, progress)
+    except BaseException as exc:
+        # Failed or interrupted invocations count towards the folder's total wall time too.
+        ran = sum(1 for cs in targets.values() for c in closure(cs) if c.key not in before and store.has(c))
+        _log_invocation(root, {
+            "command": command, "figures": list(figures), "wall_s": round(time.perf_counter() - start, 1),
+            "cells": {"ran": ran, "cached": len(before), "failed": True}, "error": type(exc).__name__,
+        })
+        raise
     facts_all = {}
     for name, module in modules.items():
         needed = closure(targets[name])
