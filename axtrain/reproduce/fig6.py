@@ -192,7 +192,8 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "(breast-cancer, ionosphere) barely notice DRUM, so their ratios sit near 1 for every method "
         "and small test splits (71 / 114 samples) make single-app reductions noisy; the paper's networks "
         "are likely wider-word, where DRUM's relative error dominates more. AxTrain's pas phase trains "
-        "with the exact deployment multiplier, so its gains are largest at K1, as in the paper." + note,
+        "with the deployment multiplier; act alone is the trainer's act at its default gamma, which on our "
+        "8-bit networks can cost accuracy under K1 (compare the accuracy table)." + note,
     ])
 
 

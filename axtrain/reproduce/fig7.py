@@ -132,8 +132,9 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "",
         "**Where and why we differ.** Our NTV model flips each stored bit of an 8-bit two's-complement "
         "weight with p(V) (10 % at 400 mV, 1 % at 660 mV, 0.1 % at 850 mV); a flipped sign or top bit "
-        "moves a weight by up to its whole range, so BP collapses at the aggressive voltage much as in the "
-        "paper, and the conservative voltage costs little, leaving less to gain. The paper's bit-cell "
+        "moves a weight by up to its whole range. How far BP falls at the aggressive voltage depends on that "
+        "curve and on the word width (the paper's BP falls much further), and the conservative voltage costs "
+        "little, leaving little to gain. pas trains through fresh fault maps every step for a few epochs at lr/10. The paper's bit-cell "
         "failure data and word width are not given, so the absolute accuracies at a given voltage differ.",
     ])
 

@@ -175,8 +175,9 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
     hetero = (
         "Heterogeneous per-layer plans from `axtrain explore` are included below the uniform choice."
         if explore_available() else
-        "These are the best *uniform* mode / voltage per network: `axtrain explore` (per-layer modes and voltage) "
-        "is not available in this build, so Fig. 9 does not yet show what a heterogeneous plan saves over the best uniform one."
+        "These are the best *uniform* mode / voltage per network: the explore module (`axtrain explore`, per-layer modes "
+        "and voltage) does not offer Fig. 9's `fig9_plan` hook in this build, so Fig. 9 does not yet show what a "
+        "heterogeneous plan saves over the best uniform one."
     )
     return "\n".join([
         f"## {TITLE}",
@@ -196,7 +197,9 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "energy in our gate-count model (decision 10), and the adders, which approximation does not touch, are a "
         "large share of compute power, which caps the compute saving well below the paper's. Storage power is "
         "the weight and neuron SRAM buffers (dynamic + leakage) and only the weight buffer's voltage is scaled; "
-        "our voltage grid is Table 1's two NTV points plus nominal, so a choice is one of three steps.",
+        "our voltage grid is Table 1's two NTV points plus nominal, so a choice is one of three steps. Where "
+        "the act network loses more than 2 points at exact multipliers, no AxTrain "
+        "network fits the budget and the column falls back to exact / 1.1 V.",
     ])
 
 

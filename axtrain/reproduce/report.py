@@ -95,6 +95,8 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         f"- profile: `{header['profile']['name']}`: " + json.dumps(header["profile"], sort_keys=True),
         f"- wall time of the last invocation: {header['wall_s']:.0f} s ({header['wall_s'] / 60:.1f} min), "
         f"executor {header['executor']}, {header['jobs']} job(s), on {header['machine']}",
+        f"- compute behind this report: {header['cell_count']} cells whose own run times add up to {header['cell_seconds']:.0f} s "
+        f"({header['cell_seconds'] / 60:.1f} min of one worker; what a from-scratch run costs, divided by the parallel jobs)",
         f"- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(header["versions"].items())),
     ]
     invocations = header.get("invocations") or []
@@ -115,7 +117,7 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         "Why our numbers differ from the paper's, in general: 8-bit dynamic fixed point (the paper does not "
         "state its widths), sign-magnitude DRUM on both operands, our own FlexFlow ISA and 65 nm energy "
         "table (docs/hwmodels.md), our NTV bit-error curve, fewer epochs and seeds than a paper would use, "
-        "and the Brier score as 'output error'. Each section says what matters for that figure.",
+        "and the error rate as 'output error'. Each section says what matters for that figure.",
         "",
     ]
     for name in FIGURE_ORDER:

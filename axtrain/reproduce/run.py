@@ -118,7 +118,10 @@ def _reproduce(
         write_section(root, name, markdown + "\n\n" + run_facts_md(facts), facts)
         facts_all[name] = facts
     wall = time.perf_counter() - start
+    everything = closure([c for cs in targets.values() for c in cs])
     header = {
+        "cell_seconds": sum(store.record(c)["wall_s"] for c in everything),
+        "cell_count": len(everything),
         "command": command,
         "profile": profile.describe(),
         "wall_s": wall,
