@@ -69,6 +69,9 @@ def check_inputs(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray | None =
         if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
             raise ConfigError(f"labels: expected {x.shape[0]} integer class indices, got dtype {y.dtype} shape {tuple(y.shape)}")
         y = y.astype(np.int64)
+        n_classes = int(np.prod(bundle.manifest.output.shape))
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            raise ConfigError(f"labels: class indices must lie in [0, {n_classes - 1}] (the bundle has {n_classes} outputs), got {int(y.min())}..{int(y.max())}")
     return x.astype(np.float32, copy=False), y
 
 

@@ -113,3 +113,25 @@ def test_runtime_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_out_of_range_labels_are_refused(tmp_path: Path) -> None:
+    """A label outside the bundle's classes would silently count as wrong: refuse it instead."""
+    from axtrain.errors import ConfigError
+    from axtrain.runtime.simulation import check_inputs
+
+    class _Shape:
+        def __init__(self, shape: list[int]) -> None:
+            self.shape = shape
+
+    class _Manifest:
+        input = _Shape([3])
+        output = _Shape([3])
+
+    class _Bundle:
+        manifest = _Manifest()
+
+    x = np.zeros((4, 3), dtype=np.float32)
+    check_inputs(_Bundle(), x, np.array([0, 1, 2, 2]))  # in range: accepted
+    with pytest.raises(ConfigError, match=r"\[0, 2\].*-1\.\.9"):
+        check_inputs(_Bundle(), x, np.array([0, 1, 9, -1]))
