@@ -26,6 +26,22 @@ UNSUPPORTED_ATTRIBUTE = "<tensor or graph attribute>"
 _ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 
 
+
+def _text(value: Any, where: str) -> str:
+    """A protobuf string field as text. ONNX is proto2, which does not validate UTF-8, so a corrupt
+    file can hand us bytes: refuse them in one line instead of failing later."""
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except (TypeError, UnicodeDecodeError):
+        raise OnnxError(f"{where}: not valid UTF-8 text ({bytes(value)[:40]!r})") from None
+
+
+def _metadata(props: Any, where: str) -> dict[str, str]:
+    """``metadata_props`` as a str -> str mapping, each key and value checked to be text."""
+    return {_text(p.key, f"{where}: metadata key"): _text(p.value, f"{where}: metadata {p.key!r}") for p in props}
+
 def _attribute(attr: Any) -> Any:
     """An attribute's value as plain Python (strings decoded); graphs and tensors become a marker."""
     import onnx
@@ -180,13 +196,13 @@ def graph_from_model(model: Any) -> Graph:
         nodes.append(
             Node(
                 index=index,
-                name=proto.name,
-                op=proto.op_type,
-                domain=proto.domain,
-                inputs=tuple(proto.input),
-                outputs=tuple(proto.output),
+                name=_text(proto.name, f"node {index}'s name"),
+                op=_text(proto.op_type, f"node {index}'s op type"),
+                domain=_text(proto.domain, f"node {index}'s domain"),
+                inputs=tuple(_text(name, f"node {index}'s inputs") for name in proto.input),
+                outputs=tuple(_text(name, f"node {index}'s outputs") for name in proto.output),
                 attrs={attr.name: _attribute(attr) for attr in proto.attribute},
-                metadata={prop.key: prop.value for prop in proto.metadata_props},
+                metadata=_metadata(proto.metadata_props, f"node {index} ({_text(proto.name, 'a node name')})"),
             )
         )
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -195,7 +211,7 @@ def graph_from_model(model: Any) -> Graph:
         initializers=initializers,
         inputs=tuple(inputs),
         outputs=outputs,
-        metadata={prop.key: prop.value for prop in model.metadata_props},
+        metadata=_metadata(model.metadata_props, "the model"),
         opset=opset,
     )
 

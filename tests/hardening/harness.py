@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import resource
 import shutil
 import signal
@@ -73,7 +72,6 @@ class Tally:
     refused: int = 0
     cli_runs: int = 0
     unexpected: list[dict[str, str]] = field(default_factory=list)
-    foreign: list[dict[str, str]] = field(default_factory=list)  # crashes in files this suite may not fix
     longest_message: int = 0
     slowest_case_s: float = 0.0
     slowest_case: str = ""
@@ -82,9 +80,9 @@ class Tally:
     def summary(self, wall_s: float) -> dict[str, Any]:
         return {
             "target": self.target, "cases": self.cases, "ok": self.ok, "refused": self.refused, "cli_runs": self.cli_runs,
-            "unexpected": len(self.unexpected), "foreign": len(self.foreign), "longest_message": self.longest_message, "longest_message_text": self.longest_message_text[:400],
+            "unexpected": len(self.unexpected), "longest_message": self.longest_message, "longest_message_text": self.longest_message_text[:400],
             "slowest_case_s": round(self.slowest_case_s, 3), "slowest_case": self.slowest_case[:120], "wall_s": round(wall_s, 1),
-            "unexpected_cases": self.unexpected[:20], "foreign_cases": self.foreign[:20],
+            "unexpected_cases": self.unexpected[:20],
         }
 
 
@@ -394,7 +392,7 @@ def campaign(target: str, cases: int, seeds: Seeds, work: Path, timeout_s: float
                 tally.longest_message, tally.longest_message_text = len(detail), detail
         else:
             record = {"case": str(number), "what": note, "error": detail}
-            (tally.foreign if "trainer" in note else tally.unexpected).append(record)
+            tally.unexpected.append(record)
         shutil.rmtree(case, ignore_errors=True)
 
     one()
