@@ -24,7 +24,7 @@ from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore
 from axtrain.reproduce.plots import Panel, grouped_bars
 from axtrain.reproduce.profile import MODES, Profile
-from axtrain.reproduce.report import combined_spread, fmt, md_table, mean_std, write_csv
+from axtrain.reproduce.report import combined_spread, fmt, md_table, mean_std
 
 NAME = "fig6"
 TITLE = "Fig. 6: output error under approximate multipliers (normalised to BP's exact-multiplier error)"
@@ -195,12 +195,3 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "with the deployment multiplier; act alone is the trainer's act at its default gamma, which on our "
         "8-bit networks can cost accuracy under K1 (compare the accuracy table)." + note,
     ])
-
-
-def write(store: CellStore, profile: Profile, out: Path) -> str:
-    """Write fig6.csv and fig6.png; return the REPORT.md section."""
-    rows = collect(store, profile)
-    write_csv(out / f"{NAME}.csv", rows)
-    summary = summarise(rows, profile.apps)
-    plot(summary, profile.apps, out / f"{NAME}.png")
-    return section(summary, profile.apps, profile)

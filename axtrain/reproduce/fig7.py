@@ -18,7 +18,7 @@ from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore
 from axtrain.reproduce.plots import Panel, grouped_bars
 from axtrain.reproduce.profile import Profile
-from axtrain.reproduce.report import fmt, md_table, write_csv
+from axtrain.reproduce.report import fmt, md_table
 
 NAME = "fig7"
 TITLE = "Fig. 7: accuracy with NTV weight storage (runtime Monte Carlo)"
@@ -137,11 +137,3 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "little, leaving little to gain. pas trains through fresh fault maps every step for a few epochs at lr/10. The paper's bit-cell "
         "failure data and word width are not given, so the absolute accuracies at a given voltage differ.",
     ])
-
-
-def write(store: CellStore, profile: Profile, out: Path) -> str:
-    rows = collect(store, profile)
-    write_csv(out / f"{NAME}.csv", rows)
-    summary = summarise(rows, profile.apps)
-    plot(summary, profile.apps, out / f"{NAME}.png")
-    return section(summary, profile.apps, profile)

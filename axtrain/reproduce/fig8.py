@@ -18,7 +18,7 @@ from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore
 from axtrain.reproduce.plots import Panel, grouped_bars
 from axtrain.reproduce.profile import Profile
-from axtrain.reproduce.report import fmt, md_table, mean_std, write_csv
+from axtrain.reproduce.report import fmt, md_table, mean_std
 
 NAME = "fig8"
 TITLE = "Fig. 8: approximate multipliers ApproxAnn reaches within 2 % accuracy loss"
@@ -131,11 +131,3 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "halves its chunk, a shorter search than the original's, which favours the network that needs no "
         "retraining.",
     ])
-
-
-def write(store: CellStore, profile: Profile, out: Path) -> str:
-    rows = collect(store, profile)
-    write_csv(out / f"{NAME}.csv", rows)
-    summary = summarise(rows, profile.apps)
-    plot(summary, profile.apps, out / f"{NAME}.png")
-    return section(summary, profile.apps, profile)

@@ -31,7 +31,7 @@ from axtrain.reproduce.cells import Cell, CellStore
 from axtrain.reproduce.fig7 import voltages
 from axtrain.reproduce.plots import Panel, grouped_bars
 from axtrain.reproduce.profile import BUDGET, MODES, Profile
-from axtrain.reproduce.report import fmt, md_table, write_csv
+from axtrain.reproduce.report import fmt, md_table
 
 NAME = "fig9"
 TITLE = "Fig. 9: lowest power at <= 2 % accuracy loss (runtime energy model)"
@@ -201,11 +201,3 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "the act network loses more than 2 points at exact multipliers, no AxTrain "
         "network fits the budget and the column falls back to exact / 1.1 V.",
     ])
-
-
-def write(store: CellStore, profile: Profile, out: Path) -> str:
-    rows = collect(store, profile)
-    write_csv(out / f"{NAME}.csv", rows)
-    summary = summarise(rows, profile.apps)
-    plot(summary, profile.apps, out / f"{NAME}.png")
-    return section(summary, profile.apps, profile)

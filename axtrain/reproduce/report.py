@@ -125,3 +125,20 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         if path.is_file():
             lines += [path.read_text(encoding="utf-8").rstrip(), ""]
     return write_text(out / "REPORT.md", "\n".join(lines))
+
+
+def write_figure(module: Any, store: Any, profile: Any, out: Path) -> str:
+    """Write a figure's CSV and PNG from its cells and return its REPORT.md section.
+
+    A figure module offers ``NAME``, ``collect(store, profile) -> rows``, ``summarise(rows, apps)``,
+    ``plot(summary, apps, path)`` and ``section(summary, apps, profile)``; one with other needs
+    (Fig. 4's maps) defines its own ``write(store, profile, out)`` instead.
+    """
+    custom = getattr(module, "write", None)
+    if custom is not None:
+        return str(custom(store, profile, out))
+    rows = module.collect(store, profile)
+    write_csv(out / f"{module.NAME}.csv", rows)
+    summary = module.summarise(rows, profile.apps)
+    module.plot(summary, profile.apps, out / f"{module.NAME}.png")
+    return str(module.section(summary, profile.apps, profile))

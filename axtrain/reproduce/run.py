@@ -24,7 +24,7 @@ from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
 from axtrain.reproduce.profile import Profile
-from axtrain.reproduce.report import write_report, write_section, run_facts_md
+from axtrain.reproduce.report import run_facts_md, write_figure, write_report, write_section
 
 FIGURES: tuple[str, ...] = ("fig4", "fig6", "fig7", "fig8", "fig9")
 
@@ -114,7 +114,7 @@ def _reproduce(
             "cell_seconds": sum(store.record(c)["wall_s"] for c in needed),
             "wall_s": time.perf_counter() - start,
         }
-        markdown = module.write(store, profile, root)
+        markdown = write_figure(module, store, profile, root)
         write_section(root, name, markdown + "\n\n" + run_facts_md(facts), facts)
         facts_all[name] = facts
     wall = time.perf_counter() - start
