@@ -30,8 +30,8 @@ METHOD_NAMES: tuple[str, ...] = ("bp", "act", "pas", "axtrain", "approxann")
 APP_DEFAULTS: dict[str, dict[str, Any]] = {
     "breast-cancer": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
     "ionosphere": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 32, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
-    "image-segmentation": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
-    "satimage": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 3e-3, "gamma_step": 6e-4},
+    "image-segmentation": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 1e-3, "gamma_step": 2e-4},
+    "satimage": {"threads": 1, "epochs": 60, "pas_epochs": 10, "batch_size": 64, "lr": 1e-3, "gamma_initial": 1e-3, "gamma_step": 2e-4},
     "mnist-mlp": {"epochs": 15, "pas_epochs": 5, "batch_size": 128, "lr": 1e-3},
     "mnist-cnn": {"epochs": 10, "pas_epochs": 3, "batch_size": 128, "lr": 1e-3},
 }
@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
     bits_w: int = Field(8, ge=4, le=16, description="weight width in bits (dynamic fixed point)")
     bits_a: int = Field(8, ge=4, le=16, description="activation width in bits (dynamic fixed point)")
     gamma_initial: float | None = Field(
-        None, ge=0, description="initial weight gamma of S in E + gamma*S (act); default per app (3e-3 UCI, 1e-3 MNIST)"
+        None, ge=0, description="initial weight gamma of S in E + gamma*S (act); default per app (3e-3 breast-cancer/ionosphere, 1e-3 others)"
     )
     gamma_step: float | None = Field(
         None, ge=0, description="per-epoch change of gamma (paper 3.1.3); default per app (gamma_initial / 5)"
