@@ -43,7 +43,7 @@ def _rewrite(bundle: Path, name: str, data: bytes, rehash: bool = True) -> None:
         (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
 
 
-def _refused(bundle: Path, pattern: str) -> None:
+def _assert_refused(bundle: Path, pattern: str) -> None:
     """Refused by the loader and by each CLI command with one ``error:`` line, exit 2."""
     with pytest.raises(BundleError, match=pattern):
         load_bundle(bundle)
@@ -55,7 +55,7 @@ def _refused(bundle: Path, pattern: str) -> None:
 @pytest.mark.parametrize("name", [fmt.LAYERS, fmt.ARCH, fmt.PROGRAM_BIN, fmt.GOLDEN_INPUTS])
 def test_hashes_checked_before_contents_are_parsed(name: str, bundle: Path) -> None:
     _rewrite(bundle, name, b"\xff not what it was", rehash=False)
-    _refused(bundle, f"{name} does not match its sha256 in the manifest")
+    _assert_refused(bundle, f"{name} does not match its sha256 in the manifest")
 
 
 @pytest.mark.parametrize("value", ["2", 1, "1.0", None, ""])
@@ -63,7 +63,7 @@ def test_unknown_format_version_refused(value: object, bundle: Path) -> None:
     manifest = json.loads((bundle / fmt.MANIFEST).read_text())
     manifest["format_version"] = value
     (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
-    _refused(bundle, f"unknown bundle format version {value!r}")
+    _assert_refused(bundle, f"unknown bundle format version {value!r}")
 
 
 @pytest.mark.parametrize("edit, pattern", [
@@ -76,12 +76,12 @@ def test_undecodable_instruction_refused_by_index(edit, pattern: str, bundle: Pa
     word = bytes(program[3 * WORD_BYTES : 4 * WORD_BYTES])
     program[3 * WORD_BYTES : 4 * WORD_BYTES] = edit(word)
     _rewrite(bundle, fmt.PROGRAM_BIN, bytes(program))  # hashes pass: the decoder must catch it
-    _refused(bundle, pattern)
+    _assert_refused(bundle, pattern)
 
 
 def test_partial_instruction_refused(bundle: Path) -> None:
     _rewrite(bundle, fmt.PROGRAM_BIN, (bundle / fmt.PROGRAM_BIN).read_bytes()[:-5])
-    _refused(bundle, r"not a multiple of the 16-byte instruction word")
+    _assert_refused(bundle, r"not a multiple of the 16-byte instruction word")
 
 
 def test_manifest_naming_a_file_outside_is_refused(bundle: Path, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_manifest_naming_a_file_outside_is_refused(bundle: Path, tmp_path: Path)
     manifest = json.loads((bundle / fmt.MANIFEST).read_text())
     manifest["files"]["../secret"] = fmt.sha256_bytes(b"x")
     (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
-    _refused(bundle, r"manifest names a file outside the bundle: \.\./secret")
+    _assert_refused(bundle, r"manifest names a file outside the bundle: \.\./secret")
 
 
 def test_symlinked_file_pointing_outside_is_refused(bundle: Path, tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_symlinked_file_pointing_outside_is_refused(bundle: Path, tmp_path: Path
     outside.write_bytes((bundle / fmt.WEIGHTS_BIN).read_bytes())
     (bundle / fmt.WEIGHTS_BIN).unlink()
     (bundle / fmt.WEIGHTS_BIN).symlink_to(outside)
-    _refused(bundle, r"manifest names a file outside the bundle: weights.bin")
+    _assert_refused(bundle, r"manifest names a file outside the bundle: weights.bin")
 
 
 def test_layer_table_disagreeing_with_the_program_is_refused_by_verify(bundle: Path) -> None:
@@ -124,4 +124,4 @@ def test_text_twins_must_match_the_binaries(name: str, text: str | None, pattern
         lines[index] = lines[index][:at] + ("0" if first != "0" else "1") + lines[index][at + 1 :]  # one digit changed
         text = "".join(lines)
     _rewrite(bundle, name, text.encode())
-    _refused(bundle, pattern)
+    _assert_refused(bundle, pattern)

@@ -38,7 +38,7 @@ def test_every_16bit_operand_transform_agrees_with_reference(k: int) -> None:
     assert np.array_equal(drum_transform(values, k), reference)
 
 
-def _random_pairs_agree(k: int, n: int, seed: int) -> None:
+def _assert_random_pairs_agree(k: int, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = rng.integers(-(2**15), 2**15, n)
     b = rng.integers(-(2**15), 2**15, n)
@@ -48,13 +48,13 @@ def _random_pairs_agree(k: int, n: int, seed: int) -> None:
 
 @pytest.mark.parametrize("k", range(1, 9))
 def test_random_16bit_pairs_agree_with_reference(k: int) -> None:
-    _random_pairs_agree(k, 20_000, seed=k)
+    _assert_random_pairs_agree(k, 20_000, seed=k)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(1, 9))
 def test_a_million_random_16bit_pairs_agree_with_reference(k: int) -> None:
-    _random_pairs_agree(k, 10**6, seed=100 + k)
+    _assert_random_pairs_agree(k, 10**6, seed=100 + k)
 
 
 def test_drum_definition_on_hand_checked_values() -> None:
