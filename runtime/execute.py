@@ -43,7 +43,7 @@ from axtrain.formats.isa import Geometry, Instruction, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
 from axtrain.runtime.blas import blas_threads, default_threads
-from axtrain.runtime.interpreter import mode_from_code, run_program
+from axtrain.runtime.interpreter import run_program
 
 
 F32_EXACT = 1 << 24
@@ -141,16 +141,8 @@ def build_plan(program: Sequence[Instruction], arch: Architecture, mode_override
             distw = (o["m"], o["p"], o["k"], wb_src[rows].copy())
         elif op == "DISTN":
             assert geometry is not None
-            g = geometry
-            q = o["p0"] + np.arange(o["p"])
-            j = o["k0"] + np.arange(o["k"])
-            oy, ox = np.divmod(q, g.ow)
-            ci, rem = np.divmod(j, g.kh * g.kw)
-            ky, kx = np.divmod(rem, g.kw)
-            iy = oy[:, None] * g.stride - g.pad + ky[None, :]
-            ix = ox[:, None] * g.stride - g.pad + kx[None, :]
-            inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
-            address = o["nb"] + ci[None, :] * g.h * g.w + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
+            offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
+            address = o["nb"] + offsets
             gather = np.where(inside, cidx(address), pad)
             distn = (o["m"], o["p"], o["k"])
             steps.append(_Step("DISTN", index, {"idx": gather.ravel(), "p": o["p"], "k": o["k"]}))

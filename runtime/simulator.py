@@ -35,17 +35,9 @@ def dram_cycles(nbytes: int, arch: Architecture) -> int:
 
 def distinct_reads(o: dict[str, int], g: Geometry) -> int:
     """Distinct, non-padding neuron-buffer words a DISTN tile reads (vectorised)."""
-    q = o["p0"] + np.arange(o["p"])
-    j = o["k0"] + np.arange(o["k"])
-    oy, ox = np.divmod(q, g.ow)
-    ci, rem = np.divmod(j, g.kh * g.kw)
-    ky, kx = np.divmod(rem, g.kw)
-    iy = oy[:, None] * g.stride - g.pad + ky[None, :]
-    ix = ox[:, None] * g.stride - g.pad + kx[None, :]
-    inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
-    address = ci[None, :] * g.h * g.w + iy * g.w + ix
+    offsets, inside = g.window(o["p0"], o["p"], o["k0"], o["k"])
     # Rows r of the tile repeat the same positions, so the m rows add no new words.
-    return int(np.unique(address[inside]).size)
+    return int(np.unique(offsets[inside]).size)
 
 
 def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> Events:

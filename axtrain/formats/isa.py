@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from axtrain.errors import BundleError
 
 ISA_VERSION = "1"
@@ -377,6 +379,24 @@ class Geometry:
     @property
     def positions(self) -> int:
         return self.oh * self.ow
+
+    def window(self, p0: int, p: int, k0: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neuron-buffer offsets (relative to the map's base) of a DISTN tile, vectorised.
+
+        Row ``i`` is output position ``p0 + i``, column ``j`` the fan-in element ``k0 + j`` (channel,
+        kernel row, kernel column). Returns ``(offsets [p, k], inside [p, k])``: offsets are clipped
+        into the map, so they are valid addresses everywhere; ``inside`` is False where the window
+        reads zero padding. The fast executor and the bulk cycle counter share this; the
+        interpreter and the reference simulator keep their own obvious loops as the definition.
+        """
+        oy, ox = np.divmod(p0 + np.arange(p), self.ow)
+        ci, rem = np.divmod(k0 + np.arange(k), self.kh * self.kw)
+        ky, kx = np.divmod(rem, self.kw)
+        iy = oy[:, None] * self.stride - self.pad + ky[None, :]
+        ix = ox[:, None] * self.stride - self.pad + kx[None, :]
+        inside = (iy >= 0) & (iy < self.h) & (ix >= 0) & (ix < self.w)
+        offsets = ci[None, :] * self.h * self.w + np.clip(iy, 0, self.h - 1) * self.w + np.clip(ix, 0, self.w - 1)
+        return offsets, inside
 
 
 def pool_output_size(size: int, k: int, s: int) -> int:
