@@ -83,8 +83,8 @@ def simulate(
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
     from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
-    from axtrain.runtime.report import build_report, format_summary
-    from axtrain.runtime.simulation import array_sha256, parse_override, simulate as run_simulation
+    from axtrain.runtime.report import format_summary, simulate_to_report
+    from axtrain.runtime.simulation import parse_override
 
     if (app is None) == (inputs_file is None):
         raise ConfigError("give exactly one of --app APP or --inputs X.npy")
@@ -111,9 +111,7 @@ def simulate(
         x = _load_npy(inputs_file, "--inputs")
         y = _load_npy(labels_file, "--labels") if labels_file is not None else None
         source = {"source": "file"}
-    result = run_simulation(b, x, y, multiplier, sram_voltage, runs, seed, tech)
-    source.update(count=int(result.outputs.shape[0]), sha256=array_sha256(np.asarray(x, dtype=np.float32)), labelled=y is not None)
-    report = build_report(b, result, source, technology)
+    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
     if dump_file is not None:
         atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
     if report_file is not None:

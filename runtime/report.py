@@ -12,7 +12,8 @@ import numpy as np
 
 from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
 from axtrain.provenance import versions
-from axtrain.runtime.simulation import SimulationResult, layer_settings
+from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.runtime.simulation import SimulationResult, array_sha256, layer_settings, simulate
 
 SCHEMA = "axtrain-simulation-report/1"
 
@@ -68,6 +69,29 @@ def build_report(
         "utilization": energy.utilization,
         "events": events.as_dict(),
     }
+
+
+def simulate_to_report(
+    bundle: Bundle,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    source: dict[str, Any],
+    multiplier: str | None = None,
+    sram_voltage: float | None = None,
+    runs: int = 1,
+    seed: int = 0,
+    tech: TechnologyTable = DEFAULT_65NM,
+    technology: dict[str, Any] | None = None,
+) -> tuple[SimulationResult, dict[str, Any]]:
+    """Simulate ``x`` (labels ``y``) on ``bundle`` and build its report.
+
+    ``source`` says where the inputs came from (e.g. an app's test split); the input count, their
+    sha256 and whether they were labelled are added here. ``technology`` names the energy table
+    (default: the built-in 65 nm one). Shared by ``axtrain simulate`` and ``axtrain pipeline``.
+    """
+    result = simulate(bundle, x, y, multiplier, sram_voltage, runs, seed, tech)
+    described = {**source, "count": int(result.outputs.shape[0]), "sha256": array_sha256(np.asarray(x, dtype=np.float32)), "labelled": y is not None}
+    return result, build_report(bundle, result, described, technology or {"source": "default-65nm"})
 
 
 def _si(value: float, unit: str) -> str:
