@@ -10,7 +10,8 @@ exporter, compiler and runtime are used through their public APIs only:
   its per-neuron-mode network exported with :func:`axtrain.trainer.export.export_layers`;
 * ``bundle``: :func:`axtrain.trainer.export.export_run` + :func:`axtrain.compiler.pipeline.compile_to_bundle`;
 * ``simulate``: :func:`axtrain.runtime.simulation.simulate` (accuracy over NTV runs, energy, power);
-* ``sensitivity``: :func:`axtrain.trainer.sensitivity_maps.last_layer_sensitivity` (Fig. 4).
+* ``sensitivity``: :func:`axtrain.trainer.sensitivity_maps.last_layer_sensitivity` (Fig. 4);
+* ``explore``: :func:`axtrain.explore.search.explore` (Fig. 9's per-layer plans).
 """
 
 from __future__ import annotations
@@ -162,16 +163,8 @@ def bundle_task(ctx: TaskContext) -> dict[str, Any]:
     return {"bundle": ctx.store.relative(bundle), "onnx": ctx.store.relative(onnx_path)}
 
 
-def simulate_task(ctx: TaskContext) -> dict[str, Any]:
-    from axtrain.formats.bundle import load_bundle
-    from axtrain.runtime.simulation import simulate
-
-    p = ctx.params
-    bundle = load_bundle(ctx.path(ctx.deps[0]["bundle"]))
-    data = _data(p["app"], p["seed"], p.get("data"), test=True)
-    x = np.asarray(data.x_test, dtype=np.float32)
-    y = np.asarray(data.y_test, dtype=np.int64)
-    result = simulate(bundle, x, y, multiplier=p["multiplier"], sram_voltage=p["sram_voltage"], runs=p["runs"], seed=p["seed"])
+def power_summary(result: Any) -> dict[str, Any]:
+    """Accuracy, cycles, energy and the power Fig. 9 plots, from one :class:`SimulationResult`."""
     per_run = np.asarray(result.per_run_accuracy, dtype=np.float64)
     e = result.energy
     seconds = e.seconds
@@ -182,7 +175,7 @@ def simulate_task(ctx: TaskContext) -> dict[str, Any]:
         "accuracy_mean": float(per_run.mean()),
         "accuracy_std": float(per_run.std()),  # over the NTV runs (ddof=0)
         "accuracy_per_run": [float(a) for a in per_run],
-        "runs": int(p["runs"]),
+        "runs": int(len(per_run)),
         "cycles": int(result.events.cycles),
         "seconds": seconds,
         "energy": {
@@ -201,6 +194,19 @@ def simulate_task(ctx: TaskContext) -> dict[str, Any]:
     }
 
 
+def simulate_task(ctx: TaskContext) -> dict[str, Any]:
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.runtime.simulation import simulate
+
+    p = ctx.params
+    bundle = load_bundle(ctx.path(ctx.deps[0]["bundle"]))
+    data = _data(p["app"], p["seed"], p.get("data"), test=True)
+    x = np.asarray(data.x_test, dtype=np.float32)
+    y = np.asarray(data.y_test, dtype=np.int64)
+    result = simulate(bundle, x, y, multiplier=p["multiplier"], sram_voltage=p["sram_voltage"], runs=p["runs"], seed=p["seed"])
+    return power_summary(result)
+
+
 def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
     import torch
 
@@ -217,19 +223,44 @@ def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def explore_task(ctx: TaskContext) -> dict[str, Any]:
-    """Fig. 9's heterogeneous plan through the explore module's ``fig9_plan`` hook (fig9.EXPLORE_MODULE)."""
-    import importlib
+    """Fig. 9's heterogeneous plan: :func:`axtrain.explore.search.explore` on deps[0]'s bundle.
 
-    from axtrain.reproduce.fig9 import EXPLORE_MODULE
+    Selection data: a stratified validation part of the (subsampled) training split, as
+    ``axtrain explore`` uses, capped at ``selection_cap`` samples; the budget is ``max_loss`` below
+    the exact, nominal accuracy of deps[1]'s bundle (BP's) on the same selection data. The chosen plan
+    and the best uniform plan are then measured once on the test split like a ``simulate`` cell.
+    """
+    from axtrain.datasets.split import split_validation
+    from axtrain.explore.replan import apply_plan
+    from axtrain.explore.search import explore
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.runtime.simulation import simulate
 
     p = ctx.params
+    bundle = load_bundle(ctx.path(ctx.deps[0]["bundle"]))
+    reference = load_bundle(ctx.path(ctx.deps[1]["bundle"]))
     data = _data(p["app"], p["seed"], p.get("data"), test=True)
-    hook = importlib.import_module(EXPLORE_MODULE).fig9_plan
-    result = hook(
-        ctx.path(ctx.deps[0]["bundle"]), np.asarray(data.x_test, dtype=np.float32), np.asarray(data.y_test, dtype=np.int64),
-        max_loss=p["max_loss"], runs=p["runs"], seed=p["seed"],
+    _, _, x_sel, y_sel = split_validation(np.asarray(data.x_train), np.asarray(data.y_train), p["selection_fraction"], p["seed"])
+    keep = _subset(len(y_sel), p.get("selection_cap"), p["seed"], 3)
+    if keep is not None:
+        x_sel, y_sel = x_sel[keep], y_sel[keep]
+    x_sel, y_sel = np.asarray(x_sel, dtype=np.float32), np.asarray(y_sel, dtype=np.int64)
+    reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
+    result = explore(
+        bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
+        reference_accuracy=float(reference_accuracy),
     )
-    return dict(result)
+    x_test, y_test = np.asarray(data.x_test, dtype=np.float32), np.asarray(data.y_test, dtype=np.int64)
+    test = {}
+    for name, point in (("chosen", result.chosen), ("best_uniform", result.best_uniform)):
+        r = simulate(apply_plan(bundle, point.plan), x_test, y_test, runs=p["runs"], seed=p["seed"])
+        test[name] = {"plan": point.plan.label(), "modes": list(point.plan.modes), **power_summary(r)}
+    search = result.as_dict()
+    return {
+        "selection": {"samples": int(len(y_sel)), "reference_accuracy": float(reference_accuracy)},
+        "search": {key: search[key] for key in ("threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations")},
+        "test": test,
+    }
 
 
 TASKS: dict[str, Callable[[TaskContext], dict[str, Any]]] = {

@@ -150,6 +150,29 @@ def test_search_respects_the_budget_and_beats_or_ties_every_uniform_plan(bundle_
     assert again.chosen == result.chosen and again.pareto == result.pareto
 
 
+def test_a_reference_accuracy_sets_the_budget(bundle_path: Path, selection: tuple[np.ndarray, np.ndarray]) -> None:
+    """Fig. 9 budgets every network against BP's accuracy, not the network's own baseline."""
+    b = load_bundle(bundle_path)
+    x, y = selection
+    own = explore(b, x, y, max_loss=0.02, modes=MODES, voltages=(1.1,), runs=1, seed=0)
+    # A perfect reference with no slack: within budget only if some plan is perfect; if none is, the
+    # baseline stands in and the result says so.
+    strict = explore(b, x, y, max_loss=0.0, modes=MODES, voltages=(1.1,), runs=1, seed=0, reference_accuracy=1.0)
+    perfect = [p for p in strict.points if p.accuracy >= 1.0]
+    assert strict.within_budget == bool(perfect)
+    assert strict.as_dict()["within_budget"] is strict.within_budget
+    if not perfect:
+        assert strict.chosen == strict.best_uniform == strict.baseline
+    # A reference 10 points below the baseline admits every plan the own budget admits, and more.
+    loose = explore(b, x, y, max_loss=0.02, modes=MODES, voltages=(1.1,), runs=1, seed=0, reference_accuracy=own.baseline.accuracy - 0.1)
+    assert loose.within_budget and own.within_budget
+    assert loose.threshold == pytest.approx(own.baseline.accuracy - 0.12, abs=1e-12)
+    assert loose.chosen.accuracy >= loose.threshold - 1e-12
+    assert loose.chosen.energy_joules <= own.chosen.energy_joules
+    with pytest.raises(ConfigError, match="reference accuracy"):
+        explore(b, x, y, reference_accuracy=1.5)
+
+
 def test_pareto_front_of_hand_made_points() -> None:
     from axtrain.explore.search import PlanPoint
 
