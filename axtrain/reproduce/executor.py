@@ -111,7 +111,9 @@ class _Ray:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 where = address or "a new local instance"
-                raise ConfigError(f"--executor ray: cannot connect to {where}: {' '.join(str(exc).split())[:200]}") from None
+                # Ray >= 2.59 clusters may require a token; the client must run in the same auth mode.
+                hint = " (if the cluster uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN as on the cluster)" if address else ""
+                raise ConfigError(f"--executor ray: cannot connect to {where}: {' '.join(str(exc).split())[:200]}{hint}") from None
         self.remote = ray.remote(num_cpus=1)(_ray_cell)
         self.pending: dict[Any, Cell] = {}
 

@@ -128,3 +128,59 @@ def test_ray_executor_against_a_local_instance(tmp_path):
     assert (tmp_path / "r" / "fig6.csv").is_file()
     again = reproduce(["fig6"], tmp_path / "r", _tiny(), jobs=1)  # the local executor reuses Ray's cells
     assert again["cells"]["ran"] == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_ray_executor_against_an_existing_cluster(tmp_path):
+    """`--executor ray --address` on a cluster started by `ray start --head` (token auth, as Ray >= 2.59 does)."""
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("ray", reason="ray is an optional dependency (pip install 'ray[default]') and is not installed")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = Path(sys.executable).parent / "ray"
+    # --block keeps the head in this process group, so the test stops exactly the cluster it started
+    # (`ray stop` would stop every Ray instance on the machine).
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1",
+         "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(tmp_path / "ray")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        time.sleep(15)  # the head needs a few seconds before it accepts drivers
+        out = tmp_path / "r"
+        cmd = [sys.executable, "-m", "axtrain.cli", "reproduce", "fig6", "--quick", "--apps", "ionosphere", "--runs", "2", "--out", str(out)]
+        done = subprocess.run([*cmd, "--executor", "ray", "--address", f"127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "ray executor" in done.stdout and "12 computed" in done.stdout
+        # Without the token the same address is refused in one line, exit 2.
+        no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN",)}
+        no_token["RAY_AUTH_MODE"] = "disabled"
+        elsewhere = [*cmd[:-1], str(tmp_path / "r2")]  # a fresh folder: its cells must go to the cluster
+        refused = subprocess.run([*elsewhere, "--executor", "ray", "--address", f"127.0.0.1:{port}"], env=no_token, capture_output=True, text=True, timeout=300)
+        if refused.returncode != 0:  # some Ray versions accept unauthenticated drivers; only the error's form is checked
+            assert refused.returncode == 2
+            assert refused.stderr.strip().splitlines()[-1].startswith("error: --executor ray: cannot connect")
+        # The local executor reuses every cell the cluster computed.
+        again = subprocess.run([*cmd, "--jobs", "1"], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0 and "0 computed" in again.stdout and "12 reused" in again.stdout
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
