@@ -154,10 +154,13 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
                 row.append(f"{np.mean([table[k]['accuracy'][0] for k in keys]):.3f}" if keys else "-")
             acc_rows.append(row)
     mnist = [a for a in apps if a.startswith("mnist")]
+    schedules = "; ".join(
+        f"{a}: {profile.app(a).epochs} + {profile.app(a).pas_epochs} pas epochs on "
+        f"{profile.app(a).train_subset or 'all'} training samples, {profile.app(a).seeds} seed(s)"
+        for a in mnist
+    )
     note = (
-        f" The MNIST apps ({', '.join(mnist)}) run a reduced schedule in this profile "
-        f"({profile.app(mnist[0]).epochs} epochs on {profile.app(mnist[0]).train_subset or 'all'} training samples, "
-        f"{profile.app(mnist[0]).seeds} seed): their networks are less converged than the paper's."
+        f" The MNIST apps run a reduced schedule in this profile ({schedules}): their networks are less converged than the paper's."
         if mnist else ""
     )
     return "\n".join([
