@@ -54,7 +54,7 @@ class TrainConfig(BaseModel):
     pas_epochs: int | None = Field(None, ge=0, description="epochs of emulated (pas) training, for pas and axtrain")
     batch_size: int | None = Field(None, ge=1, description="mini-batch size (samples)")
     lr: float | None = Field(None, gt=0, description="Adam learning rate of the bp/act phase")
-    pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr / 10)")
+    pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr / 10 for a multiplier target; lr when the target has NTV faults, sram_voltage < 1.1)")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (0 = none)")
     bits_w: int = Field(8, ge=4, le=16, description="weight width in bits (dynamic fixed point)")
     bits_a: int = Field(8, ge=4, le=16, description="activation width in bits (dynamic fixed point)")
@@ -119,7 +119,11 @@ class TrainConfig(BaseModel):
             if values.get(key) is None:
                 values[key] = value
         if values["pas_lr"] is None:
-            values["pas_lr"] = values["lr"] / 10
+            # Chosen on validation splits (docs/decisions.md 32): fine-tuning through an approximate
+            # multiplier wants a small step (lr / 10), training through fresh bit-flip maps every step
+            # (much noisier gradients, larger moves needed) recovers far more at the full lr.
+            faulty = values["sram_voltage"] < NOMINAL_VOLTAGE
+            values["pas_lr"] = values["lr"] if faulty else values["lr"] / 10
         return TrainConfig(**values)
 
     def identity(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Building the same cell twice gives the same key, so figures that need the BP net
   followed by ``pas_epochs`` of pas at that target (trainer method ``pas`` with no BP warm-up, started
   from the act cell's weights). That is AxTrain (act, then pas) with the act phase shared by every
   target, one network per K or V as Fig. 6 and Fig. 7 need.
-* ``pas_from_bp(app, seed, K)``: BP followed by pas (Fig. 4's "pas" map).
+* ``pas_from_bp(app, seed, multiplier=K)`` / ``pas_from_bp(app, seed, sram_voltage=V)``: the BP
+  network followed by ``pas_epochs`` of pas at that target, i.e. AxTrain-pas alone (Fig. 4's "pas"
+  map; Fig. 7's AxTrain-pas bars).
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ def axtrain(profile: Profile, app: str, seed: int, multiplier: str = "exact", sr
     )
 
 
-def pas_from_bp(profile: Profile, app: str, seed: int, multiplier: str) -> Cell:
+def pas_from_bp(profile: Profile, app: str, seed: int, multiplier: str = "exact", sram_voltage: float = NOMINAL_VOLTAGE) -> Cell:
+    """AxTrain-pas alone for one target: pas at (multiplier, voltage) from the BP network."""
+    target = multiplier if sram_voltage >= NOMINAL_VOLTAGE else f"{sram_voltage:g}V"
     return _train(
-        profile, app, seed, "pas", f"train bp+pas@{multiplier} {app} s{seed}", start=bp(profile, app, seed), epochs=0, multiplier=multiplier
+        profile, app, seed, "pas", f"train bp+pas@{target} {app} s{seed}", start=bp(profile, app, seed),
+        epochs=0, multiplier=multiplier, sram_voltage=sram_voltage,
     )
 
 
