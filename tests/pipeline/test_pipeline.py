@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from axtrain.runtime.report_check import check_report
 from axtrain.errors import RunError
 from axtrain.pipeline import PipelineOptions, run_pipeline
 from axtrain.pipeline.run import STAGES
@@ -35,6 +36,7 @@ def test_every_artifact_is_left_in_the_directory(finished: Path) -> None:
         assert (finished / name).is_file(), name
     report = json.loads((finished / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
+    assert check_report(report) == []
     assert len(report["accuracy"]["per_run"]) == 3
     assert 0.0 <= report["accuracy"]["mean"] <= 1.0
     # The training target becomes the bundle's annotation, which the simulation uses.

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from axtrain.cli import main
+from axtrain.runtime.report_check import check_report, main as check_main
 
 REQUIRED = {"schema", "app", "bundle_sha256", "config", "accuracy", "latency", "energy", "power_watts", "utilization"}
 
@@ -56,6 +57,7 @@ def test_report_dump_and_determinism(files, invoke) -> None:
     assert (tmp / "a.json").read_bytes() == (tmp / "b.json").read_bytes()
     report = json.loads((tmp / "a.json").read_text())
     assert REQUIRED <= set(report)
+    assert check_report(report) == []
     assert set(report["accuracy"]) == {"mean", "std", "min", "max", "per_run"} and len(report["accuracy"]["per_run"]) == 3
     assert set(report["latency"]) >= {"cycles_per_inference", "seconds_per_inference", "clock_hz"}
     assert set(report["energy"]) >= {"joules_per_inference", "compute_joules", "storage_joules", "leakage_joules", "breakdown"}
@@ -135,3 +137,53 @@ def test_out_of_range_labels_are_refused(tmp_path: Path) -> None:
     check_inputs(_Bundle(), x, np.array([0, 1, 2, 2]))  # in range: accepted
     with pytest.raises(ConfigError, match=r"\[0, 2\].*-1\.\.9"):
         check_inputs(_Bundle(), x, np.array([0, 1, 9, -1]))
+
+
+def _nudge(report: dict, path: str, value) -> dict:
+    import copy
+
+    out = copy.deepcopy(report)
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+_DELETE = object()
+
+
+def test_report_check_catches_inconsistent_reports(files, invoke, capsys) -> None:
+    bundle, tmp = files
+    args = ["simulate", bundle.path, "--inputs", tmp / "x.npy", "--labels", tmp / "y.npy", "--sram-voltage", "0.5", "--runs", "4", "--report", tmp / "r.json"]
+    assert invoke(*args).exit_code == 0
+    report = json.loads((tmp / "r.json").read_text())
+    assert check_report(report) == []
+    energy = report["energy"]["joules_per_inference"]
+    broken = {
+        "schema": "axtrain-simulation-report/0",
+        "accuracy.mean": report["accuracy"]["mean"] + 0.01,
+        "accuracy.per_run": report["accuracy"]["per_run"][:-1],  # disagrees with config.runs
+        "latency.seconds_per_inference": report["latency"]["seconds_per_inference"] * 2,
+        "energy.joules_per_inference": energy * 1.001,
+        "energy.breakdown.compute.adders": report["energy"]["breakdown"]["compute"]["adders"] * 3,
+        "power_watts": report["power_watts"] * 1.01,
+        "utilization": 1.5,
+        "events.cycles": report["events"]["cycles"] + 1,
+        "bundle_sha256": _DELETE,
+    }
+    for path, value in broken.items():
+        problems = check_report(_nudge(report, path, value))
+        assert problems, path
+    # The module's command line: exit 0 on a valid report, 2 and one line per problem otherwise.
+    (tmp / "bad.json").write_text(json.dumps(_nudge(report, "utilization", 1.5)))
+    (tmp / "junk.json").write_bytes(b"\xff{")
+    assert check_main([str(tmp / "r.json")]) == 0
+    capsys.readouterr()
+    assert check_main([str(tmp / "bad.json"), str(tmp / "junk.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)

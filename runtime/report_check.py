@@ -1,0 +1,123 @@
+"""Check a simulation report (schema ``axtrain-simulation-report/1``, docs/report-schema.md).
+
+:func:`check_report` lists what is wrong with a report: a missing key, a wrong type, or numbers that
+disagree with each other (accuracy summary vs ``per_run``, energy total vs its parts and breakdown,
+latency vs cycles and clock, power vs energy and latency). An empty list means the report is valid.
+Used by the tests of ``axtrain simulate`` and ``axtrain pipeline``; users can run it on reports they
+keep in regression suites::
+
+    python -m axtrain.runtime.report_check out/p/report.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from axtrain.runtime.report import SCHEMA
+
+#: Top-level keys and their JSON types.
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema": str, "app": str, "bundle_sha256": str, "source_onnx_sha256": str, "inputs": dict, "config": dict,
+    "accuracy": dict, "latency": dict, "energy": dict, "power_watts": (int, float), "utilization": (int, float), "events": dict,
+}
+REL_TOL = 1e-9  # sums of floats in a different order
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-30)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_report(report: Mapping[str, Any]) -> list[str]:
+    """Every problem found in ``report`` (empty: valid)."""
+    problems: list[str] = []
+    for key, kind in REQUIRED.items():
+        if key not in report:
+            problems.append(f"missing key {key!r}")
+        elif not isinstance(report[key], kind) or isinstance(report[key], bool):
+            problems.append(f"{key!r} has type {type(report[key]).__name__}")
+    if problems:
+        return problems
+    if report["schema"] != SCHEMA:
+        problems.append(f"schema is {report['schema']!r}, expected {SCHEMA!r}")
+
+    acc, runs = report["accuracy"], report["config"].get("runs")
+    per_run = acc.get("per_run")
+    if per_run is not None:
+        if not isinstance(per_run, list) or not per_run or not all(_number(a) and 0.0 <= a <= 1.0 for a in per_run):
+            problems.append("accuracy.per_run must be a non-empty list of numbers in [0, 1]")
+        else:
+            if runs is not None and len(per_run) != runs:
+                problems.append(f"accuracy.per_run has {len(per_run)} entries, config.runs is {runs}")
+            mean = sum(per_run) / len(per_run)
+            std = math.sqrt(sum((a - mean) ** 2 for a in per_run) / len(per_run))
+            for name, expected in (("mean", mean), ("min", min(per_run)), ("max", max(per_run))):
+                if not _number(acc.get(name)) or not math.isclose(acc[name], expected, abs_tol=1e-12):
+                    problems.append(f"accuracy.{name} is {acc.get(name)!r}, per_run gives {expected!r}")
+            if not _number(acc.get("std")) or not math.isclose(acc["std"], std, abs_tol=1e-9):
+                problems.append(f"accuracy.std is {acc.get('std')!r}, per_run gives {std!r}")
+
+    lat = report["latency"]
+    cycles, seconds, clock = lat.get("cycles_per_inference"), lat.get("seconds_per_inference"), lat.get("clock_hz")
+    if not (isinstance(cycles, int) and cycles > 0 and _number(seconds) and _number(clock) and clock > 0):
+        problems.append("latency needs a positive integer cycles_per_inference and positive seconds_per_inference, clock_hz")
+    elif not _close(seconds, cycles / clock):
+        problems.append(f"latency.seconds_per_inference {seconds!r} != cycles / clock_hz {cycles / clock!r}")
+
+    energy = report["energy"]
+    parts = {k: energy.get(k) for k in ("compute_joules", "storage_joules", "leakage_joules")}
+    total = energy.get("joules_per_inference")
+    if not all(_number(v) and v >= 0 for v in (*parts.values(), total)):
+        problems.append("energy needs non-negative joules_per_inference, compute_joules, storage_joules, leakage_joules")
+    else:
+        if not _close(total, sum(parts.values())):
+            problems.append(f"energy.joules_per_inference {total!r} != compute + storage + leakage {sum(parts.values())!r}")
+        breakdown = energy.get("breakdown", {})
+        for group in ("compute", "storage", "leakage"):
+            items = breakdown.get(group)
+            if not isinstance(items, dict) or not all(_number(v) for v in items.values()):
+                problems.append(f"energy.breakdown.{group} must map names to numbers")
+            elif not _close(sum(items.values()), parts[f"{group}_joules"]):
+                problems.append(f"energy.breakdown.{group} sums to {sum(items.values())!r}, energy.{group}_joules is {parts[f'{group}_joules']!r}")
+        if not problems and not _close(report["power_watts"], total / seconds):
+            problems.append(f"power_watts {report['power_watts']!r} != joules / seconds {total / seconds!r}")
+
+    if not 0.0 <= report["utilization"] <= 1.0:
+        problems.append(f"utilization {report['utilization']!r} is outside [0, 1]")
+    if report["events"].get("cycles") not in (None, cycles):
+        problems.append(f"events.cycles {report['events'].get('cycles')!r} != latency.cycles_per_inference {cycles!r}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m axtrain.runtime.report_check FILE...``: one line per problem, exit 2 if any."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m axtrain.runtime.report_check REPORT.json [...]", file=sys.stderr)
+        return 2
+    bad = 0
+    for name in args:
+        try:
+            report = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(f"error: {name}: cannot read a JSON report ({' '.join(str(exc).split())[:200]})", file=sys.stderr)
+            bad += 1
+            continue
+        problems = check_report(report) if isinstance(report, dict) else ["not a JSON object"]
+        for problem in problems:
+            print(f"error: {name}: {problem}", file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{name}: valid {SCHEMA} report")
+    return 2 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
