@@ -31,6 +31,11 @@ def _train(profile: Profile, app: str, seed: int, method: str, label: str, start
     return Cell("train", params, (start,) if start is not None else (), label)
 
 
+def _target(multiplier: str, sram_voltage: float) -> str:
+    """A pas target in labels: the multiplier at nominal voltage, else the voltage."""
+    return multiplier if sram_voltage >= NOMINAL_VOLTAGE else f"{sram_voltage:g}V"
+
+
 def bp(profile: Profile, app: str, seed: int) -> Cell:
     return _train(profile, app, seed, "bp", f"train bp {app} s{seed}")
 
@@ -41,18 +46,16 @@ def act(profile: Profile, app: str, seed: int) -> Cell:
 
 def axtrain(profile: Profile, app: str, seed: int, multiplier: str = "exact", sram_voltage: float = NOMINAL_VOLTAGE) -> Cell:
     """AxTrain for one target: pas at (multiplier, voltage) from the act network."""
-    target = multiplier if sram_voltage >= NOMINAL_VOLTAGE else f"{sram_voltage:g}V"
     return _train(
-        profile, app, seed, "pas", f"train axtrain@{target} {app} s{seed}", start=act(profile, app, seed),
+        profile, app, seed, "pas", f"train axtrain@{_target(multiplier, sram_voltage)} {app} s{seed}", start=act(profile, app, seed),
         epochs=0, multiplier=multiplier, sram_voltage=sram_voltage,
     )
 
 
 def pas_from_bp(profile: Profile, app: str, seed: int, multiplier: str = "exact", sram_voltage: float = NOMINAL_VOLTAGE) -> Cell:
     """AxTrain-pas alone for one target: pas at (multiplier, voltage) from the BP network."""
-    target = multiplier if sram_voltage >= NOMINAL_VOLTAGE else f"{sram_voltage:g}V"
     return _train(
-        profile, app, seed, "pas", f"train bp+pas@{target} {app} s{seed}", start=bp(profile, app, seed),
+        profile, app, seed, "pas", f"train bp+pas@{_target(multiplier, sram_voltage)} {app} s{seed}", start=bp(profile, app, seed),
         epochs=0, multiplier=multiplier, sram_voltage=sram_voltage,
     )
 
