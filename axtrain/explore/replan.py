@@ -218,7 +218,9 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
         }
         for layer in planned.layers
     ]
-    return files, manifest
+    from axtrain.compiler.package import finish_format_1_1  # format 1.1 twins, coverage, content hash
+
+    return finish_format_1_1(files, manifest, qlayers, bundle.arch), manifest
 
 
 def write_replanned(bundle: Bundle, plan: Plan, out: str | Path, overwrite: bool = False) -> Path:
