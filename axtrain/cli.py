@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compile": ("axtrain.compiler.cli", "compile_command", "Compile an ONNX model into a FlexFlow bundle."),
     "inspect": ("axtrain.compiler.cli", "inspect_command", "Summarise a bundle (layers, instructions, memory, modes)."),
     "verify": ("axtrain.runtime.cli", "verify_command", "Check a bundle's hashes and replay its golden vectors."),
+    "hdl": ("axtrain.bringup.cli", "hdl", "Generate a SystemVerilog package, C header and testbench from the ISA and a bundle."),
     "simulate": ("axtrain.runtime.cli", "simulate", "Simulate a bundle: accuracy, latency and energy."),
     "pipeline": ("axtrain.pipeline.cli", "pipeline", "Train, export, compile, verify and simulate in one command."),
     "reproduce": ("axtrain.reproduce.cli", "reproduce", "Reproduce the paper's Figures 4 and 6-9 (cached cells, CSVs, plots, REPORT.md)."),
