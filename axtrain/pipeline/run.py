@@ -157,9 +157,9 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 4. verify ---------------------------------------------------------------------------------
     def verify() -> None:
-        from axtrain.runtime.cli import verify_bundle
+        from axtrain.runtime.verify import verify_bundle
 
-        lines = verify_bundle(root / "bundle")
+        lines = verify_bundle(root / "bundle").lines()
         atomic.write_text(root / "verify.txt", "\n".join(lines) + "\nverify: OK\n")
 
     stage("verify", {}, {"bundle": bundle_hash}, ["verify.txt"], verify)

@@ -19,7 +19,7 @@ from axtrain.explore.replan import Plan, apply_plan, bundle_plan, compute_layers
 from axtrain.explore.search import explore, pareto_front  # noqa: E402
 from axtrain.formats.bundle import load_bundle  # noqa: E402
 from axtrain.hwmodels.multipliers import parse_mode  # noqa: E402
-from axtrain.runtime.cli import verify_bundle  # noqa: E402
+from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.runtime.simulation import simulate  # noqa: E402
 from axtrain.trainer.config import load_config  # noqa: E402
 from axtrain.trainer.engine import train  # noqa: E402
@@ -85,7 +85,7 @@ def test_replanned_bundle_verifies_and_carries_the_plan(bundle_path: Path, tmp_p
     voltages = tuple(VOLTAGES[i % len(VOLTAGES)] for i in range(n))
     plan = Plan(modes, voltages)
     out = write_replanned(b, plan, tmp_path / "plan")
-    assert verify_bundle(out)[-1].startswith("output")  # golden vectors match the new MODE tables
+    assert verify_bundle(out).output.ok  # golden vectors match the new MODE tables
     r = load_bundle(out)
     assert bundle_plan(r) == plan
     assert len(r.program) == len(b.program)
@@ -193,7 +193,7 @@ def test_cli_writes_a_verified_plan_bundle_and_report(bundle_path: Path, tmp_pat
     data = json.loads(report.read_text())
     assert data["selection"]["source"].startswith("training split")
     assert bundle_plan(load_bundle(out)).label() == data["chosen"]["label"]
-    assert verify_bundle(out)[-1].startswith("output")
+    assert verify_bundle(out).output.ok
     code, _, err = _axtrain(capsys, *args)  # --out exists, no --force
     assert code == 2 and len(err.strip().splitlines()) == 1 and "already exists" in err
 
