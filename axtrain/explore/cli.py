@@ -54,7 +54,7 @@ def explore(
     from axtrain import atomic
     from axtrain.datasets import load
     from axtrain.datasets.split import split_validation
-    from axtrain.explore.replan import apply_plan, write_replanned
+    from axtrain.compiler.replan import apply_plan, write_replanned
     from axtrain.explore.search import explore as run_search, format_table, parse_modes, parse_voltages
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate

@@ -13,7 +13,7 @@ inference whose mean accuracy stays within ``max_loss`` of the baseline (docs/ex
   ``reference_accuracy`` even the baseline may miss the budget; if no plan meets it, the chosen and
   best uniform plans are the baseline and ``within_budget`` is False.
 
-Each evaluation simulates the bundle under the plan in memory (:func:`replan.apply_plan`) with
+Each evaluation simulates the bundle under the plan in memory (:func:`axtrain.compiler.replan.apply_plan`) with
 ``runs`` NTV runs seeded by ``seed``; evaluations are cached by plan, so the same inputs give the same
 result. Energy is data independent (runtime/energy.py); accuracy is the mean over the runs.
 """
@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from axtrain.errors import ConfigError
-from axtrain.explore.replan import Plan, apply_plan, compute_layers
+from axtrain.compiler.replan import Plan, apply_plan, compute_layers
 from axtrain.formats.bundle import Bundle
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.ntv import bit_error_rate

@@ -14,7 +14,10 @@ A :class:`Plan` names one multiplier mode and one weight-SRAM voltage per comput
   re-planned program against an independent computation, as it does for a compiled bundle.
 
 Weights, biases, architecture and golden inputs are copied byte for byte. Voltages change no golden
-vector: verify replays the program without NTV faults. Never imports torch.
+vector: verify replays the program without NTV faults. The listing notes, the manifest's per-layer
+summary, the golden files and the MODE codes come from the same functions the compiler packages a
+fresh bundle with (compiler/package.py, compiler/passes/emit.py). ``axtrain explore`` (the search)
+uses this module; it lives in the compiler because it writes bundles. Never imports torch.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from axtrain.compiler.package import golden_files, listing_notes, manifest_layers
+from axtrain.compiler.passes.emit import mode_code
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import Bundle, LayerRecord
 from axtrain.formats.isa import Instruction, encode_program, listing
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
-from axtrain.hwmodels.layers import QuantizedLayer, forward
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 from axtrain.hwmodels.ntv import bit_error_rate
 
@@ -92,11 +97,6 @@ def check_plan(bundle: Bundle, plan: Plan) -> tuple[tuple[MultiplierMode, ...], 
     return modes, tuple(float(v) for v in plan.voltages)
 
 
-def _mode_code(mode: MultiplierMode) -> int:
-    # The ISA's mode-table code (docs/isa.md MODE): 0 exact, k DRUM(k); same rule as compiler emit.
-    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
-
-
 def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
     """A voltage for every layer of the table. Layers without weights (pool, flatten) store nothing
     in the weight SRAM; they take the voltage of the compute layer before them (the first compute
@@ -126,7 +126,7 @@ def planned_program(bundle: Bundle, modes: Sequence[MultiplierMode]) -> list[Ins
         for index in range(first, end):
             ins = program[index]
             if ins.op == "MODE":
-                program[index] = Instruction.of("MODE", mt=ins["mt"], count=ins["count"], code=_mode_code(mode))
+                program[index] = Instruction.of("MODE", mt=ins["mt"], count=ins["count"], code=mode_code(mode))
     return program
 
 
@@ -179,16 +179,6 @@ def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
     return out
 
 
-def _notes(layers: Sequence[LayerRecord]) -> dict[int, str]:
-    # The listing's layer-boundary comments, as compiler/package.py writes them.
-    return {layer.program[0]: f"layer {layer.index} {layer.name} ({layer.op})" for layer in layers}
-
-
-def _modes_text(modes: Sequence[str]) -> str:
-    distinct = sorted(set(modes))
-    return distinct[0] if len(distinct) == 1 else f"mixed:{len(distinct)} modes"
-
-
 def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the re-planned bundle (name -> bytes) and its manifest without the hash list.
 
@@ -198,26 +188,16 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
     for name in bundle.manifest.files:
         files[name] = (bundle.path / name).read_bytes()
     files[fmt.PROGRAM_BIN] = planned.program_bytes
-    files[fmt.PROGRAM_ASM] = listing(planned.program, _notes(planned.layers)).encode("utf-8")
+    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [tuple(layer.program) for layer in planned.layers])
+    files[fmt.PROGRAM_ASM] = listing(planned.program, notes).encode("utf-8")
     files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
     # Golden vectors under the new modes (integer reference, not the interpreter verify replays).
-    qlayers = integer_layers(planned)
-    x = bundle.golden_inputs()
-    outputs = forward(qlayers, quantize(x, FixedPointFormat.parse(bundle.manifest.input.format)))
-    for index, values in enumerate(outputs):
-        files[fmt.golden_layer_file(index)] = fmt.npy_bytes(values.astype(np.int64))
-    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], qlayers[-1].output_format))
+    files.update(golden_files(integer_layers(planned), bundle.golden_inputs(), FixedPointFormat.parse(bundle.manifest.input.format)))
     manifest = json.loads((bundle.path / fmt.MANIFEST).read_text(encoding="utf-8"))
     manifest.pop("files", None)
-    manifest["layers"] = [
-        {
-            "name": layer.name,
-            "op": layer.op,
-            "multiplier": _modes_text(layer.multipliers) if layer.weights is not None else "-",
-            "sram_voltage": layer.sram_voltage,
-        }
-        for layer in planned.layers
-    ]
+    manifest["layers"] = manifest_layers(
+        (layer.name, layer.op, layer.multipliers if layer.weights is not None else None, layer.sram_voltage) for layer in planned.layers
+    )
     return files, manifest
 
 
