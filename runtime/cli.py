@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.hwmodels.multipliers import MultiplierMode
+
 
 @click.command("verify")
 @click.argument("bundle", type=click.Path(path_type=Path))
@@ -24,8 +27,8 @@ def verify_command(bundle: Path) -> None:
 @click.option("--app", help="Feed the test split of this application (axtrain data list).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), help="Feed a float32 .npy shaped [N, *input shape].")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), help="Integer class labels .npy [N] for --inputs.")
-@click.option("--multiplier", help="Override every layer's multiplier: exact, drum:K or K1..K4.")
-@click.option("--sram-voltage", type=float, help="Override every layer's weight-SRAM voltage (V, 0.40..1.10).")
+@multiplier_option("Override every layer's multiplier")
+@sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps (run i: SeedSequence([seed, i])).")
 @click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
@@ -37,7 +40,7 @@ def simulate(
     app: str | None,
     inputs_file: Path | None,
     labels_file: Path | None,
-    multiplier: str | None,
+    multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
     seed: int,
@@ -52,7 +55,6 @@ def simulate(
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
     from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
     from axtrain.runtime.report import format_summary, simulate_to_report
-    from axtrain.runtime.simulation import parse_override
 
     if (app is None) == (inputs_file is None):
         raise ConfigError("give exactly one of --app APP or --inputs X.npy")
@@ -62,7 +64,6 @@ def simulate(
         raise ConfigError(f"--runs must be at least 1, got {runs}")
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
-    parse_override(multiplier, sram_voltage)  # fail fast on a bad mode or voltage
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)

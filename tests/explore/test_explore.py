@@ -129,7 +129,7 @@ def test_pareto_front_of_hand_made_points() -> None:
         return PlanPoint(Plan((m,), (1.1,)), e, a, 0.0, "uniform")
 
     points = [pt(1.0, 0.5, "drum:1"), pt(2.0, 0.9, "drum:2"), pt(2.5, 0.8, "drum:3"), pt(3.0, 0.95, "exact")]
-    assert [p.plan.modes[0] for p in pareto_front(points)] == ["drum:1", "drum:2", "exact"]
+    assert [str(p.plan.modes[0]) for p in pareto_front(points)] == ["drum:1", "drum:2", "exact"]
 
 
 def test_cli_writes_a_verified_plan_bundle_and_report(bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
