@@ -13,9 +13,9 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from axtrain.errors import AxTrainError, ConfigError
+from axtrain.formats.target import HardwareTarget, ModeText, Volts
 from axtrain.formats.yamltext import read_mapping
-from axtrain.hwmodels.multipliers import parse_mode
-from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 
 Method = Literal["bp", "act", "pas", "axtrain", "approxann"]
 METHOD_NAMES: tuple[str, ...] = ("bp", "act", "pas", "axtrain", "approxann")
@@ -75,8 +75,8 @@ class TrainConfig(BaseModel):
         0.01, ge=0, description="axtrain: act stops when E and S each changed by less than this fraction over converge_patience epochs"
     )
     converge_patience: int = Field(5, ge=1, description="axtrain: window (epochs) of the act convergence rule")
-    multiplier: str = Field("exact", description="target multiplier: exact, drum:K, or K1..K4 (pas trains with it)")
-    sram_voltage: float = Field(NOMINAL_VOLTAGE, description="target weight-SRAM supply voltage in volts (0.4..1.1)")
+    multiplier: ModeText = Field("exact", description="target multiplier: exact, drum:K, or K1..K4 (pas trains with it)")
+    sram_voltage: Volts = Field(NOMINAL_VOLTAGE, description="target weight-SRAM supply voltage in volts (0.4..1.1)")
     ntv_eval_runs: int = Field(10, ge=1, description="fault maps averaged when evaluating below nominal voltage")
     probe_samples: int = Field(256, ge=1, description="training samples on which S is measured every epoch")
     approxann_start: Literal["bp", "act"] = Field("bp", description="approxann: train the starting network with bp or act")
@@ -94,23 +94,6 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown application {value!r}; known: {', '.join(APPLICATIONS)}")
         return value
 
-    @field_validator("multiplier")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        try:
-            return str(parse_mode(value))
-        except AxTrainError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("sram_voltage")
-    @classmethod
-    def _voltage(cls, value: float) -> float:
-        try:
-            bit_error_rate(value)
-        except AxTrainError as exc:
-            raise ValueError(str(exc)) from None
-        return float(value)
-
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` default filled from the application's defaults."""
         defaults = {**_FALLBACK_DEFAULTS, **APP_DEFAULTS.get(self.app, {})}
@@ -125,6 +108,11 @@ class TrainConfig(BaseModel):
             faulty = values["sram_voltage"] < NOMINAL_VOLTAGE
             values["pas_lr"] = values["lr"] if faulty else values["lr"] / 10
         return TrainConfig(**values)
+
+    @property
+    def target(self) -> HardwareTarget:
+        """The hardware this run trains for."""
+        return HardwareTarget(multiplier=self.multiplier, sram_voltage=self.sram_voltage, bits_w=self.bits_w, bits_a=self.bits_a)
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the trained weights (``device`` excluded): resume needs them equal."""

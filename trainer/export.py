@@ -39,7 +39,7 @@ from axtrain.formats import onnx_schema as schema
 from axtrain.formats.onnx_schema import read_annotations  # re-exported for callers of this module
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.provenance import versions
 
@@ -275,7 +275,7 @@ def export_layers(
     layers: Sequence[QuantizedLayer],
     input_shape: tuple[int, ...],
     metadata: Mapping[str, Any],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
 ) -> onnx.ModelProto:
     """Build the annotated QDQ ONNX model of ``layers`` (docs/onnx-schema.md).
@@ -283,7 +283,7 @@ def export_layers(
     ``input_shape`` is the per-sample shape without the batch dimension (``(30,)``, ``(1, 28, 28)``);
     the batch dimension is symbolic (``batch``). ``metadata`` supplies ``app``, ``method`` and
     ``seed`` (plain or ``axtrain.``-prefixed keys; ``app`` defaults to ``custom``). ``multiplier``
-    (a mode name such as ``drum:2`` or ``K2``) and ``sram_voltage`` (volts) replace the layers' own
+    (a typed mode; text is parsed at the edge, axtrain/cli_params.py) and ``sram_voltage`` (volts) replace the layers' own
     annotations on every compute layer. The arithmetic of the graph is always exact: annotations
     tell the hardware what to approximate, they do not change the ONNX numerics.
 
@@ -292,7 +292,7 @@ def export_layers(
     """
     if not layers:
         raise OnnxError("cannot export an empty network: no layers")
-    override_mode = parse_mode(multiplier) if multiplier is not None else None
+    override_mode = multiplier
     if sram_voltage is not None:
         bit_error_rate(sram_voltage)  # validates the voltage against the NTV model's range
     names = [layer.name for layer in layers]
@@ -435,7 +435,7 @@ def bit_exact_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -
 def export_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
 ) -> Path:
     """Export a trained run directory to ``out`` (the ``axtrain export`` command).

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from axtrain import atomic
 from axtrain.errors import ConfigError
+from axtrain.formats.target import HardwareTarget
 from axtrain.pipeline.ledger import Ledger, stage_key
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
@@ -40,8 +41,7 @@ class PipelineOptions:
     app: str
     method: str = "axtrain"
     out: Path = Path("out/pipeline")
-    multiplier: str | None = None  # target of training and default annotation; None: the trainer's default
-    sram_voltage: float | None = None
+    target: HardwareTarget | None = None  # of training and the default annotation; None: the config file's, else the trainer's default
     runs: int = 50
     seed: int = 0
     sim_seed: int = 0
@@ -70,10 +70,9 @@ def _train_config(options: PipelineOptions) -> Any:
     overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
-    if options.multiplier is not None:
-        overrides["multiplier"] = options.multiplier
-    if options.sram_voltage is not None:
-        overrides["sram_voltage"] = options.sram_voltage
+    if options.target is not None:
+        t = options.target
+        overrides.update(multiplier=t.multiplier, sram_voltage=t.sram_voltage, bits_w=t.bits_w, bits_a=t.bits_a)
     return load_config(options.config_file, **overrides).resolved()
 
 
@@ -157,9 +156,9 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 4. verify ---------------------------------------------------------------------------------
     def verify() -> None:
-        from axtrain.runtime.cli import verify_bundle
+        from axtrain.runtime.verify import verify_bundle
 
-        lines = verify_bundle(root / "bundle")
+        lines = verify_bundle(root / "bundle").lines()
         atomic.write_text(root / "verify.txt", "\n".join(lines) + "\nverify: OK\n")
 
     stage("verify", {}, {"bundle": bundle_hash}, ["verify.txt"], verify)

@@ -231,7 +231,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     and the best uniform plan are then measured once on the test split like a ``simulate`` cell.
     """
     from axtrain.datasets.split import split_validation
-    from axtrain.explore.replan import apply_plan
+    from axtrain.compiler.replan import apply_plan
     from axtrain.explore.search import explore
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
