@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compile": ("axtrain.compiler.cli", "compile_command", "Compile an ONNX model into a FlexFlow bundle."),
     "inspect": ("axtrain.compiler.cli", "inspect_command", "Summarise a bundle (layers, instructions, memory, modes)."),
     "verify": ("axtrain.runtime.cli", "verify_command", "Check a bundle's hashes and replay its golden vectors."),
+    "diff": ("axtrain.regress.cli", "diff", "Compare two bundles semantically (exit 0 when equivalent)."),
+    "check": ("axtrain.regress.cli", "check", "Simulate a bundle and check pinned accuracy, cycles and energy with tolerances."),
     "hdl": ("axtrain.bringup.cli", "hdl", "Generate a SystemVerilog package, C header and testbench from the ISA and a bundle."),
     "simulate": ("axtrain.runtime.cli", "simulate", "Simulate a bundle: accuracy, latency and energy."),
     "pipeline": ("axtrain.pipeline.cli", "pipeline", "Train, export, compile, verify and simulate in one command."),

@@ -13,12 +13,24 @@ from axtrain.hwmodels.multipliers import MultiplierMode
 
 @click.command("verify")
 @click.argument("bundle", type=click.Path(path_type=Path))
-def verify_command(bundle: Path) -> None:
-    """Check BUNDLE's hashes and replay its golden vectors through the reference interpreter."""
+@click.option("--against", "model", type=click.Path(dir_okay=False, path_type=Path), help="Also run the goldens and --extra inputs through this ONNX model in onnxruntime.")
+@click.option("--extra", type=int, default=64, show_default=True, help="Extra seeded random inputs for --against.")
+def verify_command(bundle: Path, model: Path | None, extra: int) -> None:
+    """Check BUNDLE's hashes and replay its golden vectors through the reference interpreter
+    (and, with --against, through onnxruntime on MODEL.onnx)."""
+    from axtrain.compiler.cli import coverage_line
+    from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.verify import verify_bundle
 
     for line in verify_bundle(bundle).lines():
         click.echo(line)
+    loaded = load_bundle(bundle)
+    if model is not None:
+        from axtrain.regress.against import verify_against
+
+        for line in verify_against(loaded, model, extra):
+            click.echo(line)
+    click.echo(coverage_line(loaded))
     click.echo(f"verify: {bundle} OK")
 
 
@@ -67,19 +79,7 @@ def simulate(
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
-    if app is not None:
-        from axtrain.datasets import load
-
-        if split_seed is None:
-            split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
-        data = load(app, seed=split_seed)
-        x, y = data.x_test, data.y_test
-        source = {"source": f"app:{app} test split", "app": app, "split_seed": split_seed}
-    else:
-        assert inputs_file is not None
-        x = _load_npy(inputs_file, "--inputs")
-        y = _load_npy(labels_file, "--labels") if labels_file is not None else None
-        source = {"source": "file"}
+    x, y, source = simulation_inputs(b, app, inputs_file, labels_file, split_seed)
     result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
     if dump_file is not None:
         atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
@@ -88,6 +88,28 @@ def simulate(
     click.echo(format_summary(report))
     if report_file is not None:
         click.echo(f"report: {report_file}")
+
+
+def simulation_inputs(b: "Bundle", app: str | None, inputs_file: Path | None, labels_file: Path | None, split_seed: int | None) -> tuple[np.ndarray, np.ndarray | None, dict]:  # noqa: F821
+    """The inputs, labels and source record of ``--app`` / ``--inputs`` / ``--labels`` (shared by
+    ``simulate`` and ``check``)."""
+    from axtrain.errors import ConfigError
+
+    if (app is None) == (inputs_file is None):
+        raise ConfigError("give exactly one of --app APP or --inputs X.npy")
+    if labels_file is not None and inputs_file is None:
+        raise ConfigError("--labels goes with --inputs (--app brings its own labels)")
+    if app is not None:
+        from axtrain.datasets import load
+
+        if split_seed is None:
+            split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
+        data = load(app, seed=split_seed)
+        return data.x_test, data.y_test, {"source": f"app:{app} test split", "app": app, "split_seed": split_seed}
+    assert inputs_file is not None
+    x = _load_npy(inputs_file, "--inputs")
+    y = _load_npy(labels_file, "--labels") if labels_file is not None else None
+    return x, y, {"source": "file"}
 
 
 def _load_npy(path: Path, option: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from axtrain.errors import BundleError
-from axtrain.formats.bundle import load_bundle
+from axtrain.formats.bundle import check_golden_twins, load_bundle
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
 from axtrain.runtime.interpreter import run_bundle
 
@@ -96,6 +96,7 @@ def check_bundle(path: Path) -> VerifyResult:
     mismatches are recorded in the result.
     """
     bundle = load_bundle(path)  # versions and every sha256 first
+    check_golden_twins(bundle)  # format 1.1: the hex and quantised goldens match the .npy ones
     inputs = bundle.golden_inputs()
     outputs = run_bundle(bundle, inputs)
     checks: list[LayerCheck] = []
