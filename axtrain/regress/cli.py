@@ -24,7 +24,7 @@ def diff(a: Path, b: Path) -> None:
     for line in summary(ba, bb, differences):
         click.echo(line)
     if differences:
-        raise click.exceptions.Exit(1)
+        raise SystemExit(1)  # drift or difference: exit 1 (errors are exit 2)
 
 
 @click.command("check")
@@ -62,4 +62,4 @@ def check(
     drifted = [o for o in outcomes if not o.ok]
     click.echo(f"check: {len(outcomes) - len(drifted)}/{len(outcomes)} pins hold" + (f", {len(drifted)} drifted" if drifted else ""))
     if drifted:
-        raise click.exceptions.Exit(1)
+        raise SystemExit(1)  # drift or difference: exit 1 (errors are exit 2)
