@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("axtrain.runtime.cli", "verify_command", "Check a bundle's hashes and replay its golden vectors."),
     "diff": ("axtrain.regress.cli", "diff", "Compare two bundles semantically (exit 0 when equivalent)."),
     "check": ("axtrain.regress.cli", "check", "Simulate a bundle and check pinned accuracy, cycles and energy with tolerances."),
+    "trace": ("axtrain.bringup.cli", "trace_command", "Trace one input through a bundle: per-instruction writes and cycle timeline (text, csv, vcd)."),
+    "compare": ("axtrain.bringup.cli", "compare", "Compare an RTL dump of layer outputs (hex or npy) with a bundle's goldens."),
     "hdl": ("axtrain.bringup.cli", "hdl", "Generate a SystemVerilog package, C header and testbench from the ISA and a bundle."),
     "simulate": ("axtrain.runtime.cli", "simulate", "Simulate a bundle: accuracy, latency and energy."),
     "pipeline": ("axtrain.pipeline.cli", "pipeline", "Train, export, compile, verify and simulate in one command."),
