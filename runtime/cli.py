@@ -47,6 +47,8 @@ def verify_command(bundle: Path, model: Path | None, extra: int) -> None:
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here (docs/report-schema.md).")
 @click.option("--dump-outputs", "dump_file", type=click.Path(dir_okay=False, path_type=Path), help="Write run 0's float32 outputs (.npy).")
 @click.option("--tech", "tech_file", type=click.Path(dir_okay=False, path_type=Path), help="Technology table YAML/JSON (default: 65 nm table).")
+@click.option("--fault-map-out", "fault_map_out", type=click.Path(dir_okay=False, path_type=Path), help="Write every run's NTV flip mask (.npy or .hex) for an RTL replay.")
+@click.option("--fault-map-in", "fault_map_in", type=click.Path(dir_okay=False, path_type=Path), help="Replay the flip masks of this file (one run each) instead of drawing faults.")
 def simulate(
     bundle: Path,
     app: str | None,
@@ -60,6 +62,8 @@ def simulate(
     report_file: Path | None,
     dump_file: Path | None,
     tech_file: Path | None,
+    fault_map_out: Path | None,
+    fault_map_in: Path | None,
 ) -> None:
     """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model."""
     from axtrain import atomic
@@ -80,7 +84,26 @@ def simulate(
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
     x, y, source = simulation_inputs(b, app, inputs_file, labels_file, split_seed)
-    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
+    images, fault_map = None, None
+    if fault_map_in is not None or fault_map_out is not None:
+        from axtrain.runtime.faultmap import apply_masks, flip_masks, read_fault_map, write_fault_map
+        from axtrain.runtime.faults import fault_regions
+
+        regions = fault_regions(b.layers, sram_voltage)
+        if fault_map_in is not None:
+            masks = read_fault_map(fault_map_in, b, regions)
+            if runs not in (1, len(masks)):
+                raise ConfigError(f"--fault-map-in {fault_map_in} holds {len(masks)} runs, --runs is {runs}")
+            runs = len(masks)
+            images = apply_masks(b.weights, regions, masks)
+            fault_map = {"source": "file", "sha256": sha256_file(fault_map_in), "runs": runs}
+        else:
+            masks = flip_masks(b, regions, seed, runs)
+    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology, weight_images=images)
+    if fault_map is not None:
+        report["config"]["fault_map"] = fault_map
+    if fault_map_out is not None:
+        write_fault_map(fault_map_out, masks, b.arch.weight_word_bits)
     if dump_file is not None:
         atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
     if report_file is not None:
