@@ -8,7 +8,8 @@ regenerating.
 
 Outputs (in ``--out DIR``):
 
-    axtrain_isa_pkg.sv     package axtrain_isa_pkg: parameters, opcode enum, field accessors
+    axtrain_isa_pkg.sv     package axtrain_isa_pkg: parameters, opcode enum, field accessors,
+                           host registers (and, from a bundle, its sizes and DRAM byte map)
     axtrain_isa.h          the same for C (#defines, tables, static inline accessors)
     (from a bundle only)
     axtrain_tb.sv          module axtrain_tb: $readmemh of the bundle's hex images; checks every
@@ -94,6 +95,53 @@ def bundle_constants(bundle: fmt.Bundle) -> list[tuple[str, int, str]]:
     ]
 
 
+# The host interface of docs/bringup.md: control registers (byte offsets in the accelerator's
+# register window) and the byte-addressed device DRAM map of one bundle.
+HOST_REGISTERS: tuple[tuple[str, int, str], ...] = (
+    ("REG_CTRL", 0x00, "write 1 to bit 0 (start): run the program once per image of the batch"),
+    ("REG_STATUS", 0x04, "bit 0 done (sticky until the next start), bit 1 error, bit 2 busy"),
+    ("REG_ERROR_PC", 0x08, "instruction index of the first error (when STATUS.error)"),
+    ("REG_PROGRAM_BASE", 0x0C, "byte address of program.bin in device DRAM"),
+    ("REG_PROGRAM_WORDS", 0x10, "instructions (128-bit words) to load"),
+    ("REG_WEIGHT_BASE", 0x14, "byte address of DRAM.W word 0 (weights.bin)"),
+    ("REG_BIAS_BASE", 0x18, "byte address of DRAM.B word 0 (bias.bin)"),
+    ("REG_ACT_BASE", 0x1C, "byte address of image 0's DRAM.A word 0"),
+    ("REG_ACT_STRIDE", 0x20, "bytes between consecutive images' DRAM.A spaces"),
+    ("REG_BATCH", 0x24, "images in the batch"),
+    ("REG_CYCLES_LO", 0x28, "cycles since start, bits 31..0 (read only)"),
+    ("REG_CYCLES_HI", 0x2C, "cycles since start, bits 63..32 (read only)"),
+)
+REGION_ALIGN = 4096  # each DRAM region starts on a 4 KiB boundary
+ACT_STRIDE_ALIGN = 64  # images' activation spaces start on 64-byte boundaries
+
+
+def _align(value: int, to: int) -> int:
+    return -(-value // to) * to
+
+
+def memory_map(bundle: fmt.Bundle) -> list[tuple[str, int, str]]:
+    """The bundle's default device-DRAM byte map (docs/bringup.md): program, weight image, bias
+    image, then one activation space per image; an ISA word address ``d`` of space X is byte
+    ``X_BASE + d * X_WORD_BYTES`` (activations: ``+ n * ACT_STRIDE`` for image ``n``)."""
+    m, arch = bundle.manifest, bundle.arch
+    program_bytes = len(bundle.program) * WORD_BYTES
+    weight_bytes = m.weight_words * arch.weight_word_bytes
+    bias_bytes = m.bias_words * fmt.BIAS_WORD_BITS // 8
+    weight_base = _align(program_bytes, REGION_ALIGN)
+    bias_base = _align(weight_base + weight_bytes, REGION_ALIGN)
+    act_base = _align(bias_base + bias_bytes, REGION_ALIGN)
+    stride = _align(m.activation_words * arch.neuron_word_bytes, ACT_STRIDE_ALIGN)
+    return [
+        ("MAP_PROGRAM_BASE", 0, f"{program_bytes} bytes"),
+        ("MAP_WEIGHT_BASE", weight_base, f"{weight_bytes} bytes, {arch.weight_word_bytes} per word"),
+        ("MAP_BIAS_BASE", bias_base, f"{bias_bytes} bytes, 4 per word"),
+        ("MAP_ACT_BASE", act_base, "image 0's activation space"),
+        ("MAP_ACT_STRIDE", stride, f"{m.activation_words} words x {arch.neuron_word_bytes} bytes, rounded up to {ACT_STRIDE_ALIGN}"),
+        ("MAP_INPUT_OFFSET", m.input.dram * arch.neuron_word_bytes, "byte offset of the input within an image's space"),
+        ("MAP_OUTPUT_OFFSET", m.output.dram * arch.neuron_word_bytes, "byte offset of the output within an image's space"),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # SystemVerilog
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +186,12 @@ def systemverilog_package(arch: Architecture, bundle: fmt.Bundle | None = None, 
             out.append(f"  localparam int unsigned {name} = {value};  // {comment}\n")
         if bundle.manifest.content_sha256:
             out.append(f"  localparam logic [255:0] BUNDLE_CONTENT_SHA256 = 256'h{bundle.manifest.content_sha256};\n")
+        out.append("\n  // Device DRAM byte map (docs/bringup.md)\n")
+        for name, value, comment in memory_map(bundle):
+            out.append(f"  localparam int unsigned {name} = 32'h{value:08X};  // {comment}\n")
+    out.append("\n  // Host control registers: byte offsets in the accelerator's register window (docs/bringup.md)\n")
+    for name, value, comment in HOST_REGISTERS:
+        out.append(f"  localparam int unsigned {name} = 'h{value:02X};  // {comment}\n")
     out.append("\n  // Operand fields: <OP>_<FIELD>_LSB / _BITS; signed fields are two's complement.\n")
     for s in specs:
         for name, lsb, bits, signed in field_layout(s):
@@ -208,6 +262,12 @@ def c_header(arch: Architecture, bundle: fmt.Bundle | None = None, source: str =
             out.append(f"#define AXT_{name} {value}u /* {comment} */\n")
         if bundle.manifest.content_sha256:
             out.append(f'#define AXT_BUNDLE_CONTENT_SHA256 "{bundle.manifest.content_sha256}"\n')
+        out.append("\n/* Device DRAM byte map (docs/bringup.md) */\n")
+        for name, value, comment in memory_map(bundle):
+            out.append(f"#define AXT_{name} 0x{value:08X}u /* {comment} */\n")
+    out.append("\n/* Host control registers: byte offsets in the register window (docs/bringup.md) */\n")
+    for name, value, comment in HOST_REGISTERS:
+        out.append(f"#define AXT_{name} 0x{value:02X}u /* {comment} */\n")
     out.append("\n/* Operand fields */\n")
     for s in specs:
         for name, lsb, bits, signed in field_layout(s):

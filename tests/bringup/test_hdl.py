@@ -123,3 +123,16 @@ def test_c_header_compiles_and_decodes_like_the_disassembler(generated: Path, cn
 def test_expected_fields_hold_raw_field_bits() -> None:
     text = hdl.expected_fields("REQ nb=5 ostride=9 m=1 p=2 shift=-3 bits=8\nEND\n")
     assert text.split() == ["0000000b", "00000005", "00000009", "00000001", "00000002", "000000fd", "00000008", "0000000e"]
+
+
+def test_memory_map_regions_do_not_overlap(cnn_bundle: Path) -> None:
+    b = load_bundle(cnn_bundle)
+    m = dict((name, value) for name, value, _ in hdl.memory_map(b))
+    assert m["MAP_PROGRAM_BASE"] + len(b.program) * 16 <= m["MAP_WEIGHT_BASE"]
+    assert m["MAP_WEIGHT_BASE"] + b.manifest.weight_words * 2 <= m["MAP_BIAS_BASE"]
+    assert m["MAP_BIAS_BASE"] + b.manifest.bias_words * 4 <= m["MAP_ACT_BASE"]
+    assert m["MAP_ACT_STRIDE"] >= b.manifest.activation_words * 2 and m["MAP_ACT_STRIDE"] % 64 == 0
+    assert all(m[k] % 4096 == 0 for k in ("MAP_WEIGHT_BASE", "MAP_BIAS_BASE", "MAP_ACT_BASE"))
+    assert m["MAP_OUTPUT_OFFSET"] == b.manifest.output.dram * 2
+    offsets = [value for _, value, _ in hdl.HOST_REGISTERS]
+    assert offsets == list(range(0, 4 * len(offsets), 4))
