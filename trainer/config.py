@@ -88,10 +88,10 @@ class TrainConfig(BaseModel):
     @field_validator("app")
     @classmethod
     def _known_app(cls, value: str) -> str:
-        from axtrain.datasets import APPLICATIONS
+        from axtrain.datasets import APPLICATIONS, unknown_application_message
 
         if value not in APPLICATIONS:
-            raise ValueError(f"unknown application {value!r}; known: {', '.join(APPLICATIONS)}")
+            raise ValueError(unknown_application_message(value))
         return value
 
     @field_validator("multiplier")
