@@ -20,7 +20,7 @@ import numpy as np
 from axtrain import atomic
 from axtrain.errors import ConfigError
 from axtrain.formats.bundle import Bundle, image_hex, npy_bytes, read_npy
-from axtrain.runtime.faults import FaultRegion, fault_regions, run_image
+from axtrain.runtime.faults import FaultRegion, run_image
 
 
 def flip_masks(bundle: Bundle, regions: list[FaultRegion] | tuple[FaultRegion, ...], seed: int, runs: int) -> np.ndarray:
