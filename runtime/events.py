@@ -22,7 +22,7 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import LayerRecord
 from axtrain.formats.isa import Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
-from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.hwmodels.multipliers import MultiplierMode
 
 MEMORIES = ("weight_buffer", "neuron_buffer", "bias_buffer", "weight_local", "neuron_local")
@@ -114,7 +114,7 @@ class InstructionContext:
     voltages: tuple[float, ...]  # per instruction: the weight SRAM voltage in effect
     operand_bits: tuple[int, ...]  # per instruction: multiplier operand width (MAC)
     mode_override: MultiplierMode | None = None
-    nominal_voltage: float = NOMINAL_SRAM_VOLTAGE
+    nominal_voltage: float = NOMINAL_VOLTAGE
 
 
 def instruction_context(
@@ -132,7 +132,7 @@ def instruction_context(
     layer's precision, docs/runtime.md); without a layer table it is the neuron word.
     """
     n = len(program)
-    default_v = NOMINAL_SRAM_VOLTAGE if sram_voltage is None else float(sram_voltage)
+    default_v = NOMINAL_VOLTAGE if sram_voltage is None else float(sram_voltage)
     voltages = [default_v] * n
     bits = [arch.neuron_word_bits] * n
     for layer in layers:

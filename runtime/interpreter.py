@@ -16,15 +16,10 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import Geometry, Instruction, mode_from_code, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
-from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, multiply
+from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
-
-
-def mode_from_code(code: int) -> MultiplierMode:
-    """The multiplier a mode-table code stands for (0 exact, k DRUM(k))."""
-    return EXACT if code == 0 else MultiplierMode(int(code))
 
 
 @dataclass

@@ -15,11 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_from_code, pool_output_size
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
-from axtrain.runtime.interpreter import mode_from_code
-
-BIAS_WORD_BYTES = 4
 
 
 def _ceil(a: int, b: int) -> int:

@@ -18,12 +18,9 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_from_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
-from axtrain.runtime.interpreter import mode_from_code
-
-BIAS_WORD_BYTES = 4
 
 
 class ReferenceSimulator:
