@@ -365,7 +365,7 @@ def affine(idx: np.ndarray) -> Pattern | None:
 def expand(base: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> np.ndarray:
     """The index array an affine pattern stands for."""
     out = np.full(shape, base, dtype=np.int64)
-    for axis, (size, step) in enumerate(zip(shape, steps)):
+    for axis, (size, step) in enumerate(zip(shape, steps, strict=True)):
         out += np.arange(size).reshape([-1 if a == axis else 1 for a in range(len(shape))]) * step
     return out
 
@@ -407,7 +407,7 @@ def transform_targets(plan: Plan) -> Plan:
 
 
 def _same_groups(a: tuple[tuple[int, np.ndarray], ...], b: tuple[tuple[int, np.ndarray], ...]) -> bool:
-    return len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b))
+    return len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True))
 
 
 def fuse_dense_chains(plan: Plan) -> Plan:
@@ -448,14 +448,14 @@ def fuse_dense_chains(plan: Plan) -> Plan:
         assert all(isinstance(mac, Mac) for mac in heads)
         chain_macs: list[Mac] = [mac for mac in heads if isinstance(mac, Mac)]
         ks = [mac.k for mac in chain_macs]
-        if not ok or len(spans) != len(macs) or any(k_mac != k_gather for k_mac, (_, k_gather) in zip(ks, spans)):
+        if not ok or len(spans) != len(macs) or any(k_mac != k_gather for k_mac, (_, k_gather) in zip(ks, spans, strict=True)):
             continue
         if any(spans[i][0] + spans[i][1] != spans[i + 1][0] for i in range(len(spans) - 1)):
             continue
         if not all(_same_groups(mac.groups, chain_macs[0].groups) for mac in chain_macs):
             continue
         steps[macs[0]] = replace(chain_macs[0], fused=Fused(tuple(macs), spans[0][0], sum(ks)))
-        for number, mac in zip(macs[1:], chain_macs[1:]):
+        for number, mac in zip(macs[1:], chain_macs[1:], strict=True):
             steps[number] = replace(mac, fused_into=macs[0])
     return replace(plan, steps=tuple(steps))
 

@@ -169,7 +169,7 @@ def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float |
     """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect, beside the bundle's."""
     plan = bundle_plan(bundle, Overrides(mode, voltage))
     rows = []
-    for own, layer in zip(bundle.layers, plan.layers):
+    for own, layer in zip(bundle.layers, plan.layers, strict=True):
         if layer.weights is None:
             continue
         rows.append({

@@ -173,10 +173,10 @@ def test_schedule_refuses_geometry_beyond_the_conv_fields() -> None:
 
 def test_bias_word_width_is_the_isa_s() -> None:
     from axtrain.formats import bundle
+    from axtrain.formats.arch import Architecture
     from axtrain.formats.isa import BIAS_WORD_BITS, BIAS_WORD_BYTES
     from axtrain.runtime import energy
     from axtrain.runtime.simulator import dram_cycles, simulate_fast
-    from axtrain.formats.arch import Architecture
 
     assert BIAS_WORD_BITS == 32 and BIAS_WORD_BYTES == 4  # docs/isa.md: DRAM.B and BB are 32-bit
     assert bundle.BIAS_WORD_BITS is BIAS_WORD_BITS and energy.BIAS_WORD_BITS is BIAS_WORD_BITS

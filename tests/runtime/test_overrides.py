@@ -22,6 +22,7 @@ from axtrain.runtime.execute import FastExecutor, place_inputs
 from axtrain.runtime.interpreter import ReferenceExecutor, run_program
 from axtrain.runtime.overrides import Overrides, apply_overrides, bundle_plan, override_layers, override_program
 from axtrain.runtime.simulation import simulate
+
 from .conftest import random_inputs
 
 MODES = ("exact", "drum:1", "drum:2", "drum:3", "drum:4")
@@ -63,7 +64,7 @@ def test_program_rewrite_replaces_only_mode_codes() -> None:
 def test_layer_rewrite(bundle_factory) -> None:
     bundle, _ = bundle_factory("mixed", "tiny")
     layers = override_layers(bundle.layers, Overrides(parse_mode("K3"), 0.5))
-    for own, new in zip(bundle.layers, layers):
+    for own, new in zip(bundle.layers, layers, strict=True):
         assert new.sram_voltage == 0.5 and own.sram_voltage == NOMINAL_VOLTAGE
         assert new.multipliers == ["drum:3"] * len(own.multipliers)
         assert new.model_copy(update={"multipliers": own.multipliers, "sram_voltage": own.sram_voltage}) == own
