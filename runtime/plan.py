@@ -258,9 +258,9 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         o = ins.operands()
         op = ins.op
         if op == "LDW":
-            r = np.arange(o["rows"])[:, None]
-            c = np.arange(o["cols"])[None, :]
-            wb_src[(o["wb"] + r * o["cols"] + c).ravel()] = (o["dram"] + r * o["stride"] + c).ravel()
+            row = np.arange(o["rows"])[:, None]
+            col = np.arange(o["cols"])[None, :]
+            wb_src[(o["wb"] + row * o["cols"] + col).ravel()] = (o["dram"] + row * o["stride"] + col).ravel()
         elif op == "LDB":
             bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "MODE":
