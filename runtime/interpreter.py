@@ -16,7 +16,7 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, mode_from_code, pool_output_size
+from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
 from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
@@ -125,7 +125,7 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
         limit = 1 << (state.arch.accumulator_bits - 1)
         for e in range(o["m"] * o["p"]):
             r = e // o["p"]
-            mode = mode_from_code(int(state.mt[o["mt"] + r]))
+            mode = mode_of_code(int(state.mt[o["mt"] + r]))
             products = multiply(state.nlm[:, e, : o["k"]], state.wlm[e, : o["k"]][None, :], mode)
             base = state.bb[o["bb"] + r] if o["init"] else state.acc[:, e]
             state.acc[:, e] = base + products.sum(axis=1)

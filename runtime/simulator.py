@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_from_code, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
 
@@ -89,7 +89,7 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
         elif op == "MAC":
             m, p, k = o["m"], o["p"], o["k"]
             cycles = k
-            codes = Counter(mode_from_code(int(c)) for c in mode_table[o["mt"] : o["mt"] + m])
+            codes = Counter(mode_of_code(int(c)) for c in mode_table[o["mt"] : o["mt"] + m])
             for mode, rows in codes.items():
                 ev.multiplies[multiply_key(mode, context.operand_bits[index])] += rows * p * k
             ev.additions += m * p * k

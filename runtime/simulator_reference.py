@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_from_code, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -178,7 +178,7 @@ class ReferenceSimulator:
 
     def _mac(self, o: dict[str, int]) -> Iterator[None]:
         m, p, k = o["m"], o["p"], o["k"]
-        modes: list[MultiplierMode] = [mode_from_code(self.mode_table[o["mt"] + r]) for r in range(m)]
+        modes: list[MultiplierMode] = [mode_of_code(self.mode_table[o["mt"] + r]) for r in range(m)]
         bits = self.context.operand_bits[self.index]
         if o["init"]:
             self._read("bias_buffer", m)  # one bias per row, broadcast to its p PEs

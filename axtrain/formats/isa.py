@@ -36,7 +36,7 @@ OPCODE_BITS = 8
 BIAS_WORD_BITS = 32
 BIAS_WORD_BYTES = BIAS_WORD_BITS // 8
 
-# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_from_code).
+# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_of_code).
 MODE_EXACT = 0
 MAX_MODE_CODE = MAX_DRUM_K
 
@@ -200,11 +200,11 @@ def operand_range(op: str, name: str) -> tuple[int, int]:
 
 
 def mode_code(mode: MultiplierMode) -> int:
-    """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_from_code`)."""
+    """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_of_code`)."""
     return MODE_EXACT if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
 
 
-def mode_from_code(code: int) -> MultiplierMode:
+def mode_of_code(code: int) -> MultiplierMode:
     """The multiplier a mode-table code stands for (inverse of :func:`mode_code`); a code outside
     0..MAX_MODE_CODE raises HardwareModelError (``check_program`` refuses such programs first)."""
     return EXACT if int(code) == MODE_EXACT else MultiplierMode(int(code))

@@ -118,15 +118,15 @@ def test_text_accepts_any_operand_order_hex_and_comments() -> None:
 
 def test_mode_codes_and_their_inverse() -> None:
     from axtrain.errors import HardwareModelError
-    from axtrain.formats.isa import MAX_MODE_CODE, MODE_EXACT, mode_code, mode_from_code
+    from axtrain.formats.isa import MAX_MODE_CODE, MODE_EXACT, mode_code, mode_of_code
     from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
 
-    assert mode_code(EXACT) == MODE_EXACT == 0 and mode_from_code(0) == EXACT
+    assert mode_code(EXACT) == MODE_EXACT == 0 and mode_of_code(0) == EXACT
     for k in range(1, MAX_DRUM_K + 1):  # docs/isa.md: code k is DRUM(k)
-        assert mode_code(MultiplierMode(k)) == k and mode_from_code(k) == MultiplierMode(k)
+        assert mode_code(MultiplierMode(k)) == k and mode_of_code(k) == MultiplierMode(k)
     assert MAX_MODE_CODE == MAX_DRUM_K <= OPS["MODE"].field("code").hi
     with pytest.raises(HardwareModelError):
-        mode_from_code(MAX_MODE_CODE + 1)
+        mode_of_code(MAX_MODE_CODE + 1)
     program = parse_assembly(f"MODE mt=0 count=1 code={MAX_MODE_CODE + 1}\nEND")
     from axtrain.formats.arch import Architecture
     from axtrain.formats.isa import check_program
