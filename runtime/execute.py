@@ -31,7 +31,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from axtrain.runtime.overrides import override_program
 from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
 
 __all__ = [
-    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "build_plan", "output_floats",
+    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
     "output_integers", "place_inputs", "prepare_weights", "quantize_float32", "run_plan",
 ]
 
@@ -60,17 +60,27 @@ CONSTANT_ROWS_MIN_MACS = 1 << 22
 WORKERS = default_threads()  # image chunks executed in parallel threads (runtime/blas.py: numpy's BLAS threads)
 
 
+class WeightTile(NamedTuple):
+    """One mode group of a MAC's weights: mode ``code``, its tile ``rows``, ``w`` ``[runs, rows, k]``
+    (``[k, runs*rows]`` for a MAC whose activations are the same in every run, see :func:`_gemm`) and
+    ``wmax = max|w|`` over the runs (it only chooses an exact dtype)."""
+
+    code: int
+    rows: np.ndarray
+    w: np.ndarray
+    wmax: float
+
+
 @dataclass
 class PreparedWeights:
     """The weights of ``runs`` weight images (one per Monte Carlo run), stacked per MAC and mode group.
 
-    ``tiles[step]`` lists ``(code, rows, W [runs, rows, k], max|W|)`` (``W [k, runs*rows]`` for a MAC
-    whose activations are the same in every run, see :func:`_gemm`); ``bias[step]`` is
+    ``tiles[step]`` lists the MAC's :class:`WeightTile` per mode group; ``bias[step]`` is
     ``[runs, m]``; the bounds are maxima over the runs (they only choose an exact dtype).
     """
 
     runs: int
-    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]]
+    tiles: dict[int, list[WeightTile]]
     bias: dict[int, np.ndarray]  # init step -> bias [runs, m]
     chain_weight_bound: dict[int, float]  # chain -> sum over its MACs of k * max|W|
     chain_bias_bound: dict[int, float]
@@ -91,7 +101,7 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
     for code in plan.codes:
         transformed[code] = image if code == 0 else drum_transform(image, code)
         transformed[code][:, -1] = 0
-    tiles: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
+    tiles: dict[int, list[WeightTile]] = {}
     biases: dict[int, np.ndarray] = {}
     wbound: dict[int, float] = {}
     bbound: dict[int, float] = {}
@@ -102,9 +112,9 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
             w = transformed[code][:, mac.w_src[rows]]  # [runs, rows, k]
             wmax = float(np.abs(w).max(initial=0))
             # Weight words are at most 32 bits: exact in float64; in float32 when below 2**24.
-            group.append((code, rows, np.ascontiguousarray(w, dtype=np.float32 if wmax < F32_EXACT else np.float64), wmax))
+            group.append(WeightTile(code, rows, np.ascontiguousarray(w, dtype=np.float32 if wmax < F32_EXACT else np.float64), wmax))
         tiles[number] = group
-        wbound[mac.chain] = wbound.get(mac.chain, 0.0) + mac.k * max((g[3] for g in group), default=0.0)
+        wbound[mac.chain] = wbound.get(mac.chain, 0.0) + mac.k * max((tile.wmax for tile in group), default=0.0)
         if mac.bias_src is not None:
             b = np.broadcast_to(bias[mac.bias_src], (runs, mac.m))
             biases[number] = b
@@ -114,16 +124,16 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
         if fused is not None:  # one weight matrix [runs, rows, K] per mode group, chunks side by side in order
             parts = [tiles[m] for m in fused.macs]
             stacked = []
-            for g, (code, rows, _, _) in enumerate(parts[0]):
-                wmax = max(part[g][3] for part in parts)
+            for g, first in enumerate(parts[0]):
+                wmax = max(part[g].wmax for part in parts)
                 dtype = np.float32 if wmax < F32_EXACT else np.float64
-                stacked.append((code, rows, np.ascontiguousarray(np.concatenate([part[g][2].astype(dtype) for part in parts], axis=2)), wmax))
+                stacked.append(WeightTile(first.code, first.rows, np.ascontiguousarray(np.concatenate([part[g].w.astype(dtype) for part in parts], axis=2)), wmax))
             tiles[number] = stacked
             for m in fused.macs[1:]:
                 del tiles[m]
     for number, group in tiles.items():
         if macs[number].shared_input:  # one GEMM for all runs: W as [k, runs*rows]
-            tiles[number] = [(code, rows, np.ascontiguousarray(w.transpose(2, 0, 1)).reshape(w.shape[2], -1), wmax) for code, rows, w, wmax in group]
+            tiles[number] = [tile._replace(w=np.ascontiguousarray(tile.w.transpose(2, 0, 1)).reshape(tile.w.shape[2], -1)) for tile in group]
     return PreparedWeights(runs, tiles, biases, wbound, bbound)
 
 
@@ -277,7 +287,7 @@ def run_plan(
             gathered_shared = step.shared_input
             source = shared_nb if gathered_shared else per_run
             gathered = {code: source[code][..., start : start + k, None, :] for code in plan.codes}
-        a_bound = max(gathered_bound[code] for code, _, _, _ in weights.tiles[number])
+        a_bound = max(gathered_bound[tile.code] for tile in weights.tiles[number])
         total = a_bound * weights.chain_weight_bound[step.chain] + weights.chain_bias_bound.get(step.chain, 0.0)
         fresh = False
         if step.bias_src is not None:
