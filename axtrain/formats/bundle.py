@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -44,7 +44,6 @@ FORMAT_VERSION = "1.1"
 # Versions this reader opens. 1.1 added the testbench files (program.hex, quantised and hex goldens),
 # the golden coverage and the content hash; a format 1 bundle lacks them and is read as it was.
 READABLE_VERSIONS = ("1", "1.1")
-BIAS_WORD_BITS = 32
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"
