@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from axtrain.formats.arch import DEFAULT_ARCH, load_arch
+
+if TYPE_CHECKING:
+    from axtrain.formats.bundle import Bundle
 
 
 @click.command("compile")
@@ -36,7 +40,7 @@ def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool,
     )
 
 
-def coverage_line(b: "Bundle") -> str:  # noqa: F821
+def coverage_line(b: Bundle) -> str:
     """One line on what the golden vectors exercise (format 1.1), shared by inspect and verify."""
     c = b.manifest.golden_coverage
     if c is None:

@@ -87,7 +87,7 @@ def exercised(layers: Sequence[QuantizedLayer], q_input: np.ndarray) -> np.ndarr
     outputs = forward(layers, q_input)
     inputs = [np.asarray(q_input, dtype=np.int64)] + outputs[:-1]
     parts = []
-    for layer, a, out in zip(layers, inputs, outputs):
+    for layer, a, out in zip(layers, inputs, outputs, strict=True):
         if not layer.has_weights:
             continue
         assert layer.weight is not None
@@ -182,6 +182,7 @@ def instruction_coverage(program: Sequence[Any], arch: Any, weights: np.ndarray,
     for index, ins in enumerate(program):
         o = ins.operands()
         op = ins.op
+        value: bool | None = None  # None: carries no data (MODE, CONV, END)
         if op == "MAC":  # the products, read before the step (it does not change the operands)
             e, k = o["m"] * o["p"], o["k"]
             value = bool(np.any((state.nlm[:, :e, :k] != 0) & (state.wlm[None, :e, :k] != 0)))
@@ -207,8 +208,6 @@ def instruction_coverage(program: Sequence[Any], arch: Any, weights: np.ndarray,
             oh = (o["h"] - o["k"]) // o["s"] + 1
             ow = (o["w"] - o["k"]) // o["s"] + 1
             value = bool(np.any(state.nb[:, o["dst"] : o["dst"] + o["c"] * oh * ow]))
-        elif op != "MAC":
-            value = None  # MODE, CONV, END: no data
         if value is not None:
             counted += 1
             hit += int(value)

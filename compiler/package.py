@@ -18,7 +18,7 @@ from axtrain.compiler import goldens
 from axtrain.compiler.ir import CompilerIR
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import ISA_VERSION, encode_program, listing
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, encode_program, listing
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
@@ -129,8 +129,8 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
         fmt.PROGRAM_ASM: listing(program, notes).encode("utf-8"),
         fmt.WEIGHTS_BIN: fmt.image_bytes(e.weight_image, arch.weight_word_bits),
         fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
-        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
-        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
+        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, BIAS_WORD_BITS),
+        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
     selection = goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, golden_count)
@@ -155,7 +155,7 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
         "weight_words": int(e.weight_image.size),
         "weight_word_bits": arch.weight_word_bits,
         "bias_words": int(e.bias_image.size),
-        "bias_word_bits": fmt.BIAS_WORD_BITS,
+        "bias_word_bits": BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
         "layers": manifest_layers(
@@ -204,13 +204,13 @@ def coverage_record(
     from axtrain.formats.isa import decode_program
 
     q = quantize(x, input_format)
-    covered = goldens.exercised(layers, q).any(axis=0)
+    covered = np.asarray(goldens.exercised(layers, q).any(axis=0), dtype=bool)
     legacy = selection.legacy_covered if selection is not None else None
     if legacy is None:
         legacy_x, _ = goldens.legacy_inputs(x.shape[1:], input_format)
         legacy = int(goldens.exercised(layers, quantize(legacy_x, input_format)).any(axis=0).sum())
     weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
-    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(fmt.BIAS_WORD_BITS)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
     dram = np.zeros((q.shape[0], manifest["activation_words"]), dtype=np.int64)
     start = manifest["input"]["dram"]
     dram[:, start : start + q[0].size] = q.reshape(q.shape[0], -1)
@@ -231,7 +231,7 @@ def coverage_record(
 def content_hash_of_files(files: dict[str, bytes], manifest: dict[str, Any], arch: Any) -> str:
     """:func:`axtrain.formats.bundle.content_sha256` of a file set about to be written."""
     weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
-    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(fmt.BIAS_WORD_BITS)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
     layers = json.loads(files[fmt.LAYERS])
     return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers)
 

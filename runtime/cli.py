@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from axtrain.cli_params import multiplier_option, sram_voltage_option
 from axtrain.hwmodels.multipliers import MultiplierMode
+
+if TYPE_CHECKING:
+    from axtrain.formats.bundle import Bundle
 
 
 @click.command("verify")
@@ -113,7 +117,9 @@ def simulate(
         click.echo(f"report: {report_file}")
 
 
-def simulation_inputs(b: "Bundle", app: str | None, inputs_file: Path | None, labels_file: Path | None, split_seed: int | None) -> tuple[np.ndarray, np.ndarray | None, dict]:  # noqa: F821
+def simulation_inputs(
+    b: Bundle, app: str | None, inputs_file: Path | None, labels_file: Path | None, split_seed: int | None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """The inputs, labels and source record of ``--app`` / ``--inputs`` / ``--labels`` (shared by
     ``simulate`` and ``check``)."""
     from axtrain.errors import ConfigError

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from axtrain.formats.bundle import Bundle, bundle_content_sha256
-from axtrain.provenance import versions
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.provenance import versions
 from axtrain.runtime.simulation import SimulationResult, array_sha256, layer_settings, simulate
 
 SCHEMA = "axtrain-simulation-report/1"
@@ -76,7 +77,7 @@ def simulate_to_report(
     x: np.ndarray,
     y: np.ndarray | None,
     source: dict[str, Any],
-    multiplier: str | None = None,
+    multiplier: str | MultiplierMode | None = None,
     sram_voltage: float | None = None,
     runs: int = 1,
     seed: int = 0,

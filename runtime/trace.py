@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
+from axtrain.formats.bundle import Bundle
 from axtrain.formats.isa import Instruction, pool_output_size
 from axtrain.runtime.events import InstructionContext, instruction_context
 from axtrain.runtime.interpreter import MachineState, local_words_used, step
@@ -103,9 +104,9 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
     if op == "MODE":
         return (span("MT", state.mt, o["mt"], o["count"]),)
     if op in ("DISTW", "DISTN"):
-        e, k = o["m"] * o["p"], o["k"]
+        pes, k = o["m"] * o["p"], o["k"]
         local = state.wlm if op == "DISTW" else state.nlm[0]
-        pe, word = np.divmod(np.arange(e * k), k)
+        pe, word = np.divmod(np.arange(pes * k), k)
         return (Writes("WLM" if op == "DISTW" else "NLM", pe * local.shape[1] + word, local[pe, word].copy()),)
     if op in ("MAC", "RELU"):
         return (span("ACC", state.acc[0], 0, o["m"] * o["p"]),)
@@ -119,7 +120,7 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
     return ()
 
 
-def trace(bundle: "Bundle", q_input: np.ndarray) -> list[TraceRecord]:  # noqa: F821
+def trace(bundle: Bundle, q_input: np.ndarray) -> list[TraceRecord]:
     """The trace of one quantised input (integers, the bundle's input shape) through ``bundle``."""
     m = bundle.manifest
     flat = np.asarray(q_input, dtype=np.int64).reshape(-1)
@@ -128,7 +129,8 @@ def trace(bundle: "Bundle", q_input: np.ndarray) -> list[TraceRecord]:  # noqa: 
     state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, local_words=local_words_used(bundle.program))
     context = instruction_context(bundle.program, bundle.arch, bundle.layers)
     spans = instruction_spans(bundle.program, bundle.arch, context)
-    records, outputs = [], {}
+    records: list[TraceRecord] = []
+    outputs: dict[int, np.ndarray] = {}
     for index, ins in enumerate(bundle.program):
         running = step(state, ins, index, outputs)
         start, end = spans[index]
@@ -164,7 +166,7 @@ def format_csv(records: Sequence[TraceRecord]) -> str:
     out.write("index,op,unit,start_cycle,end_cycle,target,address,value\n")
     for r in records:
         head = f"{r.index},{r.instruction.op},{r.unit},{r.start},{r.end}"
-        rows = [(w.target, a, v) for w in r.writes for a, v in zip(w.addresses.tolist(), w.values.tolist())]
+        rows = [(w.target, a, v) for w in r.writes for a, v in zip(w.addresses.tolist(), w.values.tolist(), strict=True)]
         if not rows:
             out.write(f"{head},,,\n")
         for target, address, value in rows:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from axtrain.formats.bundle import Bundle
 
 
 @click.command("hdl")
@@ -33,7 +39,7 @@ def hdl(bundle: Path | None, arch_file: Path | None, out: Path, force: bool) -> 
     click.echo(f"hdl: {len(names)} files -> {out}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
 
 
-def _one_input(bundle: "Bundle", spec: str, index: int) -> tuple["np.ndarray", str]:  # noqa: F821
+def _one_input(bundle: Bundle, spec: str, index: int) -> tuple[np.ndarray, str]:
     """The quantised input named by ``--input``: ``golden:K`` or a float32 .npy (sample ``index``)."""
     import numpy as np
 

@@ -31,7 +31,7 @@ import numpy as np
 from axtrain import atomic
 from axtrain.formats import bundle as fmt
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import ISA_VERSION, MAX_MODE_CODE, MODE_EXACT, OPCODE_BITS, OPS, WORD_BITS, WORD_BYTES, OpSpec
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, MAX_MODE_CODE, MODE_EXACT, OPCODE_BITS, OPS, WORD_BITS, WORD_BYTES, OpSpec
 
 PACKAGE = "axtrain_isa_pkg"
 PACKAGE_FILE = f"{PACKAGE}.sv"
@@ -60,7 +60,7 @@ def arch_constants(arch: Architecture) -> list[tuple[str, int, str]]:
         ("PE_COUNT", arch.pe_count, "PEs; PE e sits at row e / PE_COLS, column e % PE_COLS"),
         ("WEIGHT_WORD_BITS", arch.weight_word_bits, "weight word (DRAM.W, WB, WLM), two's complement"),
         ("NEURON_WORD_BITS", arch.neuron_word_bits, "neuron word (DRAM.A, NB, NLM), two's complement"),
-        ("BIAS_WORD_BITS", fmt.BIAS_WORD_BITS, "bias word (DRAM.B, BB)"),
+        ("BIAS_WORD_BITS", BIAS_WORD_BITS, "bias word (DRAM.B, BB)"),
         ("ACCUMULATOR_BITS", arch.accumulator_bits, "PE accumulator"),
         ("WEIGHT_BUFFER_WORDS", arch.weight_buffer_words, "WB depth in weight words"),
         ("NEURON_BUFFER_WORDS", arch.neuron_buffer_words, "NB depth in neuron words"),
@@ -126,7 +126,7 @@ def memory_map(bundle: fmt.Bundle) -> list[tuple[str, int, str]]:
     m, arch = bundle.manifest, bundle.arch
     program_bytes = len(bundle.program) * WORD_BYTES
     weight_bytes = m.weight_words * arch.weight_word_bytes
-    bias_bytes = m.bias_words * fmt.BIAS_WORD_BITS // 8
+    bias_bytes = m.bias_words * BIAS_WORD_BITS // 8
     weight_base = _align(program_bytes, REGION_ALIGN)
     bias_base = _align(weight_base + weight_bytes, REGION_ALIGN)
     act_base = _align(bias_base + bias_bytes, REGION_ALIGN)
@@ -223,7 +223,7 @@ def systemverilog_package(arch: Architecture, bundle: fmt.Bundle | None = None, 
         "  endfunction\n"
     )
     for s in specs:
-        for name, lsb, bits, signed in field_layout(s):
+        for name, _lsb, bits, signed in field_layout(s):
             tag = f"{s.name}_{name.upper()}"
             kind = "logic signed" if signed else "logic"
             out.append(
@@ -291,7 +291,7 @@ def c_header(arch: Architecture, bundle: fmt.Bundle | None = None, source: str =
         "static inline unsigned axt_opcode(axt_word_t w) { return (unsigned)(w.lo & 0xFFu); }\n"
     )
     for s in specs:
-        for name, lsb, bits, signed in field_layout(s):
+        for name, _lsb, _bits, signed in field_layout(s):
             tag = f"AXT_{s.name}_{name.upper()}"
             if signed:
                 out.append(f"static inline int64_t axt_{s.name.lower()}_{name}(axt_word_t w) {{ return axt_sbits(w, {tag}_LSB, {tag}_BITS); }}\n")
@@ -395,7 +395,7 @@ def testbench(bundle: fmt.Bundle, images: list[tuple[str, str, int, int, np.ndar
     )
     for s in specs:
         out.append(f"        OP_{s.name}: begin\n")
-        for name, _, bits, _ in field_layout(s):
+        for name, _, _bits, _ in field_layout(s):
             accessor = f"{s.name.lower()}_{name}(program_words[i])"
             out.append(f"          check(\"{s.name}.{name}\", i, 32'({{{accessor}}}), expected[cursor]); cursor = cursor + 1;\n")
         out.append("        end\n")
@@ -432,7 +432,7 @@ def testbench_images(bundle: fmt.Bundle) -> list[tuple[str, str, int, int, np.nd
     m, arch = bundle.manifest, bundle.arch
     images = [
         (fmt.WEIGHTS_HEX, "weights", arch.weight_word_bits, m.weight_words, bundle.weights),
-        (fmt.BIAS_HEX, "bias", fmt.BIAS_WORD_BITS, m.bias_words, bundle.bias),
+        (fmt.BIAS_HEX, "bias", BIAS_WORD_BITS, m.bias_words, bundle.bias),
     ]
     if m.format_version != "1":
         q = bundle.load_npy(fmt.GOLDEN_INPUTS_INT)

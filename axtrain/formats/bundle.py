@@ -294,7 +294,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def read_npy_bytes(data: bytes) -> np.ndarray:
     """An in-memory .npy (written by :func:`npy_bytes`), never unpickled."""
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
 
 
 def json_bytes(obj: Any) -> bytes:

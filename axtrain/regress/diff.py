@@ -82,7 +82,7 @@ def _records(section: str, a: Any, b: Any, prefix: str = "") -> list[Difference]
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and any(isinstance(v, (dict, list)) for v in a + b):
         out = []
-        for i, (va, vb) in enumerate(zip(a, b)):
+        for i, (va, vb) in enumerate(zip(a, b, strict=True)):
             out += _records(section, va, vb, f"{prefix}[{i}]")
         return out
     if a != b:

@@ -58,10 +58,10 @@ def export(layers: list[QuantizedLayer], shape: tuple[int, ...], path: Path, met
     return path
 
 
-def compile_bundle(onnx_path: Path, out: Path, arch: Architecture = Architecture(), golden: int = 8) -> Path:
+def compile_bundle(onnx_path: Path, out: Path, arch: Architecture | None = None, golden: int = 8) -> Path:
     from axtrain.compiler.pipeline import compile_to_bundle
 
-    return compile_to_bundle(onnx_path, out, arch, overwrite=True, golden_count=golden)
+    return compile_to_bundle(onnx_path, out, arch or Architecture(), overwrite=True, golden_count=golden)
 
 
 

@@ -22,7 +22,7 @@ def brute_force_exercised(layers, q: np.ndarray) -> np.ndarray:
     outputs = forward(layers, q)
     inputs = [q] + outputs[:-1]
     words = []
-    for layer, a, out in zip(layers, inputs, outputs):
+    for layer, a, out in zip(layers, inputs, outputs, strict=True):
         if not layer.has_weights:
             continue
         m = layer.weight.shape[0]

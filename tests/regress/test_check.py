@@ -55,7 +55,7 @@ def test_check_passes_on_the_original_and_fails_when_latency_moves(cnn_bundle: P
     code, out, _ = run_cli(["check", slow, "--expect", tmp_path / "expect.yaml", "--inputs", tmp_path / "x.npy"])
     assert code == 1, out
     drift = [line for line in out.splitlines() if line.startswith("DRIFT")]
-    assert drift[0].startswith(f"DRIFT  latency.cycles_per_inference: ") and f"expected {cycles} (rel_tol 0.02)" in drift[0]
+    assert drift[0].startswith("DRIFT  latency.cycles_per_inference: ") and f"expected {cycles} (rel_tol 0.02)" in drift[0]
     assert out.splitlines()[-1].endswith("drifted")
 
 

@@ -36,7 +36,7 @@ def test_times_agree_with_the_fast_cycle_counter(bundle: Bundle) -> None:
     records = trace(bundle, bundle.load_npy("golden/inputs_int.npy")[2])
     cycles = simulate_fast(bundle.program, bundle.arch, instruction_context(bundle.program, bundle.arch, bundle.layers)).cycles
     assert records[0].start == 0 and records[-1].end == cycles
-    assert all(a.end == b.start and a.end > a.start for a, b in zip(records, records[1:]))
+    assert all(a.end == b.start and a.end > a.start for a, b in zip(records[:-1], records[1:], strict=True))
 
 
 def test_values_agree_with_the_goldens(bundle: Bundle) -> None:
@@ -50,7 +50,7 @@ def test_values_agree_with_the_goldens(bundle: Bundle) -> None:
         for r in records[layer.program[0] : layer.program[1]]:
             for w in r.writes:
                 if w.target == "NB" and r.instruction.op in ("REQ", "POOL"):
-                    written.update(zip(w.addresses.tolist(), w.values.tolist()))
+                    written.update(zip(w.addresses.tolist(), w.values.tolist(), strict=True))
         assert sorted(written) == list(range(layer.nb_output, layer.nb_output + golden.size))
         assert [written[layer.nb_output + i] for i in range(golden.size)] == golden.tolist()
     stored = next(w for r in records if r.instruction.op == "STN" for w in r.writes)
