@@ -16,7 +16,7 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.bundle import load_bundle
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
+from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.runtime.interpreter import run_bundle
 
 
@@ -115,7 +115,7 @@ def check_bundle(path: Path) -> VerifyResult:
                 f"first at {where}: interpreter {int(produced[where])}, golden {int(golden[where])}"
             )
         checks.append(LayerCheck(layer.index, layer.name, layer.op, rows, values, len(wrong), detail))
-    final = dequantize(outputs[-1], FixedPointFormat.parse(bundle.manifest.output.format))
+    final = dequantize(outputs[-1], bundle.manifest.output.fixed_point)
     out_detail = "" if np.array_equal(final, bundle.golden_outputs()) else "golden/outputs.npy differs from the dequantised output of the last layer"
     output = OutputCheck(int(final.shape[0]), int(final[0].size) if final.shape[0] else 0, out_detail)
     return VerifyResult(Path(path), tuple(checks), output)
