@@ -53,7 +53,8 @@ def simulate(
     from axtrain import atomic
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
-    from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
+    from axtrain.formats.technology import load_table
+    from axtrain.hwmodels.technology import DEFAULT_65NM
     from axtrain.runtime.report import format_summary, simulate_to_report
 
     if (app is None) == (inputs_file is None):

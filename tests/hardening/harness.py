@@ -48,7 +48,7 @@ from axtrain.errors import AxTrainError  # noqa: E402
 from axtrain.formats import bundle as fmt  # noqa: E402
 from axtrain.formats.arch import load_arch  # noqa: E402
 from axtrain.formats.isa import disassemble  # noqa: E402
-from axtrain.hwmodels.technology import load_table  # noqa: E402
+from axtrain.formats.technology import load_table  # noqa: E402
 from axtrain.runtime.verify import verify_bundle  # noqa: E402
 
 TARGETS = ("onnx", "bundle", "config")
