@@ -16,9 +16,9 @@ import json
 import click
 
 from axtrain.cli_params import sram_voltage_option
+from axtrain.formats.technology import load_table
 from axtrain.hwmodels import ntv
 from axtrain.hwmodels.stats import drum_error_stats
-from axtrain.formats.technology import load_table
 from axtrain.hwmodels.technology import DEFAULT_65NM
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from axtrain.compiler.ir import CompilerIR
 from axtrain.compiler.onnx_import import import_onnx
+from axtrain.compiler.package import write_compiled_bundle
 from axtrain.compiler.passes.allocate import allocate
 from axtrain.compiler.passes.emit import emit
 from axtrain.compiler.passes.fold_qdq import fold_qdq
@@ -45,6 +46,5 @@ def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH) -> 
 
 def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False) -> Path:
     """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
-    from axtrain.compiler.package import write_compiled_bundle
 
     return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite)

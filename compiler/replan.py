@@ -31,11 +31,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from axtrain.compiler.package import golden_files, listing_notes, manifest_layers
-from axtrain.compiler.passes.emit import mode_code
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import Bundle, LayerRecord
-from axtrain.formats.isa import Instruction, encode_program, listing
+from axtrain.formats.isa import Instruction, encode_program, listing, mode_code
 from axtrain.formats.target import HardwareTarget, Mode, Volts
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode

@@ -9,7 +9,7 @@ torch emulation, onnxruntime, the golden vectors and the simulator are all check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -72,7 +72,6 @@ class QuantizedLayer:
 
     def with_changes(self, **changes: object) -> "QuantizedLayer":
         """A copy with some fields replaced (records are immutable)."""
-        from dataclasses import replace
 
         return replace(self, **changes)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from axtrain.datasets import APPLICATIONS
 from axtrain.errors import AxTrainError, ConfigError
 from axtrain.formats.target import HardwareTarget, ModeText, Volts
 from axtrain.formats.yamltext import read_mapping
@@ -88,8 +89,6 @@ class TrainConfig(BaseModel):
     @field_validator("app")
     @classmethod
     def _known_app(cls, value: str) -> str:
-        from axtrain.datasets import APPLICATIONS
-
         if value not in APPLICATIONS:
             raise ValueError(f"unknown application {value!r}; known: {', '.join(APPLICATIONS)}")
         return value

@@ -26,14 +26,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from axtrain.datasets import load
 from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.trainer.config import TrainConfig
+from axtrain.trainer.config import TrainConfig, make_config
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
+from axtrain.trainer.gamma import AdaptiveGamma
 from axtrain.trainer.hardware import calibrate
+from axtrain.trainer.methods import METHODS
 from axtrain.trainer.models import build_model, check_model, describe
-from axtrain.trainer.rundir import RunDir
+from axtrain.trainer.rundir import RunDir, load_layers, load_model
+from axtrain.trainer.sensitivity import forward_with_sensitivity, sensitivity
 
 PHASES = ("bp", "act", "pas")
 
@@ -145,8 +149,6 @@ class Session:
                 start = state["phase_epoch"]
                 self._load_optimizer(optimizer, tensors)
                 if gamma is not None and state.get("gamma") is not None:
-                    from axtrain.trainer.gamma import AdaptiveGamma
-
                     gamma = AdaptiveGamma.from_state_dict(state["gamma"])
             self._resume = None
         if start >= epochs:
@@ -172,8 +174,6 @@ class Session:
         bar.close()
 
     def _new_gamma(self):
-        from axtrain.trainer.gamma import AdaptiveGamma
-
         c = self.config
         return AdaptiveGamma(
             c.gamma_initial, c.gamma_step, maximum=math.inf if c.gamma_max is None else c.gamma_max, accuracy_bound=c.gamma_accuracy_bound
@@ -194,8 +194,6 @@ class Session:
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
-                from axtrain.trainer.sensitivity import forward_with_sensitivity
-
                 out, s = forward_with_sensitivity(model, x, c.sensitivity_form)
                 loss = F.cross_entropy(out, y)
                 (loss + gamma_used * s).backward()
@@ -239,10 +237,6 @@ class Session:
 
     def probe_sensitivity(self) -> float | None:
         """S on the first ``probe_samples`` training samples (comparable across methods and epochs)."""
-        try:
-            from axtrain.trainer.sensitivity import sensitivity
-        except ImportError:
-            return None
         with torch.no_grad():
             value = sensitivity(self.model, self.data.x_train[: self.config.probe_samples], self.config.sensitivity_form)
         return float(value)
@@ -341,8 +335,6 @@ def train(
     run with the same config resumes from its checkpoint; a finished one is returned as is unless
     ``force``. ``stop_after_epochs`` interrupts after that many epochs (tests of resume).
     """
-    from axtrain.trainer.methods import METHODS
-
     config = config.resolved()
     device = pick_device(config.device)
     run = RunDir(out) if out is not None else None
@@ -388,11 +380,7 @@ def run_threads(requested: int | None) -> int:
 def _train(
     config: TrainConfig, device: torch.device, run: RunDir | None, data: Any, model: nn.Sequential | None, progress: bool, stop_after_epochs: int | None
 ) -> TrainResult:
-    from axtrain.trainer.methods import METHODS
-
     if data is None:
-        from axtrain.datasets import load
-
         data = load(config.app, config.seed)
     tensors = Tensors.from_split(data, device)
     torch.manual_seed(config.seed)
@@ -424,8 +412,6 @@ def _train(
 
 def load_result(run_dir: str | Path, config: TrainConfig | None = None) -> TrainResult:
     """A finished run read back from its directory."""
-    from axtrain.trainer.config import make_config
-    from axtrain.trainer.rundir import load_layers, load_model
 
     run = RunDir(run_dir)
     if not run.finished:

@@ -445,6 +445,7 @@ def export_run(
     ``input_shape`` if present, else from the layers (:func:`infer_input_shape`).
     """
     try:
+        # rundir imports torch; exporting layers needs only onnx
         from axtrain.trainer.rundir import load_layers
     except ImportError as exc:  # the trainer's run-directory reader is not part of this build
         raise RunError(f"cannot read run directories in this build: {exc}") from None

@@ -1,4 +1,5 @@
-"""The training methods, each a function of a :class:`~axtrain.trainer.engine.Session`.
+"""The training methods, each a function of a session (:class:`Session`, implemented by
+:class:`axtrain.trainer.engine.Session`; the engine imports this module, never the other way round).
 
 ``METHODS`` maps the ``--method`` name to the function. A method calls ``session.run_phase`` for its
 phases (checkpointed and resumable) and may set ``session.final_layers`` / ``session.extra_summary``;
@@ -7,10 +8,31 @@ otherwise the final layers are the model calibrated for the target multiplier an
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Protocol
+
+from torch import nn
 
 from axtrain.errors import ConfigError
-from axtrain.trainer.engine import Session
+from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.trainer.approxann import run_approxann
+from axtrain.trainer.config import TrainConfig
+from axtrain.trainer.hardware import with_target
+
+
+class Session(Protocol):
+    """What a training method uses of a session in progress."""
+
+    config: TrainConfig
+    model: nn.Sequential
+    data: Any  # trainer.engine.Tensors: x_train, y_train, x_test, y_test on the training device
+    final_layers: list[QuantizedLayer] | None
+    extra_summary: dict[str, Any]
+
+    def run_phase(self, kind: str, epochs: int, lr: float, until_converged: bool = False) -> None:
+        """Train one checkpointed, resumable phase (``bp``, ``act`` or ``pas``)."""
+
+    def target_layers(self, nominal: bool = False, exact: bool = False) -> list[QuantizedLayer]:
+        """The model calibrated for the target multiplier and voltage."""
 
 
 def bp(session: Session) -> None:
@@ -43,8 +65,6 @@ def axtrain(session: Session) -> None:
 def approxann(session: Session) -> None:
     """ApproxAnn (Zhang et al., DATE 2015) from a BP or act network (``approxann_start``): switch the
     least critical neurons to the target multiplier while accuracy stays within the budget."""
-    from axtrain.trainer.approxann import run_approxann
-    from axtrain.trainer.hardware import with_target
 
     c = session.config
     if c.multiplier == "exact":

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from axtrain.datasets import APPLICATIONS
 from axtrain.errors import ConfigError
 
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
@@ -56,7 +57,6 @@ def build_model(app: str, seed: int | None = None) -> nn.Sequential:
     With ``seed`` the initial weights come from that seed without touching the global RNG stream
     any further than ``torch.manual_seed`` does.
     """
-    from axtrain.datasets import APPLICATIONS
 
     if app not in APPLICATIONS:
         raise ConfigError(f"unknown application {app!r}: expected one of {', '.join(sorted(APPLICATIONS))}")

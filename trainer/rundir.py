@@ -38,6 +38,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.provenance import versions
+from axtrain.trainer.models import from_description
 
 LAYERS_FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_VERSION = 1
@@ -250,7 +251,6 @@ def _readable_progress(progress: dict[str, Any]) -> dict[str, Any]:
 
 def load_model(run_dir: str | Path) -> nn.Sequential:
     """The trained float network of a finished run (architecture from the weights' metadata)."""
-    from axtrain.trainer.models import from_description
 
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():

@@ -41,9 +41,11 @@ def render_maps(maps: Mapping[str, np.ndarray], title: str | None = None) -> byt
     """PNG bytes: one heatmap per named map, side by side, shared ``[0, 1]`` colour scale."""
     if not maps:
         raise ConfigError("sensitivity map: nothing to draw (no networks given)")
+    # matplotlib loads only when a map is drawn, and its backend must be chosen before pyplot
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    # after matplotlib.use: pyplot must not pick a display backend
     import matplotlib.pyplot as plt
 
     names = list(maps)

@@ -13,9 +13,8 @@ import click
 
 from axtrain.cli_params import MODE_LIST, VOLTAGE_LIST
 from axtrain.errors import ConfigError
+from axtrain.explore.search import SELECTION_FRACTION
 from axtrain.hwmodels.multipliers import MultiplierMode
-
-SELECTION_FRACTION = 0.2
 
 
 @click.command("explore")
@@ -37,9 +36,9 @@ def explore(
     """Search per-layer multiplier modes and the weight-SRAM voltage of BUNDLE for the lowest energy
     per inference within --max-loss of the baseline (first mode, first voltage) accuracy."""
     from axtrain import atomic
+    from axtrain.compiler.replan import apply_plan, write_replanned
     from axtrain.datasets import load
     from axtrain.datasets.split import split_validation
-    from axtrain.compiler.replan import apply_plan, write_replanned
     from axtrain.explore.search import explore as run_search, format_table
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate

@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from axtrain.errors import ConfigError
 from axtrain.compiler.replan import Plan, apply_plan, compute_layers
+from axtrain.errors import ConfigError
 from axtrain.formats.bundle import Bundle
 from axtrain.formats.target import modes_of, voltages_of
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -35,6 +35,7 @@ from axtrain.runtime.simulation import simulate
 
 DEFAULT_MODES = modes_of(("exact", "drum:4", "drum:3", "drum:2", "drum:1"))
 DEFAULT_VOLTAGES = (1.1, 0.85, 0.66, 0.5, 0.4)
+SELECTION_FRACTION = 0.2  # of the training split, held out to select plans on (never the test split)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -416,7 +416,6 @@ def load_bundle(path: str | Path) -> Bundle:
 def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
-    from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
         if (root / name).read_bytes() != image_hex(words, bits).encode("ascii"):

@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from axtrain.errors import BundleError
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
 
 ISA_VERSION = "1"
 WORD_BITS = 128
@@ -500,3 +501,13 @@ def iter_words(data: bytes) -> Iterator[bytes]:
     """The 16-byte words of a program image."""
     for i in range(0, len(data), WORD_BYTES):
         yield data[i : i + WORD_BYTES]
+
+
+def mode_code(mode: MultiplierMode) -> int:
+    """The ``MODE`` instruction's code for a multiplier (0 exact, k DRUM(k)); the one encoding."""
+    return 0 if mode.k is None else int(mode.k)
+
+
+def mode_of_code(code: int) -> MultiplierMode:
+    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`)."""
+    return EXACT if int(code) == 0 else MultiplierMode(int(code))

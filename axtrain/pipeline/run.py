@@ -18,6 +18,7 @@ the first unfinished stage (training resumes mid-run from its checkpoint).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -29,6 +30,8 @@ from axtrain import atomic
 from axtrain.errors import ConfigError
 from axtrain.formats.target import HardwareTarget
 from axtrain.pipeline.ledger import Ledger, stage_key
+from axtrain.pipeline.summary import write_summary
+from axtrain.trainer.config import load_config
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
 RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
@@ -65,8 +68,6 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    from axtrain.trainer.config import load_config
-
     overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
@@ -121,6 +122,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     config = _train_config(options)
 
     def train() -> None:
+        # the stage imports its tool when it runs: a resumed pipeline past training never loads torch
         from axtrain.trainer.engine import train as train_run
 
         run_dir = root / "run"
@@ -135,6 +137,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 2. export ---------------------------------------------------------------------------------
     def export() -> None:
+        # onnx and the exporter load only if this stage runs
         from axtrain.trainer.export import export_run
 
         export_run(root / "run", root / "model.onnx")
@@ -145,6 +148,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     arch_text = options.arch_file.read_text() if options.arch_file else ""
 
     def compile_() -> None:
+        # the compiler (and onnx) load only if this stage runs
         from axtrain.compiler.pipeline import compile_to_bundle
         from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
@@ -156,6 +160,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 4. verify ---------------------------------------------------------------------------------
     def verify() -> None:
+        # the runtime loads only if this stage runs
         from axtrain.runtime.verify import verify_bundle
 
         lines = verify_bundle(root / "bundle").lines()
@@ -167,6 +172,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     sim_params = {"app": options.app, "runs": options.runs, "seed": options.sim_seed, "split_seed": options.seed}
 
     def simulate() -> None:
+        # the runtime and the data sets load only if this stage runs
         from axtrain.pipeline.simulate import simulate_app
 
         report = simulate_app(root / "bundle", options.app, split_seed=options.seed, runs=options.runs, seed=options.sim_seed)
@@ -174,11 +180,8 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     stage("simulate", sim_params, {"bundle": bundle_hash}, ["report.json"], simulate)
 
-    import json
-
     result.report = json.loads((root / "report.json").read_text())
     result.train_summary = json.loads((root / "run" / "summary.json").read_text())
-    from axtrain.pipeline.summary import write_summary
 
     write_summary(root, options, config, result)
     return result

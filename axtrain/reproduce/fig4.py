@@ -38,6 +38,7 @@ def cells(profile: Profile) -> list[Cell]:
 
 
 def write(store: CellStore, profile: Profile, out: Path) -> str:
+    # the figure needs torch and matplotlib (sensitivity maps); the other figures do not
     from axtrain.atomic import write_bytes
     from axtrain.trainer.sensitivity_maps import render_maps
 

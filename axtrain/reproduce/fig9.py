@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from axtrain.explore.cli import SELECTION_FRACTION
+from axtrain.explore.search import SELECTION_FRACTION
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore

@@ -37,9 +37,11 @@ class Panel:
 
 
 def _pyplot():
+    # matplotlib loads only when a figure is drawn, and its backend must be chosen before pyplot
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    # after matplotlib.use: pyplot must not pick a display backend
     import matplotlib.pyplot as plt
 
     return plt

@@ -56,8 +56,10 @@ def _subset(n: int, keep: int | None, seed: int, salt: int) -> np.ndarray | None
 def _data(app: str, seed: int, data: dict[str, Any] | None = None, test: bool = False):
     """The split of (app, seed), subsampled as the profile says: ``train_subset`` always,
     ``test_subset`` only where ``test`` (runtime simulations)."""
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from types import SimpleNamespace
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.datasets import load
 
     split = load(app, seed)
@@ -76,12 +78,14 @@ def _data(app: str, seed: int, data: dict[str, Any] | None = None, test: bool = 
 
 
 def _load_network(ctx: TaskContext, dep: dict[str, Any]):
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.engine import load_result
 
     return load_result(ctx.path(dep["run"]))
 
 
 def train_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.config import make_config
     from axtrain.trainer.engine import train
     from axtrain.trainer.rundir import load_model
@@ -95,8 +99,10 @@ def train_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.evaluate import evaluate
 
     p = ctx.params
@@ -112,8 +118,10 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def approxann_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.approxann import ApproxAnnConfig, run_approxann
     from axtrain.trainer.evaluate import evaluate
     from axtrain.trainer.export import export_layers, save_model
@@ -148,6 +156,7 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def bundle_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.compiler.pipeline import compile_to_bundle
     from axtrain.trainer.export import export_run
 
@@ -195,6 +204,7 @@ def power_summary(result: Any) -> dict[str, Any]:
 
 
 def simulate_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
 
@@ -208,8 +218,10 @@ def simulate_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.sensitivity_maps import last_layer_sensitivity
 
     p = ctx.params
@@ -230,8 +242,9 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     the exact, nominal accuracy of deps[1]'s bundle (BP's) on the same selection data. The chosen plan
     and the best uniform plan are then measured once on the test split like a ``simulate`` cell.
     """
-    from axtrain.datasets.split import split_validation
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.compiler.replan import apply_plan
+    from axtrain.datasets.split import split_validation
     from axtrain.explore.search import explore
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
