@@ -18,6 +18,11 @@ from axtrain.trainer.config import METHOD_NAMES
 @click.option("--multiplier", help="Target multiplier: exact, drum:K or K1..K4 (pas trains with it).")
 @click.option("--sram-voltage", type=float, help="Target weight-SRAM voltage in volts (0.4..1.1).")
 @click.option("--bits", type=int, help="Weight and activation width in bits (4..16).")
+@click.option(
+    "--output-layer",
+    type=click.Choice(["sigmoid", "softmax"]),
+    help="Output layer: sigmoid (default; the paper's: MSE loss on Sigmoid outputs, S on them) or softmax (cross-entropy, S on the logits).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
 @click.option("--force", is_flag=True, help="Retrain even if RUN_DIR holds a finished (or different) run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -32,6 +37,7 @@ def train(
     multiplier: str | None,
     sram_voltage: float | None,
     bits: int | None,
+    output_layer: str | None,
     device: str | None,
     force: bool,
     quiet: bool,
@@ -52,6 +58,7 @@ def train(
         sram_voltage=sram_voltage,
         bits_w=bits,
         bits_a=bits,
+        output_layer=output_layer,
         device=device,
     )
     result = run_training(config, out, force=force, progress=not quiet)

@@ -68,6 +68,10 @@ class TrainConfig(BaseModel):
     gamma_accuracy_bound: float | None = Field(
         None, ge=0, le=1, description="training accuracy above which gamma also increases (None: error rule only)"
     )
+    output_layer: Literal["sigmoid", "softmax"] = Field(
+        "sigmoid",
+        description="output layer: sigmoid (the paper's: Sigmoid outputs, MSE loss against one-hot targets, S on the Sigmoid outputs) or softmax (cross-entropy, S on the logits)",
+    )
     sensitivity_form: Literal["per_sample", "batch"] = Field(
         "per_sample", description="how the batch enters S: per_sample (mean of per-sample S) or batch (S of the mean output)"
     )

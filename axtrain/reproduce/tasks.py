@@ -106,9 +106,9 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
     out = {}
     for mode in p["modes"]:
-        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=1.1)
-        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error}
-    return {"modes": out, "n_test": int(y.shape[0])}
+        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=1.1, output_layer=network.config.output_layer)
+        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error, "metrics": e.metrics}
+    return {"modes": out, "n_test": int(y.shape[0]), "output_layer": network.config.output_layer}
 
 
 def approxann_task(ctx: TaskContext) -> dict[str, Any]:
@@ -125,17 +125,17 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
     data = _data(p["app"], p["seed"], p.get("data"))
     x_train = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)
     layers = calibrate(network.model, x_train, c.bits_w, c.bits_a, multipliers="exact")
-    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"])
+    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"], output_layer=c.output_layer)
     result = run_approxann(network.model, layers, data, mode=p["mode"], seed=p["seed"], config=cfg)
     x = torch.as_tensor(np.asarray(data.x_test), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
-    test = evaluate(result.model, result.layers, x, y)
-    test_exact = evaluate(network.model, layers, x, y, multiplier="exact")
+    test = evaluate(result.model, result.layers, x, y, output_layer=c.output_layer)
+    test_exact = evaluate(network.model, layers, x, y, multiplier="exact", output_layer=c.output_layer)
     onnx_path = ctx.workdir / "model.onnx"
     metadata = {"app": p["app"], "method": f"approxann-{c.method}", "seed": p["seed"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # precision notes are recorded in the ONNX file itself
-        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata), onnx_path)
+        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata, output_layer=c.output_layer), onnx_path)
     summary = result.summary()
     summary.pop("rounds")
     return {
