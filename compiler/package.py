@@ -148,6 +148,9 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
             for layer in ir.layers
         ],
     }
+    if ir.host_tail:
+        # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
+        manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
     return files, manifest
 
 

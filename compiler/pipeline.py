@@ -1,6 +1,6 @@
 """The compiler: an ordered list of named, pure passes with a verifier after each.
 
-    import_onnx -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
+    import_onnx -> host_tail -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from axtrain.compiler.host_tail import host_tail
 from axtrain.compiler.ir import CompilerIR
 from axtrain.compiler.onnx_import import import_onnx
 from axtrain.compiler.passes.allocate import allocate
@@ -21,6 +22,7 @@ from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 Pass = Callable[[CompilerIR], CompilerIR]
 
 PASSES: tuple[tuple[str, Pass], ...] = (
+    ("host_tail", host_tail),
     ("validate", validate),
     ("fold_qdq", fold_qdq),
     ("tile_schedule", tile_schedule),

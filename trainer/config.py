@@ -68,9 +68,9 @@ class TrainConfig(BaseModel):
     gamma_accuracy_bound: float | None = Field(
         None, ge=0, le=1, description="training accuracy above which gamma also increases (None: error rule only)"
     )
-    output_layer: Literal["sigmoid", "softmax"] = Field(
-        "sigmoid",
-        description="output layer: sigmoid (the paper's: Sigmoid outputs, MSE loss against one-hot targets, S on the Sigmoid outputs) or softmax (cross-entropy, S on the logits)",
+    output_layer: Literal["sigmoid", "softmax"] | None = Field(
+        None,
+        description="output layer: sigmoid (the paper's: Sigmoid outputs, MSE loss against one-hot targets, S on the Sigmoid outputs) or softmax (cross-entropy, S on the logits); default sigmoid for act, pas, axtrain and approxann from act, softmax for bp and approxann from bp (docs/decisions.md 60)",
     )
     sensitivity_form: Literal["per_sample", "batch"] = Field(
         "per_sample", description="how the batch enters S: per_sample (mean of per-sample S) or batch (S of the mean output)"
@@ -122,6 +122,11 @@ class TrainConfig(BaseModel):
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values["output_layer"] is None:
+            # The paper's methods train the paper's network; plain BP stays the conventional softmax
+            # network (docs/decisions.md 60). Comparisons (reproduce) set it for every network.
+            conventional = values["method"] == "bp" or (values["method"] == "approxann" and values["approxann_start"] == "bp")
+            values["output_layer"] = "softmax" if conventional else "sigmoid"
         if values["pas_lr"] is None:
             # Chosen on validation splits (docs/decisions.md 32): fine-tuning through an approximate
             # multiplier wants a small step (lr / 10), training through fresh bit-flip maps every step

@@ -75,7 +75,7 @@ def cells(profile: Profile) -> list[Cell]:
 def explore_cell(profile: Profile, app: str, seed: int, mode: str) -> Cell:
     """The heterogeneous plan (per-layer modes, nominal voltage) of the AxTrain network trained at ``mode``."""
     params = {
-        "app": app, "seed": seed, "max_loss": BUDGET, "modes": list(EXPLORE_MODES), "voltages": [NOMINAL_VOLTAGE],
+        "app": app, "seed": seed, "max_loss": BUDGET, "modes": [profile.drum(m) for m in EXPLORE_MODES], "voltages": [NOMINAL_VOLTAGE],
         "runs": 1,  # nominal voltage: nothing flips, one run is exact
         "data": profile.data(app), "selection_fraction": SELECTION_FRACTION,
         # MNIST: as many selection samples as its simulations use test samples (the search is ~30-100 simulations).

@@ -106,7 +106,8 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
     out = {}
     for mode in p["modes"]:
-        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=1.1, output_layer=network.config.output_layer)
+        multiplier = p.get("multipliers", {}).get(mode, mode)  # a --k-map maps K names to other DRUM k
+        e = evaluate(network.model, network.layers, x, y, multiplier=multiplier, sram_voltage=1.1, output_layer=network.config.output_layer)
         out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error, "metrics": e.metrics}
     return {"modes": out, "n_test": int(y.shape[0]), "output_layer": network.config.output_layer}
 
