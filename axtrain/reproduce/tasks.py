@@ -249,7 +249,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
-        reference_accuracy=float(reference_accuracy),
+        reference_accuracy=float(reference_accuracy), confidence_z=float(p.get("confidence_z", 0.0)),
     )
     x_test, y_test = np.asarray(data.x_test, dtype=np.float32), np.asarray(data.y_test, dtype=np.int64)
     test = {}
@@ -259,7 +259,9 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     search = result.as_dict()
     return {
         "selection": {"samples": int(len(y_sel)), "reference_accuracy": float(reference_accuracy)},
-        "search": {key: search[key] for key in ("threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations")},
+        "search": {key: search[key] for key in (
+            "threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations", "confidence_z", "chosen_loss_bound",
+        )},
         "test": test,
     }
 
