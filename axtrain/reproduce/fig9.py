@@ -175,15 +175,17 @@ def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
     selection = {app: float(np.mean([r["selection_saving_vs_uniform"] for r in het if r["app"] == app])) for app in apps}
     # The budget as the search kept it (selection data, with its confidence bound) beside what the
     # chosen plans lost on the test split: per app the worst over networks and seeds, and how many broke it.
-    test_loss = {
-        app: {
-            "worst": float(max(r["test_loss"] for r in het if r["app"] == app)),
-            "broken": sum(r["test_loss"] > BUDGET + 1e-12 for r in het if r["app"] == app),
-            "plans": sum(r["app"] == app for r in het),
-            "bound": float(max(float(r["selection_loss_bound"]) for r in het if r["app"] == app and r["selection_loss_bound"] != "")) if any(r["app"] == app and r["selection_loss_bound"] != "" for r in het) else float("nan"),
+    test_loss = {}
+    for app in apps:
+        mine = [r for r in het if r["app"] == app]
+        losses = [r["reference_accuracy"] - r["accuracy"] for r in mine]
+        bounds = [float(r["selection_loss_bound"]) for r in mine if r.get("selection_loss_bound", "") != ""]
+        test_loss[app] = {
+            "worst": float(max(losses)) if losses else float("nan"),
+            "broken": sum(loss > BUDGET + 1e-12 for loss in losses),
+            "plans": len(mine),
+            "bound": float(max(bounds)) if bounds else float("nan"),
         }
-        for app in apps
-    }
     return {"choice": choice, "savings": savings, "selection_saving": selection, "test_loss": test_loss}
 
 
