@@ -260,18 +260,22 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "AxTrain compute column. Compute power relative to BP exact: AxTrain's best uniform setting, its best setting "
         "with the plans, the plans behind it (per seed, modes in layer order), what it saves on the test split, and what "
         "the search's chosen plan saved over its best uniform plan on the selection data (mean over networks and seeds), "
-        f"then the budget beside the test split: the largest loss bound the search accepted on its selection data (loss + "
-        f"{CONFIDENCE_Z:g} standard errors of the paired difference to the network's exact plan, points; budget {100 * BUDGET:g}), "
+        f"then the budget beside the test split: the largest loss bound of a chosen plan on its selection data (loss against "
+        f"BP's exact accuracy + {CONFIDENCE_Z:g} standard errors of the paired difference to the network's exact plan, points; "
+        f"budget {100 * BUDGET:g}; above the budget where no plan fitted and the network's exact plan stands in), "
         "the largest test-split loss of a chosen plan against BP's exact accuracy (points), and how many chosen plans "
         "lost more than the budget on the test split:",
         "",
-        md_table(["app", "best uniform", "with explore", "plans", "saved (test)", "saved (selection)", "bound (sel.)", "worst test loss", "over budget (test)"], het_rows),
+        md_table(["app", "best uniform", "with explore", "plans", "saved (test)", "saved (selection)", "chosen bound (sel.)", "worst test loss", "over budget (test)"], het_rows),
         "",
         f"The search selects on {100 * SELECTION_FRACTION:g} % of the training split (stratified) with a one-sided confidence "
         "bound on each plan's loss, so a few lucky selection samples cannot carry a plan past the budget; the test split can "
         "still differ (it is another sample), and the column applies the budget to test accuracy, as it does for the uniform "
         "settings, so such a plan is not chosen. "
         "Savings are small in absolute terms because the adders, which every plan keeps exact, are most of compute power.",
+        "",
+        "**Machine model.** Today's (v1) FlexFlow model: our ISA, cycle-level runtime and 65 nm energy table "
+        "(docs/hwmodels.md, docs/runtime.md); the FlexFlow v2 machine model had not landed when this ran.",
         "",
         "**Where and why we differ.** At 8 bits a DRUM multiplier saves at most 44 % (K1) of an exact one's "
         "energy in our gate-count model (decision 10), and the adders, which approximation does not touch, are a "

@@ -219,7 +219,7 @@ def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
     maps = {}
     for name, dep in zip(p["names"], ctx.deps):
         network = _load_network(ctx, dep)
-        maps[name] = last_layer_sensitivity(network.model, x).tolist()
+        maps[name] = last_layer_sensitivity(network.model, x, output_layer=network.config.output_layer).tolist()
     return {"maps": maps, "samples": int(x.shape[0])}
 
 
