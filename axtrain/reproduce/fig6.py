@@ -125,6 +125,18 @@ def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
             per_app = {app: 1 - _ratio(table[(app, method, mode)]["error"][0], table[(app, "BP", mode)]["error"][0]) for app in apps}
             finite = [v for v in per_app.values() if np.isfinite(v)]
             reduction[(method, mode)] = (float(np.mean(finite)) if finite else float("nan"), per_app)
+    # The seeds' spread of each app's reduction: std over seeds of 1 - err_method / err_BP of that seed.
+    spread: dict = {}
+    for method in METHODS[1:]:
+        for mode in MODES:
+            for app in apps:
+                per_seed = []
+                for seed in sorted({r["seed"] for r in rows if r["app"] == app}):
+                    mine = [r["output_error"] for r in rows if (r["app"], r["seed"], r["method"], r["mode"]) == (app, seed, method, mode)]
+                    bp = [r["output_error"] for r in rows if (r["app"], r["seed"], r["method"], r["mode"]) == (app, seed, "BP", mode)]
+                    if mine and bp and bp[0] > 0:
+                        per_seed.append(1 - mine[0] / bp[0])
+                spread[(app, method, mode)] = float(np.std(per_seed)) if len(per_seed) > 1 else 0.0
     by_metric = {
         name: {
             (method, mode): float(np.nanmean([
@@ -138,7 +150,7 @@ def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
         }
         for name in METRIC_NAMES
     }
-    return {"table": table, "reduction": reduction, "metric": rows[0]["metric"] if rows else "mse", "by_metric": by_metric}
+    return {"table": table, "reduction": reduction, "spread": spread, "metric": rows[0]["metric"] if rows else "mse", "by_metric": by_metric}
 
 
 def plot(summary: dict, apps: tuple[str, ...], path: Path) -> Path:
@@ -177,7 +189,8 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         red_rows.append([method, *[f"{o} (paper {p})" for o, p in zip(ours, paper)]])
     per_app = md_table(
         ["app", *[f"{method} {m}" for method in METHODS[1:] for m in MODES]],
-        [[app, *[fmt(reduction[(method, m)][1][app], 3, pct=True) for method in METHODS[1:] for m in MODES]] for app in apps],
+        [[app, *[f"{fmt(reduction[(method, m)][1][app], 3, pct=True)} ± {100 * summary['spread'].get((app, method, m), 0.0):.1f}"
+                for method in METHODS[1:] for m in MODES]] for app in apps],
     )
     acc_rows = []
     for app in [*apps, "**Average**"]:
@@ -221,7 +234,7 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "",
         md_table(["method", *MODES], red_rows),
         "",
-        "Per application:",
+        "Per application (reduction of the seed means; ± the std over seeds of each seed's own reduction, points):",
         "",
         per_app,
         "",
