@@ -72,6 +72,7 @@ def summary(bundle_path: Path) -> str:
         f"arch   {arch.pe_rows}x{arch.pe_cols} PEs @ {arch.clock_hz / 1e9:g} GHz, WB {_fmt_bytes(arch.weight_buffer_bytes)}, "
         f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
         f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
+        "host tail " + (" -> ".join(f"{op.op} ({op.node})" for op in m.host_tail) + "  (float32 on the host, after the last layer)" if m.host_tail else "none"),
         "",
         f"{'#':>2}  {'name':<14} {'op':<8} {'in -> out':<24} {'formats (in/w/out)':<22} {'mode':<14} {'V':>5} {'tiles':>5} {'MACs':>9} {'instr':>6}",
     ]

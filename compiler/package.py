@@ -160,6 +160,9 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
             (layer.name, layer.op, layer.neuron_modes() if layer.has_weights else None, layer.sram_voltage) for layer in ir.layers
         ),
     }
+    if ir.host_tail:
+        # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
+        manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
     return files, manifest
 
 

@@ -1,6 +1,6 @@
 """The compiler: an ordered list of named, pure passes with a verifier after each.
 
-    import_onnx -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
+    import_onnx -> host_tail -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
 
 ``run_passes`` takes an ``after(stage, ir)`` hook, called with the verified IR after import and
 after every pass (``axtrain compile --dump-ir`` writes it; tests compare its execution with
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from axtrain.compiler.host_tail import host_tail
 from axtrain.compiler.ir import CompilerIR
 from axtrain.compiler.onnx_import import import_onnx
 from axtrain.compiler.package import write_compiled_bundle
@@ -27,6 +28,7 @@ Pass = Callable[[CompilerIR], CompilerIR]
 Hook = Callable[[str, CompilerIR], None]
 
 PASSES: tuple[tuple[str, Pass], ...] = (
+    ("host_tail", host_tail),
     ("validate", validate),
     ("fold_qdq", fold_qdq),
     ("tile_schedule", tile_schedule),

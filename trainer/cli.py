@@ -20,6 +20,11 @@ from axtrain.trainer.config import METHOD_NAMES
 @multiplier_option("Target multiplier; pas trains with it")
 @sram_voltage_option("Target weight-SRAM voltage")
 @click.option("--bits", type=int, help="Weight and activation width in bits (4..16).")
+@click.option(
+    "--output-layer",
+    type=click.Choice(["sigmoid", "softmax"]),
+    help="Output layer: sigmoid (default; the paper's: MSE loss on Sigmoid outputs, S on them) or softmax (cross-entropy, S on the logits).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
 @click.option("--force", is_flag=True, help="Retrain even if RUN_DIR holds a finished (or different) run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -34,6 +39,7 @@ def train(
     multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     bits: int | None,
+    output_layer: str | None,
     device: str | None,
     force: bool,
     quiet: bool,
@@ -54,6 +60,7 @@ def train(
         sram_voltage=sram_voltage,
         bits_w=bits,
         bits_a=bits,
+        output_layer=output_layer,
         device=device,
     )
     result = run_training(config, out, force=force, progress=not quiet)

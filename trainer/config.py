@@ -36,6 +36,9 @@ APP_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist-mlp": {"epochs": 15, "pas_epochs": 5, "batch_size": 128, "lr": 1e-3},
     "mnist-cnn": {"epochs": 10, "pas_epochs": 3, "batch_size": 128, "lr": 1e-3},
 }
+#: Multiplier modes whose pas phase uses the full ``lr`` (the others lr / 10), chosen per mode on
+#: validation splits of the UCI apps (examples/pas_lr_modes.py, docs/decisions.md 62).
+PAS_FULL_LR_MODES: frozenset[str] = frozenset({"drum:1"})
 _FALLBACK_DEFAULTS: dict[str, Any] = {
     "threads": 0, "epochs": 30, "pas_epochs": 5, "batch_size": 64, "lr": 1e-3, "gamma_initial": 1e-3, "gamma_step": 2e-4,
 }
@@ -55,7 +58,7 @@ class TrainConfig(BaseModel):
     pas_epochs: int | None = Field(None, ge=0, description="epochs of emulated (pas) training, for pas and axtrain")
     batch_size: int | None = Field(None, ge=1, description="mini-batch size (samples)")
     lr: float | None = Field(None, gt=0, description="Adam learning rate of the bp/act phase")
-    pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr / 10 for a multiplier target; lr when the target has NTV faults, sram_voltage < 1.1)")
+    pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr for K1 = drum:1 and when the target has NTV faults, sram_voltage < 1.1; lr / 10 for the other multiplier targets)")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (0 = none)")
     bits_w: int = Field(8, ge=4, le=16, description="weight width in bits (dynamic fixed point)")
     bits_a: int = Field(8, ge=4, le=16, description="activation width in bits (dynamic fixed point)")
@@ -68,6 +71,10 @@ class TrainConfig(BaseModel):
     gamma_max: float | None = Field(None, gt=0, description="upper clamp of gamma (None: unbounded)")
     gamma_accuracy_bound: float | None = Field(
         None, ge=0, le=1, description="training accuracy above which gamma also increases (None: error rule only)"
+    )
+    output_layer: Literal["sigmoid", "softmax"] | None = Field(
+        None,
+        description="output layer: sigmoid (the paper's: Sigmoid outputs, MSE loss against one-hot targets, S on the Sigmoid outputs) or softmax (cross-entropy, S on the logits); default sigmoid for act, pas, axtrain and approxann from act, softmax for bp and approxann from bp (docs/decisions.md 60)",
     )
     sensitivity_form: Literal["per_sample", "batch"] = Field(
         "per_sample", description="how the batch enters S: per_sample (mean of per-sample S) or batch (S of the mean output)"
@@ -100,12 +107,20 @@ class TrainConfig(BaseModel):
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values["output_layer"] is None:
+            # The paper's methods train the paper's network; plain BP stays the conventional softmax
+            # network (docs/decisions.md 60). Comparisons (reproduce) set it for every network.
+            conventional = values["method"] == "bp" or (values["method"] == "approxann" and values["approxann_start"] == "bp")
+            values["output_layer"] = "softmax" if conventional else "sigmoid"
         if values["pas_lr"] is None:
             # Chosen on validation splits (docs/decisions.md 32): fine-tuning through an approximate
             # multiplier wants a small step (lr / 10), training through fresh bit-flip maps every step
             # (much noisier gradients, larger moves needed) recovers far more at the full lr.
+            # Chosen per mode the same way (decision 62): DRUM(1) moves the outputs far enough that the
+            # full lr recovers more there; at k >= 2 lr / 10 is as good or better.
             faulty = values["sram_voltage"] < NOMINAL_VOLTAGE
-            values["pas_lr"] = values["lr"] if faulty else values["lr"] / 10
+            aggressive = values["multiplier"] in PAS_FULL_LR_MODES
+            values["pas_lr"] = values["lr"] if faulty or aggressive else values["lr"] / 10
         return TrainConfig(**values)
 
     @property

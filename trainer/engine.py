@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -36,6 +35,7 @@ from axtrain.trainer.gamma import AdaptiveGamma
 from axtrain.trainer.hardware import calibrate
 from axtrain.trainer.methods import METHODS
 from axtrain.trainer.models import build_model, check_model, describe
+from axtrain.trainer.outputs import task_loss
 from axtrain.trainer.rundir import RunDir, load_layers, load_model
 from axtrain.trainer.sensitivity import forward_with_sensitivity, sensitivity
 
@@ -194,17 +194,17 @@ class Session:
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
-                out, s = forward_with_sensitivity(model, x, c.sensitivity_form)
-                loss = F.cross_entropy(out, y)
+                out, s = forward_with_sensitivity(model, x, c.sensitivity_form, output_layer=c.output_layer)
+                loss = task_loss(out, y, c.output_layer)
                 (loss + gamma_used * s).backward()
                 s_sum += float(s.detach())
             elif kind == "pas":
                 out = emulate(model, layers, x, faults=faults)
-                loss = F.cross_entropy(out, y)
+                loss = task_loss(out, y, c.output_layer)
                 loss.backward()
             else:
                 out = model(x)
-                loss = F.cross_entropy(out, y)
+                loss = task_loss(out, y, c.output_layer)
                 loss.backward()
             optimizer.step()
             loss_sum += float(loss.detach()) * x.shape[0]
@@ -238,7 +238,9 @@ class Session:
     def probe_sensitivity(self) -> float | None:
         """S on the first ``probe_samples`` training samples (comparable across methods and epochs)."""
         with torch.no_grad():
-            value = sensitivity(self.model, self.data.x_train[: self.config.probe_samples], self.config.sensitivity_form)
+            value = sensitivity(
+                self.model, self.data.x_train[: self.config.probe_samples], self.config.sensitivity_form, output_layer=self.config.output_layer
+            )
         return float(value)
 
     def target_layers(self, nominal: bool = False, exact: bool = False) -> list[QuantizedLayer]:
@@ -297,8 +299,8 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     """Final figures on the test split: float, exact fixed point, and the target hardware."""
     c, data, model = session.config, session.data, session.model
     model.eval()
-    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1)
-    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.ntv_eval_runs, seed=c.seed)
+    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.output_layer)
+    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.ntv_eval_runs, seed=c.seed, output_layer=c.output_layer)
     return {
         "app": c.app,
         "method": c.method,
@@ -306,10 +308,11 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
         "epochs_trained": len(session.history),
         "test_accuracy_float": float_accuracy(model, data.x_test, data.y_test),
         "test_accuracy_fixed_exact": exact.accuracy,
-        "output_error_fixed_exact": exact.output_error,
+        "output_layer": c.output_layer,
+        "output_error_fixed_exact": exact.metrics,
         "test_accuracy_target": target.accuracy,
         "test_accuracy_target_std": target.accuracy_std,
-        "output_error_target": target.output_error,
+        "output_error_target": target.metrics,
         "target": {"multiplier": c.multiplier, "sram_voltage": c.sram_voltage},
         "sensitivity": session.probe_sensitivity(),
         "torch_threads": torch.get_num_threads(),
@@ -404,6 +407,7 @@ def _train(
             "n_classes": int(max(int(tensors.y_train.max()), int(tensors.y_test.max())) + 1),
             "multiplier": config.multiplier,
             "sram_voltage": config.sram_voltage,
+            "output_layer": config.output_layer,
         }
         run.write_history(session.history)
         run.save_final(session.model, describe(session.model), layers, metadata, summary)

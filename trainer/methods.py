@@ -36,7 +36,7 @@ class Session(Protocol):
 
 
 def bp(session: Session) -> None:
-    """Conventional back-propagation (float, Adam, cross-entropy); quantised after training."""
+    """Conventional back-propagation (float, Adam, the output layer's task loss); quantised after training."""
     c = session.config
     session.run_phase("bp", c.epochs, c.lr)
 
@@ -72,7 +72,9 @@ def approxann(session: Session) -> None:
     session.run_phase(c.approxann_start, c.epochs, c.lr)
     layers = session.target_layers(exact=True)
     data = (session.data.x_train.cpu().numpy(), session.data.y_train.cpu().numpy())
-    result = run_approxann(session.model, layers, data, mode=c.multiplier, seed=c.seed)
+    from axtrain.trainer.approxann import ApproxAnnConfig
+
+    result = run_approxann(session.model, layers, data, mode=c.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.output_layer))
     session.model.load_state_dict(result.model.state_dict())
     session.final_layers = with_target(result.layers, None, c.sram_voltage)
     session.extra_summary["approxann"] = result.summary()

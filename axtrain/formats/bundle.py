@@ -155,6 +155,13 @@ class LayerSummary(_Model):
     sram_voltage: Volts
 
 
+class HostTailOp(_Model):
+    """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
+
+    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    node: str  # the ONNX node it came from
+
+
 class Manifest(_Model):
     """``manifest.json``."""
 
@@ -170,6 +177,7 @@ class Manifest(_Model):
     seed: str | None
     input: Placement
     output: Placement
+    host_tail: list[HostTailOp] = Field(default_factory=list)  # absent in bundles without one
     activation_words: int
     weight_words: int
     weight_word_bits: int

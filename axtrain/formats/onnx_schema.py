@@ -18,6 +18,9 @@ KEY_APP = "axtrain.app"
 KEY_METHOD = "axtrain.method"
 KEY_SEED = "axtrain.seed"
 KEY_VERSIONS = "axtrain.versions"
+# The network's output layer ("sigmoid" or "softmax"; absent: not recorded). With "sigmoid" the graph
+# ends in a Sigmoid node, which the compiler turns into a host-side tail op.
+KEY_OUTPUT_LAYER = "axtrain.output_layer"
 
 # Node-level metadata_props (on Gemm / Conv)
 KEY_MULTIPLIER = "axtrain.multiplier"
@@ -39,7 +42,7 @@ KEY_FLOAT32_EXACT = "axtrain.float32_exact"
 # left side of the bound: fan_in * max|a| * max|w| + max|bias|.
 KEY_ACCUMULATOR_BOUND = "axtrain.accumulator_bound"
 
-MODEL_KEYS = (KEY_SCHEMA, KEY_APP, KEY_METHOD, KEY_SEED, KEY_VERSIONS)
+MODEL_KEYS = (KEY_SCHEMA, KEY_APP, KEY_METHOD, KEY_SEED, KEY_VERSIONS, KEY_OUTPUT_LAYER)
 NODE_KEYS = (
     KEY_LAYER,
     KEY_MULTIPLIER,

@@ -112,9 +112,10 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
     out = {}
     for mode in p["modes"]:
-        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=1.1)
-        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error}
-    return {"modes": out, "n_test": int(y.shape[0])}
+        multiplier = p.get("multipliers", {}).get(mode, mode)  # a --k-map maps K names to other DRUM k
+        e = evaluate(network.model, network.layers, x, y, multiplier=multiplier, sram_voltage=1.1, output_layer=network.config.output_layer)
+        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error, "metrics": e.metrics}
+    return {"modes": out, "n_test": int(y.shape[0]), "output_layer": network.config.output_layer}
 
 
 def approxann_task(ctx: TaskContext) -> dict[str, Any]:
@@ -133,17 +134,17 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
     data = _data(p["app"], p["seed"], p.get("data"))
     x_train = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)
     layers = calibrate(network.model, x_train, c.bits_w, c.bits_a, multipliers="exact")
-    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"])
+    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"], output_layer=c.output_layer)
     result = run_approxann(network.model, layers, data, mode=p["mode"], seed=p["seed"], config=cfg)
     x = torch.as_tensor(np.asarray(data.x_test), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
-    test = evaluate(result.model, result.layers, x, y)
-    test_exact = evaluate(network.model, layers, x, y, multiplier="exact")
+    test = evaluate(result.model, result.layers, x, y, output_layer=c.output_layer)
+    test_exact = evaluate(network.model, layers, x, y, multiplier="exact", output_layer=c.output_layer)
     onnx_path = ctx.workdir / "model.onnx"
     metadata = {"app": p["app"], "method": f"approxann-{c.method}", "seed": p["seed"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # precision notes are recorded in the ONNX file itself
-        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata), onnx_path)
+        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata, output_layer=c.output_layer), onnx_path)
     summary = result.summary()
     summary.pop("rounds")
     return {
@@ -230,7 +231,7 @@ def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
     maps = {}
     for name, dep in zip(p["names"], ctx.deps):
         network = _load_network(ctx, dep)
-        maps[name] = last_layer_sensitivity(network.model, x).tolist()
+        maps[name] = last_layer_sensitivity(network.model, x, output_layer=network.config.output_layer).tolist()
     return {"maps": maps, "samples": int(x.shape[0])}
 
 
@@ -261,7 +262,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
-        reference_accuracy=float(reference_accuracy),
+        reference_accuracy=float(reference_accuracy), confidence_z=float(p.get("confidence_z", 0.0)),
     )
     x_test, y_test = np.asarray(data.x_test, dtype=np.float32), np.asarray(data.y_test, dtype=np.int64)
     test = {}
@@ -271,7 +272,9 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     search = result.as_dict()
     return {
         "selection": {"samples": int(len(y_sel)), "reference_accuracy": float(reference_accuracy)},
-        "search": {key: search[key] for key in ("threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations")},
+        "search": {key: search[key] for key in (
+            "threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations", "confidence_z", "chosen_loss_bound",
+        )},
         "test": test,
     }
 

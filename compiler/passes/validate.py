@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from axtrain.compiler.host_tail import TAIL_OPS
 from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.compiler.onnx_import import UNSUPPORTED_ATTRIBUTE
 from axtrain.compiler.subset import (
@@ -120,6 +121,9 @@ def validate(ir: CompilerIR) -> CompilerIR:
     for node in graph.nodes:
         if node.domain not in ("", "ai.onnx"):
             raise refuse(node, f"operator domain {node.domain!r} is not supported")
+        if node.op in TAIL_OPS:
+            # host_tail (the pass before) took every tail op that ends the graph; this one does not.
+            raise refuse(node, f"operator {node.op} is not supported inside the network, only as a host tail op at the end of the graph after the last DequantizeLinear")
         if node.op not in SUPPORTED_OPS:
             raise refuse(node, f"operator {node.op} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
         _check_attrs(node)
