@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from axtrain.compiler.ir import CompilerIR
 
 
-STAGE_NAMES = ("import", "validate", "fold_qdq", "tile_schedule", "allocate", "emit")  # compiler.pipeline.STAGES (checked by a test)
+STAGE_NAMES = ("import", "host_tail", "validate", "fold_qdq", "tile_schedule", "allocate", "emit")  # compiler.pipeline.STAGES (checked by a test)
 
 
 @click.command("compile")

@@ -14,7 +14,7 @@ from torch import nn
 
 from axtrain.errors import ConfigError
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.trainer.approxann import run_approxann
+from axtrain.trainer.approxann import ApproxAnnConfig, run_approxann
 from axtrain.trainer.config import TrainConfig
 from axtrain.trainer.hardware import with_target
 
@@ -65,15 +65,12 @@ def axtrain(session: Session) -> None:
 def approxann(session: Session) -> None:
     """ApproxAnn (Zhang et al., DATE 2015) from a BP or act network (``approxann_start``): switch the
     least critical neurons to the target multiplier while accuracy stays within the budget."""
-
     c = session.config
     if c.multiplier == "exact":
         raise ConfigError("approxann: set an approximate target multiplier, e.g. --multiplier K1")
     session.run_phase(c.approxann_start, c.epochs, c.lr)
     layers = session.target_layers(exact=True)
     data = (session.data.x_train.cpu().numpy(), session.data.y_train.cpu().numpy())
-    from axtrain.trainer.approxann import ApproxAnnConfig
-
     result = run_approxann(session.model, layers, data, mode=c.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.output_layer))
     session.model.load_state_dict(result.model.state_dict())
     session.final_layers = with_target(result.layers, None, c.sram_voltage)

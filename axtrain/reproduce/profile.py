@@ -21,6 +21,7 @@ from typing import Any
 
 from axtrain.datasets import APPLICATIONS
 from axtrain.errors import ConfigError
+from axtrain.hwmodels.multipliers import MAX_DRUM_K
 
 UCI_APPS: tuple[str, ...] = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
 ALL_APPS: tuple[str, ...] = (*UCI_APPS, "mnist-mlp", "mnist-cnn")
@@ -135,8 +136,6 @@ class Profile:
 
 def parse_k_map(text: str) -> tuple[int, int, int, int]:
     """``--k-map``: four DRUM k values for K1..K4, e.g. ``2,3,4,5`` (one-line ConfigError otherwise)."""
-    from axtrain.hwmodels.multipliers import MAX_DRUM_K
-
     parts = [p.strip() for p in text.split(",")]
     try:
         values = tuple(int(p) for p in parts)
