@@ -28,6 +28,8 @@ from tqdm import tqdm
 from axtrain.datasets import load
 from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.multipliers import EXACT
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.trainer.config import TrainConfig, make_config
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
@@ -138,7 +140,7 @@ class Session:
             raise ConfigError(f"unknown phase {kind!r}: expected one of {', '.join(PHASES)}")
         index = self._phase_calls
         self._phase_calls += 1
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=self.config.weight_decay)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=self.config.schedule.weight_decay)
         gamma = self._new_gamma() if kind == "act" else None
         start = 0
         if self._resume is not None:
@@ -162,7 +164,7 @@ class Session:
             bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
             done = epoch + 1 >= epochs
             if until_converged and not done:
-                tol, patience = self.config.converge_tol, self.config.converge_patience
+                tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
                 s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
                 done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
             self._checkpoint(index, epoch + 1, done, optimizer, gamma)
@@ -174,9 +176,9 @@ class Session:
         bar.close()
 
     def _new_gamma(self):
-        c = self.config
+        a = self.config.act
         return AdaptiveGamma(
-            c.gamma_initial, c.gamma_step, maximum=math.inf if c.gamma_max is None else c.gamma_max, accuracy_bound=c.gamma_accuracy_bound
+            a.gamma_initial, a.gamma_step, maximum=math.inf if a.gamma_max is None else a.gamma_max, accuracy_bound=a.gamma_accuracy_bound
         )
 
     def _epoch(self, kind: str, index: int, epoch: int, optimizer: torch.optim.Optimizer, gamma) -> dict[str, Any]:
@@ -189,12 +191,12 @@ class Session:
         faults = FaultSource(self.fault_gen)
         gamma_used = gamma.value if gamma is not None else None
         loss_sum, s_sum, correct, batches = 0.0, 0.0, 0, 0
-        for start in range(0, n, c.batch_size):
-            idx = order[start : start + c.batch_size]
+        for start in range(0, n, c.schedule.batch_size):
+            idx = order[start : start + c.schedule.batch_size]
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
-                out, s = forward_with_sensitivity(model, x, c.sensitivity_form, output_layer=c.output_layer)
+                out, s = forward_with_sensitivity(model, x, c.act.sensitivity_form, output_layer=c.output_layer)
                 loss = task_loss(out, y, c.output_layer)
                 (loss + gamma_used * s).backward()
                 s_sum += float(s.detach())
@@ -239,20 +241,20 @@ class Session:
         """S on the first ``probe_samples`` training samples (comparable across methods and epochs)."""
         with torch.no_grad():
             value = sensitivity(
-                self.model, self.data.x_train[: self.config.probe_samples], self.config.sensitivity_form, output_layer=self.config.output_layer
+                self.model, self.data.x_train[: self.config.act.probe_samples], self.config.act.sensitivity_form, output_layer=self.config.output_layer
             )
         return float(value)
 
     def target_layers(self, nominal: bool = False, exact: bool = False) -> list[QuantizedLayer]:
         """The model calibrated on the training split for the target multiplier and voltage."""
-        c = self.config
+        h = self.config.hardware
         return calibrate(
             self.model,
             self.data.x_train,
-            c.bits_w,
-            c.bits_a,
-            multipliers="exact" if exact else c.multiplier,
-            sram_voltage=1.1 if nominal or exact else c.sram_voltage,
+            h.bits_w,
+            h.bits_a,
+            multipliers=EXACT if exact else h.multiplier,
+            sram_voltage=NOMINAL_VOLTAGE if nominal or exact else h.sram_voltage,
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -300,7 +302,7 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     c, data, model = session.config, session.data, session.model
     model.eval()
     exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.output_layer)
-    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.ntv_eval_runs, seed=c.seed, output_layer=c.output_layer)
+    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.evaluation.ntv_eval_runs, seed=c.seed, output_layer=c.output_layer)
     return {
         "app": c.app,
         "method": c.method,
@@ -313,7 +315,7 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
         "test_accuracy_target": target.accuracy,
         "test_accuracy_target_std": target.accuracy_std,
         "output_error_target": target.metrics,
-        "target": {"multiplier": c.multiplier, "sram_voltage": c.sram_voltage},
+        "target": {"multiplier": str(c.hardware.multiplier), "sram_voltage": c.hardware.sram_voltage},
         "sensitivity": session.probe_sensitivity(),
         "torch_threads": torch.get_num_threads(),
         **session.extra_summary,
@@ -345,8 +347,9 @@ def train(
         if force:
             run.clear()
         elif run.file("config.json").is_file():
-            previous = run.read_json("config.json")
-            mine = config.identity()
+            # Read through make_config: a run recorded before the config's groups compares as equal.
+            previous = _leaves(make_config(run.read_json("config.json"), str(run.file("config.json"))).identity())
+            mine = _leaves(config.identity())
             differing = sorted(k for k in set(previous) | set(mine) if k != "device" and previous.get(k) != mine.get(k))
             if differing:
                 raise RunError(
@@ -363,6 +366,17 @@ def train(
         return _train(config, device, run, data, model, progress, stop_after_epochs)
     finally:
         torch.set_num_threads(saved_threads)
+
+
+def _leaves(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (``schedule.epochs``), so a mismatch names the field."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def run_threads(requested: int | None) -> int:
@@ -390,7 +404,7 @@ def _train(
     net = build_model(config.app) if model is None else copy.deepcopy(check_model(model))
     net = net.to(device)
     if run is not None:
-        run.start(config.model_dump(), {"multiplier": config.multiplier, "sram_voltage": config.sram_voltage})
+        run.start(config.model_dump(mode="json"), {"multiplier": str(config.hardware.multiplier), "sram_voltage": config.hardware.sram_voltage})
     session = Session(config, tensors, net, device, run, progress, stop_after_epochs)
     try:
         METHODS[config.method](session)
@@ -405,8 +419,8 @@ def _train(
             "seed": config.seed,
             "input_shape": list(tensors.x_train.shape[1:]),
             "n_classes": int(max(int(tensors.y_train.max()), int(tensors.y_test.max())) + 1),
-            "multiplier": config.multiplier,
-            "sram_voltage": config.sram_voltage,
+            "multiplier": str(config.hardware.multiplier),
+            "sram_voltage": config.hardware.sram_voltage,
             "output_layer": config.output_layer,
         }
         run.write_history(session.history)

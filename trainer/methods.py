@@ -15,7 +15,7 @@ from torch import nn
 from axtrain.errors import ConfigError
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.trainer.approxann import ApproxAnnConfig, run_approxann
-from axtrain.trainer.config import TrainConfig
+from axtrain.trainer.config import Method, TrainConfig
 from axtrain.trainer.hardware import with_target
 
 
@@ -38,49 +38,50 @@ class Session(Protocol):
 def bp(session: Session) -> None:
     """Conventional back-propagation (float, Adam, the output layer's task loss); quantised after training."""
     c = session.config
-    session.run_phase("bp", c.epochs, c.lr)
+    session.run_phase("bp", c.schedule.epochs, c.schedule.lr)
 
 
 def act(session: Session) -> None:
     """AxTrain-act: minimise ``E + gamma * S`` with gamma adapted every epoch (paper 3.1)."""
     c = session.config
-    session.run_phase("act", c.epochs, c.lr)
+    session.run_phase("act", c.schedule.epochs, c.schedule.lr)
 
 
 def pas(session: Session) -> None:
     """AxTrain-pas alone: a BP warm-up of ``epochs`` epochs (pas needs a trained network to start
     from), then ``pas_epochs`` epochs through the emulated target hardware."""
     c = session.config
-    session.run_phase("bp", c.epochs, c.lr)
-    session.run_phase("pas", c.pas_epochs, c.pas_lr)
+    session.run_phase("bp", c.schedule.epochs, c.schedule.lr)
+    session.run_phase("pas", c.schedule.pas_epochs, c.schedule.pas_lr)
 
 
 def axtrain(session: Session) -> None:
     """AxTrain: act until E and S converge (at most ``epochs``), then pas at the target hardware."""
     c = session.config
-    session.run_phase("act", c.epochs, c.lr, until_converged=True)
-    session.run_phase("pas", c.pas_epochs, c.pas_lr)
+    session.run_phase("act", c.schedule.epochs, c.schedule.lr, until_converged=True)
+    session.run_phase("pas", c.schedule.pas_epochs, c.schedule.pas_lr)
 
 
 def approxann(session: Session) -> None:
     """ApproxAnn (Zhang et al., DATE 2015) from a BP or act network (``approxann_start``): switch the
     least critical neurons to the target multiplier while accuracy stays within the budget."""
     c = session.config
-    if c.multiplier == "exact":
+    if c.hardware.multiplier.is_exact:
         raise ConfigError("approxann: set an approximate target multiplier, e.g. --multiplier K1")
-    session.run_phase(c.approxann_start, c.epochs, c.lr)
+    session.run_phase(c.approxann_start, c.schedule.epochs, c.schedule.lr)
     layers = session.target_layers(exact=True)
     data = (session.data.x_train.cpu().numpy(), session.data.y_train.cpu().numpy())
-    result = run_approxann(session.model, layers, data, mode=c.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.output_layer))
+    result = run_approxann(session.model, layers, data, mode=c.hardware.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.output_layer))
     session.model.load_state_dict(result.model.state_dict())
-    session.final_layers = with_target(result.layers, None, c.sram_voltage)
+    session.final_layers = with_target(result.layers, None, c.hardware.sram_voltage)
     session.extra_summary["approxann"] = result.summary()
 
 
-METHODS: dict[str, Callable[[Session], None]] = {
-    "bp": bp,
-    "act": act,
-    "pas": pas,
-    "axtrain": axtrain,
-    "approxann": approxann,
+METHODS: dict[Method, Callable[[Session], None]] = {
+    Method.BP: bp,
+    Method.ACT: act,
+    Method.PAS: pas,
+    Method.AXTRAIN: axtrain,
+    Method.APPROXANN: approxann,
 }
+assert set(METHODS) == set(Method), "every Method has its function"

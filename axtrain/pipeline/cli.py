@@ -8,11 +8,12 @@ import click
 
 from axtrain.cli_params import multiplier_option, sram_voltage_option
 from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.trainer.config import METHOD_NAMES
 
 
 @click.command("pipeline")
 @click.option("--app", required=True, help="Application (see `axtrain data list`), e.g. breast-cancer.")
-@click.option("--method", default="axtrain", show_default=True, type=click.Choice(["bp", "act", "pas", "axtrain", "approxann"]), help="Training method.")
+@click.option("--method", default="axtrain", show_default=True, type=click.Choice(METHOD_NAMES), help="Training method.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory (run, ONNX, bundle, report, summary).")
 @multiplier_option("Target multiplier the network is trained for and annotated with (default: the config's, else exact)")
 @sram_voltage_option("Target weight-SRAM voltage (default: the config's, else nominal)")
@@ -52,7 +53,7 @@ def pipeline(
     target = None
     if multiplier is not None or sram_voltage is not None:
         # What is not given on the command line comes from the config file (else the defaults).
-        base = load_config(config_file, app=app).target
+        base = load_config(config_file, app=app).hardware
         given = {"multiplier": multiplier, "sram_voltage": sram_voltage}
         target = HardwareTarget.model_validate({**base.model_dump(), **{key: value for key, value in given.items() if value is not None}})
     options = PipelineOptions(

@@ -157,7 +157,8 @@ def _priority(cell: Cell) -> tuple[int, float]:
     features = 1
     for d in app.input_shape if app else ():
         features *= d
-    work = samples * features * ((config.get("epochs") or 0) + (config.get("pas_epochs") or 0))
+    schedule = config.get("schedule") or {}
+    work = samples * features * ((schedule.get("epochs") or 0) + (schedule.get("pas_epochs") or 0))
     if app is not None and app.kind == "cnn":
         work *= 3  # LeNet-5 costs ~3x an MLP epoch of the same data
     return (0, -float(work))

@@ -28,7 +28,7 @@ def _train(profile: Profile, app: str, seed: int, method: str, label: str, start
     if "multiplier" in values:
         values["multiplier"] = profile.drum(values["multiplier"])
     config = make_config(values, "reproduce").resolved()
-    params = {"config": config.model_dump(), "data": profile.data(app)}
+    params = {"config": config.model_dump(mode="json"), "data": profile.data(app)}
     return Cell("train", params, (start,) if start is not None else (), label)
 
 

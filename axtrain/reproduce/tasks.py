@@ -133,7 +133,7 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
     c = network.config
     data = _data(p["app"], p["seed"], p.get("data"))
     x_train = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)
-    layers = calibrate(network.model, x_train, c.bits_w, c.bits_a, multipliers="exact")
+    layers = calibrate(network.model, x_train, c.hardware.bits_w, c.hardware.bits_a, multipliers="exact")
     cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"], output_layer=c.output_layer)
     result = run_approxann(network.model, layers, data, mode=p["mode"], seed=p["seed"], config=cfg)
     x = torch.as_tensor(np.asarray(data.x_test), dtype=torch.float32)
