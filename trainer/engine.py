@@ -449,6 +449,3 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"fixed-point exact {summary['test_accuracy_fixed_exact']:.4f}, "
         f"target {target['multiplier']}{ntv} {summary['test_accuracy_target']:.4f}{std}"
     )
-
-
-Method = Callable[[Session], None]
