@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from axtrain.datasets import APPLICATIONS
+from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
 
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
@@ -59,7 +59,7 @@ def build_model(app: str, seed: int | None = None) -> nn.Sequential:
     """
 
     if app not in APPLICATIONS:
-        raise ConfigError(f"unknown application {app!r}: expected one of {', '.join(sorted(APPLICATIONS))}")
+        raise ConfigError(unknown_application_message(app))
     spec = APPLICATIONS[app]
     if seed is not None:
         torch.manual_seed(seed)
