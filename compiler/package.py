@@ -47,7 +47,7 @@ def modes_text(modes: Iterable[Any]) -> str:
 def listing_notes(layers: Sequence[tuple[str, str]], ranges: Sequence[tuple[int, int]]) -> dict[int, str]:
     """The listing's layer-boundary comments: ``layers`` are ``(name, op)``, ``ranges`` each layer's
     ``[first, end)`` instruction range."""
-    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges))}
+    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges, strict=True))}
 
 
 def manifest_layers(layers: Iterable[tuple[str, str, Sequence[Any] | None, float]]) -> list[dict[str, Any]]:

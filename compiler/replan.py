@@ -83,7 +83,7 @@ class Plan(BaseModel):
         """Short text: ``drum:2,exact@0.66V`` (one voltage) or ``drum:2@0.66V,exact@1.10V``."""
         if len(set(self.voltages)) == 1:
             return f"{','.join(map(str, self.modes))}@{self.voltages[0]:.2f}V"
-        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages))
+        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages, strict=True))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form: modes as text, voltages, label."""
@@ -140,7 +140,7 @@ def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
 def planned_program(bundle: Bundle, modes: Sequence[MultiplierMode]) -> list[Instruction]:
     """The program with every MODE instruction of compute layer ``i`` set to ``modes[i]``."""
     program = list(bundle.program)
-    for layer, mode in zip(compute_layers(bundle), modes):
+    for layer, mode in zip(compute_layers(bundle), modes, strict=True):
         first, end = layer.program
         for index in range(first, end):
             ins = program[index]
@@ -154,7 +154,7 @@ def planned_layers(bundle: Bundle, modes: Sequence[MultiplierMode], voltages: Se
     per_layer_v = _layer_voltages(bundle, voltages)
     modes_iter = iter(modes)
     rows = []
-    for layer, v in zip(bundle.layers, per_layer_v):
+    for layer, v in zip(bundle.layers, per_layer_v, strict=True):
         changes: dict[str, Any] = {"sram_voltage": v}
         if layer.weights is not None:
             changes["multipliers"] = [str(next(modes_iter))] * len(layer.multipliers)

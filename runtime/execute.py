@@ -45,7 +45,6 @@ from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.interpreter import run_program
 
-
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 BIG_GEMM = 1 << 26  # multiply-adds from which a GEMM runs with the default BLAS threads

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
-from axtrain.provenance import versions
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.provenance import versions
 from axtrain.runtime.host_tail import METRICS, output_reading, tail_ops
 from axtrain.runtime.simulation import SimulationResult, array_sha256, layer_settings, simulate
 

@@ -99,7 +99,7 @@ def check_bundle(path: Path) -> VerifyResult:
     inputs = bundle.golden_inputs()
     outputs = run_bundle(bundle, inputs)
     checks: list[LayerCheck] = []
-    for layer, produced in zip(bundle.layers, outputs):
+    for layer, produced in zip(bundle.layers, outputs, strict=True):
         golden = bundle.golden_layer(layer.index)
         rows, values = int(produced.shape[0]), int(produced[0].size) if produced.shape[0] else 0
         if golden.shape != produced.shape:

@@ -109,7 +109,7 @@ def imports(names: dict[str, Path]) -> list[Import]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         parents: dict[ast.AST, ast.AST] = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
-        def inside_function(node: ast.AST) -> bool:
+        def inside_function(node: ast.AST, parents: dict[ast.AST, ast.AST] = parents) -> bool:
             while node in parents:
                 node = parents[node]
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):

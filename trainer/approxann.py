@@ -134,7 +134,7 @@ def criticality(
                     zs.append(h)
             loss = task_loss(h, y[start : start + batch_size], output_layer) * h.shape[0]  # the per-sample sum
             grads = torch.autograd.grad(loss, zs)
-        for index, (g, mag) in enumerate(zip(grads, magnitudes)):
+        for index, (g, mag) in enumerate(zip(grads, magnitudes, strict=True)):
             c = (g.abs() * mag.detach())
             c = c.sum(dim=tuple(range(2, c.dim()))) if c.dim() > 2 else c
             totals[index] += c.sum(0).to(torch.float64)
@@ -147,7 +147,7 @@ def criticality(
 
 
 def _with_modes(layers: Sequence[QuantizedLayer], modes: Sequence[tuple[MultiplierMode, ...]]) -> list[QuantizedLayer]:
-    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes)]
+    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes, strict=True)]
 
 
 def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[QuantizedLayer]:

@@ -46,8 +46,7 @@ def train(
 ) -> None:
     """Train a network for the target hardware into a run directory (resumable)."""
     from axtrain.trainer.config import load_config
-    from axtrain.trainer.engine import summary_line
-    from axtrain.trainer.engine import train as run_training
+    from axtrain.trainer.engine import summary_line, train as run_training
 
     config = load_config(
         config_file,

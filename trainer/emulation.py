@@ -322,7 +322,7 @@ def emulate_integers(
     outputs: list[torch.Tensor] = []
     emulate(model, layers, x, exact=True, faults=faults, collect=outputs)
     ints = []
-    for layer, out in zip(layers, outputs):
+    for layer, out in zip(layers, outputs, strict=True):
         q = out.detach().cpu().numpy() * math.ldexp(1.0, layer.output_format.frac)
         ints.append(np.rint(q).astype(np.int64))
     return ints

@@ -10,6 +10,7 @@ directory can rebuild a user's own network.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Sequence
 
 import torch
@@ -26,7 +27,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ConfigError(f"an MLP topology needs at least two positive layer sizes, got {list(sizes)}")
     layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(int(fan_in), int(fan_out)))
         if index < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -26,10 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load as np_load_bytes
-from safetensors.numpy import save as np_save_bytes
-from safetensors.torch import load as torch_load_bytes
-from safetensors.torch import save as torch_save_bytes
+from safetensors.numpy import load as np_load_bytes, save as np_save_bytes
+from safetensors.torch import load as torch_load_bytes, save as torch_save_bytes
 from torch import nn
 
 from axtrain import atomic

@@ -159,7 +159,7 @@ def _conv_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
     out_h, out_w = jac.shape[-2:]
     output_padding = []
     for size, out_size, kernel, stride, pad, dil in zip(
-        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
     ):
         output_padding.append(size - ((out_size - 1) * stride - 2 * pad + dil * (kernel - 1) + 1))
     flat = F.conv_transpose2d(
@@ -385,10 +385,10 @@ def sensitivity_reference(
         mean_out = out.mean(0)
         for kk in range(k):
             grads = torch.autograd.grad(mean_out[kk], params, retain_graph=True, create_graph=True)
-            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads, strict=True))
         return total
     for nn_ in range(n):
         for kk in range(k):
             grads = torch.autograd.grad(out[nn_, kk], params, retain_graph=True, create_graph=True)
-            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads, strict=True))
     return total / n

@@ -270,4 +270,4 @@ def format_table(points: Sequence[PlanPoint], baseline: PlanPoint, marks: dict[s
             f"{p.accuracy:.4f}", f"{p.accuracy_std:.4f}", p.source, tag,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)

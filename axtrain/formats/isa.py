@@ -190,7 +190,7 @@ class Instruction:
             raise BundleError(f"unknown instruction {self.op!r}")
         if len(self.args) != len(spec.fields):
             raise BundleError(f"{self.op} takes {len(spec.fields)} operands ({', '.join(spec.field_names)}), got {len(self.args)}")
-        for field, value in zip(spec.fields, self.args):
+        for field, value in zip(spec.fields, self.args, strict=True):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise BundleError(f"{self.op} operand {field.name} must be an integer, got {value!r}")
             if not field.lo <= value <= field.hi:
@@ -224,10 +224,10 @@ class Instruction:
 
     def operands(self) -> dict[str, int]:
         """The operands by name."""
-        return dict(zip(OPS[self.op].field_names, self.args))
+        return dict(zip(OPS[self.op].field_names, self.args, strict=True))
 
     def __str__(self) -> str:
-        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args)]
+        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args, strict=True)]
         return " ".join(parts)
 
 
@@ -241,7 +241,7 @@ def encode(instruction: Instruction) -> bytes:
     spec = instruction.spec
     word = spec.opcode
     shift = OPCODE_BITS
-    for field, value in zip(spec.fields, instruction.args):
+    for field, value in zip(spec.fields, instruction.args, strict=True):
         word |= (value & ((1 << field.bits) - 1)) << shift
         shift += field.bits
     return word.to_bytes(WORD_BYTES, "little")

@@ -89,7 +89,7 @@ class Profile:
             "ntv_runs": self.runs,
             "output_layer": self.output_layer,
             "output_metric": self.output_metric,
-            "k_map": {m: f"drum:{k}" for m, k in zip(MODES, self.k_map)},
+            "k_map": {m: f"drum:{k}" for m, k in zip(MODES, self.k_map, strict=True)},
             "per_app": {a: self.settings[a].__dict__ for a in self.apps},
         }
 

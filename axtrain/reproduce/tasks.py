@@ -229,7 +229,7 @@ def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
     data = _data(p["app"], p["seed"], p.get("data"))
     x = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)[:1024]
     maps = {}
-    for name, dep in zip(p["names"], ctx.deps):
+    for name, dep in zip(p["names"], ctx.deps, strict=True):
         network = _load_network(ctx, dep)
         maps[name] = last_layer_sensitivity(network.model, x, output_layer=network.config.output_layer).tolist()
     return {"maps": maps, "samples": int(x.shape[0])}

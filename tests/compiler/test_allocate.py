@@ -43,16 +43,16 @@ def test_layout_is_consistent_or_refused(sizes: list[int], flatten_at: set[int],
     a = allocate(ir).allocation
     assert a is not None and len(a.layers) == len(layers)
     # Images: weighted layers back to back, in order, nothing else.
-    weighted = [(p, l) for p, l in zip(a.layers, layers) if l.has_weights]
+    weighted = [(p, l) for p, l in zip(a.layers, layers, strict=True) if l.has_weights]
     offsets = [p.weight_dram for p, _ in weighted]
     assert offsets == [sum(int(l.weight.size) for _, l in weighted[:i]) for i in range(len(weighted))]
     assert a.weight_words == sum(int(l.weight.size) for _, l in weighted) and a.bias_words == sum(sizes[1:])
-    assert all(p.weight_dram is None and p.bias_dram is None for p, l in zip(a.layers, layers) if not l.has_weights)
+    assert all(p.weight_dram is None and p.bias_dram is None for p, l in zip(a.layers, layers, strict=True) if not l.has_weights)
     # DRAM activations: input at 0, output right after it.
     assert (a.input_dram, a.output_dram, a.activation_words) == (0, sizes[0], sizes[0] + sizes[-1])
     # Neuron buffer: inside, each layer reads what the one before wrote, input and output disjoint.
     assert a.layers[0].nb_input == a.nb_network_input == 0
-    for i, (p, layer) in enumerate(zip(a.layers, layers)):
+    for i, (p, layer) in enumerate(zip(a.layers, layers, strict=True)):
         n_in, n_out = math.prod(shapes[i]), math.prod(shapes[i + 1])
         assert 0 <= p.nb_input and p.nb_input + n_in <= nb_words and 0 <= p.nb_output and p.nb_output + n_out <= nb_words
         if i:

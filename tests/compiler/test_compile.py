@@ -18,8 +18,8 @@ from axtrain.formats.bundle import load_bundle
 from axtrain.hwmodels.fixedpoint import dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import MultiplierMode
-from axtrain.runtime.verify import verify_bundle
 from axtrain.runtime.interpreter import run_bundle
+from axtrain.runtime.verify import verify_bundle
 
 
 def inputs_for(shape: tuple[int, ...], n: int, rng: np.random.Generator, span: float = 8.0) -> np.ndarray:

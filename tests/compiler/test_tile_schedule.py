@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from axtrain.compiler.ir import CompilerIR
 from axtrain.compiler.passes.tile_schedule import schedule_layer, tile_schedule
 from axtrain.errors import ConfigError
-from axtrain.formats.arch import Architecture
+from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
 from axtrain.hwmodels.layers import QuantizedLayer
 
@@ -76,7 +76,7 @@ def test_pool_and_flatten_use_no_pes() -> None:
     assert schedule_layer(QuantizedLayer("f", "flatten", F(8, 2), F(8, 2)), (3, 2, 2), (12,), Architecture()).kind == "flatten"
 
 
-def _ir(layer: QuantizedLayer, shapes: tuple[tuple[int, ...], ...], arch: Architecture = Architecture()) -> CompilerIR:
+def _ir(layer: QuantizedLayer, shapes: tuple[tuple[int, ...], ...], arch: Architecture = DEFAULT_ARCH) -> CompilerIR:
     return CompilerIR("m.onnx", "0" * 64, arch, layers=(layer,), shapes=shapes, input_format=layer.input_format)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from pydantic import ValidationError
 
@@ -30,7 +32,7 @@ def test_drum_energy_model_trend() -> None:
     for bits in (8, 16):
         exact = t.multiplier_energy("exact", bits)
         drum = [t.multiplier_energy(f"drum:{k}", bits) for k in range(1, 5)]
-        assert all(a < b for a, b in zip(drum, drum[1:]))  # more kept bits cost more
+        assert all(a < b for a, b in itertools.pairwise(drum))  # more kept bits cost more
         assert drum[-1] < exact  # K1..K4 save energy over exact
     # At 16 bits the core is a small part: DRUM6 well under half of the exact multiplier.
     assert t.multiplier_energy("drum:6", 16) < 0.5 * t.multiplier_energy("exact", 16)
@@ -46,7 +48,7 @@ def test_voltage_scaling_of_sram() -> None:
     assert t.sram_read_energy(64, 0.55) == pytest.approx(t.sram_read_energy(64) * 0.25, rel=1e-12)  # ~V^2
     assert t.sram_write_energy(8, 1.1) == pytest.approx(8 * t.sram_write_pj_per_bit * 1e-12, rel=1e-12)
     leak = [t.sram_leakage_power(1024, v) for v in (0.4, 0.66, 0.85, 1.1)]
-    assert all(a < b for a, b in zip(leak, leak[1:]))
+    assert all(a < b for a, b in itertools.pairwise(leak))
     assert leak[-1] == pytest.approx(1024 * 50e-12, rel=1e-12)
     assert leak[0] / leak[-1] == pytest.approx((0.4 / 1.1) * 10 ** (-0.7), rel=1e-9)
     assert t.sram_leakage_energy(1024, 2.0, 0.66) == pytest.approx(2.0 * leak[1], rel=1e-12)
