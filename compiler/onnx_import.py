@@ -173,7 +173,7 @@ def graph_from_model(model: Any) -> Graph:
 
     def type_name(elem_type: int) -> str:
         try:
-            return onnx.TensorProto.DataType.Name(elem_type).lower()
+            return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
         except ValueError:
             return f"type{elem_type}"
 

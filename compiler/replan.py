@@ -207,7 +207,7 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
     for name in bundle.manifest.files:
         files[name] = (bundle.path / name).read_bytes()
     files[fmt.PROGRAM_BIN] = planned.program_bytes
-    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [tuple(layer.program) for layer in planned.layers])
+    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [(layer.program[0], layer.program[1]) for layer in planned.layers])
     files[fmt.PROGRAM_ASM] = listing(planned.program, notes).encode("utf-8")
     files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
     # Golden vectors under the new modes (integer reference, not the interpreter verify replays).

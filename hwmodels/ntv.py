@@ -121,7 +121,7 @@ def inject(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> 
     if bits == 8 * words.dtype.itemsize and masks.dtype.itemsize == words.dtype.itemsize and words.dtype.isnative:
         # The word fills its dtype: flipping bits of the two's complement word is a plain XOR.
         unsigned = np.ascontiguousarray(words).reshape(-1).view(masks.dtype)
-        return (unsigned ^ masks).view(words.dtype).reshape(words.shape)
+        return np.asarray((unsigned ^ masks).view(words.dtype).reshape(words.shape))
     flat = words.reshape(-1).astype(np.int64)
     low = (1 << bits) - 1
     raw = (flat & low) ^ masks.astype(np.int64)

@@ -127,9 +127,9 @@ class TechnologyTable(BaseModel):
         mode = parse_mode(mode)
         _check_bits(bits)
         exact = self.gate_cell_ge * bits * bits
-        if mode.is_exact or mode.k >= bits:
-            return exact
         k = mode.k
+        if k is None or k >= bits:
+            return exact
         stages = math.ceil(math.log2(bits))
         return (
             self.gate_cell_ge * k * k
@@ -172,7 +172,7 @@ class TechnologyTable(BaseModel):
         """Leakage power of ``bits_stored`` SRAM bits at supply ``voltage``, W."""
         v = self._voltage(voltage)
         scale = (v / self.nominal_voltage_v) * 10.0 ** (self.sram_leakage_decades_per_volt * (v - self.nominal_voltage_v))
-        return self.sram_leakage_pw_per_bit * PW * _count(bits_stored, "bits_stored") * scale
+        return float(self.sram_leakage_pw_per_bit * PW * _count(bits_stored, "bits_stored") * scale)
 
     def sram_leakage_energy(self, bits_stored: int, seconds: float, voltage: float | None = None) -> float:
         """Leakage energy of ``bits_stored`` bits held for ``seconds`` at ``voltage``, J."""

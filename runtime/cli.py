@@ -68,6 +68,7 @@ def simulate(
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
+    y: np.ndarray | None
     if app is not None:
         from axtrain.datasets import load
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.provenance import versions
 from axtrain.runtime.host_tail import METRICS, output_reading, tail_ops
@@ -91,7 +92,7 @@ def simulate_to_report(
     x: np.ndarray,
     y: np.ndarray | None,
     source: dict[str, Any],
-    multiplier: str | None = None,
+    multiplier: str | MultiplierMode | None = None,
     sram_voltage: float | None = None,
     runs: int = 1,
     seed: int = 0,

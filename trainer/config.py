@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -60,6 +60,16 @@ class Method(StrEnum):
 METHOD_NAMES: tuple[str, ...] = tuple(m.value for m in Method)
 
 
+T = TypeVar("T")
+
+
+def required(value: T | None, name: str) -> T:
+    """A default that :meth:`TrainConfig.resolved` fills in (None before: a caller's mistake)."""
+    if value is None:
+        raise ConfigError(f"{name} is not set: use TrainConfig.resolved() before training")
+    return value
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,6 +85,12 @@ class Schedule(_Group):
     lr: float | None = Field(None, gt=0, description="Adam learning rate of the bp/act phase")
     pas_lr: float | None = Field(None, gt=0, description="Adam learning rate of the pas phase (default: lr for K1 = drum:1 and when the target has NTV faults, sram_voltage < 1.1; lr / 10 for the other multiplier targets)")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (0 = none)")
+
+
+    def phase(self, which: Literal["first", "pas"]) -> tuple[int, float]:
+        """``(epochs, lr)`` of the first phase (bp/act) or of the pas phase, once resolved."""
+        epochs, lr = (self.epochs, self.lr) if which == "first" else (self.pas_epochs, self.pas_lr)
+        return required(epochs, "epochs" if which == "first" else "pas_epochs"), required(lr, "lr" if which == "first" else "pas_lr")
 
 
 class ActSettings(_Group):
@@ -190,6 +206,11 @@ class TrainConfig(BaseModel):
             aggressive = str(self.hardware.multiplier) in PAS_FULL_LR_MODES
             schedule["pas_lr"] = schedule["lr"] if self.hardware.faulty or aggressive else schedule["lr"] / 10
         return TrainConfig.model_validate(values)
+
+    @property
+    def outputs(self) -> Literal["sigmoid", "softmax"]:
+        """The resolved output layer (``output_layer`` after :meth:`resolved`)."""
+        return required(self.output_layer, "output_layer")
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the trained weights (``device`` excluded): resume needs them equal."""

@@ -30,7 +30,7 @@ from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
-from axtrain.trainer.config import TrainConfig, make_config
+from axtrain.trainer.config import TrainConfig, make_config, required
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
 from axtrain.trainer.gamma import AdaptiveGamma
@@ -191,22 +191,25 @@ class Session:
         faults = FaultSource(self.fault_gen)
         gamma_used = gamma.value if gamma is not None else None
         loss_sum, s_sum, correct, batches = 0.0, 0.0, 0, 0
-        for start in range(0, n, c.schedule.batch_size):
-            idx = order[start : start + c.schedule.batch_size]
+        batch = required(c.schedule.batch_size, "batch_size")
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
-                out, s = forward_with_sensitivity(model, x, c.act.sensitivity_form, output_layer=c.output_layer)
-                loss = task_loss(out, y, c.output_layer)
+                assert gamma_used is not None  # act phases always carry a gamma
+                out, s = forward_with_sensitivity(model, x, c.act.sensitivity_form, output_layer=c.outputs)
+                loss = task_loss(out, y, c.outputs)
                 (loss + gamma_used * s).backward()
                 s_sum += float(s.detach())
             elif kind == "pas":
+                assert layers is not None  # calibrated above for every pas epoch
                 out = emulate(model, layers, x, faults=faults)
-                loss = task_loss(out, y, c.output_layer)
+                loss = task_loss(out, y, c.outputs)
                 loss.backward()
             else:
                 out = model(x)
-                loss = task_loss(out, y, c.output_layer)
+                loss = task_loss(out, y, c.outputs)
                 loss.backward()
             optimizer.step()
             loss_sum += float(loss.detach()) * x.shape[0]
@@ -241,7 +244,7 @@ class Session:
         """S on the first ``probe_samples`` training samples (comparable across methods and epochs)."""
         with torch.no_grad():
             value = sensitivity(
-                self.model, self.data.x_train[: self.config.act.probe_samples], self.config.act.sensitivity_form, output_layer=self.config.output_layer
+                self.model, self.data.x_train[: self.config.act.probe_samples], self.config.act.sensitivity_form, output_layer=self.config.outputs
             )
         return float(value)
 
@@ -301,8 +304,8 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     """Final figures on the test split: float, exact fixed point, and the target hardware."""
     c, data, model = session.config, session.data, session.model
     model.eval()
-    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.output_layer)
-    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.evaluation.ntv_eval_runs, seed=c.seed, output_layer=c.output_layer)
+    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.outputs)
+    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.evaluation.ntv_eval_runs, seed=c.seed, output_layer=c.outputs)
     return {
         "app": c.app,
         "method": c.method,

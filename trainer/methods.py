@@ -38,28 +38,28 @@ class Session(Protocol):
 def bp(session: Session) -> None:
     """Conventional back-propagation (float, Adam, the output layer's task loss); quantised after training."""
     c = session.config
-    session.run_phase("bp", c.schedule.epochs, c.schedule.lr)
+    session.run_phase("bp", *c.schedule.phase("first"))
 
 
 def act(session: Session) -> None:
     """AxTrain-act: minimise ``E + gamma * S`` with gamma adapted every epoch (paper 3.1)."""
     c = session.config
-    session.run_phase("act", c.schedule.epochs, c.schedule.lr)
+    session.run_phase("act", *c.schedule.phase("first"))
 
 
 def pas(session: Session) -> None:
     """AxTrain-pas alone: a BP warm-up of ``epochs`` epochs (pas needs a trained network to start
     from), then ``pas_epochs`` epochs through the emulated target hardware."""
     c = session.config
-    session.run_phase("bp", c.schedule.epochs, c.schedule.lr)
-    session.run_phase("pas", c.schedule.pas_epochs, c.schedule.pas_lr)
+    session.run_phase("bp", *c.schedule.phase("first"))
+    session.run_phase("pas", *c.schedule.phase("pas"))
 
 
 def axtrain(session: Session) -> None:
     """AxTrain: act until E and S converge (at most ``epochs``), then pas at the target hardware."""
     c = session.config
-    session.run_phase("act", c.schedule.epochs, c.schedule.lr, until_converged=True)
-    session.run_phase("pas", c.schedule.pas_epochs, c.schedule.pas_lr)
+    session.run_phase("act", *c.schedule.phase("first"), until_converged=True)
+    session.run_phase("pas", *c.schedule.phase("pas"))
 
 
 def approxann(session: Session) -> None:
@@ -68,10 +68,10 @@ def approxann(session: Session) -> None:
     c = session.config
     if c.hardware.multiplier.is_exact:
         raise ConfigError("approxann: set an approximate target multiplier, e.g. --multiplier K1")
-    session.run_phase(c.approxann_start, c.schedule.epochs, c.schedule.lr)
+    session.run_phase(c.approxann_start, *c.schedule.phase("first"))
     layers = session.target_layers(exact=True)
     data = (session.data.x_train.cpu().numpy(), session.data.y_train.cpu().numpy())
-    result = run_approxann(session.model, layers, data, mode=c.hardware.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.output_layer))
+    result = run_approxann(session.model, layers, data, mode=c.hardware.multiplier, seed=c.seed, config=ApproxAnnConfig(output_layer=c.outputs))
     session.model.load_state_dict(result.model.state_dict())
     session.final_layers = with_target(result.layers, None, c.hardware.sram_voltage)
     session.extra_summary["approxann"] = result.summary()

@@ -8,6 +8,7 @@ then measured once on the test split and reported separately (docs/explore.md).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,7 +71,7 @@ def explore(
     )
     click.echo("Pareto front (energy per inference vs mean selection accuracy):")
     click.echo(format_table(result.pareto, result.baseline, marks))
-    test = {}
+    test: dict[str, Any] = {}
     for name, point in marks.items():
 
         r = simulate(apply_plan(b, point.plan), data.x_test, data.y_test, runs=runs, seed=seed)

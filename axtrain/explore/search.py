@@ -222,7 +222,7 @@ def explore(
     path = [baseline]
     while True:
         candidates: list[tuple[float, float, PlanPoint, list[int], int]] = []
-        moves = [(i, None) for i in range(n) if levels[i] + 1 < len(mode_list)]
+        moves: list[tuple[int | None, int | None]] = [(i, None) for i in range(n) if levels[i] + 1 < len(mode_list)]
         if volt + 1 < len(volt_list):
             moves.append((None, volt + 1))
         for layer, new_volt in moves:

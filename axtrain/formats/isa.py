@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
+
+if TYPE_CHECKING:  # for annotations only: the ISA module does not need the architecture's model at run time
+    from axtrain.formats.arch import Architecture
 
 ISA_VERSION = "1"
 WORD_BITS = 128
@@ -407,7 +410,7 @@ def pool_output_size(size: int, k: int, s: int) -> int:
 
 def check_program(
     program: Sequence[Instruction],
-    arch: "Architecture",  # noqa: F821 - imported lazily to keep this module standalone
+    arch: Architecture,
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,

@@ -59,7 +59,7 @@ NAMESPACE = "axtrain."
 FLOAT32_EXACT_LIMIT = 1 << 24
 
 
-def read_annotations(model: Any) -> dict[str, dict]:
+def read_annotations(model: Any) -> dict[str, dict[str, Any]]:
     """The ``axtrain.*`` metadata of an ONNX ``ModelProto`` as plain strings.
 
     Returns ``{"model": {key: value}, "nodes": {node_name: {key: value}}}``; only keys in the

@@ -126,7 +126,7 @@ class _Ray:
 
     def wait(self) -> list[tuple[Cell, Any, BaseException | None]]:
         ready, _ = self.ray.wait(list(self.pending), num_returns=1)
-        out = []
+        out: list[tuple[Cell, Any, BaseException | None]] = []
         for ref in ready:
             cell = self.pending.pop(ref)
             try:
@@ -187,7 +187,7 @@ def run_cells(
     start = time.perf_counter()
     cells = closure(targets)
     todo = [c for c in cells if not store.has(c)]
-    counts = {"total": len(cells), "cached": len(cells) - len(todo), "ran": 0, "failed": 0}
+    counts: dict[str, float] = {"total": len(cells), "cached": len(cells) - len(todo), "ran": 0, "failed": 0}
     if not todo:
         return {**counts, "wall_s": time.perf_counter() - start}
     root = str(store.root.resolve())

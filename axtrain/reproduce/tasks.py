@@ -260,6 +260,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
         x_sel, y_sel = x_sel[keep], y_sel[keep]
     x_sel, y_sel = np.asarray(x_sel, dtype=np.float32), np.asarray(y_sel, dtype=np.int64)
     reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
+    assert reference_accuracy is not None  # labelled selection data: an accuracy exists
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
         reference_accuracy=float(reference_accuracy), confidence_z=float(p.get("confidence_z", 0.0)),

@@ -204,7 +204,7 @@ def _fold_compute(
         multipliers=_modes(node, out_features),
         sram_voltage=_voltage(node),
         meta={"onnx_node": node.name or f"#{node.index}"},
-        **attrs,  # type: ignore[arg-type]
+        **attrs,
     )
     return layer, follower, fmt_out, out_shape
 
