@@ -304,7 +304,7 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     """Final figures on the test split: float, exact fixed point, and the target hardware."""
     c, data, model = session.config, session.data, session.model
     model.eval()
-    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.outputs)
+    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, output_layer=c.outputs)
     target = evaluate(model, layers, data.x_test, data.y_test, runs=c.evaluation.ntv_eval_runs, seed=c.seed, output_layer=c.outputs)
     return {
         "app": c.app,
@@ -445,7 +445,7 @@ def load_result(run_dir: str | Path, config: TrainConfig | None = None) -> Train
 def summary_line(summary: dict[str, Any]) -> str:
     """The one-line report the CLI prints at the end of a run."""
     target = summary["target"]
-    ntv = "" if target["sram_voltage"] >= 1.1 else f" @ {target['sram_voltage']:g} V"
+    ntv = "" if target["sram_voltage"] >= NOMINAL_VOLTAGE else f" @ {target['sram_voltage']:g} V"
     std = f" +- {summary['test_accuracy_target_std']:.4f}" if summary.get("test_accuracy_target_std") else ""
     return (
         f"{summary['app']} {summary['method']}: test accuracy float {summary['test_accuracy_float']:.4f}, "

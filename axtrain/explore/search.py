@@ -37,11 +37,12 @@ from axtrain.errors import ConfigError
 from axtrain.formats.bundle import Bundle
 from axtrain.formats.target import modes_of, voltages_of
 from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.simulation import simulate
 
 DEFAULT_MODES = modes_of(("exact", "drum:4", "drum:3", "drum:2", "drum:1"))
-DEFAULT_VOLTAGES = (1.1, 0.85, 0.66, 0.5, 0.4)
+DEFAULT_VOLTAGES = (NOMINAL_VOLTAGE, 0.85, 0.66, 0.5, 0.4)
 SELECTION_FRACTION = 0.5  # of the training split (breast-cancer: 228 samples; 0.2 gave 91, too few to hold 2 points)
 CONFIDENCE_Z = 1.645  # one-sided 95 % bound on each plan's loss (docs/explore.md "Keeping the budget")
 

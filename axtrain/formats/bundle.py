@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -39,7 +39,6 @@ from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
 FORMAT_VERSION = "1"
-BIAS_WORD_BITS = 32
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"

@@ -19,24 +19,46 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
-from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
+from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
 
-if TYPE_CHECKING:  # for annotations only: the ISA module does not need the architecture's model at run time
-    from axtrain.formats.arch import Architecture
+
+class MachineLimits(Protocol):
+    """What :func:`check_program` reads of an architecture (``formats.arch.Architecture`` has it;
+    a protocol, because the architecture module builds on this one, not the other way round)."""
+
+    @property
+    def pe_count(self) -> int: ...
+    @property
+    def pe_weight_memory_words(self) -> int: ...
+    @property
+    def pe_neuron_memory_words(self) -> int: ...
+    @property
+    def weight_buffer_words(self) -> int: ...
+    @property
+    def neuron_buffer_words(self) -> int: ...
+    @property
+    def bias_buffer_words(self) -> int: ...
+    @property
+    def neuron_word_bits(self) -> int: ...
 
 ISA_VERSION = "1"
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8
 
-# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k).
+# The bias image (DRAM.B) and the bias buffer hold 32-bit two's complement words: the bias lives at
+# accumulator precision (docs/isa.md, docs/numerics.md). The one statement of that width.
+BIAS_WORD_BITS = 32
+BIAS_WORD_BYTES = BIAS_WORD_BITS // 8
+
+# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_of_code).
 MODE_EXACT = 0
-MAX_MODE_CODE = 16
+MAX_MODE_CODE = MAX_DRUM_K
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,13 @@ class OpSpec:
     @property
     def used_bits(self) -> int:
         return OPCODE_BITS + sum(f.bits for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        """The operand called ``name`` (KeyError naming the instruction if there is none)."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no operand {name!r}")
 
 
 def _f(name: str, bits: int, doc: str, signed: bool = False) -> FieldSpec:
@@ -178,6 +207,28 @@ KINDS: tuple[str, ...] = tuple(dict.fromkeys(spec.kind for spec in _SPECS))
 
 for _spec in _SPECS:  # import-time self check: every instruction fits its word
     assert _spec.used_bits <= WORD_BITS, _spec.name
+assert OPS["MODE"].field("code").hi >= MAX_MODE_CODE  # every DRUM(k) has a code
+
+
+def operand_range(op: str, name: str) -> tuple[int, int]:
+    """``(lowest, highest)`` value the encoding of operand ``name`` of ``op`` holds.
+
+    Other modules (the compiler's schedule and emitter, the architecture's limits) derive their
+    operand limits from here rather than restating field widths."""
+    spec = OPS[op].field(name)
+    return spec.lo, spec.hi
+
+
+def mode_code(mode: MultiplierMode) -> int:
+    """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_of_code`)."""
+    k = mode.k
+    return MODE_EXACT if k is None else int(k)
+
+
+def mode_of_code(code: int) -> MultiplierMode:
+    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`); a code outside
+    0..MAX_MODE_CODE raises HardwareModelError (``check_program`` refuses such programs first)."""
+    return EXACT if int(code) == MODE_EXACT else MultiplierMode(int(code))
 
 
 @dataclass(frozen=True)
@@ -410,7 +461,7 @@ def pool_output_size(size: int, k: int, s: int) -> int:
 
 def check_program(
     program: Sequence[Instruction],
-    arch: Architecture,
+    arch: MachineLimits,
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,
@@ -504,13 +555,3 @@ def iter_words(data: bytes) -> Iterator[bytes]:
     """The 16-byte words of a program image."""
     for i in range(0, len(data), WORD_BYTES):
         yield data[i : i + WORD_BYTES]
-
-
-def mode_code(mode: MultiplierMode) -> int:
-    """The ``MODE`` instruction's code for a multiplier (0 exact, k DRUM(k)); the one encoding."""
-    return 0 if mode.k is None else int(mode.k)
-
-
-def mode_of_code(code: int) -> MultiplierMode:
-    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`)."""
-    return EXACT if int(code) == 0 else MultiplierMode(int(code))
