@@ -21,7 +21,6 @@ from typing import Any, Sequence
 from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import LayerRecord
 from axtrain.formats.isa import Instruction
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.runtime.overrides import Overrides, RunPlan, apply_overrides
@@ -135,9 +134,10 @@ def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
     bits = [arch.neuron_word_bits] * n
     for layer in plan.layers:
         first, end = layer.program
-        width = FixedPointFormat.parse(layer.input_format).bits
-        if layer.weight_format is not None:
-            width = max(width, FixedPointFormat.parse(layer.weight_format).bits)
+        formats = layer.formats  # typed views of layers.json's text (formats/bundle.py)
+        width = formats.input.bits
+        if formats.weight is not None:
+            width = max(width, formats.weight.bits)
         for index in range(max(0, first), min(n, end)):
             voltages[index] = layer.sram_voltage
             bits[index] = width

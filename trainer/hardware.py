@@ -26,7 +26,7 @@ from torch import nn
 from axtrain.errors import ConfigError, HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, choose_frac, quantize
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.trainer.models import check_model
 
@@ -70,7 +70,7 @@ def _max_abs(t: torch.Tensor) -> float:
 
 def _modes_for(spec: ModeSpec | None, n_out: int, name: str) -> tuple[MultiplierMode, ...]:
     if spec is None:
-        return (parse_mode("exact"),)
+        return (EXACT,)
     if isinstance(spec, (str, MultiplierMode)):
         return (parse_mode(spec),)
     modes = tuple(parse_mode(m) for m in spec)
