@@ -32,7 +32,8 @@ from axtrain import interrupts
 from axtrain.errors import OutputError, shorten
 
 #: What each OS error means for an output, in the user's words. EEXIST at a final name cannot occur
-#: (renames replace); it comes from a parent component that exists as something else.
+#: (renames replace, temporaries get fresh names); it comes from creating a parent folder where a
+#: file of that name exists.
 _REASONS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
@@ -41,7 +42,7 @@ _REASONS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.ENAMETOOLONG: "file name or path too long",
-    errno.EEXIST: "a file of that name is in the way",
+    errno.EEXIST: "a part of the path is a file, not a folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "it is a folder",
     errno.ENOENT: "its folder does not exist",
@@ -118,14 +119,15 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _mkdir(path: Path) -> None:
-    with writing(path, "cannot create the folder"):
+def _mkdir(path: Path, target: Path | None = None) -> None:
+    """Create ``path`` and its parents; a failure names ``target`` (the output it is for)."""
+    with writing(target if target is not None else path, "cannot write" if target is not None else "cannot create the folder"):
         path.mkdir(parents=True, exist_ok=True)
 
 
 def _stage(target: Path, data: bytes) -> Path:
     """``data`` in a new temporary beside ``target``, synced; the temporary is removed on failure."""
-    _mkdir(target.parent)
+    _mkdir(target.parent, target)
     with writing(target):
         fd, name = tempfile.mkstemp(prefix=f".tmp-{target.name[:200]}-", dir=target.parent)
     tmp = Path(name)
@@ -249,7 +251,7 @@ def directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator
     moved aside first, then deleted, so the final name always holds a complete directory).
     """
     target = Path(path)
-    _mkdir(target.parent)
+    _mkdir(target.parent, target)
     with writing(target):
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name[:200]}-", dir=target.parent))
     _live.add(tmp)

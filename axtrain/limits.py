@@ -70,8 +70,9 @@ def element_count(dims: Iterable[int], what: str, error: type[AxTrainError], lim
 # fail inside torch, ``threads: 2**31`` inside OpenMP, ``--runs 10**12`` by allocating 829 TiB).
 # Each bound is far above any sensible use and low enough that the work it sizes fits the machine.
 
-#: Largest seed: numpy's and torch's generators take 64-bit seeds; one bit is kept for signs.
-MAX_SEED = (1 << 63) - 1
+#: Largest seed: 32 bits, what every generator in reach takes (numpy's legacy ``RandomState``
+#: the narrowest; torch's take 64 bits and the trainer adds offsets to its seed).
+MAX_SEED = (1 << 32) - 1
 
 #: Largest number of NTV Monte Carlo runs of one simulation (the paper uses 50). The work runs in
 #: passes of bounded size; what grows with the runs is one predicted class per run and input
@@ -107,3 +108,17 @@ def check_at_most(name: str, value: int | None, limit: int, error: type[AxTrainE
     """Refuse ``value`` above ``limit`` (``error`` naming ``name``); None passes."""
     if value is not None and value > limit:
         raise error(f"{name}: {value} exceeds the limit of {limit}")
+
+
+def check_range(name: str, value: int | None, low: int, high: int, error: type[AxTrainError] | None = None) -> None:
+    """Refuse ``value`` outside ``[low, high]`` with one line naming the option (None passes)."""
+    if value is None:
+        return
+    if error is None:
+        from axtrain.errors import ConfigError
+
+        error = ConfigError
+    if value < low:
+        raise error(f"{name} must be at least {low}, got {value}")
+    if value > high:
+        raise error(f"{name}: {value} exceeds the limit of {high}")

@@ -74,11 +74,10 @@ def output_lock(target: str | os.PathLike[str], inside: bool = False, command: s
     Refused, as an :class:`~axtrain.errors.OutputError` naming the holder, when another live
     process holds it. ``inside`` creates ``target`` as a folder if needed."""
     path = lock_path(target, inside)
-    what = "cannot create the folder" if inside else "cannot write"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise output_error(exc, path.parent, what) from None
+        raise output_error(exc, target) from None
     if path in _held:  # this process already holds it (an API call nested in a command)
         yield path
         return
