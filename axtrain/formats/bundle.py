@@ -395,7 +395,7 @@ def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord],
     if manifest.instructions != len(program):
         raise BundleError(f"{root / MANIFEST}: says {manifest.instructions} instructions, {PROGRAM_BIN} holds {len(program)}")
     if len(manifest.layers) != len(layers):
-        raise BundleError(f"{root / MANIFEST}: lists {len(manifest.layers)} layers, {LAYERS} {len(layers)}")
+        raise BundleError(f"{root}: {MANIFEST} lists {len(manifest.layers)} layers, {LAYERS} {len(layers)} (files of different bundles?)")
     synced: dict[int, int] = {}
     for index, ins in enumerate(program):
         if ins.op == "SYNC":

@@ -50,7 +50,9 @@ def pipeline(
     )
     from axtrain.errors import OutputError
     from axtrain.locks import output_lock
+    from axtrain.pipeline.run import validate_options
 
+    validate_options(options)  # before the lock creates OUT
     with output_lock(out, inside=True):
         try:
             result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
