@@ -198,7 +198,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def json_bytes(obj: Any) -> bytes:
     """Deterministic JSON: sorted keys, 2-space indent, final newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
