@@ -35,6 +35,14 @@ LOCK_NAME = ".lock"
 _held: dict[Path, int] = {}  # lock file -> descriptor, of this process
 
 
+class OutputLocked(OutputError):
+    """The output is held by another live process; ``holder`` describes it (pid, host, command)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 def lock_path(target: str | os.PathLike[str], inside: bool) -> Path:
     """The lock file of ``target``: inside it (a folder filled in place) or beside it."""
     path = Path(target)
@@ -92,9 +100,11 @@ def output_lock(target: str | os.PathLike[str], inside: bool = False, command: s
             holder = _read(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputError(
-                    f"{shorten(os.fspath(target), 300)} is in use by another axtrain command ({_describe(holder)}); "
-                    f"wait for it to finish or choose another output"
+                who = _describe(holder)
+                raise OutputLocked(
+                    f"{shorten(os.fspath(target), 300)} is in use by another axtrain command ({who}); "
+                    f"wait for it to finish or choose another output",
+                    who,
                 ) from None
             raise output_error(exc, target) from None
         # A holder releasing at this moment unlinks the file it locked: make sure ours is the one

@@ -138,7 +138,7 @@ def test_training_resumes_after_a_full_disk_stopped_it_mid_run(tiny_chain, refer
         assert tree_hashes(work) == references["train"]
 
 
-@pytest.mark.parametrize("name", CHEAP)
+@pytest.mark.parametrize("name", CHEAP + ("train",))
 def test_out_of_inodes_refuses_cleanly(name, tiny_chain, references, tmp_path):
     build, out = COMMANDS[name]
     with tmpfs(tmp_path / "disk", "size=2m,nr_inodes=2") as disk:

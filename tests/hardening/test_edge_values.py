@@ -56,6 +56,14 @@ def test_pipeline_refuses_a_bad_training_config_before_anything(tmp_path):
     assert not (tmp_path / "pipe" / "run").exists()
 
 
+def test_one_path_for_two_outputs_is_refused(tiny_chain, tmp_path):
+    _refused(["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--report", "x", "--dump-outputs", "./x"], tmp_path,
+             "--report and --dump-outputs name the same file")
+    _refused(["explore", str(tiny_chain.bundle), "--app", "breast-cancer", "--out", "x", "--report", "x"], tmp_path,
+             "--report and --out name the same path")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_hw_drum_refuses_a_negative_seed(tmp_path):
     _refused(["hw", "drum", "--k", "2", "--bits", "16", "--seed", "-1"], tmp_path, "--seed", "-1")
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "explore": (lambda c: ["explore", str(c.bundle), "--app", "breast-cancer", "--out", "plan.bundle", "--modes", "exact,drum:2",
                            "--voltages", "1.1", "--runs", "1"], "plan.bundle", False),
     "pipeline": (lambda c: ["pipeline", "--app", "breast-cancer", "--method", "bp", "--epochs", "1", "--runs", "1", "--out", "pipe"], "pipe", True),
+    "reproduce": (lambda c: ["reproduce", "fig6", "--quick", "--apps", "breast-cancer", "--runs", "1", "--jobs", "1", "--out", "rep"], "rep", True),
 }
 
 
@@ -55,7 +56,8 @@ def test_a_held_output_is_refused_naming_its_holder(name, tiny_chain, tmp_path):
         code, _, err = cli(build(tiny_chain), cwd=tmp_path)
         line = err.strip().splitlines()[-1]
         assert code == 2 and line.startswith("error: "), err
-        assert "is in use by another axtrain command" in line and "pid 4242 on bench-7: axtrain train --out elsewhere" in line, line
+        assert "is in use by another axtrain command" in line or "another 'axtrain reproduce' is running" in line, line
+        assert "pid 4242 on bench-7: axtrain train --out elsewhere" in line, line
         assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written beside the lock
     finally:
         os.close(fd)
@@ -115,3 +117,17 @@ def test_two_concurrent_trainings_with_different_configs_never_mix_a_folder(tmp_
     assert config["epochs"] == 9 and len(history) == 9
     assert not (tmp_path / "run" / LOCK_NAME).exists()
     assert "checkpoint.safetensors" in tree_hashes(tmp_path / "run")
+
+
+def test_two_concurrent_compiles_of_one_output(tiny_chain, tmp_path):
+    """The issue's race (one exited 1 with FileExistsError): one writes the bundle, the other is
+    refused with one line, by the lock or, if the first already finished, by the existing bundle."""
+    args = axtrain_command("compile", str(tiny_chain.onnx), "--out", "model.bundle")
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2).strip().splitlines()
+    assert len(refused) == 1 and ("is in use by another axtrain command" in refused[0] or "already exists" in refused[0]), refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bundle"]
