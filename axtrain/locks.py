@@ -82,6 +82,7 @@ def output_lock(target: str | os.PathLike[str], inside: bool = False, command: s
     Refused, as an :class:`~axtrain.errors.OutputError` naming the holder, when another live
     process holds it. ``inside`` creates ``target`` as a folder if needed."""
     path = lock_path(target, inside)
+    created = not path.parent.exists()  # removed again on release if the command left it empty
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -137,6 +138,9 @@ def output_lock(target: str | os.PathLike[str], inside: bool = False, command: s
             os.unlink(path)
         with contextlib.suppress(OSError):
             os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(path.parent)  # only if empty: a failed command leaves no folder behind
 
 
 @contextlib.contextmanager

@@ -68,6 +68,11 @@ def explore(
     volt_list = parse_voltages(_floats(voltages, "--voltages"))
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
+    from axtrain.datasets.applications import APPLICATIONS, unknown_application_message
+    from axtrain.errors import DataError
+
+    if app not in APPLICATIONS:  # before the lock creates anything
+        raise DataError(unknown_application_message(app))
     if report_file is not None and report_file.resolve() == out.resolve():
         raise ConfigError(f"--report and --out name the same path {out}; give each its own")
     with output_locks((out, False), (report_file, False)):
