@@ -83,7 +83,7 @@ def test_locks_are_released_on_failure_too(tiny_chain, tmp_path):
 def test_a_lock_left_by_sigkill_is_taken_over(tmp_path):
     """A training killed mid-run leaves its lock file; the next run sees the flock free, takes over,
     resumes, and leaves no lock."""
-    args = ["train", "--app", "breast-cancer", "--method", "bp", "--epochs", "30", "--out", "run", "--quiet"]
+    args = ["train", "--app", "breast-cancer", "--method", "bp", "--epochs", "12", "--out", "run", "--quiet"]
     proc = subprocess.Popen(axtrain_command(*args), cwd=tmp_path, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "run" / "checkpoint.safetensors"
     deadline = time.monotonic() + 120
