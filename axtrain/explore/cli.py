@@ -51,6 +51,8 @@ def explore(
 ) -> None:
     """Search per-layer multiplier modes and the weight-SRAM voltage of BUNDLE for the lowest energy
     per inference within --max-loss of the baseline (first mode, first voltage) accuracy."""
+    from axtrain.datasets.applications import APPLICATIONS, unknown_application_message
+    from axtrain.errors import DataError
     from axtrain.explore.search import parse_modes, parse_voltages
     from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
     from axtrain.locks import output_locks
@@ -68,9 +70,6 @@ def explore(
     volt_list = parse_voltages(_floats(voltages, "--voltages"))
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
-    from axtrain.datasets.applications import APPLICATIONS, unknown_application_message
-    from axtrain.errors import DataError
-
     if app not in APPLICATIONS:  # before the lock creates anything
         raise DataError(unknown_application_message(app))
     if report_file is not None and report_file.resolve() == out.resolve():
