@@ -23,6 +23,7 @@ from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
 from axtrain.formats.target import HardwareTarget
 from axtrain.formats.yamltext import read_mapping
+from axtrain.limits import TRAIN_CONFIG_BOUNDS
 
 #: Per-application defaults for the fields left ``None``. Small UCI apps train in seconds; MNIST
 #: gets fewer, larger epochs. ``epochs`` is the first phase (bp / act; for axtrain the act cap; for
@@ -71,7 +72,7 @@ def required(value: T | None, name: str) -> T:
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Schedule(_Group):
@@ -150,9 +151,10 @@ class TrainConfig(BaseModel):
 
     Files may also give a group's keys flat at the top level (the layout before the groups, and the
     names of the command-line options): they are moved into their group (docs/decisions.md 43).
+    NaN, infinity and integers past :data:`axtrain.limits.TRAIN_CONFIG_BOUNDS` are errors too.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     app: str = Field(description="application name (axtrain.datasets.APPLICATIONS), e.g. 'breast-cancer'")
     method: Method = Field(Method.BP, description="training method: " + ", ".join(METHOD_NAMES))
@@ -182,6 +184,16 @@ class TrainConfig(BaseModel):
         if value not in APPLICATIONS:
             raise ValueError(unknown_application_message(value))
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "TrainConfig":
+        # the bounds of axtrain.limits, by flat name; grouped fields are looked up in their group
+        for name, limit in TRAIN_CONFIG_BOUNDS.items():
+            holder = getattr(self, FLAT_KEYS[name]) if name in FLAT_KEYS else self
+            value = getattr(holder, name)
+            if value is not None and value > limit:
+                raise ValueError(f"{name} = {value} exceeds the limit of {limit}")
+        return self
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` default filled from the application's defaults."""

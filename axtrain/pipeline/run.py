@@ -1,7 +1,6 @@
 """The five stages of ``axtrain pipeline`` and their reuse rules.
 
 Layout of the output directory::
-
     DIR/run/          the training run (trainer run directory; resumes from its own checkpoint)
     DIR/model.onnx    the annotated dynamic-fixed-point ONNX export
     DIR/bundle/       the compiled FlexFlow bundle
@@ -28,7 +27,9 @@ from typing import Any, Callable
 
 from axtrain import atomic
 from axtrain.errors import ConfigError
+from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 from axtrain.formats.target import HardwareTarget
+from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
 from axtrain.pipeline.ledger import Ledger, stage_key
 from axtrain.pipeline.summary import write_summary
 from axtrain.trainer.config import load_config
@@ -40,7 +41,6 @@ RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.js
 @dataclass(frozen=True)
 class PipelineOptions:
     """Everything that decides the pipeline's artifacts (echoed in the summary and the report)."""
-
     app: str
     method: str = "axtrain"
     out: Path = Path("out/pipeline")
@@ -58,7 +58,6 @@ class PipelineOptions:
 @dataclass
 class PipelineResult:
     """What a pipeline run produced and which stages it actually ran."""
-
     out: Path
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -88,10 +87,24 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
-    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+def validate_options(options: PipelineOptions) -> tuple[Any, str]:
+    """Every input checked before the first stage (a bad ``--arch`` used to fail after training):
+    returns the resolved training config and the architecture file's text ("" for the default)."""
     if options.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {options.runs}")
+    check_range("--runs", options.runs, 1, MAX_RUNS)
+    check_range("--sim-seed", options.sim_seed, 0, MAX_SEED)
+    config = _train_config(options)
+    if options.arch_file:
+        load_arch(options.arch_file)
+    arch_text = options.arch_file.read_text(encoding="utf-8") if options.arch_file else ""
+    return config, arch_text
+
+
+def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
+    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+    config, arch_text = validate_options(options)
+    arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
     root = Path(options.out)
     if options.force and (root / "pipeline.json").exists():
         # Each output disappears whole; the ledger goes last, so a forced rerun interrupted here is
@@ -119,7 +132,6 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         log(f"[{name}] done in {result.seconds[name]:.1f} s")
 
     # 1. train ----------------------------------------------------------------------------------
-    config = _train_config(options)
 
     def train() -> None:
         # the stage imports its tool when it runs: a resumed pipeline past training never loads torch
@@ -145,14 +157,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     stage("export", {}, {"run": weights_hash}, ["model.onnx"], export)
 
     # 3. compile --------------------------------------------------------------------------------
-    arch_text = options.arch_file.read_text() if options.arch_file else ""
-
     def compile_() -> None:
         # the compiler (and onnx) load only if this stage runs
         from axtrain.compiler.pipeline import compile_to_bundle
-        from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
-        arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
         compile_to_bundle(root / "model.onnx", root / "bundle", arch, overwrite=True)
 
     stage("compile", {"arch": arch_text}, {"onnx": ledger.output_hash("export", "model.onnx")}, ["bundle"], compile_)
