@@ -46,7 +46,7 @@ def modes_text(modes: Iterable[Any]) -> str:
 def listing_notes(layers: Sequence[tuple[str, str]], ranges: Sequence[tuple[int, int]]) -> dict[int, str]:
     """The listing's layer-boundary comments: ``layers`` are ``(name, op)``, ``ranges`` each layer's
     ``[first, end)`` instruction range."""
-    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges))}
+    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges, strict=True))}
 
 
 def manifest_layers(layers: Iterable[tuple[str, str, Sequence[Any] | None, float]]) -> list[dict[str, Any]]:
@@ -162,6 +162,9 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
             (layer.name, layer.op, layer.neuron_modes() if layer.has_weights else None, layer.sram_voltage) for layer in ir.layers
         ),
     }
+    if ir.host_tail:
+        # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
+        manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
     return finish_format_1_1(files, manifest, ir.layers, arch, selection), manifest
 
 

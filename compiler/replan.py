@@ -31,11 +31,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from axtrain.compiler.package import golden_files, listing_notes, manifest_layers
-from axtrain.compiler.passes.emit import mode_code
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import Bundle, LayerRecord
-from axtrain.formats.isa import Instruction, encode_program, listing
+from axtrain.formats.isa import Instruction, encode_program, listing, mode_code
 from axtrain.formats.target import HardwareTarget, Mode, Volts
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -84,7 +83,7 @@ class Plan(BaseModel):
         """Short text: ``drum:2,exact@0.66V`` (one voltage) or ``drum:2@0.66V,exact@1.10V``."""
         if len(set(self.voltages)) == 1:
             return f"{','.join(map(str, self.modes))}@{self.voltages[0]:.2f}V"
-        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages))
+        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages, strict=True))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form: modes as text, voltages, label."""
@@ -141,7 +140,7 @@ def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
 def planned_program(bundle: Bundle, modes: Sequence[MultiplierMode]) -> list[Instruction]:
     """The program with every MODE instruction of compute layer ``i`` set to ``modes[i]``."""
     program = list(bundle.program)
-    for layer, mode in zip(compute_layers(bundle), modes):
+    for layer, mode in zip(compute_layers(bundle), modes, strict=True):
         first, end = layer.program
         for index in range(first, end):
             ins = program[index]
@@ -155,7 +154,7 @@ def planned_layers(bundle: Bundle, modes: Sequence[MultiplierMode], voltages: Se
     per_layer_v = _layer_voltages(bundle, voltages)
     modes_iter = iter(modes)
     rows = []
-    for layer, v in zip(bundle.layers, per_layer_v):
+    for layer, v in zip(bundle.layers, per_layer_v, strict=True):
         changes: dict[str, Any] = {"sram_voltage": v}
         if layer.weights is not None:
             changes["multipliers"] = [str(next(modes_iter))] * len(layer.multipliers)
@@ -208,7 +207,7 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
     for name in bundle.manifest.files:
         files[name] = (bundle.path / name).read_bytes()
     files[fmt.PROGRAM_BIN] = planned.program_bytes
-    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [tuple(layer.program) for layer in planned.layers])
+    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [(layer.program[0], layer.program[1]) for layer in planned.layers])
     files[fmt.PROGRAM_ASM] = listing(planned.program, notes).encode("utf-8")
     files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
     # Golden vectors under the new modes (integer reference, not the interpreter verify replays).

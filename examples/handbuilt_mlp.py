@@ -61,8 +61,8 @@ def build(seed: int = 0) -> onnx.ModelProto:
 
 def main(out_dir: Path) -> None:
     from axtrain.atomic import write_bytes
-    from axtrain.compiler.pipeline import compile_to_bundle
     from axtrain.compiler.cli import summary
+    from axtrain.compiler.pipeline import compile_to_bundle
     from axtrain.runtime.verify import verify_bundle
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,10 @@ def simulate(
     from axtrain import atomic
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
-    from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
+    from axtrain.formats.technology import load_table
+    from axtrain.hwmodels.technology import DEFAULT_65NM
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+    from axtrain.locks import output_locks
     from axtrain.runtime.report import format_summary, simulate_to_report
 
     if (app is None) == (inputs_file is None):
@@ -84,13 +87,18 @@ def simulate(
         raise ConfigError(f"--runs must be at least 1, got {runs}")
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
+    if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
+        raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
     x, y, source = simulation_inputs(b, app, inputs_file, labels_file, split_seed)
     images, fault_map = None, None
     if fault_map_in is not None or fault_map_out is not None:
-        from axtrain.runtime.faultmap import apply_masks, flip_masks, read_fault_map, write_fault_map
+        from axtrain.runtime.faultmap import apply_masks, fault_map_bytes, flip_masks, read_fault_map
         from axtrain.runtime.faults import fault_regions
 
         regions = fault_regions(b.layers, sram_voltage)
@@ -103,15 +111,19 @@ def simulate(
             fault_map = {"source": "file", "sha256": sha256_file(fault_map_in), "runs": runs}
         else:
             masks = flip_masks(b, regions, seed, runs)
-    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology, weight_images=images)
-    if fault_map is not None:
-        report["config"]["fault_map"] = fault_map
-    if fault_map_out is not None:
-        write_fault_map(fault_map_out, masks, b.arch.weight_word_bits)
-    if dump_file is not None:
-        atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
-    if report_file is not None:
-        atomic.write_json(report_file, report)
+    with output_locks((report_file, False), (dump_file, False), (fault_map_out, False)):
+        result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology, weight_images=images)
+        if fault_map is not None:
+            report["config"]["fault_map"] = fault_map
+        # All or none: a full disk after the dump used to leave the dump without its report.
+        outputs = []
+        if dump_file is not None:
+            outputs.append((dump_file, npy_bytes(result.outputs.astype(np.float32))))
+        if report_file is not None:
+            outputs.append((report_file, atomic.json_text(report, report_file).encode("utf-8")))
+        if fault_map_out is not None:
+            outputs.append((fault_map_out, fault_map_bytes(fault_map_out, masks, b.arch.weight_word_bits)))
+        atomic.write_many(outputs)
     click.echo(format_summary(report))
     if report_file is not None:
         click.echo(f"report: {report_file}")

@@ -46,14 +46,18 @@ def apply_masks(weights: np.ndarray, regions: list[FaultRegion] | tuple[FaultReg
     return out
 
 
+def fault_map_bytes(path: Path, masks: np.ndarray, word_bits: int) -> bytes:
+    """The file contents of ``masks`` for ``path`` (.npy or .hex by suffix)."""
+    if path.suffix == ".hex":
+        return image_hex(masks.reshape(-1), word_bits).encode("ascii")
+    if path.suffix == ".npy":
+        return npy_bytes(masks.astype(np.int64))
+    raise ConfigError(f"--fault-map-out {path}: name it .npy or .hex")
+
+
 def write_fault_map(path: Path, masks: np.ndarray, word_bits: int) -> None:
     """Write masks atomically (.npy or .hex by suffix)."""
-    if path.suffix == ".hex":
-        atomic.write_bytes(path, image_hex(masks.reshape(-1), word_bits).encode("ascii"))
-    elif path.suffix == ".npy":
-        atomic.write_bytes(path, npy_bytes(masks.astype(np.int64)))
-    else:
-        raise ConfigError(f"--fault-map-out {path}: name it .npy or .hex")
+    atomic.write_bytes(path, fault_map_bytes(path, masks, word_bits))
 
 
 def read_fault_map(path: Path, bundle: Bundle, regions: list[FaultRegion] | tuple[FaultRegion, ...]) -> np.ndarray:

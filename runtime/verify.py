@@ -16,12 +16,23 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.bundle import check_golden_twins, load_bundle
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
+from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.runtime.interpreter import run_bundle
 
 
+class _Outcome:
+    """A check's outcome: ``detail`` says why it failed, empty when it passed."""
+
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the check passed."""
+        return not self.detail
+
+
 @dataclass(frozen=True)
-class LayerCheck:
+class LayerCheck(_Outcome):
     """One layer's replay: the interpreter's integer output against ``golden/layer_<i>.npy``."""
 
     index: int
@@ -32,11 +43,6 @@ class LayerCheck:
     mismatches: int  # values that differ (0 when ok; -1 when the shapes already differ)
     detail: str  # why it failed ("" when ok)
 
-    @property
-    def ok(self) -> bool:
-        """Whether the layer is bit-exact with its golden vectors."""
-        return not self.detail
-
     def line(self) -> str:
         """The standard one-line report of this check."""
         if self.ok:
@@ -45,17 +51,12 @@ class LayerCheck:
 
 
 @dataclass(frozen=True)
-class OutputCheck:
+class OutputCheck(_Outcome):
     """The dequantised last-layer output against ``golden/outputs.npy``."""
 
     inputs: int
     values: int
     detail: str  # "" when ok
-
-    @property
-    def ok(self) -> bool:
-        """Whether the float outputs equal the golden outputs exactly."""
-        return not self.detail
 
     def line(self) -> str:
         """The standard one-line report of this check."""
@@ -99,7 +100,7 @@ def check_bundle(path: Path) -> VerifyResult:
     inputs = bundle.golden_inputs()
     outputs = run_bundle(bundle, inputs)
     checks: list[LayerCheck] = []
-    for layer, produced in zip(bundle.layers, outputs):
+    for layer, produced in zip(bundle.layers, outputs, strict=True):
         golden = bundle.golden_layer(layer.index)
         rows, values = int(produced.shape[0]), int(produced[0].size) if produced.shape[0] else 0
         if golden.shape != produced.shape:
@@ -115,7 +116,7 @@ def check_bundle(path: Path) -> VerifyResult:
                 f"first at {where}: interpreter {int(produced[where])}, golden {int(golden[where])}"
             )
         checks.append(LayerCheck(layer.index, layer.name, layer.op, rows, values, len(wrong), detail))
-    final = dequantize(outputs[-1], FixedPointFormat.parse(bundle.manifest.output.format))
+    final = dequantize(outputs[-1], bundle.manifest.output.fixed_point)
     out_detail = "" if np.array_equal(final, bundle.golden_outputs()) else "golden/outputs.npy differs from the dequantised output of the last layer"
     output = OutputCheck(int(final.shape[0]), int(final[0].size) if final.shape[0] else 0, out_detail)
     result = VerifyResult(Path(path), tuple(checks), output)

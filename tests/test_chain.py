@@ -23,8 +23,8 @@ from axtrain.compiler.pipeline import compile_to_bundle  # noqa: E402
 from axtrain.datasets import load  # noqa: E402
 from axtrain.formats.bundle import load_bundle  # noqa: E402
 from axtrain.formats.isa import assemble, disassemble  # noqa: E402
-from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.runtime.simulation import simulate  # noqa: E402
+from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.trainer.config import load_config  # noqa: E402
 from axtrain.trainer.emulation import emulate  # noqa: E402
 from axtrain.trainer.engine import train  # noqa: E402

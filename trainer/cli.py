@@ -20,6 +20,11 @@ from axtrain.trainer.config import METHOD_NAMES
 @multiplier_option("Target multiplier; pas trains with it")
 @sram_voltage_option("Target weight-SRAM voltage")
 @click.option("--bits", type=int, help="Weight and activation width in bits (4..16).")
+@click.option(
+    "--output-layer",
+    type=click.Choice(["sigmoid", "softmax"]),
+    help="Output layer: sigmoid (default; the paper's: MSE loss on Sigmoid outputs, S on them) or softmax (cross-entropy, S on the logits).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
 @click.option("--force", is_flag=True, help="Retrain even if RUN_DIR holds a finished (or different) run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -34,14 +39,14 @@ def train(
     multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     bits: int | None,
+    output_layer: str | None,
     device: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
     """Train a network for the target hardware into a run directory (resumable)."""
     from axtrain.trainer.config import load_config
-    from axtrain.trainer.engine import summary_line
-    from axtrain.trainer.engine import train as run_training
+    from axtrain.trainer.engine import summary_line, train as run_training
 
     config = load_config(
         config_file,
@@ -54,9 +59,24 @@ def train(
         sram_voltage=sram_voltage,
         bits_w=bits,
         bits_a=bits,
+        output_layer=output_layer,
         device=device,
     )
-    result = run_training(config, out, force=force, progress=not quiet)
+    from axtrain.errors import OutputError
+    from axtrain.locks import output_lock
+
+    with output_lock(out, inside=True):
+        try:
+            result = run_training(config, out, force=force, progress=not quiet)
+        except OutputError as exc:
+            # The epochs finished so far are in the checkpoint, written atomically: nothing is lost.
+            from pathlib import Path
+
+            from axtrain.trainer.rundir import CHECKPOINT
+
+            if (Path(out) / CHECKPOINT).is_file():
+                raise OutputError(f"{exc}; the run's last checkpoint in {out} is kept: make room and rerun the same command to resume") from None
+            raise OutputError(f"{exc}; no epoch was saved yet: make room and rerun the same command") from None
     click.echo(f"{summary_line(result.summary)} -> {result.run_dir}")
 
 
@@ -67,7 +87,9 @@ def train(
 @sram_voltage_option("Annotate with this SRAM voltage instead of the run's target")
 def export(run_dir: str, out: str, multiplier: MultiplierMode | None, sram_voltage: float | None) -> None:
     """Export a finished run as annotated dynamic-fixed-point ONNX."""
+    from axtrain.locks import output_lock
     from axtrain.trainer.export import export_run
 
-    path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
+    with output_lock(out):
+        path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
     click.echo(f"wrote {path}")

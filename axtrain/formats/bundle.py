@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -33,9 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, WORD_BITS, WORD_BYTES, Instruction, check_program, decode_program, parse_assembly
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
@@ -79,7 +80,7 @@ def required_files(format_version: str) -> tuple[str, ...]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Placement(_Model):
@@ -197,6 +198,13 @@ class GoldenCoverage(_Model):
     layers: list[LayerCoverage]
 
 
+class HostTailOp(_Model):
+    """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
+
+    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    node: str  # the ONNX node it came from
+
+
 class Manifest(_Model):
     """``manifest.json``."""
 
@@ -212,6 +220,7 @@ class Manifest(_Model):
     seed: str | None
     input: Placement
     output: Placement
+    host_tail: list[HostTailOp] = Field(default_factory=list)  # absent in bundles without one
     activation_words: int
     weight_words: int
     weight_word_bits: int
@@ -299,15 +308,13 @@ def read_npy_bytes(data: bytes) -> np.ndarray:
 
 def json_bytes(obj: Any) -> bytes:
     """Deterministic JSON: sorted keys, 2-space indent, final newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 def program_hex(program_bytes: bytes) -> str:
     """``program.hex``: one 128-bit instruction word per line as 32 hex digits, most significant
     first (the little-endian word of ``program.bin`` read as one number), for ``$readmemh`` into
     ``logic [127:0]``: bit ``i`` of the line is bit ``i`` of the word (opcode in bits 7..0)."""
-    from axtrain.formats.isa import WORD_BITS, WORD_BYTES
-
     digits = WORD_BITS // 4
     return "".join(
         f"{int.from_bytes(program_bytes[i : i + WORD_BYTES], 'little'):0{digits}x}\n" for i in range(0, len(program_bytes), WORD_BYTES)
@@ -541,6 +548,7 @@ def load_bundle(path: str | Path) -> Bundle:
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias)
     bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
     if manifest.format_version != "1":
@@ -551,8 +559,6 @@ def load_bundle(path: str | Path) -> Bundle:
 def check_golden_twins(bundle: Bundle) -> None:
     """Format 1.1: the quantised and hex goldens say what the .npy goldens say (``verify`` calls
     this; testbenches read the hex files, so a re-hashed but different one must not slip through)."""
-    from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
-
     if bundle.manifest.format_version == "1":
         return
     bits = bundle.arch.neuron_word_bits
@@ -581,10 +587,69 @@ def _check_v1_1(bundle: Bundle) -> None:
             raise BundleError(f"{root}: manifest lists no hash for {golden_layer_hex(layer.index)}")
 
 
+def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord], program: list[Instruction]) -> None:
+    """The cross-file invariants of a bundle whose files each look fine on their own: the program,
+    the layer table and the manifest describe the same network over the same memory images.
+
+    A bundle whose ``layers.json`` was swapped for another application's (hashes recomputed) used to
+    simulate without complaint; only ``verify`` noticed. These checks run on every load and cost one
+    pass over the instructions and one over the layers (no per-word work)."""
+    where = root / LAYERS
+    if manifest.instructions != len(program):
+        raise BundleError(f"{root / MANIFEST}: says {manifest.instructions} instructions, {PROGRAM_BIN} holds {len(program)}")
+    if len(manifest.layers) != len(layers):
+        raise BundleError(f"{root}: {MANIFEST} lists {len(manifest.layers)} layers, {LAYERS} {len(layers)} (files of different bundles?)")
+    synced: dict[int, int] = {}
+    for index, ins in enumerate(program):
+        if ins.op == "SYNC":
+            synced_layer, count = ins.args[0], ins.args[2]
+            if synced_layer >= len(layers):
+                raise BundleError(f"{root}: instruction {index} (SYNC) names layer {synced_layer}, {LAYERS} has {len(layers)} layers")
+            synced[synced_layer] = count  # the last SYNC of a layer delivers its output
+    previous_end = 0
+    previous_size: int | None = None
+    for layer, summary in zip(layers, manifest.layers, strict=True):  # equal lengths: checked above
+        label = f"{where}: layer {layer.index} ({layer.name})"
+        if (summary.name, summary.op) != (layer.name, layer.op):
+            raise BundleError(f"{label}: the manifest lists layer {layer.index} as {summary.name} ({summary.op})")
+        first, end = layer.program
+        if not previous_end <= first <= end <= len(program):
+            raise BundleError(f"{label}: instruction range [{first}, {end}) is not inside [{previous_end}, {len(program)}] after the previous layer's")
+        previous_end = end
+        size_in, size_out = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        if previous_size is not None and size_in != previous_size:
+            raise BundleError(f"{label}: input shape {layer.input_shape} does not take the previous layer's {previous_size} values")
+        previous_size = size_out
+        if layer.index not in synced:
+            raise BundleError(f"{label}: the program never SYNCs its output")
+        if synced[layer.index] != size_out:
+            raise BundleError(f"{label}: the program SYNCs {synced[layer.index]} values, layers.json says output shape {layer.output_shape}")
+        computes = layer.op in ("dense", "conv")
+        if computes != (layer.weights is not None) or computes != (layer.bias is not None):
+            raise BundleError(f"{label}: a {layer.op} layer {'needs' if computes else 'has no'} weight and bias ranges")
+        if layer.weights is not None and layer.bias is not None:
+            w, b = layer.weights, layer.bias
+            if len(w.shape) != 2 or w.count != math.prod(w.shape) or b.count != w.shape[0] or len(layer.multipliers) != w.shape[0]:
+                raise BundleError(
+                    f"{label}: weights {w.shape} ({w.count} words), {b.count} biases and {len(layer.multipliers)} multiplier modes "
+                    f"do not describe one [outputs, inputs] matrix"
+                )
+            for what, image, words in (("weights", w, manifest.weight_words), ("bias", b, manifest.bias_words)):
+                if image.dram < 0 or image.dram + image.count > words:
+                    raise BundleError(f"{label}: {what} [{image.dram}, {image.dram + image.count}) lie outside the {words}-word image")
+    if math.prod(manifest.input.shape) != math.prod(layers[0].input_shape):
+        raise BundleError(f"{root / MANIFEST}: input shape {manifest.input.shape} does not match layer 0's {layers[0].input_shape}")
+    if math.prod(manifest.output.shape) != math.prod(layers[-1].output_shape):
+        raise BundleError(f"{root / MANIFEST}: output shape {manifest.output.shape} does not match the last layer's {layers[-1].output_shape}")
+    for what, place in (("input", manifest.input), ("output", manifest.output)):
+        size = math.prod(place.shape)
+        if place.dram < 0 or place.dram + size > manifest.activation_words:
+            raise BundleError(f"{root / MANIFEST}: {what} [{place.dram}, {place.dram + size}) lies outside the {manifest.activation_words} activation words")
+
+
 def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
-    from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
         if (root / name).read_bytes() != image_hex_bytes(words, bits):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from execution import ort_outputs
 from onnx_graphs import Spec, build_model, lenet_specs, mlp_specs, random_conv, random_dense
 
 from axtrain.compiler.package import write_compiled_bundle
@@ -18,16 +18,8 @@ from axtrain.formats.bundle import load_bundle
 from axtrain.hwmodels.fixedpoint import dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import MultiplierMode
-from axtrain.runtime.verify import verify_bundle
 from axtrain.runtime.interpreter import run_bundle
-
-
-def ort_outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    """onnxruntime's float32 outputs, with the QDQ fusions off (docs/onnx-schema.md)."""
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": x})[0]
+from axtrain.runtime.verify import verify_bundle
 
 
 def inputs_for(shape: tuple[int, ...], n: int, rng: np.random.Generator, span: float = 8.0) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,14 +13,14 @@ torch = pytest.importorskip("torch", reason="the fixture bundle is trained by th
 
 from axtrain.cli import main  # noqa: E402
 from axtrain.compiler.pipeline import compile_to_bundle  # noqa: E402
+from axtrain.compiler.replan import Plan, apply_plan, bundle_plan, compute_layers  # noqa: E402
 from axtrain.datasets import load  # noqa: E402
 from axtrain.datasets.split import split_validation  # noqa: E402
 from axtrain.errors import ConfigError  # noqa: E402
-from axtrain.compiler.replan import Plan, apply_plan, bundle_plan, compute_layers  # noqa: E402
 from axtrain.explore.search import explore, pareto_front  # noqa: E402
 from axtrain.formats.bundle import load_bundle  # noqa: E402
-from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.runtime.simulation import simulate  # noqa: E402
+from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.trainer.config import load_config  # noqa: E402
 from axtrain.trainer.engine import train  # noqa: E402
 from axtrain.trainer.export import export_run  # noqa: E402
@@ -85,7 +86,7 @@ def test_search_respects_the_budget_and_beats_or_ties_every_uniform_plan(bundle_
     assert result.saving_vs_uniform >= 0.0
     # Every greedy step saved energy.
     energies = [p.energy_joules for p in result.greedy_path]
-    assert all(a > c for a, c in zip(energies, energies[1:]))
+    assert all(a > c for a, c in itertools.pairwise(energies))
     # The front: no evaluated point is at least as good on both axes and better on one.
     for p in result.pareto:
         assert not any(

@@ -78,7 +78,7 @@ def test_initializer_dims_checked_before_allocation(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-1500:]
     lines = done.stdout.splitlines()
     assert len(lines) == len(DIMS_CASES)
-    for line, (dims, message) in zip(lines, DIMS_CASES):
+    for line, (dims, message) in zip(lines, DIMS_CASES, strict=True):
         assert line.startswith("OnnxError:") and "initializer 'w0'" in line and message in line, (dims, line)
 
 

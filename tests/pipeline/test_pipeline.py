@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from axtrain.runtime.report_check import check_report
 from axtrain.errors import RunError
 from axtrain.formats.target import HardwareTarget
 from axtrain.pipeline import PipelineOptions, run_pipeline
 from axtrain.pipeline.run import STAGES
+from axtrain.runtime.report_check import check_report
 
 REPORT_KEYS = {"schema", "app", "bundle_sha256", "config", "accuracy", "latency", "energy", "power_watts", "utilization"}
 

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +149,7 @@ def test_checker_full_check_and_graph_form(network) -> None:
         allowed = {"Gemm": {"transB"}, "Conv": {"kernel_shape", "pads", "strides"}, "MaxPool": {"kernel_shape", "strides"}, "Flatten": {"axis"}}
         assert {a.name for a in node.attribute} <= allowed.get(node.op_type, set()), node.name
     inits = {t.name: t for t in model.graph.initializer}
-    for layer, node in zip([l for l in layers if l.has_weights], compute):
+    for layer, _node in zip([l for l in layers if l.has_weights], compute, strict=True):
         weight = onnx.numpy_helper.to_array(inits[f"{layer.name}.weight.int"])
         assert weight.dtype == np.int8 and np.array_equal(weight, layer.weight)
         bias = onnx.numpy_helper.to_array(inits[f"{layer.name}.bias.int"])
