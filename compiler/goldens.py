@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
-from axtrain.hwmodels.layers import QuantizedLayer, forward, im2col
+from axtrain.formats.isa import Instruction
+from axtrain.hwmodels.layers import QuantizedLayer, accumulate, forward, im2col
 
 GOLDEN_SEED = 20170204  # fixed: the same model always gets the same golden inputs
 LEGACY_COUNT = 8  # the golden count (and draws) of bundle format 1: reported for comparison
@@ -169,50 +170,96 @@ def layer_coverage(layers: Sequence[QuantizedLayer], covered: np.ndarray) -> lis
     return rows
 
 
-def instruction_coverage(program: Sequence[Any], arch: Any, weights: np.ndarray, bias: np.ndarray, dram: np.ndarray) -> tuple[int, int, list[int]]:
-    """Run the ISA reference interpreter over the goldens (``dram``: ``[n, activation words]``) and
-    count the data-carrying instructions that move or compute a nonzero value. Returns (exercised,
-    counted, first unexercised indices, at most 16)."""
-    from axtrain.runtime.interpreter import MachineState, local_words_used, step
+def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any], program: Sequence[Instruction], weights: np.ndarray, bias: np.ndarray, q_input: np.ndarray) -> tuple[int, int, list[int]]:
+    """How many data-carrying instructions move or compute a nonzero value on some golden.
 
-    state = MachineState(arch, np.asarray(weights, np.int64), np.asarray(bias, np.int64), np.array(dram, np.int64), local_words=local_words_used(program))
-    outputs: dict[int, np.ndarray] = {}
+    Computed from the compiler's side, on the integer reference model (the ISA interpreter is the
+    runtime's; tests/compiler/test_goldens.py checks this against it instruction by instruction):
+    each instruction is mapped to what it touches through its operands and the layer table (a
+    tile's rows from its LDB and MAC, its positions and inputs from its DISTN). ``records`` are the
+    ``layers.json`` rows, ``q_input`` the quantised goldens ``[n, *input shape]``. Returns
+    (exercised, counted, first unexercised indices, at most 16)."""
+    n = q_input.shape[0]
+    outputs = forward(layers, q_input)
+    inputs = [np.asarray(q_input, dtype=np.int64)] + outputs[:-1]
+    owner = {}
+    for record in records:
+        for index in range(*record["program"]):
+            owner[index] = record["index"]
+    patches: dict[int, np.ndarray] = {}
+    accs: dict[int, np.ndarray] = {}
+
+    def layer_data(i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``i``'s input patches ``[n, positions, fan_in]`` and pre-ReLU accumulators ``[n, out, positions]``."""
+        if i not in patches:
+            layer, a = layers[i], inputs[i]
+            assert layer.weight is not None
+            if layer.op == "dense":
+                patches[i] = a.reshape(n, 1, -1)
+            else:
+                patches[i] = im2col(a, *layer.weight.shape[2:], layer.stride, layer.padding)
+            accs[i] = accumulate(layer, a).reshape(n, layer.weight.shape[0], -1)
+        return patches[i], accs[i]
+
+    def nonzero(values: np.ndarray) -> bool:
+        return bool(np.any(values != 0))
+
     counted = hit = 0
     missed: list[int] = []
+    block_row = 0  # first output neuron of the current bias block (from LDB)
+    tile: dict[str, int] = {}
     for index, ins in enumerate(program):
         o = ins.operands()
         op = ins.op
         value: bool | None = None  # None: carries no data (MODE, CONV, END)
-        if op == "MAC":  # the products, read before the step (it does not change the operands)
-            e, k = o["m"] * o["p"], o["k"]
-            value = bool(np.any((state.nlm[:, :e, :k] != 0) & (state.wlm[None, :e, :k] != 0)))
-        running = step(state, ins, index, outputs)
+        li = owner.get(index)
+        record = records[li] if li is not None else None
         if op == "LDW":
-            value = bool(np.any(state.wb[o["wb"] : o["wb"] + o["rows"] * o["cols"]]))
+            rows = np.arange(o["rows"])[:, None] * o["stride"] + np.arange(o["cols"])[None, :]
+            value = nonzero(weights[o["dram"] + rows])
         elif op == "LDB":
-            value = bool(np.any(state.bb[o["bb"] : o["bb"] + o["count"]]))
-        elif op in ("LDN", "SYNC"):
-            value = bool(np.any(state.nb[:, o["nb"] : o["nb"] + o["count"]]))
+            value = nonzero(bias[o["dram"] : o["dram"] + o["count"]])
+            if record is not None and record["bias"] is not None:
+                block_row = o["dram"] - record["bias"]["dram"] - o["bb"]
+        elif op == "LDN":
+            value = nonzero(q_input)  # the program's one load: the network input
         elif op == "STN":
-            value = bool(np.any(state.dram_a[:, o["dram"] : o["dram"] + o["count"]]))
-        elif op == "DISTW":
-            value = bool(np.any(state.wlm[: o["m"] * o["p"], : o["k"]]))
-        elif op == "DISTN":
-            value = bool(np.any(state.nlm[:, : o["m"] * o["p"], : o["k"]]))
-        elif op == "RELU":
-            value = bool(np.any(state.acc[:, : o["m"] * o["p"]]))
-        elif op == "REQ":
-            e = np.arange(o["m"] * o["p"])
-            value = bool(np.any(state.nb[:, o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]]))
-        elif op == "POOL":
-            oh = (o["h"] - o["k"]) // o["s"] + 1
-            ow = (o["w"] - o["k"]) // o["s"] + 1
-            value = bool(np.any(state.nb[:, o["dst"] : o["dst"] + o["c"] * oh * ow]))
+            value = nonzero(outputs[-1])
+        elif op in ("DISTW", "DISTN", "MAC", "RELU", "REQ") and li is not None and layers[li].weight is not None:
+            x, acc = layer_data(li)
+            w2 = layers[li].weight.reshape(layers[li].weight.shape[0], -1)
+            if op == "DISTN":
+                tile.update(p0=o["p0"], p=o["p"], k0=o["k0"], k=o["k"])
+                value = nonzero(x[:, o["p0"] : o["p0"] + o["p"], o["k0"] : o["k0"] + o["k"]])
+            elif op == "DISTW":
+                # Its chunk's inputs are named by the DISTN that follows it.
+                following = program[index + 1].operands() if index + 1 < len(program) and program[index + 1].op == "DISTN" else {"k0": 0}
+                tile["pending_distw"], tile["distw_k0"], tile["distw_k"] = index, following["k0"], o["k"]
+                value = None  # counted at the MAC, which names the tile's rows
+            elif op == "MAC":
+                rows = slice(block_row + o["bb"], block_row + o["bb"] + o["m"])
+                ks = slice(tile["k0"], tile["k0"] + tile["k"])
+                w_nz = w2[rows, ks] != 0
+                x_nz = np.any(x[:, tile["p0"] : tile["p0"] + tile["p"], ks] != 0, axis=(0, 1))
+                value = bool(np.any(w_nz & x_nz[None, :]))
+                if "pending_distw" in tile:  # the DISTW of this chunk: its rows are this MAC's
+                    distw = bool(np.any(w2[rows, tile["distw_k0"] : tile["distw_k0"] + tile["distw_k"]] != 0))
+                    counted += 1
+                    hit += int(distw)
+                    if not distw and len(missed) < 16:
+                        missed.append(tile["pending_distw"])
+                    del tile["pending_distw"]
+                tile["rows0"], tile["rows1"] = rows.start, rows.stop
+            elif op == "RELU":
+                value = bool(np.any(acc[:, tile["rows0"] : tile["rows1"], tile["p0"] : tile["p0"] + tile["p"]] > 0))  # after max(., 0)
+            else:  # REQ
+                out = outputs[li].reshape(n, layers[li].weight.shape[0], -1)
+                value = nonzero(out[:, tile["rows0"] : tile["rows1"], tile["p0"] : tile["p0"] + tile["p"]])
+        elif op in ("POOL", "SYNC") and li is not None:
+            value = nonzero(outputs[li])
         if value is not None:
             counted += 1
             hit += int(value)
             if not value and len(missed) < 16:
                 missed.append(index)
-        if not running:
-            break
-    return hit, counted, missed
+    return hit, counted, sorted(missed)

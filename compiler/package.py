@@ -18,7 +18,7 @@ from axtrain.compiler import goldens
 from axtrain.compiler.ir import CompilerIR
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, encode_program, listing
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, decode_program, encode_program, listing
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
@@ -203,9 +203,7 @@ def coverage_record(
     layers: Any, x: np.ndarray, input_format: FixedPointFormat, files: dict[str, bytes], manifest: dict[str, Any], arch: Any, selection: "goldens.Selection | None" = None
 ) -> dict[str, Any]:
     """The manifest's ``golden_coverage``: weight words exercised (integer reference model) and
-    data-carrying instructions exercised (ISA interpreter over the goldens)."""
-    from axtrain.formats.isa import decode_program
-
+    data-carrying instructions exercised (from the layer data; tests check it against the ISA interpreter)."""
     q = quantize(x, input_format)
     covered = np.asarray(goldens.exercised(layers, q).any(axis=0), dtype=bool)
     legacy = selection.legacy_covered if selection is not None else None
@@ -214,10 +212,8 @@ def coverage_record(
         legacy = int(goldens.exercised(layers, quantize(legacy_x, input_format)).any(axis=0).sum())
     weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
     bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
-    dram = np.zeros((q.shape[0], manifest["activation_words"]), dtype=np.int64)
-    start = manifest["input"]["dram"]
-    dram[:, start : start + q[0].size] = q.reshape(q.shape[0], -1)
-    hit, counted, missed = goldens.instruction_coverage(decode_program(files[fmt.PROGRAM_BIN]), arch, weights, bias, dram)
+    records = json.loads(files[fmt.LAYERS])
+    hit, counted, missed = goldens.instruction_coverage(layers, records, decode_program(files[fmt.PROGRAM_BIN]), weights, bias, q)
     return {
         "criterion": goldens.CRITERION,
         "weight_words": int(covered.size),

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from axtrain import atomic
-from axtrain.errors import ConfigError
-from axtrain.formats.bundle import Bundle, image_hex, npy_bytes, read_npy
+from axtrain.errors import BundleError, ConfigError
+from axtrain.formats.bundle import Bundle, image_hex, npy_bytes, read_hex, read_npy
 from axtrain.runtime.faults import FaultRegion, run_image
 
 
@@ -66,13 +66,14 @@ def read_fault_map(path: Path, bundle: Bundle, regions: list[FaultRegion] | tupl
     if not path.is_file():
         raise ConfigError(f"--fault-map-in: {path} does not exist")
     if path.suffix == ".hex":
-        from axtrain.bringup.compare import read_hex
-
-        flat = read_hex(path, bits) & ((1 << bits) - 1)
+        try:
+            flat = read_hex(path, bits) & ((1 << bits) - 1)
+        except BundleError as exc:
+            raise ConfigError(f"--fault-map-in: {exc}") from None
     elif path.suffix == ".npy":
         try:
             flat = read_npy(path)
-        except Exception as exc:  # noqa: BLE001 - BundleError from the safe reader, reworded for the option
+        except BundleError as exc:  # the safe reader's one line, reworded for the option
             raise ConfigError(f"--fault-map-in: {exc}") from None
         if flat.dtype.kind not in "iu":
             raise ConfigError(f"--fault-map-in {path}: holds {flat.dtype} values, expected integer masks")

@@ -22,23 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from axtrain.errors import ConfigError
-from axtrain.formats.bundle import Bundle, LayerRecord, read_npy
+from axtrain.formats.bundle import Bundle, LayerRecord, read_hex, read_npy
 
 _NAME = re.compile(r"^(?:golden_)?layer_(\d+)\.(hex|npy)$")
-
-
-def read_hex(path: Path, bits: int) -> np.ndarray:
-    """Signed words of a ``$readmemh``-style file (blank lines and ``//`` comments ignored)."""
-    values = []
-    for number, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), start=1):
-        text = line.split("//", 1)[0].strip()
-        if not text:
-            continue
-        if not re.fullmatch(r"[0-9a-fA-F]+", text) or len(text) > bits // 4:
-            raise ConfigError(f"{path}:{number}: {text[:20]!r} is not a {bits}-bit hex word")
-        value = int(text, 16)
-        values.append(value - (1 << bits) if value >> (bits - 1) else value)
-    return np.array(values, dtype=np.int64)
 
 
 def dump_files(dump: Path) -> dict[int, Path]:

@@ -31,7 +31,7 @@ import numpy as np
 from axtrain import atomic
 from axtrain.formats import bundle as fmt
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, MAX_MODE_CODE, MODE_EXACT, OPCODE_BITS, OPS, WORD_BITS, WORD_BYTES, OpSpec
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, MAX_MODE_CODE, MODE_EXACT, OPCODE_BITS, OPS, WORD_BITS, WORD_BYTES, OpSpec, disassemble
 
 PACKAGE = "axtrain_isa_pkg"
 PACKAGE_FILE = f"{PACKAGE}.sv"
@@ -445,8 +445,6 @@ def testbench_images(bundle: fmt.Bundle) -> list[tuple[str, str, int, int, np.nd
 
 def generate(out: Path, arch: Architecture, bundle: fmt.Bundle | None = None, source: str = "", overwrite: bool = False) -> list[str]:
     """Write the generated files into the folder ``out`` atomically; returns their names."""
-    from axtrain.formats.isa import disassemble
-
     files: dict[str, bytes] = {
         PACKAGE_FILE: systemverilog_package(arch, bundle, source).encode("ascii"),
         HEADER_FILE: c_header(arch, bundle, source).encode("ascii"),

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -299,6 +300,21 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
+
+
+def read_hex(path: Path, bits: int) -> np.ndarray:
+    """Signed ``bits``-bit words of a ``$readmemh``-style file (the inverse of :func:`image_hex`; blank
+    lines and ``//`` comments ignored). A line that is not a hex word of that width: BundleError."""
+    values = []
+    for number, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), start=1):
+        text = line.split("//", 1)[0].strip()
+        if not text:
+            continue
+        if not re.fullmatch(r"[0-9a-fA-F]+", text) or len(text) > bits // 4:
+            raise BundleError(f"{path}:{number}: {text[:20]!r} is not a {bits}-bit hex word")
+        value = int(text, 16)
+        values.append(value - (1 << bits) if value >> (bits - 1) else value)
+    return np.array(values, dtype=np.int64)
 
 
 def read_npy_bytes(data: bytes) -> np.ndarray:

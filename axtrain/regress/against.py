@@ -20,6 +20,7 @@ from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.bundle import Bundle, sha256_file
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
 from axtrain.runtime.host_tail import SIGMOID_ATOL, apply_tail, tail_ops
+from axtrain.runtime.interpreter import run_bundle
 
 EXTRA_SEED = 20170205
 
@@ -33,7 +34,7 @@ def extra_inputs(bundle: Bundle, count: int) -> np.ndarray:
 
 def onnx_outputs(model: Path, x: np.ndarray) -> np.ndarray:
     """The model's float32 output for ``x`` (one-line ConfigError when the model does not run)."""
-    from axtrain.trainer.export import bit_exact_session
+    from axtrain.trainer.export import bit_exact_session  # the exporter and onnxruntime: only --against needs them
 
     try:
         session = bit_exact_session(model)
@@ -45,8 +46,6 @@ def onnx_outputs(model: Path, x: np.ndarray) -> np.ndarray:
 
 def verify_against(bundle: Bundle, model: Path, extra: int = 64) -> list[str]:
     """Compare; returns the lines to print, raises BundleError naming the first differing value."""
-    from axtrain.runtime.interpreter import run_bundle
-
     if not model.is_file():
         raise ConfigError(f"--against: {model} does not exist")
     if not 0 <= extra <= 100_000:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bringup"))
 
@@ -66,17 +67,73 @@ def test_selection_is_seeded_keeps_the_ties_input_and_covers_more() -> None:
     assert more.inputs.shape == (600, 6) and np.array_equal(more.inputs[:8], goldens.select_goldens(layers, shape, fmt, 600).inputs[:8])
 
 
-def test_instruction_coverage_counts_data_instructions(tmp_path: Path) -> None:
+def interpreter_coverage(program, arch, weights, bias, dram) -> list[bool | None]:
+    """The definition, instruction by instruction: run the ISA reference interpreter over the goldens
+    and ask of each instruction whether it moved or computed a nonzero value (None: MODE, CONV, END)."""
+    from axtrain.runtime.interpreter import MachineState, local_words_used, step
+
+    state = MachineState(arch, weights, bias, np.array(dram, np.int64), local_words=local_words_used(program))
+    outputs: dict = {}
+    verdicts: list[bool | None] = []
+    for index, ins in enumerate(program):
+        o = ins.operands()
+        op = ins.op
+        value = None
+        if op == "MAC":  # the products, before the step (it does not change its operands)
+            e, k = o["m"] * o["p"], o["k"]
+            value = bool(np.any((state.nlm[:, :e, :k] != 0) & (state.wlm[None, :e, :k] != 0)))
+        step(state, ins, index, outputs)
+        if op == "LDW":
+            value = bool(np.any(state.wb[o["wb"] : o["wb"] + o["rows"] * o["cols"]]))
+        elif op == "LDB":
+            value = bool(np.any(state.bb[o["bb"] : o["bb"] + o["count"]]))
+        elif op in ("LDN", "SYNC"):
+            value = bool(np.any(state.nb[:, o["nb"] : o["nb"] + o["count"]]))
+        elif op == "STN":
+            value = bool(np.any(state.dram_a[:, o["dram"] : o["dram"] + o["count"]]))
+        elif op == "DISTW":
+            value = bool(np.any(state.wlm[: o["m"] * o["p"], : o["k"]]))
+        elif op == "DISTN":
+            value = bool(np.any(state.nlm[:, : o["m"] * o["p"], : o["k"]]))
+        elif op == "RELU":
+            value = bool(np.any(state.acc[:, : o["m"] * o["p"]]))
+        elif op == "REQ":
+            e = np.arange(o["m"] * o["p"])
+            value = bool(np.any(state.nb[:, o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]]))
+        elif op == "POOL":
+            oh, ow = (o["h"] - o["k"]) // o["s"] + 1, (o["w"] - o["k"]) // o["s"] + 1
+            value = bool(np.any(state.nb[:, o["dst"] : o["dst"] + o["c"] * oh * ow]))
+        verdicts.append(value)
+    return verdicts
+
+
+@pytest.mark.parametrize("arch_name", ["default", "tiny"])
+@pytest.mark.parametrize("inputs", ["goldens", "zeros"])
+def test_instruction_coverage_agrees_with_the_interpreter(arch_name: str, inputs: str, tmp_path: Path) -> None:
+    import json
+
     from nets import compile_bundle, export
 
+    from axtrain.formats.arch import Architecture
     from axtrain.formats.bundle import load_bundle
 
+    tiny = Architecture(pe_rows=2, pe_cols=3, weight_buffer_bytes=96, neuron_buffer_bytes=4096, bias_buffer_words=4,
+                        pe_weight_memory_bytes=16, pe_neuron_memory_bytes=16)
     layers, shape = cnn_layers()
-    b = load_bundle(compile_bundle(export(layers, shape, tmp_path / "m.onnx"), tmp_path / "b"))
-    c = b.manifest.golden_coverage
-    data = [ins for ins in b.program if ins.op not in ("MODE", "CONV", "END")]
-    assert c.instructions == len(data) and c.instructions_exercised == len(data) and c.unexercised_instructions == []
-    # All-zero inputs leave the first layer's loads of the input, its DISTN and MAC without data.
-    q = np.zeros((1, b.manifest.activation_words), dtype=np.int64)
-    hit, counted, missed = goldens.instruction_coverage(b.program, b.arch, b.weights, b.bias, q)
-    assert counted == len(data) and hit < counted and missed[0] == 0  # instruction 0 is LDN of the input
+    b = load_bundle(compile_bundle(export(layers, shape, tmp_path / "m.onnx"), tmp_path / "b", tiny if arch_name == "tiny" else None))
+    q = b.load_npy("golden/inputs_int.npy")
+    if inputs == "zeros":  # an all-zero input leaves the input load and the first layer's tiles without data
+        q = np.zeros_like(q[:1])
+    dram = np.zeros((q.shape[0], b.manifest.activation_words), np.int64)
+    dram[:, b.manifest.input.dram : b.manifest.input.dram + q[0].size] = q.reshape(q.shape[0], -1)
+    verdicts = interpreter_coverage(b.program, b.arch, b.weights, b.bias, dram)
+    records = json.loads((b.path / "layers.json").read_text())
+    hit, counted, missed = goldens.instruction_coverage(layers, records, b.program, b.weights, b.bias, q)
+    assert counted == sum(v is not None for v in verdicts)
+    assert hit == sum(bool(v) for v in verdicts)
+    assert missed == [i for i, v in enumerate(verdicts) if v is False][:16]
+    if inputs == "zeros":
+        assert hit < counted  # the comparison covers instructions without data too
+    else:
+        c = b.manifest.golden_coverage
+        assert (c.instructions, c.instructions_exercised, c.unexercised_instructions) == (counted, hit, missed)
