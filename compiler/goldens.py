@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.formats.isa import Instruction
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.hwmodels.layers import QuantizedLayer, accumulate, forward, im2col
 
 GOLDEN_SEED = 20170204  # fixed: the same model always gets the same golden inputs
@@ -197,7 +197,8 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             if layer.op == "dense":
                 patches[i] = a.reshape(n, 1, -1)
             else:
-                patches[i] = im2col(a, *layer.weight.shape[2:], layer.stride, layer.padding)
+                kh, kw = layer.weight.shape[2:]
+                patches[i] = im2col(a, kh, kw, layer.stride, layer.padding)
             accs[i] = accumulate(layer, a).reshape(n, layer.weight.shape[0], -1)
         return patches[i], accs[i]
 
@@ -215,8 +216,8 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
         li = owner.get(index)
         record = records[li] if li is not None else None
         if op == "LDW":
-            rows = np.arange(o["rows"])[:, None] * o["stride"] + np.arange(o["cols"])[None, :]
-            value = nonzero(weights[o["dram"] + rows])
+            block = np.arange(o["rows"])[:, None] * o["stride"] + np.arange(o["cols"])[None, :]
+            value = nonzero(weights[o["dram"] + block])
         elif op == "LDB":
             value = nonzero(bias[o["dram"] : o["dram"] + o["count"]])
             if record is not None and record["bias"] is not None:
