@@ -28,7 +28,6 @@ import json
 import math
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from axtrain.atomic import write_text
@@ -258,5 +257,7 @@ def save_table(table: TechnologyTable, path: str | Path) -> Path:
     path = Path(path)
     data = table.model_dump()
     if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml  # on first use: reading the default table needs no YAML
+
         return write_text(path, yaml.safe_dump(data, sort_keys=False))
     return write_text(path, json.dumps(data, indent=2) + "\n")
