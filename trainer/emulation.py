@@ -190,6 +190,31 @@ def draw_fault_masks(shape: Sequence[int], bits: int, p: float, generator: torch
     count = int(np.prod(shape)) if len(shape) else 1
     if p <= 0.0 or count == 0:
         return torch.zeros(tuple(shape), dtype=torch.int64)
+    if bits > 63:  # int64 masks (the reference's own limit)
+        return draw_fault_masks_reference(shape, bits, p, generator)
+    # The same uniforms as the reference; the flags are packed eight at a time by one multiply:
+    # a row of eight 0/1 bytes read as a little-endian uint64 has flag j at bit 8j, and times
+    # _PACK8 (bits 56, 49, ..., 7) flag j lands on bit 56 + j while every cross term lands on its
+    # own bit below 56 or past 63 (no carries), so the top byte is the packed mask.
+    uniforms = torch.rand((count, bits), generator=generator).numpy()
+    groups = (bits + 7) // 8
+    flags = np.zeros((count, 8 * groups), dtype=np.uint8)
+    np.less(uniforms, p, out=flags[:, :bits], casting="unsafe")
+    octets = flags.view("<u8")  # [count, groups]
+    masks = np.zeros(count, dtype=np.uint64)
+    for group in range(groups):
+        masks |= ((octets[:, group] * _PACK8) >> np.uint64(56)) << np.uint64(8 * group)
+    return torch.from_numpy(masks.view(np.int64)).reshape(tuple(shape))
+
+
+_PACK8 = np.uint64(0x0102040810204080)
+
+
+def draw_fault_masks_reference(shape: Sequence[int], bits: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """The definition of :func:`draw_fault_masks`: per-bit flags weighted by ``2**j`` and summed."""
+    count = int(np.prod(shape)) if len(shape) else 1
+    if p <= 0.0 or count == 0:
+        return torch.zeros(tuple(shape), dtype=torch.int64)
     flips = torch.rand((count, bits), generator=generator) < p
     weights = torch.tensor([1 << j for j in range(bits)], dtype=torch.int64)
     return (flips.to(torch.int64) * weights).sum(dim=1).reshape(tuple(shape))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import axtrain.trainer.emulation as emulation
-from axtrain.trainer.emulation import FaultSource, drum_transform, drum_transform_reference, emulate, ste_mask, ste_mask_reference
+from axtrain.trainer.emulation import FaultSource, draw_fault_masks, draw_fault_masks_reference, drum_transform, drum_transform_reference, emulate, ste_mask, ste_mask_reference
 from axtrain.trainer.hardware import calibrate
 
 INT_VIEW = {torch.float32: torch.int32, torch.float64: torch.int64}
@@ -87,3 +87,12 @@ def test_per_neuron_modes_take_the_reference_path_and_still_train() -> None:
     out_f, grads_f = _step(model, layers, x, y, fused=True, seed=None)
     out_r, grads_r = _step(model, layers, x, y, fused=False, seed=None)
     assert _same_bits(out_f, out_r) and all(_same_bits(a, b) for a, b in zip(grads_f, grads_r))
+
+
+@pytest.mark.parametrize("bits", [4, 7, 8, 9, 12, 16, 24, 40])
+def test_packed_fault_masks_equal_the_reference(bits: int) -> None:
+    for p in (0.002, 0.05, 0.5, 0.999):
+        fast = draw_fault_masks((23, 17), bits, p, torch.Generator().manual_seed(bits))
+        slow = draw_fault_masks_reference((23, 17), bits, p, torch.Generator().manual_seed(bits))
+        assert fast.dtype == slow.dtype == torch.int64 and torch.equal(fast, slow), p
+        assert int(fast.max()) < (1 << bits) and (p < 0.5 or int(fast.max()) > 0)
