@@ -15,16 +15,22 @@ from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), help="Architecture YAML/JSON (defaults: docs/compiler.md).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle directory.")
-def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool) -> None:
+@click.option("--max-elements", type=int, default=None, metavar="N",
+              help="Allow initializers of up to N elements each and in all (default: 16,777,216 each, 33,554,432 in all; "
+                   "at most what the ISA addresses and this machine's memory compiles, see docs/hardening.md).")
+def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool, max_elements: int | None) -> None:
     """Compile MODEL (QDQ ONNX, power-of-two scales) into a FlexFlow bundle."""
     from axtrain.compiler.package import write_compiled_bundle
     from axtrain.compiler.pipeline import compile_model
     from axtrain.errors import ConfigError
 
+    from axtrain.limits import model_element_limits
+
+    model_element_limits(max_elements, ConfigError)  # a bad value is refused before anything is read
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
-    ir = compile_model(model, arch)
+    ir = compile_model(model, arch, max_elements)
     write_compiled_bundle(ir, out, overwrite=force)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(

@@ -38,13 +38,16 @@ def run_passes(ir: CompilerIR, passes: tuple[tuple[str, Pass], ...] = PASSES) ->
     return ir
 
 
-def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH) -> CompilerIR:
-    """ONNX file -> the fully compiled IR (program, images, layer table inputs)."""
-    return run_passes(import_onnx(model_path, arch))
+def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH, max_elements: int | None = None) -> CompilerIR:
+    """ONNX file -> the fully compiled IR (program, images, layer table inputs). ``max_elements``
+    raises the model-size limits (:func:`axtrain.limits.model_element_limits`)."""
+    return run_passes(import_onnx(model_path, arch, max_elements))
 
 
-def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False) -> Path:
+def compile_to_bundle(
+    model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False, max_elements: int | None = None
+) -> Path:
     """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
     from axtrain.compiler.package import write_compiled_bundle
 
-    return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite)
+    return write_compiled_bundle(compile_model(model_path, arch, max_elements), out, overwrite=overwrite)
