@@ -58,6 +58,9 @@ def _attribute(attr: Any) -> Any:
     return value
 
 
+_RAISE_HINT = " (axtrain compile --max-elements raises the limit)"
+
+
 def _check_declared_sizes(model: Any, source: Path, max_elements: int | None = None) -> None:
     """Every initializer's declared shape within the limits (axtrain/limits.py; ``max_elements``
     raises both, see :func:`axtrain.limits.model_element_limits`), and its inline bytes equal to
@@ -66,11 +69,13 @@ def _check_declared_sizes(model: Any, source: Path, max_elements: int | None = N
     total = 0
     for tensor in model.graph.initializer:
         what = f"{source}: initializer '{tensor.name}'"
-        count = element_count(tensor.dims, what, OnnxError, per_tensor)
+        try:
+            count = element_count(tensor.dims, what, OnnxError, per_tensor)
+        except OnnxError as exc:
+            raise OnnxError(f"{exc}{_RAISE_HINT if max_elements is None else ''}") from None
         total += count
         if total > in_all:
-            raise OnnxError(f"{source}: the initializers declare more than {in_all} elements in all"
-                            + ("" if max_elements is not None else " (axtrain compile --max-elements raises the limit)"))
+            raise OnnxError(f"{source}: the initializers declare more than {in_all} elements in all{_RAISE_HINT if max_elements is None else ''}")
         item = _ITEM_BYTES.get(tensor.data_type)
         if item is not None and tensor.HasField("raw_data") and len(tensor.raw_data) != count * item:
             raise OnnxError(f"{what}: holds {len(tensor.raw_data)} bytes of data, its shape {list(tensor.dims)} needs {count * item}")
