@@ -98,7 +98,7 @@ def plot(summary: dict, apps: tuple[str, ...], path: Path) -> Path:
             values.append(m + [float(np.mean(m))])
             errors.append(s + [float(np.sqrt(np.mean(np.square(s))))])
         groups = [f"{a}\n{voltages(a)[level] * 1000:.0f} mV" for a in apps] + ["Average"]
-        panels.append(Panel(f"{level} voltage", "accuracy (mean ± std over runs)", groups, METHODS, values, errors, ylim=(0, 1.05)))
+        panels.append(Panel(f"{level} voltage", "accuracy (mean ± std over runs)", groups, METHODS, values, errors, extra={"zoom": True}))
     return grouped_bars(panels, path, TITLE)
 
 
