@@ -400,19 +400,34 @@ def _validation_line(exc: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {err['msg']}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
 
 
-def verify_hashes(path: Path, files: dict[str, str]) -> None:
-    """Every required file is listed and present, and every listed file matches its sha256."""
+def verify_hashes(path: Path, files: dict[str, str], keep: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every required file is listed and present, and every listed file matches its sha256.
+
+    The files named in ``keep`` are read whole once and their bytes returned (the ones the caller
+    parses next: it parses exactly the bytes that were verified, and reads them once); the others
+    are hashed as a stream in 1 MiB blocks."""
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"{path}: manifest lists no hash for {name}")
+    kept: dict[str, bytes] = {}
     for name, expected in sorted(files.items()):
         file = (path / name).resolve()
         if not file.is_relative_to(path.resolve()):
             raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
         if not file.is_file():
             raise BundleError(f"{path}: {name} is missing")
-        if sha256_file(file) != expected:
+        if name in keep:
+            kept[name] = file.read_bytes()
+            actual = sha256_bytes(kept[name])
+        else:
+            actual = sha256_file(file)
+        if actual != expected:
             raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
+    return kept
+
+
+#: The files load_bundle parses whole: read once, while their hashes are checked.
+_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -432,7 +447,7 @@ def load_bundle(path: str | Path) -> Bundle:
     files = raw.get("files")
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
-    verify_hashes(root, files)
+    verified = verify_hashes(root, files, keep=_READ_WHOLE)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -458,27 +473,31 @@ def load_bundle(path: str | Path) -> Bundle:
     for what, shape in (("input", manifest.input.shape), ("output", manifest.output.shape)):
         element_count(shape, f"{root / MANIFEST}: {what} shape", BundleError)
     element_count([manifest.activation_words], f"{root / MANIFEST}: activation_words", BundleError)
-    program_bytes = (root / PROGRAM_BIN).read_bytes()
+    program_bytes = verified[PROGRAM_BIN]
     program = decode_program(program_bytes)
     if manifest.weight_word_bits != arch.weight_word_bits or manifest.bias_word_bits != BIAS_WORD_BITS:
         raise BundleError(f"{root}: manifest word widths disagree with arch.json")
-    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
-    bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
+    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
+    bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words, verified[BIAS_BIN])
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
-    _check_derived(root, program, weights, manifest.weight_word_bits, bias)
+    _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
     return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
 
 
-def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
+def _check_derived(
+    root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray, verified: dict[str, bytes] | None = None
+) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
     from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
-        if not image_hex_matches((root / name).read_bytes(), words, bits):
+        text = verified[name] if verified and name in verified else (root / name).read_bytes()
+        if not image_hex_matches(text, words, bits):
             raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
     try:
-        text = (root / PROGRAM_ASM).read_text(encoding="utf-8")
+        raw = verified[PROGRAM_ASM] if verified and PROGRAM_ASM in verified else (root / PROGRAM_ASM).read_bytes()
+        text = raw.decode("utf-8")
         if listing_is_canonical(text, program):
             return  # the compiler's own listing: parsing it would give `program` again
         listed = parse_assembly(text)
@@ -498,8 +517,8 @@ def listing_is_canonical(text: str, program: list[Instruction]) -> bool:
     return len(lines) == len(program) and all(code == str(instruction) for code, instruction in zip(lines, program))
 
 
-def _read_image(path: Path, word_bits: int, words: int) -> np.ndarray:
-    data = path.read_bytes()
+def _read_image(path: Path, word_bits: int, words: int, data: bytes | None = None) -> np.ndarray:
+    data = path.read_bytes() if data is None else data
     size = word_bits // 8
     if len(data) != words * size:
         raise BundleError(f"{path}: {len(data)} bytes, the manifest says {words} words of {word_bits} bits")
