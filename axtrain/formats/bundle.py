@@ -32,12 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
 FORMAT_VERSION = "1"
-BIAS_WORD_BITS = 32
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"

@@ -53,12 +53,12 @@ HET = "het"  # setting prefix of a heterogeneous plan: "het K1-net" = the plan e
 def _candidates(profile: Profile, app: str, seed: int) -> dict[tuple[str, str, str], Cell]:
     """(method, axis, setting) -> simulate cell. setting: a mode name or a voltage in mV."""
     bp = nets.bp(profile, app, seed)
-    out = {("BP", "compute", "exact"): nets.simulate(profile, bp, app, seed, "exact", 1.1)}
+    out = {("BP", "compute", "exact"): nets.simulate(profile, bp, app, seed, "exact", NOMINAL_VOLTAGE)}
     for mode in MODES:
-        out[("BP", "compute", mode)] = nets.simulate(profile, bp, app, seed, mode, 1.1)
-        out[("AxTrain", "compute", mode)] = nets.simulate(profile, nets.axtrain(profile, app, seed, multiplier=mode), app, seed, mode, 1.1)
+        out[("BP", "compute", mode)] = nets.simulate(profile, bp, app, seed, mode, NOMINAL_VOLTAGE)
+        out[("AxTrain", "compute", mode)] = nets.simulate(profile, nets.axtrain(profile, app, seed, multiplier=mode), app, seed, mode, NOMINAL_VOLTAGE)
     for mode in APPROXANN_MODES:
-        out[("ApproxAnn", "compute", mode)] = nets.simulate(profile, nets.approxann(profile, app, seed, "bp", mode), app, seed, None, 1.1)
+        out[("ApproxAnn", "compute", mode)] = nets.simulate(profile, nets.approxann(profile, app, seed, "bp", mode), app, seed, None, NOMINAL_VOLTAGE)
     for v in voltages(app).values():
         tag = f"{v * 1000:.0f} mV"
         out[("BP", "storage", tag)] = nets.simulate(profile, bp, app, seed, "exact", v)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce.cells import Cell, CellStore
 
 
@@ -106,7 +107,7 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
     out = {}
     for mode in p["modes"]:
-        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=1.1)
+        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=NOMINAL_VOLTAGE)
         out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error}
     return {"modes": out, "n_test": int(y.shape[0])}
 
@@ -245,7 +246,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     if keep is not None:
         x_sel, y_sel = x_sel[keep], y_sel[keep]
     x_sel, y_sel = np.asarray(x_sel, dtype=np.float32), np.asarray(y_sel, dtype=np.int64)
-    reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
+    reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, runs=1, seed=p["seed"]).accuracy_mean
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
         reference_accuracy=float(reference_accuracy),
