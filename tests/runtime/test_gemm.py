@@ -42,3 +42,32 @@ def test_the_split_path_is_the_one_taken_for_wide_8bit_layers() -> None:
     out = exact_matmul(a.astype(np.float32), b.astype(np.float32), bound)
     assert np.abs(a @ b).max() > F32_EXACT  # beyond float32's exact integers in one product
     assert out.dtype == np.float64 and np.array_equal(out.astype(np.int64), a @ b)
+
+
+def test_a_wide_layer_runs_in_float32_pieces_and_equals_the_interpreter(tmp_path, monkeypatch) -> None:
+    # fan-in 1800, 8-bit activations and weights: 1800 * 128 * 100 > 2**24, so before the pieces this
+    # layer was one float64 GEMM; now its MACs run through runtime.gemm and must give the same integers.
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
+    from axtrain.runtime import execute
+    from axtrain.runtime.execute import FastExecutor, place_inputs
+    from axtrain.runtime.interpreter import run_program
+
+    from .conftest import compile_layers, dense
+
+    rng = np.random.default_rng(11)
+    layers = [dense(rng, "wide", 6, 1800, F(8, 2), F(8, -6)), dense(rng, "out", 3, 6, F(8, -6), F(8, -4), relu=False)]
+    bundle = load_bundle(compile_layers(layers, (1800,), tmp_path / "wide"))
+    x = rng.uniform(-40, 40, size=(5, 1800)).astype(np.float32)
+    m = bundle.manifest
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words, dtype=np.float32)
+    pieces = []
+    original = execute._gemm_pieces
+    monkeypatch.setattr(execute, "_gemm_pieces", lambda *a: pieces.append(a[2]) or original(*a))
+    executor = FastExecutor(bundle.program, bundle.arch)
+    final, outputs = executor.run(executor.prepare(bundle.weights, bundle.bias), dram, collect=True)
+    reference = run_program(bundle.program, bundle.arch, bundle.weights, bundle.bias, dram.astype(np.int64))
+    assert pieces and max(pieces) >= F32_EXACT  # the wide layer took the pieces path
+    assert np.array_equal(final, reference.dram_a)
+    assert all(np.array_equal(outputs[i], reference.layer_outputs[i]) for i in reference.layer_outputs)
+    assert np.abs(outputs[0]).max() > 0
