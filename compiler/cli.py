@@ -23,15 +23,16 @@ def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool,
     from axtrain.compiler.package import write_compiled_bundle
     from axtrain.compiler.pipeline import compile_model
     from axtrain.errors import ConfigError
-
     from axtrain.limits import model_element_limits
+    from axtrain.locks import output_lock
 
     model_element_limits(max_elements, ConfigError)  # a bad value is refused before anything is read
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
-    if out.exists() and not force:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
-    ir = compile_model(model, arch, max_elements)
-    write_compiled_bundle(ir, out, overwrite=force)
+    with output_lock(out):
+        if out.exists() and not force:
+            raise ConfigError(f"{out} already exists (use --force to replace it)")
+        ir = compile_model(model, arch, max_elements)
+        write_compiled_bundle(ir, out, overwrite=force)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
         f"compiled {model.name}: {len(ir.layers)} layers, {len(ir.emitted.program)} instructions, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from axtrain.errors import AxTrainError, ConfigError
 from axtrain.formats.yamltext import read_mapping
@@ -41,9 +41,10 @@ _FALLBACK_DEFAULTS: dict[str, Any] = {
 
 
 class TrainConfig(BaseModel):
-    """Everything that determines a training run. Frozen; unknown keys are errors."""
+    """Everything that determines a training run. Frozen; unknown keys are errors, so are NaN,
+    infinity and integers past :data:`axtrain.limits.TRAIN_CONFIG_BOUNDS`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     app: str = Field(description="application name (axtrain.datasets.APPLICATIONS), e.g. 'breast-cancer'")
     method: Method = Field("bp", description="training method: bp, act, pas, axtrain or approxann")
@@ -110,6 +111,16 @@ class TrainConfig(BaseModel):
         except AxTrainError as exc:
             raise ValueError(str(exc)) from None
         return float(value)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "TrainConfig":
+        from axtrain.limits import TRAIN_CONFIG_BOUNDS
+
+        for name, limit in TRAIN_CONFIG_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise ValueError(f"{name} = {value} exceeds the limit of {limit}")
+        return self
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` default filled from the application's defaults."""

@@ -51,24 +51,45 @@ def explore(
 ) -> None:
     """Search per-layer multiplier modes and the weight-SRAM voltage of BUNDLE for the lowest energy
     per inference within --max-loss of the baseline (first mode, first voltage) accuracy."""
-    from axtrain import atomic
-    from axtrain.datasets import load
-    from axtrain.datasets.split import split_validation
-    from axtrain.explore.replan import apply_plan, write_replanned
-    from axtrain.explore.search import explore as run_search, format_table, parse_modes, parse_voltages
-    from axtrain.formats.bundle import load_bundle
-    from axtrain.runtime.simulation import simulate
+    from axtrain.datasets.applications import APPLICATIONS, unknown_application_message
+    from axtrain.errors import DataError
+    from axtrain.explore.search import parse_modes, parse_voltages
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+    from axtrain.locks import output_locks
 
     if runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {runs}")
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
     if not 0.0 <= max_loss <= 1.0:
         raise ConfigError(f"--max-loss must be a fraction in [0, 1], got {max_loss}")
     mode_list = parse_modes(_split_list(modes, "--modes"))
     volt_list = parse_voltages(_floats(voltages, "--voltages"))
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
+    if app not in APPLICATIONS:  # before the lock creates anything
+        raise DataError(unknown_application_message(app))
+    if report_file is not None and report_file.resolve() == out.resolve():
+        raise ConfigError(f"--report and --out name the same path {out}; give each its own")
+    with output_locks((out, False), (report_file, False)):
+        _explore(bundle, app, out, max_loss, runs, seed, mode_list, volt_list, split_seed, report_file, force)
+
+
+def _explore(
+    bundle: Path, app: str, out: Path, max_loss: float, runs: int, seed: int, mode_list: list, volt_list: list,
+    split_seed: int | None, report_file: Path | None, force: bool,
+) -> None:
+    from axtrain import atomic
+    from axtrain.datasets import load
+    from axtrain.datasets.split import split_validation
+    from axtrain.explore.replan import apply_plan, write_replanned
+    from axtrain.explore.search import explore as run_search, format_table
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.runtime.simulation import simulate
+
     b = load_bundle(bundle)
     if split_seed is None:
         split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
