@@ -212,7 +212,7 @@ def _unsigned_low_bits(words: np.ndarray, word_bits: int) -> np.ndarray:
         values = values.astype(np.int64)
     # Integer casts to unsigned wrap (two's complement low bits); numpy gathers fastest by uint8 index.
     unsigned = np.uint8 if word_bits <= 8 else np.uint16
-    narrow = values.view(unsigned) if values.dtype.itemsize == 1 else values.astype(unsigned)
+    narrow = values.view(unsigned) if values.dtype.itemsize == np.dtype(unsigned).itemsize else values.astype(unsigned)
     return narrow if word_bits == 8 * narrow.dtype.itemsize else narrow & unsigned((1 << word_bits) - 1)
 
 
@@ -552,8 +552,10 @@ def _check_derived(
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
     from axtrain.formats.isa import parse_assembly
 
-    for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
+    for name, binary, words, bits in ((WEIGHTS_HEX, WEIGHTS_BIN, weights, weight_bits), (BIAS_HEX, BIAS_BIN, bias, BIAS_WORD_BITS)):
         text = verified[name] if verified and name in verified else (root / name).read_bytes()
+        if verified and binary in verified and len(verified[binary]) == words.size * (bits // 8):
+            words = np.frombuffer(verified[binary], dtype=image_dtype(bits))  # the same words, narrow: no int64 pass
         if not image_hex_matches(text, words, bits):
             raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
     try:
