@@ -137,7 +137,7 @@ COMPILE_BYTES_PER_ELEMENT = 128
 
 def machine_memory_bytes() -> int | None:
     """Physical memory of this machine (None where the OS does not say)."""
-    import os
+    import os  # here: the rest of this module imports nothing beyond the standard math/typing
 
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))

@@ -44,6 +44,7 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.trainer.emulation_fused import FusedDense, fused_applicable
+from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
 
 # Mantissa widths of the float types the transform works on.
 _MANTISSA = {torch.float32: (23, torch.int32), torch.float64: (52, torch.int64)}
@@ -67,24 +68,6 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         return ste_mask(grad).to(ctx.input_dtype), None
-
-
-def ste_mask(grad: torch.Tensor) -> torch.Tensor:
-    """The paper's straight-through gradient: pass ``grad`` where ``|grad| < 1``, zero elsewhere.
-
-    The same bits as :func:`ste_mask_reference` (the definition) for every value, NaN and infinities
-    included, in float arithmetic only: ``1 - min(floor(|g|), 1)`` is exactly 1.0 where ``|g| < 1``
-    and 0.0 elsewhere (NaN where ``g`` is NaN, which the product turns into NaN either way). Torch's
-    comparisons and boolean masks cost several times an arithmetic pass on the CPU.
-    """
-    mask = grad.abs()
-    mask.floor_().clamp_(max=1.0).neg_().add_(1.0)
-    return grad * mask
-
-
-def ste_mask_reference(grad: torch.Tensor) -> torch.Tensor:
-    """The definition of :func:`ste_mask`: ``grad * 1[|grad| < 1]``."""
-    return grad * (grad.abs() < 1).to(grad.dtype)
 
 
 def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

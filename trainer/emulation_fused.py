@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import torch
 
+from axtrain.trainer.ste import ste_mask
+
 
 def _ste(grad: torch.Tensor) -> torch.Tensor:
-    from axtrain.trainer.emulation import ste_mask
-
     return ste_mask(grad)
 
 

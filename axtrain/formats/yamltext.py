@@ -20,7 +20,7 @@ from axtrain.errors import ConfigError
 def load_yaml(text: str) -> Any:
     """The value of one YAML document (``safe_load`` semantics). Raises yaml.YAMLError,
     ValueError (e.g. an integer past Python's 4,300 digits) or RecursionError on hostile input."""
-    import yaml
+    import yaml  # on first use: simulate and compile read JSON files only (start-up, issue 15)
 
     loader = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader, C or Python
@@ -44,7 +44,7 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if kind == "JSON":
         yaml_error: type[Exception] = ValueError
     else:
-        import yaml
+        import yaml  # on first use, as in load_yaml
 
         yaml_error = yaml.YAMLError
     try:
