@@ -77,8 +77,13 @@ def compile_model(
 
 
 def compile_to_bundle(
-    model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False, max_elements: int | None = None
+    model_path: str | Path,
+    out: str | Path,
+    arch: Architecture = DEFAULT_ARCH,
+    overwrite: bool = False,
+    golden_count: int = 8,
+    max_elements: int | None = None,
 ) -> Path:
     """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
 
-    return write_compiled_bundle(compile_model(model_path, arch, max_elements=max_elements), out, overwrite=overwrite)
+    return write_compiled_bundle(compile_model(model_path, arch, max_elements=max_elements), out, overwrite=overwrite, golden_count=golden_count)
