@@ -144,13 +144,14 @@ def run(quick: bool = False) -> list[Result]:
             started = time.perf_counter()
             compile_to_bundle(onnx_path, bundle_path, overwrite=True)
             t_compile = time.perf_counter() - started
-            t_load = _best(lambda: load_bundle(bundle_path), 2)
+            t_load = _best(lambda path=bundle_path: load_bundle(path), 2)
             bundle = load_bundle(bundle_path)
             macs = sum(layer.macs for layer in bundle.layers)
             session = bit_exact_session(onnx_path)
             name = session.get_inputs()[0].name
-            t_sim_in = _best(lambda: simulate(bundle, x, np.zeros(count, dtype=np.int64)), rounds)
-            t_ort_in = _best(lambda: session.run(None, {name: x}), rounds)
+            labels = np.zeros(count, dtype=np.int64)
+            t_sim_in = _best(lambda b=bundle, xs=x, ys=labels: simulate(b, xs, ys), rounds)
+            t_ort_in = _best(lambda s=session, n=name, xs=x: s.run(None, {n: xs}), rounds)
             del bundle, session
             t_sim, t_ort = float("inf"), float("inf")
             for _ in range(rounds):  # alternated

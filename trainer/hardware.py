@@ -105,7 +105,7 @@ class _RangesMemo:
         if model_ref() is not model or x_ref() is not x or structure != tuple(map(id, model)) or data_key != self._data_key(x, batch_size):
             return None
         current = list(model.parameters())
-        if len(current) != len(params) or not all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(current, params)):
+        if len(current) != len(params) or not all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(current, params, strict=True)):
             return None
         return result[0], list(result[1])
 

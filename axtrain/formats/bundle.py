@@ -296,9 +296,12 @@ def _unsigned_low_bits(words: np.ndarray, word_bits: int) -> np.ndarray:
     if values.dtype.kind not in "iu":
         values = values.astype(np.int64)
     # Integer casts to unsigned wrap (two's complement low bits); numpy gathers fastest by uint8 index.
-    unsigned = np.uint8 if word_bits <= 8 else np.uint16
-    narrow = values.view(unsigned) if values.dtype.itemsize == np.dtype(unsigned).itemsize else values.astype(unsigned)
-    return narrow if word_bits == 8 * narrow.dtype.itemsize else narrow & unsigned((1 << word_bits) - 1)
+    unsigned = np.dtype(np.uint8 if word_bits <= 8 else np.uint16)
+    narrow: np.ndarray = values.view(unsigned) if values.dtype.itemsize == unsigned.itemsize else values.astype(unsigned)
+    if word_bits == 8 * narrow.dtype.itemsize:
+        return narrow
+    masked: np.ndarray = np.bitwise_and(narrow, np.asarray((1 << word_bits) - 1, dtype=unsigned))
+    return masked
 
 
 def _hex_records(words: np.ndarray, word_bits: int) -> np.ndarray:
@@ -306,7 +309,8 @@ def _hex_records(words: np.ndarray, word_bits: int) -> np.ndarray:
     record, table = _hex_lines(word_bits)
     index = _unsigned_low_bits(words, word_bits)
     if record.names is None:
-        return table[index]
+        whole: np.ndarray = table[index]
+        return whole
     lines = np.empty(index.size, dtype=record)
     lines["digits"] = table[index]
     lines["newline"] = ord("\n")
@@ -759,10 +763,10 @@ def _check_derived(
             raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
     try:
         raw = verified[PROGRAM_ASM] if verified and PROGRAM_ASM in verified else (root / PROGRAM_ASM).read_bytes()
-        text = raw.decode("utf-8")
-        if listing_is_canonical(text, program):
+        listing = raw.decode("utf-8")
+        if listing_is_canonical(listing, program):
             return  # the compiler's own listing: parsing it would give `program` again
-        listed = parse_assembly(text)
+        listed = parse_assembly(listing)
     except (BundleError, UnicodeDecodeError) as exc:
         raise BundleError(f"{root / PROGRAM_ASM}: not a readable listing ({exc})") from None
     if listed != program:
@@ -776,7 +780,7 @@ def listing_is_canonical(text: str, program: list[Instruction]) -> bool:
     so a bundle opened by the runtime need not parse its listing; any other text is parsed."""
     lines = [code.strip() for code in (line.split(";", 1)[0] for line in text.splitlines())]
     lines = [code for code in lines if code]
-    return len(lines) == len(program) and all(code == str(instruction) for code, instruction in zip(lines, program))
+    return len(lines) == len(program) and all(code == str(instruction) for code, instruction in zip(lines, program, strict=True))
 
 
 def _read_image(path: Path, word_bits: int, words: int, data: bytes | None = None) -> np.ndarray:

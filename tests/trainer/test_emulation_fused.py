@@ -12,7 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import axtrain.trainer.emulation as emulation
-from axtrain.trainer.emulation import FaultSource, draw_fault_masks, draw_fault_masks_reference, drum_transform, drum_transform_reference, emulate, ste_mask, ste_mask_reference
+from axtrain.trainer.emulation import (
+    FaultSource,
+    draw_fault_masks,
+    draw_fault_masks_reference,
+    drum_transform,
+    drum_transform_reference,
+    emulate,
+    ste_mask,
+    ste_mask_reference,
+)
 from axtrain.trainer.hardware import calibrate
 
 INT_VIEW = {torch.float32: torch.int32, torch.float64: torch.int64}
@@ -72,11 +81,11 @@ def test_fused_dense_equals_the_reference_in_values_and_gradients(multiplier: st
         out_f, grads_f = _step(model, layers, x, y, fused=True, seed=seed)
         out_r, grads_r = _step(reference, layers, x, y, fused=False, seed=seed)
         assert _same_bits(out_f, out_r), step
-        assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r)), step
+        assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True)), step
         assert any(bool(g.abs().sum() > 0) for g in grads_f)  # something was learnt from
         for optimiser in optimisers:
             optimiser.step()
-    assert all(_same_bits(a.detach(), b.detach()) for a, b in zip(model.parameters(), reference.parameters()))
+    assert all(_same_bits(a.detach(), b.detach()) for a, b in zip(model.parameters(), reference.parameters(), strict=True))
 
 
 def test_per_neuron_modes_take_the_reference_path_and_still_train() -> None:
@@ -86,7 +95,7 @@ def test_per_neuron_modes_take_the_reference_path_and_still_train() -> None:
     layers = calibrate(model, x, multipliers=[["exact", "drum:2", "drum:2", "drum:4"], "drum:1"])
     out_f, grads_f = _step(model, layers, x, y, fused=True, seed=None)
     out_r, grads_r = _step(model, layers, x, y, fused=False, seed=None)
-    assert _same_bits(out_f, out_r) and all(_same_bits(a, b) for a, b in zip(grads_f, grads_r))
+    assert _same_bits(out_f, out_r) and all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True))
 
 
 @pytest.mark.parametrize("bits", [4, 7, 8, 9, 12, 16, 24, 40])
