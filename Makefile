@@ -31,5 +31,5 @@ test-all: $(STAMP)  ## every test
 bench: $(STAMP)  ## performance ratios against baselines measured in the same run
 	$(PY) -m benchmarks
 
-clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+clean:  ## remove the virtual environment, build output and what the demo and the Tour write (out/, runs/)
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache out runs

@@ -106,9 +106,9 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         fmt.PROGRAM_BIN: encode_program(program),
         fmt.PROGRAM_ASM: listing(program, notes).encode("utf-8"),
         fmt.WEIGHTS_BIN: fmt.image_bytes(e.weight_image, arch.weight_word_bits),
-        fmt.WEIGHTS_HEX: fmt.image_hex(e.weight_image, arch.weight_word_bits).encode("ascii"),
+        fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
         fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
-        fmt.BIAS_HEX: fmt.image_hex(e.bias_image, fmt.BIAS_WORD_BITS).encode("ascii"),
+        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
     x = golden_inputs(ir)

@@ -17,9 +17,9 @@ import numpy as np
 from axtrain.errors import HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, transform_operand
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 
 LayerOp = Literal["dense", "conv", "maxpool", "flatten"]
-NOMINAL_SRAM_VOLTAGE = 1.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +41,7 @@ class QuantizedLayer:
     bias: np.ndarray | None = None
     relu: bool = False
     multipliers: tuple[MultiplierMode, ...] = (EXACT,)
-    sram_voltage: float = NOMINAL_SRAM_VOLTAGE
+    sram_voltage: float = NOMINAL_VOLTAGE
     stride: int = 1  # conv and maxpool
     padding: int = 0  # conv: zero padding on every side
     kernel: int = 2  # maxpool window (square)

@@ -15,7 +15,7 @@ import numpy as np
 
 from axtrain.errors import HardwareModelError
 
-NOMINAL_VOLTAGE = 1.1
+NOMINAL_VOLTAGE = 1.1  # V: the SRAM supply at which no bit flips; the one statement of the nominal voltage
 # (voltage in volts, bit-error rate), ascending voltage. Source: the AxTrain paper's NTV SRAM model.
 CALIBRATION: tuple[tuple[float, float], ...] = ((0.40, 1e-1), (0.66, 1e-2), (0.85, 1e-3))
 MIN_VOLTAGE = CALIBRATION[0][0]

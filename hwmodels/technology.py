@@ -58,7 +58,7 @@ class TechnologyTable(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     nominal_voltage_v: float = Field(
-        1.1, gt=0, description="Nominal supply voltage, V. 65 nm-class nominal; the NTV SRAM model's error-free point (hwmodels.ntv)."
+        ntv.NOMINAL_VOLTAGE, gt=0, description="Nominal supply voltage, V. 65 nm-class nominal; the NTV SRAM model's error-free point (hwmodels.ntv)."
     )
     clock_frequency_hz: float = Field(
         1.0e9, gt=0, description="Clock frequency, Hz. DianNao (Chen et al., ASPLOS 2014) runs at 0.98 GHz in 65 nm; rounded to 1 GHz."

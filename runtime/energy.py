@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import BIAS_WORD_BITS
 from axtrain.hwmodels.technology import TechnologyTable
 from axtrain.runtime.events import Events, split_access_key, split_multiply_key
-
-BIAS_WORD_BITS = 32
 
 
 @dataclass(frozen=True)

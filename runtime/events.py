@@ -15,15 +15,16 @@ operand width).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import LayerRecord
 from axtrain.formats.isa import Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
-from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE
 from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
+from axtrain.runtime.overrides import Overrides, RunPlan, apply_overrides
 
 MEMORIES = ("weight_buffer", "neuron_buffer", "bias_buffer", "weight_local", "neuron_local")
 
@@ -108,13 +109,39 @@ class Events:
 
 @dataclass(frozen=True)
 class InstructionContext:
-    """What an instruction's events depend on besides its operands: its layer's weight-SRAM voltage,
-    the operand width of its multipliers, and the multiplier override of the run."""
+    """What an instruction's events depend on besides its operands: its layer's weight-SRAM voltage
+    and the operand width of its multipliers.
+
+    ``mode_override`` serves callers that hold a bundle's own program: the cycle simulators apply it
+    with :func:`~axtrain.runtime.overrides.override_program` before stepping (a context built from a
+    :class:`~axtrain.runtime.overrides.RunPlan` has none: its program is already rewritten)."""
 
     voltages: tuple[float, ...]  # per instruction: the weight SRAM voltage in effect
     operand_bits: tuple[int, ...]  # per instruction: multiplier operand width (MAC)
     mode_override: MultiplierMode | None = None
-    nominal_voltage: float = NOMINAL_SRAM_VOLTAGE
+    nominal_voltage: float = NOMINAL_VOLTAGE
+
+
+def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
+    """Per-instruction voltage and operand width of a run plan (``layers[i].program`` ranges).
+
+    An instruction outside every layer's range (the prologue LDN, the epilogue STN/END) runs with the
+    weight SRAM at the plan's idle voltage (nominal unless overridden). The operand width of a layer's
+    multipliers is the wider of its input and weight formats (a multiplier sized to the layer's
+    precision, docs/runtime.md); without a layer table it is the neuron word.
+    """
+    n = len(plan.program)
+    voltages = [plan.idle_voltage] * n
+    bits = [arch.neuron_word_bits] * n
+    for layer in plan.layers:
+        first, end = layer.program
+        width = FixedPointFormat.parse(layer.input_format).bits
+        if layer.weight_format is not None:
+            width = max(width, FixedPointFormat.parse(layer.weight_format).bits)
+        for index in range(max(0, first), min(n, end)):
+            voltages[index] = layer.sram_voltage
+            bits[index] = width
+    return InstructionContext(tuple(voltages), tuple(bits))
 
 
 def instruction_context(
@@ -124,24 +151,7 @@ def instruction_context(
     mode_override: MultiplierMode | None = None,
     sram_voltage: float | None = None,
 ) -> InstructionContext:
-    """Per-instruction voltage and operand width from the layer table (``layers[i].program`` ranges).
-
-    An instruction outside every layer's range (the prologue LDN, the epilogue STN/END) runs with the
-    weight SRAM at nominal voltage unless ``sram_voltage`` overrides every voltage. The operand width
-    of a layer's multipliers is the wider of its input and weight formats (a multiplier sized to the
-    layer's precision, docs/runtime.md); without a layer table it is the neuron word.
-    """
-    n = len(program)
-    default_v = NOMINAL_SRAM_VOLTAGE if sram_voltage is None else float(sram_voltage)
-    voltages = [default_v] * n
-    bits = [arch.neuron_word_bits] * n
-    for layer in layers:
-        first, end = layer.program
-        v = layer.sram_voltage if sram_voltage is None else float(sram_voltage)
-        width = FixedPointFormat.parse(layer.input_format).bits
-        if layer.weight_format is not None:
-            width = max(width, FixedPointFormat.parse(layer.weight_format).bits)
-        for index in range(max(0, first), min(n, end)):
-            voltages[index] = v
-            bits[index] = width
-    return InstructionContext(tuple(voltages), tuple(bits), mode_override)
+    """:func:`plan_context` of ``program`` and ``layers`` under the given overrides, for callers that
+    pass the bundle's own program to a simulator (which then applies ``mode_override`` itself)."""
+    plan = apply_overrides(program, layers, Overrides(mode_override, sram_voltage))
+    return replace(plan_context(plan, arch), mode_override=mode_override)

@@ -24,6 +24,7 @@ from axtrain.errors import BundleError
 from axtrain.formats.bundle import LayerRecord
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.ntv import bit_error_rate, inject
+from axtrain.runtime.overrides import Overrides, override_layers
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,21 @@ def run_generator(seed: int, run: int) -> np.random.Generator:
 
 
 def fault_regions(layers: Sequence[LayerRecord], sram_voltage: float | None = None) -> list[FaultRegion]:
-    """The weight-image slices of ``layers`` with their bit-error rates (``sram_voltage`` overrides
-    every layer's own voltage). An out-of-range voltage raises HardwareModelError."""
+    """The weight-image slices of ``layers`` with their bit-error rates at each layer's voltage.
+
+    Pass a run plan's layers (runtime/overrides.py); ``sram_voltage``, for callers holding a
+    bundle's own layer table, applies that override first. An out-of-range voltage raises
+    HardwareModelError."""
+    if sram_voltage is not None:
+        layers = override_layers(layers, Overrides(sram_voltage=sram_voltage))
     regions = []
     for layer in layers:
         if layer.weights is None:
             continue
         if layer.weight_format is None:
             raise BundleError(f"layer {layer.index} ({layer.name}) has weights but no weight_format")
-        voltage = layer.sram_voltage if sram_voltage is None else float(sram_voltage)
         bits = FixedPointFormat.parse(layer.weight_format).bits
-        regions.append(FaultRegion(layer.name, layer.weights.dram, layer.weights.count, bits, voltage, bit_error_rate(voltage)))
+        regions.append(FaultRegion(layer.name, layer.weights.dram, layer.weights.count, bits, layer.sram_voltage, bit_error_rate(layer.sram_voltage)))
     return regions
 
 

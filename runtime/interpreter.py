@@ -16,15 +16,12 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
-from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, multiply
+from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
-
-
-def mode_from_code(code: int) -> MultiplierMode:
-    """The multiplier a mode-table code stands for (0 exact, k DRUM(k))."""
-    return EXACT if code == 0 else MultiplierMode(int(code))
+from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
+from axtrain.runtime.overrides import override_program
 
 
 @dataclass
@@ -99,7 +96,7 @@ def _gather_input(state: MachineState, nb: int, q: int, k0: int, k: int) -> np.n
     return np.where(inside[None, :], state.nb[:, address], 0)
 
 
-def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, np.ndarray], mode_override: MultiplierMode | None = None) -> bool:
+def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, np.ndarray]) -> bool:
     """Execute one instruction; returns False at END."""
     o = ins.operands()
     op = ins.op
@@ -128,7 +125,7 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
         limit = 1 << (state.arch.accumulator_bits - 1)
         for e in range(o["m"] * o["p"]):
             r = e // o["p"]
-            mode = mode_override if mode_override is not None else mode_from_code(int(state.mt[o["mt"] + r]))
+            mode = mode_of_code(int(state.mt[o["mt"] + r]))
             products = multiply(state.nlm[:, e, : o["k"]], state.wlm[e, : o["k"]][None, :], mode)
             base = state.bb[o["bb"] + r] if o["init"] else state.acc[:, e]
             state.acc[:, e] = base + products.sum(axis=1)
@@ -170,10 +167,12 @@ def run_program(
     mode_override: MultiplierMode | None = None,
 ) -> InterpreterResult:
     """Execute ``program`` for a batch: ``dram_activations`` is ``[n, words]`` with the quantised
-    inputs already placed at their DRAM address. ``mode_override`` replaces every mode-table entry.
+    inputs already placed at their DRAM address. ``mode_override`` rewrites every MODE instruction's
+    code first (runtime/overrides.py); the machine itself only reads its mode table.
 
     Images are independent, so a large batch runs in slices that keep the machine state within
     :data:`~axtrain.limits.MAX_INTERPRETER_STATE_BYTES`; the results are the same."""
+    program = override_program(program, mode_override)
     weights = np.asarray(weight_image, dtype=np.int64)
     bias = np.asarray(bias_image, dtype=np.int64)
     dram_all = np.array(dram_activations, dtype=np.int64, copy=True)
@@ -184,7 +183,7 @@ def run_program(
         state = MachineState(arch, weights, bias, dram_all[start : start + step_images], local_words=local)
         outputs: dict[int, np.ndarray] = {}
         for index, ins in enumerate(program):
-            if not step(state, ins, index, outputs, mode_override):
+            if not step(state, ins, index, outputs):
                 break
         else:
             raise BundleError("program ran off its end without END")
@@ -193,6 +192,37 @@ def run_program(
         return slices[0]
     layers = {key: np.concatenate([part.layer_outputs[key] for part in slices]) for key in slices[0].layer_outputs}
     return InterpreterResult(layers, np.concatenate([part.dram_a for part in slices]))
+
+
+class ReferenceExecutor(Executor):
+    """The interpreter behind the :class:`~axtrain.runtime.executor.Executor` interface (the
+    definition the fast executor is checked against, and its fallback)."""
+
+    def __init__(self, program: Sequence[Instruction], arch: Architecture, mode_override: MultiplierMode | None = None) -> None:
+        self.program = override_program(program, mode_override)
+        self.arch = arch
+
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The weight images as ``[runs, words]`` and the bias image, as int64."""
+        images = np.asarray(weight_image, dtype=np.int64)
+        return (images if images.ndim == 2 else images[None], np.asarray(bias_image, dtype=np.int64))
+
+    def run_many(
+        self, prepared: tuple[np.ndarray, np.ndarray], dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
+    ) -> ExecutorResult:
+        """One :func:`run_program` per weight image (``chunk`` is ignored: the interpreter slices the
+        batch by its own state limit)."""
+        images, bias = prepared
+        dram_a = np.asarray(dram_a)
+        lo, hi = region_bounds(dram_a, region)
+        final = np.empty((images.shape[0], dram_a.shape[0], hi - lo), dtype=np.int64)
+        per_run = []
+        for run in range(images.shape[0]):
+            result = run_program(self.program, self.arch, images[run], bias, dram_a)
+            final[run] = result.dram_a[:, lo:hi]
+            per_run.append(result.layer_outputs)
+        layers = {key: np.stack([outputs[key] for outputs in per_run]) for key in per_run[0]} if collect and per_run else {}
+        return final, layers
 
 
 def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMode | None = None) -> list[np.ndarray]:  # noqa: F821
@@ -213,6 +243,7 @@ def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMo
     if manifest.input.dram < 0 or manifest.input.dram + math.prod(expected) > manifest.activation_words:
         raise BundleError(f"manifest input placement [{manifest.input.dram}, {manifest.input.dram + math.prod(expected)}) lies outside the {manifest.activation_words} activation words")
     q = quantize(x, FixedPointFormat.parse(manifest.input.format)).reshape(x.shape[0], -1)
+    program = override_program(bundle.program, mode_override)  # once, not once per slice
     # The activation DRAM of every image is allocated up front: run in slices of images so that it
     # stays within the interpreter's state limit whatever the batch.
     per_slice = max(1, MAX_INTERPRETER_STATE_BYTES // 8 // max(manifest.activation_words, 1))
@@ -221,7 +252,7 @@ def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMo
         chunk = q[start : start + per_slice]
         dram = np.zeros((chunk.shape[0], manifest.activation_words), dtype=np.int64)
         dram[:, manifest.input.dram : manifest.input.dram + q.shape[1]] = chunk
-        parts.append(run_program(bundle.program, bundle.arch, bundle.weights, bundle.bias, dram, mode_override))
+        parts.append(run_program(program, bundle.arch, bundle.weights, bundle.bias, dram))
     result = parts[0] if len(parts) == 1 else InterpreterResult(
         {key: np.concatenate([p.layer_outputs[key] for p in parts]) for key in parts[0].layer_outputs},
         np.concatenate([p.dram_a for p in parts]),

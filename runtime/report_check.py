@@ -141,8 +141,17 @@ def _check_output_error(report: Mapping[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m axtrain.runtime.report_check FILE...``: one line per problem, exit 2 if any."""
     args = sys.argv[1:] if argv is None else argv
+    usage = "usage: python -m axtrain.runtime.report_check REPORT.json [...]"
+    if args and args[0] in ("-h", "--help"):
+        print(f"{usage}\n\nChecks each simulation report's keys, types and internal consistency ({SCHEMA});\n"
+              "prints one line per problem and exits 2 if any report has one, else 0.")
+        return 0
+    options = [a for a in args if a.startswith("-") and a != "-"]
+    if options:
+        print(f"error: unknown option {options[0][:200]!r} ({usage})", file=sys.stderr)
+        return 2
     if not args:
-        print("usage: python -m axtrain.runtime.report_check REPORT.json [...]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     bad = 0
     for name in args:

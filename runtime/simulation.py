@@ -20,15 +20,17 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.errors import BundleError, ConfigError
+from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import Bundle
-from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.energy import EnergyBreakdown, price
-from axtrain.runtime.events import Events, instruction_context
-from axtrain.runtime.execute import DEFAULT_CHUNK, FastExecutor, output_floats, place_inputs
+from axtrain.runtime.events import Events, plan_context
+from axtrain.runtime.execute import DEFAULT_CHUNK, Executor, FastExecutor, output_floats, place_inputs
 from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image
 from axtrain.runtime.host_tail import apply_tail, output_metrics, tail_ops
+from axtrain.runtime.overrides import Overrides, RunPlan, bundle_plan
 from axtrain.runtime.simulator import simulate_fast
 
 
@@ -78,18 +80,20 @@ def check_inputs(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray | None =
 
 
 def parse_override(multiplier: str | MultiplierMode | None, sram_voltage: float | None) -> tuple[MultiplierMode | None, float | None]:
-    """Validate the overrides (unknown mode or voltage outside the NTV model -> one-line error)."""
-    mode = parse_mode(multiplier) if multiplier is not None else None
-    if sram_voltage is not None:
-        bit_error_rate(sram_voltage)
-        sram_voltage = float(sram_voltage)
-    return mode, sram_voltage
+    """Validate the overrides (unknown mode or voltage outside the NTV model -> one-line error);
+    the typed values of :meth:`Overrides.parse`."""
+    overrides = Overrides.parse(multiplier, sram_voltage)
+    return overrides.multiplier, overrides.sram_voltage
+
+
+def plan_events(plan: RunPlan, arch: Architecture) -> Events:
+    """Cycle and event counts of one inference of a run plan (data independent)."""
+    return simulate_fast(plan.program, arch, plan_context(plan, arch))
 
 
 def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: float | None) -> Events:
-    """Cycle and event counts of one inference of ``bundle`` (data independent)."""
-    context = instruction_context(bundle.program, bundle.arch, bundle.layers, mode, sram_voltage)
-    return simulate_fast(bundle.program, bundle.arch, context)
+    """Cycle and event counts of one inference of ``bundle`` under the given overrides."""
+    return plan_events(bundle_plan(bundle, Overrides(mode, sram_voltage)), bundle.arch)
 
 
 RUN_WEIGHT_WORDS = 1 << 24  # weight words (all runs of one pass together) held as float32 at once
@@ -117,13 +121,14 @@ def simulate(
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
     x, y = check_inputs(bundle, inputs, labels)
-    mode, voltage = parse_override(multiplier, sram_voltage)
-    regions = tuple(fault_regions(bundle.layers, voltage))
-    events = bundle_events(bundle, mode, voltage)
+    overrides = Overrides.parse(multiplier, sram_voltage)  # the API's edge: text becomes typed values
+    plan = bundle_plan(bundle, overrides)  # the one rewrite; everything below reads only the plan
+    regions = tuple(fault_regions(plan.layers))
+    events = plan_events(plan, bundle.arch)
     energy = price(events, tech, bundle.arch)
 
     m = bundle.manifest
-    executor = FastExecutor(bundle.program, bundle.arch, mode)
+    executor: Executor = FastExecutor(plan.program, bundle.arch)
     # float32 when exact (it is for inputs of at most 24 bits): converted once, not once per run.
     dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words, dtype=np.float32)
     region = (m.output.dram, int(np.prod(m.output.shape)))
@@ -151,7 +156,7 @@ def simulate(
     pred = np.stack(predictions)
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
     per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
-    return SimulationResult(first_outputs, pred, per_run, events, energy, mode, voltage, regions, runs, seed, per_run_error)
+    return SimulationResult(first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error)
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -162,20 +167,25 @@ def array_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _modes_summary(multipliers: Sequence[str]) -> str | list[str]:
+    modes = sorted(set(multipliers))
+    return modes[0] if len(modes) == 1 else modes
+
+
 def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict]:
-    """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect."""
+    """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect, beside the bundle's."""
+    plan = bundle_plan(bundle, Overrides(mode, voltage))
     rows = []
-    for layer in bundle.layers:
+    for own, layer in zip(bundle.layers, plan.layers, strict=True):
         if layer.weights is None:
             continue
-        modes: Sequence[str] = [str(mode)] if mode is not None else sorted(set(layer.multipliers))
         rows.append({
             "layer": layer.name,
-            "multiplier": modes[0] if len(modes) == 1 else list(modes),
-            "bundle_multiplier": sorted(set(layer.multipliers))[0] if len(set(layer.multipliers)) == 1 else sorted(set(layer.multipliers)),
-            "sram_voltage": layer.sram_voltage if voltage is None else voltage,
-            "bundle_sram_voltage": layer.sram_voltage,
-            "bit_error_rate": bit_error_rate(layer.sram_voltage if voltage is None else voltage),
+            "multiplier": _modes_summary(layer.multipliers),
+            "bundle_multiplier": _modes_summary(own.multipliers),
+            "sram_voltage": layer.sram_voltage,
+            "bundle_sram_voltage": own.sram_voltage,
+            "bit_error_rate": bit_error_rate(layer.sram_voltage),
         })
     return rows
 

@@ -15,11 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
-from axtrain.runtime.interpreter import mode_from_code
-
-BIAS_WORD_BYTES = 4
+from axtrain.runtime.overrides import override_program
 
 
 def _ceil(a: int, b: int) -> int:
@@ -43,6 +41,7 @@ def distinct_reads(o: dict[str, int], g: Geometry) -> int:
 def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> Events:
     """Events of one inference in closed form (equal to :func:`simulate_reference`)."""
     context = context or instruction_context(program, arch)
+    program = override_program(program, context.mode_override)  # the run's MODE codes (runtime/overrides.py)
     ev = Events()
     wb_rate = max(1, arch.weight_buffer_bandwidth // arch.weight_word_bytes)
     nb_rate = max(1, arch.neuron_buffer_bandwidth // arch.neuron_word_bytes)
@@ -90,10 +89,7 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
         elif op == "MAC":
             m, p, k = o["m"], o["p"], o["k"]
             cycles = k
-            if context.mode_override is not None:
-                codes: Counter = Counter({context.mode_override: m})
-            else:
-                codes = Counter(mode_from_code(int(c)) for c in mode_table[o["mt"] : o["mt"] + m])
+            codes = Counter(mode_of_code(int(c)) for c in mode_table[o["mt"] : o["mt"] + m])
             for mode, rows in codes.items():
                 ev.multiplies[multiply_key(mode, context.operand_bits[index])] += rows * p * k
             ev.additions += m * p * k

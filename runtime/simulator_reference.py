@@ -18,12 +18,10 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
-from axtrain.runtime.interpreter import mode_from_code
-
-BIAS_WORD_BYTES = 4
+from axtrain.runtime.overrides import override_program
 
 
 class ReferenceSimulator:
@@ -55,8 +53,8 @@ class ReferenceSimulator:
         self.events.writes[access_key(memory, v)] += words
 
     def run(self, program: Sequence[Instruction]) -> Events:
-        """Step through ``program`` until END; returns the events."""
-        for index, ins in enumerate(program):
+        """Step through ``program`` (the context's multiplier override applied) until END; returns the events."""
+        for index, ins in enumerate(override_program(program, self.context.mode_override)):
             self.index = index
             self.events.instructions[ins.op] += 1
             for _ in self._machine(ins):
@@ -180,10 +178,7 @@ class ReferenceSimulator:
 
     def _mac(self, o: dict[str, int]) -> Iterator[None]:
         m, p, k = o["m"], o["p"], o["k"]
-        modes: list[MultiplierMode] = []
-        for r in range(m):
-            override = self.context.mode_override
-            modes.append(override if override is not None else mode_from_code(self.mode_table[o["mt"] + r]))
+        modes: list[MultiplierMode] = [mode_of_code(self.mode_table[o["mt"] + r]) for r in range(m)]
         bits = self.context.operand_bits[self.index]
         if o["init"]:
             self._read("bias_buffer", m)  # one bias per row, broadcast to its p PEs

@@ -95,10 +95,10 @@ class TrainConfig(BaseModel):
     @field_validator("app")
     @classmethod
     def _known_app(cls, value: str) -> str:
-        from axtrain.datasets import APPLICATIONS
+        from axtrain.datasets import APPLICATIONS, unknown_application_message
 
         if value not in APPLICATIONS:
-            raise ValueError(f"unknown application {value!r}; known: {', '.join(APPLICATIONS)}")
+            raise ValueError(unknown_application_message(value))
         return value
 
     @field_validator("multiplier")
@@ -148,6 +148,10 @@ class TrainConfig(BaseModel):
         return values
 
 
+#: The ``source`` of values given as command-line options (errors then name the option, not a key).
+OPTIONS_SOURCE = "options"
+
+
 def _one_line(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -157,6 +161,12 @@ def _one_line(exc: ValidationError, source: str) -> str:
     elif first["type"] == "missing":
         message = "required key is missing"
     extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if source == OPTIONS_SOURCE:
+        # Values that came from the command line are named as the user typed them: --app, --pas-lr.
+        option = "--" + str(first["loc"][-1]).replace("_", "-") if first["loc"] else "options"
+        if first["type"] == "missing":
+            return f"{option} is required{extra}"
+        return f"{option}: {message}{extra}"
     return f"{source}: {key}: {message}{extra}"
 
 
@@ -178,7 +188,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """File values (if any) overridden by the non-None ``overrides``; validated, not yet resolved."""
     values: dict[str, Any] = read_config_file(path) if path is not None else {}
-    source = str(path) if path is not None else "options"
+    source = str(path) if path is not None else OPTIONS_SOURCE
     # Validate the file on its own first so that an error names the file's key, not an option.
     if path is not None:
         try:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.trainer.config import TrainConfig
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
@@ -258,7 +259,7 @@ class Session:
             c.bits_w,
             c.bits_a,
             multipliers="exact" if exact else c.multiplier,
-            sram_voltage=1.1 if nominal or exact else c.sram_voltage,
+            sram_voltage=NOMINAL_VOLTAGE if nominal or exact else c.sram_voltage,
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -305,7 +306,7 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     """Final figures on the test split: float, exact fixed point, and the target hardware."""
     c, data, model = session.config, session.data, session.model
     model.eval()
-    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=1.1, output_layer=c.output_layer)
+    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, output_layer=c.output_layer)
     target = evaluate(model, layers, data.x_test, data.y_test, runs=c.ntv_eval_runs, seed=c.seed, output_layer=c.output_layer)
     return {
         "app": c.app,
@@ -442,7 +443,7 @@ def load_result(run_dir: str | Path, config: TrainConfig | None = None) -> Train
 def summary_line(summary: dict[str, Any]) -> str:
     """The one-line report the CLI prints at the end of a run."""
     target = summary["target"]
-    ntv = "" if target["sram_voltage"] >= 1.1 else f" @ {target['sram_voltage']:g} V"
+    ntv = "" if target["sram_voltage"] >= NOMINAL_VOLTAGE else f" @ {target['sram_voltage']:g} V"
     std = f" +- {summary['test_accuracy_target_std']:.4f}" if summary.get("test_accuracy_target_std") else ""
     return (
         f"{summary['app']} {summary['method']}: test accuracy float {summary['test_accuracy_float']:.4f}, "

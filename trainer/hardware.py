@@ -25,9 +25,9 @@ from torch import nn
 
 from axtrain.errors import ConfigError, HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, choose_frac, quantize
-from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE, QuantizedLayer
+from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
-from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.trainer.models import check_model
 
 MIN_BITS, MAX_BITS = 4, 16
@@ -105,7 +105,7 @@ def calibrate(
     bits_w: int = 8,
     bits_a: int = 8,
     multipliers: ModeSpec | Sequence[ModeSpec | None] | None = None,
-    sram_voltage: float | Sequence[float] = NOMINAL_SRAM_VOLTAGE,
+    sram_voltage: float | Sequence[float] = NOMINAL_VOLTAGE,
 ) -> list[QuantizedLayer]:
     """The fixed-point records of ``model`` (see the module docstring).
 

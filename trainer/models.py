@@ -56,10 +56,10 @@ def build_model(app: str, seed: int | None = None) -> nn.Sequential:
     With ``seed`` the initial weights come from that seed without touching the global RNG stream
     any further than ``torch.manual_seed`` does.
     """
-    from axtrain.datasets import APPLICATIONS
+    from axtrain.datasets import APPLICATIONS, unknown_application_message
 
     if app not in APPLICATIONS:
-        raise ConfigError(f"unknown application {app!r}: expected one of {', '.join(sorted(APPLICATIONS))}")
+        raise ConfigError(unknown_application_message(app))
     spec = APPLICATIONS[app]
     if seed is not None:
         torch.manual_seed(seed)

@@ -47,12 +47,16 @@ def render_maps(maps: Mapping[str, np.ndarray], title: str | None = None) -> byt
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = list(maps)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False, constrained_layout=True)
     image = None
     for ax, name in zip(axes[0], names):
-        image = ax.imshow(np.asarray(maps[name]), vmin=0.0, vmax=1.0, cmap="jet", aspect="auto", interpolation="nearest")
+        # viridis: perceptually uniform and readable in grey, unlike jet's false bands.
+        image = ax.imshow(np.asarray(maps[name]), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # rows are neurons: whole numbers only
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.set_xlabel("input of the last layer")
         ax.set_ylabel("output neuron")

@@ -11,7 +11,7 @@ downloaded. See docs/data.md for the split and standardisation choices.
 
 from __future__ import annotations
 
-from axtrain.datasets.applications import APPLICATIONS, LENET5_LAYERS, Application
+from axtrain.datasets.applications import APPLICATIONS, LENET5_LAYERS, Application, unknown_application_message
 from axtrain.datasets.loader import TEST_FRACTION, DataSplit, get_application, load
 from axtrain.datasets.raw import DEFAULT_DATA_DIR, SHA256
 from axtrain.datasets.split import split_validation
@@ -25,6 +25,7 @@ __all__ = [
     "Application",
     "DataSplit",
     "get_application",
+    "unknown_application_message",
     "load",
     "split_validation",
 ]

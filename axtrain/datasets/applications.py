@@ -135,3 +135,14 @@ APPLICATIONS: dict[str, Application] = {
         ),
     )
 }
+
+
+def unknown_application_message(name: object) -> str:
+    """The one line every command prints for an unknown application name: the name, the closest
+    known names ("did you mean"), and the full list."""
+    import difflib  # only on the error path
+
+    known = list(APPLICATIONS)
+    close = difflib.get_close_matches(str(name).lower(), known, n=2, cutoff=0.65) if isinstance(name, str) else []
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown application {str(name)[:80]!r}{hint} (known: {', '.join(known)})"

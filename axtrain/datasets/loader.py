@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from axtrain.datasets import raw
-from axtrain.datasets.applications import APPLICATIONS, Application
+from axtrain.datasets.applications import APPLICATIONS, Application, unknown_application_message
 from axtrain.datasets.split import feature_statistics, pixel_statistics, standardise, stratified_indices
 from axtrain.errors import DataError
 
@@ -54,8 +54,7 @@ def get_application(app: str) -> Application:
     try:
         return APPLICATIONS[app]
     except (KeyError, TypeError):
-        known = ", ".join(APPLICATIONS)
-        raise DataError(f"unknown application {app!r}; known applications: {known}") from None
+        raise DataError(unknown_application_message(app)) from None
 
 
 def load(app: str, seed: int = 0, data_dir: Path | str | None = None) -> DataSplit:

@@ -36,12 +36,12 @@ from axtrain.errors import ConfigError
 from axtrain.explore.replan import Plan, apply_plan, compute_layers
 from axtrain.formats.bundle import Bundle
 from axtrain.hwmodels.multipliers import parse_mode
-from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.simulation import simulate
 
 DEFAULT_MODES = ("exact", "drum:4", "drum:3", "drum:2", "drum:1")
-DEFAULT_VOLTAGES = (1.1, 0.85, 0.66, 0.5, 0.4)
+DEFAULT_VOLTAGES = (NOMINAL_VOLTAGE, 0.85, 0.66, 0.5, 0.4)
 
 
 @dataclass(frozen=True)

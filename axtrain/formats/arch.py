@@ -16,13 +16,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from axtrain.errors import ConfigError
+from axtrain.formats.isa import operand_range
 from axtrain.formats.yamltext import read_mapping
 
-# Field widths of ISA v1 (axtrain/formats/isa.py) bound what an architecture may declare.
-MAX_PES = 4095  # the m and p operands are 12 bits wide
-MAX_BUFFER_WORDS = (1 << 20) - 1  # buffer addresses and counts are 20 bits wide
-MAX_LOCAL_WORDS = (1 << 16) - 1  # the k operand is 16 bits wide
-MAX_BIAS_WORDS = (1 << 16) - 1  # bias buffer / mode table addresses and counts are 16 bits wide
+# Field widths of ISA v1 bound what an architecture may declare (derived from the ISA's field specs).
+MAX_PES = operand_range("MAC", "m")[1]  # a tile of m x p PEs; m and p share one width
+MAX_BUFFER_WORDS = min(operand_range("LDN", "nb")[1], operand_range("LDW", "wb")[1])  # buffer addresses
+MAX_LOCAL_WORDS = operand_range("MAC", "k")[1]  # words per PE local memory
+MAX_BIAS_WORDS = min(operand_range("LDB", "bb")[1], operand_range("MODE", "mt")[1])  # bias buffer / mode table addresses
 
 
 class Architecture(BaseModel):

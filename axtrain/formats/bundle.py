@@ -31,12 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
 FORMAT_VERSION = "1"
-BIAS_WORD_BITS = 32
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"
@@ -189,11 +188,33 @@ def image_bytes(words: np.ndarray, word_bits: int) -> bytes:
     return words.astype(image_dtype(word_bits)).tobytes()
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_PAIRS = np.stack([np.repeat(_HEX_DIGITS, 16), np.tile(_HEX_DIGITS, 16)], axis=1)  # byte -> 2 digits
+
+
+def image_hex_bytes(words: np.ndarray, word_bits: int) -> bytes:
+    """``$readmemh`` text as ASCII bytes: one two's complement word per line, ``word_bits/4`` lower-case
+    hex digits. Vectorised (each byte looked up as two digits) so that rendering costs time
+    proportional to the image's bytes, not a Python call per word; ``tests/formats/test_bundle_hex.py``
+    checks it against a per-word ``format`` reference."""
+    if word_bits <= 0 or word_bits % 4 or word_bits > 64:
+        raise BundleError(f"cannot render {word_bits}-bit words as hex")
+    digits = word_bits // 4
+    values = np.ascontiguousarray(np.asarray(words, dtype=np.int64).reshape(-1))
+    # Little-endian int64 bytes are the two's complement of every narrower width: keep the low
+    # ceil(word_bits / 8) bytes, most significant first, and look each byte up as two digits.
+    nbytes = (word_bits + 7) // 8
+    low_bytes = values.astype("<i8").view(np.uint8).reshape(-1, 8)[:, nbytes - 1 :: -1]
+    pairs = _HEX_PAIRS[low_bytes].reshape(values.size, 2 * nbytes)
+    text = np.empty((values.size, digits + 1), dtype=np.uint8)
+    text[:, :digits] = pairs[:, 2 * nbytes - digits :]  # an odd width drops the top nibble
+    text[:, digits] = ord("\n")
+    return text.tobytes()
+
+
 def image_hex(words: np.ndarray, word_bits: int) -> str:
     """``$readmemh`` text: one two's complement word per line, ``word_bits/4`` hex digits."""
-    mask = (1 << word_bits) - 1
-    digits = word_bits // 4
-    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in np.asarray(words, dtype=np.int64))
+    return image_hex_bytes(words, word_bits).decode("ascii")
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -396,7 +417,7 @@ def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, 
     from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
-        if (root / name).read_bytes() != image_hex(words, bits).encode("ascii"):
+        if (root / name).read_bytes() != image_hex_bytes(words, bits):
             raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
     try:
         listed = parse_assembly((root / PROGRAM_ASM).read_text(encoding="utf-8"))

@@ -24,15 +24,21 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from axtrain.errors import BundleError
+from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
 
 ISA_VERSION = "1"
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8
 
-# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k).
+# The bias image (DRAM.B) and the bias buffer hold 32-bit two's complement words: the bias lives at
+# accumulator precision (docs/isa.md, docs/numerics.md). The one statement of that width.
+BIAS_WORD_BITS = 32
+BIAS_WORD_BYTES = BIAS_WORD_BITS // 8
+
+# Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_of_code).
 MODE_EXACT = 0
-MAX_MODE_CODE = 16
+MAX_MODE_CODE = MAX_DRUM_K
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,13 @@ class OpSpec:
     @property
     def used_bits(self) -> int:
         return OPCODE_BITS + sum(f.bits for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        """The operand called ``name`` (KeyError naming the instruction if there is none)."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no operand {name!r}")
 
 
 def _f(name: str, bits: int, doc: str, signed: bool = False) -> FieldSpec:
@@ -174,6 +187,27 @@ KINDS: tuple[str, ...] = tuple(dict.fromkeys(spec.kind for spec in _SPECS))
 
 for _spec in _SPECS:  # import-time self check: every instruction fits its word
     assert _spec.used_bits <= WORD_BITS, _spec.name
+assert OPS["MODE"].field("code").hi >= MAX_MODE_CODE  # every DRUM(k) has a code
+
+
+def operand_range(op: str, name: str) -> tuple[int, int]:
+    """``(lowest, highest)`` value the encoding of operand ``name`` of ``op`` holds.
+
+    Other modules (the compiler's schedule and emitter, the architecture's limits) derive their
+    operand limits from here rather than restating field widths."""
+    spec = OPS[op].field(name)
+    return spec.lo, spec.hi
+
+
+def mode_code(mode: MultiplierMode) -> int:
+    """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_of_code`)."""
+    return MODE_EXACT if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+
+
+def mode_of_code(code: int) -> MultiplierMode:
+    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`); a code outside
+    0..MAX_MODE_CODE raises HardwareModelError (``check_program`` refuses such programs first)."""
+    return EXACT if int(code) == MODE_EXACT else MultiplierMode(int(code))
 
 
 @dataclass(frozen=True)

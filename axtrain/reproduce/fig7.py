@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from axtrain.datasets import APPLICATIONS
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore
 from axtrain.reproduce.plots import Panel, grouped_bars
@@ -42,7 +43,7 @@ def _cells(profile: Profile, app: str, seed: int) -> dict[tuple[str, str], Cell]
         out[("BP", level)] = nets.simulate(profile, nets.bp(profile, app, seed), app, seed, "exact", v)
         out[("AxTrain-pas", level)] = nets.simulate(profile, nets.pas_from_bp(profile, app, seed, sram_voltage=v), app, seed, "exact", v)
         out[("AxTrain", level)] = nets.simulate(profile, nets.axtrain(profile, app, seed, sram_voltage=v), app, seed, "exact", v)
-    out[("BP", "nominal")] = nets.simulate(profile, nets.bp(profile, app, seed), app, seed, "exact", 1.1)
+    out[("BP", "nominal")] = nets.simulate(profile, nets.bp(profile, app, seed), app, seed, "exact", NOMINAL_VOLTAGE)
     return out
 
 
@@ -98,7 +99,7 @@ def plot(summary: dict, apps: tuple[str, ...], path: Path) -> Path:
             values.append(m + [float(np.mean(m))])
             errors.append(s + [float(np.sqrt(np.mean(np.square(s))))])
         groups = [f"{a}\n{voltages(a)[level] * 1000:.0f} mV" for a in apps] + ["Average"]
-        panels.append(Panel(f"{level} voltage", "accuracy (mean ± std over runs)", groups, METHODS, values, errors, ylim=(0, 1.05)))
+        panels.append(Panel(f"{level} voltage", "accuracy (mean ± std over runs)", groups, METHODS, values, errors, extra={"zoom": True}))
     return grouped_bars(panels, path, TITLE)
 
 

@@ -21,7 +21,7 @@ from axtrain.reproduce.profile import Profile
 from axtrain.reproduce.report import fmt, md_table, mean_std
 
 NAME = "fig8"
-TITLE = "Fig. 8: approximate multipliers ApproxAnn reaches within 2 % accuracy loss"
+TITLE = "Fig. 8: approximate multipliers ApproxAnn reaches within 2 points of accuracy loss"
 MODES = ("K1", "K2")
 STARTS = {"bp": "from BP", "act": "from AxTrain-act"}
 PAPER_GAIN = {"K1": 0.2551, "K2": 0.2333}

@@ -45,34 +45,86 @@ def _pyplot():
     return plt
 
 
+def _clip_level(values: np.ndarray) -> float | None:
+    """A y limit below an outlier bar that would squash the rest of the panel, or None.
+
+    A bar counts as an outlier when it is more than 3x the 75th percentile of the panel's bars;
+    the axis then stops at 1.3x the tallest ordinary bar and the outliers are labelled with their value.
+    """
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size < 4:
+        return None
+    bound = 3.0 * float(np.percentile(finite, 75))
+    ordinary = finite[finite <= bound]
+    if ordinary.size == finite.size or not ordinary.size:
+        return None
+    return 1.3 * float(ordinary.max())
+
+
+def _zoom_limits(values: np.ndarray, errors: np.ndarray | None) -> tuple[float, float]:
+    """y limits around the bars' range (with their spread) so that 0.85 vs 0.95 stays visible."""
+    finite = np.isfinite(values)
+    spread = errors if errors is not None else np.zeros_like(values)
+    low = float(np.min(values[finite] - spread[finite]))
+    high = float(np.max(values[finite] + spread[finite]))
+    margin = max(0.05 * (high - low), 0.01)
+    return max(0.0, low - margin), high + margin
+
+
 def _draw(ax, panel: Panel) -> None:
     n_series, n_groups = len(panel.series), len(panel.groups)
     width = 0.8 / max(n_series, 1)
     x = np.arange(n_groups)
+    all_values = np.asarray(
+        [[np.nan if v is None else v for v in row] for row in panel.values], dtype=np.float64
+    ).reshape(n_series, n_groups)
+    all_errors = None
+    if panel.errors is not None:
+        all_errors = np.asarray(
+            [[0.0 if e is None or math.isnan(e) else e for e in row] for row in panel.errors], dtype=np.float64
+        ).reshape(n_series, n_groups)
+        if not np.any(all_errors > 0):
+            all_errors = None  # one seed: no zero-length caps pretending to be a spread
+    clip = None if panel.ylim is not None or panel.extra.get("zoom") else _clip_level(all_values.ravel())
     top = 0.0
     for s, name in enumerate(panel.series):
-        values = np.asarray([np.nan if v is None else v for v in panel.values[s]], dtype=np.float64)
-        errors = None if panel.errors is None else np.asarray([0 if e is None or math.isnan(e) else e for e in panel.errors[s]], dtype=np.float64)
+        values = all_values[s]
+        errors = None if all_errors is None else all_errors[s]
+        shown = np.nan_to_num(values) if clip is None else np.minimum(np.nan_to_num(values), clip)
         pos = x - 0.4 + width * (s + 0.5)
-        ax.bar(pos, np.nan_to_num(values), width, yerr=errors, capsize=2, label=name, color=COLOURS[s % len(COLOURS)],
-               edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.8})
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            top = max(top, float(np.max(finite + (errors[np.isfinite(values)] if errors is not None else 0))))
+        if errors is not None:
+            # No cap where there is no spread (a single seed) or where the bar is clipped.
+            errors = np.where((errors > 0) & ((values <= clip) if clip is not None else True), errors, np.nan)
+        ax.bar(pos, shown, width, yerr=errors, capsize=2 if errors is not None else 0, label=name,
+               color=COLOURS[s % len(COLOURS)], edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.8})
+        finite = np.isfinite(values)
+        if finite.any():
+            tops = values[finite] + (np.nan_to_num(errors[finite]) if errors is not None else 0)
+            top = max(top, float(np.max(tops if clip is None else np.minimum(tops, clip))))
+        if clip is not None:
+            for p, v in zip(pos, values):
+                if np.isfinite(v) and v > clip:
+                    ax.text(p, clip, f"{v:.3g}", ha="center", va="bottom", fontsize=7, fontweight="bold")
         if panel.notes is not None:
-            for p, v, note in zip(pos, values, panel.notes[s]):
+            for p, v, e, note in zip(pos, values, np.nan_to_num(errors) if errors is not None else np.zeros_like(values), panel.notes[s]):
                 if note and np.isfinite(v):
-                    ax.text(p, v, note, ha="center", va="bottom", fontsize=6, rotation=90)
+                    # Above the error bar's cap, horizontal, so it neither hides the cap nor needs a tilt.
+                    ax.annotate(note, (p, v + e), xytext=(0, 1.5), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=6.5, linespacing=0.9)
     if panel.reference is not None:
         ax.axhline(panel.reference, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(panel.groups, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(panel.ylabel)
-    ax.set_title(panel.title, fontsize=10)
+    ax.set_title(panel.title + (" (tall bars clipped, value printed)" if clip is not None else ""), fontsize=10)
     if panel.ylim is not None:
         ax.set_ylim(*panel.ylim)
+    elif panel.extra.get("zoom"):
+        ax.set_ylim(*_zoom_limits(all_values.ravel(), None if all_errors is None else all_errors.ravel()))
+    elif clip is not None:
+        ax.set_ylim(0, clip * 1.12)
     elif panel.notes is not None:
-        ax.set_ylim(0, top * 1.35 if top > 0 else 1)
+        ax.set_ylim(0, top * 1.25 if top > 0 else 1)
     ax.grid(axis="y", linewidth=0.3)
     ax.set_axisbelow(True)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from axtrain.datasets import APPLICATIONS
+from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
 
 UCI_APPS: tuple[str, ...] = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
@@ -116,7 +116,7 @@ class Profile:
         if apps:
             unknown = [a for a in apps if a not in APPLICATIONS]
             if unknown:
-                raise ConfigError(f"--apps: unknown application {unknown[0]!r}; known: {', '.join(APPLICATIONS)}")
+                raise ConfigError(f"--apps: {unknown_application_message(unknown[0])}")
             missing = [a for a in apps if a not in self.settings]
             if missing:
                 raise ConfigError(f"--apps: {missing[0]!r} has no settings in the {self.name} profile")

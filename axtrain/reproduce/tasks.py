@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce.cells import Cell, CellStore
 
 
@@ -107,7 +108,7 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     out = {}
     for mode in p["modes"]:
         multiplier = p.get("multipliers", {}).get(mode, mode)  # a --k-map maps K names to other DRUM k
-        e = evaluate(network.model, network.layers, x, y, multiplier=multiplier, sram_voltage=1.1, output_layer=network.config.output_layer)
+        e = evaluate(network.model, network.layers, x, y, multiplier=multiplier, sram_voltage=NOMINAL_VOLTAGE, output_layer=network.config.output_layer)
         out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error, "metrics": e.metrics}
     return {"modes": out, "n_test": int(y.shape[0]), "output_layer": network.config.output_layer}
 
@@ -246,7 +247,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     if keep is not None:
         x_sel, y_sel = x_sel[keep], y_sel[keep]
     x_sel, y_sel = np.asarray(x_sel, dtype=np.float32), np.asarray(y_sel, dtype=np.int64)
-    reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=p["seed"]).accuracy_mean
+    reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, runs=1, seed=p["seed"]).accuracy_mean
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
         reference_accuracy=float(reference_accuracy), confidence_z=float(p.get("confidence_z", 0.0)),

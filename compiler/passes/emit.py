@@ -21,16 +21,11 @@ import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
 from axtrain.errors import BundleError, ConfigError
-from axtrain.formats.isa import Instruction
+from axtrain.formats.isa import Instruction, mode_code, operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 
-MAX_LDW_ROWS = 4095  # LDW's rows operand is 12 bits wide
-
-
-def mode_code(mode: MultiplierMode) -> int:
-    """The mode-table code of a multiplier (0 exact, k DRUM(k))."""
-    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+MAX_LDW_ROWS = operand_range("LDW", "rows")[1]  # a taller block is split into several LDWs
 
 
 def mode_runs(modes: tuple[MultiplierMode, ...]) -> list[tuple[int, int, int]]:

@@ -23,9 +23,9 @@ from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_forma
 from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
-from axtrain.hwmodels.layers import NOMINAL_SRAM_VOLTAGE, QuantizedLayer
+from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
-from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 
 
 class _Chain:
@@ -88,7 +88,7 @@ def _modes(node: Node, out_features: int) -> tuple[MultiplierMode, ...]:
 def _voltage(node: Node) -> float:
     text = node.metadata.get(keys.KEY_SRAM_VOLTAGE)
     if text is None:
-        return NOMINAL_SRAM_VOLTAGE
+        return NOMINAL_VOLTAGE
     try:
         volts = float(text)
         bit_error_rate(volts)  # range check of the NTV model

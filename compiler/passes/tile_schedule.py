@@ -13,7 +13,12 @@ from __future__ import annotations
 from axtrain.compiler.ir import CompilerIR, LayerSchedule
 from axtrain.errors import ConfigError
 from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
+
+# The geometry a CONV instruction can encode and the shifts a REQ can: ISA field widths.
+GEOMETRY_OPERANDS = ("c", "h", "w", "kh", "kw", "stride", "pad")
+SHIFT_RANGE = operand_range("REQ", "shift")
 
 
 def _balanced(total: int, limit: int) -> int:
@@ -77,8 +82,8 @@ def check_fits(ir: CompilerIR, index: int, layer: QuantizedLayer) -> None:
     if layer.weight_format.bits > arch.weight_word_bits:
         raise ConfigError(f"{where}: weight format {layer.weight_format} is wider than the {arch.weight_word_bits}-bit weight word")
     shift = layer.accumulator_frac - layer.output_format.frac
-    if not -128 <= shift <= 127:
-        raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v1's range [-128, 127]")
+    if not SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]:
+        raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v1's range [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]")
     # Worst case |acc| with every operand at its largest magnitude (DRUM never enlarges an operand).
     k = layer.weight.reshape(layer.out_features, -1).shape[1]
     bound = k * (1 << (layer.input_format.bits - 1)) * (1 << (layer.weight_format.bits - 1)) + int(abs(layer.bias).max(initial=0))
@@ -94,9 +99,8 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
         check_fits(ir, index, layer)
         schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
         if schedule.kind == "compute":
-            c, h, w, kh, kw, stride, pad, oh, ow = schedule.geometry
-            limits = {"c": (c, 65535), "h": (h, 1023), "w": (w, 1023), "kh": (kh, 31), "kw": (kw, 31), "stride": (stride, 15), "pad": (pad, 15)}
-            for name, (value, limit) in limits.items():
+            for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry):
+                limit = operand_range("CONV", name)[1]
                 if value > limit:
                     raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v1's limit of {limit}")
         schedules.append(schedule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from axtrain.datasets import APPLICATIONS, DataSplit, load, split_validation
+from axtrain.datasets import APPLICATIONS, DataSplit, get_application, load, split_validation
 from axtrain.datasets import raw
 from axtrain.errors import DataError
 
@@ -173,3 +173,18 @@ def test_raw_arrays_are_read_only_and_cached() -> None:
     assert raw.load_uci("ionosphere") is first
     with pytest.raises(ValueError):
         first.features[0, 0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [("breast-cancr", "breast-cancer"), ("satimg", "satimage"), ("mnist-mpl", "mnist-mlp"), ("ionosphre", "ionosphere")],
+)
+def test_an_unknown_application_suggests_the_closest_names(typo: str, suggestion: str) -> None:
+    with pytest.raises(DataError, match=f"did you mean '{suggestion}'"):
+        get_application(typo)
+
+
+def test_a_name_close_to_nothing_gets_no_suggestion_but_the_list() -> None:
+    with pytest.raises(DataError) as info:
+        get_application("zzzz")
+    assert "did you mean" not in str(info.value) and "breast-cancer" in str(info.value)

@@ -109,3 +109,77 @@ def test_assembler_errors_are_one_line(text: str, message: str) -> None:
 def test_text_accepts_any_operand_order_hex_and_comments() -> None:
     text = "; header\nRELU p=0x10 m=3 ; trailing\n\n"
     assert parse_assembly(text) == [Instruction.of("RELU", m=3, p=16)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The encodings the ISA owns: mode codes, operand ranges, the bias word
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mode_codes_and_their_inverse() -> None:
+    from axtrain.errors import HardwareModelError
+    from axtrain.formats.isa import MAX_MODE_CODE, MODE_EXACT, mode_code, mode_of_code
+    from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
+
+    assert mode_code(EXACT) == MODE_EXACT == 0 and mode_of_code(0) == EXACT
+    for k in range(1, MAX_DRUM_K + 1):  # docs/isa.md: code k is DRUM(k)
+        assert mode_code(MultiplierMode(k)) == k and mode_of_code(k) == MultiplierMode(k)
+    assert MAX_MODE_CODE == MAX_DRUM_K <= OPS["MODE"].field("code").hi
+    with pytest.raises(HardwareModelError):
+        mode_of_code(MAX_MODE_CODE + 1)
+    program = parse_assembly(f"MODE mt=0 count=1 code={MAX_MODE_CODE + 1}\nEND")
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import check_program
+
+    with pytest.raises(BundleError, match="mode code 17"):
+        check_program(program, Architecture())
+
+
+def test_operand_ranges_come_from_the_field_widths() -> None:
+    """Widths as docs/isa.md states them; the limits other modules use are derived from them."""
+    from axtrain.compiler.passes import emit, tile_schedule
+    from axtrain.formats import arch
+    from axtrain.formats.isa import operand_range
+
+    assert operand_range("LDW", "rows") == (0, (1 << 12) - 1)
+    assert operand_range("REQ", "shift") == (-128, 127)
+    assert operand_range("CONV", "kh") == (0, 31)
+    with pytest.raises(KeyError, match="LDW has no operand 'nope'"):
+        operand_range("LDW", "nope")
+    assert emit.MAX_LDW_ROWS == OPS["LDW"].field("rows").hi
+    assert tile_schedule.SHIFT_RANGE == (OPS["REQ"].field("shift").lo, OPS["REQ"].field("shift").hi)
+    assert arch.MAX_PES == OPS["MAC"].field("m").hi == OPS["MAC"].field("p").hi
+    assert arch.MAX_LOCAL_WORDS == OPS["DISTN"].field("k").hi
+    assert arch.MAX_BUFFER_WORDS == OPS["DISTN"].field("nb").hi == OPS["LDW"].field("wb").hi
+    assert arch.MAX_BIAS_WORDS == OPS["LDB"].field("bb").hi == OPS["MAC"].field("mt").hi
+
+
+def test_schedule_refuses_geometry_beyond_the_conv_fields() -> None:
+    """A 33x33 kernel does not fit CONV's 5-bit kh/kw: refused by name with the field's limit."""
+    import numpy as np
+
+    from axtrain.compiler.ir import CompilerIR
+    from axtrain.compiler.passes.tile_schedule import tile_schedule
+    from axtrain.errors import ConfigError
+    from axtrain.formats.arch import Architecture
+    from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
+    from axtrain.hwmodels.layers import QuantizedLayer
+
+    layer = QuantizedLayer("big", "conv", F(8, 4), F(8, 2), np.ones((1, 1, 33, 33), dtype=np.int64), F(8, 7), np.zeros(1, dtype=np.int64), False, padding=0)
+    ir = CompilerIR("big.onnx", "0" * 64, Architecture(), layers=(layer,), shapes=((1, 40, 40), (1, 8, 8)))
+    with pytest.raises(ConfigError, match="kh=33 exceeds ISA v1's limit of 31"):
+        tile_schedule(ir)
+
+
+def test_bias_word_width_is_the_isa_s() -> None:
+    from axtrain.formats import bundle
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import BIAS_WORD_BITS, BIAS_WORD_BYTES
+    from axtrain.runtime import energy
+    from axtrain.runtime.simulator import dram_cycles, simulate_fast
+
+    assert BIAS_WORD_BITS == 32 and BIAS_WORD_BYTES == 4  # docs/isa.md: DRAM.B and BB are 32-bit
+    assert bundle.BIAS_WORD_BITS is BIAS_WORD_BITS and energy.BIAS_WORD_BITS is BIAS_WORD_BITS
+    arch = Architecture(dram_bandwidth=3, dram_latency_cycles=7)
+    events = simulate_fast(parse_assembly("LDB bb=0 dram=0 count=5\nEND"), arch)
+    assert events.dram_read_bytes == 5 * 4 and events.cycles == dram_cycles(20, arch) + 1 == 7 + 7 + 1

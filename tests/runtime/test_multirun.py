@@ -95,7 +95,7 @@ def test_shared_input_words_read_again_after_a_layer_are_mirrored() -> None:
     executor = FastExecutor(program, arch)
     assert executor.plan.fast, executor.plan.reason
     ldn = next(step for step in executor.plan.steps if step.op == "LDN")
-    assert ldn.args["mirror"]
+    assert ldn.mirror
     final, _ = executor.run_many(executor.prepare(images, bias), dram, chunk=4)
     for run in range(3):
         assert np.array_equal(final[run], run_program(program, arch, images[run], bias, dram).dram_a), f"run {run}"

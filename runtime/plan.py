@@ -1,0 +1,649 @@
+"""The fast executor's plan: a typed, data-independent analysis of an ISA program.
+
+:func:`trace` walks the instruction stream symbolically (no data): it tracks where every
+weight-buffer, bias-buffer and PE-weight-memory word comes from in the DRAM images, the mode table,
+the geometry registers and the neuron-buffer words each DISTN gathers. What remains are the
+data-dependent steps, one frozen dataclass per kind (:class:`Load`, :class:`Gather`, :class:`Mac`,
+:class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`Sync`, :class:`Store`). Then an ordered
+list of named, pure passes (``Plan -> Plan``) adds what the runner needs, with :func:`check_plan`
+after the trace and after every pass, as ``compiler/pipeline.py`` does for the compiler IR:
+
+    trace -> chain_accumulators -> strided_views -> transform_targets -> fuse_dense_chains -> mark_shared
+
+A pass that finds a program outside the plan's assumptions (a MAC whose PEs were not filled by the
+latest DISTN/DISTW, an accumulator chain that changes tile shape) returns a plan with ``fast=False``
+and a reason; the program then runs on the reference interpreter (same integers, slower).
+
+Neuron-buffer words are addressed compactly: only the words the program touches get a column, and
+column ``nb_words`` is the padding word (reads of zero padding gather it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar, Sequence, Union
+
+import numpy as np
+
+from axtrain.formats.arch import Architecture
+from axtrain.formats.isa import Geometry, Instruction, pool_output_size
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+
+Pattern = tuple[int, tuple[int, ...], tuple[int, ...]]  # (base, shape, steps): idx[i...] == base + sum(i_d * steps_d)
+EMPTY = np.zeros(0, dtype=np.intp)
+
+
+class PlanError(Exception):
+    """A plan broke an invariant after a pass (a bug in a pass or a hand-made plan, not a user error)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Load:
+    """LDN: ``count`` activation words from DRAM address ``dram`` into neuron-buffer words ``idx``."""
+
+    op: ClassVar[str] = "LDN"  # the instruction it executes
+    index: int  # instruction index
+    idx: np.ndarray
+    dram: int
+    count: int
+    view: Pattern | None = None  # strided_views: ``idx`` as an affine pattern (no index copy)
+    transform_sel: np.ndarray | None = None  # transform_targets: which of ``idx`` a DISTN reads (None: all)
+    transform_any: bool = False  # transform_targets: whether any of them is
+    shared: bool = True  # mark_shared: inputs are the same in every Monte Carlo run
+    mirror: bool = False  # mark_shared: also written to the per-run buffer (a later per-run read sees them)
+
+
+@dataclass(frozen=True, eq=False)
+class Gather:
+    """DISTN: the ``[k, p]`` activations of a tile, ``idx`` k-major (``idx[i*p + e]`` = word of PE
+    position ``e``, input ``i``; ``nb_words`` where the window reads zero padding)."""
+
+    op: ClassVar[str] = "DISTN"  # the instruction it executes
+    index: int
+    idx: np.ndarray
+    p: int
+    k: int
+    view: Pattern | None = None  # strided_views: shape (k, p)
+    shared: bool = False  # mark_shared: every word read is run-invariant
+
+
+@dataclass(frozen=True, eq=False)
+class Fused:
+    """A chain of MACs that is one dense dot product cut into local-memory chunks (fuse_dense_chains):
+    the head runs all of it as one GEMM over neuron-buffer words ``[start, start + k)``."""
+
+    macs: tuple[int, ...]  # step numbers of the chain's MACs, head first
+    start: int
+    k: int
+
+
+@dataclass(frozen=True, eq=False)
+class Mac:
+    """MAC: rows ``m`` x positions ``p`` x ``k`` products onto the accumulators.
+
+    ``w_src [m, k]`` are weight-image word addresses (-1: a word no LDW wrote, which reads 0);
+    ``bias_src [m]`` bias-image addresses when the MAC starts from the bias (``init``), else None;
+    ``groups`` the rows per multiplier mode code (after any override: runtime/overrides.py)."""
+
+    op: ClassVar[str] = "MAC"  # the instruction it executes
+    index: int
+    m: int
+    p: int
+    k: int
+    w_src: np.ndarray
+    bias_src: np.ndarray | None
+    groups: tuple[tuple[int, np.ndarray], ...]
+    chain: int = -1  # chain_accumulators: which accumulator chain (an init MAC starts one)
+    fused: Fused | None = None  # fuse_dense_chains: set on a fused chain's head
+    fused_into: int | None = None  # fuse_dense_chains: the head's step number, on the other MACs
+    shared_input: bool = False  # mark_shared: its activations are run-invariant (one GEMM for all runs)
+
+
+@dataclass(frozen=True, eq=False)
+class Relu:
+    """RELU over the ``count`` accumulators of the latest tile."""
+
+    op: ClassVar[str] = "RELU"  # the instruction it executes
+    index: int
+    count: int
+    layout: tuple[int, int] | None = None  # chain_accumulators: the tile's (m, p)
+
+
+@dataclass(frozen=True, eq=False)
+class Requantize:
+    """REQ: the ``count`` accumulators, shifted, rounded and saturated, into neuron-buffer words ``idx``."""
+
+    op: ClassVar[str] = "REQ"  # the instruction it executes
+    index: int
+    idx: np.ndarray
+    count: int
+    shift: int
+    qmin: int
+    qmax: int
+    layout: tuple[int, int] | None = None  # chain_accumulators
+    view: Pattern | None = None  # strided_views: shape ``layout``
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False  # results differ per run (each run has its own weights)
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """POOL: ``k``-window, stride-``s`` max pooling of map ``src`` (``shape`` c, h, w) into ``dst``."""
+
+    op: ClassVar[str] = "POOL"  # the instruction it executes
+    index: int
+    src: np.ndarray
+    dst: np.ndarray
+    shape: tuple[int, int, int]
+    out: tuple[int, int]
+    k: int
+    s: int
+    src_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False  # mark_shared: its input words are run-invariant
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Sync:
+    """SYNC: layer ``layer``'s output is neuron-buffer words ``idx``."""
+
+    op: ClassVar[str] = "SYNC"  # the instruction it executes
+    index: int
+    idx: np.ndarray
+    layer: int
+    view: Pattern | None = None
+    shared: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Store:
+    """STN: neuron-buffer words ``idx`` to activation DRAM address ``dram``."""
+
+    op: ClassVar[str] = "STN"  # the instruction it executes
+    index: int
+    idx: np.ndarray
+    dram: int
+    count: int
+    view: Pattern | None = None
+    shared: bool = False
+
+
+Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, Sync, Store]
+Write = Union[Load, Requantize, Pool]  # steps that write neuron-buffer words
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The data-independent analysis of a program (see the module docstring)."""
+
+    steps: tuple[Step, ...]
+    nb_words: int  # compact neuron-buffer words in use (column nb_words is the zero pad)
+    codes: tuple[int, ...]  # mode codes used by MACs
+    fast: bool  # False: the program is executed by the interpreter
+    reason: str = ""
+    max_req_bits: int = 0
+    zero_rows: np.ndarray = field(default_factory=lambda: EMPTY)  # mark_shared: words read before written (must hold 0)
+    passes: tuple[str, ...] = ()  # the stages applied so far, "trace" first
+
+
+def written(step: Write) -> np.ndarray:
+    """The neuron-buffer words a writing step writes."""
+    return step.dst if isinstance(step, Pool) else step.idx
+
+
+def fallback(plan: Plan, reason: str) -> Plan:
+    """``plan`` marked for the interpreter, with the reason."""
+    return replace(plan, fast=False, reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# trace: the symbolic pass
+# ---------------------------------------------------------------------------------------------
+
+
+def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarray:
+    """Which neuron-buffer words the program touches."""
+    used = np.zeros(arch.neuron_buffer_words, dtype=bool)
+    geometry: Geometry | None = None
+    for ins in program:
+        o = ins.operands()
+        if ins.op in ("LDN", "STN", "SYNC"):
+            used[o["nb"] : o["nb"] + o["count"]] = True
+        elif ins.op == "CONV":
+            geometry = Geometry(**o)
+        elif ins.op == "DISTN" and geometry is not None:
+            used[o["nb"] : o["nb"] + geometry.c * geometry.h * geometry.w] = True
+        elif ins.op == "REQ":
+            for r in range(o["m"]):
+                used[o["nb"] + r * o["ostride"] : o["nb"] + r * o["ostride"] + o["p"]] = True
+        elif ins.op == "POOL":
+            oh, ow = pool_output_size(o["h"], o["k"], o["s"]), pool_output_size(o["w"], o["k"], o["s"])
+            used[o["src"] : o["src"] + o["c"] * o["h"] * o["w"]] = True
+            used[o["dst"] : o["dst"] + o["c"] * oh * ow] = True
+    return used
+
+
+def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
+    return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
+
+
+def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
+    """Trace ``program`` symbolically (no data) into the typed steps the fast executor runs.
+
+    The program is the run's (runtime/overrides.py applied any multiplier override to its MODE
+    codes); MACs read the mode table their MODE instructions wrote."""
+    used = _used_words(program, arch)
+    compact = np.cumsum(used) - 1
+    nb_words = int(used.sum())
+    pad = nb_words
+
+    def cidx(addresses: np.ndarray) -> np.ndarray:
+        return compact[addresses].astype(np.intp)
+
+    wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
+    bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
+    mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
+    distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
+    distn: tuple[int, int, int] | None = None
+    steps: list[Step] = []
+    codes_used: set[int] = set()
+    max_req_bits = 0
+    geometry: Geometry | None = None
+    for index, ins in enumerate(program):
+        o = ins.operands()
+        op = ins.op
+        if op == "LDW":
+            row = np.arange(o["rows"])[:, None]
+            col = np.arange(o["cols"])[None, :]
+            wb_src[(o["wb"] + row * o["cols"] + col).ravel()] = (o["dram"] + row * o["stride"] + col).ravel()
+        elif op == "LDB":
+            bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
+        elif op == "MODE":
+            mt[o["mt"] : o["mt"] + o["count"]] = o["code"]
+        elif op == "CONV":
+            geometry = Geometry(**o)
+        elif op == "DISTW":
+            rows = o["wb"] + np.arange(o["m"])[:, None] * o["stride"] + np.arange(o["k"])[None, :]
+            distw = (o["m"], o["p"], o["k"], wb_src[rows].copy())
+        elif op == "DISTN":
+            assert geometry is not None  # check_program refuses a DISTN before any CONV
+            offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
+            gather = np.where(inside, cidx(o["nb"] + offsets), pad)  # [p, k]
+            distn = (o["m"], o["p"], o["k"])
+            # Gathered activations are kept as [k, p, n] (batch innermost): k-major indices.
+            steps.append(Gather(index, np.ascontiguousarray(gather.T).ravel(), o["p"], o["k"]))
+        elif op == "MAC":
+            m, p, k = o["m"], o["p"], o["k"]
+            if distn is None or distw is None:
+                return Plan((), nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW", passes=("trace",))
+            if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
+                return Plan((), nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW", passes=("trace",))
+            codes = mt[o["mt"] : o["mt"] + m].copy()
+            codes_used.update(int(c) for c in np.unique(codes))
+            bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
+            steps.append(Mac(index, m, p, k, distw[3][:m, :k].copy(), bias_src, _mac_groups(codes)))
+        elif op == "RELU":
+            steps.append(Relu(index, o["m"] * o["p"]))
+        elif op == "REQ":
+            e = np.arange(o["m"] * o["p"])
+            address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], fmt.qmin, fmt.qmax))
+        elif op == "POOL":
+            c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
+            oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
+            steps.append(Pool(index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow), k, s))
+        elif op == "LDN":
+            steps.append(Load(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
+        elif op == "STN":
+            steps.append(Store(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
+        elif op == "SYNC":
+            steps.append(Sync(index, cidx(o["nb"] + np.arange(o["count"])), o["layer"]))
+        elif op == "END":
+            break
+    return Plan(tuple(steps), nb_words, tuple(sorted(codes_used)), True, max_req_bits=max_req_bits, passes=("trace",))
+
+
+# ---------------------------------------------------------------------------------------------
+# The passes
+# ---------------------------------------------------------------------------------------------
+
+
+def chain_accumulators(plan: Plan) -> Plan:
+    """Number the accumulator chains (an init MAC starts one; the MACs after it accumulate onto the
+    same tile) and give RELU/REQ the ``(m, p)`` layout of the tile they read.
+
+    Falls back when a MAC accumulates onto a different tile shape, or a RELU/REQ reads a tile no MAC
+    chain produced."""
+    chain = -1
+    layout: tuple[int, int] | None = None
+    steps: list[Step] = []
+    for step in plan.steps:
+        if isinstance(step, Mac):
+            if step.bias_src is not None:
+                chain += 1
+                layout = (step.m, step.p)
+            elif layout != (step.m, step.p):
+                return fallback(plan, f"instruction {step.index}: MAC accumulates onto a different tile shape")
+            steps.append(replace(step, chain=chain))
+        elif isinstance(step, (Relu, Requantize)):
+            if layout is None or layout[0] * layout[1] != step.count:
+                kind = "RELU" if isinstance(step, Relu) else "REQ"
+                return fallback(plan, f"instruction {step.index}: {kind} on a tile no MAC chain produced")
+            steps.append(replace(step, layout=layout))
+        else:
+            steps.append(step)
+    return replace(plan, steps=tuple(steps))
+
+
+def affine(idx: np.ndarray) -> Pattern | None:
+    """``(base, shape, steps)`` when ``idx[i0, i1, ...] == base + sum(i_d * steps_d)`` with steps
+    >= 0, else None."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return None
+    base = int(idx.flat[0])
+    steps = []
+    for axis, size in enumerate(idx.shape):
+        if size == 1:
+            steps.append(0)
+            continue
+        first = np.take(idx, [0], axis=axis)
+        second = np.take(idx, [1], axis=axis)
+        steps.append(int((second - first).flat[0]))
+    if any(step < 0 for step in steps) or not np.array_equal(expand(base, tuple(idx.shape), tuple(steps)), idx):
+        return None
+    return base, tuple(idx.shape), tuple(steps)
+
+
+def expand(base: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> np.ndarray:
+    """The index array an affine pattern stands for."""
+    out = np.full(shape, base, dtype=np.int64)
+    for axis, (size, step) in enumerate(zip(shape, steps, strict=True)):
+        out += np.arange(size).reshape([-1 if a == axis else 1 for a in range(len(shape))]) * step
+    return out
+
+
+def strided_views(plan: Plan) -> Plan:
+    """Affine index patterns, so that the runner reads and writes strided views instead of copying
+    through index arrays: gathers as ``[k, p]``, requantised tiles as their ``(m, p)`` layout (the
+    accumulators are ``[runs, m, p, n]``, row-major tile, batch innermost), the rest as runs of words."""
+    steps: list[Step] = []
+    for step in plan.steps:
+        if isinstance(step, Gather):
+            step = replace(step, view=affine(step.idx.reshape(step.k, step.p)))
+        elif isinstance(step, Requantize):
+            assert step.layout is not None
+            step = replace(step, view=affine(step.idx.reshape(step.layout)))
+        elif isinstance(step, (Load, Store, Sync)):
+            step = replace(step, view=affine(step.idx))
+        elif isinstance(step, Pool):
+            step = replace(step, src_view=affine(step.src), dst_view=affine(step.dst))
+        steps.append(step)
+    return replace(plan, steps=tuple(steps))
+
+
+def transform_targets(plan: Plan) -> Plan:
+    """Which written words any DISTN reads: only those need DRUM-transformed copies per mode."""
+    read_by_distn = np.zeros(plan.nb_words + 1, dtype=bool)
+    for step in plan.steps:
+        if isinstance(step, Gather):
+            read_by_distn[step.idx] = True
+    read_by_distn[plan.nb_words] = False
+    steps: list[Step] = []
+    for step in plan.steps:
+        if isinstance(step, (Load, Requantize, Pool)):
+            target = written(step)
+            sel = np.flatnonzero(read_by_distn[target])
+            step = replace(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
+        steps.append(step)
+    return replace(plan, steps=tuple(steps))
+
+
+def _same_groups(a: tuple[tuple[int, np.ndarray], ...], b: tuple[tuple[int, np.ndarray], ...]) -> bool:
+    return len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True))
+
+
+def fuse_dense_chains(plan: Plan) -> Plan:
+    """Mark chains that are one dense dot product split into local-memory chunks.
+
+    A chain fuses when its DISTNs read consecutive, contiguous runs of one neuron-buffer row (p = 1),
+    nothing but its own DISTN/MAC steps lies between its first DISTN and its last MAC (so every
+    chunk sees the same neuron buffer), and all its MACs have the same rows per mode. The head MAC
+    then runs the whole chain as one GEMM over ``K = sum k`` (same integers: the chain's bound is
+    checked the same way), and the other MACs of the chain do nothing.
+    """
+    chains: dict[int, list[int]] = {}
+    for number, step in enumerate(plan.steps):
+        if isinstance(step, Mac):
+            chains.setdefault(step.chain, []).append(number)
+    steps = list(plan.steps)
+    for chain, macs in chains.items():
+        if len(macs) < 2:
+            continue
+        first_distn = macs[0] - 1
+        if first_distn < 0 or not isinstance(steps[first_distn], Gather):
+            continue
+        spans: list[tuple[int, int]] = []
+        ok = True
+        for number in range(first_distn, macs[-1] + 1):
+            step = steps[number]
+            if isinstance(step, Mac):
+                ok = ok and step.chain == chain
+            elif isinstance(step, Gather):
+                view = step.view
+                if view is None or step.p != 1 or (step.k > 1 and view[2][0] != 1):
+                    ok = False  # not one contiguous run of words
+                else:
+                    spans.append((view[0], step.k))
+            else:
+                ok = False
+        heads = [steps[number] for number in macs]
+        assert all(isinstance(mac, Mac) for mac in heads)
+        chain_macs: list[Mac] = [mac for mac in heads if isinstance(mac, Mac)]
+        ks = [mac.k for mac in chain_macs]
+        if not ok or len(spans) != len(macs) or any(k_mac != k_gather for k_mac, (_, k_gather) in zip(ks, spans, strict=True)):
+            continue
+        if any(spans[i][0] + spans[i][1] != spans[i + 1][0] for i in range(len(spans) - 1)):
+            continue
+        if not all(_same_groups(mac.groups, chain_macs[0].groups) for mac in chain_macs):
+            continue
+        steps[macs[0]] = replace(chain_macs[0], fused=Fused(tuple(macs), spans[0][0], sum(ks)))
+        for number, mac in zip(macs[1:], chain_macs[1:], strict=True):
+            steps[number] = replace(mac, fused_into=macs[0])
+    return replace(plan, steps=tuple(steps))
+
+
+def mark_shared(plan: Plan) -> Plan:
+    """Mark which steps touch run-invariant data (the same in every Monte Carlo run).
+
+    Words written by LDN (the inputs) are the same in every run; a MAC's results are not (each run has
+    its own weights). A read whose words are all run-invariant at that point (``shared``) reads the
+    shared buffer ``[words, n]`` once for all runs; the other reads use the per-run buffer
+    ``[runs, words, n]``. A shared write (LDN, or POOL of shared words) also goes to the per-run buffer
+    (``mirror``) only when a later per-run read sees the words it wrote. Words read before any write
+    (the padding word) are ``zero_rows``: the runner zeroes only those.
+    """
+    words = plan.nb_words + 1
+    varying = np.zeros(words, dtype=bool)
+    last_writer = np.full(words, -1, dtype=np.int64)
+    zero = np.zeros(words, dtype=bool)
+    zero[plan.nb_words] = True  # the padding word
+    shared: dict[int, bool] = {}  # step number -> its read (or write) is run-invariant
+    mirror: set[int] = set()
+
+    def read(idx: np.ndarray) -> bool:
+        zero[idx[last_writer[idx] < 0]] = True  # read before any write: must hold 0
+        invariant = not bool(varying[idx].any())
+        if not invariant:
+            mirror.update(int(w) for w in np.unique(last_writer[idx]) if w >= 0 and shared[int(w)])
+        return invariant
+
+    latest = False
+    for number, step in enumerate(plan.steps):
+        if isinstance(step, Gather):
+            shared[number] = latest = read(step.idx)
+        elif isinstance(step, Mac):
+            if step.fused is not None:
+                latest = read(np.arange(step.fused.start, step.fused.start + step.fused.k))
+            shared[number] = latest
+        elif isinstance(step, (Store, Sync)):
+            shared[number] = read(step.idx)
+        elif isinstance(step, Pool):
+            shared[number] = read(step.src)
+            varying[step.dst] = not shared[number]
+            last_writer[step.dst] = number
+        elif isinstance(step, Load):
+            shared[number] = True
+            varying[step.idx] = False
+            last_writer[step.idx] = number
+        elif isinstance(step, Requantize):
+            shared[number] = False
+            varying[step.idx] = True
+            last_writer[step.idx] = number
+    steps: list[Step] = []
+    for number, step in enumerate(plan.steps):
+        if isinstance(step, Mac):
+            step = replace(step, shared_input=shared[number])
+        elif isinstance(step, (Load, Requantize, Pool)):
+            step = replace(step, shared=shared[number], mirror=number in mirror)
+        elif isinstance(step, (Gather, Store, Sync)):
+            step = replace(step, shared=shared[number])
+        steps.append(step)
+    return replace(plan, steps=tuple(steps), zero_rows=np.flatnonzero(zero))
+
+
+PlanPass = Callable[[Plan], Plan]
+
+PASSES: tuple[tuple[str, PlanPass], ...] = (
+    ("chain_accumulators", chain_accumulators),
+    ("strided_views", strided_views),
+    ("transform_targets", transform_targets),
+    ("fuse_dense_chains", fuse_dense_chains),
+    ("mark_shared", mark_shared),
+)
+
+
+def run_plan_passes(plan: Plan, passes: tuple[tuple[str, PlanPass], ...] = PASSES) -> Plan:
+    """Apply the passes in order, checking the plan after each; a fallen-back plan stops there."""
+    check_plan(plan)
+    for name, plan_pass in passes:
+        if not plan.fast:
+            break
+        plan = plan_pass(plan)
+        plan = replace(plan, passes=(*plan.passes, name))
+        check_plan(plan)
+    return plan
+
+
+def build_plan(program: Sequence[Instruction], arch: Architecture) -> Plan:
+    """The complete plan of ``program``: :func:`trace`, then every pass of :data:`PASSES`."""
+    return run_plan_passes(trace(program, arch))
+
+
+# ---------------------------------------------------------------------------------------------
+# The checker
+# ---------------------------------------------------------------------------------------------
+
+
+def check_plan(plan: Plan) -> None:
+    """Check the invariants of ``plan`` at its stage (``plan.passes``); a PlanError names the first
+    broken one. Every stage: indices in range, sizes consistent with the operands, MAC weights and mode
+    groups well formed, every strided view equal to its index array. After each pass, what it adds."""
+    stage = plan.passes[-1] if plan.passes else "trace"
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise PlanError(f"plan after {stage}: {message}")
+
+    if not plan.fast:
+        require(bool(plan.reason), "a plan for the interpreter must say why")
+        return
+    done = set(plan.passes)
+    words = plan.nb_words
+
+    def indices(what: str, idx: np.ndarray, size: int, pad: bool = False) -> None:
+        require(idx.ndim == 1 and idx.size == size, f"{what}: {idx.size} indices, expected {size}")
+        require(np.issubdtype(idx.dtype, np.integer), f"{what}: indices are not integers")
+        if idx.size:
+            top = words if pad else words - 1
+            require(int(idx.min()) >= 0 and int(idx.max()) <= top, f"{what}: index outside the {words} neuron-buffer words")
+
+    def view_matches(what: str, view: Pattern | None, idx: np.ndarray) -> None:
+        if view is not None:
+            base, shape, steps = view
+            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), f"{what}: strided view differs from its indices")
+
+    def write_targets(what: str, step: Write) -> None:
+        target = written(step)
+        if step.transform_sel is not None:
+            require(step.transform_any and step.transform_sel.size > 0, f"{what}: a transform selection without transformed words")
+            require(int(step.transform_sel.max()) < target.size and int(step.transform_sel.min()) >= 0, f"{what}: transform selection outside its words")
+        if "mark_shared" in done:
+            require(not step.mirror or step.shared, f"{what}: only a shared write is mirrored")
+
+    codes = set(plan.codes)
+    chain = -1
+    chain_layout: tuple[int, int] | None = None
+    for number, step in enumerate(plan.steps):
+        what = f"step {number} (instruction {step.index}, {type(step).__name__})"
+        if isinstance(step, Load):
+            indices(what, step.idx, step.count)
+            view_matches(what, step.view, step.idx)
+            write_targets(what, step)
+        elif isinstance(step, (Store, Sync)):
+            indices(what, step.idx, step.count if isinstance(step, Store) else step.idx.size)
+            view_matches(what, step.view, step.idx)
+        elif isinstance(step, Gather):
+            require(step.p >= 1 and step.k >= 1, f"{what}: empty tile")
+            indices(what, step.idx, step.p * step.k, pad=True)
+            view_matches(what, step.view, step.idx)
+        elif isinstance(step, Mac):
+            require(step.m >= 1 and step.p >= 1 and step.k >= 1, f"{what}: empty tile")
+            require(step.w_src.shape == (step.m, step.k), f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
+            require(step.bias_src is None or step.bias_src.shape == (step.m,), f"{what}: bias sources are not one per row")
+            rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
+            require(np.array_equal(np.sort(rows), np.arange(step.m)), f"{what}: mode groups do not cover each row once")
+            require(all(code in codes for code, _ in step.groups), f"{what}: a mode code missing from the plan's codes")
+            if "chain_accumulators" in done:
+                if step.bias_src is not None:
+                    chain += 1
+                    chain_layout = (step.m, step.p)
+                require(step.chain == chain and chain_layout == (step.m, step.p), f"{what}: chain {step.chain}, expected {chain} on one tile shape")
+            if step.fused is not None:
+                heads = [plan.steps[n] for n in step.fused.macs]
+                require(step.fused.macs[0] == number, f"{what}: a fused chain's first MAC is its head")
+                require(all(isinstance(h, Mac) and h.chain == step.chain for h in heads), f"{what}: fused steps are MACs of its chain")
+                require(all(isinstance(h, Mac) and h.fused_into == number for h in heads[1:]), f"{what}: fused MACs point at their head")
+                require(step.fused.k == sum(h.k for h in heads if isinstance(h, Mac)), f"{what}: fused depth is not the sum of its MACs'")
+                require(0 <= step.fused.start and step.fused.start + step.fused.k <= words, f"{what}: fused words outside the neuron buffer")
+            if step.fused_into is not None:
+                head = plan.steps[step.fused_into] if 0 <= step.fused_into < len(plan.steps) else None
+                require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, f"{what}: fused into a step that is not its chain's head")
+        elif isinstance(step, (Relu, Requantize)):
+            require(step.count >= 1, f"{what}: empty tile")
+            if "chain_accumulators" in done:
+                require(step.layout is not None and step.layout[0] * step.layout[1] == step.count, f"{what}: layout does not cover its {step.count} accumulators")
+            if isinstance(step, Requantize):
+                indices(what, step.idx, step.count)
+                require(step.qmin < step.qmax, f"{what}: empty saturation range")
+                view_matches(what, step.view, step.idx)
+                write_targets(what, step)
+        elif isinstance(step, Pool):
+            c, h, w = step.shape
+            indices(what, step.src, c * h * w)
+            indices(what, step.dst, c * step.out[0] * step.out[1])
+            view_matches(what, step.src_view, step.src)
+            view_matches(what, step.dst_view, step.dst)
+            write_targets(what, step)
+        else:
+            require(False, f"step {number}: {type(step).__name__} is not a plan step")
+    if "mark_shared" in done:
+        zero = plan.zero_rows
+        require(zero.size > 0 and int(zero.max()) == words and int(zero.min()) >= 0, "zero rows must include the padding word and stay in range")
