@@ -38,7 +38,7 @@ DIFFER = (
     "The paper's exact widths, seeds and epochs are not given; we use 8-bit dynamic fixed point, sign-magnitude "
     "DRUM on both operands and K_i = DRUM(k = i) (docs/hwmodels.md: raw DRUM(1) = DRUM(2) / 2.25 per product for "
     "operand magnitudes >= 3, so K1 shrinks every product and pulls the Sigmoid outputs towards 0.5). "
-    "The paper does not give K4 averages. Small test splits (71 / 114 samples for breast-cancer / ionosphere) "
+    "The paper does not give K4 averages. Small test splits (114 / 71 samples for breast-cancer / ionosphere) "
     "make single-app numbers noisy; the seeds' spread is in the first table."
 )
 
