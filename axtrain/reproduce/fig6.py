@@ -41,9 +41,9 @@ DIFFER = (
     "AxTrain's K1 gain is pas's, trained at that K (compare AxTrain with AxTrain-act in the first table); act alone "
     "helps most where its exact-multiplier error is at or below BP's and can lose at the mild K3/K4, where BP "
     "barely degrades, on apps whose act network starts above BP's exact error (first table, 'exact' column). "
-    "Under cross-entropy (the metric table) act's networks look worse than under the MSE: a Sigmoid network "
-    "trained with the MSE is not calibrated for a log loss, and act's outputs sit closer to 0.5 where they are "
-    "wrong. Error rates move in whole test samples: read them with the seeds' spread. "
+    "Under cross-entropy (the metric table) the picture can differ at K2-K4: ce is unbounded and weighs the few "
+    "confidently wrong outputs, which the MSE these networks were trained and scored with bounds at 1 per output. "
+    "Error rates move in whole test samples: read them with the seeds' spread. "
     "The paper does not give K4 averages. Small test splits (114 / 71 samples for breast-cancer / ionosphere) "
     "make single-app numbers noisy; the seeds' spread is in the first table, and the MNIST apps have one seed."
 )
