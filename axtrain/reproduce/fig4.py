@@ -57,9 +57,9 @@ def _what_it_shows(shares: dict[str, float]) -> str:
     act = shares.get("AxTrain-act")
     if act is not None and bp > 0 and act / bp > 1.1:
         parts.append(
-            "The paper's claim is that act spreads the sensitivity out; our act map is more concentrated instead: act "
-            "has driven most weights of the last layer towards zero (S sums |w| |dO/dw|, so the cheapest way to lower "
-            "it is to silence weights) and the few that remain carry the outputs: lower S in total, a less even map."
+            "The paper's claim is that act spreads the sensitivity out; our act map is more concentrated instead. A "
+            "relative map hides the total: act lowers S (the sum of the unnormalised map) without evening out which "
+            "last-layer weights carry the outputs."
         )
     elif act is not None and bp > 0 and act / bp >= 0.9:
         parts.append(
