@@ -7,40 +7,63 @@ schedule, the addresses and the encoding against an independent computation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from axtrain import __version__
+from axtrain.compiler import goldens
 from axtrain.compiler.ir import CompilerIR
+from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import ISA_VERSION, encode_program, listing
-from axtrain.hwmodels.fixedpoint import dequantize, quantize
-from axtrain.hwmodels.layers import forward
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, decode_program, encode_program, listing
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
 
 GOLDEN_COUNT = 8
-GOLDEN_SEED = 20170204  # fixed: the same model always gets the same golden inputs
+GOLDEN_SEED = goldens.GOLDEN_SEED  # fixed: the same model always gets the same golden inputs
+MAX_GOLDEN_COUNT = 4096
 
 
 def golden_inputs(ir: CompilerIR, count: int = GOLDEN_COUNT) -> np.ndarray:
-    """Deterministic float32 inputs spanning the input format's range, a little beyond it (so
-    saturation is exercised) and off the quantisation grid (so rounding is exercised)."""
-    assert ir.input_format is not None and ir.shapes is not None
-    rng = np.random.default_rng(GOLDEN_SEED)
-    f = ir.input_format
-    low, high = f.qmin * f.scale * 1.1, f.qmax * f.scale * 1.1
-    x = rng.uniform(low, high, size=(count, *ir.shapes[0]))
-    # One input of exact grid ties (k + 1/2 LSB) to pin round-half-even.
-    ties = (rng.integers(f.qmin, f.qmax, size=ir.shapes[0]) + 0.5) * f.scale
-    x[0] = ties
-    return x.astype(np.float32)
+    """Deterministic float32 goldens chosen for coverage (compiler/goldens.py): the first made of
+    exact rounding ties, the rest picked from a seeded pool (uniform over the input format's range
+    and 10 % beyond, one-sided, saturating corners, aimed at first-layer neurons) for the most weight
+    words exercised."""
+    assert ir.input_format is not None and ir.shapes is not None and ir.layers is not None
+    return goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, count).inputs
 
 
-def _modes_text(modes: tuple[Any, ...]) -> str:
+def modes_text(modes: Iterable[Any]) -> str:
+    """A layer's multipliers in one word for the manifest: the mode, or ``mixed:N modes``."""
     distinct = sorted({str(m) for m in modes})
     return distinct[0] if len(distinct) == 1 else f"mixed:{len(distinct)} modes"
+
+
+def listing_notes(layers: Sequence[tuple[str, str]], ranges: Sequence[tuple[int, int]]) -> dict[int, str]:
+    """The listing's layer-boundary comments: ``layers`` are ``(name, op)``, ``ranges`` each layer's
+    ``[first, end)`` instruction range."""
+    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges, strict=True))}
+
+
+def manifest_layers(layers: Iterable[tuple[str, str, Sequence[Any] | None, float]]) -> list[dict[str, Any]]:
+    """The manifest's per-layer summary from ``(name, op, modes or None without weights, sram_voltage)``."""
+    return [
+        {"name": name, "op": op, "multiplier": modes_text(modes) if modes is not None else "-", "sram_voltage": voltage}
+        for name, op, modes, voltage in layers
+    ]
+
+
+def golden_files(layers: Sequence[QuantizedLayer], x: np.ndarray, input_format: FixedPointFormat) -> dict[str, bytes]:
+    """``golden/layer_<i>.npy`` and ``golden/outputs.npy`` for float inputs ``x`` (the inputs file
+    itself is the caller's): the integer reference ``hwmodels.layers.forward``, never the interpreter."""
+    outputs = forward(layers, quantize(x, input_format))
+    files = {fmt.golden_layer_file(index): fmt.npy_bytes(out.astype(np.int64)) for index, out in enumerate(outputs)}
+    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], layers[-1].output_format))
+    return files
 
 
 def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
@@ -91,15 +114,14 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
     return rows
 
 
-def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
+def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the bundle (name -> bytes) and the manifest (without its hash list)."""
+    if not 1 <= golden_count <= MAX_GOLDEN_COUNT:
+        raise ConfigError(f"--golden must lie in [1, {MAX_GOLDEN_COUNT}], got {golden_count}")
     assert ir.layers is not None and ir.shapes is not None and ir.allocation is not None and ir.emitted is not None
     assert ir.input_format is not None
     arch, e, alloc = ir.arch, ir.emitted, ir.allocation
-    notes = {}
-    for index, (first, _) in enumerate(e.layer_ranges):
-        layer = ir.layers[index]
-        notes[first] = f"layer {index} {layer.name} ({layer.op})"
+    notes = listing_notes([(layer.name, layer.op) for layer in ir.layers], e.layer_ranges)
     program = list(e.program)
     files: dict[str, bytes] = {
         fmt.ARCH: fmt.json_bytes(arch.to_json()),
@@ -107,16 +129,14 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         fmt.PROGRAM_ASM: listing(program, notes).encode("utf-8"),
         fmt.WEIGHTS_BIN: fmt.image_bytes(e.weight_image, arch.weight_word_bits),
         fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
-        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
-        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
+        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, BIAS_WORD_BITS),
+        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
-    x = golden_inputs(ir)
-    outputs = forward(ir.layers, quantize(x, ir.input_format))
+    selection = goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, golden_count)
+    x = selection.inputs
     files[fmt.GOLDEN_INPUTS] = fmt.npy_bytes(x)
-    for index, out in enumerate(outputs):
-        files[fmt.golden_layer_file(index)] = fmt.npy_bytes(out.astype(np.int64))
-    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], ir.layers[-1].output_format))
+    files.update(golden_files(ir.layers, x, ir.input_format))
     toolchain = {k: v for k, v in versions().items() if k in ("axtrain", "python", "numpy", "onnx", "pydantic")}
     manifest = {
         "format": fmt.FORMAT_NAME,
@@ -135,26 +155,94 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         "weight_words": int(e.weight_image.size),
         "weight_word_bits": arch.weight_word_bits,
         "bias_words": int(e.bias_image.size),
-        "bias_word_bits": fmt.BIAS_WORD_BITS,
+        "bias_word_bits": BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
-        "layers": [
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "multiplier": _modes_text(layer.neuron_modes()) if layer.has_weights else "-",
-                "sram_voltage": layer.sram_voltage,
-            }
-            for layer in ir.layers
-        ],
+        "layers": manifest_layers(
+            (layer.name, layer.op, layer.neuron_modes() if layer.has_weights else None, layer.sram_voltage) for layer in ir.layers
+        ),
     }
     if ir.host_tail:
         # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
         manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
-    return files, manifest
+    return finish_format_1_1(files, manifest, ir.layers, arch, selection), manifest
 
 
-def write_compiled_bundle(ir: CompilerIR, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the bundle of a compiled IR atomically."""
-    files, manifest = bundle_files(ir)
+def write_compiled_bundle(ir: CompilerIR, out: str | Path, overwrite: bool = False, golden_count: int = GOLDEN_COUNT) -> Path:
+    """Write the bundle of a compiled IR atomically (``golden_count`` goldens chosen for coverage)."""
+    files, manifest = bundle_files(ir, golden_count)
     return fmt.write_bundle(out, files, manifest, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Format 1.1: testbench vectors, golden coverage, content hash. Pieces that work on a finished
+# file set, so that any writer of bundles (the compiler above, a re-planner) adds them the same way.
+# ---------------------------------------------------------------------------------------------
+
+
+def testbench_files(files: dict[str, bytes], neuron_word_bits: int, input_format: str) -> dict[str, bytes]:
+    """The ``$readmemh`` twins derived from a file set: ``program.hex``, the quantised golden inputs
+    (``golden/inputs_int.npy`` and ``.hex``) and every ``golden/layer_<i>.hex`` (neuron words,
+    images back to back, each image's values in NCHW order)."""
+    x = fmt.read_npy_bytes(files[fmt.GOLDEN_INPUTS])
+    q = quantize(x, FixedPointFormat.parse(input_format)).astype(np.int64)
+    out = {
+        fmt.PROGRAM_HEX: fmt.program_hex(files[fmt.PROGRAM_BIN]).encode("ascii"),
+        fmt.GOLDEN_INPUTS_INT: fmt.npy_bytes(q),
+        fmt.GOLDEN_INPUTS_HEX: fmt.image_hex(q.reshape(-1), neuron_word_bits).encode("ascii"),
+    }
+    index = 0
+    while fmt.golden_layer_file(index) in files:
+        values = fmt.read_npy_bytes(files[fmt.golden_layer_file(index)])
+        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), neuron_word_bits).encode("ascii")
+        index += 1
+    return out
+
+
+def coverage_record(
+    layers: Any, x: np.ndarray, input_format: FixedPointFormat, files: dict[str, bytes], manifest: dict[str, Any], arch: Any, selection: "goldens.Selection | None" = None
+) -> dict[str, Any]:
+    """The manifest's ``golden_coverage``: weight words exercised (integer reference model) and
+    data-carrying instructions exercised (from the layer data; tests check it against the ISA interpreter)."""
+    q = quantize(x, input_format)
+    covered = np.asarray(goldens.exercised(layers, q).any(axis=0), dtype=bool)
+    legacy = selection.legacy_covered if selection is not None else None
+    if legacy is None:
+        legacy_x, _ = goldens.legacy_inputs(x.shape[1:], input_format)
+        legacy = int(goldens.exercised(layers, quantize(legacy_x, input_format)).any(axis=0).sum())
+    weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
+    records = json.loads(files[fmt.LAYERS])
+    hit, counted, missed = goldens.instruction_coverage(layers, records, decode_program(files[fmt.PROGRAM_BIN]), weights, bias, q)
+    return {
+        "criterion": goldens.CRITERION,
+        "weight_words": int(covered.size),
+        "weight_words_exercised": int(covered.sum()),
+        "legacy_weight_words_exercised": int(legacy),
+        "instructions": counted,
+        "instructions_exercised": hit,
+        "unexercised_instructions": missed,
+        "candidates": selection.pool if selection is not None else int((manifest.get("golden_coverage") or {}).get("candidates", 0)),
+        "layers": goldens.layer_coverage(layers, covered),
+    }
+
+
+def content_hash_of_files(files: dict[str, bytes], manifest: dict[str, Any], arch: Any) -> str:
+    """:func:`axtrain.formats.bundle.content_sha256` of a file set about to be written."""
+    weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
+    layers = json.loads(files[fmt.LAYERS])
+    return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers)
+
+
+def finish_format_1_1(files: dict[str, bytes], manifest: dict[str, Any], layers: Any, arch: Any, selection: "goldens.Selection | None" = None) -> dict[str, bytes]:
+    """Add format 1.1's parts to a file set and its manifest (in place; returns ``files``):
+    the testbench twins, ``golden_coverage`` for the golden inputs in ``files`` under the integer
+    ``layers``, ``content_sha256``, and ``format_version``."""
+    files.update(testbench_files(files, arch.neuron_word_bits, manifest["input"]["format"]))
+    x = fmt.read_npy_bytes(files[fmt.GOLDEN_INPUTS])
+    manifest["golden_coverage"] = coverage_record(layers, x, FixedPointFormat.parse(manifest["input"]["format"]), files, manifest, arch, selection)
+    manifest["format_version"] = fmt.FORMAT_VERSION
+    manifest["golden_count"] = int(x.shape[0])
+    manifest["content_sha256"] = content_hash_of_files(files, manifest, arch)
+    return files

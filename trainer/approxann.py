@@ -117,7 +117,11 @@ def criticality(
     network's output layer (cross-entropy for softmax, the squared error of the Sigmoid outputs).
     """
     weighted = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    totals = [torch.zeros(model[i].weight.shape[0], dtype=torch.float64) for i in weighted]
+    totals = []
+    for i in weighted:
+        module = model[i]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))
+        totals.append(torch.zeros(module.weight.shape[0], dtype=torch.float64))
     n_total = x.shape[0]
     for start in range(0, n_total, batch_size):
         h = x[start : start + batch_size]
@@ -134,7 +138,7 @@ def criticality(
                     zs.append(h)
             loss = task_loss(h, y[start : start + batch_size], output_layer) * h.shape[0]  # the per-sample sum
             grads = torch.autograd.grad(loss, zs)
-        for index, (g, mag) in enumerate(zip(grads, magnitudes)):
+        for index, (g, mag) in enumerate(zip(grads, magnitudes, strict=True)):
             c = (g.abs() * mag.detach())
             c = c.sum(dim=tuple(range(2, c.dim()))) if c.dim() > 2 else c
             totals[index] += c.sum(0).to(torch.float64)
@@ -147,7 +151,7 @@ def criticality(
 
 
 def _with_modes(layers: Sequence[QuantizedLayer], modes: Sequence[tuple[MultiplierMode, ...]]) -> list[QuantizedLayer]:
-    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes)]
+    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes, strict=True)]
 
 
 def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[QuantizedLayer]:
@@ -160,6 +164,7 @@ def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[
             continue
         assert layer.weight_format is not None
         module = model[layer.meta["module_index"]]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))  # the layer has weights
         w = module.weight.detach().to("cpu", torch.float32).numpy()
         b = module.bias.detach().to("cpu", torch.float32).numpy() if module.bias is not None else np.zeros(w.shape[0], np.float32)
         out.append(layer.with_changes(weight=quantize(w, layer.weight_format), bias=quantize(b, FixedPointFormat(32, layer.accumulator_frac))))
@@ -247,7 +252,7 @@ def run_approxann(
         x_all, y_all = np.asarray(data.x_train), np.asarray(data.y_train)  # type: ignore[attr-defined]
     else:
         try:
-            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[union-attr]
+            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[attr-defined]  # data: object, any (x, y) pair
         except (TypeError, ValueError):
             raise ConfigError("approxann: data must be a DataSplit or an (x_train, y_train) pair") from None
     x_tr, y_tr, x_val, y_val = split_validation(x_all, y_all, cfg.val_fraction, seed)

@@ -43,7 +43,7 @@ from axtrain.formats import onnx_schema as schema
 from axtrain.formats.onnx_schema import read_annotations  # re-exported for callers of this module
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.provenance import versions
 
@@ -126,8 +126,8 @@ def infer_input_shape(layers: Sequence[QuantizedLayer]) -> tuple[int, ...]:
 
 def _propagate_shapes(layers: Sequence[QuantizedLayer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Per-sample output shape of every layer; raises OnnxError at the first layer that does not fit."""
-    shape = tuple(int(d) for d in input_shape)
-    shapes = []
+    shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
+    shapes: list[tuple[int, ...]] = []
     for layer in layers:
         where = f"layer {layer.name!r} ({layer.op})"
         if layer.op == "dense":
@@ -279,7 +279,7 @@ def export_layers(
     layers: Sequence[QuantizedLayer],
     input_shape: tuple[int, ...],
     metadata: Mapping[str, Any],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
     output_layer: str | None = None,
 ) -> onnx.ModelProto:
@@ -292,7 +292,7 @@ def export_layers(
     ``input_shape`` is the per-sample shape without the batch dimension (``(30,)``, ``(1, 28, 28)``);
     the batch dimension is symbolic (``batch``). ``metadata`` supplies ``app``, ``method`` and
     ``seed`` (plain or ``axtrain.``-prefixed keys; ``app`` defaults to ``custom``). ``multiplier``
-    (a mode name such as ``drum:2`` or ``K2``) and ``sram_voltage`` (volts) replace the layers' own
+    (a typed mode; text is parsed at the edge, axtrain/cli_params.py) and ``sram_voltage`` (volts) replace the layers' own
     annotations on every compute layer. The arithmetic of the graph is always exact: annotations
     tell the hardware what to approximate, they do not change the ONNX numerics.
 
@@ -304,7 +304,7 @@ def export_layers(
     if output_layer not in (None, "sigmoid", "softmax"):
         raise OnnxError(f"output layer {output_layer!r} is unknown; use sigmoid or softmax")
     sigmoid = output_layer == "sigmoid"
-    override_mode = parse_mode(multiplier) if multiplier is not None else None
+    override_mode = multiplier
     if sram_voltage is not None:
         bit_error_rate(sram_voltage)  # validates the voltage against the NTV model's range
     names = [layer.name for layer in layers]
@@ -337,7 +337,7 @@ def export_layers(
     if sigmoid:
         build.node("Sigmoid", [current], schema.OUTPUT_NAME, name="output_layer/Sigmoid")
 
-    batch_shape = ["batch", *input_shape]
+    batch_shape: list[str | int | None] = ["batch", *input_shape]
     graph = helper.make_graph(
         build.nodes,
         "axtrain",
@@ -451,7 +451,7 @@ def bit_exact_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -
 def export_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
 ) -> Path:
     """Export a trained run directory to ``out`` (the ``axtrain export`` command).
@@ -461,10 +461,11 @@ def export_run(
     ``input_shape`` if present, else from the layers (:func:`infer_input_shape`).
     """
     try:
+        # rundir imports torch; exporting layers needs only onnx
         from axtrain.trainer.rundir import load_layers
     except ImportError as exc:  # the trainer's run-directory reader is not part of this build
         raise RunError(f"cannot read run directories in this build: {exc}") from None
-    layers, metadata = load_layers(run_dir)
+    layers, metadata = load_layers(Path(run_dir))
     shape = metadata.get("input_shape") if isinstance(metadata, Mapping) else None
     if isinstance(shape, str):
         try:

@@ -43,16 +43,18 @@ def render_maps(maps: Mapping[str, np.ndarray], title: str | None = None) -> byt
     """PNG bytes: one heatmap per named map, side by side, shared ``[0, 1]`` colour scale."""
     if not maps:
         raise ConfigError("sensitivity map: nothing to draw (no networks given)")
+    # matplotlib loads only when a map is drawn, and its backend must be chosen before pyplot
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    # after matplotlib.use: pyplot must not pick a display backend
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     names = list(maps)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False, constrained_layout=True)
     image = None
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         # viridis: perceptually uniform and readable in grey, unlike jet's false bands.
         image = ax.imshow(np.asarray(maps[name]), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # rows are neurons: whole numbers only
@@ -60,6 +62,7 @@ def render_maps(maps: Mapping[str, np.ndarray], title: str | None = None) -> byt
         ax.set_title(name)
         ax.set_xlabel("input of the last layer")
         ax.set_ylabel("output neuron")
+    assert image is not None  # at least one map was drawn (checked above)
     fig.colorbar(image, ax=axes[0].tolist(), label="relative sensitivity |w| |dO/dw|")
     if title:
         fig.suptitle(title)

@@ -20,7 +20,7 @@ per-sample accuracy difference between the baseline and the plan on the selectio
 selection split then cannot claim a plan keeps the budget on the strength of a few lucky samples;
 ``z = 0`` is the plain point estimate (the behaviour before the bound).
 
-Each evaluation simulates the bundle under the plan in memory (:func:`replan.apply_plan`) with
+Each evaluation simulates the bundle under the plan in memory (:func:`axtrain.compiler.replan.apply_plan`) with
 ``runs`` NTV runs seeded by ``seed``; evaluations are cached by plan, so the same inputs give the same
 result. Energy is data independent (runtime/energy.py); accuracy is the mean over the runs.
 """
@@ -32,16 +32,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from axtrain.compiler.replan import Plan, apply_plan, compute_layers
 from axtrain.errors import ConfigError
-from axtrain.explore.replan import Plan, apply_plan, compute_layers
 from axtrain.formats.bundle import Bundle
-from axtrain.hwmodels.multipliers import parse_mode
-from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
+from axtrain.formats.target import modes_of, voltages_of
+from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.simulation import simulate
 
-DEFAULT_MODES = ("exact", "drum:4", "drum:3", "drum:2", "drum:1")
+DEFAULT_MODES = modes_of(("exact", "drum:4", "drum:3", "drum:2", "drum:1"))
 DEFAULT_VOLTAGES = (NOMINAL_VOLTAGE, 0.85, 0.66, 0.5, 0.4)
+SELECTION_FRACTION = 0.5  # of the training split (breast-cancer: 228 samples; 0.2 gave 91, too few to hold 2 points)
+CONFIDENCE_Z = 1.645  # one-sided 95 % bound on each plan's loss (docs/explore.md "Keeping the budget")
 
 
 @dataclass(frozen=True)
@@ -133,22 +136,15 @@ class ExploreResult:
         }
 
 
-def parse_modes(modes: Sequence[str]) -> tuple[str, ...]:
-    """Canonical mode names, least aggressive first (duplicates or an empty list -> ConfigError)."""
-    names = tuple(str(parse_mode(m)) for m in modes)
-    if not names or len(set(names)) != len(names):
-        raise ConfigError(f"--modes must list distinct multiplier modes, got {','.join(map(str, modes)) or 'nothing'}")
-    return names
-
-
-def parse_voltages(voltages: Sequence[float]) -> tuple[float, ...]:
-    """Voltages in volts, highest first as given (outside the NTV model or repeated -> one-line error)."""
-    values = tuple(float(v) for v in voltages)
-    for v in values:
-        bit_error_rate(v)
-    if not values or len(set(values)) != len(values):
-        raise ConfigError(f"--voltages must list distinct voltages, got {','.join(map(str, voltages)) or 'nothing'}")
-    return values
+def check_levels(modes: Sequence[MultiplierMode | str], voltages: Sequence[float]) -> tuple[tuple[MultiplierMode, ...], tuple[float, ...]]:
+    """The search's mode and voltage levels, in the order given (least aggressive first); text from
+    a caller's parameters is typed here; an empty or repeated list -> ConfigError."""
+    mode_list, volt_list = modes_of(modes), voltages_of(voltages)
+    if not mode_list or len(set(mode_list)) != len(mode_list):
+        raise ConfigError(f"modes must be distinct multiplier modes, got {','.join(map(str, modes)) or 'nothing'}")
+    if not volt_list or len(set(volt_list)) != len(volt_list):
+        raise ConfigError(f"voltages must be distinct, got {','.join(map(str, voltages)) or 'nothing'}")
+    return mode_list, volt_list
 
 
 def pareto_front(points: Sequence[PlanPoint]) -> tuple[PlanPoint, ...]:
@@ -166,7 +162,7 @@ def explore(
     x_sel: np.ndarray,
     y_sel: np.ndarray,
     max_loss: float = 0.02,
-    modes: Sequence[str] = DEFAULT_MODES,
+    modes: Sequence[MultiplierMode | str] = DEFAULT_MODES,
     voltages: Sequence[float] = DEFAULT_VOLTAGES,
     runs: int = 10,
     seed: int = 0,
@@ -190,7 +186,7 @@ def explore(
         raise ConfigError(f"reference accuracy must be in [0, 1], got {reference_accuracy!r}")
     if y_sel is None:
         raise ConfigError("explore needs labelled selection data")
-    mode_list, volt_list = parse_modes(modes), parse_voltages(voltages)
+    mode_list, volt_list = check_levels(modes, voltages)
     n = len(compute_layers(bundle))
     if n == 0:
         raise ConfigError(f"{bundle.path}: has no compute layers to plan")
@@ -227,7 +223,7 @@ def explore(
     path = [baseline]
     while True:
         candidates: list[tuple[float, float, PlanPoint, list[int], int]] = []
-        moves = [(i, None) for i in range(n) if levels[i] + 1 < len(mode_list)]
+        moves: list[tuple[int | None, int | None]] = [(i, None) for i in range(n) if levels[i] + 1 < len(mode_list)]
         if volt + 1 < len(volt_list):
             moves.append((None, volt + 1))
         for layer, new_volt in moves:
@@ -275,4 +271,4 @@ def format_table(points: Sequence[PlanPoint], baseline: PlanPoint, marks: dict[s
             f"{p.accuracy:.4f}", f"{p.accuracy_std:.4f}", p.source, tag,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.errors import AxTrainError, OnnxError
+from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 
 SCHEMA_VERSION = "1"
 OPSET = 21
@@ -59,7 +59,7 @@ NAMESPACE = "axtrain."
 FLOAT32_EXACT_LIMIT = 1 << 24
 
 
-def read_annotations(model: Any) -> dict[str, dict]:
+def read_annotations(model: Any) -> dict[str, dict[str, Any]]:
     """The ``axtrain.*`` metadata of an ONNX ``ModelProto`` as plain strings.
 
     Returns ``{"model": {key: value}, "nodes": {node_name: {key: value}}}``; only keys in the
@@ -85,15 +85,12 @@ def format_multiplier(modes: Sequence[Any]) -> str:
     return json.dumps(names, separators=(",", ":"))
 
 
-def parse_multiplier(text: str, out_features: int, where: str = "node") -> tuple["MultiplierMode", ...]:
+def parse_multiplier(text: str, out_features: int, where: str = "node") -> tuple[MultiplierMode, ...]:
     """Parse an ``axtrain.multiplier`` value into one mode per output neuron.
 
     Raises :class:`~axtrain.errors.OnnxError` (one line naming ``where``) on a bad value or a list
-    whose length is not ``out_features``.
+    whose length is not ``out_features``. The one reader of this key (exporter tests, compiler).
     """
-    from axtrain.errors import AxTrainError, OnnxError
-    from axtrain.hwmodels.multipliers import parse_mode
-
     try:
         if text.lstrip().startswith("["):
             items = json.loads(text)

@@ -72,6 +72,7 @@ def _what_it_shows(shares: dict[str, float]) -> str:
 
 
 def write(store: CellStore, profile: Profile, out: Path) -> str:
+    # the figure needs torch and matplotlib (sensitivity maps); the other figures do not
     from axtrain.atomic import write_bytes
     from axtrain.trainer.sensitivity_maps import render_maps
 

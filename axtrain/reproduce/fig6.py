@@ -192,7 +192,7 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
     for method in METHODS[1:]:
         ours = [fmt(reduction[(method, m)][0], 3, pct=True) for m in MODES]
         paper = [fmt(PAPER_REDUCTION[method].get(m), 3, pct=True) for m in MODES]
-        red_rows.append([method, *[f"{o} (paper {p})" for o, p in zip(ours, paper)]])
+        red_rows.append([method, *[f"{o} (paper {p})" for o, p in zip(ours, paper, strict=True)]])
     per_app = md_table(
         ["app", *[f"{method} {m}" for method in METHODS[1:] for m in MODES]],
         [[app, *[f"{fmt(reduction[(method, m)][1][app], 3, pct=True)} ± {100 * summary['spread'].get((app, method, m), 0.0):.1f}"

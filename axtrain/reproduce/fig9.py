@@ -27,10 +27,11 @@ The chosen mode / voltage is printed on each bar.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from axtrain.explore.cli import CONFIDENCE_Z, SELECTION_FRACTION
+from axtrain.explore.search import CONFIDENCE_Z, SELECTION_FRACTION
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce import networks as nets
 from axtrain.reproduce.cells import Cell, CellStore
@@ -132,7 +133,7 @@ def collect(store: CellStore, profile: Profile) -> list[dict]:
 def _best(options: list[tuple[str, list[dict]]], axis: str, threshold: float) -> dict | None:
     """The lowest seed-mean power among settings whose seed-mean accuracy reaches ``threshold``."""
     key = f"{axis}_power_rel"
-    best = None
+    best: dict[str, Any] | None = None
     for setting, rs in options:
         acc = float(np.mean([r["accuracy"] for r in rs]))
         power = float(np.mean([r[key] for r in rs]))
@@ -148,7 +149,7 @@ def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
 
     ``(app, "AxTrain-uniform", "compute")`` is AxTrain's choice without the heterogeneous plans.
     """
-    choice = {}
+    choice: dict[tuple[str, ...], Any] = {}  # (app, method, axis) -> the best setting; (app, "reference") -> its accuracy
     for app in apps:
         sel = [r for r in rows if r["app"] == app]
         ref_acc = float(np.mean([r["reference_accuracy"] for r in sel]))

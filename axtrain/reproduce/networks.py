@@ -20,16 +20,15 @@ from typing import Any
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce.cells import Cell
 from axtrain.reproduce.profile import BUDGET, Profile
+from axtrain.trainer.config import make_config
 
 
 def _train(profile: Profile, app: str, seed: int, method: str, label: str, start: Cell | None = None, **changes: Any) -> Cell:
-    from axtrain.trainer.config import make_config
-
     values = {"app": app, "method": method, "seed": seed, **profile.train_overrides(app), **changes}
     if "multiplier" in values:
         values["multiplier"] = profile.drum(values["multiplier"])
     config = make_config(values, "reproduce").resolved()
-    params = {"config": config.model_dump(), "data": profile.data(app)}
+    params = {"config": config.model_dump(mode="json"), "data": profile.data(app)}
     return Cell("train", params, (start,) if start is not None else (), label)
 
 

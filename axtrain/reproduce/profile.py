@@ -21,6 +21,7 @@ from typing import Any
 
 from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
+from axtrain.hwmodels.multipliers import MAX_DRUM_K
 
 UCI_APPS: tuple[str, ...] = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
 ALL_APPS: tuple[str, ...] = (*UCI_APPS, "mnist-mlp", "mnist-cnn")
@@ -88,7 +89,7 @@ class Profile:
             "ntv_runs": self.runs,
             "output_layer": self.output_layer,
             "output_metric": self.output_metric,
-            "k_map": {m: f"drum:{k}" for m, k in zip(MODES, self.k_map)},
+            "k_map": {m: f"drum:{k}" for m, k in zip(MODES, self.k_map, strict=True)},
             "per_app": {a: self.settings[a].__dict__ for a in self.apps},
         }
 
@@ -140,8 +141,6 @@ class Profile:
 
 def parse_k_map(text: str) -> tuple[int, int, int, int]:
     """``--k-map``: four DRUM k values for K1..K4, e.g. ``2,3,4,5`` (one-line ConfigError otherwise)."""
-    from axtrain.hwmodels.multipliers import MAX_DRUM_K
-
     parts = [p.strip() for p in text.split(",")]
     try:
         values = tuple(int(p) for p in parts)

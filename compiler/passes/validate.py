@@ -5,6 +5,8 @@ Local checks only (one node at a time); the structure (the chain of layers) is f
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from axtrain.compiler.host_tail import TAIL_OPS
@@ -100,7 +102,7 @@ def _check_io(graph: Graph) -> None:
     for axis, dim in enumerate(dims[1:], start=1):
         if not isinstance(dim, int) or dim <= 0:
             raise OnnxError(f"input '{name}': dimension {axis} is dynamic ({dim!r}); only the batch dimension may be")
-    element_count(dims[1:], f"input '{name}' (per sample)", OnnxError)  # before golden inputs are drawn
+    element_count(cast(tuple[int, ...], dims[1:]), f"input '{name}' (per sample)", OnnxError)  # before golden inputs are drawn
     if len(graph.outputs) != 1:
         raise OnnxError(f"the graph has {len(graph.outputs)} outputs, expected exactly one")
     out_name, out_dtype = graph.outputs[0]

@@ -78,7 +78,7 @@ def test_initializer_dims_checked_before_allocation(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-1500:]
     lines = done.stdout.splitlines()
     assert len(lines) == len(DIMS_CASES)
-    for line, (dims, message) in zip(lines, DIMS_CASES):
+    for line, (dims, message) in zip(lines, DIMS_CASES, strict=True):
         assert line.startswith("OnnxError:") and "initializer 'w0'" in line and message in line, (dims, line)
 
 
@@ -122,7 +122,7 @@ def test_npy_header_lie_refused_before_allocation(bundle: Path) -> None:
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
     _rewrite(bundle, fmt.GOLDEN_INPUTS, header.getvalue() + bytes(64))
     done = run_capped(f"""
-        from axtrain.runtime.cli import verify_bundle
+        from axtrain.runtime.verify import verify_bundle
         from axtrain.errors import BundleError
         try:
             verify_bundle(__import__("pathlib").Path({str(bundle)!r}))
@@ -169,6 +169,14 @@ def test_hostile_architecture_refused_by_the_interpreter(bundle: Path) -> None:
     words[index] = Instruction.of("DISTW", **dict(o, k=65535))
     _rewrite(bundle, fmt.PROGRAM_BIN, encode_program(words))
     _rewrite(bundle, fmt.PROGRAM_ASM, listing(words).encode())  # the listing must match the binary
+    _rewrite(bundle, fmt.PROGRAM_HEX, fmt.program_hex(encode_program(words)).encode())  # and the hex image
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    files = {name: (bundle / name).read_bytes() for name in (fmt.PROGRAM_BIN, fmt.WEIGHTS_BIN, fmt.BIAS_BIN, fmt.LAYERS)}
+    from axtrain.compiler.package import content_hash_of_files
+    from axtrain.formats.arch import arch_from_dict
+
+    manifest["content_sha256"] = content_hash_of_files(files, manifest, arch_from_dict(arch))  # a consistent forgery
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
     from axtrain.runtime.interpreter import run_bundle
 
     loaded = fmt.load_bundle(bundle)

@@ -23,8 +23,8 @@ def test_k_map_reaches_training_evaluation_and_simulation() -> None:
     mapped = p.with_options(k_map="2,3,4,5")
     assert mapped.drum("K1") == "drum:2" and mapped.drum("K4") == "drum:5" and mapped.drum("exact") == "exact"
     assert p.drum("K1") == "K1"  # the default map leaves names (and so cell keys) as they were
-    assert nets.axtrain(mapped, "ionosphere", 0, multiplier="K1").params["config"]["multiplier"] == "drum:2"
-    assert nets.axtrain(p, "ionosphere", 0, multiplier="K1").params["config"]["multiplier"] == "drum:1"
+    assert nets.axtrain(mapped, "ionosphere", 0, multiplier="K1").params["config"]["hardware"]["multiplier"] == "drum:2"
+    assert nets.axtrain(p, "ionosphere", 0, multiplier="K1").params["config"]["hardware"]["multiplier"] == "drum:1"
     ev = nets.evaluate(mapped, nets.bp(mapped, "ionosphere", 0), "ionosphere", 0, ("exact", "K1"))
     assert ev.params["multipliers"] == {"K1": "drum:2"} and ev.params["modes"] == ["exact", "K1"]
     assert "multipliers" not in nets.evaluate(p, nets.bp(p, "ionosphere", 0), "ionosphere", 0, ("exact", "K1")).params
