@@ -515,4 +515,4 @@ def output_integers(bundle: Any, dram: np.ndarray) -> np.ndarray:
 
 def output_floats(bundle: Any, q: np.ndarray) -> np.ndarray:
     """float32 outputs exactly as the ONNX model's final DequantizeLinear produces them."""
-    return dequantize(q, FixedPointFormat.parse(bundle.manifest.output.format)).reshape(q.shape[0], *bundle.manifest.output.shape)
+    return dequantize(q, bundle.manifest.output.fixed_point).reshape(q.shape[0], *bundle.manifest.output.shape)

@@ -22,7 +22,6 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.bundle import LayerRecord
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.ntv import bit_error_rate, inject
 from axtrain.runtime.overrides import Overrides, override_layers
 
@@ -56,9 +55,10 @@ def fault_regions(layers: Sequence[LayerRecord], sram_voltage: float | None = No
     for layer in layers:
         if layer.weights is None:
             continue
-        if layer.weight_format is None:
+        weight_format = layer.formats.weight
+        if weight_format is None:
             raise BundleError(f"layer {layer.index} ({layer.name}) has weights but no weight_format")
-        bits = FixedPointFormat.parse(layer.weight_format).bits
+        bits = weight_format.bits
         regions.append(FaultRegion(layer.name, layer.weights.dram, layer.weights.count, bits, layer.sram_voltage, bit_error_rate(layer.sram_voltage)))
     return regions
 

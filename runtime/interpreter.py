@@ -245,7 +245,7 @@ def run_bundle(bundle: Bundle, inputs: np.ndarray, mode_override: MultiplierMode
         raise BundleError("inputs hold NaN or infinite values")
     if manifest.input.dram < 0 or manifest.input.dram + math.prod(expected) > manifest.activation_words:
         raise BundleError(f"manifest input placement [{manifest.input.dram}, {manifest.input.dram + math.prod(expected)}) lies outside the {manifest.activation_words} activation words")
-    q = quantize(x, FixedPointFormat.parse(manifest.input.format)).reshape(x.shape[0], -1)
+    q = quantize(x, manifest.input.fixed_point).reshape(x.shape[0], -1)
     program = override_program(bundle.program, mode_override)  # once, not once per slice
     # The activation DRAM of every image is allocated up front: run in slices of images so that it
     # stays within the interpreter's state limit whatever the batch.

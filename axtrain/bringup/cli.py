@@ -44,7 +44,7 @@ def _one_input(bundle: Bundle, spec: str, index: int) -> tuple[np.ndarray, str]:
     import numpy as np
 
     from axtrain.errors import ConfigError
-    from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
+    from axtrain.hwmodels.fixedpoint import quantize
     from axtrain.runtime.cli import _load_npy
     from axtrain.runtime.simulation import check_inputs
 
@@ -62,7 +62,7 @@ def _one_input(bundle: Bundle, spec: str, index: int) -> tuple[np.ndarray, str]:
         if not 0 <= index < len(x):
             raise ConfigError(f"--index {index}: {spec} holds samples 0..{len(x) - 1}")
         x, label = x[index : index + 1], f"{Path(spec).name}[{index}]"
-    return quantize(np.asarray(x, np.float32), FixedPointFormat.parse(bundle.manifest.input.format))[0], label
+    return quantize(np.asarray(x, np.float32), bundle.manifest.input.fixed_point)[0], label
 
 
 @click.command("trace")

@@ -664,7 +664,7 @@ def check_golden_twins(bundle: Bundle) -> None:
     if bundle.manifest.format_version == "1":
         return
     bits = bundle.arch.neuron_word_bits
-    q = quantize(bundle.golden_inputs(), FixedPointFormat.parse(bundle.manifest.input.format))
+    q = quantize(bundle.golden_inputs(), bundle.manifest.input.fixed_point)
     stored = bundle.load_npy(GOLDEN_INPUTS_INT)
     if stored.shape != q.shape or not np.array_equal(stored, q):
         raise BundleError(f"{bundle.path / GOLDEN_INPUTS_INT} is not golden/inputs.npy quantised with the input format {bundle.manifest.input.format}")

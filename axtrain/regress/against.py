@@ -19,7 +19,7 @@ import numpy as np
 
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.bundle import Bundle, sha256_file
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
+from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.hwmodels.multipliers import EXACT
 from axtrain.runtime.host_tail import SIGMOID_ATOL, apply_tail, tail_ops
 from axtrain.runtime.interpreter import run_bundle
@@ -29,7 +29,7 @@ EXTRA_SEED = 20170205
 
 def extra_inputs(bundle: Bundle, count: int) -> np.ndarray:
     """``count`` seeded float32 inputs over the input format's range and 10 % beyond."""
-    f = FixedPointFormat.parse(bundle.manifest.input.format)
+    f = bundle.manifest.input.fixed_point
     rng = np.random.default_rng(EXTRA_SEED)
     return rng.uniform(f.qmin * f.scale * 1.1, f.qmax * f.scale * 1.1, size=(count, *bundle.manifest.input.shape)).astype(np.float32)
 
@@ -59,7 +59,7 @@ def verify_against(bundle: Bundle, model: Path, extra: int = 64) -> list[str]:
     # onnxruntime multiplies exactly whatever the graph's approximation annotations say, so the bundle
     # runs with exact multipliers too (its own K/DRUM modes are what `simulate` and the goldens use).
     ours = run_bundle(bundle, x, mode_override=EXACT)[-1]
-    ours = dequantize(ours, FixedPointFormat.parse(bundle.manifest.output.format)).astype(np.float32)
+    ours = dequantize(ours, bundle.manifest.output.fixed_point).astype(np.float32)
     ours = apply_tail(tail, ours)
     theirs = onnx_outputs(model, x)
     if theirs.shape != ours.shape:

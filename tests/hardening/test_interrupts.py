@@ -95,7 +95,9 @@ def test_training_interrupted_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_p
 def test_compile_and_simulate_interrupted_leave_no_output(command, tiny_chain, tmp_path):
     args = {
         "compile": ["compile", str(tiny_chain.onnx), "--out", "model.bundle"],
-        "simulate": ["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--runs", "200", "--sram-voltage", "0.6",
+        # 10,000 Monte Carlo runs (the --runs limit): long enough that the signal lands mid-run even
+        # on a fast, quiet machine (200 runs finished before a 0.3 s delay once simulate got faster).
+        "simulate": ["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--runs", "10000", "--sram-voltage", "0.6",
                      "--report", "report.json", "--dump-outputs", "outputs.npy"],
     }[command]
     rng = random.Random(command)
@@ -103,7 +105,7 @@ def test_compile_and_simulate_interrupted_leave_no_output(command, tiny_chain, t
     for trial in range(2):
         where = tmp_path / str(trial)
         where.mkdir()
-        code, err = _interrupt(args, where, rng.uniform(0.3, 1.2))
+        code, err = _interrupt(args, where, rng.uniform(0.05, 0.4))
         _assert_interrupted(code, err, where, ("model.bundle", "report.json", "outputs.npy"))
         codes.append(code)
     assert 130 in codes, f"every {command} finished before its SIGINT: {codes}"
