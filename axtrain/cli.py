@@ -1,6 +1,7 @@
 """The ``axtrain`` command line.
 
-Subcommands live beside the code they drive (``axtrain/datasets/cli.py``, ``hwmodels/cli.py``, ...)
+Subcommands live beside the code they drive (``axtrain/datasets/cli.py``, ``compiler/cli.py``, ...;
+the hardware-model queries in ``axtrain/cli_hw.py``, since hwmodels/ is the ground floor)
 and are imported only when invoked, so ``axtrain compile`` and ``axtrain simulate`` never import
 torch and ``axtrain --help`` stays fast.
 
@@ -22,7 +23,7 @@ from axtrain.errors import AxTrainError
 # name -> (module, attribute, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("axtrain.datasets.cli", "data", "Inspect the bundled data sets of the paper's applications."),
-    "hw": ("axtrain.hwmodels.cli", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
+    "hw": ("axtrain.cli_hw", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
     "train": ("axtrain.trainer.cli", "train", "Train a network (bp, act, pas, axtrain, approxann) into a run directory."),
     "export": ("axtrain.trainer.cli", "export", "Export a run as annotated dynamic-fixed-point ONNX."),
     "compile": ("axtrain.compiler.cli", "compile_command", "Compile an ONNX model into a FlexFlow bundle."),

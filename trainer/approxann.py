@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.trainer.emulation import emulate
+from axtrain.trainer.outputs import task_loss
 
 
 class ApproxAnnConfig(BaseModel):
@@ -58,6 +59,9 @@ class ApproxAnnConfig(BaseModel):
     batch_size: int = Field(128, ge=1, description="retraining mini-batch size")
     max_rounds: int = Field(64, ge=1, description="upper bound on switch attempts")
     eval_batch: int = Field(4096, ge=1, description="samples per batch of the exact (float64) evaluation")
+    output_layer: Literal["sigmoid", "softmax"] = Field(
+        "softmax", description="the network's output layer: its task loss drives criticality and retraining (trainer.outputs)"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,12 @@ class ApproxAnnResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> list[torch.Tensor]:
+def criticality(
+    model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, output_layer: str = "softmax"
+) -> list[torch.Tensor]:
     """Per output neuron (channel) of every Linear/Conv2d, in module order:
-    ``mean_n sum_positions |dE_n/dz| * (|W| |a_n|)``, ``E_n`` the per-sample cross-entropy.
+    ``mean_n sum_positions |dE_n/dz| * (|W| |a_n|)``, ``E_n`` the per-sample task loss of the
+    network's output layer (cross-entropy for softmax, the squared error of the Sigmoid outputs).
     """
     weighted = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
     totals = [torch.zeros(model[i].weight.shape[0], dtype=torch.float64) for i in weighted]
@@ -125,9 +132,9 @@ def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_si
                 h = module(h)
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
                     zs.append(h)
-            loss = F.cross_entropy(h, y[start : start + batch_size], reduction="sum")
+            loss = task_loss(h, y[start : start + batch_size], output_layer) * h.shape[0]  # the per-sample sum
             grads = torch.autograd.grad(loss, zs)
-        for index, (g, mag) in enumerate(zip(grads, magnitudes)):
+        for index, (g, mag) in enumerate(zip(grads, magnitudes, strict=True)):
             c = (g.abs() * mag.detach())
             c = c.sum(dim=tuple(range(2, c.dim()))) if c.dim() > 2 else c
             totals[index] += c.sum(0).to(torch.float64)
@@ -140,7 +147,7 @@ def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_si
 
 
 def _with_modes(layers: Sequence[QuantizedLayer], modes: Sequence[tuple[MultiplierMode, ...]]) -> list[QuantizedLayer]:
-    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes)]
+    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes, strict=True)]
 
 
 def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[QuantizedLayer]:
@@ -180,7 +187,7 @@ def _retrain(model: nn.Sequential, layers: Sequence[QuantizedLayer], x: torch.Te
             index = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
             out = emulate(model, layers, x[index], exact=False)
-            F.cross_entropy(out, y[index]).backward()
+            task_loss(out, y[index], cfg.output_layer).backward()
             opt.step()
 
 
@@ -266,7 +273,7 @@ def run_approxann(
         return sum(1 for i in weighted for m in ms[i] if not m.is_exact)
 
     while len(rounds) < cfg.max_rounds and chunk > 0:
-        scores = criticality(work, xt, yt)  # in module order == order of `weighted`
+        scores = criticality(work, xt, yt, output_layer=cfg.output_layer)  # in module order == order of `weighted`
         ranked = sorted(
             ((float(scores[w_pos][j]), i, j) for w_pos, i in enumerate(weighted) for j in range(len(modes[i])) if modes[i][j].is_exact)
         )

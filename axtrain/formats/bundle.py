@@ -23,7 +23,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,7 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
@@ -64,8 +67,13 @@ class Placement(_Model):
     """A network input or output: per-sample shape, fixed-point format, DRAM activation address (words)."""
 
     shape: list[int]
-    format: str
+    format: FormatText
     dram: int
+
+    @property
+    def fixed_point(self) -> FixedPointFormat:
+        """``format`` as a typed format."""
+        return FixedPointFormat.parse(self.format)
 
 
 class ImageRange(_Model):
@@ -87,6 +95,15 @@ class Tiling(_Model):
     weights_resident: Literal["layer", "block", "chunk"]  # what one LDW loads
 
 
+class LayerFormats(NamedTuple):
+    """A layer's fixed-point formats, typed (``weight`` and ``bias`` None without weights)."""
+
+    input: FixedPointFormat
+    output: FixedPointFormat
+    weight: FixedPointFormat | None
+    bias: FixedPointFormat | None
+
+
 class LayerRecord(_Model):
     """One row of ``layers.json``: everything the runtime needs about a layer."""
 
@@ -95,13 +112,13 @@ class LayerRecord(_Model):
     op: Literal["dense", "conv", "maxpool", "flatten"]
     input_shape: list[int]  # per sample
     output_shape: list[int]
-    input_format: str
-    output_format: str
-    weight_format: str | None = None
-    bias_format: str | None = None
+    input_format: FormatText
+    output_format: FormatText
+    weight_format: FormatText | None = None
+    bias_format: FormatText | None = None
     relu: bool = False
-    multipliers: list[str]  # one per output neuron (compute layers) or [] (no weights)
-    sram_voltage: float
+    multipliers: list[ModeText]  # one per output neuron (compute layers) or [] (no weights); canonical text
+    sram_voltage: Volts
     stride: int = 1
     padding: int = 0
     kernel: list[int]  # conv [kh, kw], maxpool [k, k], else []
@@ -113,6 +130,20 @@ class LayerRecord(_Model):
     macs: int  # multiply-accumulates per sample
     program: list[int] = Field(min_length=2, max_length=2)  # [first, end) instruction indices of the layer
 
+    # The file keeps text; these typed views are what code below the file reader uses.
+    @property
+    def modes(self) -> tuple[MultiplierMode, ...]:
+        """``multipliers`` as typed modes (one per output neuron; empty without weights)."""
+        return modes_of(self.multipliers)
+
+    @property
+    def formats(self) -> LayerFormats:
+        """The layer's formats, typed."""
+        def typed(text: str | None) -> FixedPointFormat | None:
+            return None if text is None else FixedPointFormat.parse(text)
+
+        return LayerFormats(FixedPointFormat.parse(self.input_format), FixedPointFormat.parse(self.output_format), typed(self.weight_format), typed(self.bias_format))
+
 
 class LayerSummary(_Model):
     """Per-layer modes and voltage, repeated in the manifest for a quick look."""
@@ -120,7 +151,14 @@ class LayerSummary(_Model):
     name: str
     op: str
     multiplier: str  # one mode, or "mixed:<n> modes"
-    sram_voltage: float
+    sram_voltage: Volts
+
+
+class HostTailOp(_Model):
+    """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
+
+    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    node: str  # the ONNX node it came from
 
 
 class Manifest(_Model):
@@ -138,6 +176,7 @@ class Manifest(_Model):
     seed: str | None
     input: Placement
     output: Placement
+    host_tail: list[HostTailOp] = Field(default_factory=list)  # absent in bundles without one
     activation_words: int
     weight_words: int
     weight_word_bits: int
@@ -406,7 +445,6 @@ def load_bundle(path: str | Path) -> Bundle:
 def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
-    from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
         if (root / name).read_bytes() != image_hex_bytes(words, bits):

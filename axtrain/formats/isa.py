@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
+
+if TYPE_CHECKING:  # for annotations only: the ISA module does not need the architecture's model at run time
+    from axtrain.formats.arch import Architecture
 
 ISA_VERSION = "1"
 WORD_BITS = 128
@@ -223,7 +226,7 @@ class Instruction:
             raise BundleError(f"unknown instruction {self.op!r}")
         if len(self.args) != len(spec.fields):
             raise BundleError(f"{self.op} takes {len(spec.fields)} operands ({', '.join(spec.field_names)}), got {len(self.args)}")
-        for field, value in zip(spec.fields, self.args):
+        for field, value in zip(spec.fields, self.args, strict=True):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise BundleError(f"{self.op} operand {field.name} must be an integer, got {value!r}")
             if not field.lo <= value <= field.hi:
@@ -257,10 +260,10 @@ class Instruction:
 
     def operands(self) -> dict[str, int]:
         """The operands by name."""
-        return dict(zip(OPS[self.op].field_names, self.args))
+        return dict(zip(OPS[self.op].field_names, self.args, strict=True))
 
     def __str__(self) -> str:
-        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args)]
+        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args, strict=True)]
         return " ".join(parts)
 
 
@@ -274,7 +277,7 @@ def encode(instruction: Instruction) -> bytes:
     spec = instruction.spec
     word = spec.opcode
     shift = OPCODE_BITS
-    for field, value in zip(spec.fields, instruction.args):
+    for field, value in zip(spec.fields, instruction.args, strict=True):
         word |= (value & ((1 << field.bits) - 1)) << shift
         shift += field.bits
     return word.to_bytes(WORD_BYTES, "little")
@@ -440,7 +443,7 @@ def pool_output_size(size: int, k: int, s: int) -> int:
 
 def check_program(
     program: Sequence[Instruction],
-    arch: "Architecture",  # noqa: F821 - imported lazily to keep this module standalone
+    arch: Architecture,
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,
@@ -534,3 +537,13 @@ def iter_words(data: bytes) -> Iterator[bytes]:
     """The 16-byte words of a program image."""
     for i in range(0, len(data), WORD_BYTES):
         yield data[i : i + WORD_BYTES]
+
+
+def mode_code(mode: MultiplierMode) -> int:
+    """The ``MODE`` instruction's code for a multiplier (0 exact, k DRUM(k)); the one encoding."""
+    return 0 if mode.k is None else int(mode.k)
+
+
+def mode_of_code(code: int) -> MultiplierMode:
+    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`)."""
+    return EXACT if int(code) == 0 else MultiplierMode(int(code))

@@ -18,6 +18,7 @@ the first unfinished stage (training resumes mid-run from its checkpoint).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -27,7 +28,10 @@ from typing import Any, Callable
 
 from axtrain import atomic
 from axtrain.errors import ConfigError
+from axtrain.formats.target import HardwareTarget
 from axtrain.pipeline.ledger import Ledger, stage_key
+from axtrain.pipeline.summary import write_summary
+from axtrain.trainer.config import load_config
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
 RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
@@ -40,8 +44,7 @@ class PipelineOptions:
     app: str
     method: str = "axtrain"
     out: Path = Path("out/pipeline")
-    multiplier: str | None = None  # target of training and default annotation; None: the trainer's default
-    sram_voltage: float | None = None
+    target: HardwareTarget | None = None  # of training and the default annotation; None: the config file's, else the trainer's default
     runs: int = 50
     seed: int = 0
     sim_seed: int = 0
@@ -65,15 +68,12 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    from axtrain.trainer.config import load_config
-
     overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
-    if options.multiplier is not None:
-        overrides["multiplier"] = options.multiplier
-    if options.sram_voltage is not None:
-        overrides["sram_voltage"] = options.sram_voltage
+    if options.target is not None:
+        t = options.target
+        overrides.update(multiplier=t.multiplier, sram_voltage=t.sram_voltage, bits_w=t.bits_w, bits_a=t.bits_a)
     return load_config(options.config_file, **overrides).resolved()
 
 
@@ -122,6 +122,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     config = _train_config(options)
 
     def train() -> None:
+        # the stage imports its tool when it runs: a resumed pipeline past training never loads torch
         from axtrain.trainer.engine import train as train_run
 
         run_dir = root / "run"
@@ -136,6 +137,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 2. export ---------------------------------------------------------------------------------
     def export() -> None:
+        # onnx and the exporter load only if this stage runs
         from axtrain.trainer.export import export_run
 
         export_run(root / "run", root / "model.onnx")
@@ -146,6 +148,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     arch_text = options.arch_file.read_text() if options.arch_file else ""
 
     def compile_() -> None:
+        # the compiler (and onnx) load only if this stage runs
         from axtrain.compiler.pipeline import compile_to_bundle
         from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
@@ -157,9 +160,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 4. verify ---------------------------------------------------------------------------------
     def verify() -> None:
-        from axtrain.runtime.cli import verify_bundle
+        # the runtime loads only if this stage runs
+        from axtrain.runtime.verify import verify_bundle
 
-        lines = verify_bundle(root / "bundle")
+        lines = verify_bundle(root / "bundle").lines()
         atomic.write_text(root / "verify.txt", "\n".join(lines) + "\nverify: OK\n")
 
     stage("verify", {}, {"bundle": bundle_hash}, ["verify.txt"], verify)
@@ -168,6 +172,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     sim_params = {"app": options.app, "runs": options.runs, "seed": options.sim_seed, "split_seed": options.seed}
 
     def simulate() -> None:
+        # the runtime and the data sets load only if this stage runs
         from axtrain.pipeline.simulate import simulate_app
 
         report = simulate_app(root / "bundle", options.app, split_seed=options.seed, runs=options.runs, seed=options.sim_seed)
@@ -175,11 +180,8 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     stage("simulate", sim_params, {"bundle": bundle_hash}, ["report.json"], simulate)
 
-    import json
-
     result.report = json.loads((root / "report.json").read_text())
     result.train_summary = json.loads((root / "run" / "summary.json").read_text())
-    from axtrain.pipeline.summary import write_summary
 
     write_summary(root, options, config, result)
     return result

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import platform
+import json
 import os
+import platform
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Sequence
 
+from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, RunError
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
@@ -37,9 +39,6 @@ def figure_module(name: str) -> ModuleType:
 
 def _log_invocation(root: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Append this invocation to ``invocations.jsonl`` (the history of this folder) and return all."""
-    import json
-
-    from axtrain.atomic import write_text
 
     path = root / "invocations.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
@@ -72,6 +71,7 @@ def reproduce(
 @contextlib.contextmanager
 def _exclusive(root: Path) -> Iterator[None]:
     """One reproduction per folder at a time: two would train the same cell into the same run directory."""
+    # POSIX only: imported where the lock is taken
     import fcntl
 
     with open(root / ".lock", "w") as handle:
