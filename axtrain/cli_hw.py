@@ -36,6 +36,10 @@ def hw() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (errors as fractions).")
 def drum(k: int, bits: int, signed: bool, samples: int, seed: int, as_json: bool) -> None:
     """Error of DRUM(k) products over uniform non-zero operands: bias, mean and max relative error."""
+    from axtrain.limits import MAX_SAMPLES, MAX_SEED, check_range
+
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--samples", samples, 1, MAX_SAMPLES)
     stats = drum_error_stats(k, bits, signed=signed, samples=samples, seed=seed)
     if as_json:
         click.echo(json.dumps(stats, sort_keys=True))

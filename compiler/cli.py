@@ -30,24 +30,27 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
     from axtrain.compiler.package import write_compiled_bundle
     from axtrain.compiler.pipeline import STAGES, compile_model
     from axtrain.errors import ConfigError
+    from axtrain.locks import output_lock
 
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
     if out is None and stop_after is None:
         raise ConfigError("--out BUNDLE is required (unless --stop-after STAGE)")
-    if out is not None and stop_after is None and out.exists() and not force:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
 
     def after(stage: str, ir: CompilerIR) -> None:
         if dump_dir is not None:
             dump_ir(ir, stage, STAGES.index(stage), dump_dir)
 
-    ir = compile_model(model, arch, after=after, stop_after=stop_after)
     if stop_after is not None:
+        ir = compile_model(model, arch, after=after, stop_after=stop_after)
         layers = f"{len(ir.layers)} layers" if ir.layers is not None else f"{len(ir.graph.nodes) if ir.graph else 0} nodes"
         click.echo(f"stopped after {stop_after}: {layers}" + (f"; IR in {dump_dir}" if dump_dir else "") + " (no bundle written)")
         return
     assert out is not None
-    write_compiled_bundle(ir, out, overwrite=force)
+    with output_lock(out):
+        if out.exists() and not force:
+            raise ConfigError(f"{out} already exists (use --force to replace it)")
+        ir = compile_model(model, arch, after=after)
+        write_compiled_bundle(ir, out, overwrite=force)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
         f"compiled {model.name}: {len(ir.layers)} layers, {len(ir.emitted.program)} instructions, "

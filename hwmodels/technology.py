@@ -50,7 +50,7 @@ class TechnologyTable(BaseModel):
     user's own table with :func:`axtrain.formats.technology.load_table`; keys it omits keep the default.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # an infinite energy is not a price
 
     nominal_voltage_v: float = Field(
         ntv.NOMINAL_VOLTAGE, gt=0, description="Nominal supply voltage, V. 65 nm-class nominal; the NTV SRAM model's error-free point (hwmodels.ntv)."

@@ -55,6 +55,8 @@ def simulate(
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
     from axtrain.formats.technology import load_table
     from axtrain.hwmodels.technology import DEFAULT_65NM
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+    from axtrain.locks import output_locks
     from axtrain.runtime.report import format_summary, simulate_to_report
 
     if (app is None) == (inputs_file is None):
@@ -65,6 +67,11 @@ def simulate(
         raise ConfigError(f"--runs must be at least 1, got {runs}")
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
+    if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
+        raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
@@ -82,11 +89,15 @@ def simulate(
         x = _load_npy(inputs_file, "--inputs")
         y = _load_npy(labels_file, "--labels") if labels_file is not None else None
         source = {"source": "file"}
-    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
-    if dump_file is not None:
-        atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
-    if report_file is not None:
-        atomic.write_json(report_file, report)
+    with output_locks((report_file, False), (dump_file, False)):
+        result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
+        # Both or neither: a full disk after the dump used to leave the dump without its report.
+        outputs = []
+        if dump_file is not None:
+            outputs.append((dump_file, npy_bytes(result.outputs.astype(np.float32))))
+        if report_file is not None:
+            outputs.append((report_file, atomic.json_text(report, report_file).encode("utf-8")))
+        atomic.write_many(outputs)
     click.echo(format_summary(report))
     if report_file is not None:
         click.echo(f"report: {report_file}")

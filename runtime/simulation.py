@@ -134,7 +134,10 @@ def simulate(
     region = (m.output.dram, int(np.prod(m.output.shape)))
     faulty = has_faults(regions)
     distinct = runs if faulty else 1  # no bit can flip: every run is the same chip, computed once
-    predictions = np.empty((distinct, x.shape[0]), dtype=np.int64)
+    # What grows with the runs is this one class index per run and input, so it is kept small (one
+    # byte for up to 256 classes); everything else runs in passes of bounded size.
+    classes = int(np.prod(m.output.shape))
+    predictions = np.empty((distinct, x.shape[0]), dtype=np.uint8 if classes <= 256 else np.int64)
     first_outputs = None
     tail = tail_ops(bundle)
     output_error: list[dict[str, float]] = []
@@ -153,7 +156,7 @@ def simulate(
     if not faulty:
         predictions = np.broadcast_to(predictions, (runs, x.shape[0]))
     assert first_outputs is not None
-    pred = np.stack(predictions)
+    pred = predictions
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
     per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
     return SimulationResult(first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error)

@@ -62,7 +62,21 @@ def train(
         output_layer=output_layer,
         device=device,
     )
-    result = run_training(config, out, force=force, progress=not quiet)
+    from axtrain.errors import OutputError
+    from axtrain.locks import output_lock
+
+    with output_lock(out, inside=True):
+        try:
+            result = run_training(config, out, force=force, progress=not quiet)
+        except OutputError as exc:
+            # The epochs finished so far are in the checkpoint, written atomically: nothing is lost.
+            from pathlib import Path
+
+            from axtrain.trainer.rundir import CHECKPOINT
+
+            if (Path(out) / CHECKPOINT).is_file():
+                raise OutputError(f"{exc}; the run's last checkpoint in {out} is kept: make room and rerun the same command to resume") from None
+            raise OutputError(f"{exc}; no epoch was saved yet: make room and rerun the same command") from None
     click.echo(f"{summary_line(result.summary)} -> {result.run_dir}")
 
 
@@ -73,7 +87,9 @@ def train(
 @sram_voltage_option("Annotate with this SRAM voltage instead of the run's target")
 def export(run_dir: str, out: str, multiplier: MultiplierMode | None, sram_voltage: float | None) -> None:
     """Export a finished run as annotated dynamic-fixed-point ONNX."""
+    from axtrain.locks import output_lock
     from axtrain.trainer.export import export_run
 
-    path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
+    with output_lock(out):
+        path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
     click.echo(f"wrote {path}")

@@ -71,7 +71,7 @@ def required(value: T | None, name: str) -> T:
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Schedule(_Group):
@@ -146,13 +146,14 @@ def nest(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
 
 
 class TrainConfig(BaseModel):
-    """Everything that determines a training run, in documented groups. Frozen; unknown keys are errors.
+    """Everything that determines a training run, in documented groups. Frozen; unknown keys are errors,
+    so are NaN, infinity and integers past :data:`axtrain.limits.TRAIN_CONFIG_BOUNDS`.
 
     Files may also give a group's keys flat at the top level (the layout before the groups, and the
     names of the command-line options): they are moved into their group (docs/decisions.md 43).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     app: str = Field(description="application name (axtrain.datasets.APPLICATIONS), e.g. 'breast-cancer'")
     method: Method = Field(Method.BP, description="training method: " + ", ".join(METHOD_NAMES))
@@ -182,6 +183,17 @@ class TrainConfig(BaseModel):
         if value not in APPLICATIONS:
             raise ValueError(unknown_application_message(value))
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "TrainConfig":
+        # The limits are per flat name (axtrain/limits.py); grouped keys are read from their group.
+        from axtrain.limits import TRAIN_CONFIG_BOUNDS
+
+        for name, limit in TRAIN_CONFIG_BOUNDS.items():
+            value = getattr(getattr(self, FLAT_KEYS[name]), name) if name in FLAT_KEYS else getattr(self, name)
+            if value is not None and value > limit:
+                raise ValueError(f"{name} = {value} exceeds the limit of {limit}")
+        return self
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` default filled from the application's defaults."""

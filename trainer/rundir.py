@@ -178,7 +178,7 @@ class RunDir:
             self.file(name).unlink(missing_ok=True)
 
     def write_history(self, history: Sequence[dict[str, Any]]) -> None:
-        atomic.write_text(self.file(HISTORY), "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+        atomic.write_text(self.file(HISTORY), "".join(json.dumps(h, sort_keys=True, allow_nan=False) + "\n" for h in history))
 
     def read_history(self) -> list[dict[str, Any]]:
         path = self.file(HISTORY)

@@ -38,6 +38,37 @@ def explore(
 ) -> None:
     """Search per-layer multiplier modes and the weight-SRAM voltage of BUNDLE for the lowest energy
     per inference within --max-loss of the baseline (first mode, first voltage) accuracy."""
+    from axtrain.datasets.applications import APPLICATIONS, unknown_application_message
+    from axtrain.errors import DataError
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+    from axtrain.locks import output_locks
+
+    if runs < 1:
+        raise ConfigError(f"--runs must be at least 1, got {runs}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {seed}")
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
+    if not 0.0 <= max_loss <= 1.0:
+        raise ConfigError(f"--max-loss must be a fraction in [0, 1], got {max_loss}")
+    if not 0.0 < selection_fraction < 1.0:
+        raise ConfigError(f"--selection-fraction must be in (0, 1), got {selection_fraction}")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    if app not in APPLICATIONS:  # before the lock creates anything
+        raise DataError(unknown_application_message(app))
+    if report_file is not None and report_file.resolve() == out.resolve():
+        raise ConfigError(f"--report and --out name the same path {out}; give each its own")
+    with output_locks((out, False), (report_file, False)):
+        _explore(bundle, app, out, max_loss, runs, seed, modes, voltages, selection_fraction, confidence_z, split_seed, report_file, force)
+
+
+def _explore(
+    bundle: Path, app: str, out: Path, max_loss: float, runs: int, seed: int, modes: tuple[MultiplierMode, ...], voltages: tuple[float, ...],
+    selection_fraction: float, confidence_z: float, split_seed: int | None, report_file: Path | None, force: bool,
+) -> None:
+    """The search itself, under the output locks taken by :func:`explore`."""
     from axtrain import atomic
     from axtrain.compiler.replan import apply_plan, write_replanned
     from axtrain.datasets import load
@@ -46,16 +77,6 @@ def explore(
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
 
-    if runs < 1:
-        raise ConfigError(f"--runs must be at least 1, got {runs}")
-    if seed < 0:
-        raise ConfigError(f"--seed must be non-negative, got {seed}")
-    if not 0.0 <= max_loss <= 1.0:
-        raise ConfigError(f"--max-loss must be a fraction in [0, 1], got {max_loss}")
-    if not 0.0 < selection_fraction < 1.0:
-        raise ConfigError(f"--selection-fraction must be in (0, 1), got {selection_fraction}")
-    if out.exists() and not force:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
     b = load_bundle(bundle)
     if split_seed is None:
         split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -60,7 +61,7 @@ def golden_layer_file(index: int) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Placement(_Model):
@@ -257,7 +258,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def json_bytes(obj: Any) -> bytes:
     """Deterministic JSON: sorted keys, 2-space indent, final newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,8 +439,69 @@ def load_bundle(path: str | Path) -> Bundle:
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias)
     return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+
+
+def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord], program: list[Instruction]) -> None:
+    """The cross-file invariants of a bundle whose files each look fine on their own: the program,
+    the layer table and the manifest describe the same network over the same memory images.
+
+    A bundle whose ``layers.json`` was swapped for another application's (hashes recomputed) used to
+    simulate without complaint; only ``verify`` noticed. These checks run on every load and cost one
+    pass over the instructions and one over the layers (no per-word work)."""
+    where = root / LAYERS
+    if manifest.instructions != len(program):
+        raise BundleError(f"{root / MANIFEST}: says {manifest.instructions} instructions, {PROGRAM_BIN} holds {len(program)}")
+    if len(manifest.layers) != len(layers):
+        raise BundleError(f"{root}: {MANIFEST} lists {len(manifest.layers)} layers, {LAYERS} {len(layers)} (files of different bundles?)")
+    synced: dict[int, int] = {}
+    for index, ins in enumerate(program):
+        if ins.op == "SYNC":
+            layer, count = ins.args[0], ins.args[2]
+            if layer >= len(layers):
+                raise BundleError(f"{root}: instruction {index} (SYNC) names layer {layer}, {LAYERS} has {len(layers)} layers")
+            synced[layer] = count  # the last SYNC of a layer delivers its output
+    previous_end = 0
+    previous_size: int | None = None
+    for layer, summary in zip(layers, manifest.layers):
+        label = f"{where}: layer {layer.index} ({layer.name})"
+        if (summary.name, summary.op) != (layer.name, layer.op):
+            raise BundleError(f"{label}: the manifest lists layer {layer.index} as {summary.name} ({summary.op})")
+        first, end = layer.program
+        if not previous_end <= first <= end <= len(program):
+            raise BundleError(f"{label}: instruction range [{first}, {end}) is not inside [{previous_end}, {len(program)}] after the previous layer's")
+        previous_end = end
+        size_in, size_out = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        if previous_size is not None and size_in != previous_size:
+            raise BundleError(f"{label}: input shape {layer.input_shape} does not take the previous layer's {previous_size} values")
+        previous_size = size_out
+        if layer.index not in synced:
+            raise BundleError(f"{label}: the program never SYNCs its output")
+        if synced[layer.index] != size_out:
+            raise BundleError(f"{label}: the program SYNCs {synced[layer.index]} values, layers.json says output shape {layer.output_shape}")
+        computes = layer.op in ("dense", "conv")
+        if computes != (layer.weights is not None) or computes != (layer.bias is not None):
+            raise BundleError(f"{label}: a {layer.op} layer {'needs' if computes else 'has no'} weight and bias ranges")
+        if layer.weights is not None and layer.bias is not None:
+            w, b = layer.weights, layer.bias
+            if len(w.shape) != 2 or w.count != math.prod(w.shape) or b.count != w.shape[0] or len(layer.multipliers) != w.shape[0]:
+                raise BundleError(
+                    f"{label}: weights {w.shape} ({w.count} words), {b.count} biases and {len(layer.multipliers)} multiplier modes "
+                    f"do not describe one [outputs, inputs] matrix"
+                )
+            for what, image, words in (("weights", w, manifest.weight_words), ("bias", b, manifest.bias_words)):
+                if image.dram < 0 or image.dram + image.count > words:
+                    raise BundleError(f"{label}: {what} [{image.dram}, {image.dram + image.count}) lie outside the {words}-word image")
+    if math.prod(manifest.input.shape) != math.prod(layers[0].input_shape):
+        raise BundleError(f"{root / MANIFEST}: input shape {manifest.input.shape} does not match layer 0's {layers[0].input_shape}")
+    if math.prod(manifest.output.shape) != math.prod(layers[-1].output_shape):
+        raise BundleError(f"{root / MANIFEST}: output shape {manifest.output.shape} does not match the last layer's {layers[-1].output_shape}")
+    for what, place in (("input", manifest.input), ("output", manifest.output)):
+        size = math.prod(place.shape)
+        if place.dram < 0 or place.dram + size > manifest.activation_words:
+            raise BundleError(f"{root / MANIFEST}: {what} [{place.dram}, {place.dram + size}) lies outside the {manifest.activation_words} activation words")
 
 
 def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:

@@ -60,6 +60,15 @@ def pipeline(
         app=app, method=method, out=out, target=target, runs=runs, seed=seed,
         sim_seed=sim_seed, epochs=epochs, config_file=config_file, arch_file=arch_file, force=force, progress=True,
     )
-    result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
+    from axtrain.errors import OutputError
+    from axtrain.locks import output_lock
+    from axtrain.pipeline.run import validate_options
+
+    validate_options(options)  # before the lock creates OUT
+    with output_lock(out, inside=True):
+        try:
+            result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
+        except OutputError as exc:
+            raise OutputError(f"{exc}; finished stages (and the training checkpoint) in {out} are kept: make room and rerun the same command to resume") from None
     click.echo((out / "summary.md").read_text())
     click.echo(f"pipeline: {out} ({len(result.ran)} stages ran, {len(result.reused)} reused) in {time.perf_counter() - start:.1f} s")

@@ -88,10 +88,29 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
-    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+def validate_options(options: PipelineOptions) -> tuple[Any, str]:
+    """Every input checked before the first stage (a bad ``--arch`` used to fail after training):
+    returns the resolved training config and the architecture file's text ("" for the default)."""
+    from axtrain.formats.arch import load_arch
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+
     if options.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {options.runs}")
+    check_range("--runs", options.runs, 1, MAX_RUNS)
+    check_range("--sim-seed", options.sim_seed, 0, MAX_SEED)
+    config = _train_config(options)
+    if options.arch_file:
+        load_arch(options.arch_file)
+    arch_text = options.arch_file.read_text(encoding="utf-8") if options.arch_file else ""
+    return config, arch_text
+
+
+def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
+    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+    from axtrain.formats.arch import DEFAULT_ARCH, load_arch
+
+    config, arch_text = validate_options(options)
+    arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
     root = Path(options.out)
     if options.force and (root / "pipeline.json").exists():
         # Each output disappears whole; the ledger goes last, so a forced rerun interrupted here is
@@ -119,7 +138,6 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         log(f"[{name}] done in {result.seconds[name]:.1f} s")
 
     # 1. train ----------------------------------------------------------------------------------
-    config = _train_config(options)
 
     def train() -> None:
         # the stage imports its tool when it runs: a resumed pipeline past training never loads torch
@@ -145,14 +163,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     stage("export", {}, {"run": weights_hash}, ["model.onnx"], export)
 
     # 3. compile --------------------------------------------------------------------------------
-    arch_text = options.arch_file.read_text() if options.arch_file else ""
-
     def compile_() -> None:
         # the compiler (and onnx) load only if this stage runs
         from axtrain.compiler.pipeline import compile_to_bundle
-        from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
-        arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
         compile_to_bundle(root / "model.onnx", root / "bundle", arch, overwrite=True)
 
     stage("compile", {"arch": arch_text}, {"onnx": ledger.output_hash("export", "model.onnx")}, ["bundle"], compile_)

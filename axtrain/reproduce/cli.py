@@ -55,6 +55,11 @@ def reproduce(
     for name in figure:
         if name not in CHOICES:
             raise ConfigError(f"unknown figure {name!r}; expected one of {', '.join(CHOICES)}")
+    from axtrain.limits import MAX_RUNS, MAX_THREADS, check_range
+
+    check_range("--seeds", seeds, 1, 1000)
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--jobs", jobs, 1, MAX_THREADS)
     if address is not None and executor != "ray":
         raise ConfigError("--address is only meaningful with --executor ray")
     app_list = tuple(a.strip() for item in apps for a in item.split(",") if a.strip())

@@ -70,19 +70,19 @@ def reproduce(
 
 @contextlib.contextmanager
 def _exclusive(root: Path) -> Iterator[None]:
-    """One reproduction per folder at a time: two would train the same cell into the same run directory."""
-    # POSIX only: imported where the lock is taken
-    import fcntl
+    """One reproduction per folder at a time: two would train the same cell into the same run directory
+    (the lock of axtrain/locks.py: OUT/.lock, naming its holder, taken over when its process died)."""
+    from axtrain.locks import OutputLocked, output_lock
 
-    with open(root / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise RunError(f"{root}: another 'axtrain reproduce' is running on this folder; wait for it or use another --out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = output_lock(root, inside=True)
+    try:
+        lock.__enter__()
+    except OutputLocked as exc:
+        raise RunError(f"{root}: another 'axtrain reproduce' is running on this folder ({exc.holder}); wait for it or use another --out") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _reproduce(
