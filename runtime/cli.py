@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -13,13 +14,34 @@ from axtrain.hwmodels.multipliers import MultiplierMode
 
 @click.command("verify")
 @click.argument("bundle", type=click.Path(path_type=Path))
-def verify_command(bundle: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (ok, layers, output) instead of text; exit 2 when a check fails.")
+def verify_command(bundle: Path, as_json: bool) -> None:
     """Check BUNDLE's hashes and replay its golden vectors through the reference interpreter."""
-    from axtrain.runtime.verify import verify_bundle
+    import json
 
+    from axtrain.errors import BundleError
+    from axtrain.runtime.verify import check_bundle, verify_bundle
+
+    if as_json:
+        result = check_bundle(bundle)  # a bundle that fails its hashes still raises: one line, exit 2
+        click.echo(json.dumps(verify_dict(result), indent=2))
+        if not result.ok:
+            raise BundleError(result.failures()[0])
+        return
     for line in verify_bundle(bundle).lines():
         click.echo(line)
     click.echo(f"verify: {bundle} OK")
+
+
+def verify_dict(result: Any) -> dict[str, Any]:
+    """``verify --json``'s object: every check with its outcome (mismatches -1: shapes differ)."""
+    import dataclasses
+
+    return {
+        "bundle": str(result.bundle), "ok": result.ok, "hashes": "ok",
+        "layers": [{**dataclasses.asdict(layer), "ok": layer.ok} for layer in result.layers],
+        "output": {**dataclasses.asdict(result.output), "ok": result.output.ok},
+    }
 
 
 @click.command("simulate")

@@ -85,11 +85,11 @@ GROUPS = ("train", "export", "compile", "simulate")
 def read_pipeline_file(path: Path) -> PipelineFile:
     """The validated file (one ConfigError line naming the file and the key).
 
-    A file without any group whose keys are not all top-level keys is a training config of the
+    A file without any group and without ``out`` that holds other keys than ``app`` is a training config of the
     form ``axtrain train --config`` reads (what ``pipeline --config`` took before the pipeline file):
     it is read as the ``train`` group (its ``app``, if any, as the top-level app)."""
     raw = read_mapping(path, "pipeline file")
-    if not set(raw) & set(GROUPS) and set(raw) - {"app", "out"}:
+    if not set(raw) & {*GROUPS, "out"} and set(raw) - {"app"}:
         raw = {**({"app": raw.pop("app")} if "app" in raw else {}), "train": raw}
     try:
         return PipelineFile.model_validate(raw)
