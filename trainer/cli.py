@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from axtrain.cli_params import multiplier_option, sram_voltage_option
@@ -85,11 +87,16 @@ def train(
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
 @multiplier_option("Annotate with this multiplier instead of the run's target")
 @sram_voltage_option("Annotate with this SRAM voltage instead of the run's target")
-def export(run_dir: str, out: str, multiplier: MultiplierMode | None, sram_voltage: float | None) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+def export(run_dir: str, out: str, multiplier: MultiplierMode | None, sram_voltage: float | None, force: bool) -> None:
     """Export a finished run as annotated dynamic-fixed-point ONNX."""
     from axtrain.locks import output_lock
+    from axtrain.overwrite import check_file_output
     from axtrain.trainer.export import export_run
+    from axtrain.trainer.rundir import check_run_folder
 
+    check_run_folder(Path(run_dir))
+    check_file_output(Path(out), force, "--out")
     with output_lock(out):
         path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
     click.echo(f"wrote {path}")
