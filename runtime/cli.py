@@ -8,7 +8,7 @@ from typing import Any
 import click
 import numpy as np
 
-from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.cli_params import deprecated_alias, multiplier_option, sram_voltage_option, take_alias
 from axtrain.hwmodels.multipliers import MultiplierMode
 
 
@@ -52,11 +52,13 @@ def verify_dict(result: Any) -> dict[str, Any]:
 @multiplier_option("Override every layer's multiplier")
 @sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps (run i: SeedSequence([seed, i])).")
+@click.option("--fault-seed", "seed", type=int, help="Seed of the NTV fault maps (run i: SeedSequence([seed, i])); as pipeline's --fault-seed.  [default: 0]")
+@deprecated_alias("--seed", "--fault-seed")
 @click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here (docs/report-schema.md).")
 @click.option("--dump-outputs", "dump_file", type=click.Path(dir_okay=False, path_type=Path), help="Write run 0's float32 outputs (.npy).")
 @click.option("--tech", "tech_file", type=click.Path(dir_okay=False, path_type=Path), help="Technology table YAML/JSON (default: 65 nm table).")
+@click.option("--force", is_flag=True, help="Replace an existing --report or --dump-outputs file.")
 def simulate(
     bundle: Path,
     app: str | None,
@@ -65,13 +67,17 @@ def simulate(
     multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
-    seed: int,
+    seed: int | None,
+    seed_alias: int | None,
     split_seed: int | None,
     report_file: Path | None,
     dump_file: Path | None,
     tech_file: Path | None,
+    force: bool,
 ) -> None:
     """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model."""
+    seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
+    seed = 0 if seed is None else seed
     from axtrain import atomic
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
@@ -94,6 +100,11 @@ def simulate(
     check_range("--split-seed", split_seed, 0, MAX_SEED)
     if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
         raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
+    from axtrain.overwrite import check_file_output
+
+    for path, option in ((report_file, "--report"), (dump_file, "--dump-outputs")):
+        if path is not None:
+            check_file_output(path, force, option)
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
