@@ -139,5 +139,7 @@ def options_from(path: Path | None, given: Mapping[str, Any], force: bool = Fals
         app=values["app"], method=method, out=Path(values["out"]), target=None, runs=values["simulate"]["runs"], seed=seed,
         sim_seed=values["simulate"]["fault_seed"], epochs=None, config_file=None, arch_file=arch_file, force=force, progress=progress,
         train_settings=train, train_source=f"{where}: train" if path is not None else "options",
-        export_target=export_target, recorded={"file": str(path) if path is not None else None, **values},
+        # Recorded without `out`: the folder's own name is not part of its config, and the
+        # determinism tests compare pipelines written to different folders byte for byte.
+        export_target=export_target, recorded={"file": str(path) if path is not None else None, **{k: v for k, v in values.items() if k != "out"}},
     )
