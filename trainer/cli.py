@@ -19,7 +19,11 @@ def _per_app(key: str) -> str:
     return ", ".join(f"{app} {values[key]}" for app, values in APP_DEFAULTS.items())
 
 
-@click.command("train", epilog="Expected times: see README.md 'How long does training take' (MNIST epochs are minutes on a laptop CPU).")
+@click.command("train", epilog=(
+    "Expected times on 2 CPU cores (README 'How long it takes'): breast-cancer's whole demo pipeline 24 s to 2 min; one "
+    "MNIST-MLP epoch about 1 min (bp) and 2-7.5 min (act), one MNIST-CNN act epoch about an hour; default epochs (first + pas) "
+    + ", ".join(f"{app} {APP_DEFAULTS[app]['epochs']}+{APP_DEFAULTS[app]['pas_epochs']}" for app in ("mnist-mlp", "mnist-cnn")) + "."
+))
 @click.option("--app", help="Application (breast-cancer, image-segmentation, ionosphere, satimage, mnist-mlp, mnist-cnn).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), help=f"Training method.  [default: {_FIELDS['method'].default.value}]")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to create or resume.")

@@ -46,7 +46,7 @@ def pipeline(
     Re-running with the same config reuses finished stages (keyed by their parameters and input
     hashes, recorded in OUT/pipeline.json); an interrupted pipeline resumes where it stopped; OUT
     holding another config is refused unless --force. The effective config is kept as OUT/config.json.
-    On breast-cancer the whole pipeline takes about 25 s; on MNIST training dominates (docs/trainer.md).
+    On breast-cancer the whole pipeline takes 24 s to 2 min on 2 CPU cores (README 'How long it takes'); on MNIST training dominates.
     """
     import time
 
