@@ -79,3 +79,52 @@ def test_the_cli_runs_from_the_file_and_records_it(tmp_path: Path, monkeypatch: 
     assert recorded["train"] == {"method": "bp", "epochs": 2}
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert (report["config"]["runs"], report["config"]["seed"]) == (3, 5)
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Exit code and stderr of the console entry point (which maps errors to one line and exit 2)."""
+    from axtrain.cli import main
+
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_another_training_config_is_refused_and_the_same_one_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = ["pipeline", "--app", "breast-cancer", "--method", "bp", "--epochs", "2", "--runs", "2", "--out", "p"]
+    assert _main(base, capsys)[0] == 0
+    weights = (tmp_path / "p" / "run" / "weights.safetensors").read_bytes()
+    code, err = _main([*base[:4], "act", *base[5:]], capsys)
+    assert code == 2
+    assert err.startswith("error: p holds a pipeline trained with another config (method bp -> act;") and "use --force" in err
+    assert (tmp_path / "p" / "run" / "weights.safetensors").read_bytes() == weights
+    code, err = _main([*base[:-3], "3", "--out", "p"], capsys)  # only --runs changed
+    assert code == 0, err
+    assert "[train] reused" in err and "[simulate] running" in err
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--app", "breast-cancr"], ["--app", "breast-cancer", "--multiplier", "K9"], ["--app", "breast-cancer", "--sram-voltage", "0.1"],
+     ["--app", "breast-cancer", "--epochs", "-1"]],
+)
+def test_a_refused_pipeline_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = _main(["pipeline", *bad, "--out", "out/p"], capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text("{}")
+    code, err = _main(["pipeline", "--app", "breast-cancer", "--out", "b"], capsys)
+    assert code == 2 and "is not a pipeline folder" in err
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["manifest.json"]
