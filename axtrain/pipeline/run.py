@@ -177,7 +177,8 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
             result.reused.append(name)
             log(f"[{name}] reused (unchanged inputs)")
             return
-        log(f"[{name}] running")
+        # Said plainly: the pipeline's reuse is within OUT; it does not look for `axtrain train` runs.
+        log(f"[{name}] running" + (f" (into {root / 'run'}; runs of `axtrain train` elsewhere are not reused)" if name == "train" else ""))
         start = time.perf_counter()
         work()
         result.seconds[name] = time.perf_counter() - start

@@ -97,7 +97,9 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 def test_another_training_config_is_refused_and_the_same_one_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     base = ["pipeline", "--app", "breast-cancer", "--method", "bp", "--epochs", "2", "--runs", "2", "--out", "p"]
-    assert _main(base, capsys)[0] == 0
+    code, err = _main(base, capsys)
+    assert code == 0, err
+    assert "[train] running (into p/run; runs of `axtrain train` elsewhere are not reused)" in err
     weights = (tmp_path / "p" / "run" / "weights.safetensors").read_bytes()
     code, err = _main([*base[:4], "act", *base[5:]], capsys)
     assert code == 2
