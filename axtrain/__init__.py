@@ -19,14 +19,13 @@ _API = (
 
 def __getattr__(name: str) -> Any:
     if name in ("pipeline", "explore"):
-        # Also subpackages: importing the package binds it here, and it is callable (callable_module.py).
-        import importlib
+        import importlib  # also subpackages: importing the package binds it here, and it is callable (callable_module.py)
 
         return importlib.import_module(f"axtrain.{name}")
     if name in _API:
-        from axtrain import api  # deferred: loading the API on every `import axtrain` would slow the CLI
+        import importlib  # the API by name, on first use: loading it on every `import axtrain` would slow the CLI
 
-        return getattr(api, name)
+        return getattr(importlib.import_module("axtrain.api"), name)
     raise AttributeError(f"module 'axtrain' has no attribute {name!r}")
 
 

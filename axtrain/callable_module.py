@@ -8,6 +8,7 @@ the API function of the same name (docs/decisions.md 90).
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from typing import Any
@@ -17,8 +18,8 @@ class CallableModule(types.ModuleType):
     """A module whose call is ``axtrain.api.<its last name>``."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from axtrain import api  # deferred: the API loads only when called
-
+        # By name: the API is the top layer (docs/architecture.md), and it loads only when called.
+        api = importlib.import_module("axtrain.api")
         return getattr(api, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
 
 

@@ -166,24 +166,28 @@ class Session:
             desc=f"{self.config.app} {kind} epoch {start + 1}/{epochs}", smoothing=0.1,
         )
         phase_entries = [h for h in self.history if h.get("phase_index") == index]
-        for epoch in range(start, epochs):
-            bar.set_description(f"{self.config.app} {kind} epoch {epoch + 1}/{epochs}", refresh=False)
-            entry = self._epoch(kind, index, epoch, optimizer, gamma, on_batch=bar.update)
-            self.history.append(entry)
-            phase_entries.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
-            done = epoch + 1 >= epochs
-            if until_converged and not done:
-                tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
-                s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
-                done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
-            self._checkpoint(index, epoch + 1, done, optimizer, gamma)
-            self._epochs_this_call += 1
-            if self.stop_after_epochs is not None and self._epochs_this_call >= self.stop_after_epochs and not done:
-                raise _Interrupted()
-            if done:
-                break
-        bar.close()
+        try:
+            for epoch in range(start, epochs):
+                bar.set_description(f"{self.config.app} {kind} epoch {epoch + 1}/{epochs}", refresh=False)
+                entry = self._epoch(kind, index, epoch, optimizer, gamma, on_batch=bar.update)
+                self.history.append(entry)
+                phase_entries.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
+                done = epoch + 1 >= epochs
+                if until_converged and not done:
+                    tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
+                    s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
+                    done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
+                self._checkpoint(index, epoch + 1, done, optimizer, gamma)
+                self._epochs_this_call += 1
+                if self.stop_after_epochs is not None and self._epochs_this_call >= self.stop_after_epochs and not done:
+                    raise _Interrupted()
+                if done:
+                    break
+        finally:
+            # closed before an error is printed, so that the error is a line of its own (the bar
+            # is referenced by the traceback's frames and would otherwise outlive the message)
+            bar.close()
 
     def _new_gamma(self):
         a = self.config.act

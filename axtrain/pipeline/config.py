@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain.errors import ConfigError
 from axtrain.formats.target import HardwareTarget
 from axtrain.formats.yamltext import read_mapping
+from axtrain.pipeline.run import PipelineOptions
 
 DEFAULT_METHOD = "axtrain"  # pipeline's default method (train's is bp): docs/decisions.md 92
 
@@ -99,7 +100,8 @@ def read_pipeline_file(path: Path) -> PipelineFile:
 
 def merged(file: PipelineFile | None, given: Mapping[str, Any]) -> dict[str, Any]:
     """The file's values (JSON form) with ``given`` (command-line options, API keywords) on top."""
-    values: dict[str, Any] = file.model_dump(mode="json") if file is not None else PipelineFile().model_dump(mode="json")
+    # Python mode, not JSON: JSON mode would turn an infinite lr into None, hiding it from validation.
+    values: dict[str, Any] = (file if file is not None else PipelineFile()).model_dump()
     for name, value in given.items():
         if name not in GIVEN_KEYS:
             raise ConfigError(f"unknown pipeline setting {name!r}; expected one of {', '.join(GIVEN_KEYS)}")
@@ -112,10 +114,8 @@ def merged(file: PipelineFile | None, given: Mapping[str, Any]) -> dict[str, Any
     return values
 
 
-def options_from(path: Path | None, given: Mapping[str, Any], force: bool = False, progress: bool = False) -> Any:
+def options_from(path: Path | None, given: Mapping[str, Any], force: bool = False, progress: bool = False) -> PipelineOptions:
     """PipelineOptions from the file at ``path`` (if any) and the ``given`` overrides."""
-    from axtrain.pipeline.run import PipelineOptions
-
     file = read_pipeline_file(path) if path is not None else None
     values = merged(file, given)
     where = str(path) if path is not None else "options"
