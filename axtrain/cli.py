@@ -22,8 +22,7 @@ from typing import Any
 
 import click
 
-from axtrain import __version__
-from axtrain import interrupts
+from axtrain import __version__, interrupts
 from axtrain.errors import AxTrainError, one_line
 
 # name -> (module, attribute, one-line help). Order is the order shown by --help.

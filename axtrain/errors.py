@@ -7,7 +7,6 @@ wrong and where. The CLI turns these into ``error: <message>`` and exit code 2; 
 
 from __future__ import annotations
 
-
 #: Longest run of characters without a space that a message echoes (a node name, a path, a value);
 #: longer ones are cut to this many characters, the last one an ellipsis.
 MAX_ECHOED_CHARS = 200

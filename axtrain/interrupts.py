@@ -27,8 +27,8 @@ import threading
 from typing import Any, Callable, Iterator
 
 #: Exit status of a command ended by a signal: 128 + the signal number (the shell's convention).
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-_MESSAGES = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_MESSAGES: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 _cleanups: list[Callable[[], None]] = []
 _depth = 0  # nesting depth of critical sections (main thread only)
@@ -45,6 +45,7 @@ def _finish(signum: int) -> None:
         with contextlib.suppress(BaseException):
             cleanup()
     with contextlib.suppress(BaseException):
+        # only on the way out, after a signal: start-up of every command stays free of it
         import multiprocessing
 
         for child in multiprocessing.active_children():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from axtrain.errors import AxTrainError
+from axtrain.errors import AxTrainError, ConfigError
 
 #: Largest file axtrain reads whole (an ONNX model, one external-data file, one bundle file).
 MAX_FILE_BYTES = 1 << 30  # 1 GiB
@@ -115,8 +115,6 @@ def check_range(name: str, value: int | None, low: int, high: int, error: type[A
     if value is None:
         return
     if error is None:
-        from axtrain.errors import ConfigError
-
         error = ConfigError
     if value < low:
         raise error(f"{name} must be at least {low}, got {value}")

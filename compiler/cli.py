@@ -40,7 +40,7 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
         if dump_dir is not None:
             dump_ir(ir, stage, STAGES.index(stage), dump_dir)
 
-    if stop_after is not None:
+    if stop_after is not None:  # nothing is written under --out: no lock, no overwrite check
         ir = compile_model(model, arch, after=after, stop_after=stop_after)
         layers = f"{len(ir.layers)} layers" if ir.layers is not None else f"{len(ir.graph.nodes) if ir.graph else 0} nodes"
         click.echo(f"stopped after {stop_after}: {layers}" + (f"; IR in {dump_dir}" if dump_dir else "") + " (no bundle written)")

@@ -15,7 +15,7 @@ import numpy as np
 from axtrain import __version__
 from axtrain.compiler.ir import CompilerIR
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import ISA_VERSION, encode_program, listing
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, encode_program, listing
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
@@ -128,8 +128,8 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         fmt.PROGRAM_ASM: listing(program, notes).encode("utf-8"),
         fmt.WEIGHTS_BIN: fmt.image_bytes(e.weight_image, arch.weight_word_bits),
         fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
-        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
-        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
+        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, BIAS_WORD_BITS),
+        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
     x = golden_inputs(ir)
@@ -153,7 +153,7 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         "weight_words": int(e.weight_image.size),
         "weight_word_bits": arch.weight_word_bits,
         "bias_words": int(e.bias_image.size),
-        "bias_word_bits": fmt.BIAS_WORD_BITS,
+        "bias_word_bits": BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
         "layers": manifest_layers(

@@ -32,7 +32,7 @@ _P_FLOOR = 1e-12
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float32)
     with np.errstate(over="ignore"):  # exp(-z) overflows to inf for z < -88: sigmoid is 0 there
-        return (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32)
+        return np.asarray((np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32))
 
 
 #: The host's implementation of each tail op (float32 in, float32 out).

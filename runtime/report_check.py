@@ -131,7 +131,8 @@ def _check_output_error(report: Mapping[str, Any]) -> list[str]:
         if not _number(err.get(name)) or not math.isclose(err[name], mean, rel_tol=1e-9, abs_tol=1e-12):
             problems.append(f"output_error.{name} is {err.get(name)!r}, per_run gives {mean!r}")
     if not problems:
-        for index, (run, accuracy) in enumerate(zip(per_run, acc["per_run"])):
+        # strict=False: a length mismatch is a problem reported on its own, not an exception here
+        for index, (run, accuracy) in enumerate(zip(per_run, acc["per_run"], strict=False)):
             if not math.isclose(run["error_rate"], 1.0 - accuracy, abs_tol=1e-9):
                 problems.append(f"output_error.per_run[{index}].error_rate {run['error_rate']!r} != 1 - accuracy {1.0 - accuracy!r}")
                 break

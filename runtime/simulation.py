@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -160,7 +160,9 @@ def simulate(
     pred = predictions
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
     per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
-    return SimulationResult(first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error)
+    return SimulationResult(
+        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error
+    )
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -176,7 +178,7 @@ def _modes_summary(multipliers: Sequence[str]) -> str | list[str]:
     return modes[0] if len(modes) == 1 else modes
 
 
-def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict]:
+def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict[str, Any]]:
     """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect, beside the bundle's."""
     plan = bundle_plan(bundle, Overrides(mode, voltage))
     rows = []

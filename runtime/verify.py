@@ -20,8 +20,19 @@ from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.runtime.interpreter import run_bundle
 
 
+class _Outcome:
+    """A check's outcome: ``detail`` says why it failed, empty when it passed."""
+
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the check passed."""
+        return not self.detail
+
+
 @dataclass(frozen=True)
-class LayerCheck:
+class LayerCheck(_Outcome):
     """One layer's replay: the interpreter's integer output against ``golden/layer_<i>.npy``."""
 
     index: int
@@ -32,11 +43,6 @@ class LayerCheck:
     mismatches: int  # values that differ (0 when ok; -1 when the shapes already differ)
     detail: str  # why it failed ("" when ok)
 
-    @property
-    def ok(self) -> bool:
-        """Whether the layer is bit-exact with its golden vectors."""
-        return not self.detail
-
     def line(self) -> str:
         """The standard one-line report of this check."""
         if self.ok:
@@ -45,17 +51,12 @@ class LayerCheck:
 
 
 @dataclass(frozen=True)
-class OutputCheck:
+class OutputCheck(_Outcome):
     """The dequantised last-layer output against ``golden/outputs.npy``."""
 
     inputs: int
     values: int
     detail: str  # "" when ok
-
-    @property
-    def ok(self) -> bool:
-        """Whether the float outputs equal the golden outputs exactly."""
-        return not self.detail
 
     def line(self) -> str:
         """The standard one-line report of this check."""

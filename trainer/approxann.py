@@ -117,7 +117,11 @@ def criticality(
     network's output layer (cross-entropy for softmax, the squared error of the Sigmoid outputs).
     """
     weighted = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    totals = [torch.zeros(model[i].weight.shape[0], dtype=torch.float64) for i in weighted]
+    totals = []
+    for i in weighted:
+        module = model[i]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))
+        totals.append(torch.zeros(module.weight.shape[0], dtype=torch.float64))
     n_total = x.shape[0]
     for start in range(0, n_total, batch_size):
         h = x[start : start + batch_size]
@@ -160,6 +164,7 @@ def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[
             continue
         assert layer.weight_format is not None
         module = model[layer.meta["module_index"]]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))  # the layer has weights
         w = module.weight.detach().to("cpu", torch.float32).numpy()
         b = module.bias.detach().to("cpu", torch.float32).numpy() if module.bias is not None else np.zeros(w.shape[0], np.float32)
         out.append(layer.with_changes(weight=quantize(w, layer.weight_format), bias=quantize(b, FixedPointFormat(32, layer.accumulator_frac))))
@@ -247,7 +252,7 @@ def run_approxann(
         x_all, y_all = np.asarray(data.x_train), np.asarray(data.y_train)  # type: ignore[attr-defined]
     else:
         try:
-            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[union-attr]
+            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[attr-defined]  # data: object, any (x, y) pair
         except (TypeError, ValueError):
             raise ConfigError("approxann: data must be a DataSplit or an (x_train, y_train) pair") from None
     x_tr, y_tr, x_val, y_val = split_validation(x_all, y_all, cfg.val_fraction, seed)

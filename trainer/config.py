@@ -23,6 +23,7 @@ from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
 from axtrain.formats.target import HardwareTarget
 from axtrain.formats.yamltext import read_mapping
+from axtrain.limits import TRAIN_CONFIG_BOUNDS
 
 #: Per-application defaults for the fields left ``None``. Small UCI apps train in seconds; MNIST
 #: gets fewer, larger epochs. ``epochs`` is the first phase (bp / act; for axtrain the act cap; for
@@ -151,6 +152,7 @@ class TrainConfig(BaseModel):
 
     Files may also give a group's keys flat at the top level (the layout before the groups, and the
     names of the command-line options): they are moved into their group (docs/decisions.md 43).
+    NaN, infinity and integers past :data:`axtrain.limits.TRAIN_CONFIG_BOUNDS` are errors too.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -186,11 +188,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> "TrainConfig":
-        # The limits are per flat name (axtrain/limits.py); grouped keys are read from their group.
-        from axtrain.limits import TRAIN_CONFIG_BOUNDS
-
+        # the bounds of axtrain.limits, by flat name; grouped fields are looked up in their group
         for name, limit in TRAIN_CONFIG_BOUNDS.items():
-            value = getattr(getattr(self, FLAT_KEYS[name]), name) if name in FLAT_KEYS else getattr(self, name)
+            holder = getattr(self, FLAT_KEYS[name]) if name in FLAT_KEYS else self
+            value = getattr(holder, name)
             if value is not None and value > limit:
                 raise ValueError(f"{name} = {value} exceeds the limit of {limit}")
         return self

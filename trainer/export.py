@@ -126,8 +126,8 @@ def infer_input_shape(layers: Sequence[QuantizedLayer]) -> tuple[int, ...]:
 
 def _propagate_shapes(layers: Sequence[QuantizedLayer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Per-sample output shape of every layer; raises OnnxError at the first layer that does not fit."""
-    shape = tuple(int(d) for d in input_shape)
-    shapes = []
+    shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
+    shapes: list[tuple[int, ...]] = []
     for layer in layers:
         where = f"layer {layer.name!r} ({layer.op})"
         if layer.op == "dense":
@@ -337,7 +337,7 @@ def export_layers(
     if sigmoid:
         build.node("Sigmoid", [current], schema.OUTPUT_NAME, name="output_layer/Sigmoid")
 
-    batch_shape = ["batch", *input_shape]
+    batch_shape: list[str | int | None] = ["batch", *input_shape]
     graph = helper.make_graph(
         build.nodes,
         "axtrain",
@@ -465,7 +465,7 @@ def export_run(
         from axtrain.trainer.rundir import load_layers
     except ImportError as exc:  # the trainer's run-directory reader is not part of this build
         raise RunError(f"cannot read run directories in this build: {exc}") from None
-    layers, metadata = load_layers(run_dir)
+    layers, metadata = load_layers(Path(run_dir))
     shape = metadata.get("input_shape") if isinstance(metadata, Mapping) else None
     if isinstance(shape, str):
         try:

@@ -42,7 +42,7 @@ both treat the ReLU masks and max-pool argmaxes as constants and ``d|x|/dx = sig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,12 @@ class _Record:
     input: Tensor
     output_shape: torch.Size
     extra: Tensor | None = None  # ReLU: mask; MaxPool2d: argmax indices; Conv2d: unfolded patches
+
+    @property
+    def weighted(self) -> nn.Linear | nn.Conv2d:
+        """The module of a weighted layer's record, typed (callers only ask weighted records)."""
+        assert isinstance(self.module, (nn.Linear, nn.Conv2d))
+        return self.module
 
 
 @dataclass
@@ -131,7 +137,8 @@ def _forward(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[_Record]]:
             out = F.linear(h, module.weight, module.bias)
             records.append(_Record(module, h, out.shape))
         elif isinstance(module, nn.Conv2d):
-            patches = F.unfold(h, module.kernel_size, module.dilation, module.padding, module.stride)
+            padding = cast(tuple[int, ...], module.padding)  # numeric: check_model admits no padding='same'
+            patches = F.unfold(h, module.kernel_size, module.dilation, padding, module.stride)
             out = module(h)
             records.append(_Record(module, h, out.shape, patches))
         elif isinstance(module, nn.ReLU):
@@ -153,17 +160,19 @@ def _forward(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[_Record]]:
 
 def _conv_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
     """``J [N, K, OC, OH, OW]`` -> ``J [N, K, C, H, W]`` through a conv layer (transposed conv)."""
-    conv: nn.Conv2d = rec.module  # type: ignore[assignment]
+    conv = rec.module
+    assert isinstance(conv, nn.Conv2d)
+    padding = cast(tuple[int, ...], conv.padding)  # numeric: check_model admits no padding='same'
     n, k = jac.shape[:2]
     in_h, in_w = rec.input.shape[-2:]
     out_h, out_w = jac.shape[-2:]
     output_padding = []
     for size, out_size, kernel, stride, pad, dil in zip(
-        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
+        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, padding, conv.dilation, strict=True
     ):
         output_padding.append(size - ((out_size - 1) * stride - 2 * pad + dil * (kernel - 1) + 1))
     flat = F.conv_transpose2d(
-        jac.reshape(n * k, *jac.shape[2:]), conv.weight, None, conv.stride, conv.padding,
+        jac.reshape(n * k, *jac.shape[2:]), conv.weight, None, conv.stride, padding,
         tuple(output_padding), 1, conv.dilation,
     )
     return flat.reshape(n, k, *flat.shape[1:])
@@ -183,7 +192,7 @@ def _maxpool_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
 def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
     """:func:`_layer_term` of the Linear layer that produces the logits, where ``delta = I``:
     ``sum_{k,i} |W_ki| |a_i|`` needs no Jacobian and no GEMM (few ops: cheaper on a busy CPU)."""
-    module = rec.module
+    module = rec.weighted
     a = rec.input.abs().mean(0) if form == "per_sample" else rec.input.mean(0).abs()
     term = (module.weight.abs().sum(0) * a).sum()
     if include_bias and module.bias is not None:
@@ -193,7 +202,7 @@ def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
 
 def _layer_term(rec: _Record, factored: _Delta, form: str, include_bias: bool) -> Tensor:
     """One weighted layer's contribution, given its ``delta = dO/dz``."""
-    module = rec.module
+    module = rec.weighted
     n = factored.n
     weight = module.weight
     bias = module.bias if include_bias else None
@@ -320,7 +329,7 @@ def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_samp
     _, found = _layer_deltas(model, x, form, output_layer)
     maps: list[Tensor] = []
     for rec, factored in reversed(found):
-        weight = rec.module.weight
+        weight = rec.weighted.weight
         delta = factored.full()
         n = delta.shape[0]
         if isinstance(rec.module, nn.Linear):

@@ -62,6 +62,7 @@ def render_maps(maps: Mapping[str, np.ndarray], title: str | None = None) -> byt
         ax.set_title(name)
         ax.set_xlabel("input of the last layer")
         ax.set_ylabel("output neuron")
+    assert image is not None  # at least one map was drawn (checked above)
     fig.colorbar(image, ax=axes[0].tolist(), label="relative sensitivity |w| |dO/dw|")
     if title:
         fig.suptitle(title)

@@ -68,7 +68,7 @@ def _explore(
     bundle: Path, app: str, out: Path, max_loss: float, runs: int, seed: int, modes: tuple[MultiplierMode, ...], voltages: tuple[float, ...],
     selection_fraction: float, confidence_z: float, split_seed: int | None, report_file: Path | None, force: bool,
 ) -> None:
-    """The search itself, under the output locks taken by :func:`explore`."""
+    """The search under the output locks (arguments already checked by :func:`explore`)."""
     from axtrain import atomic
     from axtrain.compiler.replan import apply_plan, write_replanned
     from axtrain.datasets import load
@@ -94,7 +94,6 @@ def _explore(
     click.echo(format_table(result.pareto, result.baseline, marks))
     test: dict[str, Any] = {}
     for name, point in marks.items():
-
         r = simulate(apply_plan(b, point.plan), data.x_test, data.y_test, runs=runs, seed=seed)
         test[name] = {"plan": point.plan.label(), "accuracy": r.accuracy_mean, "energy_joules": r.energy.total_joules}
     click.echo(

@@ -37,7 +37,7 @@ from axtrain.errors import ConfigError
 from axtrain.formats.bundle import Bundle
 from axtrain.formats.target import modes_of, voltages_of
 from axtrain.hwmodels.multipliers import MultiplierMode
-from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
+from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.simulation import simulate
 

@@ -459,13 +459,13 @@ def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord],
     synced: dict[int, int] = {}
     for index, ins in enumerate(program):
         if ins.op == "SYNC":
-            layer, count = ins.args[0], ins.args[2]
-            if layer >= len(layers):
-                raise BundleError(f"{root}: instruction {index} (SYNC) names layer {layer}, {LAYERS} has {len(layers)} layers")
-            synced[layer] = count  # the last SYNC of a layer delivers its output
+            synced_layer, count = ins.args[0], ins.args[2]
+            if synced_layer >= len(layers):
+                raise BundleError(f"{root}: instruction {index} (SYNC) names layer {synced_layer}, {LAYERS} has {len(layers)} layers")
+            synced[synced_layer] = count  # the last SYNC of a layer delivers its output
     previous_end = 0
     previous_size: int | None = None
-    for layer, summary in zip(layers, manifest.layers):
+    for layer, summary in zip(layers, manifest.layers, strict=True):  # equal lengths: checked above
         label = f"{where}: layer {layer.index} ({layer.name})"
         if (summary.name, summary.op) != (layer.name, layer.op):
             raise BundleError(f"{label}: the manifest lists layer {layer.index} as {summary.name} ({summary.op})")

@@ -19,15 +19,32 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
 
-if TYPE_CHECKING:  # for annotations only: the ISA module does not need the architecture's model at run time
-    from axtrain.formats.arch import Architecture
+
+class MachineLimits(Protocol):
+    """What :func:`check_program` reads of an architecture (``formats.arch.Architecture`` has it;
+    a protocol, because the architecture module builds on this one, not the other way round)."""
+
+    @property
+    def pe_count(self) -> int: ...
+    @property
+    def pe_weight_memory_words(self) -> int: ...
+    @property
+    def pe_neuron_memory_words(self) -> int: ...
+    @property
+    def weight_buffer_words(self) -> int: ...
+    @property
+    def neuron_buffer_words(self) -> int: ...
+    @property
+    def bias_buffer_words(self) -> int: ...
+    @property
+    def neuron_word_bits(self) -> int: ...
 
 ISA_VERSION = "1"
 WORD_BITS = 128
@@ -204,7 +221,8 @@ def operand_range(op: str, name: str) -> tuple[int, int]:
 
 def mode_code(mode: MultiplierMode) -> int:
     """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_of_code`)."""
-    return MODE_EXACT if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+    k = mode.k
+    return MODE_EXACT if k is None else int(k)
 
 
 def mode_of_code(code: int) -> MultiplierMode:
@@ -443,7 +461,7 @@ def pool_output_size(size: int, k: int, s: int) -> int:
 
 def check_program(
     program: Sequence[Instruction],
-    arch: Architecture,
+    arch: MachineLimits,
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,
@@ -537,13 +555,3 @@ def iter_words(data: bytes) -> Iterator[bytes]:
     """The 16-byte words of a program image."""
     for i in range(0, len(data), WORD_BYTES):
         yield data[i : i + WORD_BYTES]
-
-
-def mode_code(mode: MultiplierMode) -> int:
-    """The ``MODE`` instruction's code for a multiplier (0 exact, k DRUM(k)); the one encoding."""
-    return 0 if mode.k is None else int(mode.k)
-
-
-def mode_of_code(code: int) -> MultiplierMode:
-    """The multiplier a mode-table code stands for (inverse of :func:`mode_code`)."""
-    return EXACT if int(code) == 0 else MultiplierMode(int(code))

@@ -65,7 +65,7 @@ FormatText = Annotated[str, AfterValidator(_format_text)]
 class HardwareTarget(BaseModel):
     """Multiplier mode, weight-SRAM voltage and bit widths of the target hardware. Frozen."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     multiplier: Mode = Field(EXACT, description="target multiplier: exact, drum:K, or K1..K4 (pas trains with it)")
     sram_voltage: Volts = Field(NOMINAL_VOLTAGE, description="target weight-SRAM supply voltage in volts (0.4..1.1)")

@@ -1,7 +1,6 @@
 """The five stages of ``axtrain pipeline`` and their reuse rules.
 
 Layout of the output directory::
-
     DIR/run/          the training run (trainer run directory; resumes from its own checkpoint)
     DIR/model.onnx    the annotated dynamic-fixed-point ONNX export
     DIR/bundle/       the compiled FlexFlow bundle
@@ -28,7 +27,9 @@ from typing import Any, Callable
 
 from axtrain import atomic
 from axtrain.errors import ConfigError
+from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 from axtrain.formats.target import HardwareTarget
+from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
 from axtrain.pipeline.ledger import Ledger, stage_key
 from axtrain.pipeline.summary import write_summary
 from axtrain.trainer.config import load_config
@@ -40,7 +41,6 @@ RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.js
 @dataclass(frozen=True)
 class PipelineOptions:
     """Everything that decides the pipeline's artifacts (echoed in the summary and the report)."""
-
     app: str
     method: str = "axtrain"
     out: Path = Path("out/pipeline")
@@ -62,7 +62,6 @@ class PipelineOptions:
 @dataclass
 class PipelineResult:
     """What a pipeline run produced and which stages it actually ran."""
-
     out: Path
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -100,9 +99,6 @@ def _remove_tree(path: Path) -> None:
 def validate_options(options: PipelineOptions) -> tuple[Any, str]:
     """Every input checked before the first stage (a bad ``--arch`` used to fail after training):
     returns the resolved training config and the architecture file's text ("" for the default)."""
-    from axtrain.formats.arch import load_arch
-    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
-
     if options.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {options.runs}")
     check_range("--runs", options.runs, 1, MAX_RUNS)
@@ -155,8 +151,6 @@ def check_out(root: Path, config: Any, force: bool) -> None:
 
 def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
     """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
-    from axtrain.formats.arch import DEFAULT_ARCH, load_arch
-
     config, arch_text = validate_options(options)
     arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
     root = Path(options.out)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, RunError
+from axtrain.locks import OutputLocked, output_lock
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
@@ -39,7 +40,6 @@ def figure_module(name: str) -> ModuleType:
 
 def _log_invocation(root: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Append this invocation to ``invocations.jsonl`` (the history of this folder) and return all."""
-
     path = root / "invocations.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     lines.append(json.dumps(entry, sort_keys=True))
@@ -89,8 +89,6 @@ def reproduce(
 def _exclusive(root: Path) -> Iterator[None]:
     """One reproduction per folder at a time: two would train the same cell into the same run directory
     (the lock of axtrain/locks.py: OUT/.lock, naming its holder, taken over when its process died)."""
-    from axtrain.locks import OutputLocked, output_lock
-
     lock = output_lock(root, inside=True)
     try:
         lock.__enter__()

@@ -23,7 +23,7 @@ from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 
 

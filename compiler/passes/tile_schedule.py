@@ -102,7 +102,7 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
         check_fits(ir, index, layer)
         schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
         if schedule.kind == "compute":
-            for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry):
+            for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry, strict=False):  # geometry ends with oh, ow: not CONV operands
                 limit = operand_range("CONV", name)[1]
                 if value > limit:
                     raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v1's limit of {limit}")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from onnx_graphs import build_model, mlp_specs
 
-from axtrain.cli import main
 from axtrain.compiler import cli as compiler_cli
 from axtrain.compiler.pipeline import STAGES, compile_model
 
@@ -17,16 +17,6 @@ from axtrain.compiler.pipeline import STAGES, compile_model
 @pytest.fixture
 def model(save_model, rng: np.random.Generator) -> Path:
     return save_model(build_model(mlp_specs(rng, [6, 5, 3]), ["N", 6]))
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_hook_sees_every_stage_in_order_and_stop_after_ends_there(model: Path) -> None:

@@ -114,7 +114,7 @@ def test_two_concurrent_trainings_with_different_configs_never_mix_a_folder(tmp_
     assert f"pid {a.pid}" in lines[0] or "different" in lines[0] or "--force" in lines[0], lines[0]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     history = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
-    assert config["epochs"] == 9 and len(history) == 9
+    assert config["schedule"]["epochs"] == 9 and len(history) == 9
     assert not (tmp_path / "run" / LOCK_NAME).exists()
     assert "checkpoint.safetensors" in tree_hashes(tmp_path / "run")
 
