@@ -187,8 +187,7 @@ def explore(bundle: str | Path, app: str, out: str | Path, *, max_loss: float = 
     from axtrain.compiler.replan import write_replanned
     from axtrain.datasets import load
     from axtrain.datasets.split import split_validation
-    from axtrain.explore.search import CONFIDENCE_Z, DEFAULT_MODES, DEFAULT_VOLTAGES, SELECTION_FRACTION
-    from axtrain.explore.search import explore as run_search
+    from axtrain.explore.search import CONFIDENCE_Z, DEFAULT_MODES, DEFAULT_VOLTAGES, SELECTION_FRACTION, explore as run_search
     from axtrain.formats.bundle import load_bundle
 
     out = Path(out)

@@ -30,9 +30,10 @@ from axtrain.errors import ConfigError
 from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 from axtrain.formats.target import HardwareTarget
 from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+from axtrain.locks import LOCK_NAME
 from axtrain.pipeline.ledger import Ledger, stage_key
 from axtrain.pipeline.summary import write_summary
-from axtrain.trainer.config import load_config
+from axtrain.trainer.config import load_config, make_config
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
 RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
@@ -71,8 +72,6 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    from axtrain.trainer.config import make_config
-
     if options.train_settings:
         # The pipeline file's train group, validated alone first so that its errors name the file.
         make_config({"app": options.app, **options.train_settings}, options.train_source)
@@ -127,14 +126,15 @@ def check_out(root: Path, config: Any, force: bool) -> None:
     """The overwrite rule (docs/decisions.md 93) for a pipeline folder, before anything is created:
     a folder trained with another config, or one that is not a pipeline folder, is refused unless
     ``force``. Same training config: finished stages are reused, changed later stages rerun."""
-    from axtrain.locks import LOCK_NAME
-
     if force or not root.exists():
         return
     if not root.is_dir():
         raise ConfigError(f"--out {root} is a file, not a folder")
     if not (root / "pipeline.json").is_file():
-        if any(p.name != LOCK_NAME for p in root.iterdir()):
+        # An interrupted first pipeline has no ledger yet but only its own names (the training run,
+        # hidden temporaries and the lock): it resumes, and the trainer checks the run's config.
+        ours = {"run", "model.onnx", "bundle", "verify.txt", "report.json", "summary.md", "config.json", LOCK_NAME}
+        if any(p.name not in ours and not p.name.startswith(".") for p in root.iterdir()):
             raise ConfigError(f"{root} exists and is not a pipeline folder (no pipeline.json); use --force to write into it, or another --out")
         return
     record = Ledger(root).records.get("train")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, RunError
-from axtrain.locks import OutputLocked, output_lock
+from axtrain.locks import LOCK_NAME, OutputLocked, output_lock
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
@@ -51,8 +51,6 @@ def check_out(root: Path, force: bool = False) -> None:
     """The overwrite rule for a reproduction folder (docs/decisions.md 93): absent, empty or one
     that holds a reproduction (its cells are keyed by their settings, so reusing them is always
     right); anything else, a bundle say, is refused unless ``force``."""
-    from axtrain.locks import LOCK_NAME
-
     if force or not root.exists():
         return
     if not root.is_dir():
