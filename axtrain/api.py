@@ -165,6 +165,7 @@ def simulate(bundle: str | Path, app: str | None = None, *, inputs: Any = None, 
     if report_path is not None:
         check_file_output(report_path, force)
     b = load_bundle(bundle)
+    y: np.ndarray | None
     if app is not None:
         from axtrain.datasets import load
 

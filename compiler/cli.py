@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -62,7 +62,7 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB"
 
 
-def summary_dict(bundle_path: Path) -> dict:
+def summary_dict(bundle_path: Path) -> dict[str, Any]:
     """What ``axtrain inspect --json`` prints: the facts of :func:`summary`, as numbers."""
     from axtrain.formats.bundle import load_bundle
     from axtrain.formats.isa import count_by_kind
