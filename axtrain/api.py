@@ -98,11 +98,12 @@ def _mode(value: Any) -> Any:
     return parse_mode(value)
 
 
-def train(app: str, out: str | Path | None = None, *, method: str = "bp", config: str | Path | None = None,
+def train(app: str, out: str | Path | None = None, *, method: str | None = None, config: str | Path | None = None,
           force: bool = False, progress: bool = False, **settings: Any) -> TrainResult:
     """Train ``app`` by ``method`` (``axtrain train``); ``settings`` are TrainConfig keys, flat
     (``epochs=5``, ``multiplier="K2"``, ``sram_voltage=0.66``) or grouped. With ``out`` the run is kept
-    in a run directory (resumed when unfinished, refused when finished with another config)."""
+    in a run directory (resumed when unfinished, refused when finished with another config).
+    ``method`` None: the config file's, else bp (as ``axtrain train``)."""
     from axtrain.trainer.config import load_config
     from axtrain.trainer.engine import train as train_run
 
