@@ -20,9 +20,24 @@ AXTRAIN = Path(sys.executable).with_name("axtrain")
 
 # first words -> how the default tier treats the command
 FAST = {("axtrain", "--help"), ("axtrain", "data"), ("axtrain", "hw"), ("axtrain", "export"), ("axtrain", "compile"),
-        ("axtrain", "inspect"), ("axtrain", "verify"), ("axtrain", "simulate"), ("python", "-m")}
+        ("axtrain", "inspect"), ("axtrain", "verify"), ("axtrain", "hdl"), ("axtrain", "trace"), ("axtrain", "simulate"),
+        ("axtrain", "check"), ("python", "-m")}
 SHORTENED = {("axtrain", "train"): ["--epochs", "1", "--pas-epochs", "1"]}  # the trained run the later commands use
-SLOW_ONLY = {("axtrain", "pipeline"), ("axtrain", "explore"), ("axtrain", "reproduce")}  # each trains (minutes)
+SLOW_ONLY = {("axtrain", "pipeline"), ("axtrain", "explore"), ("axtrain", "reproduce"),  # each trains or searches (minutes)
+             ("axtrain", "diff")}  # compares with the pipeline's bundle
+
+
+def _write_pins(folder: Path) -> None:
+    """The pins file the Tour's `check` reads ("a pins file you write"): written here from the Tour's
+    own report, as a user would after a first `simulate --report`."""
+    import json
+
+    report = json.loads((folder / "out" / "sat.json").read_text())
+    cycles = report["latency"]["cycles_per_inference"]
+    energy = report["energy"]["joules_per_inference"]
+    (folder / "out" / "pins.yaml").write_text(
+        f"latency.cycles_per_inference: {{value: {cycles}, abs_tol: 0}}\nenergy.joules_per_inference: {{value: {energy!r}, rel_tol: 1.0e-9}}\n"
+    )
 
 
 def tour_commands(readme: str) -> list[list[str]]:
@@ -52,6 +67,8 @@ def _walk(tmp_path: Path, full: bool) -> list[list[str]]:
         if key in SLOW_ONLY and not full:
             continue
         argv = words + ([] if full else SHORTENED.get(key, []))
+        if key == ("axtrain", "check"):
+            _write_pins(tmp_path)
         done = _run(argv, tmp_path)
         assert done.returncode == 0, f"{' '.join(argv)}: exit {done.returncode}\n{done.stderr[-2000:]}"
         ran.append(argv)
@@ -64,7 +81,7 @@ def test_the_tour_is_parsed_from_the_readme() -> None:
     assert all(w[0] in ("axtrain", "python") for w in commands)
     # Every path the Tour writes is under out/ (what `make clean` removes).
     for words in commands:
-        for option in ("--out", "--report"):
+        for option in ("--out", "--report", "--expect"):
             if option in words:
                 assert words[words.index(option) + 1].startswith("out/"), words
 
@@ -72,7 +89,7 @@ def test_the_tour_is_parsed_from_the_readme() -> None:
 def test_the_tour_without_long_training(tmp_path: Path) -> None:
     ran = _walk(tmp_path, full=False)
     assert len(ran) >= 12
-    for name in ("out/sat/summary.json", "out/sat.onnx", "out/sat.bundle/manifest.json", "out/sat.json"):
+    for name in ("out/sat/summary.json", "out/sat.onnx", "out/sat.bundle/manifest.json", "out/sat.json", "out/t.vcd"):
         assert (tmp_path / name).is_file(), name
     assert {p.name for p in tmp_path.iterdir()} == {"out"}  # nothing outside out/
 
