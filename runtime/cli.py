@@ -26,9 +26,8 @@ def verify_command(bundle: Path, model: Path | None, extra: int, as_json: bool) 
     import json
 
     from axtrain.compiler.cli import coverage_line
-    from axtrain.formats.bundle import load_bundle
-
     from axtrain.errors import BundleError
+    from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.verify import check_bundle, verify_bundle
 
     if as_json:

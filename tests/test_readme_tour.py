@@ -27,6 +27,18 @@ SLOW_ONLY = {("axtrain", "pipeline"), ("axtrain", "explore"), ("axtrain", "repro
              ("axtrain", "diff")}  # compares with the pipeline's bundle
 
 
+# Tour commands that fail today, with the reason; the walk asserts that they still fail, so the entry
+# must go when the cause is fixed. Found by this test when bringup's `verify --against` landed.
+KNOWN_FAILING = {
+    ("axtrain", "verify", "--against"): "verify --against disagrees with onnxruntime on a Sigmoid-output network "
+    "(satimage axtrain K1: 495 output values differ, bundle 0.1192 vs onnxruntime 0.0025 at the first); reported to the lead (issue 17)",
+}
+
+
+def _known_failing(words: list[str]) -> str | None:
+    return next((why for key, why in KNOWN_FAILING.items() if tuple(words[:2]) == key[:2] and key[2] in words), None)
+
+
 def _write_pins(folder: Path) -> None:
     """The pins file the Tour's `check` reads ("a pins file you write"): written here from the Tour's
     own report, as a user would after a first `simulate --report`."""
@@ -70,6 +82,9 @@ def _walk(tmp_path: Path, full: bool) -> list[list[str]]:
         if key == ("axtrain", "check"):
             _write_pins(tmp_path)
         done = _run(argv, tmp_path)
+        if _known_failing(words):
+            assert done.returncode != 0, f"{' '.join(argv)} works now: remove it from KNOWN_FAILING"
+            continue
         assert done.returncode == 0, f"{' '.join(argv)}: exit {done.returncode}\n{done.stderr[-2000:]}"
         ran.append(argv)
     return ran
