@@ -27,12 +27,9 @@ SLOW_ONLY = {("axtrain", "pipeline"), ("axtrain", "explore"), ("axtrain", "repro
              ("axtrain", "diff")}  # compares with the pipeline's bundle
 
 
-# Tour commands that fail today, with the reason; the walk asserts that they still fail, so the entry
-# must go when the cause is fixed. Found by this test when bringup's `verify --against` landed.
-KNOWN_FAILING = {
-    ("axtrain", "verify", "--against"): "verify --against disagrees with onnxruntime on a Sigmoid-output network "
-    "(satimage axtrain K1: 495 output values differ, bundle 0.1192 vs onnxruntime 0.0025 at the first); reported to the lead (issue 17)",
-}
+# Tour commands that fail today, with the reason; the walk asserts that they still fail, so an entry
+# must go when its cause is fixed (bringup's `verify --against` was one until fidelity's merge).
+KNOWN_FAILING: dict[tuple[str, str, str], str] = {}
 
 
 def _known_failing(words: list[str]) -> str | None:
