@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 
 setup: $(STAMP)  ## create .venv and install axtrain with its test dependencies
 
-demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end (< 1 minute)
+demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end (README 'How long it takes')
 	$(VENV)/bin/axtrain pipeline --app breast-cancer --method axtrain --multiplier K2 --sram-voltage 0.66 --out out/demo
 
 test: $(STAMP)  ## the default test suite (fast tier, < 10 minutes on 2 cores)

@@ -7,7 +7,8 @@ torch and ``axtrain --help`` stays fast.
 
 Errors: an :class:`~axtrain.errors.AxTrainError` or a usage error prints one line and exits with 2;
 so does an ``OSError`` (a full disk, a read-only folder, a deleted working directory: the machine's
-fault, worded by :func:`axtrain.atomic.output_error`). ``--debug`` shows the traceback instead.
+fault, worded by :func:`axtrain.atomic.output_error`). ``--debug`` (anywhere on the line) shows
+the traceback instead. Bare ``axtrain`` prints the help and exits 0.
 Ctrl-C (SIGINT) and SIGTERM end every command with one line and exit 130 / 143, leaving no
 partial output (:mod:`axtrain.interrupts`). Anything else is a bug in axtrain and exits with 1.
 """
@@ -71,7 +72,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="axtrain")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.pass_context
@@ -93,7 +94,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: runs the CLI and maps errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    # --debug is accepted anywhere before a "--" (also after the subcommand: `axtrain simulate B
+    # --debug`), and moved to the group, where click knows it (docs/decisions.md 94).
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    if debug:
+        args = ["--debug", *[a for a in args[:end] if a != "--debug"], *args[end:]]
     if hasattr(signal, "SIGXFSZ"):
         # A file-size limit (ulimit -f) then fails the write with EFBIG, a one-line error, instead
         # of killing the process with SIGXFSZ halfway through an output.
@@ -106,6 +112,10 @@ def main(argv: list[str] | None = None) -> Any:
 def _main(args: list[str], debug: bool) -> Any:
     try:
         return cli.main(args=args, prog_name="axtrain", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # Bare `axtrain` (or `axtrain data`): the help, on stdout, and success (decision 94).
+        click.echo(exc.ctx.get_help() if exc.ctx else cli.get_help(click.Context(cli, info_name="axtrain")))
+        sys.exit(0)
     except click.exceptions.Exit as stop:
         sys.exit(stop.exit_code)
     except click.exceptions.Abort:

@@ -83,3 +83,20 @@ def multiplier_option(help_text: str) -> Callable[[F], F]:
 def sram_voltage_option(help_text: str, name: str = "--sram-voltage", required: bool = False) -> Callable[[F], F]:
     """``--sram-voltage VOLTS`` (typed, inside the NTV model; None when not given)."""
     return click.option(name, type=SRAM_VOLTAGE, required=required, help=f"{help_text} (volts, {VOLTAGE_RANGE}).")
+
+
+def deprecated_alias(old: str, new: str, type_: Any = int) -> Callable[[F], F]:
+    """A hidden ``old`` spelling of option ``new`` (docs/decisions.md 91): still accepted, its value
+    passed as ``<old>_alias``; :func:`take_alias` merges it and prints the one-line notice."""
+    dest = old.lstrip("-").replace("-", "_") + "_alias"
+    return click.option(old, dest, type=type_, hidden=True, default=None, help=f"Deprecated spelling of {new}.")
+
+
+def take_alias(value: Any, alias: Any, old: str, new: str) -> Any:
+    """``value`` of the new option, else the deprecated alias's (with a notice on stderr)."""
+    if alias is None:
+        return value
+    click.echo(f"note: {old} is deprecated; use {new} (same meaning)", err=True)
+    if value is not None:
+        raise click.UsageError(f"{old} and {new} are the same option; give one")
+    return alias

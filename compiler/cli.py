@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -88,6 +88,38 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB"
 
 
+def summary_dict(bundle_path: Path) -> dict[str, Any]:
+    """What ``axtrain inspect --json`` prints: the facts of :func:`summary`, as numbers."""
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.formats.isa import count_by_kind
+
+    b = load_bundle(bundle_path)
+    m, arch = b.manifest, b.arch
+    return {
+        "bundle": str(bundle_path), "format_version": m.format_version, "isa_version": m.isa_version,
+        "axtrain": m.toolchain.get("axtrain"), "source_onnx": m.source_onnx_name, "source_onnx_sha256": m.source_onnx_sha256,
+        "app": m.app, "method": m.method, "arch": arch.to_json(),
+        "input": {"shape": list(m.input.shape), "format": str(m.input.format)},
+        "output": {"shape": list(m.output.shape), "format": str(m.output.format)},
+        "host_tail": [op.op for op in m.host_tail],
+        "layers": [
+            {
+                "index": layer.index, "name": layer.name, "op": layer.op, "input_shape": list(layer.input_shape),
+                "output_shape": list(layer.output_shape), "input_format": str(layer.input_format),
+                "weight_format": None if layer.weight_format is None else str(layer.weight_format), "output_format": str(layer.output_format),
+                "multipliers": sorted({str(mode) for mode in layer.multipliers}), "sram_voltage": layer.sram_voltage,
+                "tiles": layer.tiling.tiles if layer.tiling else None, "macs": layer.macs, "instructions": layer.program[1] - layer.program[0],
+            }
+            for layer in b.layers
+        ],
+        "instructions": {"count": len(b.program), "bytes": len(b.program_bytes), "by_kind": dict(count_by_kind(b.program))},
+        "memory": {
+            "weight_words": m.weight_words, "weight_word_bits": m.weight_word_bits, "bias_words": m.bias_words,
+            "bias_word_bits": m.bias_word_bits, "activation_words": m.activation_words,
+        },
+    }
+
+
 def summary(bundle_path: Path) -> str:
     """The text ``axtrain inspect`` prints."""
     from axtrain.formats.bundle import load_bundle
@@ -131,11 +163,21 @@ def summary(bundle_path: Path) -> str:
 
 @click.command("inspect")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--asm", is_flag=True, help="Also print the disassembly.")
-def inspect_command(bundle: Path, asm: bool) -> None:
+@click.option("--asm", is_flag=True, help="Also print the disassembly (with --json: as the key 'asm').")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (manifest facts, layers, instruction counts, memory) instead of text.")
+def inspect_command(bundle: Path, asm: bool, as_json: bool) -> None:
     """Summarise BUNDLE: layers, instruction counts per kind, memory footprint, modes."""
     from axtrain.formats.bundle import load_bundle
     from axtrain.formats.isa import disassemble
+
+    if as_json:
+        import json
+
+        facts = summary_dict(bundle)
+        if asm:
+            facts["asm"] = disassemble(load_bundle(bundle).program_bytes)
+        click.echo(json.dumps(facts, indent=2))
+        return
 
     click.echo(summary(bundle))
     if asm:

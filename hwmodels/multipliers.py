@@ -63,7 +63,20 @@ def parse_mode(text: str | MultiplierMode) -> MultiplierMode:
     match = _DRUM_PATTERN.match(name.lower())
     if match:
         return MultiplierMode(int(match.group(1)))
-    raise HardwareModelError(f"unknown multiplier mode {text!r}: expected 'exact', 'drum:K' (K in 1..{MAX_DRUM_K}) or K1..K4")
+    raise HardwareModelError(f"unknown multiplier mode {text!r}: expected 'exact', 'drum:K' (K in 1..{MAX_DRUM_K}) or K1..K4{_did_you_mean(name)}")
+
+
+def _did_you_mean(name: str) -> str:
+    """"; did you mean 'drum:2'?" for a near miss of a mode's spelling ("" when nothing is close)."""
+    import difflib  # only on the error path
+
+    known = ["exact", *(f"drum:{k}" for k in range(1, MAX_DRUM_K + 1)), *PAPER_ALIASES]
+    lowered = name.lower().replace(" ", "")
+    if lowered[:1] == "k" and lowered[1:].isdigit() and 1 <= int(lowered[1:]) <= MAX_DRUM_K:
+        return f"; did you mean 'drum:{int(lowered[1:])}'? (K1..K4 are the paper's names of drum:1..drum:4)"
+    close = difflib.get_close_matches(lowered, [k.lower() for k in known], n=2, cutoff=0.6)
+    spelled = [next(k for k in known if k.lower() == c) for c in close]
+    return f"; did you mean {' or '.join(repr(c) for c in spelled)}?" if spelled else ""
 
 
 # ---------------------------------------------------------------------------------------------

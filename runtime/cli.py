@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.cli_params import deprecated_alias, multiplier_option, sram_voltage_option, take_alias
 from axtrain.hwmodels.multipliers import MultiplierMode
 
 if TYPE_CHECKING:
@@ -19,13 +19,29 @@ if TYPE_CHECKING:
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--against", "model", type=click.Path(dir_okay=False, path_type=Path), help="Also run the goldens and --extra inputs through this ONNX model in onnxruntime.")
 @click.option("--extra", type=int, default=64, show_default=True, help="Extra seeded random inputs for --against.")
-def verify_command(bundle: Path, model: Path | None, extra: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (ok, layers, output; with --against its lines) instead of text; exit 2 when a check fails.")
+def verify_command(bundle: Path, model: Path | None, extra: int, as_json: bool) -> None:
     """Check BUNDLE's hashes and replay its golden vectors through the reference interpreter
     (and, with --against, through onnxruntime on MODEL.onnx)."""
-    from axtrain.compiler.cli import coverage_line
-    from axtrain.formats.bundle import load_bundle
-    from axtrain.runtime.verify import verify_bundle
+    import json
 
+    from axtrain.compiler.cli import coverage_line
+    from axtrain.errors import BundleError
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.runtime.verify import check_bundle, verify_bundle
+
+    if as_json:
+        result = check_bundle(bundle)  # a bundle that fails its hashes still raises: one line, exit 2
+        facts = verify_dict(result)
+        facts["coverage"] = coverage_line(load_bundle(bundle))
+        if model is not None and result.ok:
+            from axtrain.regress.against import verify_against
+
+            facts["against"] = list(verify_against(load_bundle(bundle), model, extra))
+        click.echo(json.dumps(facts, indent=2))
+        if not result.ok:
+            raise BundleError(result.failures()[0])
+        return
     for line in verify_bundle(bundle).lines():
         click.echo(line)
     loaded = load_bundle(bundle)
@@ -38,6 +54,17 @@ def verify_command(bundle: Path, model: Path | None, extra: int) -> None:
     click.echo(f"verify: {bundle} OK")
 
 
+def verify_dict(result: Any) -> dict[str, Any]:
+    """``verify --json``'s object: every check with its outcome (mismatches -1: shapes differ)."""
+    import dataclasses
+
+    return {
+        "bundle": str(result.bundle), "ok": result.ok, "hashes": "ok",
+        "layers": [{**dataclasses.asdict(layer), "ok": layer.ok} for layer in result.layers],
+        "output": {**dataclasses.asdict(result.output), "ok": result.output.ok},
+    }
+
+
 @click.command("simulate")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--app", help="Feed the test split of this application (axtrain data list).")
@@ -46,11 +73,13 @@ def verify_command(bundle: Path, model: Path | None, extra: int) -> None:
 @multiplier_option("Override every layer's multiplier")
 @sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps (run i: SeedSequence([seed, i])).")
+@click.option("--fault-seed", "seed", type=int, help="Seed of the NTV fault maps (run i: SeedSequence([seed, i])); as pipeline's --fault-seed.  [default: 0]")
+@deprecated_alias("--seed", "--fault-seed")
 @click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here (docs/report-schema.md).")
 @click.option("--dump-outputs", "dump_file", type=click.Path(dir_okay=False, path_type=Path), help="Write run 0's float32 outputs (.npy).")
 @click.option("--tech", "tech_file", type=click.Path(dir_okay=False, path_type=Path), help="Technology table YAML/JSON (default: 65 nm table).")
+@click.option("--force", is_flag=True, help="Replace an existing --report, --dump-outputs or --fault-map-out file.")
 @click.option("--fault-map-out", "fault_map_out", type=click.Path(dir_okay=False, path_type=Path), help="Write every run's NTV flip mask (.npy or .hex) for an RTL replay.")
 @click.option("--fault-map-in", "fault_map_in", type=click.Path(dir_okay=False, path_type=Path), help="Replay the flip masks of this file (one run each) instead of drawing faults.")
 def simulate(
@@ -61,15 +90,19 @@ def simulate(
     multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
-    seed: int,
+    seed: int | None,
+    seed_alias: int | None,
     split_seed: int | None,
     report_file: Path | None,
     dump_file: Path | None,
     tech_file: Path | None,
     fault_map_out: Path | None,
     fault_map_in: Path | None,
+    force: bool,
 ) -> None:
     """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model."""
+    seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
+    seed = 0 if seed is None else seed
     from axtrain import atomic
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
@@ -92,6 +125,11 @@ def simulate(
     check_range("--split-seed", split_seed, 0, MAX_SEED)
     if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
         raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
+    from axtrain.overwrite import check_file_output
+
+    for path, option in ((report_file, "--report"), (dump_file, "--dump-outputs"), (fault_map_out, "--fault-map-out")):
+        if path is not None:
+            check_file_output(path, force, option)
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)

@@ -64,7 +64,8 @@ def check_inputs(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray | None =
     if x.ndim == len(expected):  # a single sample
         x = x[None]
     if tuple(x.shape[1:]) != expected or x.shape[0] == 0:
-        raise ConfigError(f"{where}: shape {tuple(x.shape)} does not match the bundle's input shape [N, {', '.join(map(str, expected))}]")
+        built = f" (the bundle was built for {bundle.manifest.app})" if bundle.manifest.app else ""
+        raise ConfigError(f"{where}: shape {tuple(x.shape)} does not match the bundle's input shape [N, {', '.join(map(str, expected))}]{built}")
     if not np.all(np.isfinite(x)):
         raise ConfigError(f"{where}: contains NaN or infinite values")
     y = None

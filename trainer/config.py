@@ -147,7 +147,8 @@ def nest(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
 
 
 class TrainConfig(BaseModel):
-    """Everything that determines a training run, in documented groups. Frozen; unknown keys are errors.
+    """Everything that determines a training run, in documented groups. Frozen; unknown keys are errors,
+    so are NaN, infinity and integers past :data:`axtrain.limits.TRAIN_CONFIG_BOUNDS`.
 
     Files may also give a group's keys flat at the top level (the layout before the groups, and the
     names of the command-line options): they are moved into their group (docs/decisions.md 43).

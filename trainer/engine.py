@@ -150,30 +150,44 @@ class Session:
             if index == state["phase_index"]:
                 start = state["phase_epoch"]
                 self._load_optimizer(optimizer, tensors)
+                if self.progress:
+                    where = f" ({self.run.path})" if self.run is not None else ""
+                    print(f"resuming {self.config.app} {kind} from epoch {start} of {epochs}: the checkpoint{where} holds epochs 1-{start}", file=sys.stderr)
                 if gamma is not None and state.get("gamma") is not None:
                     gamma = AdaptiveGamma.from_state_dict(state["gamma"])
             self._resume = None
         if start >= epochs:
             return
-        bar = tqdm(range(start, epochs), desc=f"{self.config.app} {kind}", unit="epoch", file=sys.stderr, disable=not self.progress, leave=False)
+        # One bar per phase counted in batches, so that it moves (and has an ETA) within an epoch:
+        # an MNIST act epoch is minutes long. It starts at the resumed epoch, not at 0.
+        per_epoch = -(-int(self.data.x_train.shape[0]) // required(self.config.schedule.batch_size, "batch_size"))
+        bar = tqdm(
+            total=epochs * per_epoch, initial=start * per_epoch, unit="batch", file=sys.stderr, disable=not self.progress, leave=False,
+            desc=f"{self.config.app} {kind} epoch {start + 1}/{epochs}", smoothing=0.1,
+        )
         phase_entries = [h for h in self.history if h.get("phase_index") == index]
-        for epoch in bar:
-            entry = self._epoch(kind, index, epoch, optimizer, gamma)
-            self.history.append(entry)
-            phase_entries.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
-            done = epoch + 1 >= epochs
-            if until_converged and not done:
-                tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
-                s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
-                done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
-            self._checkpoint(index, epoch + 1, done, optimizer, gamma)
-            self._epochs_this_call += 1
-            if self.stop_after_epochs is not None and self._epochs_this_call >= self.stop_after_epochs and not done:
-                raise _Interrupted()
-            if done:
-                break
-        bar.close()
+        try:
+            for epoch in range(start, epochs):
+                bar.set_description(f"{self.config.app} {kind} epoch {epoch + 1}/{epochs}", refresh=False)
+                entry = self._epoch(kind, index, epoch, optimizer, gamma, on_batch=bar.update)
+                self.history.append(entry)
+                phase_entries.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
+                done = epoch + 1 >= epochs
+                if until_converged and not done:
+                    tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
+                    s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
+                    done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
+                self._checkpoint(index, epoch + 1, done, optimizer, gamma)
+                self._epochs_this_call += 1
+                if self.stop_after_epochs is not None and self._epochs_this_call >= self.stop_after_epochs and not done:
+                    raise _Interrupted()
+                if done:
+                    break
+        finally:
+            # closed before an error is printed, so that the error is a line of its own (the bar
+            # is referenced by the traceback's frames and would otherwise outlive the message)
+            bar.close()
 
     def _new_gamma(self):
         a = self.config.act
@@ -181,7 +195,7 @@ class Session:
             a.gamma_initial, a.gamma_step, maximum=math.inf if a.gamma_max is None else a.gamma_max, accuracy_bound=a.gamma_accuracy_bound
         )
 
-    def _epoch(self, kind: str, index: int, epoch: int, optimizer: torch.optim.Optimizer, gamma) -> dict[str, Any]:
+    def _epoch(self, kind: str, index: int, epoch: int, optimizer: torch.optim.Optimizer, gamma, on_batch: Any = None) -> dict[str, Any]:
         c = self.config
         model, data = self.model, self.data
         model.train()
@@ -215,6 +229,8 @@ class Session:
             loss_sum += float(loss.detach()) * x.shape[0]
             correct += int((out.detach().argmax(1) == y).sum())
             batches += 1
+            if on_batch is not None:
+                on_batch(1)
         mean_loss = loss_sum / n
         train_acc = correct / n
         if not math.isfinite(mean_loss):

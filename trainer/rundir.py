@@ -121,10 +121,19 @@ def layers_from_files(tensor_bytes: bytes, document: dict[str, Any], where: str 
     return layers, dict(document.get("metadata", {}))
 
 
+def check_run_folder(root: Path) -> None:
+    """A missing run folder or a file in its place is one line saying so (before asking for its files)."""
+    if not root.exists():
+        raise RunError(f"{root}: the run folder does not exist (give the --out of a finished `axtrain train`)")
+    if not root.is_dir():
+        raise RunError(f"{root} is a file, not a run folder")
+
+
 def load_layers(run_dir: str | Path) -> tuple[list[QuantizedLayer], dict[str, Any]]:
     """The calibrated QuantizedLayers of a finished run and its metadata (app, method, seed,
     input_shape, n_classes, multiplier, sram_voltage, ...)."""
     root = Path(run_dir)
+    check_run_folder(root)
     tensor_file, json_file = root / LAYERS, root / LAYERS_JSON
     if not tensor_file.is_file() or not json_file.is_file():
         raise RunError(f"{root}: no {LAYERS} / {LAYERS_JSON} (not a finished training run?)")
@@ -250,6 +259,7 @@ def _readable_progress(progress: dict[str, Any]) -> dict[str, Any]:
 def load_model(run_dir: str | Path) -> nn.Sequential:
     """The trained float network of a finished run (architecture from the weights' metadata)."""
 
+    check_run_folder(Path(run_dir))
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise RunError(f"{run_dir}: no {WEIGHTS} (not a finished training run?)")

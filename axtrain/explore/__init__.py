@@ -1,3 +1,7 @@
 """``axtrain explore``: per-layer multiplier modes and weight-SRAM voltage for the lowest energy within
 an accuracy budget (docs/explore.md). ``search`` finds the plan; the bundle rewrite it evaluates and
 writes is the compiler's (``axtrain.compiler.replan``)."""
+
+from axtrain.callable_module import make_callable
+
+make_callable(__name__)  # axtrain.explore(...) is the API function, also once this package is imported

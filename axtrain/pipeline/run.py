@@ -30,9 +30,10 @@ from axtrain.errors import ConfigError
 from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 from axtrain.formats.target import HardwareTarget
 from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+from axtrain.locks import LOCK_NAME
 from axtrain.pipeline.ledger import Ledger, stage_key
 from axtrain.pipeline.summary import write_summary
-from axtrain.trainer.config import load_config
+from axtrain.trainer.config import load_config, make_config
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
 RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
@@ -53,6 +54,10 @@ class PipelineOptions:
     arch_file: Path | None = None
     force: bool = False
     progress: bool = False
+    train_settings: dict[str, Any] = field(default_factory=dict)  # further train config keys (the pipeline file's train group)
+    train_source: str = "options"  # where train_settings came from, for error messages
+    export_target: HardwareTarget | None = None  # the ONNX annotation; None: the training target
+    recorded: dict[str, Any] | None = None  # the effective pipeline config (file + options), kept as OUT/config.json
 
 
 @dataclass
@@ -67,7 +72,10 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
+    if options.train_settings:
+        # The pipeline file's train group, validated alone first so that its errors name the file.
+        make_config({"app": options.app, **options.train_settings}, options.train_source)
+    overrides: dict[str, Any] = {**options.train_settings, "app": options.app, "method": options.method, "seed": options.seed}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
     if options.target is not None:
@@ -98,7 +106,47 @@ def validate_options(options: PipelineOptions) -> tuple[Any, str]:
     if options.arch_file:
         load_arch(options.arch_file)
     arch_text = options.arch_file.read_text(encoding="utf-8") if options.arch_file else ""
+    check_out(Path(options.out), config, options.force)
     return config, arch_text
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key old -> new`` for every leaf that differs (nested groups as ``group.key``)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a} -> {b}")
+    return out
+
+
+def check_out(root: Path, config: Any, force: bool) -> None:
+    """The overwrite rule (docs/decisions.md 93) for a pipeline folder, before anything is created:
+    a folder trained with another config, or one that is not a pipeline folder, is refused unless
+    ``force``. Same training config: finished stages are reused, changed later stages rerun."""
+    if force or not root.exists():
+        return
+    if not root.is_dir():
+        raise ConfigError(f"--out {root} is a file, not a folder")
+    if not (root / "pipeline.json").is_file():
+        # An interrupted first pipeline has no ledger yet but only its own names (the training run,
+        # hidden temporaries and the lock): it resumes, and the trainer checks the run's config.
+        ours = {"run", "model.onnx", "bundle", "verify.txt", "report.json", "summary.md", "config.json", LOCK_NAME}
+        if any(p.name not in ours and not p.name.startswith(".") for p in root.iterdir()):
+            raise ConfigError(f"{root} exists and is not a pipeline folder (no pipeline.json); use --force to write into it, or another --out")
+        return
+    record = Ledger(root).records.get("train")
+    if record is None or record.get("key") == stage_key("train", config.identity(), {}):
+        return
+    try:
+        old = json.loads((root / "run" / "config.json").read_text(encoding="utf-8"))
+        old.pop("device", None)
+        changed = "; ".join(_differences(old, config.identity())[:3]) or "another toolchain version"
+    except (OSError, ValueError):
+        changed = "its run/config.json is unreadable"
+    raise ConfigError(f"{root} holds a pipeline trained with another config ({changed}); use --force to replace it, or another --out")
 
 
 def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
@@ -111,7 +159,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         # still recognised as a pipeline directory and cleaned again.
         for name in ("run", "bundle"):
             _remove_tree(root / name)
-        for name in ("model.onnx", "verify.txt", "report.json", "summary.md", "pipeline.json"):
+        for name in ("model.onnx", "verify.txt", "report.json", "summary.md", "config.json", "pipeline.json"):
             (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(root)
@@ -123,7 +171,8 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
             result.reused.append(name)
             log(f"[{name}] reused (unchanged inputs)")
             return
-        log(f"[{name}] running")
+        # Said plainly: the pipeline's reuse is within OUT; it does not look for `axtrain train` runs.
+        log(f"[{name}] running" + (f" (into {root / 'run'}; runs of `axtrain train` elsewhere are not reused)" if name == "train" else ""))
         start = time.perf_counter()
         work()
         result.seconds[name] = time.perf_counter() - start
@@ -138,11 +187,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         from axtrain.trainer.engine import train as train_run
 
         run_dir = root / "run"
-        # A run directory from another config (the key changed) is replaced; an unfinished one
-        # with this config resumes from its checkpoint inside the trainer.
-        previous = ledger.records.get("train")
-        force = previous is not None and previous.get("key") != stage_key("train", config.identity(), {})
-        train_run(config, run_dir, force=force, progress=options.progress)
+        # A run of another config was refused by check_out (or removed by --force); an unfinished
+        # one with this config resumes from its checkpoint inside the trainer. The pipeline trains
+        # into OUT/run only: it does not look for `axtrain train` runs elsewhere (docs/pipeline.md).
+        train_run(config, run_dir, force=options.force, progress=options.progress)
 
     stage("train", config.identity(), {}, list(RUN_FILES), train)
     weights_hash = ledger.output_hash("train", "run/weights.safetensors") + ledger.output_hash("train", "run/layers.safetensors")
@@ -152,9 +200,11 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         # onnx and the exporter load only if this stage runs
         from axtrain.trainer.export import export_run
 
-        export_run(root / "run", root / "model.onnx")
+        t = options.export_target
+        export_run(root / "run", root / "model.onnx", multiplier=t.multiplier if t else None, sram_voltage=t.sram_voltage if t else None)
 
-    stage("export", {}, {"run": weights_hash}, ["model.onnx"], export)
+    export_params = {} if options.export_target is None else options.export_target.model_dump(mode="json")
+    stage("export", export_params, {"run": weights_hash}, ["model.onnx"], export)
 
     # 3. compile --------------------------------------------------------------------------------
     def compile_() -> None:
@@ -191,5 +241,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     result.report = json.loads((root / "report.json").read_text())
     result.train_summary = json.loads((root / "run" / "summary.json").read_text())
 
+    if options.recorded is not None:
+        atomic.write_json(root / "config.json", options.recorded)
     write_summary(root, options, config, result)
     return result

@@ -10,18 +10,24 @@ from pathlib import Path
 import click
 
 from axtrain.reproduce.executor import EXECUTORS
+from axtrain.reproduce.profile import profile
 from axtrain.reproduce.run import FIGURES
 
 CHOICES = (*FIGURES, "all")
+
+
+# The stated defaults come from the profiles themselves (they drifted when written by hand).
+_FULL, _QUICK = profile(False), profile(True)
 
 
 @click.command("reproduce")
 @click.argument("figure", nargs=-1, required=True, metavar="{" + ",".join(CHOICES) + "}...")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for cells, CSVs, PNGs and REPORT.md.")
 @click.option("--apps", multiple=True, help="Applications (repeat, or comma-separated); default: the profile's.")
-@click.option("--seeds", type=int, default=None, help="Seeds per application (default: 4 UCI / 1 MNIST in full, 1 in quick).")
+@click.option("--seeds", type=int, default=None, help=f"Seeds per application.  [default: {_FULL.settings['breast-cancer'].seeds} UCI / {_FULL.settings['mnist-mlp'].seeds} MNIST in full, {_QUICK.settings['breast-cancer'].seeds} in quick]")
 @click.option("--max-seeds", type=int, default=None, help="At most this many seeds per application (caps the profile's; --seeds sets every app's).")
-@click.option("--runs", type=int, default=None, help="NTV Monte Carlo runs per setting (default: 50 full, 10 quick).")
+@click.option("--runs", type=int, default=None, help=f"NTV Monte Carlo runs per setting.  [default: {_FULL.runs} full, {_QUICK.runs} quick]")
+@click.option("--force", is_flag=True, help="Write into --out even if it holds something other than a reproduction (cells of other settings are kept and reused either way).")
 @click.option("--quick", is_flag=True, help="Reduced run (four UCI apps, fewer epochs/runs/seeds): a smoke test in under 10 minutes.")
 @click.option(
     "--output-layer", type=click.Choice(["sigmoid", "softmax"]), default=None,
@@ -38,6 +44,7 @@ CHOICES = (*FIGURES, "all")
 def reproduce(
     figure: tuple[str, ...], out: Path, apps: tuple[str, ...], seeds: int | None, max_seeds: int | None, runs: int | None, quick: bool,
     output_layer: str | None, output_metric: str | None, k_map: str | None, jobs: int | None, executor: str, address: str | None,
+    force: bool,
 ) -> None:
     """Reproduce FIGURE (fig4, fig6, fig7, fig8, fig9 or all; several may be given) into OUT.
 
@@ -50,8 +57,7 @@ def reproduce(
 
     # `kill` (SIGTERM) stops like Ctrl-C: the pool's workers are terminated with the command.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    from axtrain.reproduce.profile import profile
-    from axtrain.reproduce.run import reproduce as run
+    from axtrain.reproduce.run import check_out, reproduce as run
 
     for name in figure:
         if name not in CHOICES:
@@ -63,6 +69,12 @@ def reproduce(
     check_range("--jobs", jobs, 1, MAX_THREADS)
     if address is not None and executor != "ray":
         raise ConfigError("--address is only meaningful with --executor ray")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # before OUT, cells/ or invocations.jsonl exist
+            raise ConfigError("--executor ray needs the 'ray' package, which is not installed (pip install 'ray[default]')")
+    check_out(out, force)
     app_list = tuple(a.strip() for item in apps for a in item.split(",") if a.strip())
     chosen = profile(quick).with_options(
         apps=app_list or None, seeds=seeds, max_seeds=max_seeds, runs=runs, output_layer=output_layer, output_metric=output_metric, k_map=k_map
@@ -71,7 +83,7 @@ def reproduce(
     command = "axtrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "reproduce" in sys.argv else f"axtrain reproduce {' '.join(figure)}"
     result = run(
         figures, out, chosen, jobs=jobs or os.cpu_count() or 1, executor=executor, address=address,
-        progress=lambda line: click.echo(line, err=True), command=command,
+        progress=lambda line: click.echo(line, err=True), command=command, force=force,
     )
     c = result["cells"]
     click.echo(

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, RunError
-from axtrain.locks import OutputLocked, output_lock
+from axtrain.locks import LOCK_NAME, OutputLocked, output_lock
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
@@ -47,6 +47,19 @@ def _log_invocation(root: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def check_out(root: Path, force: bool = False) -> None:
+    """The overwrite rule for a reproduction folder (docs/decisions.md 93): absent, empty or one
+    that holds a reproduction (its cells are keyed by their settings, so reusing them is always
+    right); anything else, a bundle say, is refused unless ``force``."""
+    if force or not root.exists():
+        return
+    if not root.is_dir():
+        raise ConfigError(f"--out {root} is a file, not a folder")
+    ours = (root / "invocations.jsonl").is_file() or (root / "cells").is_dir()
+    if not ours and any(p.name != LOCK_NAME for p in root.iterdir()):
+        raise ConfigError(f"{root} exists and holds no reproduction (no cells/ or invocations.jsonl); use another --out, or --force to write into it")
+
+
 def reproduce(
     figures: Sequence[str],
     out: str | Path,
@@ -56,6 +69,7 @@ def reproduce(
     address: str | None = None,
     progress: Callable[[str], None] | None = None,
     command: str = "axtrain reproduce (Python API)",
+    force: bool = False,
 ) -> dict[str, Any]:
     """Compute (or reuse) the cells of ``figures`` and write their outputs under ``out``.
 
@@ -63,6 +77,7 @@ def reproduce(
     """
     start = time.perf_counter()
     root = Path(out)
+    check_out(root, force)
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root):
         return _reproduce(figures, root, profile, jobs, executor, address, progress, command, start)
