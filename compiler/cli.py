@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import click
@@ -24,7 +25,11 @@ def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool)
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
-    ir = compile_model(model, arch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ir = compile_model(model, arch)
+    for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
+        click.echo(f"warning: {warning.message}", err=True)
     write_compiled_bundle(ir, out, overwrite=force)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
@@ -35,6 +40,15 @@ def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool)
 
 def _fmt_bytes(n: int) -> str:
     return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB"
+
+
+def _bound_line(bound: object) -> str:
+    """One line on the float32 accumulation bound (docs/numerics.md)."""
+    if bound is None:
+        return "float32 bound: not recorded (older bundle)"
+    worst = max(bound.layers.values(), default=0)  # type: ignore[attr-defined]
+    verdict = "exact in onnxruntime" if bound.exact else "onnxruntime's float32 may differ"  # type: ignore[attr-defined]
+    return f"float32 bound: largest {worst} vs limit 2**24: {verdict}"
 
 
 def summary(bundle_path: Path) -> str:
@@ -50,6 +64,7 @@ def summary(bundle_path: Path) -> str:
         f"arch   {arch.pe_rows}x{arch.pe_cols} PEs @ {arch.clock_hz / 1e9:g} GHz, WB {_fmt_bytes(arch.weight_buffer_bytes)}, "
         f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
         f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
+        _bound_line(m.float32_bound),
         "",
         f"{'#':>2}  {'name':<14} {'op':<8} {'in -> out':<24} {'formats (in/w/out)':<22} {'mode':<14} {'V':>5} {'tiles':>5} {'MACs':>9} {'instr':>6}",
     ]

@@ -91,6 +91,19 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
     return rows
 
 
+def _float32_bound(ir: CompilerIR) -> dict[str, Any]:
+    """The manifest's float32_bound: the bounds float32_bound recorded (computed here if it did not run)."""
+    from axtrain.formats.onnx_schema import FLOAT32_EXACT_LIMIT
+    from axtrain.hwmodels.layers import accumulation_bound
+
+    assert ir.layers is not None
+    bounds = {
+        f"{index}:{layer.name}": int(layer.meta.get("accumulation_bound", accumulation_bound(layer)))
+        for index, layer in enumerate(ir.layers) if layer.has_weights
+    }
+    return {"limit": FLOAT32_EXACT_LIMIT, "exact": all(b < FLOAT32_EXACT_LIMIT for b in bounds.values()), "layers": bounds}
+
+
 def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the bundle (name -> bytes) and the manifest (without its hash list)."""
     assert ir.layers is not None and ir.shapes is not None and ir.allocation is not None and ir.emitted is not None
@@ -138,6 +151,7 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         "bias_word_bits": fmt.BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
+        "float32_bound": _float32_bound(ir),
         "layers": [
             {
                 "name": layer.name,

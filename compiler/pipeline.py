@@ -20,6 +20,7 @@ from axtrain.compiler.passes.drop_identity import drop_identity
 from axtrain.compiler.passes.emit import emit
 from axtrain.compiler.passes.flatten_shapes import flatten_shapes
 from axtrain.compiler.passes.fold_constants import fold_constants
+from axtrain.compiler.passes.float32_bound import float32_bound
 from axtrain.compiler.passes.fold_qdq import fold_qdq
 from axtrain.compiler.passes.lower_qonnx import lower_qonnx
 from axtrain.compiler.passes.tile_schedule import tile_schedule
@@ -41,6 +42,7 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     *NORMALISATION,
     ("validate", validate),
     ("fold_qdq", fold_qdq),
+    ("float32_bound", float32_bound),
     ("tile_schedule", tile_schedule),
     ("allocate", allocate),
     ("emit", emit),

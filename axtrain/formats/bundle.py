@@ -123,6 +123,15 @@ class LayerSummary(_Model):
     sram_voltage: float
 
 
+class Float32Bound(_Model):
+    """Whether onnxruntime's float32 evaluation of the source graph is exact (every layer's
+    accumulation bound below ``limit``), and each weighted layer's bound."""
+
+    limit: int
+    exact: bool
+    layers: dict[str, int]
+
+
 class Manifest(_Model):
     """``manifest.json``."""
 
@@ -147,6 +156,8 @@ class Manifest(_Model):
     golden_count: int
     layers: list[LayerSummary]
     files: dict[str, str]
+    # The float32 accumulation bound per weighted layer (docs/numerics.md); absent in older bundles.
+    float32_bound: Float32Bound | None = None
 
 
 def sha256_bytes(data: bytes) -> str:
