@@ -26,7 +26,7 @@ import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.compiler.onnx_import import UNSUPPORTED_ATTRIBUTE
-from axtrain.compiler.passes.graph_edit import producers, prune_initializers
+from axtrain.compiler.passes.graph_edit import producers, prune_initializers, remove_dead
 from axtrain.errors import OnnxError
 from axtrain.limits import MAX_TENSOR_ELEMENTS
 
@@ -226,7 +226,8 @@ def fold_graph(graph: Graph, evaluate: Callable[[Node, list[np.ndarray | None]],
                     made[node.outputs[0]] = np.asarray(value)
                     continue
         kept.append(node)
-    return graph.replace(nodes=tuple(kept), initializers=prune_initializers(made, kept))
+    # A Transpose moved into a weight's DequantizeLinear leaves the original DQ unread: drop it.
+    return remove_dead(graph.replace(nodes=tuple(kept), initializers=prune_initializers(made, kept)), {"DequantizeLinear"})
 
 
 def fold_constants(ir: CompilerIR) -> CompilerIR:

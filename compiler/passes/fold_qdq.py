@@ -180,7 +180,7 @@ def _fold_compute(
     bias_node: Node | None = node if node.op in ("Gemm", "Conv") and len(node.inputs) > 2 and node.inputs[2] else None
     bias_position = 2
     current = node
-    if node.op == "MatMul":
+    if node.op == "MatMul" and node.outputs[0] != graph.outputs[0][0]:
         follower = chain.next_node(node.outputs[0], node)
         if follower.op == "Add":
             bias_node = follower

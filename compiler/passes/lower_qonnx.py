@@ -40,6 +40,18 @@ def _per_axis(node: Node, value: np.ndarray, what: str) -> tuple[np.ndarray, int
     return value.reshape(-1), axes[0]
 
 
+def _quant_constant(graph: Graph, node: Node, bits: int) -> np.ndarray:
+    """QONNX Quant of a constant, evaluated: ``(clip(round(x / s + z), lo, hi) - z) * s`` in float64
+    (exact for power-of-two scales), as float32."""
+    x = graph.initializers[node.inputs[0]].astype(np.float64)
+    scale = _constant(graph, node, 1, "scale").astype(np.float64)
+    zero = _constant(graph, node, 2, "zero point").astype(np.float64)
+    signed, narrow = int(node.attrs.get("signed", 1)), int(node.attrs.get("narrow", 0))
+    low = -(2.0 ** (bits - 1)) + narrow if signed else 0.0
+    high = 2.0 ** (bits - 1) - 1 if signed else 2.0**bits - 1 - narrow
+    return ((np.clip(np.rint(x / scale + zero), low, high) - zero) * scale).astype(np.float32)
+
+
 def lower_graph(graph: Graph) -> Graph:
     """``graph`` with its QONNX Quant nodes lowered (pure)."""
     if not any(n.domain in QONNX_DOMAINS for n in graph.nodes):
@@ -60,6 +72,11 @@ def lower_graph(graph: Graph) -> Graph:
         if bits_value.size != 1 or not float(bits_value.reshape(-1)[0]).is_integer():
             raise refuse(node, f"QONNX Quant bitwidth {bits_value.reshape(-1)[:4].tolist()} is not one integer")
         bits = int(bits_value.reshape(-1)[0])
+        if bits > 16 and node.inputs[0] in graph.initializers:
+            # A wide Quant of a constant (Brevitas' Int32Bias): its value, a float on the grid, which
+            # fold_qdq reads as a float bias (exact: every value is a multiple of the scale).
+            initializers[node.outputs[0]] = _quant_constant(graph, node, bits)
+            continue
         if not 2 <= bits <= 16:
             raise refuse(node, f"QONNX Quant of {bits} bits is not supported (2 to 16 bits)")
         signed, narrow = int(node.attrs.get("signed", 1)), int(node.attrs.get("narrow", 0))
