@@ -198,6 +198,10 @@ def _transpose_dq(graph: Graph, node: Node, made: dict[str, np.ndarray], produce
     return rewritten, name, value
 
 
+def _is_marker(value: object) -> bool:
+    return isinstance(value, str) and value == UNSUPPORTED_ATTRIBUTE
+
+
 def fold_graph(graph: Graph, evaluate: Callable[[Node, list[np.ndarray | None]], np.ndarray | None] = _evaluate) -> Graph:
     """One sweep in file order (ONNX keeps nodes topologically sorted): fold each foldable node whose
     inputs are all constant into an initializer named by its output."""
@@ -214,7 +218,7 @@ def fold_graph(graph: Graph, evaluate: Callable[[Node, list[np.ndarray | None]],
                     made[name] = value
                     kept.append(rewritten)
                     continue
-            if all(not name or name in made for name in node.inputs) and node.attrs.get("value") != UNSUPPORTED_ATTRIBUTE:
+            if all(not name or name in made for name in node.inputs) and not _is_marker(node.attrs.get("value")):
                 args = [made[name] if name else None for name in node.inputs]
                 try:
                     value = evaluate(node, args)
