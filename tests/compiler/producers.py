@@ -70,7 +70,7 @@ def _brevitas_model(kind: str, bits: int, bias: bool, out_quant: bool) -> Any:
             if kind == "cnn":
                 self.conv = qnn.QuantConv2d(1, 4, 3, padding=1, return_quant_tensor=True, **common)
                 self.relu0 = qnn.QuantReLU(act_quant=act(False), bit_width=bits, return_quant_tensor=True)
-                self.pool = qnn.QuantMaxPool2d(2, 2, return_quant_tensor=True)
+                self.pool = torch.nn.MaxPool2d(2, 2)  # keeps the QuantTensor's quantisation
                 fan_in = 4 * 6 * 6
             else:
                 fan_in = FEATURES
@@ -129,7 +129,9 @@ def brevitas_qonnx(kind: str, bits: int, bias: bool, out_quant: bool, to_qcdq: b
             from qonnx.transformation.qonnx_to_qcdq import QuantToQCDQ
             from qonnx.util.cleanup import cleanup_model
 
-            wrapper = cleanup_model(ModelWrapper(model))
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            wrapper = cleanup_model(ModelWrapper(model)).transform(InferShapes())
             model = wrapper.transform(QuantToQCDQ()).model
         out = directory / ("qonnx_qcdq.onnx" if to_qcdq else "qonnx_quant.onnx")
         onnx.save(model, str(out))
@@ -258,7 +260,7 @@ def corpus() -> list[Case]:
                         name = f"qonnx-{'qcdq' if to_qcdq else 'quant'}-{kind}-{bits}b-{'bias' if bias else 'nobias'}-{'qout' if out_quant else 'fout'}"
                         cases.append(Case(name, "qonnx", f"export_qonnx{' + QuantToQCDQ' if to_qcdq else ''} {bits}-bit {kind}", brevitas_qonnx(kind, bits, bias, out_quant, to_qcdq), refusal, (*brevitas, "qonnx")))
         for bias in (True, False):
-            for opset, dynamo, dynamic in ((13, False, False), (17, False, True), (18, True, False), (21, True, True)):
+            for opset, dynamo, dynamic in ((13, False, False), (17, False, True), (18, True, False), (21, True, False)):  # dynamo + dynamic batch cannot trace fake_quantize (torch 2.13)
                 name = f"torch-fq-{kind}-{'bias' if bias else 'nobias'}-op{opset}{'-dynamo' if dynamo else ''}{'-dyn' if dynamic else ''}"
                 cases.append(Case(name, "torch", f"fake_quantize_per_tensor_affine 2**-f, {'dynamo' if dynamo else 'TorchScript'} exporter", torch_fake_quant(kind, bias, opset, dynamo, dynamic), None, ("torch",)))
             for setting in ("default-u8s8", "s8s8", "per-channel"):
