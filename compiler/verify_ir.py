@@ -33,11 +33,13 @@ def _verify_graph(ir: CompilerIR, stage: str) -> None:
     _require(len(set(indices)) == len(indices), stage, "node indices are unique")
     defined = set(graph.initializers) | {name for name, *_ in graph.inputs}
     for node in graph.nodes:
-        missing = [name for name in node.inputs if name and name not in defined]
-        _require(not missing, stage, f"{node.label} reads {missing[:1]}, which nothing before it defines")
+        for name in node.inputs:
+            if name and name not in defined:  # messages built only on failure (this runs after every pass)
+                _require(False, stage, f"{node.label} reads '{name}', which nothing before it defines")
         for name in node.outputs:
             if name:
-                _require(name not in defined, stage, f"{node.label} redefines '{name}'")
+                if name in defined:
+                    _require(False, stage, f"{node.label} redefines '{name}'")
                 defined.add(name)
     for name, _ in graph.outputs:
         _require(name in defined, stage, f"graph output '{name}' is produced")

@@ -235,6 +235,20 @@ def _canonical_weights(graph: Graph) -> Graph:
     return graph.replace(nodes=tuple(nodes), initializers=prune_initializers(initializers, nodes))
 
 
+def _already_canonical(graph: Graph, chain: _Chain, bits: int, relu: bool, container: type) -> bool:
+    """Is the chain already ``[Relu ->] [Clip ->] Q -> DQ`` with zero points 0 of the container type
+    (the Clip only for widths other than 8 and 16)? fold_qdq reads that form as it is."""
+    ops = [n.op for n in chain.nodes]
+    expected = (["Relu"] if relu else []) + (["Clip"] if bits not in (8, 16) else []) + ["QuantizeLinear", "DequantizeLinear"]
+    if ops != expected:
+        return False
+    for node in chain.nodes[-2:]:
+        zero = _scalar(graph, node, 2)
+        if zero is None or zero.dtype != np.dtype(container) or int(zero.reshape(-1)[0]) != 0:
+            return False
+    return True
+
+
 def canonical_graph(graph: Graph) -> Graph:
     """``graph`` with its weights and quantiser chains in the compiler's dialect (pure)."""
     graph = _canonical_weights(graph)
@@ -274,7 +288,10 @@ def canonical_graph(graph: Graph) -> Graph:
         if relu and not at_layer:
             where = "the graph input" if chain.start in input_names else f"the output of {before.label}" if before is not None else f"'{chain.start}'"
             raise refuse(q, f"needs ISA v2: unsigned activation range {_describe(low, high)} on {where} (the hardware's unsigned values come only from a layer's RELU)")
-        container, zdtype = (np.int8, 3) if bits <= 8 else (np.int16, 5)
+        container = np.int8 if bits <= 8 else np.int16
+        ranges[last.outputs[0]] = (frac, 0.0 if relu else float(-(1 << (bits - 1))), float((1 << (bits - 1)) - 1))
+        if _already_canonical(graph, chain, bits, relu, container):
+            continue  # the compiler's own dialect (our exporter's graphs): left exactly as it is
         tag = q.name or f"q{q.index}"
         scale_name, zero_name = f"{tag}.canonical_scale", f"{tag}.canonical_zero"
         initializers[scale_name] = np.array(math.ldexp(1.0, -frac), dtype=np.float32)
@@ -297,7 +314,6 @@ def canonical_graph(graph: Graph) -> Graph:
         index += 1
         removed.update(n.index for n in chain.nodes)
         replaced[first.index] = made
-        ranges[last.outputs[0]] = (frac, 0.0 if relu else float(-(1 << (bits - 1))), float((1 << (bits - 1)) - 1))
     if not replaced:
         return graph
     nodes: list[Node] = []

@@ -51,6 +51,9 @@ class _Chain:
 
     def next_node(self, tensor: str, after: Node | None) -> Node:
         users = self.consumers.get(tensor, [])
+        if len(users) == 1:  # the common case: no message to build
+            self.visited.add(users[0].index)
+            return users[0]
         where = after.label if after is not None else f"input '{tensor}'"
         if not users:
             if tensor == self.graph.outputs[0][0]:
