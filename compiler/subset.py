@@ -40,7 +40,7 @@ def scale_frac(graph: Graph, node: Node) -> int:
     """The fractional length ``f`` of a Q/DQ node's scale, which must be a scalar ``2**-f``."""
     scale = initializer(graph, node, 1, "scale")
     if scale.size != 1:
-        raise refuse(node, f"needs ISA v2: scale has {scale.size} values (per-channel scales other than powers of two that fit one weight word)")
+        raise refuse(node, f"needs ISA v2: per-channel scales ({scale.size} values) that are not powers of two fitting one weight word")
     if scale.dtype != np.float32:
         raise refuse(node, f"scale is {scale.dtype}, expected float32")
     value = float(scale.reshape(-1)[0])

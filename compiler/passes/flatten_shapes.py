@@ -72,10 +72,12 @@ def flatten_reshapes(graph: Graph) -> Graph:
     nodes: list[Node] = []
     changed = False
     for node in graph.nodes:
-        if node.op == "Reshape" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2 and not node.attrs.get("allowzero", 0):
+        if node.op == "Reshape" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2:
             dims = graph.value_shapes.get(node.inputs[0])
             target = _shape_value(graph, node.inputs[1], producer)
-            if dims is not None and target is not None and _flattens(target, dims):
+            # allowzero=1 (the dynamo exporter) reads a 0 as an empty axis: only a target without 0s flattens then.
+            literal_zero = bool(node.attrs.get("allowzero", 0)) and target is not None and bool(np.any(target == 0))
+            if dims is not None and target is not None and not literal_zero and _flattens(target, dims):
                 nodes.append(Node(index=node.index, name=node.name, op="Flatten", domain="", inputs=(node.inputs[0],), outputs=node.outputs, attrs={"axis": 1}, metadata=node.metadata))
                 changed = True
                 continue

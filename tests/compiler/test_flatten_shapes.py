@@ -35,7 +35,7 @@ def _model(style: str, batch: int | str = "N") -> object:
         inits += [_i64("shape", [-1, 2 * 3 * 3])]
     else:  # not a flatten: [B, 2, 9]
         inits += [_i64("shape", [-1, 2, 9])]
-    nodes.append(helper.make_node("Reshape", ["p", "shape"], ["y"], name="reshape"))
+    nodes.append(helper.make_node("Reshape", ["p", "shape"], ["y"], name="reshape", allowzero=1 if style == "dynamo" else 0))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 2, 6, 6])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", None])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
