@@ -35,5 +35,10 @@ test-all: $(STAMP)  ## every test
 bench: $(STAMP)  ## performance ratios against baselines measured in the same run
 	$(PY) -m benchmarks
 
+lint: $(STAMP)  ## ruff (pyflakes, import order, bugbear) and mypy (strict on hwmodels, formats, compiler, runtime); config in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(PY) tools/lint_tree.py > /dev/null
+	$(VENV)/bin/mypy
+
 clean:  ## remove the virtual environment, build output and what the demo and the Tour write (out/, runs/)
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache out runs
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .lint out runs

@@ -1,28 +1,33 @@
 """The ``axtrain`` command line.
 
-Subcommands live beside the code they drive (``axtrain/datasets/cli.py``, ``hwmodels/cli.py``, ...)
+Subcommands live beside the code they drive (``axtrain/datasets/cli.py``, ``compiler/cli.py``, ...;
+the hardware-model queries in ``axtrain/cli_hw.py``, since hwmodels/ is the ground floor)
 and are imported only when invoked, so ``axtrain compile`` and ``axtrain simulate`` never import
 torch and ``axtrain --help`` stays fast.
 
 Errors: an :class:`~axtrain.errors.AxTrainError` or a usage error prints one line and exits with 2;
-``--debug`` shows the traceback instead. Anything else is a bug in axtrain and exits with 1.
+so does an ``OSError`` (a full disk, a read-only folder, a deleted working directory: the machine's
+fault, worded by :func:`axtrain.atomic.output_error`). ``--debug`` shows the traceback instead.
+Ctrl-C (SIGINT) and SIGTERM end every command with one line and exit 130 / 143, leaving no
+partial output (:mod:`axtrain.interrupts`). Anything else is a bug in axtrain and exits with 1.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
 import click
 
-from axtrain import __version__
-from axtrain.errors import AxTrainError
+from axtrain import __version__, interrupts
+from axtrain.errors import AxTrainError, one_line
 
 # name -> (module, attribute, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("axtrain.datasets.cli", "data", "Inspect the bundled data sets of the paper's applications."),
-    "hw": ("axtrain.hwmodels.cli", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
+    "hw": ("axtrain.cli_hw", "hw", "Query the hardware models (multipliers, NTV SRAM, energy)."),
     "train": ("axtrain.trainer.cli", "train", "Train a network (bp, act, pas, axtrain, approxann) into a run directory."),
     "export": ("axtrain.trainer.cli", "export", "Export a run as annotated dynamic-fixed-point ONNX."),
     "compile": ("axtrain.compiler.cli", "compile_command", "Compile an ONNX model into a FlexFlow bundle."),
@@ -84,6 +89,15 @@ def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: runs the CLI and maps errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if hasattr(signal, "SIGXFSZ"):
+        # A file-size limit (ulimit -f) then fails the write with EFBIG, a one-line error, instead
+        # of killing the process with SIGXFSZ halfway through an output.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    with interrupts.installed():
+        return _main(args, debug)
+
+
+def _main(args: list[str], debug: bool) -> Any:
     try:
         return cli.main(args=args, prog_name="axtrain", standalone_mode=False)
     except click.exceptions.Exit as stop:
@@ -96,12 +110,12 @@ def main(argv: list[str] | None = None) -> Any:
             raise
         # One line: the problem, then where to read more (click's default adds a usage block).
         where = f"axtrain {exc.ctx.command_path.split(' ', 1)[1]} --help" if exc.ctx and " " in exc.ctx.command_path else "axtrain --help"
-        click.echo(f"error: {exc.format_message()} (see '{where}')", err=True)
+        click.echo(f"error: {one_line(exc.format_message())} (see '{where}')", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         if debug:
             raise
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"error: {one_line(exc.format_message())}", err=True)
         sys.exit(2)
     except AxTrainError as exc:
         if debug:
@@ -111,6 +125,13 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        from axtrain.atomic import output_error
+
+        click.echo(f"error: {output_error(exc, action='cannot access')}", err=True)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from axtrain.errors import AxTrainError
+from axtrain.errors import AxTrainError, ConfigError
 
 #: Largest file axtrain reads whole (an ONNX model, one external-data file, one bundle file).
 MAX_FILE_BYTES = 1 << 30  # 1 GiB
@@ -60,3 +60,63 @@ def element_count(dims: Iterable[int], what: str, error: type[AxTrainError], lim
         shown = dims if len(str(dims)) <= 80 else f"{str(dims)[:77]}...]"
         raise error(f"{what}: shape {shown} declares {count} elements, more than the limit of {limit}")
     return count
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers a user types (options and config keys), bounded at the edge
+# ---------------------------------------------------------------------------------------------
+#
+# A number past these is refused with one line before any work starts (``--seed 2**70`` used to
+# fail inside torch, ``threads: 2**31`` inside OpenMP, ``--runs 10**12`` by allocating 829 TiB).
+# Each bound is far above any sensible use and low enough that the work it sizes fits the machine.
+
+#: Largest seed: 32 bits, what every generator in reach takes (numpy's legacy ``RandomState``
+#: the narrowest; torch's take 64 bits and the trainer adds offsets to its seed).
+MAX_SEED = (1 << 32) - 1
+
+#: Largest number of NTV Monte Carlo runs of one simulation (the paper uses 50). The work runs in
+#: passes of bounded size; what grows with the runs is one predicted class per run and input
+#: (one byte each for up to 256 classes).
+MAX_RUNS = 10_000
+
+#: Largest number of training epochs of one phase.
+MAX_EPOCHS = 100_000
+
+#: Largest mini-batch (samples) and number of probe samples.
+MAX_BATCH_SIZE = 1 << 20
+
+#: Largest CPU thread count (torch threads, reproduction jobs).
+MAX_THREADS = 1024
+
+#: Largest number of random operand pairs ``axtrain hw drum`` draws (several int64 arrays of it).
+MAX_SAMPLES = 10**8
+
+#: Bounds of the integer keys of a training config (trainer/config.py checks them).
+TRAIN_CONFIG_BOUNDS: dict[str, int] = {
+    "seed": MAX_SEED,
+    "epochs": MAX_EPOCHS,
+    "pas_epochs": MAX_EPOCHS,
+    "batch_size": MAX_BATCH_SIZE,
+    "probe_samples": MAX_BATCH_SIZE,
+    "ntv_eval_runs": MAX_RUNS,
+    "converge_patience": MAX_EPOCHS,
+    "threads": MAX_THREADS,
+}
+
+
+def check_at_most(name: str, value: int | None, limit: int, error: type[AxTrainError]) -> None:
+    """Refuse ``value`` above ``limit`` (``error`` naming ``name``); None passes."""
+    if value is not None and value > limit:
+        raise error(f"{name}: {value} exceeds the limit of {limit}")
+
+
+def check_range(name: str, value: int | None, low: int, high: int, error: type[AxTrainError] | None = None) -> None:
+    """Refuse ``value`` outside ``[low, high]`` with one line naming the option (None passes)."""
+    if value is None:
+        return
+    if error is None:
+        error = ConfigError
+    if value < low:
+        raise error(f"{name} must be at least {low}, got {value}")
+    if value > high:
+        raise error(f"{name}: {value} exceeds the limit of {high}")

@@ -5,32 +5,57 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
+if TYPE_CHECKING:
+    from axtrain.compiler.ir import CompilerIR
+
+
+STAGE_NAMES = ("import", "host_tail", "validate", "fold_qdq", "tile_schedule", "allocate", "emit")  # compiler.pipeline.STAGES (checked by a test)
+
 
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Bundle directory to write (required unless --stop-after).")
 @click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), help="Architecture YAML/JSON (defaults: docs/compiler.md).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle directory.")
-def compile_command(model: Path, out: Path, arch_file: Path | None, force: bool) -> None:
+@click.option("--dump-ir", "dump_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after every stage into this folder (NN-<stage>.json, .asm once emitted).")
+@click.option("--stop-after", type=click.Choice(STAGE_NAMES), help="Stop after this stage; no bundle is written.")
+def compile_command(model: Path, out: Path | None, arch_file: Path | None, force: bool, dump_dir: Path | None, stop_after: str | None) -> None:
     """Compile MODEL (QDQ ONNX, power-of-two scales) into a FlexFlow bundle."""
+    from axtrain.compiler.dump import dump_ir
     from axtrain.compiler.package import write_compiled_bundle
-    from axtrain.compiler.pipeline import compile_model
+    from axtrain.compiler.pipeline import STAGES, compile_model
     from axtrain.errors import ConfigError
+    from axtrain.locks import output_lock
 
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
-    if out.exists() and not force:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ir = compile_model(model, arch)
-    for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
-        click.echo(f"warning: {warning.message}", err=True)
-    write_compiled_bundle(ir, out, overwrite=force)
+    if out is None and stop_after is None:
+        raise ConfigError("--out BUNDLE is required (unless --stop-after STAGE)")
+
+    def after(stage: str, ir: CompilerIR) -> None:
+        if dump_dir is not None:
+            dump_ir(ir, stage, STAGES.index(stage), dump_dir)
+
+    if stop_after is not None:  # nothing is written under --out: no lock, no overwrite check
+        ir = compile_model(model, arch, after=after, stop_after=stop_after)
+        layers = f"{len(ir.layers)} layers" if ir.layers is not None else f"{len(ir.graph.nodes) if ir.graph else 0} nodes"
+        click.echo(f"stopped after {stop_after}: {layers}" + (f"; IR in {dump_dir}" if dump_dir else "") + " (no bundle written)")
+        return
+    assert out is not None
+    with output_lock(out):
+        if out.exists() and not force:
+            raise ConfigError(f"{out} already exists (use --force to replace it)")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ir = compile_model(model, arch, after=after)
+        for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
+            click.echo(f"warning: {warning.message}", err=True)
+        write_compiled_bundle(ir, out, overwrite=force)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
         f"compiled {model.name}: {len(ir.layers)} layers, {len(ir.emitted.program)} instructions, "
@@ -65,6 +90,7 @@ def summary(bundle_path: Path) -> str:
         f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
         f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
         _bound_line(m.float32_bound),
+        "host tail " + (" -> ".join(f"{op.op} ({op.node})" for op in m.host_tail) + "  (float32 on the host, after the last layer)" if m.host_tail else "none"),
         "",
         f"{'#':>2}  {'name':<14} {'op':<8} {'in -> out':<24} {'formats (in/w/out)':<22} {'mode':<14} {'V':>5} {'tiles':>5} {'MACs':>9} {'instr':>6}",
     ]

@@ -3,6 +3,7 @@
 Stages (each pass returns a copy with one more part set):
 
     import       graph          raw ONNX nodes as plain Python/numpy values (no onnx objects)
+    host_tail    host_tail      trailing float ops (Sigmoid) peeled off for the host to apply
     validate     (checks only)  every node lies inside the supported subset
     fold_qdq     layers         Q/DQ pairs folded into formats: QuantizedLayer records + shapes
     tile_schedule schedule      how each layer maps onto the PE array
@@ -40,6 +41,14 @@ class Node:
     def label(self) -> str:
         """How error messages name the node."""
         return f"node '{self.name}' ({self.op})" if self.name else f"node #{self.index} ({self.op})"
+
+
+@dataclass(frozen=True)
+class HostOp:
+    """A float op the host applies to the accelerator's dequantised outputs (compiler/host_tail.py)."""
+
+    op: str  # ONNX op type, e.g. "Sigmoid"
+    node: str  # the ONNX node it came from
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,7 @@ class CompilerIR:
     schedule: tuple[LayerSchedule, ...] | None = None
     allocation: Allocation | None = None
     emitted: Emitted | None = None
+    host_tail: tuple[HostOp, ...] = ()  # applied by the host after the last layer, in order
 
     def update(self, **changes: Any) -> "CompilerIR":
         """A copy with some parts replaced."""

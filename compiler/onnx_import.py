@@ -49,6 +49,7 @@ TENSOR_ATTRIBUTE_OPS = ("Constant", "ConstantOfShape")
 def _attribute(attr: Any, op: str = "") -> Any:
     """An attribute's value as plain Python (strings decoded); graphs and tensors become a marker,
     except the value tensor of a Constant or ConstantOfShape (a numpy array, for fold_constants)."""
+    # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
     from onnx import numpy_helper
 
@@ -104,6 +105,7 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
     """Load external tensors, refusing any location that escapes the model's directory (``../``,
     absolute paths, symlinks that resolve outside it) and any offset/length that does not fit the
     file or the tensor's declared shape, before reading a byte."""
+    # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
     from onnx import external_data_helper
 
@@ -142,6 +144,7 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
 
 def read_model(path: str | Path) -> tuple[Any, bytes]:
     """Parse and check an ONNX file; returns the ModelProto and the file's bytes."""
+    # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -205,6 +208,7 @@ def _inferred_shapes(model: Any) -> dict[str, tuple[int | str | None, ...]]:
 
 def graph_from_model(model: Any) -> Graph:
     """Convert a checked ModelProto into the plain :class:`Graph`."""
+    # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
     from onnx import numpy_helper
 
@@ -217,7 +221,7 @@ def graph_from_model(model: Any) -> Graph:
 
     def type_name(elem_type: int) -> str:
         try:
-            return onnx.TensorProto.DataType.Name(elem_type).lower()
+            return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
         except ValueError:
             return f"type{elem_type}"
 

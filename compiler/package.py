@@ -8,16 +8,16 @@ schedule, the addresses and the encoding against an independent computation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from axtrain import __version__
 from axtrain.compiler.ir import CompilerIR
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import ISA_VERSION, encode_program, listing
-from axtrain.hwmodels.fixedpoint import dequantize, quantize
-from axtrain.hwmodels.layers import forward
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, encode_program, listing
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
 
 GOLDEN_COUNT = 8
@@ -38,9 +38,33 @@ def golden_inputs(ir: CompilerIR, count: int = GOLDEN_COUNT) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _modes_text(modes: tuple[Any, ...]) -> str:
+def modes_text(modes: Iterable[Any]) -> str:
+    """A layer's multipliers in one word for the manifest: the mode, or ``mixed:N modes``."""
     distinct = sorted({str(m) for m in modes})
     return distinct[0] if len(distinct) == 1 else f"mixed:{len(distinct)} modes"
+
+
+def listing_notes(layers: Sequence[tuple[str, str]], ranges: Sequence[tuple[int, int]]) -> dict[int, str]:
+    """The listing's layer-boundary comments: ``layers`` are ``(name, op)``, ``ranges`` each layer's
+    ``[first, end)`` instruction range."""
+    return {first: f"layer {index} {name} ({op})" for index, ((name, op), (first, _)) in enumerate(zip(layers, ranges, strict=True))}
+
+
+def manifest_layers(layers: Iterable[tuple[str, str, Sequence[Any] | None, float]]) -> list[dict[str, Any]]:
+    """The manifest's per-layer summary from ``(name, op, modes or None without weights, sram_voltage)``."""
+    return [
+        {"name": name, "op": op, "multiplier": modes_text(modes) if modes is not None else "-", "sram_voltage": voltage}
+        for name, op, modes, voltage in layers
+    ]
+
+
+def golden_files(layers: Sequence[QuantizedLayer], x: np.ndarray, input_format: FixedPointFormat) -> dict[str, bytes]:
+    """``golden/layer_<i>.npy`` and ``golden/outputs.npy`` for float inputs ``x`` (the inputs file
+    itself is the caller's): the integer reference ``hwmodels.layers.forward``, never the interpreter."""
+    outputs = forward(layers, quantize(x, input_format))
+    files = {fmt.golden_layer_file(index): fmt.npy_bytes(out.astype(np.int64)) for index, out in enumerate(outputs)}
+    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], layers[-1].output_format))
+    return files
 
 
 def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
@@ -109,10 +133,7 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
     assert ir.layers is not None and ir.shapes is not None and ir.allocation is not None and ir.emitted is not None
     assert ir.input_format is not None
     arch, e, alloc = ir.arch, ir.emitted, ir.allocation
-    notes = {}
-    for index, (first, _) in enumerate(e.layer_ranges):
-        layer = ir.layers[index]
-        notes[first] = f"layer {index} {layer.name} ({layer.op})"
+    notes = listing_notes([(layer.name, layer.op) for layer in ir.layers], e.layer_ranges)
     program = list(e.program)
     files: dict[str, bytes] = {
         fmt.ARCH: fmt.json_bytes(arch.to_json()),
@@ -120,16 +141,13 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         fmt.PROGRAM_ASM: listing(program, notes).encode("utf-8"),
         fmt.WEIGHTS_BIN: fmt.image_bytes(e.weight_image, arch.weight_word_bits),
         fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
-        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
-        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, fmt.BIAS_WORD_BITS),
+        fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, BIAS_WORD_BITS),
+        fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
     x = golden_inputs(ir)
-    outputs = forward(ir.layers, quantize(x, ir.input_format))
     files[fmt.GOLDEN_INPUTS] = fmt.npy_bytes(x)
-    for index, out in enumerate(outputs):
-        files[fmt.golden_layer_file(index)] = fmt.npy_bytes(out.astype(np.int64))
-    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], ir.layers[-1].output_format))
+    files.update(golden_files(ir.layers, x, ir.input_format))
     toolchain = {k: v for k, v in versions().items() if k in ("axtrain", "python", "numpy", "onnx", "pydantic")}
     manifest = {
         "format": fmt.FORMAT_NAME,
@@ -148,20 +166,17 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         "weight_words": int(e.weight_image.size),
         "weight_word_bits": arch.weight_word_bits,
         "bias_words": int(e.bias_image.size),
-        "bias_word_bits": fmt.BIAS_WORD_BITS,
+        "bias_word_bits": BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
         "float32_bound": _float32_bound(ir),
-        "layers": [
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "multiplier": _modes_text(layer.neuron_modes()) if layer.has_weights else "-",
-                "sram_voltage": layer.sram_voltage,
-            }
-            for layer in ir.layers
-        ],
+        "layers": manifest_layers(
+            (layer.name, layer.op, layer.neuron_modes() if layer.has_weights else None, layer.sram_voltage) for layer in ir.layers
+        ),
     }
+    if ir.host_tail:
+        # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
+        manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
     return files, manifest
 
 

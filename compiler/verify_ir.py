@@ -52,6 +52,7 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         _verify_graph(ir, stage)
     if ir.layers is not None:
         _require(ir.shapes is not None and len(ir.shapes) == len(ir.layers) + 1, stage, "one shape per layer boundary")
+        assert ir.shapes is not None
         _require(ir.input_format is not None and ir.layers[0].input_format == ir.input_format, stage, "first layer reads the input format")
         for i, layer in enumerate(ir.layers):
             if i:

@@ -173,7 +173,7 @@ def report(app: str, seeds: list[int], results: list[SeedResult]) -> None:
             verdict = "HOLDS" if m < bp else "does NOT hold"
             print(f"  {mode}: {method:<8} {100 * m:6.2f}% vs bp {100 * bp:6.2f}% -> trend {verdict} "
                   f"(lower on {wins}/{len(results)} seeds, equal on {ties})")
-    print("  chosen: " + "; ".join(f"seed {s}: {r.choices}" for s, r in zip(seeds, results)), flush=True)
+    print("  chosen: " + "; ".join(f"seed {s}: {r.choices}" for s, r in zip(seeds, results, strict=True)), flush=True)
 
 
 def main() -> None:

@@ -61,16 +61,16 @@ def build(seed: int = 0) -> onnx.ModelProto:
 
 def main(out_dir: Path) -> None:
     from axtrain.atomic import write_bytes
-    from axtrain.compiler.pipeline import compile_to_bundle
     from axtrain.compiler.cli import summary
-    from axtrain.runtime.cli import verify_bundle
+    from axtrain.compiler.pipeline import compile_to_bundle
+    from axtrain.runtime.verify import verify_bundle
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "handbuilt_mlp.onnx"
     write_bytes(model_path, build().SerializeToString())  # temp name + rename, like every artifact
     bundle = compile_to_bundle(model_path, out_dir / "handbuilt_mlp.bundle", overwrite=True)
     print(summary(bundle))
-    print("\n".join(verify_bundle(bundle)))
+    print("\n".join(verify_bundle(bundle).lines()))
 
 
 if __name__ == "__main__":

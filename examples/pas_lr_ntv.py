@@ -7,10 +7,14 @@ trainer's summary). docs/decisions.md item 32 quotes its output.
 
     python examples/pas_lr_ntv.py breast-cancer      # ~1 min; satimage ~5 min
 """
-import sys, warnings, tempfile
+import sys
+import tempfile
+import warnings
+
 warnings.simplefilter("ignore")
 from pathlib import Path
 from types import SimpleNamespace
+
 from axtrain.datasets import load, split_validation
 from axtrain.trainer.config import make_config
 from axtrain.trainer.engine import train

@@ -109,7 +109,7 @@ def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
     remainder = acc - (floor << shift)  # in [0, 2**shift)
     half = np.int64(1) << (shift - 1)
     round_up = (remainder > half) | ((remainder == half) & ((floor & 1) == 1))
-    return floor + round_up.astype(np.int64)
+    return np.asarray(floor + round_up.astype(np.int64))
 
 
 def requantize(acc: np.ndarray, acc_frac: int, fmt: FixedPointFormat) -> np.ndarray:
@@ -127,7 +127,7 @@ def requantize(acc: np.ndarray, acc_frac: int, fmt: FixedPointFormat) -> np.ndar
             return np.where(acc > 0, fmt.qmax, np.where(acc < 0, fmt.qmin, 0)).astype(np.int64)
         acc = np.clip(acc, fmt.qmin, fmt.qmax)
     shifted = round_shift(acc, shift)
-    return np.clip(shifted, fmt.qmin, fmt.qmax)
+    return np.asarray(np.clip(shifted, fmt.qmin, fmt.qmax))
 
 
 def choose_frac(max_abs: float, bits: int, signed: bool = True) -> int:

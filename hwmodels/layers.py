@@ -9,8 +9,8 @@ torch emulation, onnxruntime, the golden vectors and the simulator are all check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class QuantizedLayer:
     stride: int = 1  # conv and maxpool
     padding: int = 0  # conv: zero padding on every side
     kernel: int = 2  # maxpool window (square)
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_weights(self) -> bool:
@@ -70,9 +70,8 @@ class QuantizedLayer:
             return self.multipliers * self.out_features
         return self.multipliers
 
-    def with_changes(self, **changes: object) -> "QuantizedLayer":
+    def with_changes(self, **changes: Any) -> "QuantizedLayer":
         """A copy with some fields replaced (records are immutable)."""
-        from dataclasses import replace
 
         return replace(self, **changes)
 
@@ -126,14 +125,14 @@ def accumulate(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | Non
     modes = layer.neuron_modes()
     if layer.op == "dense":
         acc = _grouped_matmul(q_in, w, modes)
-        return acc + layer.bias
+        return np.asarray(acc + layer.bias)
     out_ch, _, kh, kw = w.shape
     n, _, h, wd = q_in.shape
     patches = im2col(q_in, kh, kw, layer.stride, layer.padding)
     acc = _grouped_matmul(patches, w.reshape(out_ch, -1), modes) + layer.bias  # [N, OH*OW, OC]
     oh = (h + 2 * layer.padding - kh) // layer.stride + 1
     ow = (wd + 2 * layer.padding - kw) // layer.stride + 1
-    return acc.transpose(0, 2, 1).reshape(n, out_ch, oh, ow)
+    return np.asarray(acc.transpose(0, 2, 1).reshape(n, out_ch, oh, ow))
 
 
 def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
@@ -145,7 +144,7 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
         n, c, h, w = q_in.shape
         k, s = layer.kernel, layer.stride
         windows = np.lib.stride_tricks.sliding_window_view(q_in, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-        return windows.max(axis=(-2, -1))
+        return np.asarray(windows.max(axis=(-2, -1)))
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)

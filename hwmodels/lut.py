@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class LookupMultiplier:
 
     def multiply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Element-wise products (broadcasting), int64."""
-        return self.table[self._index(a), self._index(b)]
+        return np.asarray(self.table[self._index(a), self._index(b)])
 
     def matmul(self, activations: np.ndarray, weights: np.ndarray, chunk_elements: int = 1 << 22) -> np.ndarray:
         """``activations (N, K) @ weights (K, M)`` with every product read from the table (int64).
@@ -83,7 +84,7 @@ class LookupMultiplier:
             out[start : start + rows] = self.table[block[:, :, None], w[None, :, :]].sum(axis=1)
         return out
 
-    def error_stats(self) -> dict:
+    def error_stats(self) -> dict[str, Any]:
         """Bias, mean and max relative error against the exact product over every non-zero pair."""
         values = np.arange(self.lo, self.hi + 1, dtype=np.int64)
         exact = values[:, None] * values[None, :]

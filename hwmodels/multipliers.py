@@ -83,10 +83,10 @@ def drum_operand_reference(value: int, k: int) -> int:
 
 def multiply_reference(a: int, b: int, mode: MultiplierMode | str) -> int:
     """The product ``a * b`` as the multiplier ``mode`` computes it (pure Python)."""
-    mode = parse_mode(mode)
-    if mode.is_exact:
+    k = parse_mode(mode).k
+    if k is None:
         return int(a) * int(b)
-    return drum_operand_reference(a, mode.k) * drum_operand_reference(b, mode.k)
+    return drum_operand_reference(a, k) * drum_operand_reference(b, k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def _drum_arithmetic(values: np.ndarray, k: int) -> np.ndarray:
     magnitude = np.abs(values)
     dropped = np.maximum(bit_length(magnitude) - k, 0)
     kept = ((magnitude >> dropped) | (dropped > 0)) << dropped
-    return np.where(values < 0, -kept, kept)
+    return np.asarray(np.where(values < 0, -kept, kept))
 
 
 def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
@@ -120,20 +120,20 @@ def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
         low, high = int(values.min()), int(values.max())
         if high - low < _LUT_SPAN:
             table = _drum_arithmetic(np.arange(low, high + 1, dtype=np.int64), k)
-            return table[values - low]
+            return np.asarray(table[values - low])
     return _drum_arithmetic(values, k)
 
 
 def transform_operand(values: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
     """The operand as ``mode``'s multiplier sees it (identity for exact)."""
-    mode = parse_mode(mode)
+    k = parse_mode(mode).k
     values = np.asarray(values, dtype=np.int64)
-    return values if mode.is_exact else drum_transform(values, mode.k)
+    return values if k is None else drum_transform(values, k)
 
 
 def multiply(a: np.ndarray, b: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
     """Element-wise products under ``mode`` (int64, broadcasting)."""
-    return transform_operand(a, mode) * transform_operand(b, mode)
+    return np.asarray(transform_operand(a, mode) * transform_operand(b, mode))
 
 
 def matmul(activations: np.ndarray, weights: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:

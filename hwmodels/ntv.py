@@ -9,6 +9,7 @@ and is 0 at (and only at) the nominal voltage, where an NTV-free SRAM is assumed
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -36,9 +37,8 @@ def bit_error_rate(voltage: float) -> float:
         if abs(v - v_cal) < 1e-9:
             return p_cal  # the calibration points themselves, exactly
     # Pick the segment holding v; beyond the last point, extrapolate along the last segment.
-    for (v0, p0), (v1, p1) in zip(points, points[1:]):
-        if v <= v1:
-            break
+    segments = list(itertools.pairwise(points))
+    (v0, p0), (v1, p1) = next((seg for seg in segments if v <= seg[1][0]), segments[-1])
     t = (v - v0) / (v1 - v0)
     return float(math.exp(math.log(p0) + t * (math.log(p1) - math.log(p0))))
 
@@ -121,7 +121,7 @@ def inject(words: np.ndarray, bits: int, p: float, rng: np.random.Generator) -> 
     if bits == 8 * words.dtype.itemsize and masks.dtype.itemsize == words.dtype.itemsize and words.dtype.isnative:
         # The word fills its dtype: flipping bits of the two's complement word is a plain XOR.
         unsigned = np.ascontiguousarray(words).reshape(-1).view(masks.dtype)
-        return (unsigned ^ masks).view(words.dtype).reshape(words.shape)
+        return np.asarray((unsigned ^ masks).view(words.dtype).reshape(words.shape))
     flat = words.reshape(-1).astype(np.int64)
     low = (1 << bits) - 1
     raw = (flat & low) ^ masks.astype(np.int64)

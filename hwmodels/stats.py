@@ -9,6 +9,8 @@ values, which is what the sampler does. Widths up to 8 bits are enumerated exact
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from axtrain.errors import HardwareModelError
@@ -23,7 +25,7 @@ def _nonzero_operands(bits: int, signed: bool) -> np.ndarray:
     """Every non-zero operand of the range, ascending."""
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     values = np.arange(low, high + 1, dtype=np.int64)
-    return values[values != 0]
+    return np.asarray(values[values != 0])
 
 
 def _sample_nonzero(bits: int, signed: bool, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -39,10 +41,10 @@ def _sample_nonzero(bits: int, signed: bool, size: int, rng: np.random.Generator
 def _relative_errors(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     # (ta * tb) / (a * b) - 1 as a product of per-operand ratios: no int64 overflow at 32 bits,
     # and each ratio is exact to one float64 rounding.
-    return (drum_transform(a, k) / a) * (drum_transform(b, k) / b) - 1.0
+    return np.asarray((drum_transform(a, k) / a) * (drum_transform(b, k) / b) - 1.0)
 
 
-def drum_error_stats(k: int, bits: int, signed: bool = False, samples: int = 10**6, seed: int = 0) -> dict:
+def drum_error_stats(k: int, bits: int, signed: bool = False, samples: int = 10**6, seed: int = 0) -> dict[str, Any]:
     """Bias, mean and max relative error of DRUM(``k``) products of uniform ``bits``-bit operands.
 
     Returns a dict with ``bias`` (mean signed relative error), ``mean_relative_error`` (mean of its

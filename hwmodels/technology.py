@@ -24,16 +24,11 @@ An operand that fits in k bits needs no approximation: DRUM(k) with k >= n costs
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from axtrain.atomic import write_text
-from axtrain.errors import ConfigError, HardwareModelError
-from axtrain.formats.yamltext import read_mapping
+from axtrain.errors import HardwareModelError
 from axtrain.hwmodels import ntv
 from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 
@@ -52,10 +47,10 @@ class TechnologyTable(BaseModel):
     """Energy per operation, storage leakage and clock of the accelerator (frozen, strict keys).
 
     Every field is a float with its unit in its name and its source in its description. Load a
-    user's own table with :func:`load_table`; keys it omits keep the default.
+    user's own table with :func:`axtrain.formats.technology.load_table`; keys it omits keep the default.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # an infinite energy is not a price
 
     nominal_voltage_v: float = Field(
         ntv.NOMINAL_VOLTAGE, gt=0, description="Nominal supply voltage, V. 65 nm-class nominal; the NTV SRAM model's error-free point (hwmodels.ntv)."
@@ -132,9 +127,9 @@ class TechnologyTable(BaseModel):
         mode = parse_mode(mode)
         _check_bits(bits)
         exact = self.gate_cell_ge * bits * bits
-        if mode.is_exact or mode.k >= bits:
-            return exact
         k = mode.k
+        if k is None or k >= bits:
+            return exact
         stages = math.ceil(math.log2(bits))
         return (
             self.gate_cell_ge * k * k
@@ -177,7 +172,7 @@ class TechnologyTable(BaseModel):
         """Leakage power of ``bits_stored`` SRAM bits at supply ``voltage``, W."""
         v = self._voltage(voltage)
         scale = (v / self.nominal_voltage_v) * 10.0 ** (self.sram_leakage_decades_per_volt * (v - self.nominal_voltage_v))
-        return self.sram_leakage_pw_per_bit * PW * _count(bits_stored, "bits_stored") * scale
+        return float(self.sram_leakage_pw_per_bit * PW * _count(bits_stored, "bits_stored") * scale)
 
     def sram_leakage_energy(self, bits_stored: int, seconds: float, voltage: float | None = None) -> float:
         """Leakage energy of ``bits_stored`` bits held for ``seconds`` at ``voltage``, J."""
@@ -231,32 +226,3 @@ def _count(value: int | float, what: str) -> float:
 
 DEFAULT_65NM = TechnologyTable()
 """The default table: a 65 nm-class estimate at 1.1 V (sources in each field's description)."""
-
-
-def load_table(path: str | Path) -> TechnologyTable:
-    """Read a table from YAML (``.yaml``/``.yml``) or JSON (any other suffix); omitted keys keep defaults.
-
-    Raises :class:`ConfigError` (one line naming the file and the key) on an unknown key, a value of
-    the wrong type or out of range, or a file that is not a mapping.
-    """
-    path = Path(path)
-    data = read_mapping(path, "technology table")
-    try:
-        return TechnologyTable.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "?"
-        if error["type"] == "extra_forbidden":
-            raise ConfigError(f"technology table {path}: unknown key '{key}'") from None
-        got = repr(error.get("input"))
-        got = got if len(got) <= 60 else got[:57] + "..."  # a hostile value must not flood the one line
-        raise ConfigError(f"technology table {path}: key '{key}': {error['msg']} (got {got})") from None
-
-
-def save_table(table: TechnologyTable, path: str | Path) -> Path:
-    """Write ``table`` atomically as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
-    path = Path(path)
-    data = table.model_dump()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return write_text(path, yaml.safe_dump(data, sort_keys=False))
-    return write_text(path, json.dumps(data, indent=2) + "\n")

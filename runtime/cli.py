@@ -1,4 +1,4 @@
-"""``axtrain verify`` (and, from the runtime engineer, ``axtrain simulate``)."""
+"""``axtrain verify`` and ``axtrain simulate`` (the checks themselves live in runtime/verify.py and runtime/report.py)."""
 
 from __future__ import annotations
 
@@ -7,46 +7,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-
-def verify_bundle(path: Path) -> list[str]:
-    """Re-check hashes and replay the golden vectors through the reference interpreter.
-
-    Returns one line per layer; a mismatch raises BundleError naming the layer and the first
-    differing value.
-    """
-    from axtrain.errors import BundleError
-    from axtrain.formats.bundle import load_bundle
-    from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
-    from axtrain.runtime.interpreter import run_bundle
-
-    bundle = load_bundle(path)  # versions and every sha256 first
-    inputs = bundle.golden_inputs()
-    outputs = run_bundle(bundle, inputs)
-    lines = []
-    for layer, produced in zip(bundle.layers, outputs):
-        golden = bundle.golden_layer(layer.index)
-        if golden.shape != produced.shape:
-            raise BundleError(f"layer {layer.index} ({layer.name}): golden shape {golden.shape} != interpreter shape {produced.shape}")
-        wrong = np.argwhere(golden != produced)
-        if wrong.size:
-            where = tuple(int(i) for i in wrong[0])
-            raise BundleError(
-                f"layer {layer.index} ({layer.name}): {len(wrong)} values differ from the golden vectors; "
-                f"first at {where}: interpreter {int(produced[where])}, golden {int(golden[where])}"
-            )
-        lines.append(f"layer {layer.index:>2} {layer.name:<16} {layer.op:<8} OK  ({produced.shape[0]} inputs x {produced[0].size} values, bit-exact)")
-    final = dequantize(outputs[-1], FixedPointFormat.parse(bundle.manifest.output.format))
-    if not np.array_equal(final, bundle.golden_outputs()):
-        raise BundleError("golden/outputs.npy differs from the dequantised output of the last layer")
-    lines.append(f"output            OK  ({final.shape[0]} x {final[0].size} float32 values equal golden/outputs.npy)")
-    return lines
+from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.hwmodels.multipliers import MultiplierMode
 
 
 @click.command("verify")
 @click.argument("bundle", type=click.Path(path_type=Path))
 def verify_command(bundle: Path) -> None:
     """Check BUNDLE's hashes and replay its golden vectors through the reference interpreter."""
-    for line in verify_bundle(bundle):
+    from axtrain.runtime.verify import verify_bundle
+
+    for line in verify_bundle(bundle).lines():
         click.echo(line)
     click.echo(f"verify: {bundle} OK")
 
@@ -56,8 +27,8 @@ def verify_command(bundle: Path) -> None:
 @click.option("--app", help="Feed the test split of this application (axtrain data list).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), help="Feed a float32 .npy shaped [N, *input shape].")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), help="Integer class labels .npy [N] for --inputs.")
-@click.option("--multiplier", help="Override every layer's multiplier: exact, drum:K or K1..K4.")
-@click.option("--sram-voltage", type=float, help="Override every layer's weight-SRAM voltage (V, 0.40..1.10).")
+@multiplier_option("Override every layer's multiplier")
+@sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps (run i: SeedSequence([seed, i])).")
 @click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
@@ -69,7 +40,7 @@ def simulate(
     app: str | None,
     inputs_file: Path | None,
     labels_file: Path | None,
-    multiplier: str | None,
+    multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
     seed: int,
@@ -82,9 +53,11 @@ def simulate(
     from axtrain import atomic
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle, npy_bytes, sha256_file
-    from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
+    from axtrain.formats.technology import load_table
+    from axtrain.hwmodels.technology import DEFAULT_65NM
+    from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
+    from axtrain.locks import output_locks
     from axtrain.runtime.report import format_summary, simulate_to_report
-    from axtrain.runtime.simulation import parse_override
 
     if (app is None) == (inputs_file is None):
         raise ConfigError("give exactly one of --app APP or --inputs X.npy")
@@ -94,10 +67,15 @@ def simulate(
         raise ConfigError(f"--runs must be at least 1, got {runs}")
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
-    parse_override(multiplier, sram_voltage)  # fail fast on a bad mode or voltage
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
+    if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
+        raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
     technology = {"source": "default-65nm"} if tech_file is None else {"source": "file", "sha256": sha256_file(tech_file)}
     b = load_bundle(bundle)
+    y: np.ndarray | None
     if app is not None:
         from axtrain.datasets import load
 
@@ -111,11 +89,15 @@ def simulate(
         x = _load_npy(inputs_file, "--inputs")
         y = _load_npy(labels_file, "--labels") if labels_file is not None else None
         source = {"source": "file"}
-    result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
-    if dump_file is not None:
-        atomic.write_bytes(dump_file, npy_bytes(result.outputs.astype(np.float32)))
-    if report_file is not None:
-        atomic.write_json(report_file, report)
+    with output_locks((report_file, False), (dump_file, False)):
+        result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology)
+        # Both or neither: a full disk after the dump used to leave the dump without its report.
+        outputs = []
+        if dump_file is not None:
+            outputs.append((dump_file, npy_bytes(result.outputs.astype(np.float32))))
+        if report_file is not None:
+            outputs.append((report_file, atomic.json_text(report, report_file).encode("utf-8")))
+        atomic.write_many(outputs)
     click.echo(format_summary(report))
     if report_file is not None:
         click.echo(f"report: {report_file}")

@@ -21,7 +21,6 @@ from typing import Any, Sequence
 from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import LayerRecord
 from axtrain.formats.isa import Instruction
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.runtime.overrides import Overrides, RunPlan, apply_overrides
@@ -63,22 +62,22 @@ class Events:
     cycles: int = 0
     stall_cycles: int = 0  # cycles spent waiting for the first DRAM word (latency)
     active_pe_cycles: int = 0  # sum over cycles of PEs doing a multiply-accumulate
-    instructions: Counter = field(default_factory=Counter)  # op -> executed instructions
-    cycles_by_op: Counter = field(default_factory=Counter)  # op -> cycles spent in it
-    cycles_by_voltage: Counter = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles
-    multiplies: Counter = field(default_factory=Counter)  # "mode@bits" -> products
+    instructions: Counter[str] = field(default_factory=Counter)  # op -> executed instructions
+    cycles_by_op: Counter[str] = field(default_factory=Counter)  # op -> cycles spent in it
+    cycles_by_voltage: Counter[str] = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles
+    multiplies: Counter[str] = field(default_factory=Counter)  # "mode@bits" -> products
     additions: int = 0  # accumulator additions (one per product)
     comparisons: int = 0  # ReLU and max-pool comparisons
     requantizations: int = 0  # rounding shifts with saturation (REQ)
-    reads: Counter = field(default_factory=Counter)  # "memory@V" -> words read
-    writes: Counter = field(default_factory=Counter)  # "memory@V" -> words written
+    reads: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words read
+    writes: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words written
     dram_read_bytes: int = 0
     dram_write_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (plain dicts with sorted keys, zero counts dropped)."""
 
-        def clean(counter: Counter) -> dict[str, int]:
+        def clean(counter: Counter[str]) -> dict[str, int]:
             return {key: int(value) for key, value in sorted(counter.items()) if value}
 
         return {
@@ -135,9 +134,10 @@ def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
     bits = [arch.neuron_word_bits] * n
     for layer in plan.layers:
         first, end = layer.program
-        width = FixedPointFormat.parse(layer.input_format).bits
-        if layer.weight_format is not None:
-            width = max(width, FixedPointFormat.parse(layer.weight_format).bits)
+        formats = layer.formats  # typed views of layers.json's text (formats/bundle.py)
+        width = formats.input.bits
+        if formats.weight is not None:
+            width = max(width, formats.weight.bits)
         for index in range(max(0, first), min(n, end)):
             voltages[index] = layer.sram_voltage
             bits[index] = width

@@ -199,10 +199,13 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
                     varying = ~constant
                     out = w[varying].T @ x[varying]
                     out += (w[constant].T @ low[constant])[:, None]
-                    return out.reshape(runs, -1, cols)
-            return (w.T @ x).reshape(runs, -1, cols)
+                    result: np.ndarray = out.reshape(runs, -1, cols)
+                    return result
+            result = (w.T @ x).reshape(runs, -1, cols)
+            return result
         if runs == 1:
-            return (w[0] @ x[0])[None]
+            result = (w[0] @ x[0])[None]
+            return result
         # One BLAS call per run: np.matmul on a stack of strided (non-contiguous) slices does not use BLAS.
         out = np.empty((runs, w.shape[1], cols), dtype=np.result_type(w, x))
         for run in range(runs):
@@ -263,7 +266,7 @@ def run_plan(
         """Store ``values`` (``[count, n]`` when ``shared``, else ``[runs, count, n]``) at the words
         ``step`` writes, and their DRUM transforms where a DISTN reads them."""
         target = written(step)
-        places = [shared_nb, per_run] if shared and step.mirror else [shared_nb] if shared else [per_run]
+        places: list[dict[int, np.ndarray]] = [shared_nb, per_run] if shared and step.mirror else [shared_nb] if shared else [per_run]
         for buffers in places:
             put(buffers, 0, target, pattern, values)
         amax[0] = max(amax[0], bound)

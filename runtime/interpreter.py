@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.overrides import override_program
+
+if TYPE_CHECKING:  # annotations only: the bundle reader is not needed to interpret a program
+    from axtrain.formats.bundle import Bundle
 
 
 @dataclass
@@ -225,7 +228,7 @@ class ReferenceExecutor(Executor):
         return final, layers
 
 
-def run_bundle(bundle: "Bundle", inputs: np.ndarray, mode_override: MultiplierMode | None = None) -> list[np.ndarray]:  # noqa: F821
+def run_bundle(bundle: Bundle, inputs: np.ndarray, mode_override: MultiplierMode | None = None) -> list[np.ndarray]:
     """Quantise float ``inputs`` (shaped like the model input, batch first), run the bundle's program,
     and return every layer's integer output shaped ``[n, *layer output shape]``."""
     from axtrain.hwmodels.fixedpoint import quantize

@@ -243,7 +243,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     pad = nb_words
 
     def cidx(addresses: np.ndarray) -> np.ndarray:
-        return compact[addresses].astype(np.intp)
+        result: np.ndarray = compact[addresses].astype(np.intp)
+        return result
 
     wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)

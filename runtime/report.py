@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
-from axtrain.provenance import versions
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.provenance import versions
+from axtrain.runtime.host_tail import METRICS, output_reading, tail_ops
 from axtrain.runtime.simulation import SimulationResult, array_sha256, layer_settings, simulate
 
 SCHEMA = "axtrain-simulation-report/1"
@@ -40,6 +42,7 @@ def build_report(
             "per_run": [float(a) for a in per_run],
         }
     seconds = energy.seconds
+    tail = tail_ops(bundle)
     return {
         "schema": SCHEMA,
         "app": bundle.manifest.app,
@@ -53,11 +56,13 @@ def build_report(
             "runs": result.runs,
             "seed": result.seed,
             "fault_seeding": "run i: numpy.random.SeedSequence([seed, i])",
+            "host_tail": tail,
             "technology": technology,
             "arch": bundle.arch.to_json(),
             "versions": versions(),
         },
         "accuracy": accuracy,
+        "output_error": output_error_summary(result.per_run_output_error, tail),
         "latency": {
             "cycles_per_inference": int(events.cycles),
             "seconds_per_inference": seconds,
@@ -71,12 +76,23 @@ def build_report(
     }
 
 
+def output_error_summary(per_run: tuple[dict[str, float], ...] | None, tail: list[str]) -> dict[str, Any] | None:
+    """The report's ``output_error`` object: each metric's mean over the runs, which outputs were
+    scored and the per-run values; None without labels (docs/report-schema.md)."""
+    if per_run is None:
+        return None
+    summary: dict[str, Any] = {name: float(np.mean([run[name] for run in per_run])) for name in METRICS}
+    summary["outputs"] = output_reading(tail)
+    summary["per_run"] = [{name: float(run[name]) for name in METRICS} for run in per_run]
+    return summary
+
+
 def simulate_to_report(
     bundle: Bundle,
     x: np.ndarray,
     y: np.ndarray | None,
     source: dict[str, Any],
-    multiplier: str | None = None,
+    multiplier: str | MultiplierMode | None = None,
     sram_voltage: float | None = None,
     runs: int = 1,
     seed: int = 0,
@@ -121,6 +137,9 @@ def format_summary(report: dict[str, Any]) -> str:
         rows.append(("accuracy", f"mean {acc['mean']:.4f}  std {acc['std']:.4f}  min {acc['min']:.4f}  max {acc['max']:.4f}"))
     else:
         rows.append(("accuracy", f"{acc['mean']:.4f}"))
+    err = report.get("output_error")
+    if err is not None:
+        rows.append(("output error", f"mse {err['mse']:.4f}  ce {err['ce']:.4f}  brier {err['brier']:.4f}  ({err['outputs']} outputs)"))
     rows += [
         ("latency", f"{lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {lat['clock_hz'] / 1e9:g} GHz"),
         ("energy / inference", _si(en["joules_per_inference"], "J")),

@@ -89,10 +89,53 @@ def check_report(report: Mapping[str, Any]) -> list[str]:
         if not problems and not _close(report["power_watts"], total / seconds):
             problems.append(f"power_watts {report['power_watts']!r} != joules / seconds {total / seconds!r}")
 
+    problems += _check_output_error(report)
     if not 0.0 <= report["utilization"] <= 1.0:
         problems.append(f"utilization {report['utilization']!r} is outside [0, 1]")
     if report["events"].get("cycles") not in (None, cycles):
         problems.append(f"events.cycles {report['events'].get('cycles')!r} != latency.cycles_per_inference {cycles!r}")
+    return problems
+
+
+_METRICS = ("mse", "ce", "brier", "error_rate")
+
+
+def _check_output_error(report: Mapping[str, Any]) -> list[str]:
+    """``output_error``: null without labels; else each metric a number in its range, the mean of
+    ``per_run`` (one entry per run), and ``error_rate`` = 1 - accuracy of each run. A report from
+    before the key existed (no ``output_error`` at all) passes."""
+    if "output_error" not in report:
+        return []
+    err, acc = report["output_error"], report["accuracy"]
+    labelled = acc.get("per_run") is not None
+    if err is None:
+        return ["output_error is null, but the inputs were labelled (accuracy.per_run is set)"] if labelled else []
+    if not isinstance(err, dict):
+        return [f"output_error has type {type(err).__name__}"]
+    if not labelled:
+        return ["output_error is set, but accuracy.per_run is null (no labels)"]
+    problems = []
+    if err.get("outputs") not in ("sigmoid", "softmax"):
+        problems.append(f"output_error.outputs is {err.get('outputs')!r}, expected 'sigmoid' or 'softmax'")
+    limits = {"mse": None, "ce": None, "brier": 2.0, "error_rate": 1.0}
+    per_run = err.get("per_run")
+    if not isinstance(per_run, list) or len(per_run) != len(acc["per_run"]) or not all(isinstance(r, dict) for r in per_run):
+        return problems + [f"output_error.per_run must be a list of {len(acc['per_run'])} objects (one per run)"]
+    for name in _METRICS:
+        values = [r.get(name) for r in per_run]
+        upper = limits[name]
+        if not all(_number(v) and v >= 0 and (upper is None or v <= upper + 1e-12) for v in values):
+            problems.append(f"output_error.per_run[].{name} must be numbers in [0, {upper if upper is not None else 'inf'}]")
+            continue
+        mean = sum(values) / len(values)
+        if not _number(err.get(name)) or not math.isclose(err[name], mean, rel_tol=1e-9, abs_tol=1e-12):
+            problems.append(f"output_error.{name} is {err.get(name)!r}, per_run gives {mean!r}")
+    if not problems:
+        # strict=False: a length mismatch is a problem reported on its own, not an exception here
+        for index, (run, accuracy) in enumerate(zip(per_run, acc["per_run"], strict=False)):
+            if not math.isclose(run["error_rate"], 1.0 - accuracy, abs_tol=1e-9):
+                problems.append(f"output_error.per_run[{index}].error_rate {run['error_rate']!r} != 1 - accuracy {1.0 - accuracy!r}")
+                break
     return problems
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from axtrain.runtime.energy import EnergyBreakdown, price
 from axtrain.runtime.events import Events, plan_context
 from axtrain.runtime.execute import DEFAULT_CHUNK, Executor, FastExecutor, output_floats, place_inputs
 from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image
+from axtrain.runtime.host_tail import apply_tail, output_metrics, tail_ops
 from axtrain.runtime.overrides import Overrides, RunPlan, bundle_plan
 from axtrain.runtime.simulator import simulate_fast
 
@@ -37,7 +38,7 @@ from axtrain.runtime.simulator import simulate_fast
 class SimulationResult:
     """What :func:`simulate` measured."""
 
-    outputs: np.ndarray  # float32 outputs of run 0, one row per input (the ONNX model's values)
+    outputs: np.ndarray  # float32 outputs of run 0, one row per input (the ONNX model's values, host tail applied)
     predictions: np.ndarray  # [runs, n] argmax class per run
     per_run_accuracy: tuple[float, ...] | None  # None without labels
     events: Events  # one inference
@@ -47,6 +48,7 @@ class SimulationResult:
     regions: tuple[FaultRegion, ...]
     runs: int
     seed: int
+    per_run_output_error: tuple[dict[str, float], ...] | None = None  # None without labels (runtime/host_tail.py)
 
     @property
     def accuracy_mean(self) -> float | None:
@@ -132,8 +134,13 @@ def simulate(
     region = (m.output.dram, int(np.prod(m.output.shape)))
     faulty = has_faults(regions)
     distinct = runs if faulty else 1  # no bit can flip: every run is the same chip, computed once
-    predictions = np.empty((distinct, x.shape[0]), dtype=np.int64)
+    # What grows with the runs is this one class index per run and input, so it is kept small (one
+    # byte for up to 256 classes); everything else runs in passes of bounded size.
+    classes = int(np.prod(m.output.shape))
+    predictions = np.empty((distinct, x.shape[0]), dtype=np.uint8 if classes <= 256 else np.int64)
     first_outputs = None
+    tail = tail_ops(bundle)
+    output_error: list[dict[str, float]] = []
     group = runs_per_pass(bundle.weights.size, distinct)
     for first in range(0, distinct, group):
         # Several runs at once: their weight images stacked, the run-invariant work (the first
@@ -142,14 +149,19 @@ def simulate(
         images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
         q, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=chunk, region=region)
         if first_outputs is None:
-            first_outputs = output_floats(bundle, q[0])
+            first_outputs = apply_tail(tail, output_floats(bundle, q[0]))
+        if y is not None:
+            output_error.extend(output_metrics(output_floats(bundle, q[r]), y, tail) for r in range(count))
         predictions[first : first + count] = np.argmax(q.reshape(count, q.shape[1], -1), axis=2)
     if not faulty:
         predictions = np.broadcast_to(predictions, (runs, x.shape[0]))
     assert first_outputs is not None
-    pred = np.stack(predictions)
+    pred = predictions
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
-    return SimulationResult(first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed)
+    per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
+    return SimulationResult(
+        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error
+    )
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -165,7 +177,7 @@ def _modes_summary(multipliers: Sequence[str]) -> str | list[str]:
     return modes[0] if len(modes) == 1 else modes
 
 
-def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict]:
+def layer_settings(bundle: Bundle, mode: MultiplierMode | None, voltage: float | None) -> list[dict[str, Any]]:
     """Per compute layer: the multiplier(s) and weight-SRAM voltage in effect, beside the bundle's."""
     plan = bundle_plan(bundle, Overrides(mode, voltage))
     rows = []

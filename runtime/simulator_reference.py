@@ -15,7 +15,7 @@ hold for every input.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
@@ -114,7 +114,7 @@ class ReferenceSimulator:
         else:  # pragma: no cover - every opcode is handled above
             raise AssertionError(op)
 
-    def _dram(self, words: int, word_bytes: int, on_words, read: bool) -> Iterator[None]:
+    def _dram(self, words: int, word_bytes: int, on_words: Callable[[int], None], read: bool) -> Iterator[None]:
         """A DRAM transfer of ``words`` words: latency cycles (stalls), then bandwidth-limited bytes.
         ``on_words(n)`` records the buffer side of the ``n`` words completed in a cycle."""
         total = words * word_bytes

@@ -23,8 +23,8 @@ from axtrain.compiler.pipeline import compile_to_bundle  # noqa: E402
 from axtrain.datasets import load  # noqa: E402
 from axtrain.formats.bundle import load_bundle  # noqa: E402
 from axtrain.formats.isa import assemble, disassemble  # noqa: E402
-from axtrain.runtime.cli import verify_bundle  # noqa: E402
 from axtrain.runtime.simulation import simulate  # noqa: E402
+from axtrain.runtime.verify import verify_bundle  # noqa: E402
 from axtrain.trainer.config import load_config  # noqa: E402
 from axtrain.trainer.emulation import emulate  # noqa: E402
 from axtrain.trainer.engine import train  # noqa: E402
@@ -50,7 +50,7 @@ def _chain(app: str, root: Path) -> tuple[Path, Path]:
 def test_chain_exact_mode_is_bit_identical_to_onnxruntime(app: str, tmp_path: Path) -> None:
     model_path, bundle_path = _chain(app, tmp_path)
     onnx.checker.check_model(onnx.load(str(model_path)), full_check=True)
-    assert verify_bundle(bundle_path)[-1].startswith("output")
+    assert verify_bundle(bundle_path).output.ok
     program = (bundle_path / "program.bin").read_bytes()
     assert assemble(disassemble(program)) == program
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.trainer.emulation import emulate
+from axtrain.trainer.outputs import task_loss
 
 
 class ApproxAnnConfig(BaseModel):
@@ -58,6 +59,9 @@ class ApproxAnnConfig(BaseModel):
     batch_size: int = Field(128, ge=1, description="retraining mini-batch size")
     max_rounds: int = Field(64, ge=1, description="upper bound on switch attempts")
     eval_batch: int = Field(4096, ge=1, description="samples per batch of the exact (float64) evaluation")
+    output_layer: Literal["sigmoid", "softmax"] = Field(
+        "softmax", description="the network's output layer: its task loss drives criticality and retraining (trainer.outputs)"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,19 @@ class ApproxAnnResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> list[torch.Tensor]:
+def criticality(
+    model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, output_layer: str = "softmax"
+) -> list[torch.Tensor]:
     """Per output neuron (channel) of every Linear/Conv2d, in module order:
-    ``mean_n sum_positions |dE_n/dz| * (|W| |a_n|)``, ``E_n`` the per-sample cross-entropy.
+    ``mean_n sum_positions |dE_n/dz| * (|W| |a_n|)``, ``E_n`` the per-sample task loss of the
+    network's output layer (cross-entropy for softmax, the squared error of the Sigmoid outputs).
     """
     weighted = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    totals = [torch.zeros(model[i].weight.shape[0], dtype=torch.float64) for i in weighted]
+    totals = []
+    for i in weighted:
+        module = model[i]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))
+        totals.append(torch.zeros(module.weight.shape[0], dtype=torch.float64))
     n_total = x.shape[0]
     for start in range(0, n_total, batch_size):
         h = x[start : start + batch_size]
@@ -125,9 +136,9 @@ def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_si
                 h = module(h)
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
                     zs.append(h)
-            loss = F.cross_entropy(h, y[start : start + batch_size], reduction="sum")
+            loss = task_loss(h, y[start : start + batch_size], output_layer) * h.shape[0]  # the per-sample sum
             grads = torch.autograd.grad(loss, zs)
-        for index, (g, mag) in enumerate(zip(grads, magnitudes)):
+        for index, (g, mag) in enumerate(zip(grads, magnitudes, strict=True)):
             c = (g.abs() * mag.detach())
             c = c.sum(dim=tuple(range(2, c.dim()))) if c.dim() > 2 else c
             totals[index] += c.sum(0).to(torch.float64)
@@ -140,7 +151,7 @@ def criticality(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch_si
 
 
 def _with_modes(layers: Sequence[QuantizedLayer], modes: Sequence[tuple[MultiplierMode, ...]]) -> list[QuantizedLayer]:
-    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes)]
+    return [layer.with_changes(multipliers=m) if layer.has_weights else layer for layer, m in zip(layers, modes, strict=True)]
 
 
 def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[QuantizedLayer]:
@@ -153,6 +164,7 @@ def requantized(model: nn.Sequential, layers: Sequence[QuantizedLayer]) -> list[
             continue
         assert layer.weight_format is not None
         module = model[layer.meta["module_index"]]
+        assert isinstance(module, (nn.Linear, nn.Conv2d))  # the layer has weights
         w = module.weight.detach().to("cpu", torch.float32).numpy()
         b = module.bias.detach().to("cpu", torch.float32).numpy() if module.bias is not None else np.zeros(w.shape[0], np.float32)
         out.append(layer.with_changes(weight=quantize(w, layer.weight_format), bias=quantize(b, FixedPointFormat(32, layer.accumulator_frac))))
@@ -180,7 +192,7 @@ def _retrain(model: nn.Sequential, layers: Sequence[QuantizedLayer], x: torch.Te
             index = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
             out = emulate(model, layers, x[index], exact=False)
-            F.cross_entropy(out, y[index]).backward()
+            task_loss(out, y[index], cfg.output_layer).backward()
             opt.step()
 
 
@@ -240,7 +252,7 @@ def run_approxann(
         x_all, y_all = np.asarray(data.x_train), np.asarray(data.y_train)  # type: ignore[attr-defined]
     else:
         try:
-            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[union-attr]
+            x_all, y_all = (np.asarray(a) for a in data)  # type: ignore[attr-defined]  # data: object, any (x, y) pair
         except (TypeError, ValueError):
             raise ConfigError("approxann: data must be a DataSplit or an (x_train, y_train) pair") from None
     x_tr, y_tr, x_val, y_val = split_validation(x_all, y_all, cfg.val_fraction, seed)
@@ -266,7 +278,7 @@ def run_approxann(
         return sum(1 for i in weighted for m in ms[i] if not m.is_exact)
 
     while len(rounds) < cfg.max_rounds and chunk > 0:
-        scores = criticality(work, xt, yt)  # in module order == order of `weighted`
+        scores = criticality(work, xt, yt, output_layer=cfg.output_layer)  # in module order == order of `weighted`
         ranked = sorted(
             ((float(scores[w_pos][j]), i, j) for w_pos, i in enumerate(weighted) for j in range(len(modes[i])) if modes[i][j].is_exact)
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.trainer.config import METHOD_NAMES
 
 
@@ -15,9 +17,14 @@ from axtrain.trainer.config import METHOD_NAMES
 @click.option("--epochs", type=int, help="Epochs of the first phase (bp/act; act cap of axtrain; BP warm-up of pas).")
 @click.option("--pas-epochs", type=int, help="Epochs of the pas phase (pas, axtrain).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON file of TrainConfig keys.")
-@click.option("--multiplier", help="Target multiplier: exact, drum:K or K1..K4 (pas trains with it).")
-@click.option("--sram-voltage", type=float, help="Target weight-SRAM voltage in volts (0.4..1.1).")
+@multiplier_option("Target multiplier; pas trains with it")
+@sram_voltage_option("Target weight-SRAM voltage")
 @click.option("--bits", type=int, help="Weight and activation width in bits (4..16).")
+@click.option(
+    "--output-layer",
+    type=click.Choice(["sigmoid", "softmax"]),
+    help="Output layer: sigmoid (default; the paper's: MSE loss on Sigmoid outputs, S on them) or softmax (cross-entropy, S on the logits).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
 @click.option("--force", is_flag=True, help="Retrain even if RUN_DIR holds a finished (or different) run.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -29,17 +36,17 @@ def train(
     epochs: int | None,
     pas_epochs: int | None,
     config_file: str | None,
-    multiplier: str | None,
+    multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     bits: int | None,
+    output_layer: str | None,
     device: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
     """Train a network for the target hardware into a run directory (resumable)."""
     from axtrain.trainer.config import load_config
-    from axtrain.trainer.engine import summary_line
-    from axtrain.trainer.engine import train as run_training
+    from axtrain.trainer.engine import summary_line, train as run_training
 
     config = load_config(
         config_file,
@@ -52,20 +59,37 @@ def train(
         sram_voltage=sram_voltage,
         bits_w=bits,
         bits_a=bits,
+        output_layer=output_layer,
         device=device,
     )
-    result = run_training(config, out, force=force, progress=not quiet)
+    from axtrain.errors import OutputError
+    from axtrain.locks import output_lock
+
+    with output_lock(out, inside=True):
+        try:
+            result = run_training(config, out, force=force, progress=not quiet)
+        except OutputError as exc:
+            # The epochs finished so far are in the checkpoint, written atomically: nothing is lost.
+            from pathlib import Path
+
+            from axtrain.trainer.rundir import CHECKPOINT
+
+            if (Path(out) / CHECKPOINT).is_file():
+                raise OutputError(f"{exc}; the run's last checkpoint in {out} is kept: make room and rerun the same command to resume") from None
+            raise OutputError(f"{exc}; no epoch was saved yet: make room and rerun the same command") from None
     click.echo(f"{summary_line(result.summary)} -> {result.run_dir}")
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-@click.option("--multiplier", help="Annotate with this multiplier instead of the run's target.")
-@click.option("--sram-voltage", type=float, help="Annotate with this SRAM voltage instead of the run's target.")
-def export(run_dir: str, out: str, multiplier: str | None, sram_voltage: float | None) -> None:
+@multiplier_option("Annotate with this multiplier instead of the run's target")
+@sram_voltage_option("Annotate with this SRAM voltage instead of the run's target")
+def export(run_dir: str, out: str, multiplier: MultiplierMode | None, sram_voltage: float | None) -> None:
     """Export a finished run as annotated dynamic-fixed-point ONNX."""
+    from axtrain.locks import output_lock
     from axtrain.trainer.export import export_run
 
-    path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
+    with output_lock(out):
+        path = export_run(run_dir, out, multiplier=multiplier, sram_voltage=sram_voltage)
     click.echo(f"wrote {path}")

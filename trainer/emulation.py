@@ -28,6 +28,7 @@ with different modes are grouped by mode. The transform edits the float's mantis
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -114,7 +115,8 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
 
 def transform_real(x: torch.Tensor, mode: MultiplierMode, frac: int) -> torch.Tensor:
     """The operand as ``mode``'s multiplier sees it (identity for exact)."""
-    return x if mode.is_exact else drum_transform(x, mode.k, frac)
+    k = mode.k
+    return x if k is None else drum_transform(x, k, frac)
 
 
 def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
@@ -249,6 +251,7 @@ def emulate(
             elif layer.op == "maxpool":
                 h = F.max_pool2d(h, layer.kernel, layer.stride)
             else:
+                assert isinstance(module, (nn.Linear, nn.Conv2d))  # calibrate() mapped compute layers onto these
                 h = _mac_layer(module, layer, h, exact, faults)
             if collect is not None:
                 collect.append(h)
@@ -256,7 +259,7 @@ def emulate(
 
 
 def _mac_layer(
-    module: nn.Module, layer: QuantizedLayer, a: torch.Tensor, exact: bool, faults: FaultSource | None
+    module: nn.Linear | nn.Conv2d, layer: QuantizedLayer, a: torch.Tensor, exact: bool, faults: FaultSource | None
 ) -> torch.Tensor:
     """One dense/conv layer: transform + GEMM per mode group, bias, ReLU, requantise."""
     assert layer.weight_format is not None
@@ -272,7 +275,7 @@ def _mac_layer(
             w_rows = w.index_select(0, torch.tensor(cols, device=w.device))
             m_rows = None if masks is None else masks[cols]
         w_t = _weight_real(w_rows, layer, mode, m_rows, a.dtype)
-        a_t = straight_through(a, lambda v, mode=mode: transform_real(v, mode, fa))
+        a_t = straight_through(a, functools.partial(transform_real, mode=mode, frac=fa))
         operands.append((a_t, w_t))
         order.extend(cols)
     bias = _bias_real(module.bias, w.shape[0], fa + fw, torch.float64, a.device)
@@ -322,7 +325,7 @@ def emulate_integers(
     outputs: list[torch.Tensor] = []
     emulate(model, layers, x, exact=True, faults=faults, collect=outputs)
     ints = []
-    for layer, out in zip(layers, outputs):
+    for layer, out in zip(layers, outputs, strict=True):
         q = out.detach().cpu().numpy() * math.ldexp(1.0, layer.output_format.frac)
         ints.append(np.rint(q).astype(np.int64))
     return ints

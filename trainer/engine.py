@@ -16,25 +16,30 @@ import copy
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from axtrain.datasets import load
 from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.multipliers import EXACT
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
-from axtrain.trainer.config import TrainConfig
+from axtrain.trainer.config import TrainConfig, make_config, required
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
+from axtrain.trainer.gamma import AdaptiveGamma
 from axtrain.trainer.hardware import calibrate
+from axtrain.trainer.methods import METHODS
 from axtrain.trainer.models import build_model, check_model, describe
-from axtrain.trainer.rundir import RunDir
+from axtrain.trainer.outputs import task_loss
+from axtrain.trainer.rundir import RunDir, load_layers, load_model
+from axtrain.trainer.sensitivity import forward_with_sensitivity, sensitivity
 
 PHASES = ("bp", "act", "pas")
 
@@ -135,7 +140,7 @@ class Session:
             raise ConfigError(f"unknown phase {kind!r}: expected one of {', '.join(PHASES)}")
         index = self._phase_calls
         self._phase_calls += 1
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=self.config.weight_decay)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=self.config.schedule.weight_decay)
         gamma = self._new_gamma() if kind == "act" else None
         start = 0
         if self._resume is not None:
@@ -146,8 +151,6 @@ class Session:
                 start = state["phase_epoch"]
                 self._load_optimizer(optimizer, tensors)
                 if gamma is not None and state.get("gamma") is not None:
-                    from axtrain.trainer.gamma import AdaptiveGamma
-
                     gamma = AdaptiveGamma.from_state_dict(state["gamma"])
             self._resume = None
         if start >= epochs:
@@ -161,7 +164,7 @@ class Session:
             bar.set_postfix(loss=f"{entry['loss']:.4f}", S=_short(entry.get("sensitivity")), acc=f"{entry['test_accuracy']:.3f}")
             done = epoch + 1 >= epochs
             if until_converged and not done:
-                tol, patience = self.config.converge_tol, self.config.converge_patience
+                tol, patience = self.config.act.converge_tol, self.config.act.converge_patience
                 s_values = [h["sensitivity"] for h in phase_entries if h.get("sensitivity") is not None]
                 done = converged([h["loss"] for h in phase_entries], patience, tol) and converged(s_values, patience, tol)
             self._checkpoint(index, epoch + 1, done, optimizer, gamma)
@@ -173,11 +176,9 @@ class Session:
         bar.close()
 
     def _new_gamma(self):
-        from axtrain.trainer.gamma import AdaptiveGamma
-
-        c = self.config
+        a = self.config.act
         return AdaptiveGamma(
-            c.gamma_initial, c.gamma_step, maximum=math.inf if c.gamma_max is None else c.gamma_max, accuracy_bound=c.gamma_accuracy_bound
+            a.gamma_initial, a.gamma_step, maximum=math.inf if a.gamma_max is None else a.gamma_max, accuracy_bound=a.gamma_accuracy_bound
         )
 
     def _epoch(self, kind: str, index: int, epoch: int, optimizer: torch.optim.Optimizer, gamma) -> dict[str, Any]:
@@ -190,24 +191,25 @@ class Session:
         faults = FaultSource(self.fault_gen)
         gamma_used = gamma.value if gamma is not None else None
         loss_sum, s_sum, correct, batches = 0.0, 0.0, 0, 0
-        for start in range(0, n, c.batch_size):
-            idx = order[start : start + c.batch_size]
+        batch = required(c.schedule.batch_size, "batch_size")
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
-                from axtrain.trainer.sensitivity import forward_with_sensitivity
-
-                out, s = forward_with_sensitivity(model, x, c.sensitivity_form)
-                loss = F.cross_entropy(out, y)
+                assert gamma_used is not None  # act phases always carry a gamma
+                out, s = forward_with_sensitivity(model, x, c.act.sensitivity_form, output_layer=c.outputs)
+                loss = task_loss(out, y, c.outputs)
                 (loss + gamma_used * s).backward()
                 s_sum += float(s.detach())
             elif kind == "pas":
+                assert layers is not None  # calibrated above for every pas epoch
                 out = emulate(model, layers, x, faults=faults)
-                loss = F.cross_entropy(out, y)
+                loss = task_loss(out, y, c.outputs)
                 loss.backward()
             else:
                 out = model(x)
-                loss = F.cross_entropy(out, y)
+                loss = task_loss(out, y, c.outputs)
                 loss.backward()
             optimizer.step()
             loss_sum += float(loss.detach()) * x.shape[0]
@@ -240,24 +242,22 @@ class Session:
 
     def probe_sensitivity(self) -> float | None:
         """S on the first ``probe_samples`` training samples (comparable across methods and epochs)."""
-        try:
-            from axtrain.trainer.sensitivity import sensitivity
-        except ImportError:
-            return None
         with torch.no_grad():
-            value = sensitivity(self.model, self.data.x_train[: self.config.probe_samples], self.config.sensitivity_form)
+            value = sensitivity(
+                self.model, self.data.x_train[: self.config.act.probe_samples], self.config.act.sensitivity_form, output_layer=self.config.outputs
+            )
         return float(value)
 
     def target_layers(self, nominal: bool = False, exact: bool = False) -> list[QuantizedLayer]:
         """The model calibrated on the training split for the target multiplier and voltage."""
-        c = self.config
+        h = self.config.hardware
         return calibrate(
             self.model,
             self.data.x_train,
-            c.bits_w,
-            c.bits_a,
-            multipliers="exact" if exact else c.multiplier,
-            sram_voltage=NOMINAL_VOLTAGE if nominal or exact else c.sram_voltage,
+            h.bits_w,
+            h.bits_a,
+            multipliers=EXACT if exact else h.multiplier,
+            sram_voltage=NOMINAL_VOLTAGE if nominal or exact else h.sram_voltage,
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -304,8 +304,8 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
     """Final figures on the test split: float, exact fixed point, and the target hardware."""
     c, data, model = session.config, session.data, session.model
     model.eval()
-    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE)
-    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.ntv_eval_runs, seed=c.seed)
+    exact = evaluate(model, layers, data.x_test, data.y_test, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, output_layer=c.outputs)
+    target = evaluate(model, layers, data.x_test, data.y_test, runs=c.evaluation.ntv_eval_runs, seed=c.seed, output_layer=c.outputs)
     return {
         "app": c.app,
         "method": c.method,
@@ -313,11 +313,12 @@ def summarise(session: Session, layers: list[QuantizedLayer]) -> dict[str, Any]:
         "epochs_trained": len(session.history),
         "test_accuracy_float": float_accuracy(model, data.x_test, data.y_test),
         "test_accuracy_fixed_exact": exact.accuracy,
-        "output_error_fixed_exact": exact.output_error,
+        "output_layer": c.output_layer,
+        "output_error_fixed_exact": exact.metrics,
         "test_accuracy_target": target.accuracy,
         "test_accuracy_target_std": target.accuracy_std,
-        "output_error_target": target.output_error,
-        "target": {"multiplier": c.multiplier, "sram_voltage": c.sram_voltage},
+        "output_error_target": target.metrics,
+        "target": {"multiplier": str(c.hardware.multiplier), "sram_voltage": c.hardware.sram_voltage},
         "sensitivity": session.probe_sensitivity(),
         "torch_threads": torch.get_num_threads(),
         **session.extra_summary,
@@ -342,8 +343,6 @@ def train(
     run with the same config resumes from its checkpoint; a finished one is returned as is unless
     ``force``. ``stop_after_epochs`` interrupts after that many epochs (tests of resume).
     """
-    from axtrain.trainer.methods import METHODS
-
     config = config.resolved()
     device = pick_device(config.device)
     run = RunDir(out) if out is not None else None
@@ -351,8 +350,9 @@ def train(
         if force:
             run.clear()
         elif run.file("config.json").is_file():
-            previous = run.read_json("config.json")
-            mine = config.identity()
+            # Read through make_config: a run recorded before the config's groups compares as equal.
+            previous = _leaves(make_config(run.read_json("config.json"), str(run.file("config.json"))).identity())
+            mine = _leaves(config.identity())
             differing = sorted(k for k in set(previous) | set(mine) if k != "device" and previous.get(k) != mine.get(k))
             if differing:
                 raise RunError(
@@ -369,6 +369,17 @@ def train(
         return _train(config, device, run, data, model, progress, stop_after_epochs)
     finally:
         torch.set_num_threads(saved_threads)
+
+
+def _leaves(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (``schedule.epochs``), so a mismatch names the field."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def run_threads(requested: int | None) -> int:
@@ -389,18 +400,14 @@ def run_threads(requested: int | None) -> int:
 def _train(
     config: TrainConfig, device: torch.device, run: RunDir | None, data: Any, model: nn.Sequential | None, progress: bool, stop_after_epochs: int | None
 ) -> TrainResult:
-    from axtrain.trainer.methods import METHODS
-
     if data is None:
-        from axtrain.datasets import load
-
         data = load(config.app, config.seed)
     tensors = Tensors.from_split(data, device)
     torch.manual_seed(config.seed)
     net = build_model(config.app) if model is None else copy.deepcopy(check_model(model))
     net = net.to(device)
     if run is not None:
-        run.start(config.model_dump(), {"multiplier": config.multiplier, "sram_voltage": config.sram_voltage})
+        run.start(config.model_dump(mode="json"), {"multiplier": str(config.hardware.multiplier), "sram_voltage": config.hardware.sram_voltage})
     session = Session(config, tensors, net, device, run, progress, stop_after_epochs)
     try:
         METHODS[config.method](session)
@@ -415,8 +422,9 @@ def _train(
             "seed": config.seed,
             "input_shape": list(tensors.x_train.shape[1:]),
             "n_classes": int(max(int(tensors.y_train.max()), int(tensors.y_test.max())) + 1),
-            "multiplier": config.multiplier,
-            "sram_voltage": config.sram_voltage,
+            "multiplier": str(config.hardware.multiplier),
+            "sram_voltage": config.hardware.sram_voltage,
+            "output_layer": config.output_layer,
         }
         run.write_history(session.history)
         run.save_final(session.model, describe(session.model), layers, metadata, summary)
@@ -425,8 +433,6 @@ def _train(
 
 def load_result(run_dir: str | Path, config: TrainConfig | None = None) -> TrainResult:
     """A finished run read back from its directory."""
-    from axtrain.trainer.config import make_config
-    from axtrain.trainer.rundir import load_layers, load_model
 
     run = RunDir(run_dir)
     if not run.finished:
@@ -446,6 +452,3 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"fixed-point exact {summary['test_accuracy_fixed_exact']:.4f}, "
         f"target {target['multiplier']}{ntv} {summary['test_accuracy_target']:.4f}{std}"
     )
-
-
-Method = Callable[[Session], None]

@@ -1,24 +1,25 @@
 """Accuracy and output error of a network on given hardware (multiplier mode, SRAM voltage).
 
-**Fig. 6's output error is the classification error rate** ``1 - accuracy`` of the bit-exact
-fixed-point network (:attr:`Evaluation.error_rate`), reported normalised to the BP network's error
-rate under the exact multiplier (docs/trainer.md, docs/decisions.md). The six applications are
-classifiers, whose output is the decided class; the paper normalises to the exact-multiplier error,
-which must therefore be non-zero (a deviation from the exact hardware's outputs would be 0 there);
-and the error rate does not move when the logits are merely rescaled. That matters because
-DRUM(1) keeps only each operand's leading one: every product shrinks (by ~half on average), so the
-logits shrink with the depth, and a softmax-based error rewards a shrunken, less confident output.
+**Fig. 6's output error** is, by default, the ``mse`` of the bit-exact fixed-point network's outputs
+against one-hot targets, ``mean_n sum_k (O_nk - t_nk)^2`` with ``O`` the outputs of the run's output
+layer (``sigmoid(z)`` for the paper's Sigmoid network, ``softmax(z)`` for a softmax one), reported
+normalised to the BP network's error under the exact multiplier, as the paper normalises
+(docs/trainer.md "Evaluation", docs/decisions.md 61). :attr:`Evaluation.metrics` holds every metric
+of :data:`~axtrain.trainer.outputs.METRICS` (``mse``, ``ce``, ``brier``, ``error_rate``; definitions
+in :mod:`axtrain.trainer.outputs`); ``reproduce --output-metric`` picks another for the figure.
 
-``output_error`` is kept as a diagnostic: the Brier score of the same outputs,
-``mean_n sum_k (softmax(o_n)_k - [y_n = k])**2`` (0 perfect, 2 worst). It is *not* Fig. 6's
-metric: under K1 it follows the logits' scale, whatever happens to the decisions: it can fall
-(an over-confident network shrinks towards calibration; breast-cancer BP, seed 0: 0.099 exact, 0.079
-K1 at the same accuracy) or rise (small logits shrink towards a uniform softmax). The outputs are the dequantised logits of the bit-exact emulation.
+The error rate alone is too coarse on these applications to show what act does: DRUM k >= 3 barely
+moves it, and one ionosphere test sample is 1.4 points. A Sigmoid output's MSE moves with every
+output, and it does not reward a network for shrinking its outputs: DRUM(1) shrinks products (by
+about half), which pulls a sigmoid output towards 0.5, away from its 0/1 target.
+
+``output_error`` (kept for old callers) is the Brier score, ``metrics["brier"]``. The outputs are
+the dequantised pre-activations of the bit-exact emulation, mapped by the output layer in float64.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -28,32 +29,32 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.hardware import ModeSpec, with_target
+from axtrain.trainer.outputs import output_metrics
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Accuracy (fraction correct) and Brier score ``output_error``; ``runs`` fault maps averaged.
-
-    :attr:`error_rate` (``1 - accuracy``) is the output error of the paper's Fig. 6.
-    """
+    """Accuracy (fraction correct) and the output-error ``metrics``; ``runs`` fault maps averaged
+    (each metric is the mean over the runs). ``output_error`` is the Brier score (old name)."""
 
     accuracy: float
     output_error: float
     accuracy_std: float = 0.0
     runs: int = 1
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
-        """Classification error rate ``1 - accuracy``: Fig. 6's output error (module docstring)."""
+        """Classification error rate ``1 - accuracy``."""
         return 1.0 - self.accuracy
 
 
-#: Name of the Evaluation attribute that is Fig. 6's output error.
-FIG6_METRIC = "error_rate"
+#: The metric Fig. 6 reports by default (``reproduce --output-metric`` chooses another).
+FIG6_METRIC = "mse"
 
 
 def output_error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample squared distance of ``softmax(logits)`` from the one-hot ``labels``."""
+    """Per-sample Brier score: squared distance of ``softmax(logits)`` from the one-hot ``labels``."""
     probs = torch.softmax(logits.to(torch.float64), dim=1)
     onehot = torch.nn.functional.one_hot(labels.to(torch.long), probs.shape[1]).to(probs.dtype)
     return ((probs - onehot) ** 2).sum(dim=1)
@@ -88,29 +89,33 @@ def evaluate(
     sram_voltage: float | None = None,
     runs: int = 10,
     seed: int = 0,
+    output_layer: str = "softmax",
 ) -> Evaluation:
     """Accuracy and output error of the fixed-point network under ``multiplier`` / ``sram_voltage``.
 
     ``None`` keeps the layers' own modes / voltages. Below nominal voltage the figures are the mean
     over ``runs`` fault maps (one per run, each covering the whole of ``x``, as one chip would) drawn
-    from ``seed``; ``accuracy_std`` is their standard deviation.
+    from ``seed``; ``accuracy_std`` is their standard deviation. ``output_layer`` (the run's
+    ``TrainConfig.output_layer``) maps the outputs for the metrics; accuracy does not depend on it.
     """
     target = with_target(layers, multiplier, sram_voltage)
     y = y.cpu()
     faulty = any(layer.has_weights and bit_error_rate(layer.sram_voltage) > 0 for layer in target)
     if not faulty:
         logits = emulated_logits(model, target, x).cpu()
-        return Evaluation(float((logits.argmax(1) == y).double().mean()), float(output_error(logits, y).mean()))
-    accuracies, errors = [], []
+        metrics = output_metrics(logits, y, output_layer)
+        return Evaluation(float((logits.argmax(1) == y).double().mean()), metrics["brier"], metrics=metrics)
+    accuracies, per_run = [], []
     generator = torch.Generator().manual_seed(seed)
     for _ in range(runs):
         # One chip = one fault map for every sample: draw it once and reuse it for each batch.
         fixed = _FrozenFaults(FaultSource(generator), target)
         logits = emulated_logits(model, target, x, faults=fixed).cpu()
         accuracies.append(float((logits.argmax(1) == y).double().mean()))
-        errors.append(float(output_error(logits, y).mean()))
+        per_run.append(output_metrics(logits, y, output_layer))
     acc = torch.tensor(accuracies, dtype=torch.float64)
-    return Evaluation(float(acc.mean()), float(torch.tensor(errors).mean()), float(acc.std(unbiased=False)), runs)
+    metrics = {k: float(sum(m[k] for m in per_run) / len(per_run)) for k in per_run[0]}
+    return Evaluation(float(acc.mean()), metrics["brier"], float(acc.std(unbiased=False)), runs, metrics)
 
 
 class _FrozenFaults(FaultSource):

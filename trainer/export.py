@@ -6,7 +6,11 @@ computes the exact fixed-point network of docs/numerics.md:
     input -> [Clip] -> QuantizeLinear -> DequantizeLinear
           -> per layer: Gemm/Conv (DQ weights, DQ bias) -> [Relu] -> [Clip] -> Q -> DQ
                         MaxPool / Flatten -> Q -> DQ          (same format: the pair is an identity)
-          -> output (the last DequantizeLinear)
+          -> output (the last DequantizeLinear; with ``output_layer="sigmoid"``: a ``Sigmoid`` of it)
+
+The optional ``Sigmoid`` is the paper's output layer (trainer ``--output-layer sigmoid``). It is the
+only float op of the graph; the compiler records it as a host-side tail op of the bundle and the
+runtime applies it in float32 on the host (docs/bundle.md "Host tail").
 
 Every value between two nodes is an integer multiple of its LSB; float32 holds them (and every
 partial sum of a layer) exactly while the layer satisfies the accumulation bound, which is checked
@@ -40,7 +44,7 @@ from axtrain.formats.onnx_schema import read_annotations  # re-exported for call
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.layers import accumulation_bound as hw_accumulation_bound
-from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.provenance import versions
 
@@ -119,8 +123,8 @@ def infer_input_shape(layers: Sequence[QuantizedLayer]) -> tuple[int, ...]:
 
 def _propagate_shapes(layers: Sequence[QuantizedLayer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Per-sample output shape of every layer; raises OnnxError at the first layer that does not fit."""
-    shape = tuple(int(d) for d in input_shape)
-    shapes = []
+    shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
+    shapes: list[tuple[int, ...]] = []
     for layer in layers:
         where = f"layer {layer.name!r} ({layer.op})"
         if layer.op == "dense":
@@ -272,15 +276,20 @@ def export_layers(
     layers: Sequence[QuantizedLayer],
     input_shape: tuple[int, ...],
     metadata: Mapping[str, Any],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
+    output_layer: str | None = None,
 ) -> onnx.ModelProto:
     """Build the annotated QDQ ONNX model of ``layers`` (docs/onnx-schema.md).
+
+    ``output_layer="sigmoid"`` appends a ``Sigmoid`` after the last layer's final DequantizeLinear
+    (the paper's output layer); ``None`` or ``"softmax"`` end the graph at that DequantizeLinear
+    (a softmax network's decision is the argmax of its logits, so the softmax itself is not exported).
 
     ``input_shape`` is the per-sample shape without the batch dimension (``(30,)``, ``(1, 28, 28)``);
     the batch dimension is symbolic (``batch``). ``metadata`` supplies ``app``, ``method`` and
     ``seed`` (plain or ``axtrain.``-prefixed keys; ``app`` defaults to ``custom``). ``multiplier``
-    (a mode name such as ``drum:2`` or ``K2``) and ``sram_voltage`` (volts) replace the layers' own
+    (a typed mode; text is parsed at the edge, axtrain/cli_params.py) and ``sram_voltage`` (volts) replace the layers' own
     annotations on every compute layer. The arithmetic of the graph is always exact: annotations
     tell the hardware what to approximate, they do not change the ONNX numerics.
 
@@ -289,7 +298,10 @@ def export_layers(
     """
     if not layers:
         raise OnnxError("cannot export an empty network: no layers")
-    override_mode = parse_mode(multiplier) if multiplier is not None else None
+    if output_layer not in (None, "sigmoid", "softmax"):
+        raise OnnxError(f"output layer {output_layer!r} is unknown; use sigmoid or softmax")
+    sigmoid = output_layer == "sigmoid"
+    override_mode = multiplier
     if sram_voltage is not None:
         bit_error_rate(sram_voltage)  # validates the voltage against the NTV model's range
     names = [layer.name for layer in layers]
@@ -308,7 +320,7 @@ def export_layers(
     last = len(layers) - 1
     for index, layer in enumerate(layers):
         prefix = layer.name
-        output = schema.OUTPUT_NAME if index == last else f"{prefix}.out"
+        output = (f"{prefix}.out" if sigmoid else schema.OUTPUT_NAME) if index == last else f"{prefix}.out"
         if layer.op == "flatten":
             build.node("Flatten", [current], f"{prefix}.flat", name=f"{prefix}/Flatten", axis=1)
             current = build.quantize_pair(f"{prefix}.flat", layer.output_format, f"{prefix}.quant", output)
@@ -319,8 +331,10 @@ def export_layers(
             current = build.quantize_pair(f"{prefix}.pooled", layer.output_format, f"{prefix}.quant", output)
             continue
         current = _compute_layer(build, layer, current, output, override_mode, sram_voltage)
+    if sigmoid:
+        build.node("Sigmoid", [current], schema.OUTPUT_NAME, name="output_layer/Sigmoid")
 
-    batch_shape = ["batch", *input_shape]
+    batch_shape: list[str | int | None] = ["batch", *input_shape]
     graph = helper.make_graph(
         build.nodes,
         "axtrain",
@@ -341,6 +355,8 @@ def export_layers(
         items.append((schema.KEY_METHOD, meta.method))
     if meta.seed is not None:
         items.append((schema.KEY_SEED, meta.seed))
+    if output_layer is not None:
+        items.append((schema.KEY_OUTPUT_LAYER, output_layer))
     items.append((schema.KEY_VERSIONS, json.dumps(versions(), sort_keys=True, separators=(",", ":"))))
     _props(model, items)
     return model
@@ -432,7 +448,7 @@ def bit_exact_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -
 def export_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    multiplier: str | None = None,
+    multiplier: MultiplierMode | None = None,
     sram_voltage: float | None = None,
 ) -> Path:
     """Export a trained run directory to ``out`` (the ``axtrain export`` command).
@@ -442,10 +458,11 @@ def export_run(
     ``input_shape`` if present, else from the layers (:func:`infer_input_shape`).
     """
     try:
+        # rundir imports torch; exporting layers needs only onnx
         from axtrain.trainer.rundir import load_layers
     except ImportError as exc:  # the trainer's run-directory reader is not part of this build
         raise RunError(f"cannot read run directories in this build: {exc}") from None
-    layers, metadata = load_layers(run_dir)
+    layers, metadata = load_layers(Path(run_dir))
     shape = metadata.get("input_shape") if isinstance(metadata, Mapping) else None
     if isinstance(shape, str):
         try:
@@ -453,8 +470,10 @@ def export_run(
         except json.JSONDecodeError:
             raise RunError(f"{run_dir}: metadata input_shape {shape!r} is not a JSON list") from None
     input_shape = tuple(int(d) for d in shape) if shape else infer_input_shape(layers)
+    # Runs from before the output-layer option were softmax networks (no key in their metadata).
+    output_layer = str(metadata.get("output_layer", "softmax")) if isinstance(metadata, Mapping) else "softmax"
     try:
-        model = export_layers(layers, input_shape, metadata, multiplier=multiplier, sram_voltage=sram_voltage)
+        model = export_layers(layers, input_shape, metadata, multiplier=multiplier, sram_voltage=sram_voltage, output_layer=output_layer)
     except AxTrainError as exc:
         raise type(exc)(f"{run_dir}: {exc}") from None
     return save_model(model, out)

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from axtrain.errors import ConfigError, HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, choose_frac, quantize
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.trainer.models import check_model
 
@@ -70,7 +70,7 @@ def _max_abs(t: torch.Tensor) -> float:
 
 def _modes_for(spec: ModeSpec | None, n_out: int, name: str) -> tuple[MultiplierMode, ...]:
     if spec is None:
-        return (parse_mode("exact"),)
+        return (EXACT,)
     if isinstance(spec, (str, MultiplierMode)):
         return (parse_mode(spec),)
     modes = tuple(parse_mode(m) for m in spec)
@@ -131,7 +131,7 @@ def calibrate(
         module = model[group.index]
         meta = {"module_index": group.index}
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            op = "dense" if isinstance(module, nn.Linear) else "conv"
+            op: Literal["dense", "conv"] = "dense" if isinstance(module, nn.Linear) else "conv"
             counters[op] += 1
             name = f"{'fc' if op == 'dense' else 'conv'}{counters[op]}"
             w = module.weight.detach().to("cpu", torch.float32)
@@ -155,8 +155,8 @@ def calibrate(
                     relu=group.relu,
                     multipliers=_modes_for(per_layer_modes[w_index], w.shape[0], name),
                     sram_voltage=float(voltages[w_index]),
-                    stride=int(module.stride[0]) if op == "conv" else 1,
-                    padding=int(module.padding[0]) if op == "conv" else 0,
+                    stride=int(module.stride[0]) if isinstance(module, nn.Conv2d) else 1,
+                    padding=int(module.padding[0]) if isinstance(module, nn.Conv2d) else 0,
                     meta=meta,
                 )
             )

@@ -10,11 +10,13 @@ directory can rebuild a user's own network.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
 
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
@@ -25,7 +27,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ConfigError(f"an MLP topology needs at least two positive layer sizes, got {list(sizes)}")
     layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(int(fan_in), int(fan_out)))
         if index < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -56,7 +58,6 @@ def build_model(app: str, seed: int | None = None) -> nn.Sequential:
     With ``seed`` the initial weights come from that seed without touching the global RNG stream
     any further than ``torch.manual_seed`` does.
     """
-    from axtrain.datasets import APPLICATIONS, unknown_application_message
 
     if app not in APPLICATIONS:
         raise ConfigError(unknown_application_message(app))

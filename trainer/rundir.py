@@ -26,10 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load as np_load_bytes
-from safetensors.numpy import save as np_save_bytes
-from safetensors.torch import load as torch_load_bytes
-from safetensors.torch import save as torch_save_bytes
+from safetensors.numpy import load as np_load_bytes, save as np_save_bytes
+from safetensors.torch import load as torch_load_bytes, save as torch_save_bytes
 from torch import nn
 
 from axtrain import atomic
@@ -38,6 +36,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.provenance import versions
+from axtrain.trainer.models import from_description
 
 LAYERS_FORMAT_VERSION = 1
 CHECKPOINT_FORMAT_VERSION = 1
@@ -179,7 +178,7 @@ class RunDir:
             self.file(name).unlink(missing_ok=True)
 
     def write_history(self, history: Sequence[dict[str, Any]]) -> None:
-        atomic.write_text(self.file(HISTORY), "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+        atomic.write_text(self.file(HISTORY), "".join(json.dumps(h, sort_keys=True, allow_nan=False) + "\n" for h in history))
 
     def read_history(self) -> list[dict[str, Any]]:
         path = self.file(HISTORY)
@@ -250,7 +249,6 @@ def _readable_progress(progress: dict[str, Any]) -> dict[str, Any]:
 
 def load_model(run_dir: str | Path) -> nn.Sequential:
     """The trained float network of a finished run (architecture from the weights' metadata)."""
-    from axtrain.trainer.models import from_description
 
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():

@@ -17,6 +17,13 @@ How the batch enters (``form``):
 
 Both use the *mean* over the batch, so ``gamma`` does not depend on the batch size.
 
+Which outputs (``output_layer``, docs/act.md "Which outputs"): ``"softmax"`` takes ``O_k`` as the
+logits ``z_k`` of the last layer (a softmax network's outputs before the softmax); ``"sigmoid"``
+takes ``O_k = sigmoid(z_k)``, the outputs of the paper's Sigmoid output layer. Then
+``dO_k/dw = sigmoid'(z_k) dz_k/dw``: the Jacobian sweep starts from ``diag(sigmoid'(z_n))`` instead
+of the identity, and ``sigmoid'(z) = s (1 - s)`` stays in the autograd graph (S depends on the
+weights through it too).
+
 The closed form. For a dense layer ``z = W a + b`` and one sample, ``dO_k/dW_ji = delta_kj * a_i``
 with ``delta_kj = dO_k/dz_j``, so ``sum_ji |W_ji| |delta_kj| |a_i| = |delta_k|^T (|W| |a|)``: the
 layer's per-sample term needs only the Jacobian ``delta`` of the K outputs w.r.t. the layer's
@@ -35,7 +42,7 @@ both treat the ReLU masks and max-pool argmaxes as constants and ``d|x|/dx = sig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +64,12 @@ class _Record:
     output_shape: torch.Size
     extra: Tensor | None = None  # ReLU: mask; MaxPool2d: argmax indices; Conv2d: unfolded patches
 
+    @property
+    def weighted(self) -> nn.Linear | nn.Conv2d:
+        """The module of a weighted layer's record, typed (callers only ask weighted records)."""
+        assert isinstance(self.module, (nn.Linear, nn.Conv2d))
+        return self.module
+
 
 @dataclass
 class _Delta:
@@ -70,14 +83,16 @@ class _Delta:
     tensor: Tensor | None = None
     w: Tensor | None = None
     mask: Tensor | None = None
+    scale: Tensor | None = None  # w form only: per-sample output scale [N, K] (sigmoid'(z)); None: ones
 
     def full(self) -> Tensor:
         if self.tensor is not None:
             return self.tensor if self.mask is None else self.tensor * self.mask.unsqueeze(1)
         assert self.w is not None
+        base = self.w.unsqueeze(0) if self.scale is None else self.scale.unsqueeze(2) * self.w.unsqueeze(0)
         if self.mask is None:
-            return self.w.unsqueeze(0).expand(self.n, -1, -1)
-        return self.w.unsqueeze(0) * self.mask.unsqueeze(1)
+            return base.expand(self.n, -1, -1)
+        return base * self.mask.unsqueeze(1)
 
     def abs_sum(self) -> Tensor:
         """``sum_k |delta[:, k]|``, shape ``[N, *z.shape[1:]]``."""
@@ -85,6 +100,10 @@ class _Delta:
             summed = self.tensor.abs().sum(1)
             return summed if self.mask is None else summed * self.mask
         assert self.w is not None
+        if self.scale is not None:
+            # sum_k |s_nk W_kj| = (|s| @ |W|)_nj
+            column = self.scale.abs() @ self.w.abs()
+            return column if self.mask is None else self.mask * column
         column = self.w.abs().sum(0)
         return column.expand(self.n, -1) if self.mask is None else self.mask * column
 
@@ -118,7 +137,8 @@ def _forward(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[_Record]]:
             out = F.linear(h, module.weight, module.bias)
             records.append(_Record(module, h, out.shape))
         elif isinstance(module, nn.Conv2d):
-            patches = F.unfold(h, module.kernel_size, module.dilation, module.padding, module.stride)
+            padding = cast(tuple[int, ...], module.padding)  # numeric: check_model admits no padding='same'
+            patches = F.unfold(h, module.kernel_size, module.dilation, padding, module.stride)
             out = module(h)
             records.append(_Record(module, h, out.shape, patches))
         elif isinstance(module, nn.ReLU):
@@ -140,17 +160,19 @@ def _forward(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[_Record]]:
 
 def _conv_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
     """``J [N, K, OC, OH, OW]`` -> ``J [N, K, C, H, W]`` through a conv layer (transposed conv)."""
-    conv: nn.Conv2d = rec.module  # type: ignore[assignment]
+    conv = rec.module
+    assert isinstance(conv, nn.Conv2d)
+    padding = cast(tuple[int, ...], conv.padding)  # numeric: check_model admits no padding='same'
     n, k = jac.shape[:2]
     in_h, in_w = rec.input.shape[-2:]
     out_h, out_w = jac.shape[-2:]
     output_padding = []
     for size, out_size, kernel, stride, pad, dil in zip(
-        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        (in_h, in_w), (out_h, out_w), conv.kernel_size, conv.stride, padding, conv.dilation, strict=True
     ):
         output_padding.append(size - ((out_size - 1) * stride - 2 * pad + dil * (kernel - 1) + 1))
     flat = F.conv_transpose2d(
-        jac.reshape(n * k, *jac.shape[2:]), conv.weight, None, conv.stride, conv.padding,
+        jac.reshape(n * k, *jac.shape[2:]), conv.weight, None, conv.stride, padding,
         tuple(output_padding), 1, conv.dilation,
     )
     return flat.reshape(n, k, *flat.shape[1:])
@@ -170,7 +192,7 @@ def _maxpool_input_jacobian(rec: _Record, jac: Tensor) -> Tensor:
 def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
     """:func:`_layer_term` of the Linear layer that produces the logits, where ``delta = I``:
     ``sum_{k,i} |W_ki| |a_i|`` needs no Jacobian and no GEMM (few ops: cheaper on a busy CPU)."""
-    module = rec.module
+    module = rec.weighted
     a = rec.input.abs().mean(0) if form == "per_sample" else rec.input.mean(0).abs()
     term = (module.weight.abs().sum(0) * a).sum()
     if include_bias and module.bias is not None:
@@ -180,7 +202,7 @@ def _logits_layer_term(rec: _Record, form: str, include_bias: bool) -> Tensor:
 
 def _layer_term(rec: _Record, factored: _Delta, form: str, include_bias: bool) -> Tensor:
     """One weighted layer's contribution, given its ``delta = dO/dz``."""
-    module = rec.module
+    module = rec.weighted
     n = factored.n
     weight = module.weight
     bias = module.bias if include_bias else None
@@ -215,19 +237,36 @@ def _layer_term(rec: _Record, factored: _Delta, form: str, include_bias: bool) -
     return term
 
 
-def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, list[tuple[_Record, _Delta]]]:
+def _output_scale(out: Tensor, output_layer: str) -> Tensor | None:
+    """``dO/dz`` of the output layer, elementwise ([N, K]); None for the logits (softmax reading)."""
+    if output_layer == "softmax":
+        return None
+    if output_layer != "sigmoid":
+        raise ConfigError(f"sensitivity: output layer {output_layer!r} is unknown; use sigmoid or softmax")
+    s = torch.sigmoid(out)
+    return s * (1 - s)
+
+
+def _layer_deltas(
+    model: nn.Sequential, x: Tensor, form: str, output_layer: str = "softmax"
+) -> tuple[Tensor, list[tuple[_Record, _Delta]]]:
     """The logits and, for every Linear/Conv2d (last first), its record and ``delta = dO/dz``."""
     _check(model, form)
     out, records = _forward(model, x)
     if out.dim() != 2:
         raise ConfigError(f"sensitivity: the model output must be [N, K] logits, got shape {tuple(out.shape)}")
     n, k = out.shape
+    scale = _output_scale(out, output_layer)
     weighted = [i for i, r in enumerate(records) if isinstance(r.module, (nn.Linear, nn.Conv2d))]
     if not weighted:
         return out, []
-    # J[n, k, ...] = dO_nk / d(current tensor) = base * mask (see _Delta); starts as the identity.
-    # While only ReLUs separate us from a logits Linear layer W_L, the base stays W_L itself.
-    jac: Tensor | None = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
+    # J[n, k, ...] = dO_nk / d(current tensor) = base * mask (see _Delta); starts as dO/dz: the
+    # identity (logits) or diag(sigmoid'(z_n)). While only ReLUs separate us from a logits Linear
+    # layer W_L, the base stays W_L itself (times the per-sample scale).
+    if scale is None:
+        jac: Tensor | None = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)
+    else:
+        jac = torch.diag_embed(scale)
     w_top: Tensor | None = None
     mask: Tensor | None = None
     found: list[tuple[_Record, _Delta]] = []
@@ -235,7 +274,7 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
         rec = records[index]
         module = rec.module
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            found.append((rec, _Delta(n, jac, None if jac is not None else w_top, mask)))
+            found.append((rec, _Delta(n, jac, None if jac is not None else w_top, mask, None if jac is not None else scale)))
             if index == weighted[0]:
                 break  # nothing below the first weighted layer has weights
             if isinstance(module, nn.Linear) and index == len(records) - 1:
@@ -247,6 +286,8 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
                 table = (w_top.T.unsqueeze(2) * module.weight.unsqueeze(1)).reshape(w_top.shape[1], -1)
                 left = mask if mask is not None else table.new_ones(n, w_top.shape[1])
                 jac = (left @ table).reshape(n, k, -1)
+                if scale is not None:
+                    jac = jac * scale.unsqueeze(2)
             elif isinstance(module, nn.Linear):
                 jac = _Delta(n, jac, None, mask).full() @ module.weight
             else:
@@ -256,38 +297,39 @@ def _layer_deltas(model: nn.Sequential, x: Tensor, form: str) -> tuple[Tensor, l
             assert rec.extra is not None
             mask = rec.extra if mask is None else mask * rec.extra
         else:
-            jac = _Delta(n, jac, None if jac is not None else w_top, mask).full()
+            jac = _Delta(n, jac, None if jac is not None else w_top, mask, None if jac is not None else scale).full()
             jac, mask = (_maxpool_input_jacobian(rec, jac) if isinstance(module, nn.MaxPool2d)
                          else jac.reshape(n, k, *rec.input.shape[1:])), None
     return out, found
 
 
 def forward_with_sensitivity(
-    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False, output_layer: str = "softmax"
 ) -> tuple[Tensor, Tensor]:
     """The logits ``[N, K]`` and ``S`` (a differentiable scalar) from one shared forward pass.
 
     Use this in a training step so the loss and S share the forward: ``out, s = ...;
-    (loss_fn(out, y) + gamma * s).backward()``.
+    (loss_fn(out, y) + gamma * s).backward()``. ``output_layer``: ``"softmax"`` takes S on the
+    logits, ``"sigmoid"`` on ``sigmoid(logits)`` (module docstring); the logits are returned either way.
     """
-    out, found = _layer_deltas(model, x, form)
+    out, found = _layer_deltas(model, x, form, output_layer)
     total = out.new_zeros(())
     for position, (rec, delta) in enumerate(found):
-        if position == 0 and isinstance(rec.module, nn.Linear) and rec.output_shape == out.shape:
+        if position == 0 and output_layer == "softmax" and isinstance(rec.module, nn.Linear) and rec.output_shape == out.shape:
             total = total + _logits_layer_term(rec, form, include_bias)
         else:
             total = total + _layer_term(rec, delta, form, include_bias)
     return out, total
 
 
-def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_sample") -> list[Tensor]:
+def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_sample", output_layer: str = "softmax") -> list[Tensor]:
     """Every weight's own term ``|w| * sum_k |dO_k/dw|`` (per-sample form: averaged over samples),
     one tensor shaped like the weight per Linear/Conv2d in layer order; they sum to :func:`sensitivity`.
     Detached (for maps and ranking, not for training)."""
-    _, found = _layer_deltas(model, x, form)
+    _, found = _layer_deltas(model, x, form, output_layer)
     maps: list[Tensor] = []
     for rec, factored in reversed(found):
-        weight = rec.module.weight
+        weight = rec.weighted.weight
         delta = factored.full()
         n = delta.shape[0]
         if isinstance(rec.module, nn.Linear):
@@ -308,7 +350,7 @@ def weight_sensitivities(model: nn.Sequential, x: Tensor, form: Form = "per_samp
 
 
 def sensitivity(
-    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False, output_layer: str = "softmax"
 ) -> Tensor:
     """``S(w)`` of ``model`` on the batch ``x`` (paper Eq. 5), differentiable w.r.t. the parameters.
 
@@ -316,7 +358,7 @@ def sensitivity(
     the batch-mean outputs); see the module docstring. Cost of the per-sample form on an MLP: about
     one extra forward and backward (the Jacobian of K outputs is carried as a ``[N, K, width]`` tensor).
     """
-    return forward_with_sensitivity(model, x, form, include_bias)[1]
+    return forward_with_sensitivity(model, x, form, include_bias, output_layer)[1]
 
 
 def weighted_parameters(model: nn.Sequential, include_bias: bool = False) -> list[Tensor]:
@@ -331,7 +373,7 @@ def weighted_parameters(model: nn.Sequential, include_bias: bool = False) -> lis
 
 
 def sensitivity_reference(
-    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False
+    model: nn.Sequential, x: Tensor, form: Form = "per_sample", include_bias: bool = False, output_layer: str = "softmax"
 ) -> Tensor:
     """The slow, obvious definition by autograd (one backward per output, per sample for per_sample).
 
@@ -342,16 +384,20 @@ def sensitivity_reference(
     _check(model, form)
     params = weighted_parameters(model, include_bias)
     out = model(x)
+    if output_layer == "sigmoid":
+        out = torch.sigmoid(out)  # O_k = sigmoid(z_k): autograd differentiates through it
+    elif output_layer != "softmax":
+        raise ConfigError(f"sensitivity: output layer {output_layer!r} is unknown; use sigmoid or softmax")
     n, k = out.shape
     total = out.new_zeros(())
     if form == "batch":
         mean_out = out.mean(0)
         for kk in range(k):
             grads = torch.autograd.grad(mean_out[kk], params, retain_graph=True, create_graph=True)
-            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads, strict=True))
         return total
     for nn_ in range(n):
         for kk in range(k):
             grads = torch.autograd.grad(out[nn_, kk], params, retain_graph=True, create_graph=True)
-            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads))
+            total = total + sum((p.abs() * g.abs()).sum() for p, g in zip(params, grads, strict=True))
     return total / n

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from axtrain.datasets.split import n_held_out
+
 #: LeNet-5 as used for mnist-cnn, layer by layer (input [N, 1, 28, 28]).
 LENET5_LAYERS = "conv5x5x6 pad2, maxpool2, conv5x5x16, maxpool2, fc120, fc84, fc10"
 
@@ -42,7 +44,6 @@ class Application:
 
 def _uci_split(n: int) -> tuple[int, int]:
     """(train, test) sizes of an 80/20 split; the test part is rounded up (see docs/data.md)."""
-    from axtrain.datasets.split import n_held_out
 
     test = n_held_out(n, 0.2)
     return n - test, test

@@ -27,9 +27,10 @@ MAX_BIAS_WORDS = min(operand_range("LDB", "bb")[1], operand_range("MODE", "mt")[
 
 
 class Architecture(BaseModel):
-    """A FlexFlow instance: PE array, on-chip memories, bandwidths, clock and word widths."""
+    """A FlexFlow instance: PE array, on-chip memories, bandwidths, clock and word widths.
+    NaN and infinity are refused (``clock_hz: .inf`` once priced leakage as infinite joules)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     pe_rows: int = Field(16, ge=1, le=64, description="PE array rows. FlexFlow's evaluated array is 16x16 (Lu et al., HPCA 2017).")
     pe_cols: int = Field(16, ge=1, le=64, description="PE array columns (see pe_rows).")

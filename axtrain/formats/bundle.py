@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,7 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
@@ -57,15 +61,20 @@ def golden_layer_file(index: int) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Placement(_Model):
     """A network input or output: per-sample shape, fixed-point format, DRAM activation address (words)."""
 
     shape: list[int]
-    format: str
+    format: FormatText
     dram: int
+
+    @property
+    def fixed_point(self) -> FixedPointFormat:
+        """``format`` as a typed format."""
+        return FixedPointFormat.parse(self.format)
 
 
 class ImageRange(_Model):
@@ -87,6 +96,15 @@ class Tiling(_Model):
     weights_resident: Literal["layer", "block", "chunk"]  # what one LDW loads
 
 
+class LayerFormats(NamedTuple):
+    """A layer's fixed-point formats, typed (``weight`` and ``bias`` None without weights)."""
+
+    input: FixedPointFormat
+    output: FixedPointFormat
+    weight: FixedPointFormat | None
+    bias: FixedPointFormat | None
+
+
 class LayerRecord(_Model):
     """One row of ``layers.json``: everything the runtime needs about a layer."""
 
@@ -95,13 +113,13 @@ class LayerRecord(_Model):
     op: Literal["dense", "conv", "maxpool", "flatten"]
     input_shape: list[int]  # per sample
     output_shape: list[int]
-    input_format: str
-    output_format: str
-    weight_format: str | None = None
-    bias_format: str | None = None
+    input_format: FormatText
+    output_format: FormatText
+    weight_format: FormatText | None = None
+    bias_format: FormatText | None = None
     relu: bool = False
-    multipliers: list[str]  # one per output neuron (compute layers) or [] (no weights)
-    sram_voltage: float
+    multipliers: list[ModeText]  # one per output neuron (compute layers) or [] (no weights); canonical text
+    sram_voltage: Volts
     stride: int = 1
     padding: int = 0
     kernel: list[int]  # conv [kh, kw], maxpool [k, k], else []
@@ -113,6 +131,20 @@ class LayerRecord(_Model):
     macs: int  # multiply-accumulates per sample
     program: list[int] = Field(min_length=2, max_length=2)  # [first, end) instruction indices of the layer
 
+    # The file keeps text; these typed views are what code below the file reader uses.
+    @property
+    def modes(self) -> tuple[MultiplierMode, ...]:
+        """``multipliers`` as typed modes (one per output neuron; empty without weights)."""
+        return modes_of(self.multipliers)
+
+    @property
+    def formats(self) -> LayerFormats:
+        """The layer's formats, typed."""
+        def typed(text: str | None) -> FixedPointFormat | None:
+            return None if text is None else FixedPointFormat.parse(text)
+
+        return LayerFormats(FixedPointFormat.parse(self.input_format), FixedPointFormat.parse(self.output_format), typed(self.weight_format), typed(self.bias_format))
+
 
 class LayerSummary(_Model):
     """Per-layer modes and voltage, repeated in the manifest for a quick look."""
@@ -120,7 +152,14 @@ class LayerSummary(_Model):
     name: str
     op: str
     multiplier: str  # one mode, or "mixed:<n> modes"
-    sram_voltage: float
+    sram_voltage: Volts
+
+
+class HostTailOp(_Model):
+    """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
+
+    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    node: str  # the ONNX node it came from
 
 
 class Float32Bound(_Model):
@@ -147,6 +186,7 @@ class Manifest(_Model):
     seed: str | None
     input: Placement
     output: Placement
+    host_tail: list[HostTailOp] = Field(default_factory=list)  # absent in bundles without one
     activation_words: int
     weight_words: int
     weight_word_bits: int
@@ -229,7 +269,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def json_bytes(obj: Any) -> bytes:
     """Deterministic JSON: sorted keys, 2-space indent, final newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,14 +450,74 @@ def load_bundle(path: str | Path) -> Bundle:
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias)
     return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+
+
+def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord], program: list[Instruction]) -> None:
+    """The cross-file invariants of a bundle whose files each look fine on their own: the program,
+    the layer table and the manifest describe the same network over the same memory images.
+
+    A bundle whose ``layers.json`` was swapped for another application's (hashes recomputed) used to
+    simulate without complaint; only ``verify`` noticed. These checks run on every load and cost one
+    pass over the instructions and one over the layers (no per-word work)."""
+    where = root / LAYERS
+    if manifest.instructions != len(program):
+        raise BundleError(f"{root / MANIFEST}: says {manifest.instructions} instructions, {PROGRAM_BIN} holds {len(program)}")
+    if len(manifest.layers) != len(layers):
+        raise BundleError(f"{root}: {MANIFEST} lists {len(manifest.layers)} layers, {LAYERS} {len(layers)} (files of different bundles?)")
+    synced: dict[int, int] = {}
+    for index, ins in enumerate(program):
+        if ins.op == "SYNC":
+            synced_layer, count = ins.args[0], ins.args[2]
+            if synced_layer >= len(layers):
+                raise BundleError(f"{root}: instruction {index} (SYNC) names layer {synced_layer}, {LAYERS} has {len(layers)} layers")
+            synced[synced_layer] = count  # the last SYNC of a layer delivers its output
+    previous_end = 0
+    previous_size: int | None = None
+    for layer, summary in zip(layers, manifest.layers, strict=True):  # equal lengths: checked above
+        label = f"{where}: layer {layer.index} ({layer.name})"
+        if (summary.name, summary.op) != (layer.name, layer.op):
+            raise BundleError(f"{label}: the manifest lists layer {layer.index} as {summary.name} ({summary.op})")
+        first, end = layer.program
+        if not previous_end <= first <= end <= len(program):
+            raise BundleError(f"{label}: instruction range [{first}, {end}) is not inside [{previous_end}, {len(program)}] after the previous layer's")
+        previous_end = end
+        size_in, size_out = math.prod(layer.input_shape), math.prod(layer.output_shape)
+        if previous_size is not None and size_in != previous_size:
+            raise BundleError(f"{label}: input shape {layer.input_shape} does not take the previous layer's {previous_size} values")
+        previous_size = size_out
+        if layer.index not in synced:
+            raise BundleError(f"{label}: the program never SYNCs its output")
+        if synced[layer.index] != size_out:
+            raise BundleError(f"{label}: the program SYNCs {synced[layer.index]} values, layers.json says output shape {layer.output_shape}")
+        computes = layer.op in ("dense", "conv")
+        if computes != (layer.weights is not None) or computes != (layer.bias is not None):
+            raise BundleError(f"{label}: a {layer.op} layer {'needs' if computes else 'has no'} weight and bias ranges")
+        if layer.weights is not None and layer.bias is not None:
+            w, b = layer.weights, layer.bias
+            if len(w.shape) != 2 or w.count != math.prod(w.shape) or b.count != w.shape[0] or len(layer.multipliers) != w.shape[0]:
+                raise BundleError(
+                    f"{label}: weights {w.shape} ({w.count} words), {b.count} biases and {len(layer.multipliers)} multiplier modes "
+                    f"do not describe one [outputs, inputs] matrix"
+                )
+            for what, image, words in (("weights", w, manifest.weight_words), ("bias", b, manifest.bias_words)):
+                if image.dram < 0 or image.dram + image.count > words:
+                    raise BundleError(f"{label}: {what} [{image.dram}, {image.dram + image.count}) lie outside the {words}-word image")
+    if math.prod(manifest.input.shape) != math.prod(layers[0].input_shape):
+        raise BundleError(f"{root / MANIFEST}: input shape {manifest.input.shape} does not match layer 0's {layers[0].input_shape}")
+    if math.prod(manifest.output.shape) != math.prod(layers[-1].output_shape):
+        raise BundleError(f"{root / MANIFEST}: output shape {manifest.output.shape} does not match the last layer's {layers[-1].output_shape}")
+    for what, place in (("input", manifest.input), ("output", manifest.output)):
+        size = math.prod(place.shape)
+        if place.dram < 0 or place.dram + size > manifest.activation_words:
+            raise BundleError(f"{root / MANIFEST}: {what} [{place.dram}, {place.dram + size}) lies outside the {manifest.activation_words} activation words")
 
 
 def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
-    from axtrain.formats.isa import parse_assembly
 
     for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
         if (root / name).read_bytes() != image_hex_bytes(words, bits):

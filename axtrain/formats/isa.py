@@ -19,12 +19,32 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.hwmodels.multipliers import EXACT, MAX_DRUM_K, MultiplierMode
+
+
+class MachineLimits(Protocol):
+    """What :func:`check_program` reads of an architecture (``formats.arch.Architecture`` has it;
+    a protocol, because the architecture module builds on this one, not the other way round)."""
+
+    @property
+    def pe_count(self) -> int: ...
+    @property
+    def pe_weight_memory_words(self) -> int: ...
+    @property
+    def pe_neuron_memory_words(self) -> int: ...
+    @property
+    def weight_buffer_words(self) -> int: ...
+    @property
+    def neuron_buffer_words(self) -> int: ...
+    @property
+    def bias_buffer_words(self) -> int: ...
+    @property
+    def neuron_word_bits(self) -> int: ...
 
 ISA_VERSION = "1"
 WORD_BITS = 128
@@ -201,7 +221,8 @@ def operand_range(op: str, name: str) -> tuple[int, int]:
 
 def mode_code(mode: MultiplierMode) -> int:
     """The mode-table code of a multiplier: 0 exact, k DRUM(k) (inverse: :func:`mode_of_code`)."""
-    return MODE_EXACT if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+    k = mode.k
+    return MODE_EXACT if k is None else int(k)
 
 
 def mode_of_code(code: int) -> MultiplierMode:
@@ -223,7 +244,7 @@ class Instruction:
             raise BundleError(f"unknown instruction {self.op!r}")
         if len(self.args) != len(spec.fields):
             raise BundleError(f"{self.op} takes {len(spec.fields)} operands ({', '.join(spec.field_names)}), got {len(self.args)}")
-        for field, value in zip(spec.fields, self.args):
+        for field, value in zip(spec.fields, self.args, strict=True):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise BundleError(f"{self.op} operand {field.name} must be an integer, got {value!r}")
             if not field.lo <= value <= field.hi:
@@ -257,10 +278,10 @@ class Instruction:
 
     def operands(self) -> dict[str, int]:
         """The operands by name."""
-        return dict(zip(OPS[self.op].field_names, self.args))
+        return dict(zip(OPS[self.op].field_names, self.args, strict=True))
 
     def __str__(self) -> str:
-        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args)]
+        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args, strict=True)]
         return " ".join(parts)
 
 
@@ -274,7 +295,7 @@ def encode(instruction: Instruction) -> bytes:
     spec = instruction.spec
     word = spec.opcode
     shift = OPCODE_BITS
-    for field, value in zip(spec.fields, instruction.args):
+    for field, value in zip(spec.fields, instruction.args, strict=True):
         word |= (value & ((1 << field.bits) - 1)) << shift
         shift += field.bits
     return word.to_bytes(WORD_BYTES, "little")
@@ -440,7 +461,7 @@ def pool_output_size(size: int, k: int, s: int) -> int:
 
 def check_program(
     program: Sequence[Instruction],
-    arch: "Architecture",  # noqa: F821 - imported lazily to keep this module standalone
+    arch: MachineLimits,
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.errors import AxTrainError, OnnxError
+from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
 
 SCHEMA_VERSION = "1"
 OPSET = 21
@@ -18,6 +18,9 @@ KEY_APP = "axtrain.app"
 KEY_METHOD = "axtrain.method"
 KEY_SEED = "axtrain.seed"
 KEY_VERSIONS = "axtrain.versions"
+# The network's output layer ("sigmoid" or "softmax"; absent: not recorded). With "sigmoid" the graph
+# ends in a Sigmoid node, which the compiler turns into a host-side tail op.
+KEY_OUTPUT_LAYER = "axtrain.output_layer"
 
 # Node-level metadata_props (on Gemm / Conv)
 KEY_MULTIPLIER = "axtrain.multiplier"
@@ -39,7 +42,7 @@ KEY_FLOAT32_EXACT = "axtrain.float32_exact"
 # left side of the bound: fan_in * max|a| * max|w| + max|bias|.
 KEY_ACCUMULATOR_BOUND = "axtrain.accumulator_bound"
 
-MODEL_KEYS = (KEY_SCHEMA, KEY_APP, KEY_METHOD, KEY_SEED, KEY_VERSIONS)
+MODEL_KEYS = (KEY_SCHEMA, KEY_APP, KEY_METHOD, KEY_SEED, KEY_VERSIONS, KEY_OUTPUT_LAYER)
 NODE_KEYS = (
     KEY_LAYER,
     KEY_MULTIPLIER,
@@ -56,7 +59,7 @@ NAMESPACE = "axtrain."
 FLOAT32_EXACT_LIMIT = 1 << 24
 
 
-def read_annotations(model: Any) -> dict[str, dict]:
+def read_annotations(model: Any) -> dict[str, dict[str, Any]]:
     """The ``axtrain.*`` metadata of an ONNX ``ModelProto`` as plain strings.
 
     Returns ``{"model": {key: value}, "nodes": {node_name: {key: value}}}``; only keys in the
@@ -82,15 +85,12 @@ def format_multiplier(modes: Sequence[Any]) -> str:
     return json.dumps(names, separators=(",", ":"))
 
 
-def parse_multiplier(text: str, out_features: int, where: str = "node") -> tuple["MultiplierMode", ...]:
+def parse_multiplier(text: str, out_features: int, where: str = "node") -> tuple[MultiplierMode, ...]:
     """Parse an ``axtrain.multiplier`` value into one mode per output neuron.
 
     Raises :class:`~axtrain.errors.OnnxError` (one line naming ``where``) on a bad value or a list
-    whose length is not ``out_features``.
+    whose length is not ``out_features``. The one reader of this key (exporter tests, compiler).
     """
-    from axtrain.errors import AxTrainError, OnnxError
-    from axtrain.hwmodels.multipliers import parse_mode
-
     try:
         if text.lstrip().startswith("["):
             items = json.loads(text)

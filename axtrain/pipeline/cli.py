@@ -6,13 +6,17 @@ from pathlib import Path
 
 import click
 
+from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.hwmodels.multipliers import MultiplierMode
+from axtrain.trainer.config import METHOD_NAMES
+
 
 @click.command("pipeline")
 @click.option("--app", required=True, help="Application (see `axtrain data list`), e.g. breast-cancer.")
-@click.option("--method", default="axtrain", show_default=True, type=click.Choice(["bp", "act", "pas", "axtrain", "approxann"]), help="Training method.")
+@click.option("--method", default="axtrain", show_default=True, type=click.Choice(METHOD_NAMES), help="Training method.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory (run, ONNX, bundle, report, summary).")
-@click.option("--multiplier", help="Target multiplier the network is trained for and annotated with: exact, drum:K or K1..K4 (default: the trainer's).")
-@click.option("--sram-voltage", type=float, help="Target weight-SRAM voltage in volts, 0.40..1.10 (default: nominal 1.1).")
+@multiplier_option("Target multiplier the network is trained for and annotated with (default: the config's, else exact)")
+@sram_voltage_option("Target weight-SRAM voltage (default: the config's, else nominal)")
 @click.option("--runs", type=int, default=50, show_default=True, help="Monte Carlo runs of the simulation (one NTV fault map each).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed (data split, initial weights, shuffling).")
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of the simulation's fault maps.")
@@ -24,7 +28,7 @@ def pipeline(
     app: str,
     method: str,
     out: Path,
-    multiplier: str | None,
+    multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
     seed: int,
@@ -41,13 +45,30 @@ def pipeline(
     """
     import time
 
+    from axtrain.formats.target import HardwareTarget
     from axtrain.pipeline.run import PipelineOptions, run_pipeline
+    from axtrain.trainer.config import load_config
 
     start = time.perf_counter()
+    target = None
+    if multiplier is not None or sram_voltage is not None:
+        # What is not given on the command line comes from the config file (else the defaults).
+        base = load_config(config_file, app=app).hardware
+        given = {"multiplier": multiplier, "sram_voltage": sram_voltage}
+        target = HardwareTarget.model_validate({**base.model_dump(), **{key: value for key, value in given.items() if value is not None}})
     options = PipelineOptions(
-        app=app, method=method, out=out, multiplier=multiplier, sram_voltage=sram_voltage, runs=runs, seed=seed,
+        app=app, method=method, out=out, target=target, runs=runs, seed=seed,
         sim_seed=sim_seed, epochs=epochs, config_file=config_file, arch_file=arch_file, force=force, progress=True,
     )
-    result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
+    from axtrain.errors import OutputError
+    from axtrain.locks import output_lock
+    from axtrain.pipeline.run import validate_options
+
+    validate_options(options)  # before the lock creates OUT
+    with output_lock(out, inside=True):
+        try:
+            result = run_pipeline(options, log=lambda line: click.echo(line, err=True))
+        except OutputError as exc:
+            raise OutputError(f"{exc}; finished stages (and the training checkpoint) in {out} are kept: make room and rerun the same command to resume") from None
     click.echo((out / "summary.md").read_text())
     click.echo(f"pipeline: {out} ({len(result.ran)} stages ran, {len(result.reused)} reused) in {time.perf_counter() - start:.1f} s")

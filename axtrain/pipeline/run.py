@@ -1,7 +1,6 @@
 """The five stages of ``axtrain pipeline`` and their reuse rules.
 
 Layout of the output directory::
-
     DIR/run/          the training run (trainer run directory; resumes from its own checkpoint)
     DIR/model.onnx    the annotated dynamic-fixed-point ONNX export
     DIR/bundle/       the compiled FlexFlow bundle
@@ -18,6 +17,7 @@ the first unfinished stage (training resumes mid-run from its checkpoint).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -27,7 +27,12 @@ from typing import Any, Callable
 
 from axtrain import atomic
 from axtrain.errors import ConfigError
+from axtrain.formats.arch import DEFAULT_ARCH, load_arch
+from axtrain.formats.target import HardwareTarget
+from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
 from axtrain.pipeline.ledger import Ledger, stage_key
+from axtrain.pipeline.summary import write_summary
+from axtrain.trainer.config import load_config
 
 STAGES = ("train", "export", "compile", "verify", "simulate")
 RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.json", "run/summary.json")
@@ -36,12 +41,10 @@ RUN_FILES = ("run/weights.safetensors", "run/layers.safetensors", "run/layers.js
 @dataclass(frozen=True)
 class PipelineOptions:
     """Everything that decides the pipeline's artifacts (echoed in the summary and the report)."""
-
     app: str
     method: str = "axtrain"
     out: Path = Path("out/pipeline")
-    multiplier: str | None = None  # target of training and default annotation; None: the trainer's default
-    sram_voltage: float | None = None
+    target: HardwareTarget | None = None  # of training and the default annotation; None: the config file's, else the trainer's default
     runs: int = 50
     seed: int = 0
     sim_seed: int = 0
@@ -55,7 +58,6 @@ class PipelineOptions:
 @dataclass
 class PipelineResult:
     """What a pipeline run produced and which stages it actually ran."""
-
     out: Path
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -65,15 +67,12 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    from axtrain.trainer.config import load_config
-
     overrides: dict[str, Any] = {"app": options.app, "method": options.method, "seed": options.seed}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
-    if options.multiplier is not None:
-        overrides["multiplier"] = options.multiplier
-    if options.sram_voltage is not None:
-        overrides["sram_voltage"] = options.sram_voltage
+    if options.target is not None:
+        t = options.target
+        overrides.update(multiplier=t.multiplier, sram_voltage=t.sram_voltage, bits_w=t.bits_w, bits_a=t.bits_a)
     return load_config(options.config_file, **overrides).resolved()
 
 
@@ -88,10 +87,24 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
-    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+def validate_options(options: PipelineOptions) -> tuple[Any, str]:
+    """Every input checked before the first stage (a bad ``--arch`` used to fail after training):
+    returns the resolved training config and the architecture file's text ("" for the default)."""
     if options.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {options.runs}")
+    check_range("--runs", options.runs, 1, MAX_RUNS)
+    check_range("--sim-seed", options.sim_seed, 0, MAX_SEED)
+    config = _train_config(options)
+    if options.arch_file:
+        load_arch(options.arch_file)
+    arch_text = options.arch_file.read_text(encoding="utf-8") if options.arch_file else ""
+    return config, arch_text
+
+
+def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda line: None) -> PipelineResult:
+    """Run (or resume) every stage for ``options``; returns what ran, what was reused and the report."""
+    config, arch_text = validate_options(options)
+    arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
     root = Path(options.out)
     if options.force and (root / "pipeline.json").exists():
         # Each output disappears whole; the ledger goes last, so a forced rerun interrupted here is
@@ -119,9 +132,9 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
         log(f"[{name}] done in {result.seconds[name]:.1f} s")
 
     # 1. train ----------------------------------------------------------------------------------
-    config = _train_config(options)
 
     def train() -> None:
+        # the stage imports its tool when it runs: a resumed pipeline past training never loads torch
         from axtrain.trainer.engine import train as train_run
 
         run_dir = root / "run"
@@ -136,6 +149,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 2. export ---------------------------------------------------------------------------------
     def export() -> None:
+        # onnx and the exporter load only if this stage runs
         from axtrain.trainer.export import export_run
 
         export_run(root / "run", root / "model.onnx")
@@ -143,13 +157,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     stage("export", {}, {"run": weights_hash}, ["model.onnx"], export)
 
     # 3. compile --------------------------------------------------------------------------------
-    arch_text = options.arch_file.read_text() if options.arch_file else ""
-
     def compile_() -> None:
+        # the compiler (and onnx) load only if this stage runs
         from axtrain.compiler.pipeline import compile_to_bundle
-        from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
-        arch = load_arch(options.arch_file) if options.arch_file else DEFAULT_ARCH
         compile_to_bundle(root / "model.onnx", root / "bundle", arch, overwrite=True)
 
     stage("compile", {"arch": arch_text}, {"onnx": ledger.output_hash("export", "model.onnx")}, ["bundle"], compile_)
@@ -157,9 +168,10 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     # 4. verify ---------------------------------------------------------------------------------
     def verify() -> None:
-        from axtrain.runtime.cli import verify_bundle
+        # the runtime loads only if this stage runs
+        from axtrain.runtime.verify import verify_bundle
 
-        lines = verify_bundle(root / "bundle")
+        lines = verify_bundle(root / "bundle").lines()
         atomic.write_text(root / "verify.txt", "\n".join(lines) + "\nverify: OK\n")
 
     stage("verify", {}, {"bundle": bundle_hash}, ["verify.txt"], verify)
@@ -168,6 +180,7 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
     sim_params = {"app": options.app, "runs": options.runs, "seed": options.sim_seed, "split_seed": options.seed}
 
     def simulate() -> None:
+        # the runtime and the data sets load only if this stage runs
         from axtrain.pipeline.simulate import simulate_app
 
         report = simulate_app(root / "bundle", options.app, split_seed=options.seed, runs=options.runs, seed=options.sim_seed)
@@ -175,11 +188,8 @@ def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = lambda l
 
     stage("simulate", sim_params, {"bundle": bundle_hash}, ["report.json"], simulate)
 
-    import json
-
     result.report = json.loads((root / "report.json").read_text())
     result.train_summary = json.loads((root / "run" / "summary.json").read_text())
-    from axtrain.pipeline.summary import write_summary
 
     write_summary(root, options, config, result)
     return result

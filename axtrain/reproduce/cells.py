@@ -12,16 +12,16 @@ rename) by whoever ran it; a cell with a file is never run again, so an interrup
 resumes where it stopped. Cells that leave artifacts (run directories, ONNX files, bundles) keep them
 in ``DIR/cells/<key>/``; a training cell killed half-way resumes from the trainer's checkpoint there.
 
-:func:`execute_cell` is what a worker runs (in-process, in a process pool or as a Ray task): it looks
-the kind up in :data:`axtrain.reproduce.tasks.TASKS`, runs it with the finished deps' results and
-writes the cell's file.
+:func:`axtrain.reproduce.worker.execute_cell` is what a worker runs (in-process, in a process pool or
+as a Ray task): it looks the kind up in :data:`axtrain.reproduce.tasks.TASKS`, runs it with the
+finished deps' results and writes the cell's file. (It lives beside, not in, this module: the tasks
+use cells, and cells know nothing of the tasks.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 from axtrain import __version__
 from axtrain.atomic import write_json
 from axtrain.errors import RunError
+from axtrain.provenance import versions
 
 CELLS_DIR = "cells"
 RECORD_FORMAT = "axtrain-reproduce-cell/1"
@@ -142,7 +143,6 @@ class CellStore:
 
     def write(self, cell: Cell, result: Mapping[str, Any], wall_s: float) -> dict[str, Any]:
         """Store a finished cell's result (atomically; the file's presence means 'done')."""
-        from axtrain.provenance import versions
 
         record = {
             "format": RECORD_FORMAT,
@@ -162,31 +162,3 @@ class CellStore:
 
     def absolute(self, relative: str) -> Path:
         return self.root / relative
-
-
-def execute_cell(cell_json: Mapping[str, Any], root: str) -> dict[str, Any]:
-    """Run one cell whose deps are finished, store its record and return it (a worker's entry point).
-
-    Torch runs on one thread here: the pool runs one cell per core, and tiny GEMMs lose to threading
-    on a shared machine anyway. The previous thread count is restored (matters when run in-process).
-    """
-    from axtrain.reproduce.tasks import TASKS, TaskContext
-
-    cell = Cell.from_json(cell_json)
-    store = CellStore(root)
-    if store.has(cell):
-        return store.record(cell)
-    task = TASKS.get(cell.kind)
-    if task is None:
-        raise RunError(f"unknown cell kind {cell.kind!r} ({cell.name})")
-    deps = [store.result(d) for d in cell.deps]
-    start = time.perf_counter()
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = task(TaskContext(cell, deps, store))
-    finally:
-        torch.set_num_threads(saved)
-    return store.write(cell, result, time.perf_counter() - start)

@@ -22,11 +22,21 @@ CHOICES = (*FIGURES, "all")
 @click.option("--seeds", type=int, default=None, help="Seeds per application (default: 4 UCI / 1 MNIST in full, 1 in quick).")
 @click.option("--runs", type=int, default=None, help="NTV Monte Carlo runs per setting (default: 50 full, 10 quick).")
 @click.option("--quick", is_flag=True, help="Reduced run (four UCI apps, fewer epochs/runs/seeds): a smoke test in under 10 minutes.")
+@click.option(
+    "--output-layer", type=click.Choice(["sigmoid", "softmax"]), default=None,
+    help="Output layer of every network, BP included (default sigmoid: the paper's network).",
+)
+@click.option(
+    "--output-metric", type=click.Choice(["mse", "ce", "brier", "error_rate"]), default=None,
+    help="Fig. 6's output error, normalised to BP's exact-multiplier error (default mse; the others stay in the CSV).",
+)
+@click.option("--k-map", default=None, help="DRUM k of K1..K4, comma-separated (default 1,2,3,4: K_i = DRUM(k=i)); see docs/hwmodels.md.")
 @click.option("--jobs", type=int, default=None, help="Cells in parallel (default: the number of CPU cores; 1 runs in this process).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True, help="local process pool, or Ray tasks.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local instance).")
 def reproduce(
-    figure: tuple[str, ...], out: Path, apps: tuple[str, ...], seeds: int | None, runs: int | None, quick: bool, jobs: int | None, executor: str, address: str | None
+    figure: tuple[str, ...], out: Path, apps: tuple[str, ...], seeds: int | None, runs: int | None, quick: bool,
+    output_layer: str | None, output_metric: str | None, k_map: str | None, jobs: int | None, executor: str, address: str | None,
 ) -> None:
     """Reproduce FIGURE (fig4, fig6, fig7, fig8, fig9 or all; several may be given) into OUT.
 
@@ -45,10 +55,17 @@ def reproduce(
     for name in figure:
         if name not in CHOICES:
             raise ConfigError(f"unknown figure {name!r}; expected one of {', '.join(CHOICES)}")
+    from axtrain.limits import MAX_RUNS, MAX_THREADS, check_range
+
+    check_range("--seeds", seeds, 1, 1000)
+    check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--jobs", jobs, 1, MAX_THREADS)
     if address is not None and executor != "ray":
         raise ConfigError("--address is only meaningful with --executor ray")
     app_list = tuple(a.strip() for item in apps for a in item.split(",") if a.strip())
-    chosen = profile(quick).with_options(apps=app_list or None, seeds=seeds, runs=runs)
+    chosen = profile(quick).with_options(
+        apps=app_list or None, seeds=seeds, runs=runs, output_layer=output_layer, output_metric=output_metric, k_map=k_map
+    )
     figures = list(FIGURES) if "all" in figure else [f for f in FIGURES if f in figure]
     command = "axtrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "reproduce" in sys.argv else f"axtrain reproduce {' '.join(figure)}"
     result = run(

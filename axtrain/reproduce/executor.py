@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import time
 from typing import Any, Callable, Iterable
 
+from axtrain.datasets import APPLICATIONS
 from axtrain.errors import ConfigError, RunError
-from axtrain.reproduce.cells import Cell, CellStore, closure, execute_cell
+from axtrain.reproduce.cells import Cell, CellStore, closure
+from axtrain.reproduce.worker import execute_cell
 
 EXECUTORS = ("local", "ray")
 Progress = Callable[[str], None]
@@ -32,10 +35,10 @@ Progress = Callable[[str], None]
 
 def _worker_init() -> None:
     """Pool workers: one torch thread (the pool already uses every core)."""
-    import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
+        # torch only in pool workers, which train; the driver process stays free of it
         import torch
 
         torch.set_num_threads(1)
@@ -101,6 +104,7 @@ class _Pool:
 class _Ray:
     def __init__(self, root: str, address: str | None) -> None:
         try:
+            # ray is an optional extra (pip install 'axtrain[ray]')
             import ray
         except ImportError:
             raise ConfigError("--executor ray needs the 'ray' package, which is not installed (pip install 'ray[default]')") from None
@@ -122,7 +126,7 @@ class _Ray:
 
     def wait(self) -> list[tuple[Cell, Any, BaseException | None]]:
         ready, _ = self.ray.wait(list(self.pending), num_returns=1)
-        out = []
+        out: list[tuple[Cell, Any, BaseException | None]] = []
         for ref in ready:
             cell = self.pending.pop(ref)
             try:
@@ -146,7 +150,6 @@ def _priority(cell: Cell) -> tuple[int, float]:
     critical path: MNIST networks), by samples x input size x epochs; then everything else in closure order."""
     if cell.kind != "train":
         return (1, 0.0)
-    from axtrain.datasets import APPLICATIONS
 
     config = cell.params.get("config", {})
     app = APPLICATIONS.get(config.get("app", ""))
@@ -154,7 +157,8 @@ def _priority(cell: Cell) -> tuple[int, float]:
     features = 1
     for d in app.input_shape if app else ():
         features *= d
-    work = samples * features * ((config.get("epochs") or 0) + (config.get("pas_epochs") or 0))
+    schedule = config.get("schedule") or {}
+    work = samples * features * ((schedule.get("epochs") or 0) + (schedule.get("pas_epochs") or 0))
     if app is not None and app.kind == "cnn":
         work *= 3  # LeNet-5 costs ~3x an MLP epoch of the same data
     return (0, -float(work))
@@ -183,7 +187,7 @@ def run_cells(
     start = time.perf_counter()
     cells = closure(targets)
     todo = [c for c in cells if not store.has(c)]
-    counts = {"total": len(cells), "cached": len(cells) - len(todo), "ran": 0, "failed": 0}
+    counts: dict[str, float] = {"total": len(cells), "cached": len(cells) - len(todo), "ran": 0, "failed": 0}
     if not todo:
         return {**counts, "wall_s": time.perf_counter() - start}
     root = str(store.root.resolve())

@@ -37,7 +37,33 @@ def cells(profile: Profile) -> list[Cell]:
     return [_cell(profile)]
 
 
+def _what_it_shows(shares: dict[str, float]) -> str:
+    """One sentence per comparison with BP, from the top-10 % shares (the numbers decide the words)."""
+    bp = shares.get("BP")
+    if bp is None:
+        return ""
+    parts = []
+    for name in ("AxTrain-act", "AxTrain-pas (K1)"):
+        if name not in shares:
+            continue
+        ratio = shares[name] / bp if bp > 0 else float("nan")
+        if ratio < 0.9:
+            word = "flatter than BP's"
+        elif ratio > 1.1:
+            word = "more concentrated than BP's"
+        else:
+            word = "about as concentrated as BP's"
+        parts.append(f"{name}'s map is {word} (top-10 % share {100 * shares[name]:.1f} % vs {100 * bp:.1f} %).")
+    parts.append(
+        "The paper's claim is that act spreads the sensitivity out; where our act map is more concentrated instead, "
+        "act has driven most weights of the last layer towards zero (S sums |w| |dO/dw|, so the cheapest way to lower it "
+        "is to silence weights) and the few that remain carry the outputs: lower S in total, but a less even map."
+    )
+    return " ".join(parts)
+
+
 def write(store: CellStore, profile: Profile, out: Path) -> str:
+    # the figure needs torch and matplotlib (sensitivity maps); the other figures do not
     from axtrain.atomic import write_bytes
     from axtrain.trainer.sensitivity_maps import render_maps
 
@@ -49,21 +75,25 @@ def write(store: CellStore, profile: Profile, out: Path) -> str:
     ]
     write_csv(out / f"{NAME}.csv", rows)
     write_bytes(out / f"{NAME}.png", render_maps(maps, f"{TITLE} ({app}, seed 0)"))
-    stats = []
+    stats, shares = [], {}
     for name, m in maps.items():
         flat = np.sort(m.ravel())[::-1]
         top = flat[: max(1, len(flat) // 10)].sum() / flat.sum() if flat.sum() > 0 else float("nan")
+        shares[name] = float(top)
         stats.append([name, f"{m.mean():.3f}", f"{np.median(m):.3f}", f"{100 * top:.1f} %"])
+    shows = _what_it_shows(shares)
     return "\n".join([
         f"## {TITLE}",
         "",
         "![fig4](fig4.png)",
         "",
-        f"{app}, seed 0: relative sensitivity of every last-layer weight (rows: output neurons; columns: inputs of the "
-        "last layer), each map divided by its maximum. A flatter map (higher mean, lower top-10 % share) means the "
-        "outputs do not hang on a few weights.",
+        f"{app}, seed 0: relative sensitivity `|w| mean_n sum_k |dO_k/dw|` of every last-layer weight, with O the "
+        f"networks' {profile.output_layer} outputs (rows: output neurons; columns: inputs of the last layer), each map "
+        "divided by its maximum. A flatter map (higher mean, lower top-10 % share) means the outputs do not hang on a few weights.",
         "",
         md_table(["network", "mean", "median", "share of the top 10 % weights"], stats),
+        "",
+        f"**What the figure shows.** {shows}",
         "",
         "**Where and why we differ.** The paper shows the maps without numbers; ours are per-sample sensitivities of "
         "our 8-bit-trained networks, normalised per map, so compare the shapes (how concentrated), not the colours "

@@ -3,11 +3,11 @@ vs AxTrain, per application and on average.
 
 * Networks per (app, seed): BP, AxTrain-act, and one AxTrain network per K (the act network followed
   by pas *at that K*: pas trained for one K does not protect another, DESIGN.md).
-* Output error = the classification error rate ``1 - accuracy`` of the bit-exact fixed-point network
-  on the test split (trainer emulation, bit-identical with the runtime): the trainer's Fig. 6 metric
-  (``trainer.evaluate.FIG6_METRIC``; docs/trainer.md). The Brier score of the same outputs is in the
-  CSV as a diagnostic only: DRUM K1 shrinks the logits, which moves a softmax-based score without
-  changing any decision.
+* Output error = ``profile.output_metric`` (``reproduce --output-metric``; default ``mse``: the
+  squared error of the network's outputs, the paper's Sigmoid outputs, against one-hot targets) of
+  the bit-exact fixed-point network on the test split (trainer emulation, bit-identical with the
+  runtime; metrics in ``axtrain.trainer.outputs``). Every metric (mse, ce, brier, error_rate) is in
+  the CSV.
 * Normalisation: by the *BP network's* exact-multiplier error of the same (app, seed), so bars of
   different methods compare directly and method/BP at the same K is their error ratio (the CSV also
   has each network's error over its own exact error).
@@ -33,6 +33,16 @@ PAPER_REDUCTION = {"AxTrain-act": {"K1": 0.4077, "K2": 0.3456, "K3": 0.2515}, "A
 ALL_MODES = ("exact", *MODES)
 
 
+#: The section's "where and why we differ" paragraph (numbers from the run are in the tables above it).
+DIFFER = (
+    "The paper's exact widths, seeds and epochs are not given; we use 8-bit dynamic fixed point, sign-magnitude "
+    "DRUM on both operands and K_i = DRUM(k = i) (docs/hwmodels.md: raw DRUM(1) = DRUM(2) / 2.25 per product for "
+    "operand magnitudes >= 3, so K1 shrinks every product and pulls the Sigmoid outputs towards 0.5). "
+    "The paper does not give K4 averages. Small test splits (71 / 114 samples for breast-cancer / ionosphere) "
+    "make single-app numbers noisy; the seeds' spread is in the first table."
+)
+
+
 def _cells(profile: Profile, app: str, seed: int) -> dict[str, Cell]:
     out = {
         "BP": nets.evaluate(profile, nets.bp(profile, app, seed), app, seed, ALL_MODES),
@@ -47,9 +57,19 @@ def cells(profile: Profile) -> list[Cell]:
     return [c for app in profile.apps for seed in profile.seeds(app) for c in _cells(profile, app, seed).values()]
 
 
-def _error(entry: dict) -> float:
-    """Fig. 6's output error: the error rate 1 - accuracy."""
-    return 1.0 - entry["accuracy"]
+METRIC_NAMES = {
+    "mse": "output MSE (network outputs vs one-hot targets)",
+    "ce": "cross-entropy",
+    "brier": "Brier score",
+    "error_rate": "classification error rate",
+}
+
+
+def _error(entry: dict, metric: str) -> float:
+    """Fig. 6's output error under ``metric`` (error_rate: 1 - accuracy, also for old cells)."""
+    if metric == "error_rate":
+        return 1.0 - entry["accuracy"]
+    return float(entry["metrics"][metric])
 
 
 def _ratio(a: float, b: float) -> float:
@@ -63,7 +83,8 @@ def collect(store: CellStore, profile: Profile) -> list[dict]:
     for app in profile.apps:
         for seed in profile.seeds(app):
             results = {k: store.result(c)["modes"] for k, c in _cells(profile, app, seed).items()}
-            bp_exact = _error(results["BP"]["exact"])
+            metric = profile.output_metric
+            bp_exact = _error(results["BP"]["exact"], metric)
             for method in METHODS:
                 for mode in ALL_MODES:
                     if method == "AxTrain":
@@ -74,10 +95,11 @@ def collect(store: CellStore, profile: Profile) -> list[dict]:
                         network, r = method.lower(), results[method]
                     rows.append({
                         "app": app, "seed": seed, "method": method, "network": network, "mode": mode,
-                        "accuracy": r[mode]["accuracy"], "output_error": _error(r[mode]),
-                        "normalised_to_bp_exact": _ratio(_error(r[mode]), bp_exact),
-                        "normalised_to_own_exact": _ratio(_error(r[mode]), _error(r["exact"])),
-                        "bp_exact_output_error": bp_exact, "brier_score": r[mode]["output_error"],
+                        "metric": metric, "accuracy": r[mode]["accuracy"], "output_error": _error(r[mode], metric),
+                        "normalised_to_bp_exact": _ratio(_error(r[mode], metric), bp_exact),
+                        "normalised_to_own_exact": _ratio(_error(r[mode], metric), _error(r["exact"], metric)),
+                        "bp_exact_output_error": bp_exact,
+                        **{name: _error(r[mode], name) for name in METRIC_NAMES},
                     })
     return rows
 
@@ -103,7 +125,32 @@ def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
             per_app = {app: 1 - _ratio(table[(app, method, mode)]["error"][0], table[(app, "BP", mode)]["error"][0]) for app in apps}
             finite = [v for v in per_app.values() if np.isfinite(v)]
             reduction[(method, mode)] = (float(np.mean(finite)) if finite else float("nan"), per_app)
-    return {"table": table, "reduction": reduction}
+    # The seeds' spread of each app's reduction: std over seeds of 1 - err_method / err_BP of that seed.
+    spread: dict = {}
+    for method in METHODS[1:]:
+        for mode in MODES:
+            for app in apps:
+                per_seed = []
+                for seed in sorted({r["seed"] for r in rows if r["app"] == app}):
+                    mine = [r["output_error"] for r in rows if (r["app"], r["seed"], r["method"], r["mode"]) == (app, seed, method, mode)]
+                    bp = [r["output_error"] for r in rows if (r["app"], r["seed"], r["method"], r["mode"]) == (app, seed, "BP", mode)]
+                    if mine and bp and bp[0] > 0:
+                        per_seed.append(1 - mine[0] / bp[0])
+                spread[(app, method, mode)] = float(np.std(per_seed)) if len(per_seed) > 1 else 0.0
+    by_metric = {
+        name: {
+            (method, mode): float(np.nanmean([
+                1 - _ratio(
+                    float(np.mean([r[name] for r in rows if (r["app"], r["method"], r["mode"]) == (app, method, mode)])),
+                    float(np.mean([r[name] for r in rows if (r["app"], r["method"], r["mode"]) == (app, "BP", mode)])),
+                )
+                for app in apps
+            ]))
+            for method in METHODS[1:] for mode in MODES
+        }
+        for name in METRIC_NAMES
+    }
+    return {"table": table, "reduction": reduction, "spread": spread, "metric": rows[0]["metric"] if rows else "mse", "by_metric": by_metric}
 
 
 def plot(summary: dict, apps: tuple[str, ...], path: Path) -> Path:
@@ -117,7 +164,7 @@ def plot(summary: dict, apps: tuple[str, ...], path: Path) -> Path:
             stds = [table[(a, method, mode)]["norm"][1] for a in apps]
             values.append(means + [float(np.nanmean(means))])
             errors.append(stds + [combined_spread([x for x in stds if np.isfinite(x)])])
-        panels.append(Panel(f"{mode} (DRUM k={mode[1]})", "output error / BP exact", groups, METHODS, values, errors, reference=1.0))
+        panels.append(Panel(f"{mode}", f"{summary['metric']} / BP exact", groups, METHODS, values, errors, reference=1.0))
     return grouped_bars(panels, path, TITLE)
 
 
@@ -139,10 +186,11 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
     for method in METHODS[1:]:
         ours = [fmt(reduction[(method, m)][0], 3, pct=True) for m in MODES]
         paper = [fmt(PAPER_REDUCTION[method].get(m), 3, pct=True) for m in MODES]
-        red_rows.append([method, *[f"{o} (paper {p})" for o, p in zip(ours, paper)]])
+        red_rows.append([method, *[f"{o} (paper {p})" for o, p in zip(ours, paper, strict=True)]])
     per_app = md_table(
         ["app", *[f"{method} {m}" for method in METHODS[1:] for m in MODES]],
-        [[app, *[fmt(reduction[(method, m)][1][app], 3, pct=True) for method in METHODS[1:] for m in MODES]] for app in apps],
+        [[app, *[f"{fmt(reduction[(method, m)][1][app], 3, pct=True)} ± {100 * summary['spread'].get((app, method, m), 0.0):.1f}"
+                for method in METHODS[1:] for m in MODES]] for app in apps],
     )
     acc_rows = []
     for app in [*apps, "**Average**"]:
@@ -153,6 +201,10 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
                 keys = [(a, method, mode) for a in chosen if (a, method, mode) in table]
                 row.append(f"{np.mean([table[k]['accuracy'][0] for k in keys]):.3f}" if keys else "-")
             acc_rows.append(row)
+    other_metrics = md_table(
+        ["metric", *[f"{method} {m}" for method in METHODS[1:] for m in MODES]],
+        [[k, *[fmt(summary["by_metric"][k][(method, m)], 3, pct=True) for method in METHODS[1:] for m in MODES]] for k in METRIC_NAMES],
+    )
     mnist = [a for a in apps if a.startswith("mnist")]
     schedules = "; ".join(
         f"{a}: {profile.app(a).epochs} + {profile.app(a).pas_epochs} pas epochs on "
@@ -163,38 +215,36 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         f" The MNIST apps run a reduced schedule in this profile ({schedules}): their networks are less converged than the paper's."
         if mnist else ""
     )
+    metric = summary["metric"]
+    name = METRIC_NAMES[metric]
     return "\n".join([
         f"## {TITLE}",
         "",
         "![fig6](fig6.png)",
         "",
-        "Output error = classification error rate (1 - accuracy) of the bit-exact 8-bit fixed-point network on "
-        "the test split, as the ratio to the BP network's exact-multiplier error rate of the same seed (mean ± std "
-        "over seeds; a seed whose BP exact error is 0 is left out). "
-        "AxTrain is one network per K (the act network, then pas at that K).",
+        f"Output error = {name} (`{metric}`, `reproduce --output-metric`) of the bit-exact 8-bit fixed-point network "
+        f"on the test split, as the ratio to the BP network's exact-multiplier {metric} of the same seed (mean ± std "
+        "over seeds; a seed whose BP exact error is 0 is left out), as the paper normalises. Every network, BP "
+        f"included, has the {profile.output_layer} output layer. AxTrain is one network per K (the act network, then "
+        "pas at that K).",
         "",
-        md_table(["app", "method", "exact error", *MODES], rows + average),
+        md_table(["app", "method", f"exact {metric}", *MODES], rows + average),
         "",
-        "**Average output-error reduction versus BP** (1 - error rate / BP's error rate at the same K, mean over apps):",
+        f"**Average output-error reduction versus BP** (1 - {metric} / BP's {metric} at the same K, mean over apps):",
         "",
         md_table(["method", *MODES], red_rows),
         "",
-        "Per application:",
+        "Per application (reduction of the seed means; ± the std over seeds of each seed's own reduction, points):",
         "",
         per_app,
+        "",
+        "The same reduction under each output-error metric (mean over apps; every metric's values are in fig6.csv):",
+        "",
+        other_metrics,
         "",
         "Test accuracy of the same networks (mean over seeds; AxTrain: its network for that K):",
         "",
         md_table(["app", "method", *ALL_MODES], acc_rows),
         "",
-        "**Where and why we differ.** We measure output error as the error rate: our DRUM K1 (k = 1 keeps only "
-        "the leading one) rounds every operand down to a power of two, products shrink by about half and the "
-        "logits of a 3-layer network by ~5-7x, which moves a softmax-based error (the Brier score, in the CSV) "
-        "without changing decisions. Error rates on small test splits are coarse (one ionosphere sample = 1.4 "
-        "points) and a near-zero BP exact error makes ratios large. The paper does not give K4 averages. At 8 bits the easy apps "
-        "(breast-cancer, ionosphere) barely notice DRUM, so their ratios sit near 1 for every method "
-        "and small test splits (71 / 114 samples) make single-app reductions noisy; the paper's networks "
-        "are likely wider-word, where DRUM's relative error dominates more. AxTrain's pas phase trains "
-        "with the deployment multiplier; act alone is the trainer's act at its default gamma, which on our "
-        "8-bit networks can cost accuracy under K1 (compare the accuracy table)." + note,
+        "**Where and why we differ.** " + DIFFER + note,
     ])

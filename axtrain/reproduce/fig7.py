@@ -13,6 +13,7 @@ the section's text).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,14 +73,15 @@ def collect(store: CellStore, profile: Profile) -> list[dict]:
 
 def summarise(rows: list[dict], apps: tuple[str, ...]) -> dict:
     """Per (app, method, level): mean and std over every (seed, run); gains of AxTrain over BP."""
-    table = {}
+    table: dict[tuple[str, ...], Any] = {}  # (app, method, level) -> (mean, std); (app, "nominal") -> BP's nominal accuracy
     for app in apps:
         for method in METHODS:
             for level in LEVELS:
                 acc = np.array([r["accuracy"] for r in rows if (r["app"], r["method"], r["level"]) == (app, method, level)])
                 table[(app, method, level)] = (float(acc.mean()), float(acc.std()))
         table[(app, "nominal")] = float(np.mean([r["bp_nominal_accuracy"] for r in rows if r["app"] == app]))
-    gains, pas_gains = {}, {}
+    gains: dict[Any, Any] = {}
+    pas_gains: dict[Any, Any] = {}
     for out, method in ((gains, "AxTrain"), (pas_gains, "AxTrain-pas")):
         for level in LEVELS:
             rel = {a: table[(a, method, level)][0] / table[(a, "BP", level)][0] - 1 for a in apps}

@@ -20,14 +20,15 @@ from typing import Any
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.reproduce.cells import Cell
 from axtrain.reproduce.profile import BUDGET, Profile
+from axtrain.trainer.config import make_config
 
 
 def _train(profile: Profile, app: str, seed: int, method: str, label: str, start: Cell | None = None, **changes: Any) -> Cell:
-    from axtrain.trainer.config import make_config
-
     values = {"app": app, "method": method, "seed": seed, **profile.train_overrides(app), **changes}
+    if "multiplier" in values:
+        values["multiplier"] = profile.drum(values["multiplier"])
     config = make_config(values, "reproduce").resolved()
-    params = {"config": config.model_dump(), "data": profile.data(app)}
+    params = {"config": config.model_dump(mode="json"), "data": profile.data(app)}
     return Cell("train", params, (start,) if start is not None else (), label)
 
 
@@ -63,7 +64,10 @@ def pas_from_bp(profile: Profile, app: str, seed: int, multiplier: str = "exact"
 def evaluate(profile: Profile, network: Cell, app: str, seed: int, modes: tuple[str, ...]) -> Cell:
     """Accuracy and output error of a network on the test split under each multiplier mode
     (trainer emulation, bit-exact with the runtime; nominal voltage)."""
-    params = {"app": app, "seed": seed, "modes": list(modes), "data": profile.data(app)}
+    params: dict[str, Any] = {"app": app, "seed": seed, "modes": list(modes), "data": profile.data(app)}
+    mapped = {m: profile.drum(m) for m in modes if profile.drum(m) != m}
+    if mapped:
+        params["multipliers"] = mapped  # results stay keyed by the mode names
     return Cell("evaluate", params, (network,), f"evaluate {network.label.removeprefix('train ')}")
 
 
@@ -72,7 +76,7 @@ def approxann(profile: Profile, app: str, seed: int, start: str, mode: str) -> C
     s = profile.app(app)
     network = bp(profile, app, seed) if start == "bp" else act(profile, app, seed)
     params = {
-        "app": app, "seed": seed, "mode": mode, "budget": BUDGET,
+        "app": app, "seed": seed, "mode": profile.drum(mode), "budget": BUDGET,
         "retrain_epochs": s.approxann_retrain_epochs, "max_rounds": s.approxann_max_rounds, "data": profile.data(app),
     }
     return Cell("approxann", params, (network,), f"approxann {mode} from {start} {app} s{seed}")
@@ -89,7 +93,7 @@ def simulate(profile: Profile, source: Cell, app: str, seed: int, multiplier: st
     annotation (ApproxAnn's per-neuron modes)."""
     faulty = sram_voltage is not None and sram_voltage < NOMINAL_VOLTAGE
     params = {
-        "app": app, "seed": seed, "multiplier": multiplier, "sram_voltage": sram_voltage,
+        "app": app, "seed": seed, "multiplier": None if multiplier is None else profile.drum(multiplier), "sram_voltage": sram_voltage,
         "runs": profile.runs if faulty else 1, "data": profile.data(app),
     }
     where = f"{multiplier or 'own'}@{sram_voltage if sram_voltage is not None else 'own'}"

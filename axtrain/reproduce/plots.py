@@ -37,9 +37,11 @@ class Panel:
 
 
 def _pyplot():
+    # matplotlib loads only when a figure is drawn, and its backend must be chosen before pyplot
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    # after matplotlib.use: pyplot must not pick a display backend
     import matplotlib.pyplot as plt
 
     return plt
@@ -102,11 +104,11 @@ def _draw(ax, panel: Panel) -> None:
             tops = values[finite] + (np.nan_to_num(errors[finite]) if errors is not None else 0)
             top = max(top, float(np.max(tops if clip is None else np.minimum(tops, clip))))
         if clip is not None:
-            for p, v in zip(pos, values):
+            for p, v in zip(pos, values, strict=True):
                 if np.isfinite(v) and v > clip:
                     ax.text(p, clip, f"{v:.3g}", ha="center", va="bottom", fontsize=7, fontweight="bold")
         if panel.notes is not None:
-            for p, v, e, note in zip(pos, values, np.nan_to_num(errors) if errors is not None else np.zeros_like(values), panel.notes[s]):
+            for p, v, e, note in zip(pos, values, np.nan_to_num(errors) if errors is not None else np.zeros_like(values), panel.notes[s], strict=True):
                 if note and np.isfinite(v):
                     # Above the error bar's cap, horizontal, so it neither hides the cap nor needs a tilt.
                     ax.annotate(note, (p, v + e), xytext=(0, 1.5), textcoords="offset points",
@@ -135,7 +137,7 @@ def grouped_bars(panels: Sequence[Panel], path: Path, title: str | None = None, 
     rows = math.ceil(len(panels) / columns)
     cols = min(columns, len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, constrained_layout=True)
-    for ax, panel in zip(axes.flat, panels):
+    for ax, panel in zip(axes.flat, panels, strict=False):  # the grid may have more cells than panels
         _draw(ax, panel)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)

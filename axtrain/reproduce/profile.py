@@ -21,11 +21,13 @@ from typing import Any
 
 from axtrain.datasets import APPLICATIONS, unknown_application_message
 from axtrain.errors import ConfigError
+from axtrain.hwmodels.multipliers import MAX_DRUM_K
 
 UCI_APPS: tuple[str, ...] = ("breast-cancer", "image-segmentation", "ionosphere", "satimage")
 ALL_APPS: tuple[str, ...] = (*UCI_APPS, "mnist-mlp", "mnist-cnn")
 MODES: tuple[str, ...] = ("K1", "K2", "K3", "K4")  # paper order: K1 the most aggressive
 BUDGET = 0.02  # accuracy loss allowed by Fig. 8 / Fig. 9 (absolute: 2 points)
+OUTPUT_METRICS: tuple[str, ...] = ("mse", "ce", "brier", "error_rate")  # trainer.outputs.METRICS
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,17 @@ class Profile:
     apps: tuple[str, ...]
     runs: int  # NTV Monte Carlo runs (fault maps = chips) per setting
     settings: dict[str, AppSettings] = field(default_factory=dict)
+    output_layer: str = "sigmoid"  # every network of a reproduction, BP included (docs/decisions.md 60)
+    output_metric: str = "mse"  # Fig. 6's output error (the others stay in the CSV); not in any cell's key
+    k_map: tuple[int, int, int, int] = (1, 2, 3, 4)  # K_i = DRUM(k = k_map[i - 1]) (docs/hwmodels.md)
+
+    def drum(self, mode: str) -> str:
+        """The multiplier a mode name stands for in this profile: ``K<i>`` -> ``drum:<k_map[i-1]>``;
+        any other name unchanged. With the default map the paper's names pass unchanged (so the
+        default cells' keys do not depend on the map)."""
+        if mode in MODES and self.k_map != (1, 2, 3, 4):
+            return f"drum:{self.k_map[MODES.index(mode)]}"
+        return mode
 
     def app(self, app: str) -> AppSettings:
         return self.settings[app]
@@ -61,7 +74,7 @@ class Profile:
         s = self.settings[app]
         # One torch thread and the CPU everywhere: cells run one per core, and keys must not depend
         # on which machine happens to have a GPU.
-        return {"epochs": s.epochs, "pas_epochs": s.pas_epochs, "threads": 1, "device": "cpu"}
+        return {"epochs": s.epochs, "pas_epochs": s.pas_epochs, "threads": 1, "device": "cpu", "output_layer": self.output_layer}
 
     def data(self, app: str) -> dict[str, Any]:
         """How the cells of ``app`` subsample the data (part of their params)."""
@@ -74,12 +87,33 @@ class Profile:
             "name": self.name,
             "apps": list(self.apps),
             "ntv_runs": self.runs,
+            "output_layer": self.output_layer,
+            "output_metric": self.output_metric,
+            "k_map": {m: f"drum:{k}" for m, k in zip(MODES, self.k_map, strict=True)},
             "per_app": {a: self.settings[a].__dict__ for a in self.apps},
         }
 
-    def with_options(self, apps: tuple[str, ...] | None = None, seeds: int | None = None, runs: int | None = None) -> "Profile":
+    def with_options(
+        self,
+        apps: tuple[str, ...] | None = None,
+        seeds: int | None = None,
+        runs: int | None = None,
+        output_layer: str | None = None,
+        output_metric: str | None = None,
+        k_map: str | None = None,
+    ) -> "Profile":
         """The profile narrowed/overridden by command-line options (validated)."""
         profile = self
+        if output_layer is not None:
+            if output_layer not in ("sigmoid", "softmax"):
+                raise ConfigError(f"--output-layer: {output_layer!r} is unknown; use sigmoid or softmax")
+            profile = replace(profile, output_layer=output_layer)
+        if output_metric is not None:
+            if output_metric not in OUTPUT_METRICS:
+                raise ConfigError(f"--output-metric: {output_metric!r} is unknown; use one of {', '.join(OUTPUT_METRICS)}")
+            profile = replace(profile, output_metric=output_metric)
+        if k_map is not None:
+            profile = replace(profile, k_map=parse_k_map(k_map))
         if apps:
             unknown = [a for a in apps if a not in APPLICATIONS]
             if unknown:
@@ -98,6 +132,18 @@ class Profile:
                 raise ConfigError(f"--runs must be at least 1, got {runs}")
             profile = replace(profile, runs=runs)
         return profile
+
+
+def parse_k_map(text: str) -> tuple[int, int, int, int]:
+    """``--k-map``: four DRUM k values for K1..K4, e.g. ``2,3,4,5`` (one-line ConfigError otherwise)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--k-map: expected four integers k for K1..K4 such as '1,2,3,4', got {text!r}") from None
+    if len(values) != 4 or not all(1 <= k <= MAX_DRUM_K for k in values):
+        raise ConfigError(f"--k-map: expected four integers in 1..{MAX_DRUM_K} for K1..K4, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 _QUICK_UCI = AppSettings(seeds=1, epochs=20, pas_epochs=4, approxann_retrain_epochs=1, approxann_max_rounds=12)

@@ -97,7 +97,7 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         f"executor {header['executor']}, {header['jobs']} job(s), on {header['machine']}",
         f"- compute behind this report: {header['cell_count']} cells whose own run times add up to {header['cell_seconds']:.0f} s "
         f"({header['cell_seconds'] / 60:.1f} min of one worker; what a from-scratch run costs, divided by the parallel jobs)",
-        f"- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(header["versions"].items())),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(header["versions"].items())),
     ]
     invocations = header.get("invocations") or []
     if invocations:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import platform
+import json
 import os
+import platform
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Sequence
 
+from axtrain.atomic import write_text
 from axtrain.errors import ConfigError, RunError
+from axtrain.locks import OutputLocked, output_lock
 from axtrain.provenance import versions
 from axtrain.reproduce.cells import CellStore, closure
 from axtrain.reproduce.executor import run_cells
@@ -37,10 +40,6 @@ def figure_module(name: str) -> ModuleType:
 
 def _log_invocation(root: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Append this invocation to ``invocations.jsonl`` (the history of this folder) and return all."""
-    import json
-
-    from axtrain.atomic import write_text
-
     path = root / "invocations.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     lines.append(json.dumps(entry, sort_keys=True))
@@ -71,18 +70,17 @@ def reproduce(
 
 @contextlib.contextmanager
 def _exclusive(root: Path) -> Iterator[None]:
-    """One reproduction per folder at a time: two would train the same cell into the same run directory."""
-    import fcntl
-
-    with open(root / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise RunError(f"{root}: another 'axtrain reproduce' is running on this folder; wait for it or use another --out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """One reproduction per folder at a time: two would train the same cell into the same run directory
+    (the lock of axtrain/locks.py: OUT/.lock, naming its holder, taken over when its process died)."""
+    lock = output_lock(root, inside=True)
+    try:
+        lock.__enter__()
+    except OutputLocked as exc:
+        raise RunError(f"{root}: another 'axtrain reproduce' is running on this folder ({exc.holder}); wait for it or use another --out") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _reproduce(

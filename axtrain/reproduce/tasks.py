@@ -57,8 +57,10 @@ def _subset(n: int, keep: int | None, seed: int, salt: int) -> np.ndarray | None
 def _data(app: str, seed: int, data: dict[str, Any] | None = None, test: bool = False):
     """The split of (app, seed), subsampled as the profile says: ``train_subset`` always,
     ``test_subset`` only where ``test`` (runtime simulations)."""
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from types import SimpleNamespace
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.datasets import load
 
     split = load(app, seed)
@@ -77,12 +79,14 @@ def _data(app: str, seed: int, data: dict[str, Any] | None = None, test: bool = 
 
 
 def _load_network(ctx: TaskContext, dep: dict[str, Any]):
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.engine import load_result
 
     return load_result(ctx.path(dep["run"]))
 
 
 def train_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.config import make_config
     from axtrain.trainer.engine import train
     from axtrain.trainer.rundir import load_model
@@ -96,8 +100,10 @@ def train_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.evaluate import evaluate
 
     p = ctx.params
@@ -107,14 +113,17 @@ def evaluate_task(ctx: TaskContext) -> dict[str, Any]:
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
     out = {}
     for mode in p["modes"]:
-        e = evaluate(network.model, network.layers, x, y, multiplier=mode, sram_voltage=NOMINAL_VOLTAGE)
-        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error}
-    return {"modes": out, "n_test": int(y.shape[0])}
+        multiplier = p.get("multipliers", {}).get(mode, mode)  # a --k-map maps K names to other DRUM k
+        e = evaluate(network.model, network.layers, x, y, multiplier=multiplier, sram_voltage=NOMINAL_VOLTAGE, output_layer=network.config.output_layer)
+        out[mode] = {"accuracy": e.accuracy, "output_error": e.output_error, "metrics": e.metrics}
+    return {"modes": out, "n_test": int(y.shape[0]), "output_layer": network.config.output_layer}
 
 
 def approxann_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.approxann import ApproxAnnConfig, run_approxann
     from axtrain.trainer.evaluate import evaluate
     from axtrain.trainer.export import export_layers, save_model
@@ -125,18 +134,18 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
     c = network.config
     data = _data(p["app"], p["seed"], p.get("data"))
     x_train = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)
-    layers = calibrate(network.model, x_train, c.bits_w, c.bits_a, multipliers="exact")
-    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"])
+    layers = calibrate(network.model, x_train, c.hardware.bits_w, c.hardware.bits_a, multipliers="exact")
+    cfg = ApproxAnnConfig(budget=p["budget"], retrain_epochs=p["retrain_epochs"], max_rounds=p["max_rounds"], output_layer=c.output_layer)
     result = run_approxann(network.model, layers, data, mode=p["mode"], seed=p["seed"], config=cfg)
     x = torch.as_tensor(np.asarray(data.x_test), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(data.y_test), dtype=torch.long)
-    test = evaluate(result.model, result.layers, x, y)
-    test_exact = evaluate(network.model, layers, x, y, multiplier="exact")
+    test = evaluate(result.model, result.layers, x, y, output_layer=c.output_layer)
+    test_exact = evaluate(network.model, layers, x, y, multiplier="exact", output_layer=c.output_layer)
     onnx_path = ctx.workdir / "model.onnx"
     metadata = {"app": p["app"], "method": f"approxann-{c.method}", "seed": p["seed"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # precision notes are recorded in the ONNX file itself
-        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata), onnx_path)
+        save_model(export_layers(result.layers, tuple(x.shape[1:]), metadata, output_layer=c.output_layer), onnx_path)
     summary = result.summary()
     summary.pop("rounds")
     return {
@@ -149,6 +158,7 @@ def approxann_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def bundle_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.compiler.pipeline import compile_to_bundle
     from axtrain.trainer.export import export_run
 
@@ -196,6 +206,7 @@ def power_summary(result: Any) -> dict[str, Any]:
 
 
 def simulate_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
 
@@ -209,17 +220,19 @@ def simulate_task(ctx: TaskContext) -> dict[str, Any]:
 
 
 def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     import torch
 
+    # a worker loads only the tools of the task it runs; the driver never imports torch
     from axtrain.trainer.sensitivity_maps import last_layer_sensitivity
 
     p = ctx.params
     data = _data(p["app"], p["seed"], p.get("data"))
     x = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)[:1024]
     maps = {}
-    for name, dep in zip(p["names"], ctx.deps):
+    for name, dep in zip(p["names"], ctx.deps, strict=True):
         network = _load_network(ctx, dep)
-        maps[name] = last_layer_sensitivity(network.model, x).tolist()
+        maps[name] = last_layer_sensitivity(network.model, x, output_layer=network.config.output_layer).tolist()
     return {"maps": maps, "samples": int(x.shape[0])}
 
 
@@ -231,8 +244,9 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     the exact, nominal accuracy of deps[1]'s bundle (BP's) on the same selection data. The chosen plan
     and the best uniform plan are then measured once on the test split like a ``simulate`` cell.
     """
+    # a worker loads only the tools of the task it runs; the driver never imports torch
+    from axtrain.compiler.replan import apply_plan
     from axtrain.datasets.split import split_validation
-    from axtrain.explore.replan import apply_plan
     from axtrain.explore.search import explore
     from axtrain.formats.bundle import load_bundle
     from axtrain.runtime.simulation import simulate
@@ -247,9 +261,10 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
         x_sel, y_sel = x_sel[keep], y_sel[keep]
     x_sel, y_sel = np.asarray(x_sel, dtype=np.float32), np.asarray(y_sel, dtype=np.int64)
     reference_accuracy = simulate(reference, x_sel, y_sel, multiplier="exact", sram_voltage=NOMINAL_VOLTAGE, runs=1, seed=p["seed"]).accuracy_mean
+    assert reference_accuracy is not None  # labelled selection data: an accuracy exists
     result = explore(
         bundle, x_sel, y_sel, max_loss=p["max_loss"], modes=p["modes"], voltages=p["voltages"], runs=p["runs"], seed=p["seed"],
-        reference_accuracy=float(reference_accuracy),
+        reference_accuracy=float(reference_accuracy), confidence_z=float(p.get("confidence_z", 0.0)),
     )
     x_test, y_test = np.asarray(data.x_test, dtype=np.float32), np.asarray(data.y_test, dtype=np.int64)
     test = {}
@@ -259,7 +274,9 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     search = result.as_dict()
     return {
         "selection": {"samples": int(len(y_sel)), "reference_accuracy": float(reference_accuracy)},
-        "search": {key: search[key] for key in ("threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations")},
+        "search": {key: search[key] for key in (
+            "threshold", "within_budget", "baseline", "chosen", "best_uniform", "saving_vs_uniform", "evaluations", "confidence_z", "chosen_loss_bound",
+        )},
         "test": test,
     }
 

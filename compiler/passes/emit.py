@@ -112,7 +112,7 @@ def emit(ir: CompilerIR) -> CompilerIR:
     input_words = int(np.prod(ir.shapes[0]))
     em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
     ranges = []
-    for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers)):
+    for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers, strict=True)):
         first = len(em.program)
         out_words = int(np.prod(ir.shapes[index + 1]))
         try:

@@ -13,7 +13,6 @@ formats must agree with the scales.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -25,7 +24,7 @@ from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
+from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 
 
@@ -85,19 +84,12 @@ class _Chain:
 
 
 def _modes(node: Node, out_features: int) -> tuple[MultiplierMode, ...]:
+    # One mode when every neuron agrees (the layer's compact form), else one per output neuron.
     text = node.metadata.get(keys.KEY_MULTIPLIER)
     if text is None:
         return (EXACT,)
-    try:
-        if text.strip().startswith("["):
-            entries = json.loads(text)
-            if not isinstance(entries, list) or len(entries) != out_features:
-                raise refuse(node, f"metadata {keys.KEY_MULTIPLIER} lists {len(entries) if isinstance(entries, list) else '?'} modes for {out_features} output neurons")
-            modes = tuple(parse_mode(str(e)) for e in entries)
-            return modes if len(set(modes)) > 1 else modes[:1]
-        return (parse_mode(text),)
-    except (HardwareModelError, json.JSONDecodeError) as exc:
-        raise refuse(node, f"metadata {keys.KEY_MULTIPLIER}={text!r}: {exc}") from None
+    modes = keys.parse_multiplier(text, out_features, where=f"{node.label}: metadata")
+    return modes if len(set(modes)) > 1 else modes[:1]
 
 
 def _voltage(node: Node) -> float:
@@ -227,7 +219,7 @@ def _fold_compute(
         multipliers=_modes(node, out_features),
         sram_voltage=_voltage(node),
         meta={"onnx_node": node.name or f"#{node.index}", "bias_origin": bias_origin, "float_output": follower is current},
-        **attrs,  # type: ignore[arg-type]
+        **attrs,
     )
     return layer, follower, fmt_out, out_shape
 

@@ -10,6 +10,8 @@ The weight buffer holds the whole layer if it fits, else one m-block, else one b
 
 from __future__ import annotations
 
+from typing import Literal
+
 from axtrain.compiler.ir import CompilerIR, LayerSchedule
 from axtrain.errors import ConfigError
 from axtrain.formats.arch import Architecture
@@ -50,6 +52,7 @@ def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: 
     p_tile = _balanced(positions, max(1, pes // m_tile))
     k_chunk = _balanced(k, min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words))
     wb = arch.weight_buffer_words
+    resident: Literal["layer", "block", "chunk"]
     if m * k <= wb:
         resident = "layer"
     elif m_tile * k <= wb:
@@ -62,7 +65,7 @@ def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: 
             if m_tile * k_chunk > wb:
                 m_tile = _balanced(m, wb)
                 p_tile = _balanced(positions, max(1, pes // m_tile))
-    bias = "layer" if m <= arch.bias_buffer_words else "block"
+    bias: Literal["layer", "block"] = "layer" if m <= arch.bias_buffer_words else "block"
     return LayerSchedule(
         kind="compute", m=m, k=k, positions=positions, geometry=geometry,
         m_tile=m_tile, p_tile=p_tile, k_chunk=k_chunk, weights_resident=resident, bias_resident=bias,
@@ -99,7 +102,7 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
         check_fits(ir, index, layer)
         schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
         if schedule.kind == "compute":
-            for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry):
+            for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry, strict=False):  # geometry ends with oh, ow: not CONV operands
                 limit = operand_range("CONV", name)[1]
                 if value > limit:
                     raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v1's limit of {limit}")

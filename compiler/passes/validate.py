@@ -5,8 +5,11 @@ Local checks only (one node at a time); the structure (the chain of layers) is f
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
+from axtrain.compiler.host_tail import TAIL_OPS
 from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.compiler.onnx_import import UNSUPPORTED_ATTRIBUTE
 from axtrain.compiler.subset import (
@@ -99,7 +102,7 @@ def _check_io(graph: Graph) -> None:
     for axis, dim in enumerate(dims[1:], start=1):
         if not isinstance(dim, int) or dim <= 0:
             raise OnnxError(f"input '{name}': dimension {axis} is dynamic ({dim!r}); only the batch dimension may be")
-    element_count(dims[1:], f"input '{name}' (per sample)", OnnxError)  # before golden inputs are drawn
+    element_count(cast(tuple[int, ...], dims[1:]), f"input '{name}' (per sample)", OnnxError)  # before golden inputs are drawn
     if len(graph.outputs) != 1:
         raise OnnxError(f"the graph has {len(graph.outputs)} outputs, expected exactly one")
     out_name, out_dtype = graph.outputs[0]
@@ -127,6 +130,9 @@ def validate(ir: CompilerIR) -> CompilerIR:
     for node in graph.nodes:
         if node.domain not in ("", "ai.onnx"):
             raise refuse(node, f"operator domain {node.domain!r} is not supported (QONNX Quant is read natively; other custom ops are not)")
+        if node.op in TAIL_OPS:
+            # host_tail (the pass before) took every tail op that ends the graph; this one does not.
+            raise refuse(node, f"operator {node.op} is not supported inside the network, only as a host tail op at the end of the graph after the last DequantizeLinear")
         if node.op == "Reshape":
             raise refuse(node, "a Reshape that is not a flatten to [batch, features] is not supported (a flatten's shape must be known from ONNX shape inference)")
         if node.op not in SUPPORTED_OPS:

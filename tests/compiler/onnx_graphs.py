@@ -7,8 +7,7 @@ from plain layer specs; each test states its numbers, the builder only wires nod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx

@@ -8,22 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from cli_run import run_cli
 from onnx_graphs import build_model, mlp_specs
 
-from axtrain.cli import main
 from axtrain.errors import BundleError
 from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import load_bundle
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from execution import ort_outputs
 from onnx_graphs import Spec, build_model, lenet_specs, mlp_specs, random_conv, random_dense
 
 from axtrain.compiler.package import write_compiled_bundle
@@ -18,16 +18,8 @@ from axtrain.formats.bundle import load_bundle
 from axtrain.hwmodels.fixedpoint import dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import MultiplierMode
-from axtrain.runtime.cli import verify_bundle
 from axtrain.runtime.interpreter import run_bundle
-
-
-def ort_outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    """onnxruntime's float32 outputs, with the QDQ fusions off (docs/onnx-schema.md)."""
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": x})[0]
+from axtrain.runtime.verify import verify_bundle
 
 
 def inputs_for(shape: tuple[int, ...], n: int, rng: np.random.Generator, span: float = 8.0) -> np.ndarray:
@@ -37,8 +29,8 @@ def inputs_for(shape: tuple[int, ...], n: int, rng: np.random.Generator, span: f
 def check_all_agree(model_path: Path, out: Path, rng: np.random.Generator, arch: Architecture | None = None, n: int = 16) -> None:
     ir = compile_model(model_path, arch or Architecture())
     write_compiled_bundle(ir, out)
-    lines = verify_bundle(out)
-    assert len(lines) == len(ir.layers) + 1 and all("OK" in line for line in lines)
+    result = verify_bundle(out)
+    assert len(result.layers) == len(ir.layers) and result.ok
     bundle = load_bundle(out)
     x = inputs_for(tuple(bundle.manifest.input.shape), n, rng)
     reference = forward(ir.layers, quantize(x, ir.input_format))
@@ -134,7 +126,7 @@ def test_per_neuron_modes_and_metadata(save_model, tmp_path: Path, rng: np.rando
     assert layer.name == "fc_out" and layer.sram_voltage == 0.66
     assert [str(m) for m in layer.neuron_modes()] == modes
     write_compiled_bundle(ir, tmp_path / "b")
-    assert all("OK" in line for line in verify_bundle(tmp_path / "b"))  # golden computed with DRUM per neuron
+    assert verify_bundle(tmp_path / "b").ok  # golden computed with DRUM per neuron
     bundle = load_bundle(tmp_path / "b")
     assert (bundle.manifest.app, bundle.manifest.method, bundle.manifest.seed) == ("demo", "axtrain", "5")
     assert bundle.layers[0].multipliers == modes and bundle.manifest.layers[0].multiplier == "mixed:3 modes"

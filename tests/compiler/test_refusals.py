@@ -9,20 +9,9 @@ from typing import Callable
 import numpy as np
 import onnx
 import pytest
+from cli_run import run_cli
 from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import build_model, mlp_specs, random_conv
-
-from axtrain.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _mlp(seed: int = 3) -> onnx.ModelProto:

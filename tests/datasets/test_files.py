@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from axtrain.datasets import DEFAULT_DATA_DIR, SHA256, load
-from axtrain.datasets import raw
+from axtrain.datasets import DEFAULT_DATA_DIR, SHA256, load, raw
 from axtrain.errors import DataError
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from axtrain.datasets import APPLICATIONS, DataSplit, get_application, load, split_validation
-from axtrain.datasets import raw
+from axtrain.datasets import APPLICATIONS, DataSplit, get_application, load, raw, split_validation
 from axtrain.errors import DataError
 
 UCI_APPS = ["breast-cancer", "image-segmentation", "ionosphere", "satimage"]

@@ -27,8 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 # Names axtrain.atomic gives its temporaries: allowed to be left behind by a kill, never final names.
 TEMP_PREFIXES = (".tmp-", ".old-")
-# Files that are not artifacts: the reproduce driver's flock file (empty; holding it is the point).
+# Files that are not artifacts: output locks (axtrain/locks.py: ``.lock`` inside a folder, ``.<name>.lock``
+# beside a file), left by a kill and taken over by the next command.
 NOT_ARTIFACTS = (".lock",)
+
+
+def _is_lock(name: str) -> bool:
+    return name in NOT_ARTIFACTS or (name.startswith(".") and name.endswith(".lock"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 
@@ -213,7 +218,7 @@ def check_tree(root: Path) -> dict[str, int]:
             dirnames[:] = []  # load_bundle checks everything inside
             continue
         for name in sorted(filenames):
-            if name.startswith(TEMP_PREFIXES) or name in NOT_ARTIFACTS:
+            if name.startswith(TEMP_PREFIXES) or _is_lock(name):
                 continue
             try:
                 _check_file(here / name)

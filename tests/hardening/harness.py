@@ -35,8 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import onnx  # noqa: E402
 import yaml  # noqa: E402
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st  # noqa: E402
 from mutate import json_text, mutate_bytes, mutate_npy, mutate_onnx, mutate_program, mutate_tree  # noqa: E402
 from seeds import EXTERNAL_DATA, Seeds, build_seeds  # noqa: E402
 
@@ -48,8 +47,8 @@ from axtrain.errors import AxTrainError  # noqa: E402
 from axtrain.formats import bundle as fmt  # noqa: E402
 from axtrain.formats.arch import load_arch  # noqa: E402
 from axtrain.formats.isa import disassemble  # noqa: E402
-from axtrain.hwmodels.technology import load_table  # noqa: E402
-from axtrain.runtime.cli import verify_bundle  # noqa: E402
+from axtrain.formats.technology import load_table  # noqa: E402
+from axtrain.runtime.verify import verify_bundle  # noqa: E402
 
 TARGETS = ("onnx", "bundle", "config")
 

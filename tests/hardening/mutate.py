@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable

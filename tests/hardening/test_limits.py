@@ -78,7 +78,7 @@ def test_initializer_dims_checked_before_allocation(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-1500:]
     lines = done.stdout.splitlines()
     assert len(lines) == len(DIMS_CASES)
-    for line, (dims, message) in zip(lines, DIMS_CASES):
+    for line, (dims, message) in zip(lines, DIMS_CASES, strict=True):
         assert line.startswith("OnnxError:") and "initializer 'w0'" in line and message in line, (dims, line)
 
 
@@ -122,7 +122,7 @@ def test_npy_header_lie_refused_before_allocation(bundle: Path) -> None:
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
     _rewrite(bundle, fmt.GOLDEN_INPUTS, header.getvalue() + bytes(64))
     done = run_capped(f"""
-        from axtrain.runtime.cli import verify_bundle
+        from axtrain.runtime.verify import verify_bundle
         from axtrain.errors import BundleError
         try:
             verify_bundle(__import__("pathlib").Path({str(bundle)!r}))

@@ -92,3 +92,15 @@ def test_wide_operands_take_the_arithmetic_path(k: int, rng: np.random.Generator
     assert np.array_equal(drum_transform(values, k), [drum_operand_reference(v, k) for v in values.tolist()])
     small = values[:100]  # below the table's size threshold
     assert np.array_equal(drum_transform(small % 300 - 150, k), [drum_operand_reference(v, k) for v in (small % 300 - 150).tolist()])
+
+
+def test_drum1_is_drum2_over_1_5_per_operand_from_magnitude_3() -> None:
+    """docs/hwmodels.md "The K mapping": for |a| >= 3, DRUM(2)(a) = 1.5 * DRUM(1)(a) exactly, so a
+    DRUM(1) product is the DRUM(2) product / 2.25; below 3 (|a| = 1, 2) both pass a unchanged."""
+    from axtrain.hwmodels.multipliers import drum_operand_reference as drum
+
+    for a in range(-(1 << 15), 1 << 15):
+        if abs(a) >= 3:
+            assert 2 * drum(a, 2) == 3 * drum(a, 1), a
+        else:
+            assert drum(a, 1) == drum(a, 2) == a

@@ -1,15 +1,14 @@
-"""The technology table: the gate-count model, voltage scaling, and file round trips."""
+"""The technology table: the gate-count model and voltage scaling (its files: tests/formats/test_technology.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import itertools
 
 import pytest
 from pydantic import ValidationError
 
-from axtrain.errors import ConfigError, HardwareModelError
-from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable, load_table, save_table
+from axtrain.errors import HardwareModelError
+from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 
 
 def test_every_field_is_a_float_with_unit_and_source() -> None:
@@ -33,7 +32,7 @@ def test_drum_energy_model_trend() -> None:
     for bits in (8, 16):
         exact = t.multiplier_energy("exact", bits)
         drum = [t.multiplier_energy(f"drum:{k}", bits) for k in range(1, 5)]
-        assert all(a < b for a, b in zip(drum, drum[1:]))  # more kept bits cost more
+        assert all(a < b for a, b in itertools.pairwise(drum))  # more kept bits cost more
         assert drum[-1] < exact  # K1..K4 save energy over exact
     # At 16 bits the core is a small part: DRUM6 well under half of the exact multiplier.
     assert t.multiplier_energy("drum:6", 16) < 0.5 * t.multiplier_energy("exact", 16)
@@ -49,7 +48,7 @@ def test_voltage_scaling_of_sram() -> None:
     assert t.sram_read_energy(64, 0.55) == pytest.approx(t.sram_read_energy(64) * 0.25, rel=1e-12)  # ~V^2
     assert t.sram_write_energy(8, 1.1) == pytest.approx(8 * t.sram_write_pj_per_bit * 1e-12, rel=1e-12)
     leak = [t.sram_leakage_power(1024, v) for v in (0.4, 0.66, 0.85, 1.1)]
-    assert all(a < b for a, b in zip(leak, leak[1:]))
+    assert all(a < b for a, b in itertools.pairwise(leak))
     assert leak[-1] == pytest.approx(1024 * 50e-12, rel=1e-12)
     assert leak[0] / leak[-1] == pytest.approx((0.4 / 1.1) * 10 ** (-0.7), rel=1e-9)
     assert t.sram_leakage_energy(1024, 2.0, 0.66) == pytest.approx(2.0 * leak[1], rel=1e-12)
@@ -78,37 +77,3 @@ def test_frozen_and_strict() -> None:
         TechnologyTable(sram_pj=1.0)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("suffix", [".yaml", ".json"])
-def test_save_load_round_trip(tmp_path: Path, suffix: str) -> None:
-    table = DEFAULT_65NM.model_copy(update={"dram_pj_per_byte": 123.5, "clock_frequency_hz": 5e8})
-    path = save_table(table, tmp_path / f"tech{suffix}")
-    assert load_table(path) == table
-    assert load_table(path) != DEFAULT_65NM
-
-
-def test_partial_file_keeps_defaults(tmp_path: Path) -> None:
-    path = tmp_path / "t.yaml"
-    path.write_text("dram_pj_per_byte: 100\n")
-    table = load_table(path)
-    assert table.dram_pj_per_byte == 100.0 and table.adder_32bit_pj == DEFAULT_65NM.adder_32bit_pj
-
-
-def test_load_errors_are_one_line_naming_file_and_key(tmp_path: Path) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"dram_pj_per_byte": 100, "sram_pj": 1}))
-    with pytest.raises(ConfigError) as info:
-        load_table(path)
-    message = str(info.value)
-    assert "sram_pj" in message and str(path) in message and "unknown key" in message and "\n" not in message
-    path.write_text(json.dumps({"clock_frequency_hz": "fast"}))
-    with pytest.raises(ConfigError, match="clock_frequency_hz"):
-        load_table(path)
-    path.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="mapping"):
-        load_table(path)
-    yaml_path = tmp_path / "bad.yaml"
-    yaml_path.write_text("a: [1,\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_table(yaml_path)
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_table(tmp_path / "missing.yaml")

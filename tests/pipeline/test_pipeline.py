@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from axtrain.runtime.report_check import check_report
 from axtrain.errors import RunError
+from axtrain.formats.target import HardwareTarget
 from axtrain.pipeline import PipelineOptions, run_pipeline
 from axtrain.pipeline.run import STAGES
+from axtrain.runtime.report_check import check_report
 
 REPORT_KEYS = {"schema", "app", "bundle_sha256", "config", "accuracy", "latency", "energy", "power_watts", "utilization"}
 
 
 def _options(out: Path, **changes: object) -> PipelineOptions:
-    base = dict(app="breast-cancer", method="axtrain", out=out, epochs=3, runs=3, multiplier="drum:2", sram_voltage=0.66)
+    base = dict(app="breast-cancer", method="axtrain", out=out, epochs=3, runs=3, target=HardwareTarget(multiplier="drum:2", sram_voltage=0.66))
     base.update(changes)
     return PipelineOptions(**base)  # type: ignore[arg-type]
 

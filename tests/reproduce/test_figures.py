@@ -34,10 +34,14 @@ def test_tiny_fig6_writes_csv_png_and_report_section_then_reuses_cells(tmp_path)
     n_test = 114  # breast-cancer's test split
     for r in rows:
         err = float(r["output_error"])
-        # Fig. 6's output error is the error rate (trainer.evaluate.FIG6_METRIC): whole samples wrong
-        assert err == pytest.approx(1.0 - float(r["accuracy"]), abs=1e-6)
-        assert round(err * n_test) == pytest.approx(err * n_test, abs=1e-3)
-        assert 0.0 <= float(r["brier_score"]) <= 2.0
+        # Fig. 6's default output error is the mse of the Sigmoid outputs (trainer.evaluate.FIG6_METRIC);
+        # the error rate (whole samples wrong) and the other metrics are in the CSV beside it.
+        assert r["metric"] == "mse" and err == pytest.approx(float(r["mse"]), rel=1e-9)
+        assert 0.0 < err <= 2.0  # two classes: sum_k (O_k - t_k)^2 <= 2
+        rate = float(r["error_rate"])
+        assert rate == pytest.approx(1.0 - float(r["accuracy"]), abs=1e-6)
+        assert round(rate * n_test) == pytest.approx(rate * n_test, abs=1e-3)
+        assert 0.0 <= float(r["brier"]) <= 2.0 and float(r["ce"]) > 0.0
         assert float(r["normalised_to_bp_exact"]) == pytest.approx(err / float(r["bp_exact_output_error"]), rel=1e-5)
     assert (out / "fig6.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "REPORT.md").read_text()

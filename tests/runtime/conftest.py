@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pytest
 
-from axtrain.formats.arch import Architecture
+from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 from axtrain.formats.bundle import Bundle, load_bundle
 from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
 from axtrain.hwmodels.layers import QuantizedLayer
@@ -62,7 +62,7 @@ def network(kind: str, seed: int = 0, modes: Sequence[str] = ("exact",), v: floa
     raise ValueError(kind)
 
 
-def compile_layers(layers: Sequence[QuantizedLayer], input_shape: tuple[int, ...], out: Path, arch: Architecture = Architecture(), app: str = "custom") -> Path:
+def compile_layers(layers: Sequence[QuantizedLayer], input_shape: tuple[int, ...], out: Path, arch: Architecture = DEFAULT_ARCH, app: str = "custom") -> Path:
     """Export ``layers`` to ONNX and compile them into a bundle at ``out``; returns the bundle path."""
     import warnings
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from axtrain.cli import main
 from axtrain.runtime.report_check import check_report, main as check_main
 

@@ -20,8 +20,6 @@ from axtrain.runtime.interpreter import run_program
 from axtrain.runtime.simulation import simulate
 
 
-
-
 def _inputs(bundle, n=23, seed=1):
     fmt = FixedPointFormat.parse(bundle.manifest.input.format)
     rng = np.random.default_rng(seed)

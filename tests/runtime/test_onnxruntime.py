@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from axtrain.cli import main
 from axtrain.datasets import APPLICATIONS, load
 from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
 from axtrain.hwmodels.layers import QuantizedLayer
-
-from axtrain.cli import main
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is the reference of this comparison")
 

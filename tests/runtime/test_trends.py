@@ -7,8 +7,6 @@ compiled; the trends are then read from ``simulate`` like a user would.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

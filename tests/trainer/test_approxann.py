@@ -67,11 +67,11 @@ def test_criticality_dense_matches_bias_gradient_definition() -> None:
         loss = F.cross_entropy(model(x[n : n + 1]), y[n : n + 1])
         gb = torch.autograd.grad(loss, [model[0].bias, model[2].bias])
         inputs = [x[n], torch.relu(model[0](x[n]))]
-        for k, (layer, g, a) in enumerate(zip([model[0], model[2]], gb, inputs)):
+        for k, (layer, g, a) in enumerate(zip([model[0], model[2]], gb, inputs, strict=True)):
             for j in range(layer.out_features):
                 mag = sum(abs(layer.weight[j, i].item()) * abs(a[i].item()) for i in range(layer.in_features))
                 expected[k][j] += abs(g[j].item()) * mag / 7
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert torch.allclose(g, e, rtol=1e-12, atol=0)
 
 
@@ -131,7 +131,7 @@ def test_search_invariants(problem) -> None:
 
     again = run_approxann(model, layers, (x, y), "drum:2", budget=0.02, seed=5, config=cfg)
     assert again.modes == result.modes
-    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(again.layers, result.layers) if a.has_weights)
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(again.layers, result.layers, strict=True) if a.has_weights)
 
 
 def test_first_round_switches_the_least_critical(problem) -> None:

@@ -75,8 +75,8 @@ def _definition(model: nn.Sequential, x: torch.Tensor, form: str, include_bias: 
     for per_output in targets:
         for o in per_output:
             grads = torch.autograd.grad(o, params, retain_graph=True)
-            for p, g in zip(params, grads):
-                for pw, gw in zip(p.detach().flatten().tolist(), g.flatten().tolist()):
+            for p, g in zip(params, grads, strict=True):
+                for pw, gw in zip(p.detach().flatten().tolist(), g.flatten().tolist(), strict=True):
                     total += abs(pw) * abs(gw)
     return torch.tensor(total / (1 if form == "batch" else n), dtype=DT)
 
@@ -121,7 +121,7 @@ def test_gradient_equals_double_backward(kind: str, form: str) -> None:
     params = list(model.parameters())
     got = torch.autograd.grad(sensitivity(model, x, form), params, materialize_grads=True)
     ref = torch.autograd.grad(sensitivity_reference(model, x, form), params, materialize_grads=True)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         assert torch.allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
@@ -134,20 +134,20 @@ def _hvp_gradient(model: nn.Sequential, x: torch.Tensor) -> dict[str, torch.Tens
     names = [n for n, _ in model.named_parameters()]
     values = tuple(p.detach().clone() for _, p in model.named_parameters())
     weights = {f"{i}.weight" for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))}
-    total = {n: torch.zeros_like(v) for n, v in zip(names, values)}
+    total = {n: torch.zeros_like(v) for n, v in zip(names, values, strict=True)}
     n_samples = x.shape[0]
     for i in range(n_samples):
         for k in range(model(x[:1]).shape[1]):
             def output(*theta: torch.Tensor, i: int = i, k: int = k) -> torch.Tensor:
-                return functional_call(model, dict(zip(names, theta)), (x[i : i + 1],))[0, k]
+                return functional_call(model, dict(zip(names, theta, strict=True)), (x[i : i + 1],))[0, k]
 
             grads = torch.autograd.functional.jacobian(output, values)
             v = tuple(
                 (val.abs() * g.sign()) if name in weights else torch.zeros_like(val)
-                for name, val, g in zip(names, values, grads)
+                for name, val, g in zip(names, values, grads, strict=True)
             )
             _, hv = torch.autograd.functional.hvp(output, values, v)
-            for name, val, g, h in zip(names, values, grads, hv):
+            for name, val, g, h in zip(names, values, grads, hv, strict=True):
                 total[name] += h
                 if name in weights:
                     total[name] += val.sign() * g.abs()
@@ -160,7 +160,7 @@ def test_gradient_equals_hvp_construction(kind: str) -> None:
     x = _inputs(kind, 3 if kind == "mlp" else 2, 12)
     s = sensitivity(model, x, "per_sample")
     got = dict(zip([n for n, _ in model.named_parameters()],
-                   torch.autograd.grad(s, list(model.parameters()), materialize_grads=True)))
+                   torch.autograd.grad(s, list(model.parameters()), materialize_grads=True), strict=True))
     expected = _hvp_gradient(model, x)
     for name in expected:
         assert torch.allclose(got[name], expected[name], rtol=1e-10, atol=1e-12), name
@@ -203,7 +203,7 @@ def test_gradient_equals_central_finite_differences(form: str) -> None:
     eps = 1e-6
     scale = max(g.abs().max().item() for g in grads)
     with torch.no_grad():
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             flat = p.view(-1)
             for j in range(flat.numel()):
                 saved = flat[j].item()
@@ -239,8 +239,96 @@ def test_weight_sensitivities_are_the_per_weight_terms(kind: str, form: str) -> 
     for row in rows:
         for k in range(out.shape[1]):
             grads = torch.autograd.grad(row[k], params, retain_graph=True)
-            for e, p, g in zip(expected, params, grads):
+            for e, p, g in zip(expected, params, grads, strict=True):
                 e += (p.abs() * g.abs()).detach() / len(rows)
-    for m, e in zip(maps, expected):
+    for m, e in zip(maps, expected, strict=True):
         assert torch.allclose(m, e, rtol=1e-10, atol=1e-15)
     assert torch.allclose(sum(m.sum() for m in maps), sensitivity(model, x, form), rtol=1e-12)
+
+
+# -- the Sigmoid reading: O_k = sigmoid(z_k) (paper Section 2.2; trainer --output-layer sigmoid) --
+
+
+class _WithSigmoid(nn.Module):
+    """``model`` followed by a Sigmoid: the paper's outputs, for the definitions by autograd."""
+
+    def __init__(self, model: nn.Sequential) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(x))
+
+
+def _sigmoid_definition(model: nn.Sequential, x: torch.Tensor, form: str) -> torch.Tensor:
+    """Eq. 5 with O = sigmoid(z), spelled out per output and weight with autograd.grad."""
+    wrapped = _WithSigmoid(model)
+    params = weighted_parameters(model)
+    out = wrapped(x)
+    n, k = out.shape
+    rows = [[out[:, kk].mean() for kk in range(k)]] if form == "batch" else [[out[i, kk] for kk in range(k)] for i in range(n)]
+    total = torch.zeros((), dtype=DT)
+    for per_output in rows:
+        for o in per_output:
+            for p, g in zip(params, torch.autograd.grad(o, params, retain_graph=True), strict=True):
+                total = total + (p.detach().abs() * g.abs()).sum()
+    return total / (1 if form == "batch" else n)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "stack"])
+@pytest.mark.parametrize("form", ["per_sample", "batch"])
+def test_sigmoid_closed_form_equals_definition(kind: str, form: str) -> None:
+    model = {"mlp": _mlp, "cnn": _cnn, "stack": _linear_stack}[kind](21)
+    x = _inputs("cnn" if kind == "cnn" else "mlp", 4, 22)
+    expected = _sigmoid_definition(model, x, form)
+    got = sensitivity(model, x, form, output_layer="sigmoid")
+    assert torch.allclose(got, expected, rtol=1e-10, atol=0)
+    assert torch.allclose(sensitivity_reference(model, x, form, output_layer="sigmoid"), expected, rtol=1e-10, atol=0)
+    # The two readings differ: sigmoid' < 1/4 scales every term down.
+    assert got < 0.25 * sensitivity(model, x, form) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "stack"])
+@pytest.mark.parametrize("form", ["per_sample", "batch"])
+def test_sigmoid_gradient_equals_double_backward(kind: str, form: str) -> None:
+    model = {"mlp": _mlp, "cnn": _cnn, "stack": _linear_stack}[kind](23)
+    x = _inputs("cnn" if kind == "cnn" else "mlp", 4, 24)
+    params = list(model.parameters())
+    got = torch.autograd.grad(sensitivity(model, x, form, output_layer="sigmoid"), params, materialize_grads=True)
+    ref = torch.autograd.grad(sensitivity_reference(model, x, form, output_layer="sigmoid"), params, materialize_grads=True)
+    for g, r in zip(got, ref, strict=True):
+        assert torch.allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["per_sample", "batch"])
+def test_sigmoid_gradient_equals_central_finite_differences(form: str) -> None:
+    """As the logits test: the same kink-free network; sigmoid is smooth, so the bound is the same."""
+    model, x = _smooth_mlp_and_input()
+    params = list(model.parameters())
+    grads = torch.autograd.grad(sensitivity(model, x, form, output_layer="sigmoid"), params, materialize_grads=True)
+    eps = 1e-6
+    scale = max(g.abs().max().item() for g in grads)
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            flat = p.view(-1)
+            for j in range(flat.numel()):
+                saved = flat[j].item()
+                flat[j] = saved + eps
+                plus = sensitivity(model, x, form, output_layer="sigmoid").item()
+                flat[j] = saved - eps
+                minus = sensitivity(model, x, form, output_layer="sigmoid").item()
+                flat[j] = saved
+                assert abs((plus - minus) / (2 * eps) - g.view(-1)[j].item()) < 1e-7 * scale
+
+
+@pytest.mark.parametrize("form", ["per_sample", "batch"])
+def test_sigmoid_weight_sensitivities_sum_to_s(form: str) -> None:
+    model, x = _cnn(25), _inputs("cnn", 3, 26)
+    maps = weight_sensitivities(model, x, form, output_layer="sigmoid")
+    assert torch.allclose(sum(m.sum() for m in maps), sensitivity(model, x, form, output_layer="sigmoid"), rtol=1e-12)
+
+
+def test_unknown_output_layer_is_one_line_error() -> None:
+    model, x = _mlp(0), _inputs("mlp", 2, 0)
+    with pytest.raises(ConfigError, match="output layer 'tanh'"):
+        sensitivity(model, x, output_layer="tanh")

@@ -1,4 +1,5 @@
-"""``axtrain hw``: query the hardware models from the command line.
+"""``axtrain hw``: query the hardware models from the command line (kept out of hwmodels/, which
+imports nothing of ours but axtrain.errors).
 
     axtrain hw drum --k 6 --bits 16 [--signed] [--samples N] [--seed S] [--json]
     axtrain hw ntv --voltage 0.66 [--json]
@@ -14,9 +15,11 @@ import json
 
 import click
 
+from axtrain.cli_params import sram_voltage_option
+from axtrain.formats.technology import load_table
 from axtrain.hwmodels import ntv
 from axtrain.hwmodels.stats import drum_error_stats
-from axtrain.hwmodels.technology import DEFAULT_65NM, load_table
+from axtrain.hwmodels.technology import DEFAULT_65NM
 
 
 @click.group("hw")
@@ -33,6 +36,10 @@ def hw() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (errors as fractions).")
 def drum(k: int, bits: int, signed: bool, samples: int, seed: int, as_json: bool) -> None:
     """Error of DRUM(k) products over uniform non-zero operands: bias, mean and max relative error."""
+    from axtrain.limits import MAX_SAMPLES, MAX_SEED, check_range
+
+    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--samples", samples, 1, MAX_SAMPLES)
     stats = drum_error_stats(k, bits, signed=signed, samples=samples, seed=seed)
     if as_json:
         click.echo(json.dumps(stats, sort_keys=True))
@@ -45,7 +52,7 @@ def drum(k: int, bits: int, signed: bool, samples: int, seed: int, as_json: bool
 
 
 @hw.command("ntv")
-@click.option("--voltage", type=float, required=True, help="SRAM supply voltage in volts (0.40..1.10).")
+@sram_voltage_option("SRAM supply voltage", name="--voltage", required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def ntv_command(voltage: float, as_json: bool) -> None:
     """Bit-error rate of near-threshold SRAM at a supply voltage."""

@@ -61,10 +61,10 @@ def test_mode_table_selects_drum_per_neuron() -> None:
     w = [100, 77, -93, 55, 121, -66]
     x = np.array([[45, -99, 27, 0, 0]])
     result = run(DENSE.format(code=1).replace("shift=2 bits=4", "shift=0 bits=16"), w, [0, 0], x)
-    exact0 = sum(a * b for a, b in zip([45, -99, 27], w[:3]))
-    drum1 = sum(multiply_reference(a, b, "drum:1") for a, b in zip([45, -99, 27], w[3:]))
+    exact0 = sum(a * b for a, b in zip([45, -99, 27], w[:3], strict=True))
+    drum1 = sum(multiply_reference(a, b, "drum:1") for a, b in zip([45, -99, 27], w[3:], strict=True))
     np.testing.assert_array_equal(result.layer_outputs[0], [[max(exact0, 0), max(drum1, 0)]])
-    assert drum1 != sum(a * b for a, b in zip([45, -99, 27], w[3:]))
+    assert drum1 != sum(a * b for a, b in zip([45, -99, 27], w[3:], strict=True))
 
 
 def test_conv_with_padding_and_pool() -> None:

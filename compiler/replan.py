@@ -14,53 +14,80 @@ A :class:`Plan` names one multiplier mode and one weight-SRAM voltage per comput
   re-planned program against an independent computation, as it does for a compiled bundle.
 
 Weights, biases, architecture and golden inputs are copied byte for byte. Voltages change no golden
-vector: verify replays the program without NTV faults. Never imports torch.
+vector: verify replays the program without NTV faults. The listing notes, the manifest's per-layer
+summary, the golden files and the MODE codes come from the same functions the compiler packages a
+fresh bundle with (compiler/package.py, compiler/passes/emit.py). ``axtrain explore`` (the search)
+uses this module; it lives in the compiler because it writes bundles. Never imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from axtrain.compiler.package import golden_files, listing_notes, manifest_layers
 from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import Bundle, LayerRecord
-from axtrain.formats.isa import Instruction, encode_program, listing
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
-from axtrain.hwmodels.layers import QuantizedLayer, forward
-from axtrain.hwmodels.multipliers import MultiplierMode, parse_mode
-from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.formats.isa import Instruction, encode_program, listing, mode_code
+from axtrain.formats.target import HardwareTarget, Mode, Volts
+from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.multipliers import MultiplierMode
 
 
-@dataclass(frozen=True)
-class Plan:
-    """One multiplier mode and one weight-SRAM voltage per compute layer (in layer order)."""
+class Plan(BaseModel):
+    """One multiplier mode and one weight-SRAM voltage per compute layer (in layer order).
 
-    modes: tuple[str, ...]
-    voltages: tuple[float, ...]
+    The fields are ``HardwareTarget``'s types: modes are typed (text is accepted and parsed once, at
+    construction), voltages are checked against the NTV model. Frozen and hashable (the search
+    caches by plan)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modes: tuple[Mode, ...]
+    voltages: tuple[Volts, ...]
+
+    def __init__(self, modes: Sequence[Any], voltages: Sequence[float]) -> None:
+        try:
+            super().__init__(modes=tuple(modes), voltages=tuple(voltages))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"plan {where}: {str(first['msg']).removeprefix('Value error, ')}") from None
 
     @classmethod
-    def uniform(cls, layers: int, mode: str, voltage: float) -> "Plan":
+    def uniform(cls, layers: int, mode: MultiplierMode | str, voltage: float) -> "Plan":
         """The same mode and voltage for ``layers`` compute layers."""
-        return cls((str(parse_mode(mode)),) * layers, (float(voltage),) * layers)
+        return cls((mode,) * layers, (voltage,) * layers)
+
+    @classmethod
+    def of_target(cls, layers: int, target: HardwareTarget) -> "Plan":
+        """Every compute layer at ``target``'s multiplier and SRAM voltage."""
+        return cls.uniform(layers, target.multiplier, target.sram_voltage)
+
+    def target(self, layer: int) -> HardwareTarget:
+        """Compute layer ``layer``'s multiplier and voltage as a target (default bit widths)."""
+        return HardwareTarget(multiplier=self.modes[layer], sram_voltage=self.voltages[layer])
 
     @property
     def is_uniform(self) -> bool:
+        """Whether every compute layer has the same mode and the same voltage."""
         return len(set(self.modes)) <= 1 and len(set(self.voltages)) <= 1
 
     def label(self) -> str:
         """Short text: ``drum:2,exact@0.66V`` (one voltage) or ``drum:2@0.66V,exact@1.10V``."""
         if len(set(self.voltages)) == 1:
-            return f"{','.join(self.modes)}@{self.voltages[0]:.2f}V"
-        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages))
+            return f"{','.join(map(str, self.modes))}@{self.voltages[0]:.2f}V"
+        return ",".join(f"{m}@{v:.2f}V" for m, v in zip(self.modes, self.voltages, strict=True))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"modes": list(self.modes), "voltages": list(self.voltages), "label": self.label()}
+        """JSON form: modes as text, voltages, label."""
+        return {"modes": [str(m) for m in self.modes], "voltages": list(self.voltages), "label": self.label()}
 
 
 def compute_layers(bundle: Bundle) -> list[LayerRecord]:
@@ -72,7 +99,7 @@ def bundle_plan(bundle: Bundle) -> Plan | None:
     """The plan the bundle carries now, or None when some layer mixes modes across its neurons."""
     modes, voltages = [], []
     for layer in compute_layers(bundle):
-        distinct = {str(parse_mode(m)) for m in layer.multipliers}
+        distinct = set(layer.modes)
         if len(distinct) != 1:
             return None
         modes.append(distinct.pop())
@@ -81,20 +108,12 @@ def bundle_plan(bundle: Bundle) -> Plan | None:
 
 
 def check_plan(bundle: Bundle, plan: Plan) -> tuple[tuple[MultiplierMode, ...], tuple[float, ...]]:
-    """Parsed modes and voltages of ``plan`` for ``bundle`` (wrong length, unknown mode or voltage
-    outside the NTV model -> one-line ConfigError)."""
+    """The modes and voltages of ``plan`` for ``bundle`` (wrong length -> one-line ConfigError; the
+    modes and voltages themselves were checked when the plan was made)."""
     n = len(compute_layers(bundle))
     if len(plan.modes) != n or len(plan.voltages) != n:
         raise ConfigError(f"plan gives {len(plan.modes)} modes and {len(plan.voltages)} voltages; {bundle.path} has {n} compute layers")
-    modes = tuple(parse_mode(m) for m in plan.modes)
-    for v in plan.voltages:
-        bit_error_rate(v)  # raises a one-line HardwareModelError outside the model's range
-    return modes, tuple(float(v) for v in plan.voltages)
-
-
-def _mode_code(mode: MultiplierMode) -> int:
-    # The ISA's mode-table code (docs/isa.md MODE): 0 exact, k DRUM(k); same rule as compiler emit.
-    return 0 if mode.is_exact else int(mode.k)  # type: ignore[arg-type]
+    return plan.modes, plan.voltages
 
 
 def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
@@ -121,12 +140,12 @@ def _layer_voltages(bundle: Bundle, voltages: Sequence[float]) -> list[float]:
 def planned_program(bundle: Bundle, modes: Sequence[MultiplierMode]) -> list[Instruction]:
     """The program with every MODE instruction of compute layer ``i`` set to ``modes[i]``."""
     program = list(bundle.program)
-    for layer, mode in zip(compute_layers(bundle), modes):
+    for layer, mode in zip(compute_layers(bundle), modes, strict=True):
         first, end = layer.program
         for index in range(first, end):
             ins = program[index]
             if ins.op == "MODE":
-                program[index] = Instruction.of("MODE", mt=ins["mt"], count=ins["count"], code=_mode_code(mode))
+                program[index] = Instruction.of("MODE", mt=ins["mt"], count=ins["count"], code=mode_code(mode))
     return program
 
 
@@ -135,7 +154,7 @@ def planned_layers(bundle: Bundle, modes: Sequence[MultiplierMode], voltages: Se
     per_layer_v = _layer_voltages(bundle, voltages)
     modes_iter = iter(modes)
     rows = []
-    for layer, v in zip(bundle.layers, per_layer_v):
+    for layer, v in zip(bundle.layers, per_layer_v, strict=True):
         changes: dict[str, Any] = {"sram_voltage": v}
         if layer.weights is not None:
             changes["multipliers"] = [str(next(modes_iter))] * len(layer.multipliers)
@@ -158,35 +177,25 @@ def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
     compiler's packaging: weights ``[out, fan_in]`` row-major, conv ``fan_in`` in ``c*kh*kw`` order)."""
     out = []
     for layer in bundle.layers:
-        fin, fout = FixedPointFormat.parse(layer.input_format), FixedPointFormat.parse(layer.output_format)
+        fin, fout, fw, _ = layer.formats
         if layer.op == "maxpool":
             out.append(QuantizedLayer(layer.name, "maxpool", fin, fout, kernel=int(layer.kernel[0]), stride=layer.stride, sram_voltage=layer.sram_voltage))
             continue
         if layer.op == "flatten":
             out.append(QuantizedLayer(layer.name, "flatten", fin, fout, sram_voltage=layer.sram_voltage))
             continue
-        assert layer.weights is not None and layer.bias is not None and layer.weight_format is not None
+        assert layer.weights is not None and layer.bias is not None and fw is not None
         w = bundle.weights[layer.weights.dram : layer.weights.dram + layer.weights.count].reshape(layer.weights.shape)
         if layer.op == "conv":
             w = w.reshape(w.shape[0], layer.input_shape[0], *layer.kernel)
         b = bundle.bias[layer.bias.dram : layer.bias.dram + layer.bias.count]
         out.append(QuantizedLayer(
             layer.name, layer.op, fin, fout,
-            weight=w.astype(np.int64), weight_format=FixedPointFormat.parse(layer.weight_format), bias=b.astype(np.int64),
-            relu=layer.relu, multipliers=tuple(parse_mode(m) for m in layer.multipliers),
+            weight=w.astype(np.int64), weight_format=fw, bias=b.astype(np.int64),
+            relu=layer.relu, multipliers=layer.modes,
             sram_voltage=layer.sram_voltage, stride=layer.stride, padding=layer.padding,
         ))
     return out
-
-
-def _notes(layers: Sequence[LayerRecord]) -> dict[int, str]:
-    # The listing's layer-boundary comments, as compiler/package.py writes them.
-    return {layer.program[0]: f"layer {layer.index} {layer.name} ({layer.op})" for layer in layers}
-
-
-def _modes_text(modes: Sequence[str]) -> str:
-    distinct = sorted(set(modes))
-    return distinct[0] if len(distinct) == 1 else f"mixed:{len(distinct)} modes"
 
 
 def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -198,26 +207,16 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
     for name in bundle.manifest.files:
         files[name] = (bundle.path / name).read_bytes()
     files[fmt.PROGRAM_BIN] = planned.program_bytes
-    files[fmt.PROGRAM_ASM] = listing(planned.program, _notes(planned.layers)).encode("utf-8")
+    notes = listing_notes([(layer.name, layer.op) for layer in planned.layers], [(layer.program[0], layer.program[1]) for layer in planned.layers])
+    files[fmt.PROGRAM_ASM] = listing(planned.program, notes).encode("utf-8")
     files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
     # Golden vectors under the new modes (integer reference, not the interpreter verify replays).
-    qlayers = integer_layers(planned)
-    x = bundle.golden_inputs()
-    outputs = forward(qlayers, quantize(x, FixedPointFormat.parse(bundle.manifest.input.format)))
-    for index, values in enumerate(outputs):
-        files[fmt.golden_layer_file(index)] = fmt.npy_bytes(values.astype(np.int64))
-    files[fmt.GOLDEN_OUTPUTS] = fmt.npy_bytes(dequantize(outputs[-1], qlayers[-1].output_format))
+    files.update(golden_files(integer_layers(planned), bundle.golden_inputs(), bundle.manifest.input.fixed_point))
     manifest = json.loads((bundle.path / fmt.MANIFEST).read_text(encoding="utf-8"))
     manifest.pop("files", None)
-    manifest["layers"] = [
-        {
-            "name": layer.name,
-            "op": layer.op,
-            "multiplier": _modes_text(layer.multipliers) if layer.weights is not None else "-",
-            "sram_voltage": layer.sram_voltage,
-        }
-        for layer in planned.layers
-    ]
+    manifest["layers"] = manifest_layers(
+        (layer.name, layer.op, layer.multipliers if layer.weights is not None else None, layer.sram_voltage) for layer in planned.layers
+    )
     return files, manifest
 
 

@@ -1,0 +1,45 @@
+"""reproduce's profile options: output layer, Fig. 6 metric and the K mapping reach the cells."""
+
+from __future__ import annotations
+
+import pytest
+
+from axtrain.errors import ConfigError
+from axtrain.reproduce import networks as nets
+from axtrain.reproduce.profile import QUICK, parse_k_map
+
+
+def test_default_profile_trains_every_network_with_the_sigmoid_output_layer() -> None:
+    p = QUICK.with_options(apps=("ionosphere",))
+    for cell in (nets.bp(p, "ionosphere", 0), nets.act(p, "ionosphere", 0), nets.axtrain(p, "ionosphere", 0, multiplier="K1")):
+        assert cell.params["config"]["output_layer"] == "sigmoid"
+    soft = p.with_options(output_layer="softmax")
+    assert nets.bp(soft, "ionosphere", 0).params["config"]["output_layer"] == "softmax"
+    assert nets.bp(soft, "ionosphere", 0).key != nets.bp(p, "ionosphere", 0).key
+
+
+def test_k_map_reaches_training_evaluation_and_simulation() -> None:
+    p = QUICK.with_options(apps=("ionosphere",))
+    mapped = p.with_options(k_map="2,3,4,5")
+    assert mapped.drum("K1") == "drum:2" and mapped.drum("K4") == "drum:5" and mapped.drum("exact") == "exact"
+    assert p.drum("K1") == "K1"  # the default map leaves names (and so cell keys) as they were
+    assert nets.axtrain(mapped, "ionosphere", 0, multiplier="K1").params["config"]["hardware"]["multiplier"] == "drum:2"
+    assert nets.axtrain(p, "ionosphere", 0, multiplier="K1").params["config"]["hardware"]["multiplier"] == "drum:1"
+    ev = nets.evaluate(mapped, nets.bp(mapped, "ionosphere", 0), "ionosphere", 0, ("exact", "K1"))
+    assert ev.params["multipliers"] == {"K1": "drum:2"} and ev.params["modes"] == ["exact", "K1"]
+    assert "multipliers" not in nets.evaluate(p, nets.bp(p, "ionosphere", 0), "ionosphere", 0, ("exact", "K1")).params
+    assert nets.simulate(mapped, nets.bp(mapped, "ionosphere", 0), "ionosphere", 0, "K2", 1.1).params["multiplier"] == "drum:3"
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "0,1,2,3", "a,b,c,d", "1,2,3,17"])
+def test_bad_k_map_is_one_line_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="--k-map"):
+        parse_k_map(text)
+
+
+def test_bad_output_metric_and_layer_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match="--output-metric"):
+        QUICK.with_options(output_metric="accuracy")
+    with pytest.raises(ConfigError, match="--output-layer"):
+        QUICK.with_options(output_layer="tanh")
+    assert QUICK.with_options(output_metric="ce").output_metric == "ce"
