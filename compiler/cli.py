@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from axtrain.compiler.ir import CompilerIR
 
 
-STAGE_NAMES = ("import", "host_tail", "validate", "fold_qdq", "tile_schedule", "allocate", "emit")  # compiler.pipeline.STAGES (checked by a test)
+STAGE_NAMES = (
+    "import", "fold_constants", "lower_qonnx", "flatten_shapes", "canonical_qdq", "drop_identity",
+    "host_tail", "validate", "fold_qdq", "float32_bound", "tile_schedule", "allocate", "emit",
+)  # compiler.pipeline.STAGES (checked by a test)
 
 
 @click.command("compile")

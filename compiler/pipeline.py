@@ -26,8 +26,8 @@ from axtrain.compiler.passes.canonical_qdq import canonical_qdq
 from axtrain.compiler.passes.drop_identity import drop_identity
 from axtrain.compiler.passes.emit import emit
 from axtrain.compiler.passes.flatten_shapes import flatten_shapes
-from axtrain.compiler.passes.fold_constants import fold_constants
 from axtrain.compiler.passes.float32_bound import float32_bound
+from axtrain.compiler.passes.fold_constants import fold_constants
 from axtrain.compiler.passes.fold_qdq import fold_qdq
 from axtrain.compiler.passes.lower_qonnx import lower_qonnx
 from axtrain.compiler.passes.tile_schedule import tile_schedule

@@ -42,8 +42,7 @@ from axtrain.errors import AxTrainError, OnnxError, RunError
 from axtrain.formats import onnx_schema as schema
 from axtrain.formats.onnx_schema import read_annotations  # re-exported for callers of this module
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
-from axtrain.hwmodels.layers import QuantizedLayer
-from axtrain.hwmodels.layers import accumulation_bound as hw_accumulation_bound
+from axtrain.hwmodels.layers import QuantizedLayer, accumulation_bound as hw_accumulation_bound
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.provenance import versions

@@ -60,7 +60,7 @@ def _flattens(target: np.ndarray, dims: tuple[int | str | None, ...]) -> bool:
     """Is a Reshape of a tensor with ``dims`` to ``target`` a flatten to [batch, features]?"""
     if target.ndim != 1 or target.size != 2 or len(dims) < 2 or not all(isinstance(d, int) for d in dims[1:]):
         return False
-    features = math.prod(int(d) for d in dims[1:])  # type: ignore[arg-type]
+    features = math.prod(d for d in dims[1:] if isinstance(d, int))
     batch, rest = int(target[0]), int(target[1])
     batch_ok = batch in (BATCH, 0) or (isinstance(dims[0], int) and batch == dims[0]) or (batch == -1 and rest == features)
     return batch_ok and rest in (-1, features) and not (batch == -1 and rest == -1)

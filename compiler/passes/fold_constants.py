@@ -85,7 +85,8 @@ def quantize_linear(x: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, a
     if not np.all(np.isfinite(q)):
         return None
     info = np.iinfo(dtype)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    result: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return result
 
 
 def _cast(x: np.ndarray, to: int) -> np.ndarray | None:
@@ -209,13 +210,14 @@ def fold_graph(graph: Graph, evaluate: Callable[[Node, list[np.ndarray | None]],
     producer = producers(graph)
     graph_outputs = {name for name, _ in graph.outputs}
     kept: list[Node] = []
+    value: np.ndarray | None
     for node in graph.nodes:
         if node.domain in ("", "ai.onnx") and node.op in FOLDABLE and len([o for o in node.outputs if o]) == 1 and node.outputs[0] not in graph_outputs:
             if node.op == "Transpose" and node.inputs and node.inputs[0] not in made:
                 moved = _transpose_dq(graph, node, made, producer)
                 if moved is not None:
-                    rewritten, name, value = moved
-                    made[name] = value
+                    rewritten, name, transposed = moved
+                    made[name] = transposed
                     kept.append(rewritten)
                     continue
             if all(not name or name in made for name in node.inputs) and not _is_marker(node.attrs.get("value")):

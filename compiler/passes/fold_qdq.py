@@ -264,17 +264,17 @@ def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features:
     fb = scale_frac(graph, b_dq)
     if b_int.size != out_features:
         raise refuse(node, f"bias has {b_int.size} values for {out_features} output neurons")
-    values = b_int.reshape(-1).astype(np.int64)
+    integers = b_int.reshape(-1).astype(np.int64)
     if fb < acc_frac:
-        values = values << (acc_frac - fb)
+        integers = integers << (acc_frac - fb)
     elif fb > acc_frac:
         step = 1 << min(fb - acc_frac, 62)
-        if np.any(values % step):
+        if np.any(integers % step):
             raise refuse(node, f"bias scale 2**-{fb} is finer than input scale x weight scale 2**-{acc_frac} and its values are not multiples of the difference")
-        values = values // step
-    if values.size and (values.min() < np.iinfo(np.int32).min or values.max() > np.iinfo(np.int32).max):
+        integers = integers // step
+    if integers.size and (integers.min() < np.iinfo(np.int32).min or integers.max() > np.iinfo(np.int32).max):
         raise refuse(node, f"bias at the accumulator scale 2**-{acc_frac} does not fit int32")
-    return values, str(b_int.dtype) if fb == acc_frac else f"{b_int.dtype} at 2**-{fb}"
+    return integers, str(b_int.dtype) if fb == acc_frac else f"{b_int.dtype} at 2**-{fb}"
 
 
 def _float_output(node: Node, last: Node, weight: np.ndarray, bias: np.ndarray, fmt_in: FixedPointFormat, acc_frac: int) -> FixedPointFormat:

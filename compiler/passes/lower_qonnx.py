@@ -13,6 +13,8 @@ modes, wider formats). Scales are checked later like any Q/DQ scale (power of tw
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Graph, Node
@@ -88,6 +90,7 @@ def lower_graph(graph: Graph) -> Graph:
             raise refuse(node, "QONNX Quant scale and zero point vary along different axes")
         if zero_value.size > 1 and scale.size == 1:
             scale, axis = np.full(zero_value.shape, scale, dtype=np.float32), zero_axis
+        container: type[np.integer[Any]]
         if signed:
             low, high, container = -(1 << (bits - 1)) + narrow, (1 << (bits - 1)) - 1, np.int8 if bits <= 8 else np.int16
         else:

@@ -52,8 +52,8 @@ def calibration(shape: tuple[int, ...], n: int = 32, seed: int = 0) -> np.ndarra
 
 
 def _brevitas_model(kind: str, bits: int, bias: bool, out_quant: bool) -> Any:
-    import torch
     import brevitas.nn as qnn
+    import torch
     from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int32Bias, Uint8ActPerTensorFixedPoint
 
     torch.manual_seed(bits * 10 + bias)
@@ -126,10 +126,9 @@ def brevitas_qonnx(kind: str, bits: int, bias: bool, out_quant: bool, to_qcdq: b
         model = onnx.load(str(path))
         if to_qcdq:
             from qonnx.core.modelwrapper import ModelWrapper
+            from qonnx.transformation.infer_shapes import InferShapes
             from qonnx.transformation.qonnx_to_qcdq import QuantToQCDQ
             from qonnx.util.cleanup import cleanup_model
-
-            from qonnx.transformation.infer_shapes import InferShapes
 
             wrapper = cleanup_model(ModelWrapper(model)).transform(InferShapes())
             model = wrapper.transform(QuantToQCDQ()).model

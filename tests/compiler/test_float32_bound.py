@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 from onnx_graphs import Spec, build_model
 
 from axtrain.compiler.package import write_compiled_bundle
 from axtrain.compiler.passes.float32_bound import Float32BoundWarning
 from axtrain.compiler.pipeline import compile_model
-from onnx import TensorProto
 
 
 def _compile(tmp_path: Path, weight: np.ndarray, bits_in: int) -> tuple[list[warnings.WarningMessage], dict]:
