@@ -158,7 +158,7 @@ class LayerSummary(_Model):
 class HostTailOp(_Model):
     """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
 
-    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    op: Literal["Sigmoid", "Softmax", "LogSoftmax", "ArgMax"]  # compiler/host_tail.py TAIL_OPS
     node: str  # the ONNX node it came from
 
 
