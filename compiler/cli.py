@@ -13,6 +13,7 @@ from axtrain.formats.arch import DEFAULT_ARCH, load_arch
 
 if TYPE_CHECKING:
     from axtrain.compiler.ir import CompilerIR
+    from axtrain.formats.bundle import Bundle
 
 
 STAGE_NAMES = (
@@ -26,9 +27,10 @@ STAGE_NAMES = (
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Bundle directory to write (required unless --stop-after).")
 @click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), help="Architecture YAML/JSON (defaults: docs/compiler.md).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle directory.")
+@click.option("--golden", "golden_count", type=int, default=8, show_default=True, help="Golden vectors to write, chosen for coverage (docs/bundle.md).")
 @click.option("--dump-ir", "dump_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after every stage into this folder (NN-<stage>.json, .asm once emitted).")
 @click.option("--stop-after", type=click.Choice(STAGE_NAMES), help="Stop after this stage; no bundle is written.")
-def compile_command(model: Path, out: Path | None, arch_file: Path | None, force: bool, dump_dir: Path | None, stop_after: str | None) -> None:
+def compile_command(model: Path, out: Path | None, arch_file: Path | None, force: bool, golden_count: int, dump_dir: Path | None, stop_after: str | None) -> None:
     """Compile MODEL (QDQ ONNX, power-of-two scales) into a FlexFlow bundle."""
     from axtrain.compiler.dump import dump_ir
     from axtrain.compiler.package import write_compiled_bundle
@@ -39,6 +41,8 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
     if out is None and stop_after is None:
         raise ConfigError("--out BUNDLE is required (unless --stop-after STAGE)")
+    if not 1 <= golden_count <= 4096:
+        raise ConfigError(f"--golden must lie in [1, 4096], got {golden_count}")
 
     def after(stage: str, ir: CompilerIR) -> None:
         if dump_dir is not None:
@@ -58,11 +62,25 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
             ir = compile_model(model, arch, after=after)
         for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
             click.echo(f"warning: {warning.message}", err=True)
-        write_compiled_bundle(ir, out, overwrite=force)
+        write_compiled_bundle(ir, out, overwrite=force, golden_count=golden_count)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
         f"compiled {model.name}: {len(ir.layers)} layers, {len(ir.emitted.program)} instructions, "
         f"{ir.emitted.weight_image.size} weight words -> {out}"
+    )
+
+
+def coverage_line(b: Bundle) -> str:
+    """One line on what the golden vectors exercise (format 1.1), shared by inspect and verify."""
+    c = b.manifest.golden_coverage
+    if c is None:
+        return f"golden coverage: not recorded (format {b.manifest.format_version} bundle, {b.manifest.golden_count} goldens)"
+    pct = 100.0 * c.weight_words_exercised / max(c.weight_words, 1)
+    gaps = [f"{row.name} {row.weight_words - row.exercised}" for row in c.layers if row.exercised < row.weight_words]
+    return (
+        f"golden coverage: {b.manifest.golden_count} goldens exercise {c.weight_words_exercised}/{c.weight_words} weight words ({pct:.1f} %; "
+        f"format 1's 8 uniform draws: {c.legacy_weight_words_exercised}) and {c.instructions_exercised}/{c.instructions} data instructions"
+        + (f"; unexercised words: {', '.join(gaps)}" if gaps else "")
     )
 
 
@@ -107,6 +125,7 @@ def summary(bundle_path: Path) -> str:
             f"{layer.index:>2}  {layer.name[:14]:<14} {layer.op:<8} {shapes:<24} {formats:<22} {mode:<14} "
             f"{layer.sram_voltage:>5.2f} {tiles:>5} {layer.macs:>9} {layer.program[1] - layer.program[0]:>6}"
         )
+    lines += ["", coverage_line(b)]
     counts = count_by_kind(b.program)
     lines += ["", f"instructions: {len(b.program)} ({len(b.program_bytes)} bytes): " + ", ".join(f"{k} {v}" for k, v in counts.items())]
     live = max(math.prod(layer.input_shape) + (0 if layer.op == "flatten" else math.prod(layer.output_shape)) for layer in b.layers)

@@ -7,35 +7,34 @@ schedule, the addresses and the encoding against an independent computation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from axtrain import __version__
+from axtrain.compiler import goldens
 from axtrain.compiler.ir import CompilerIR
+from axtrain.errors import ConfigError
 from axtrain.formats import bundle as fmt
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, encode_program, listing
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, decode_program, encode_program, listing
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import QuantizedLayer, forward
 from axtrain.provenance import versions
 
 GOLDEN_COUNT = 8
-GOLDEN_SEED = 20170204  # fixed: the same model always gets the same golden inputs
+GOLDEN_SEED = goldens.GOLDEN_SEED  # fixed: the same model always gets the same golden inputs
+MAX_GOLDEN_COUNT = 4096
 
 
 def golden_inputs(ir: CompilerIR, count: int = GOLDEN_COUNT) -> np.ndarray:
-    """Deterministic float32 inputs spanning the input format's range, a little beyond it (so
-    saturation is exercised) and off the quantisation grid (so rounding is exercised)."""
-    assert ir.input_format is not None and ir.shapes is not None
-    rng = np.random.default_rng(GOLDEN_SEED)
-    f = ir.input_format
-    low, high = f.qmin * f.scale * 1.1, f.qmax * f.scale * 1.1
-    x = rng.uniform(low, high, size=(count, *ir.shapes[0]))
-    # One input of exact grid ties (k + 1/2 LSB) to pin round-half-even.
-    ties = (rng.integers(f.qmin, f.qmax, size=ir.shapes[0]) + 0.5) * f.scale
-    x[0] = ties
-    return x.astype(np.float32)
+    """Deterministic float32 goldens chosen for coverage (compiler/goldens.py): the first made of
+    exact rounding ties, the rest picked from a seeded pool (uniform over the input format's range
+    and 10 % beyond, one-sided, saturating corners, aimed at first-layer neurons) for the most weight
+    words exercised."""
+    assert ir.input_format is not None and ir.shapes is not None and ir.layers is not None
+    return goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, count).inputs
 
 
 def modes_text(modes: Iterable[Any]) -> str:
@@ -128,8 +127,10 @@ def _float32_bound(ir: CompilerIR) -> dict[str, Any]:
     return {"limit": FLOAT32_EXACT_LIMIT, "exact": all(b < FLOAT32_EXACT_LIMIT for b in bounds.values()), "layers": bounds}
 
 
-def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
+def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the bundle (name -> bytes) and the manifest (without its hash list)."""
+    if not 1 <= golden_count <= MAX_GOLDEN_COUNT:
+        raise ConfigError(f"--golden must lie in [1, {MAX_GOLDEN_COUNT}], got {golden_count}")
     assert ir.layers is not None and ir.shapes is not None and ir.allocation is not None and ir.emitted is not None
     assert ir.input_format is not None
     arch, e, alloc = ir.arch, ir.emitted, ir.allocation
@@ -145,7 +146,8 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
         fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
-    x = golden_inputs(ir)
+    selection = goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, golden_count)
+    x = selection.inputs
     files[fmt.GOLDEN_INPUTS] = fmt.npy_bytes(x)
     files.update(golden_files(ir.layers, x, ir.input_format))
     toolchain = {k: v for k, v in versions().items() if k in ("axtrain", "python", "numpy", "onnx", "pydantic")}
@@ -177,10 +179,84 @@ def bundle_files(ir: CompilerIR) -> tuple[dict[str, bytes], dict[str, Any]]:
     if ir.host_tail:
         # Only when there is one: bundles without a tail stay byte-identical to earlier versions.
         manifest["host_tail"] = [{"op": op.op, "node": op.node} for op in ir.host_tail]
-    return files, manifest
+    return finish_format_1_1(files, manifest, ir.layers, arch, selection), manifest
 
 
-def write_compiled_bundle(ir: CompilerIR, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the bundle of a compiled IR atomically."""
-    files, manifest = bundle_files(ir)
+def write_compiled_bundle(ir: CompilerIR, out: str | Path, overwrite: bool = False, golden_count: int = GOLDEN_COUNT) -> Path:
+    """Write the bundle of a compiled IR atomically (``golden_count`` goldens chosen for coverage)."""
+    files, manifest = bundle_files(ir, golden_count)
     return fmt.write_bundle(out, files, manifest, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Format 1.1: testbench vectors, golden coverage, content hash. Pieces that work on a finished
+# file set, so that any writer of bundles (the compiler above, a re-planner) adds them the same way.
+# ---------------------------------------------------------------------------------------------
+
+
+def testbench_files(files: dict[str, bytes], neuron_word_bits: int, input_format: str) -> dict[str, bytes]:
+    """The ``$readmemh`` twins derived from a file set: ``program.hex``, the quantised golden inputs
+    (``golden/inputs_int.npy`` and ``.hex``) and every ``golden/layer_<i>.hex`` (neuron words,
+    images back to back, each image's values in NCHW order)."""
+    x = fmt.read_npy_bytes(files[fmt.GOLDEN_INPUTS])
+    q = quantize(x, FixedPointFormat.parse(input_format)).astype(np.int64)
+    out = {
+        fmt.PROGRAM_HEX: fmt.program_hex(files[fmt.PROGRAM_BIN]).encode("ascii"),
+        fmt.GOLDEN_INPUTS_INT: fmt.npy_bytes(q),
+        fmt.GOLDEN_INPUTS_HEX: fmt.image_hex(q.reshape(-1), neuron_word_bits).encode("ascii"),
+    }
+    index = 0
+    while fmt.golden_layer_file(index) in files:
+        values = fmt.read_npy_bytes(files[fmt.golden_layer_file(index)])
+        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), neuron_word_bits).encode("ascii")
+        index += 1
+    return out
+
+
+def coverage_record(
+    layers: Any, x: np.ndarray, input_format: FixedPointFormat, files: dict[str, bytes], manifest: dict[str, Any], arch: Any, selection: "goldens.Selection | None" = None
+) -> dict[str, Any]:
+    """The manifest's ``golden_coverage``: weight words exercised (integer reference model) and
+    data-carrying instructions exercised (from the layer data; tests check it against the ISA interpreter)."""
+    q = quantize(x, input_format)
+    covered = np.asarray(goldens.exercised(layers, q).any(axis=0), dtype=bool)
+    legacy = selection.legacy_covered if selection is not None else None
+    if legacy is None:
+        legacy_x, _ = goldens.legacy_inputs(x.shape[1:], input_format)
+        legacy = int(goldens.exercised(layers, quantize(legacy_x, input_format)).any(axis=0).sum())
+    weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
+    records = json.loads(files[fmt.LAYERS])
+    hit, counted, missed = goldens.instruction_coverage(layers, records, decode_program(files[fmt.PROGRAM_BIN]), weights, bias, q)
+    return {
+        "criterion": goldens.CRITERION,
+        "weight_words": int(covered.size),
+        "weight_words_exercised": int(covered.sum()),
+        "legacy_weight_words_exercised": int(legacy),
+        "instructions": counted,
+        "instructions_exercised": hit,
+        "unexercised_instructions": missed,
+        "candidates": selection.pool if selection is not None else int((manifest.get("golden_coverage") or {}).get("candidates", 0)),
+        "layers": goldens.layer_coverage(layers, covered),
+    }
+
+
+def content_hash_of_files(files: dict[str, bytes], manifest: dict[str, Any], arch: Any) -> str:
+    """:func:`axtrain.formats.bundle.content_sha256` of a file set about to be written."""
+    weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
+    bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
+    layers = json.loads(files[fmt.LAYERS])
+    return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers)
+
+
+def finish_format_1_1(files: dict[str, bytes], manifest: dict[str, Any], layers: Any, arch: Any, selection: "goldens.Selection | None" = None) -> dict[str, bytes]:
+    """Add format 1.1's parts to a file set and its manifest (in place; returns ``files``):
+    the testbench twins, ``golden_coverage`` for the golden inputs in ``files`` under the integer
+    ``layers``, ``content_sha256``, and ``format_version``."""
+    files.update(testbench_files(files, arch.neuron_word_bits, manifest["input"]["format"]))
+    x = fmt.read_npy_bytes(files[fmt.GOLDEN_INPUTS])
+    manifest["golden_coverage"] = coverage_record(layers, x, FixedPointFormat.parse(manifest["input"]["format"]), files, manifest, arch, selection)
+    manifest["format_version"] = fmt.FORMAT_VERSION
+    manifest["golden_count"] = int(x.shape[0])
+    manifest["content_sha256"] = content_hash_of_files(files, manifest, arch)
+    return files

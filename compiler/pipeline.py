@@ -90,7 +90,7 @@ def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH, aft
     return run_passes(import_onnx(model_path, arch), after=after, stop_after=stop_after)
 
 
-def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False) -> Path:
+def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False, golden_count: int = 8) -> Path:
     """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
 
-    return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite)
+    return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite, golden_count=golden_count)

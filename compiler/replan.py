@@ -211,13 +211,16 @@ def replan_files(bundle: Bundle, plan: Plan) -> tuple[dict[str, bytes], dict[str
     files[fmt.PROGRAM_ASM] = listing(planned.program, notes).encode("utf-8")
     files[fmt.LAYERS] = fmt.json_bytes([layer.model_dump(mode="json") for layer in planned.layers])
     # Golden vectors under the new modes (integer reference, not the interpreter verify replays).
-    files.update(golden_files(integer_layers(planned), bundle.golden_inputs(), bundle.manifest.input.fixed_point))
+    qlayers = integer_layers(planned)
+    files.update(golden_files(qlayers, bundle.golden_inputs(), bundle.manifest.input.fixed_point))
     manifest = json.loads((bundle.path / fmt.MANIFEST).read_text(encoding="utf-8"))
     manifest.pop("files", None)
     manifest["layers"] = manifest_layers(
         (layer.name, layer.op, layer.multipliers if layer.weights is not None else None, layer.sram_voltage) for layer in planned.layers
     )
-    return files, manifest
+    from axtrain.compiler.package import finish_format_1_1  # format 1.1 twins, coverage, content hash
+
+    return finish_format_1_1(files, manifest, qlayers, bundle.arch), manifest
 
 
 def write_replanned(bundle: Bundle, plan: Plan, out: str | Path, overwrite: bool = False) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from axtrain.formats.bundle import MANIFEST, Bundle, sha256_file
+from axtrain.formats.bundle import Bundle, bundle_content_sha256
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.provenance import versions
@@ -46,7 +46,7 @@ def build_report(
     return {
         "schema": SCHEMA,
         "app": bundle.manifest.app,
-        "bundle_sha256": sha256_file(bundle.path / MANIFEST),
+        "bundle_sha256": bundle_content_sha256(bundle),  # the identity: what the hardware sees, not file names
         "source_onnx_sha256": bundle.manifest.source_onnx_sha256,
         "inputs": inputs,
         "config": {
@@ -98,6 +98,7 @@ def simulate_to_report(
     seed: int = 0,
     tech: TechnologyTable = DEFAULT_65NM,
     technology: dict[str, Any] | None = None,
+    weight_images: np.ndarray | None = None,
 ) -> tuple[SimulationResult, dict[str, Any]]:
     """Simulate ``x`` (labels ``y``) on ``bundle`` and build its report.
 
@@ -105,7 +106,7 @@ def simulate_to_report(
     sha256 and whether they were labelled are added here. ``technology`` names the energy table
     (default: the built-in 65 nm one). Shared by ``axtrain simulate`` and ``axtrain pipeline``.
     """
-    result = simulate(bundle, x, y, multiplier, sram_voltage, runs, seed, tech)
+    result = simulate(bundle, x, y, multiplier, sram_voltage, runs, seed, tech, weight_images=weight_images)
     described = {**source, "count": int(result.outputs.shape[0]), "sha256": array_sha256(np.asarray(x, dtype=np.float32)), "labelled": y is not None}
     return result, build_report(bundle, result, described, technology or {"source": "default-65nm"})
 

@@ -114,8 +114,12 @@ def simulate(
     seed: int = 0,
     tech: TechnologyTable = DEFAULT_65NM,
     chunk: int | None = DEFAULT_CHUNK,
+    weight_images: np.ndarray | None = None,
 ) -> SimulationResult:
-    """Run the bundle over ``inputs`` ``runs`` times (one NTV fault map per run) and account for it."""
+    """Run the bundle over ``inputs`` ``runs`` times (one NTV fault map per run) and account for it.
+
+    ``weight_images`` (``[runs, weight words]``) replaces the drawn fault maps: a replayed chip
+    (runtime/faultmap.py, ``simulate --fault-map-in``)."""
     if not isinstance(runs, int) or runs < 1:
         raise ConfigError(f"--runs must be a positive integer, got {runs!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -132,7 +136,9 @@ def simulate(
     # float32 when exact (it is for inputs of at most 24 bits): converted once, not once per run.
     dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words, dtype=np.float32)
     region = (m.output.dram, int(np.prod(m.output.shape)))
-    faulty = has_faults(regions)
+    faulty = has_faults(regions) or weight_images is not None
+    if weight_images is not None and weight_images.shape != (runs, bundle.weights.size):
+        raise ConfigError(f"replayed weight images have shape {list(weight_images.shape)}, expected [{runs}, {bundle.weights.size}]")
     distinct = runs if faulty else 1  # no bit can flip: every run is the same chip, computed once
     # What grows with the runs is this one class index per run and input, so it is kept small (one
     # byte for up to 256 classes); everything else runs in passes of bounded size.
@@ -146,7 +152,10 @@ def simulate(
         # Several runs at once: their weight images stacked, the run-invariant work (the first
         # layer's activations) shared, the first layer one GEMM for all of them (runtime/execute.py).
         count = min(group, distinct - first)
-        images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
+        if weight_images is not None:
+            images = weight_images[first : first + count]
+        else:
+            images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
         q, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))

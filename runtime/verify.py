@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from axtrain.errors import BundleError
-from axtrain.formats.bundle import load_bundle
+from axtrain.formats.bundle import check_golden_twins, load_bundle
 from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.runtime.interpreter import run_bundle
 
@@ -119,7 +119,10 @@ def check_bundle(path: Path) -> VerifyResult:
     final = dequantize(outputs[-1], bundle.manifest.output.fixed_point)
     out_detail = "" if np.array_equal(final, bundle.golden_outputs()) else "golden/outputs.npy differs from the dequantised output of the last layer"
     output = OutputCheck(int(final.shape[0]), int(final[0].size) if final.shape[0] else 0, out_detail)
-    return VerifyResult(Path(path), tuple(checks), output)
+    result = VerifyResult(Path(path), tuple(checks), output)
+    if result.ok:
+        check_golden_twins(bundle)  # format 1.1: the hex and quantised goldens say what the .npy ones say
+    return result
 
 
 def verify_bundle(path: Path) -> VerifyResult:

@@ -1,16 +1,18 @@
-"""The FlexFlow bundle (format version 1): what ``axtrain compile`` writes and the runtime reads.
+"""The FlexFlow bundle (format version 1.1; 1 still read): what ``axtrain compile`` writes and the runtime reads.
 
 A bundle is one directory (docs/bundle.md):
 
     manifest.json     format/ISA/toolchain versions, source ONNX sha256, app metadata,
                       input/output placement, per-layer modes and voltage, sha256 of every file
     arch.json         the Architecture it was compiled for
-    program.bin       ISA words (16 bytes each, little-endian); program.asm its listing
+    program.bin       ISA words (16 bytes each, little-endian); program.asm its listing;
+                      program.hex the words for $readmemh (1.1)
     weights.bin/.hex  weight image (weight_word_bits two's complement, little-endian / $readmemh)
     bias.bin/.hex     bias image (int32)
     layers.json       the layer table: formats, shapes, image and buffer addresses, modes, tiling
     golden/inputs.npy float32 inputs; golden/layer_<i>.npy the bit-exact integer output of layer i;
-                      golden/outputs.npy the float32 network output (the ONNX model's values)
+                      golden/outputs.npy the float32 network output (the ONNX model's values);
+                      1.1: golden/inputs_int.npy + inputs.hex (quantised), golden/layer_<i>.hex
 
 :func:`load_bundle` checks the format and ISA versions, then every hash, before it parses anything
 else; :func:`write_bundle` writes the directory atomically with deterministic bytes.
@@ -22,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -32,14 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, WORD_BITS, WORD_BYTES, Instruction, check_program, decode_program, parse_assembly
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "1.1"
+# Versions this reader opens. 1.1 added the testbench files (program.hex, quantised and hex goldens),
+# the golden coverage and the content hash; a format 1 bundle lacks them and is read as it was.
+READABLE_VERSIONS = ("1", "1.1")
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"
@@ -52,12 +58,26 @@ BIAS_HEX = "bias.hex"
 LAYERS = "layers.json"
 GOLDEN_INPUTS = "golden/inputs.npy"
 GOLDEN_OUTPUTS = "golden/outputs.npy"
-REQUIRED_FILES = (ARCH, PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, LAYERS, GOLDEN_INPUTS, GOLDEN_OUTPUTS)
+PROGRAM_HEX = "program.hex"
+GOLDEN_INPUTS_INT = "golden/inputs_int.npy"
+GOLDEN_INPUTS_HEX = "golden/inputs.hex"
+REQUIRED_FILES_V1 = (ARCH, PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, LAYERS, GOLDEN_INPUTS, GOLDEN_OUTPUTS)
+REQUIRED_FILES = REQUIRED_FILES_V1 + (PROGRAM_HEX, GOLDEN_INPUTS_INT, GOLDEN_INPUTS_HEX)
 
 
 def golden_layer_file(index: int) -> str:
     """Name of the golden output file of layer ``index``."""
     return f"golden/layer_{index}.npy"
+
+
+def golden_layer_hex(index: int) -> str:
+    """Name of the ``$readmemh`` twin of layer ``index``'s golden output (format 1.1)."""
+    return f"golden/layer_{index}.hex"
+
+
+def required_files(format_version: str) -> tuple[str, ...]:
+    """The files a bundle of ``format_version`` must list (per-layer goldens come on top)."""
+    return REQUIRED_FILES_V1 if format_version == "1" else REQUIRED_FILES
 
 
 class _Model(BaseModel):
@@ -155,6 +175,30 @@ class LayerSummary(_Model):
     sram_voltage: Volts
 
 
+class LayerCoverage(_Model):
+    """Golden coverage of one compute layer's weight words."""
+
+    layer: int
+    name: str
+    weight_words: int
+    exercised: int
+    first_unexercised: list[int] | None  # [row, col] of the layer's [out, fan_in] matrix
+
+
+class GoldenCoverage(_Model):
+    """What the golden vectors exercise (format 1.1; compiler/goldens.py defines the criterion)."""
+
+    criterion: str
+    weight_words: int
+    weight_words_exercised: int
+    legacy_weight_words_exercised: int  # what format 1's eight uniform draws exercised
+    instructions: int  # instructions that carry data (MODE, CONV, END excluded)
+    instructions_exercised: int
+    unexercised_instructions: list[int]  # the first of them (at most 16)
+    candidates: int
+    layers: list[LayerCoverage]
+
+
 class HostTailOp(_Model):
     """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
 
@@ -196,6 +240,8 @@ class Manifest(_Model):
     golden_count: int
     layers: list[LayerSummary]
     files: dict[str, str]
+    golden_coverage: GoldenCoverage | None = None  # format 1.1
+    content_sha256: str | None = None  # format 1.1: the bundle's identity (content_sha256())
     # The float32 accumulation bound per weighted layer (docs/numerics.md); absent in older bundles.
     float32_bound: Float32Bound | None = None
 
@@ -267,9 +313,86 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def read_hex(path: Path, bits: int) -> np.ndarray:
+    """Signed ``bits``-bit words of a ``$readmemh``-style file (the inverse of :func:`image_hex`; blank
+    lines and ``//`` comments ignored). A line that is not a hex word of that width: BundleError."""
+    values = []
+    for number, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), start=1):
+        text = line.split("//", 1)[0].strip()
+        if not text:
+            continue
+        if not re.fullmatch(r"[0-9a-fA-F]+", text) or len(text) > bits // 4:
+            raise BundleError(f"{path}:{number}: {text[:20]!r} is not a {bits}-bit hex word")
+        value = int(text, 16)
+        values.append(value - (1 << bits) if value >> (bits - 1) else value)
+    return np.array(values, dtype=np.int64)
+
+
+def read_npy_bytes(data: bytes) -> np.ndarray:
+    """An in-memory .npy (written by :func:`npy_bytes`), never unpickled."""
+    return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
+
+
 def json_bytes(obj: Any) -> bytes:
     """Deterministic JSON: sorted keys, 2-space indent, final newline."""
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
+def program_hex(program_bytes: bytes) -> str:
+    """``program.hex``: one 128-bit instruction word per line as 32 hex digits, most significant
+    first (the little-endian word of ``program.bin`` read as one number), for ``$readmemh`` into
+    ``logic [127:0]``: bit ``i`` of the line is bit ``i`` of the word (opcode in bits 7..0)."""
+    digits = WORD_BITS // 4
+    return "".join(
+        f"{int.from_bytes(program_bytes[i : i + WORD_BYTES], 'little'):0{digits}x}\n" for i in range(0, len(program_bytes), WORD_BYTES)
+    )
+
+
+CONTENT_HASH_DOMAIN = b"axtrain-bundle-content/1\n"
+
+
+def content_sha256(
+    arch: Architecture, program_bytes: bytes, weights: np.ndarray, bias: np.ndarray, manifest: dict[str, Any], layers: list[dict[str, Any]]
+) -> str:
+    """The bundle's identity: sha256 of what the hardware sees, and nothing else.
+
+    Covered: the ISA version, the architecture, the program, the weight and bias images (as words),
+    the input/output placement and formats, the activation space, and per compute layer where its
+    weights lie, how many bits of each word are stored and at which SRAM voltage (what NTV faults
+    act on). Not covered: file names (the source ONNX's among them), toolchain versions, app and
+    method labels, golden vectors (checked by ``verify``, not seen by the hardware), layer names.
+    """
+    header = {
+        "isa_version": ISA_VERSION,
+        "arch": arch.to_json(),
+        "input": {k: manifest["input"][k] for k in ("shape", "format", "dram")},
+        "output": {k: manifest["output"][k] for k in ("shape", "format", "dram")},
+        "activation_words": int(manifest["activation_words"]),
+        "weight_word_bits": arch.weight_word_bits,
+        "bias_word_bits": BIAS_WORD_BITS,
+        "storage": [
+            {"weights": layer.get("weights"), "weight_format": layer.get("weight_format"), "sram_voltage": layer["sram_voltage"]}
+            for layer in layers
+        ],
+    }
+    digest = hashlib.sha256(CONTENT_HASH_DOMAIN)
+    digest.update(json_bytes(header))
+    for name, data in (
+        ("program", program_bytes),
+        ("weights", np.asarray(weights, dtype="<i8").tobytes()),
+        ("bias", np.asarray(bias, dtype="<i8").tobytes()),
+    ):
+        digest.update(f"{name} {len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def bundle_content_sha256(bundle: "Bundle") -> str:
+    """:func:`content_sha256` of a loaded bundle (any format version)."""
+    return content_sha256(
+        bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest.model_dump(mode="json"),
+        [layer.model_dump(mode="json") for layer in bundle.layers],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +403,7 @@ def json_bytes(obj: Any) -> bytes:
 def write_bundle(path: str | Path, files: dict[str, bytes], manifest: dict[str, Any], overwrite: bool = False) -> Path:
     """Write a bundle directory atomically: ``files`` (name -> bytes) plus ``manifest.json``, whose
     ``files`` entry (sha256 of each file) is filled in here. Returns the bundle path."""
-    missing = [name for name in REQUIRED_FILES if name not in files]
+    missing = [name for name in required_files(str(manifest.get("format_version"))) if name not in files]
     if missing:
         raise BundleError(f"cannot write a bundle without {', '.join(missing)}")
     target = Path(path)
@@ -385,9 +508,9 @@ def _validation_line(exc: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {err['msg']}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
 
 
-def verify_hashes(path: Path, files: dict[str, str]) -> None:
+def verify_hashes(path: Path, files: dict[str, str], required: tuple[str, ...] = REQUIRED_FILES) -> None:
     """Every required file is listed and present, and every listed file matches its sha256."""
-    for name in REQUIRED_FILES:
+    for name in required:
         if name not in files:
             raise BundleError(f"{path}: manifest lists no hash for {name}")
     for name, expected in sorted(files.items()):
@@ -410,14 +533,16 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{root / MANIFEST}: expected a JSON object")
     if raw.get("format") != FORMAT_NAME:
         raise BundleError(f"{root}: not an AxTrain bundle (manifest format {raw.get('format')!r})")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{root}: unknown bundle format version {raw.get('format_version')!r} (this axtrain reads version {FORMAT_VERSION})")
+    if raw.get("format_version") not in READABLE_VERSIONS:
+        raise BundleError(
+            f"{root}: unknown bundle format version {raw.get('format_version')!r} (this axtrain reads versions {', '.join(READABLE_VERSIONS)})"
+        )
     if raw.get("isa_version") != ISA_VERSION:
         raise BundleError(f"{root}: unknown ISA version {raw.get('isa_version')!r} (this axtrain runs ISA version {ISA_VERSION})")
     files = raw.get("files")
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
-    verify_hashes(root, files)
+    verify_hashes(root, files, required_files(str(raw["format_version"])))
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -452,7 +577,41 @@ def load_bundle(path: str | Path) -> Bundle:
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
     check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias)
-    return Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+    bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+    if manifest.format_version != "1":
+        _check_v1_1(bundle)
+    return bundle
+
+
+def check_golden_twins(bundle: Bundle) -> None:
+    """Format 1.1: the quantised and hex goldens say what the .npy goldens say (``verify`` calls
+    this; testbenches read the hex files, so a re-hashed but different one must not slip through)."""
+    if bundle.manifest.format_version == "1":
+        return
+    bits = bundle.arch.neuron_word_bits
+    q = quantize(bundle.golden_inputs(), FixedPointFormat.parse(bundle.manifest.input.format))
+    stored = bundle.load_npy(GOLDEN_INPUTS_INT)
+    if stored.shape != q.shape or not np.array_equal(stored, q):
+        raise BundleError(f"{bundle.path / GOLDEN_INPUTS_INT} is not golden/inputs.npy quantised with the input format {bundle.manifest.input.format}")
+    twins = [(GOLDEN_INPUTS_HEX, q)] + [(golden_layer_hex(layer.index), bundle.golden_layer(layer.index)) for layer in bundle.layers]
+    for name, values in twins:
+        if (bundle.path / name).read_bytes() != image_hex(np.asarray(values).reshape(-1), bits).encode("ascii"):
+            raise BundleError(f"{bundle.path / name} does not match its .npy twin")
+
+
+def _check_v1_1(bundle: Bundle) -> None:
+    """Format 1.1 twins and identity: program.hex is program.bin, the content hash matches, and
+    every golden layer has its hex twin listed (compared word for word)."""
+    root, m = bundle.path, bundle.manifest
+    if m.content_sha256 is None or m.golden_coverage is None:
+        raise BundleError(f"{root / MANIFEST}: a format {m.format_version} manifest needs content_sha256 and golden_coverage")
+    if (root / PROGRAM_HEX).read_bytes() != program_hex(bundle.program_bytes).encode("ascii"):
+        raise BundleError(f"{root / PROGRAM_HEX} does not match {PROGRAM_BIN}")
+    if bundle_content_sha256(bundle) != m.content_sha256:
+        raise BundleError(f"{root / MANIFEST}: content_sha256 does not match the program, images and architecture (modified or corrupt)")
+    for layer in bundle.layers:
+        if golden_layer_hex(layer.index) not in m.files:
+            raise BundleError(f"{root}: manifest lists no hash for {golden_layer_hex(layer.index)}")
 
 
 def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord], program: list[Instruction]) -> None:

@@ -191,7 +191,7 @@ def onnx_case(draw: Any, seeds: Seeds, case: Path, use_cli: bool) -> tuple[Calla
 
 
 BUNDLE_TARGETS = ["manifest", "manifest", "manifest-bytes", "arch", "layers", "layers", "program", "program", "program-bytes",
-                  "weights", "bias", "hex", "golden", "golden", "golden", "missing", "symlink", "files-escape", "not-dir"]
+                  "weights", "bias", "hex", "golden", "golden", "golden", "missing", "symlink", "files-escape", "not-dir", "benign"]
 
 
 def _rehash(bundle: Path, name: str) -> None:
@@ -255,6 +255,13 @@ def _mutate_bundle(draw: Any, seeds: Seeds, case: Path) -> tuple[Path, str]:
         manifest["files"][evil] = fmt.sha256_file(case / "secret")
         (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
         note = f"files-escape:{evil!r}"
+    elif target == "benign":
+        # What must keep loading: the manifest rewritten with other whitespace and key order, a
+        # different source file name (not part of the bundle's identity, docs/bundle.md).
+        manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+        manifest["source_onnx_name"] = draw(st.sampled_from(["renamed.onnx", "model (copy).onnx", "m.onnx"]))
+        (bundle / fmt.MANIFEST).write_text(json.dumps(dict(reversed(list(manifest.items()))), indent=draw(st.sampled_from([None, 1, 4]))))
+        note = "benign:rewritten-manifest"
     elif target == "not-dir":
         which = draw(st.sampled_from(["bundle-is-file", "manifest-is-dir"]))
         if which == "bundle-is-file":

@@ -169,6 +169,14 @@ def test_hostile_architecture_refused_by_the_interpreter(bundle: Path) -> None:
     words[index] = Instruction.of("DISTW", **dict(o, k=65535))
     _rewrite(bundle, fmt.PROGRAM_BIN, encode_program(words))
     _rewrite(bundle, fmt.PROGRAM_ASM, listing(words).encode())  # the listing must match the binary
+    _rewrite(bundle, fmt.PROGRAM_HEX, fmt.program_hex(encode_program(words)).encode())  # and the hex image
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    files = {name: (bundle / name).read_bytes() for name in (fmt.PROGRAM_BIN, fmt.WEIGHTS_BIN, fmt.BIAS_BIN, fmt.LAYERS)}
+    from axtrain.compiler.package import content_hash_of_files
+    from axtrain.formats.arch import arch_from_dict
+
+    manifest["content_sha256"] = content_hash_of_files(files, manifest, arch_from_dict(arch))  # a consistent forgery
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
     from axtrain.runtime.interpreter import run_bundle
 
     loaded = fmt.load_bundle(bundle)

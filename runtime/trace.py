@@ -1,0 +1,202 @@
+"""Per-instruction trace of one input: what each instruction wrote and when it ran (``axtrain trace``).
+
+Built on the two reference models, without changing them: the ISA interpreter's
+:func:`~axtrain.runtime.interpreter.step` executes one instruction at a time on a one-image
+:class:`~axtrain.runtime.interpreter.MachineState` (the values), and the reference cycle simulator
+steps the clock through the same program (the times: each instruction's first and last cycle, on the
+unit that executes it). The written locations follow docs/isa.md's semantics from the operands, so a
+write of an unchanged value is still listed.
+
+Units (ISA v1 runs one instruction at a time, so the timeline has one busy unit per cycle):
+``dram`` (LDW LDB LDN STN), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
+``pe_array`` (MAC RELU POOL), ``requantize`` (REQ).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from axtrain.formats.arch import Architecture
+from axtrain.formats.bundle import Bundle
+from axtrain.formats.isa import Instruction, pool_output_size
+from axtrain.runtime.events import InstructionContext, instruction_context
+from axtrain.runtime.interpreter import MachineState, local_words_used, step
+from axtrain.runtime.simulator_reference import ReferenceSimulator
+
+UNITS = ("dram", "control", "distribute", "pe_array", "requantize")
+UNIT_OF = {
+    "LDW": "dram", "LDB": "dram", "LDN": "dram", "STN": "dram",
+    "MODE": "control", "CONV": "control", "SYNC": "control", "END": "control",
+    "DISTW": "distribute", "DISTN": "distribute",
+    "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array",
+    "REQ": "requantize",
+}
+
+
+@dataclass(frozen=True)
+class Writes:
+    """The words one instruction wrote into one memory: ``target[addresses[i]] = values[i]``.
+
+    Targets: ``WB``, ``BB``, ``MT``, ``NB``, ``DRAM.A`` (word addresses), ``ACC`` (PE index),
+    ``WLM`` / ``NLM`` (``pe * local_words + word``)."""
+
+    target: str
+    addresses: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One instruction: its index and text, the unit and cycles ``[start, end)`` it occupied, its writes."""
+
+    index: int
+    instruction: Instruction
+    unit: str
+    start: int
+    end: int
+    writes: tuple[Writes, ...]
+
+
+class _TimedSimulator(ReferenceSimulator):
+    """The reference cycle simulator, recording each instruction's first and last cycle."""
+
+    def __init__(self, arch: Architecture, context: InstructionContext) -> None:
+        super().__init__(arch, context)
+        self.spans: list[tuple[int, int]] = []
+
+    def _machine(self, ins: Instruction) -> Iterator[None]:
+        start = self.events.cycles
+        yield from super()._machine(ins)
+        # run() counts a cycle after each yield, so every cycle of this instruction is counted by the
+        # time it resumes us past the last one.
+        self.spans.append((start, self.events.cycles))
+
+
+def instruction_spans(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> list[tuple[int, int]]:
+    """``[start, end)`` cycles of every instruction, stepping the reference simulator's clock."""
+    sim = _TimedSimulator(arch, context or instruction_context(program, arch))
+    events = sim.run(program)
+    assert sim.spans and sim.spans[-1][1] == events.cycles
+    return sim.spans
+
+
+def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
+    """The locations ``ins`` wrote (docs/isa.md) with their values after it ran (image 0)."""
+    o = ins.operands()
+    op = ins.op
+
+    def span(target: str, memory: np.ndarray, start: int, count: int) -> Writes:
+        addresses = np.arange(start, start + count)
+        return Writes(target, addresses, memory[addresses].copy())
+
+    if op == "LDW":
+        return (span("WB", state.wb, o["wb"], o["rows"] * o["cols"]),)
+    if op == "LDB":
+        return (span("BB", state.bb, o["bb"], o["count"]),)
+    if op == "LDN":
+        return (span("NB", state.nb[0], o["nb"], o["count"]),)
+    if op == "STN":
+        return (span("DRAM.A", state.dram_a[0], o["dram"], o["count"]),)
+    if op == "MODE":
+        return (span("MT", state.mt, o["mt"], o["count"]),)
+    if op in ("DISTW", "DISTN"):
+        pes, k = o["m"] * o["p"], o["k"]
+        local = state.wlm if op == "DISTW" else state.nlm[0]
+        pe, word = np.divmod(np.arange(pes * k), k)
+        return (Writes("WLM" if op == "DISTW" else "NLM", pe * local.shape[1] + word, local[pe, word].copy()),)
+    if op in ("MAC", "RELU"):
+        return (span("ACC", state.acc[0], 0, o["m"] * o["p"]),)
+    if op == "REQ":
+        e = np.arange(o["m"] * o["p"])
+        addresses = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+        return (Writes("NB", addresses, state.nb[0, addresses].copy()),)
+    if op == "POOL":
+        count = o["c"] * pool_output_size(o["h"], o["k"], o["s"]) * pool_output_size(o["w"], o["k"], o["s"])
+        return (span("NB", state.nb[0], o["dst"], count),)
+    return ()
+
+
+def trace(bundle: Bundle, q_input: np.ndarray) -> list[TraceRecord]:
+    """The trace of one quantised input (integers, the bundle's input shape) through ``bundle``."""
+    m = bundle.manifest
+    flat = np.asarray(q_input, dtype=np.int64).reshape(-1)
+    dram = np.zeros((1, m.activation_words), dtype=np.int64)
+    dram[0, m.input.dram : m.input.dram + flat.size] = flat
+    state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, local_words=local_words_used(bundle.program))
+    context = instruction_context(bundle.program, bundle.arch, bundle.layers)
+    spans = instruction_spans(bundle.program, bundle.arch, context)
+    records: list[TraceRecord] = []
+    outputs: dict[int, np.ndarray] = {}
+    for index, ins in enumerate(bundle.program):
+        running = step(state, ins, index, outputs)
+        start, end = spans[index]
+        records.append(TraceRecord(index, ins, UNIT_OF[ins.op], start, end, _written(state, ins)))
+        if not running:
+            break
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+# ---------------------------------------------------------------------------------------------
+
+
+def format_text(records: Sequence[TraceRecord], show: int = 8) -> str:
+    """One line per instruction: index, cycles, unit, instruction, then up to ``show`` written values per memory."""
+    lines = []
+    for r in records:
+        parts = []
+        for w in r.writes:
+            if w.addresses.size == 0:
+                continue
+            values = " ".join(str(int(v)) for v in w.values[:show]) + (" ..." if w.values.size > show else "")
+            parts.append(f"{w.target}[{int(w.addresses[0])}..{int(w.addresses[-1])}] ({w.values.size}): {values}")
+        tail = ("  | " + "; ".join(parts)) if parts else ""
+        lines.append(f"{r.index:>5}  [{r.start:>8}, {r.end:>8})  {r.unit:<10} {r.instruction}{tail}")
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(records: Sequence[TraceRecord]) -> str:
+    """One row per written word (an instruction without writes: one row, empty target)."""
+    out = io.StringIO()
+    out.write("index,op,unit,start_cycle,end_cycle,target,address,value\n")
+    for r in records:
+        head = f"{r.index},{r.instruction.op},{r.unit},{r.start},{r.end}"
+        rows = [(w.target, a, v) for w in r.writes for a, v in zip(w.addresses.tolist(), w.values.tolist(), strict=True)]
+        if not rows:
+            out.write(f"{head},,,\n")
+        for target, address, value in rows:
+            out.write(f"{head},{target},{address},{value}\n")
+    return out.getvalue()
+
+
+def format_vcd(records: Sequence[TraceRecord], clock_hz: float) -> str:
+    """A VCD timeline: per unit a ``<unit>_busy`` bit and ``<unit>_instr`` (the index it runs), and
+    ``pc``; one clock period is ``1e12 / clock_hz`` ps."""
+    period = max(1, round(1e12 / clock_hz))
+    ids = {"pc": "!"}
+    for i, unit in enumerate(UNITS):
+        ids[f"{unit}_busy"] = chr(35 + 2 * i)
+        ids[f"{unit}_instr"] = chr(36 + 2 * i)
+    head = ["$version axtrain trace $end", "$timescale 1ps $end", "$scope module axtrain $end", f"$var wire 32 {ids['pc']} pc $end"]
+    for unit in UNITS:
+        head += [f"$var wire 1 {ids[unit + '_busy']} {unit}_busy $end", f"$var wire 32 {ids[unit + '_instr']} {unit}_instr $end"]
+    head += ["$upscope $end", "$enddefinitions $end", "#0", "$dumpvars", f"b0 {ids['pc']}"]
+    head += [f"0{ids[u + '_busy']}" for u in UNITS] + [f"b0 {ids[u + '_instr']}" for u in UNITS] + ["$end"]
+    changes: dict[int, list[str]] = {}
+    for r in records:
+        changes.setdefault(r.start, []).extend([f"b{r.index:b} {ids['pc']}", f"1{ids[r.unit + '_busy']}", f"b{r.index:b} {ids[r.unit + '_instr']}"])
+        changes.setdefault(r.end, []).insert(0, f"0{ids[r.unit + '_busy']}")
+    body = []
+    for cycle in sorted(changes):
+        # A unit that ends and restarts in the same cycle: keep only its last value change.
+        last: dict[str, str] = {}
+        for change in changes[cycle]:
+            last[change.split()[-1] if change.startswith("b") else change[1:]] = change
+        body.append(f"#{cycle * period}")
+        body += list(last.values())
+    return "\n".join(head + body) + "\n"

@@ -1,0 +1,131 @@
+"""Bundle format 1.1 (testbench twins, coverage, content hash) and format 1 bundles still read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bringup"))
+
+from nets import cnn_layers, compile_bundle, export, reseal  # noqa: E402
+
+from axtrain.cli import main  # noqa: E402
+from axtrain.errors import BundleError  # noqa: E402
+from axtrain.formats import bundle as fmt  # noqa: E402
+
+NEW_FILES = (fmt.PROGRAM_HEX, fmt.GOLDEN_INPUTS_INT, fmt.GOLDEN_INPUTS_HEX)
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("versions")
+    layers, shape = cnn_layers()
+    return compile_bundle(export(layers, shape, root / "m.onnx"), root / "b")
+
+
+@pytest.fixture
+def bundle(original: Path, tmp_path: Path) -> Path:
+    shutil.copytree(original, tmp_path / "b")
+    return tmp_path / "b"
+
+
+def as_format_1(path: Path) -> None:
+    """Turn a 1.1 bundle into what format 1 wrote: no twins, no coverage, no content hash."""
+    manifest = json.loads((path / fmt.MANIFEST).read_text())
+    for name in list(manifest["files"]):
+        if name in NEW_FILES or name.endswith(".hex") and name.startswith("golden/"):
+            (path / name).unlink()
+            del manifest["files"][name]
+    for key in ("golden_coverage", "content_sha256"):
+        del manifest[key]
+    manifest["format_version"] = "1"
+    (path / fmt.MANIFEST).write_text(json.dumps(manifest))
+
+
+def cli(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_format_1_bundles_still_load_verify_and_diff_equal(bundle: Path, original: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    as_format_1(bundle)
+    b = fmt.load_bundle(bundle)
+    assert b.manifest.format_version == "1" and b.manifest.golden_coverage is None
+    code, out = cli(["verify", bundle], capsys)
+    assert code == 0 and "golden coverage: not recorded (format 1 bundle, 8 goldens)" in out
+    code, out = cli(["diff", bundle, original], capsys)
+    assert code == 0 and out.startswith("equivalent")
+    assert fmt.bundle_content_sha256(b) == json.loads((original / fmt.MANIFEST).read_text())["content_sha256"]
+
+
+def test_unknown_minor_version_is_refused_by_name(bundle: Path) -> None:
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["format_version"] = "1.2"
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"unknown bundle format version '1.2' \(this axtrain reads versions 1, 1.1\)"):
+        fmt.load_bundle(bundle)
+
+
+def test_format_1_1_needs_its_files(bundle: Path) -> None:
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    del manifest["files"][fmt.PROGRAM_HEX]
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest lists no hash for program.hex"):
+        fmt.load_bundle(bundle)
+
+
+def test_a_consistent_but_different_program_hex_is_refused(bundle: Path) -> None:
+    lines = (bundle / fmt.PROGRAM_HEX).read_text().splitlines()
+    lines[3] = lines[3][:-1] + ("0" if lines[3][-1] != "0" else "1")
+    (bundle / fmt.PROGRAM_HEX).write_text("\n".join(lines) + "\n")
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["files"][fmt.PROGRAM_HEX] = fmt.sha256_file(bundle / fmt.PROGRAM_HEX)
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="program.hex does not match program.bin"):
+        fmt.load_bundle(bundle)
+
+
+def test_content_hash_is_checked_and_ignores_names(bundle: Path) -> None:
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["source_onnx_name"] = "renamed.onnx"
+    manifest["toolchain"]["axtrain"] = "9.9.9"
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    fmt.load_bundle(bundle)  # names and versions are not part of the identity
+    layers = json.loads((bundle / fmt.LAYERS).read_text())
+    layers[0]["sram_voltage"] = 0.6  # the weight SRAM's operating point is
+    (bundle / fmt.LAYERS).write_text(json.dumps(layers))
+    manifest["files"][fmt.LAYERS] = fmt.sha256_file(bundle / fmt.LAYERS)
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="content_sha256 does not match"):
+        fmt.load_bundle(bundle)
+    reseal(bundle)
+    fmt.load_bundle(bundle)
+
+
+def test_verify_catches_a_golden_hex_twin_that_differs(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = fmt.golden_layer_hex(2)
+    lines = (bundle / name).read_text().splitlines()
+    lines[0] = f"{(int(lines[0], 16) + 1) & 0xFFFF:04x}"
+    (bundle / name).write_text("\n".join(lines) + "\n")
+    reseal(bundle)
+    code, out = cli(["verify", bundle], capsys)
+    assert code == 2 and "golden/layer_2.hex does not match its .npy twin" in out
+
+
+def test_hex_images_layout(original: Path) -> None:
+    b = fmt.load_bundle(original)
+    words = (original / fmt.PROGRAM_HEX).read_text().splitlines()
+    assert len(words) == len(b.program) and all(len(w) == 32 for w in words)
+    assert int(words[-1], 16) == 0x0E  # END: opcode in the low byte, everything else zero
+    q = b.load_npy(fmt.GOLDEN_INPUTS_INT)
+    hexed = (original / fmt.GOLDEN_INPUTS_HEX).read_text().split()
+    assert len(hexed) == q.size and int(hexed[1], 16) == (int(q.reshape(-1)[1]) & 0xFFFF)

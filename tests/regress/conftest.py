@@ -1,0 +1,44 @@
+"""Fixtures for the regression tests. The networks are the bring-up tests' (tests/bringup/nets.py);
+pytest runs with --import-mode=importlib, so that directory is put on sys.path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bringup"))
+
+from nets import cnn_layers, compile_bundle, export  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cnn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CNN's ONNX file."""
+    layers, shape = cnn_layers()
+    return export(layers, shape, tmp_path_factory.mktemp("regress") / "cnn.onnx")
+
+
+@pytest.fixture(scope="session")
+def cnn_bundle(cnn_model: Path) -> Path:
+    """A compiled CNN bundle (read only: copy it before editing)."""
+    return compile_bundle(cnn_model, cnn_model.parent / "cnn")
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list], tuple[int, str, str]]:
+    """Run ``axtrain ARGS`` in-process: (exit code, stdout, stderr)."""
+    from axtrain.cli import main
+
+    def run(args: list) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
