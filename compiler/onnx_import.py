@@ -192,7 +192,8 @@ def _inferred_shapes(model: Any) -> dict[str, tuple[int | str | None, ...]]:
     """Shapes of the graph's tensors from ONNX shape inference (the normalisation passes read them to
     recognise a flatten written as a Reshape). A graph shape inference cannot handle keeps the
     shapes it declares; the passes then refuse what they cannot prove."""
-    import onnx
+    import onnx  # loads only when a model is read, as the other readers here
+
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)

@@ -116,6 +116,7 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
 
 def _float32_bound(ir: CompilerIR) -> dict[str, Any]:
     """The manifest's float32_bound: the bounds float32_bound recorded (computed here if it did not run)."""
+    # numpy-only modules, imported here to keep the bundle writer's top-level imports as they were
     from axtrain.formats.onnx_schema import FLOAT32_EXACT_LIMIT
     from axtrain.hwmodels.layers import accumulation_bound
 
