@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> Any:
         # A file-size limit (ulimit -f) then fails the write with EFBIG, a one-line error, instead
         # of killing the process with SIGXFSZ halfway through an output.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    with interrupts.installed():
+    # Run as the process (the console script, argv None) the handlers stay in place to the end.
+    with interrupts.installed(restore=argv is not None):
         return _main(args, debug)
 
 

@@ -88,9 +88,14 @@ _installed = False
 
 
 @contextlib.contextmanager
-def installed() -> Iterator[None]:
-    """Install :func:`handler` for SIGINT and SIGTERM for the duration of one CLI invocation (the
-    previous handlers come back afterwards, so an in-process caller such as pytest keeps its own)."""
+def installed(restore: bool = True) -> Iterator[None]:
+    """Install :func:`handler` for SIGINT and SIGTERM for the duration of one CLI invocation.
+
+    ``restore``: the previous handlers come back afterwards, so an in-process caller such as pytest
+    keeps its own. The console script passes False: its command is over, and a signal arriving
+    while the interpreter shuts down must neither turn into a KeyboardInterrupt (Python then dies
+    by SIGINT, exit -2) nor report "interrupted" for outputs that are complete, so both signals
+    are ignored from then on."""
     global _installed, _pending
     if threading.current_thread() is not threading.main_thread() or _installed:
         yield
@@ -104,4 +109,7 @@ def installed() -> Iterator[None]:
     finally:
         _installed = False
         for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            if restore:
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            else:
+                signal.signal(sig, signal.SIG_IGN)

@@ -120,3 +120,49 @@ def check_range(name: str, value: int | None, low: int, high: int, error: type[A
         raise error(f"{name} must be at least {low}, got {value}")
     if value > high:
         raise error(f"{name}: {value} exceeds the limit of {high}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Raising the model-size limits (issue 15): `axtrain compile --max-elements N`
+# ---------------------------------------------------------------------------------------------
+
+#: Weight words one bundle can address: LDW's DRAM operand is a 32-bit word address (ISA v1).
+ADDRESSABLE_WEIGHT_WORDS = 1 << 32
+
+#: Memory the compiler needs per initializer element at its peak (int64 widening, the weight image
+#: in int64 and its two text and binary renderings, golden forward passes): measured 3.1 GiB for the
+#: 30.5 M elements of 784-4096-4096-3000-10, about 107 bytes each, rounded up.
+COMPILE_BYTES_PER_ELEMENT = 128
+
+
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    import os  # here: the rest of this module imports nothing beyond the standard math/typing
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def element_ceiling(memory_bytes: int | None = None) -> int:
+    """The most initializer elements ``--max-elements`` may allow: what the ISA can address and what
+    this machine's memory can compile (never below the defaults)."""
+    memory = machine_memory_bytes() if memory_bytes is None else memory_bytes
+    by_memory = memory // COMPILE_BYTES_PER_ELEMENT if memory else MAX_MODEL_ELEMENTS
+    return max(MAX_MODEL_ELEMENTS, min(ADDRESSABLE_WEIGHT_WORDS, by_memory))
+
+
+def model_element_limits(max_elements: int | None, error: type[AxTrainError], memory_bytes: int | None = None) -> tuple[int, int]:
+    """``(per tensor, in all)`` element limits of one ONNX model: the defaults
+    (:data:`MAX_TENSOR_ELEMENTS`, :data:`MAX_MODEL_ELEMENTS`) when ``max_elements`` is None, else
+    ``max_elements`` for both once checked against :func:`element_ceiling` (``error`` otherwise)."""
+    if max_elements is None:
+        return MAX_TENSOR_ELEMENTS, MAX_MODEL_ELEMENTS
+    ceiling = element_ceiling(memory_bytes)
+    if isinstance(max_elements, bool) or not isinstance(max_elements, int) or not 1 <= max_elements <= ceiling:
+        raise error(
+            f"--max-elements must be an integer from 1 to {ceiling} (the ISA's {ADDRESSABLE_WEIGHT_WORDS} addressable weight words, "
+            f"or this machine's memory at {COMPILE_BYTES_PER_ELEMENT} bytes per element), got {max_elements!r}"
+        )
+    return max_elements, max_elements

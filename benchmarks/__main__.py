@@ -2,8 +2,10 @@
 
 Discovers ``benchmarks/bench_*.py``, calls each module's ``run(quick)``, prints one table and writes
 the results (with the versions that produced them) to ``benchmarks/results.json`` atomically. A module
-that fails to import or run is reported as a FAILED row and the others still run; the exit status is
-1 if any module failed or any result missed its limit, else 0.
+that fails to import or run is reported as a FAILED row and the others still run. Each row with a
+limit gets a printed verdict (met / MISSED) with the load average of the run: the machine may be
+shared, so a missed limit is reported, never an error. The exit status is 1 only if a module failed
+(a bug), else 0.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 import time
 import traceback
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     for name, reason in failures.items():
         print(f"FAILED bench_{name}: {reason}")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    print(f"verdicts (load average {load} on {os.cpu_count()} CPUs; ratios are measured within one run):")
+    for r in rows:
+        if r.ok is not None:
+            print(f"  {'met   ' if r.ok else 'MISSED'} {r.name.strip()}: {r.ratio:.2f} (limit {r.limit:g})")
     write_json(args.out, {
         "quick": args.quick,
         "started_unix": started,
@@ -91,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [_json_safe(r.as_dict()) for r in rows],
     })
     print(f"wrote {args.out}")
-    missed = [r.name for r in rows if r.ok is False and not r.name.endswith("(FAILED)")]
-    return 1 if failures or missed else 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -30,14 +30,22 @@ STAGE_NAMES = (
 @click.option("--golden", "golden_count", type=int, default=8, show_default=True, help="Golden vectors to write, chosen for coverage (docs/bundle.md).")
 @click.option("--dump-ir", "dump_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the IR after every stage into this folder (NN-<stage>.json, .asm once emitted).")
 @click.option("--stop-after", type=click.Choice(STAGE_NAMES), help="Stop after this stage; no bundle is written.")
-def compile_command(model: Path, out: Path | None, arch_file: Path | None, force: bool, golden_count: int, dump_dir: Path | None, stop_after: str | None) -> None:
+@click.option("--max-elements", type=int, default=None, metavar="N",
+              help="Allow initializers of up to N elements each and in all (default: 16,777,216 each, 33,554,432 in all; "
+                   "at most what the ISA addresses and this machine's memory compiles, see docs/hardening.md).")
+def compile_command(
+    model: Path, out: Path | None, arch_file: Path | None, force: bool, golden_count: int, dump_dir: Path | None, stop_after: str | None,
+    max_elements: int | None,
+) -> None:
     """Compile MODEL (QDQ ONNX, power-of-two scales) into a FlexFlow bundle."""
     from axtrain.compiler.dump import dump_ir
     from axtrain.compiler.package import write_compiled_bundle
     from axtrain.compiler.pipeline import STAGES, compile_model
     from axtrain.errors import ConfigError
+    from axtrain.limits import model_element_limits
     from axtrain.locks import output_lock
 
+    model_element_limits(max_elements, ConfigError)  # a bad value is refused before anything is read
     arch = load_arch(arch_file) if arch_file else DEFAULT_ARCH
     if out is None and stop_after is None:
         raise ConfigError("--out BUNDLE is required (unless --stop-after STAGE)")
@@ -49,7 +57,7 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
             dump_ir(ir, stage, STAGES.index(stage), dump_dir)
 
     if stop_after is not None:  # nothing is written under --out: no lock, no overwrite check
-        ir = compile_model(model, arch, after=after, stop_after=stop_after)
+        ir = compile_model(model, arch, after=after, stop_after=stop_after, max_elements=max_elements)
         layers = f"{len(ir.layers)} layers" if ir.layers is not None else f"{len(ir.graph.nodes) if ir.graph else 0} nodes"
         click.echo(f"stopped after {stop_after}: {layers}" + (f"; IR in {dump_dir}" if dump_dir else "") + " (no bundle written)")
         return
@@ -59,7 +67,7 @@ def compile_command(model: Path, out: Path | None, arch_file: Path | None, force
             raise ConfigError(f"{out} already exists (use --force to replace it)")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ir = compile_model(model, arch, after=after)
+            ir = compile_model(model, arch, after=after, max_elements=max_elements)
         for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
             click.echo(f"warning: {warning.message}", err=True)
         write_compiled_bundle(ir, out, overwrite=force, golden_count=golden_count)

@@ -17,7 +17,7 @@ import numpy as np
 from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.errors import OnnxError
 from axtrain.formats.arch import DEFAULT_ARCH, Architecture
-from axtrain.limits import MAX_FILE_BYTES, MAX_MODEL_ELEMENTS, element_count
+from axtrain.limits import MAX_FILE_BYTES, MAX_MODEL_ELEMENTS, MAX_TENSOR_ELEMENTS, element_count, model_element_limits
 
 UNSUPPORTED_ATTRIBUTE = "<tensor or graph attribute>"
 
@@ -74,16 +74,24 @@ def _attribute(attr: Any, op: str = "") -> Any:
     return value
 
 
-def _check_declared_sizes(model: Any, source: Path) -> None:
-    """Every initializer's declared shape within the limits (axtrain/limits.py), and its inline
-    bytes equal to what the shape needs, before anything is converted or loaded."""
+_RAISE_HINT = " (axtrain compile --max-elements raises the limit)"
+
+
+def _check_declared_sizes(model: Any, source: Path, max_elements: int | None = None) -> None:
+    """Every initializer's declared shape within the limits (axtrain/limits.py; ``max_elements``
+    raises both, see :func:`axtrain.limits.model_element_limits`), and its inline bytes equal to
+    what the shape needs, before anything is converted or loaded."""
+    per_tensor, in_all = (MAX_TENSOR_ELEMENTS, MAX_MODEL_ELEMENTS) if max_elements is None else model_element_limits(max_elements, OnnxError)
     total = 0
     for tensor in model.graph.initializer:
         what = f"{source}: initializer '{tensor.name}'"
-        count = element_count(tensor.dims, what, OnnxError)
+        try:
+            count = element_count(tensor.dims, what, OnnxError, per_tensor)
+        except OnnxError as exc:
+            raise OnnxError(f"{exc}{_RAISE_HINT if max_elements is None else ''}") from None
         total += count
-        if total > MAX_MODEL_ELEMENTS:
-            raise OnnxError(f"{source}: the initializers declare more than {MAX_MODEL_ELEMENTS} elements in all")
+        if total > in_all:
+            raise OnnxError(f"{source}: the initializers declare more than {in_all} elements in all{_RAISE_HINT if max_elements is None else ''}")
         item = _ITEM_BYTES.get(tensor.data_type)
         if item is not None and tensor.HasField("raw_data") and len(tensor.raw_data) != count * item:
             raise OnnxError(f"{what}: holds {len(tensor.raw_data)} bytes of data, its shape {list(tensor.dims)} needs {count * item}")
@@ -142,8 +150,9 @@ def _load_external_data(model: Any, base: Path, source: Path) -> None:
             raise OnnxError(f"{source}: cannot read external data: {' '.join(str(exc).split())[:200]}") from None
 
 
-def read_model(path: str | Path) -> tuple[Any, bytes]:
-    """Parse and check an ONNX file; returns the ModelProto and the file's bytes."""
+def read_model(path: str | Path, max_elements: int | None = None) -> tuple[Any, bytes]:
+    """Parse and check an ONNX file; returns the ModelProto and the file's bytes. ``max_elements``:
+    raise the initializer size limits (None: the defaults of axtrain/limits.py)."""
     # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
     from google.protobuf.message import DecodeError
@@ -163,7 +172,7 @@ def read_model(path: str | Path) -> tuple[Any, bytes]:
         raise OnnxError(f"{source}: not a valid ONNX protobuf ({exc})") from None
     if not model.HasField("graph"):
         raise OnnxError(f"{source}: not an ONNX model (no graph; a malformed or truncated file?)")
-    _check_declared_sizes(model, source)
+    _check_declared_sizes(model, source, max_elements)
     _load_external_data(model, source.parent, source)
     try:
         onnx.checker.check_model(model)
@@ -270,10 +279,10 @@ def graph_from_model(model: Any) -> Graph:
     )
 
 
-def import_onnx(path: str | Path, arch: Architecture = DEFAULT_ARCH) -> CompilerIR:
+def import_onnx(path: str | Path, arch: Architecture = DEFAULT_ARCH, max_elements: int | None = None) -> CompilerIR:
     """ONNX file -> the compiler IR at its first stage (graph only)."""
     source = Path(path)
-    model, data = read_model(source)
+    model, data = read_model(source, max_elements)
     return CompilerIR(
         source_name=source.name,
         source_sha256=hashlib.sha256(data).hexdigest(),

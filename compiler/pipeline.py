@@ -84,13 +84,27 @@ def run_passes(
     return ir
 
 
-def compile_model(model_path: str | Path, arch: Architecture = DEFAULT_ARCH, after: Hook | None = None, stop_after: str | None = None) -> CompilerIR:
+def compile_model(
+    model_path: str | Path,
+    arch: Architecture = DEFAULT_ARCH,
+    after: Hook | None = None,
+    stop_after: str | None = None,
+    max_elements: int | None = None,
+) -> CompilerIR:
     """ONNX file -> the compiled IR (program, images, layer table inputs), or the IR after
-    ``stop_after``; ``after`` as in :func:`run_passes`."""
-    return run_passes(import_onnx(model_path, arch), after=after, stop_after=stop_after)
+    ``stop_after``; ``after`` as in :func:`run_passes`. ``max_elements`` raises the model-size limits
+    (:func:`axtrain.limits.model_element_limits`)."""
+    return run_passes(import_onnx(model_path, arch, max_elements), after=after, stop_after=stop_after)
 
 
-def compile_to_bundle(model_path: str | Path, out: str | Path, arch: Architecture = DEFAULT_ARCH, overwrite: bool = False, golden_count: int = 8) -> Path:
+def compile_to_bundle(
+    model_path: str | Path,
+    out: str | Path,
+    arch: Architecture = DEFAULT_ARCH,
+    overwrite: bool = False,
+    golden_count: int = 8,
+    max_elements: int | None = None,
+) -> Path:
     """ONNX file -> bundle directory (written atomically). Returns the bundle path."""
 
-    return write_compiled_bundle(compile_model(model_path, arch), out, overwrite=overwrite, golden_count=golden_count)
+    return write_compiled_bundle(compile_model(model_path, arch, max_elements=max_elements), out, overwrite=overwrite, golden_count=golden_count)

@@ -42,6 +42,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
+from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor
 from axtrain.runtime.overrides import override_program
 from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
@@ -177,6 +178,8 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
     constant over the batch (e.g. an image's background pixels) leave the GEMM and are added as one
     matrix-vector product (same integers: every partial sum of either part is exact).
     """
+    if bound >= F32_EXACT and plan_pieces(x.shape[-2], bound) is not None:
+        return _gemm_pieces(w, x, bound, shared, runs, threads)
     if bound < F32_EXACT:
         dtype: Any = np.float32
     elif bound < F64_EXACT:
@@ -211,6 +214,24 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
         for run in range(runs):
             np.matmul(w[run], x[run], out=out[run])
         return out
+
+
+def _gemm_pieces(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, threads: int) -> np.ndarray:
+    """:func:`_gemm` for products too deep for one exact float32 GEMM but not for float32 pieces
+    (runtime/gemm.py: each piece exact in float32, the pieces summed in float64): ``[runs, rows, cols]``
+    float64, the same integers as one float64 GEMM at about half its cost.
+
+    One BLAS thread (``threads`` is not used): on the shared 2-core machine, at load average 7-10,
+    784-4096-4096-10 over 1,000 inputs took 1.8 s with single-threaded pieces, 7.2 s with two
+    threads per piece and 2.7 s as one single-threaded float64 GEMM (docs/decisions.md 84)."""
+    del threads
+    cols = x.shape[-1]
+    if shared:
+        return exact_matmul(w.T, x, bound).reshape(runs, -1, cols)
+    out = np.empty((runs, w.shape[1], cols), dtype=np.float64)
+    for run in range(runs):
+        out[run] = exact_matmul(w[run], x[run], bound)
+    return out
 
 
 def run_plan(

@@ -16,8 +16,9 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -79,9 +80,56 @@ def _modes_for(spec: ModeSpec | None, n_out: int, name: str) -> tuple[Multiplier
     return modes
 
 
+class _RangesMemo:
+    """The latest :func:`layer_ranges` result, reused while nothing it depends on has changed.
+
+    A pas epoch calibrates the same weights on the same training split twice (the training target,
+    then the nominal target of the test evaluation) and the ranges depend on neither target: each
+    call is a float forward pass over the whole split. The memo holds weak references only (no data
+    is kept alive) and a copy of the parameters, compared exactly, so an in-place update however
+    made (optimizer step, ``load_state_dict``, ``.data``) is seen; the data is matched by identity,
+    storage, shape and torch's version counter of in-place changes.
+    """
+
+    def __init__(self) -> None:
+        self.entry: tuple[Any, ...] | None = None
+
+    @staticmethod
+    def _data_key(x: torch.Tensor, batch_size: int) -> tuple[Any, ...]:
+        return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, x.device, x._version, batch_size)
+
+    def get(self, model: nn.Sequential, x: torch.Tensor, batch_size: int) -> tuple[float, list[float]] | None:
+        if self.entry is None:
+            return None
+        model_ref, x_ref, structure, data_key, params, result = self.entry
+        if model_ref() is not model or x_ref() is not x or structure != tuple(map(id, model)) or data_key != self._data_key(x, batch_size):
+            return None
+        current = list(model.parameters())
+        if len(current) != len(params) or not all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(current, params, strict=True)):
+            return None
+        return result[0], list(result[1])
+
+    def put(self, model: nn.Sequential, x: torch.Tensor, batch_size: int, result: tuple[float, list[float]]) -> None:
+        params = [p.detach().clone() for p in model.parameters()]
+        self.entry = (weakref.ref(model), weakref.ref(x), tuple(map(id, model)), self._data_key(x, batch_size), params, (result[0], list(result[1])))
+
+
+_RANGES = _RangesMemo()
+
+
 @torch.no_grad()
 def layer_ranges(model: nn.Sequential, x_calib: torch.Tensor, batch_size: int = 4096) -> tuple[float, list[float]]:
-    """``max |x|`` of the input and of every hardware layer's float output over ``x_calib``."""
+    """``max |x|`` of the input and of every hardware layer's float output over ``x_calib``
+    (the previous call's result when the weights and the data are the same, see :class:`_RangesMemo`)."""
+    remembered = _RANGES.get(model, x_calib, batch_size)
+    if remembered is not None:
+        return remembered
+    result = _layer_ranges(model, x_calib, batch_size)
+    _RANGES.put(model, x_calib, batch_size, result)
+    return result
+
+
+def _layer_ranges(model: nn.Sequential, x_calib: torch.Tensor, batch_size: int) -> tuple[float, list[float]]:
     model_groups = groups(model)
     out_max = [0.0] * len(model_groups)
     in_max = 0.0

@@ -20,6 +20,7 @@ else; :func:`write_bundle` writes the directory atomically with deterministic by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -279,15 +280,83 @@ def image_bytes(words: np.ndarray, word_bits: int) -> bytes:
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _HEX_PAIRS = np.stack([np.repeat(_HEX_DIGITS, 16), np.tile(_HEX_DIGITS, 16)], axis=1)  # byte -> 2 digits
+_TABLE_MAX_BITS = 16  # words up to this wide are rendered by a table of every line (at most 64 Ki lines)
+
+
+@functools.lru_cache(maxsize=None)
+def _hex_lines(word_bits: int) -> tuple[np.dtype, np.ndarray]:
+    """The record dtype of one ``$readmemh`` line of ``word_bits``-bit words and the table of every
+    line, indexed by the word's unsigned value. numpy gathers 2- and 4-byte items fast, so a line of
+    2 or 4 bytes is one integer and a line of 3 or 5 bytes is a digits field followed by the newline."""
+    digits = word_bits // 4
+    value = np.arange(1 << word_bits)
+    text = np.empty((value.size, digits + 1), dtype=np.uint8)
+    for i in range(digits):
+        text[:, i] = _HEX_DIGITS[(value >> (4 * (digits - 1 - i))) & 15]
+    text[:, digits] = ord("\n")
+    if digits + 1 in (2, 4):  # the whole line is one integer
+        return np.dtype(f"<u{digits + 1}"), np.ascontiguousarray(text).view(f"<u{digits + 1}").reshape(-1)
+    field = np.dtype(f"<u{digits}")
+    record = np.dtype({"names": ["digits", "newline"], "formats": [field, np.uint8], "offsets": [0, digits], "itemsize": digits + 1})
+    return record, np.ascontiguousarray(text[:, :digits]).view(field).reshape(-1)
+
+
+def _unsigned_low_bits(words: np.ndarray, word_bits: int) -> np.ndarray:
+    """The low ``word_bits`` (<= 16) bits of every word as an unsigned index (two's complement wraps)."""
+    values = np.asarray(words).reshape(-1)
+    if values.dtype.kind not in "iu":
+        values = values.astype(np.int64)
+    # Integer casts to unsigned wrap (two's complement low bits); numpy gathers fastest by uint8 index.
+    unsigned = np.dtype(np.uint8 if word_bits <= 8 else np.uint16)
+    narrow: np.ndarray = values.view(unsigned) if values.dtype.itemsize == unsigned.itemsize else values.astype(unsigned)
+    if word_bits == 8 * narrow.dtype.itemsize:
+        return narrow
+    masked: np.ndarray = np.bitwise_and(narrow, np.asarray((1 << word_bits) - 1, dtype=unsigned))
+    return masked
+
+
+def _hex_records(words: np.ndarray, word_bits: int) -> np.ndarray:
+    """``$readmemh`` lines of words up to 16 bits wide as an array of line records (see :func:`_hex_lines`)."""
+    record, table = _hex_lines(word_bits)
+    index = _unsigned_low_bits(words, word_bits)
+    if record.names is None:
+        whole: np.ndarray = table[index]
+        return whole
+    lines = np.empty(index.size, dtype=record)
+    lines["digits"] = table[index]
+    lines["newline"] = ord("\n")
+    return lines
 
 
 def image_hex_bytes(words: np.ndarray, word_bits: int) -> bytes:
     """``$readmemh`` text as ASCII bytes: one two's complement word per line, ``word_bits/4`` lower-case
-    hex digits. Vectorised (each byte looked up as two digits) so that rendering costs time
-    proportional to the image's bytes, not a Python call per word; ``tests/formats/test_bundle_hex.py``
-    checks it against a per-word ``format`` reference."""
+    hex digits. Vectorised so that rendering costs time proportional to the image's bytes, not a
+    Python call per word: words up to 16 bits wide by one lookup in a table of every line, wider
+    words one byte at a time (each byte looked up as two digits); ``tests/formats/test_bundle_hex.py``
+    checks both against a per-word ``format`` reference."""
     if word_bits <= 0 or word_bits % 4 or word_bits > 64:
         raise BundleError(f"cannot render {word_bits}-bit words as hex")
+    if word_bits <= _TABLE_MAX_BITS:
+        return _hex_records(words, word_bits).tobytes()
+    return _hex_bytes_wide(words, word_bits)
+
+
+def image_hex_matches(data: bytes, words: np.ndarray, word_bits: int) -> bool:
+    """Whether ``data`` is exactly :func:`image_hex_bytes` of ``words`` (compared without building
+    the text as a ``bytes`` object for table-rendered widths)."""
+    if word_bits <= 0 or word_bits % 4 or word_bits > 64:
+        raise BundleError(f"cannot render {word_bits}-bit words as hex")
+    count = int(np.asarray(words).size)
+    if len(data) != count * (word_bits // 4 + 1):
+        return False
+    if word_bits > _TABLE_MAX_BITS:
+        return data == _hex_bytes_wide(words, word_bits)
+    expected = _hex_records(words, word_bits)
+    return bool(np.array_equal(expected.view(np.uint8), np.frombuffer(data, dtype=np.uint8)))
+
+
+def _hex_bytes_wide(words: np.ndarray, word_bits: int) -> bytes:
+    """:func:`image_hex_bytes` for any width: each byte of the word looked up as two digits."""
     digits = word_bits // 4
     values = np.ascontiguousarray(np.asarray(words, dtype=np.int64).reshape(-1))
     # Little-endian int64 bytes are the two's complement of every narrower width: keep the low
@@ -508,19 +577,36 @@ def _validation_line(exc: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {err['msg']}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
 
 
-def verify_hashes(path: Path, files: dict[str, str], required: tuple[str, ...] = REQUIRED_FILES) -> None:
-    """Every required file is listed and present, and every listed file matches its sha256."""
+def verify_hashes(
+    path: Path, files: dict[str, str], required: tuple[str, ...] = REQUIRED_FILES, keep: tuple[str, ...] = ()
+) -> dict[str, bytes]:
+    """Every required file is listed and present, and every listed file matches its sha256.
+
+    The files named in ``keep`` are read whole once and their bytes returned (the ones the caller
+    parses next: it parses exactly the bytes that were verified, and reads them once); the others
+    are hashed as a stream in 1 MiB blocks."""
     for name in required:
         if name not in files:
             raise BundleError(f"{path}: manifest lists no hash for {name}")
+    kept: dict[str, bytes] = {}
     for name, expected in sorted(files.items()):
         file = (path / name).resolve()
         if not file.is_relative_to(path.resolve()):
             raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
         if not file.is_file():
             raise BundleError(f"{path}: {name} is missing")
-        if sha256_file(file) != expected:
+        if name in keep:
+            kept[name] = file.read_bytes()
+            actual = sha256_bytes(kept[name])
+        else:
+            actual = sha256_file(file)
+        if actual != expected:
             raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
+    return kept
+
+
+#: The files load_bundle parses whole: read once, while their hashes are checked.
+_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -542,7 +628,7 @@ def load_bundle(path: str | Path) -> Bundle:
     files = raw.get("files")
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
-    verify_hashes(root, files, required_files(str(raw["format_version"])))
+    verified = verify_hashes(root, files, required_files(str(raw["format_version"])), keep=_READ_WHOLE)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -568,15 +654,15 @@ def load_bundle(path: str | Path) -> Bundle:
     for what, shape in (("input", manifest.input.shape), ("output", manifest.output.shape)):
         element_count(shape, f"{root / MANIFEST}: {what} shape", BundleError)
     element_count([manifest.activation_words], f"{root / MANIFEST}: activation_words", BundleError)
-    program_bytes = (root / PROGRAM_BIN).read_bytes()
+    program_bytes = verified[PROGRAM_BIN]
     program = decode_program(program_bytes)
     if manifest.weight_word_bits != arch.weight_word_bits or manifest.bias_word_bits != BIAS_WORD_BITS:
         raise BundleError(f"{root}: manifest word widths disagree with arch.json")
-    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words)
-    bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words)
+    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
+    bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words, verified[BIAS_BIN])
     check_program(program, arch, weights.size, bias.size, manifest.activation_words)
     check_consistency(root, manifest, layers, program)
-    _check_derived(root, program, weights, manifest.weight_word_bits, bias)
+    _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
     bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
     if manifest.format_version != "1":
         _check_v1_1(bundle)
@@ -674,23 +760,42 @@ def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord],
             raise BundleError(f"{root / MANIFEST}: {what} [{place.dram}, {place.dram + size}) lies outside the {manifest.activation_words} activation words")
 
 
-def _check_derived(root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray) -> None:
+def _check_derived(
+    root: Path, program: list[Instruction], weights: np.ndarray, weight_bits: int, bias: np.ndarray, verified: dict[str, bytes] | None = None
+) -> None:
     """The text twins of the binaries ($readmemh images, the listing) say the same thing: hardware
     flows read the .hex files, so a consistently re-hashed but different one must not slip through."""
 
-    for name, words, bits in ((WEIGHTS_HEX, weights, weight_bits), (BIAS_HEX, bias, BIAS_WORD_BITS)):
-        if (root / name).read_bytes() != image_hex_bytes(words, bits):
+    for name, binary, words, bits in ((WEIGHTS_HEX, WEIGHTS_BIN, weights, weight_bits), (BIAS_HEX, BIAS_BIN, bias, BIAS_WORD_BITS)):
+        text = verified[name] if verified and name in verified else (root / name).read_bytes()
+        if verified and binary in verified and len(verified[binary]) == words.size * (bits // 8):
+            words = np.frombuffer(verified[binary], dtype=image_dtype(bits))  # the same words, narrow: no int64 pass
+        if not image_hex_matches(text, words, bits):
             raise BundleError(f"{root / name} does not match {name.replace('.hex', '.bin')}")
     try:
-        listed = parse_assembly((root / PROGRAM_ASM).read_text(encoding="utf-8"))
+        raw = verified[PROGRAM_ASM] if verified and PROGRAM_ASM in verified else (root / PROGRAM_ASM).read_bytes()
+        listing = raw.decode("utf-8")
+        if listing_is_canonical(listing, program):
+            return  # the compiler's own listing: parsing it would give `program` again
+        listed = parse_assembly(listing)
     except (BundleError, UnicodeDecodeError) as exc:
         raise BundleError(f"{root / PROGRAM_ASM}: not a readable listing ({exc})") from None
     if listed != program:
         raise BundleError(f"{root / PROGRAM_ASM} does not match {PROGRAM_BIN}")
 
 
-def _read_image(path: Path, word_bits: int, words: int) -> np.ndarray:
-    data = path.read_bytes()
+def listing_is_canonical(text: str, program: list[Instruction]) -> bool:
+    """Whether the instruction lines of ``text`` (comments and blank lines dropped) are exactly the
+    canonical forms ``str(instruction)`` of ``program``, in order: what the compiler writes. Then
+    ``parse_assembly(text) == program`` (the canonical form assembles back to the same instruction),
+    so a bundle opened by the runtime need not parse its listing; any other text is parsed."""
+    lines = [code.strip() for code in (line.split(";", 1)[0] for line in text.splitlines())]
+    lines = [code for code in lines if code]
+    return len(lines) == len(program) and all(code == str(instruction) for code, instruction in zip(lines, program, strict=True))
+
+
+def _read_image(path: Path, word_bits: int, words: int, data: bytes | None = None) -> np.ndarray:
+    data = path.read_bytes() if data is None else data
     size = word_bits // 8
     if len(data) != words * size:
         raise BundleError(f"{path}: {len(data)} bytes, the manifest says {words} words of {word_bits} bits")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from axtrain.atomic import write_text
@@ -44,5 +43,7 @@ def save_table(table: TechnologyTable, path: str | Path) -> Path:
     path = Path(path)
     data = table.model_dump()
     if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml  # on first use: simulate and compile read no YAML (start-up, issue 15)
+
         return write_text(path, yaml.safe_dump(data, sort_keys=False))
     return write_text(path, json.dumps(data, indent=2) + "\n")

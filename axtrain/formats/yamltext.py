@@ -12,17 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from axtrain.errors import ConfigError
 
-_LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+# PyYAML is imported on first use: `axtrain simulate` and `compile` read JSON files only (start-up, issue 15).
 
 
 def load_yaml(text: str) -> Any:
     """The value of one YAML document (``safe_load`` semantics). Raises yaml.YAMLError,
     ValueError (e.g. an integer past Python's 4,300 digits) or RecursionError on hostile input."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    import yaml  # on first use: simulate and compile read JSON files only (start-up, issue 15)
+
+    loader = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader, C or Python
 
 
 def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
@@ -40,9 +41,15 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {file} is not UTF-8 text (byte {exc.start})") from None
+    if kind == "JSON":
+        yaml_error: type[Exception] = ValueError
+    else:
+        import yaml  # on first use, as in load_yaml
+
+        yaml_error = yaml.YAMLError
     try:
         data = json.loads(text) if kind == "JSON" else load_yaml(text)
-    except (ValueError, yaml.YAMLError) as exc:  # ValueError: JSON errors, numbers past 4,300 digits
+    except (ValueError, yaml_error) as exc:  # ValueError: JSON errors, numbers past 4,300 digits
         raise ConfigError(f"{what} {file} is not valid {kind}: {' '.join(str(exc).split())[:160]}") from None
     except RecursionError:
         raise ConfigError(f"{what} {file} is not valid {kind}: nested too deeply") from None

@@ -1,7 +1,8 @@
 """``axtrain verify BUNDLE --against MODEL.onnx``: the bundle against the ONNX model it came from.
 
 Every golden input and ``extra`` seeded random inputs run through the bundle's program in the ISA
-reference interpreter and through the model in onnxruntime (``trainer.export.bit_exact_session``:
+reference interpreter with exact multipliers (onnxruntime ignores the approximation annotations)
+and through the model in onnxruntime (``trainer.export.bit_exact_session``:
 QDQ fusions off); the dequantised outputs must be equal bit for bit (docs/numerics.md: float32 is
 exact within the exporter's accumulation bound). A bundle with a host tail (a Sigmoid after the last
 layer, runtime/host_tail.py) is compared after the tail, within ``SIGMOID_ATOL``: onnxruntime's
@@ -19,6 +20,7 @@ import numpy as np
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.bundle import Bundle, sha256_file
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize
+from axtrain.hwmodels.multipliers import EXACT
 from axtrain.runtime.host_tail import SIGMOID_ATOL, apply_tail, tail_ops
 from axtrain.runtime.interpreter import run_bundle
 
@@ -54,7 +56,10 @@ def verify_against(bundle: Bundle, model: Path, extra: int = 64) -> list[str]:
     goldens = bundle.golden_inputs()
     x = np.concatenate([goldens, extra_inputs(bundle, extra)]) if extra else goldens
     tail = tail_ops(bundle)
-    ours = dequantize(run_bundle(bundle, x)[-1], FixedPointFormat.parse(bundle.manifest.output.format)).astype(np.float32)
+    # onnxruntime multiplies exactly whatever the graph's approximation annotations say, so the bundle
+    # runs with exact multipliers too (its own K/DRUM modes are what `simulate` and the goldens use).
+    ours = run_bundle(bundle, x, mode_override=EXACT)[-1]
+    ours = dequantize(ours, FixedPointFormat.parse(bundle.manifest.output.format)).astype(np.float32)
     ours = apply_tail(tail, ours)
     theirs = onnx_outputs(model, x)
     if theirs.shape != ours.shape:
@@ -69,4 +74,7 @@ def verify_against(bundle: Bundle, model: Path, extra: int = 64) -> list[str]:
         )
     origin = "the bundle's source" if same else "NOT the bundle's source file (sha256 differs), compared anyway"
     agree = f"within {SIGMOID_ATOL:g} after the host tail ({', '.join(tail)})" if tail else "bit for bit"
-    return [f"against {model.name} OK  ({len(goldens)} goldens + {extra} extra inputs equal onnxruntime {agree}; model is {origin})"]
+    return [
+        f"against {model.name} OK  ({len(goldens)} goldens + {extra} extra inputs, exact multipliers, equal onnxruntime {agree}; "
+        f"model is {origin})"
+    ]

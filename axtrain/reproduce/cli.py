@@ -20,6 +20,7 @@ CHOICES = (*FIGURES, "all")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for cells, CSVs, PNGs and REPORT.md.")
 @click.option("--apps", multiple=True, help="Applications (repeat, or comma-separated); default: the profile's.")
 @click.option("--seeds", type=int, default=None, help="Seeds per application (default: 4 UCI / 1 MNIST in full, 1 in quick).")
+@click.option("--max-seeds", type=int, default=None, help="At most this many seeds per application (caps the profile's; --seeds sets every app's).")
 @click.option("--runs", type=int, default=None, help="NTV Monte Carlo runs per setting (default: 50 full, 10 quick).")
 @click.option("--quick", is_flag=True, help="Reduced run (four UCI apps, fewer epochs/runs/seeds): a smoke test in under 10 minutes.")
 @click.option(
@@ -35,7 +36,7 @@ CHOICES = (*FIGURES, "all")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True, help="local process pool, or Ray tasks.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local instance).")
 def reproduce(
-    figure: tuple[str, ...], out: Path, apps: tuple[str, ...], seeds: int | None, runs: int | None, quick: bool,
+    figure: tuple[str, ...], out: Path, apps: tuple[str, ...], seeds: int | None, max_seeds: int | None, runs: int | None, quick: bool,
     output_layer: str | None, output_metric: str | None, k_map: str | None, jobs: int | None, executor: str, address: str | None,
 ) -> None:
     """Reproduce FIGURE (fig4, fig6, fig7, fig8, fig9 or all; several may be given) into OUT.
@@ -64,7 +65,7 @@ def reproduce(
         raise ConfigError("--address is only meaningful with --executor ray")
     app_list = tuple(a.strip() for item in apps for a in item.split(",") if a.strip())
     chosen = profile(quick).with_options(
-        apps=app_list or None, seeds=seeds, runs=runs, output_layer=output_layer, output_metric=output_metric, k_map=k_map
+        apps=app_list or None, seeds=seeds, max_seeds=max_seeds, runs=runs, output_layer=output_layer, output_metric=output_metric, k_map=k_map
     )
     figures = list(FIGURES) if "all" in figure else [f for f in FIGURES if f in figure]
     command = "axtrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "reproduce" in sys.argv else f"axtrain reproduce {' '.join(figure)}"

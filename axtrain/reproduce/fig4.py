@@ -54,11 +54,20 @@ def _what_it_shows(shares: dict[str, float]) -> str:
         else:
             word = "about as concentrated as BP's"
         parts.append(f"{name}'s map is {word} (top-10 % share {100 * shares[name]:.1f} % vs {100 * bp:.1f} %).")
-    parts.append(
-        "The paper's claim is that act spreads the sensitivity out; where our act map is more concentrated instead, "
-        "act has driven most weights of the last layer towards zero (S sums |w| |dO/dw|, so the cheapest way to lower it "
-        "is to silence weights) and the few that remain carry the outputs: lower S in total, but a less even map."
-    )
+    act = shares.get("AxTrain-act")
+    if act is not None and bp > 0 and act / bp > 1.1:
+        parts.append(
+            "The paper's claim is that act spreads the sensitivity out; our act map is more concentrated instead. A "
+            "relative map hides the total: act lowers S (the sum of the unnormalised map) without evening out which "
+            "last-layer weights carry the outputs."
+        )
+    elif act is not None and bp > 0 and act / bp >= 0.9:
+        parts.append(
+            "The paper's claim is that act spreads the sensitivity out; on this network the relative map keeps BP's "
+            "shape: act lowers S (the absolute sensitivities) about evenly rather than flattening their distribution."
+        )
+    else:
+        parts.append("This is the paper's claim: act spreads the sensitivity out, so the outputs hang on fewer weights.")
     return " ".join(parts)
 
 

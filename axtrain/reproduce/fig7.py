@@ -146,11 +146,13 @@ def section(summary: dict, apps: tuple[str, ...], profile: Profile) -> str:
         "curve and on the word width (the paper's BP falls much further), and the conservative voltage costs "
         "little, leaving little to gain. pas trains through fresh fault maps every step. The paper's bit-cell "
         "failure data and word width are not given, so the absolute accuracies at a given voltage differ. "
-        "Where AxTrain-pas beats AxTrain, act is what costs. act drives most weights towards zero and the logit "
-        "margins shrink with them, while the largest weight of a layer, which sets its dynamic fixed-point format "
-        "and so the size of a flipped bit, stays about as large as BP's: a flip is as large as in the BP network but "
-        "meets a smaller margin. On breast-cancer, image-segmentation and satimage (seeds 0-1, "
-        "`python examples/act_ntv_margins.py DIR`): mean |w| 2.1-3.4x smaller, 40-73 % of weights below 0.01 "
-        "(BP: 4-6 %), median top-1 minus top-2 logit 1.8-4.7x smaller. act guards against the relative errors of "
-        "approximate multipliers, not against the absolute errors of bit flips.",
+        "Where AxTrain-pas beats AxTrain, act is what costs; where AxTrain wins, the act network started pas from a "
+        "better place. With the paper's Sigmoid reading act no longer shrinks the network: on breast-cancer, "
+        "image-segmentation and satimage (seeds 0-1, `python examples/act_ntv_margins.py DIR`, "
+        "docs/results/notes/act_ntv_margins.txt) its mean |w| is 0.84-1.10x BP's, 7-19 % of its weights lie below 0.01 "
+        "(BP: 4-6 %) and its median top-1 minus top-2 pre-activation margin is 1.4-2.0x BP's (the earlier softmax reading "
+        "had 2.1-3.4x smaller weights and 1.8-4.7x smaller margins). The largest weight of a layer, which sets its "
+        "dynamic fixed-point format and so the size of a flipped bit, stays about as large as BP's, so a flip costs act's "
+        "network about what it costs BP's, against a larger margin. act targets the relative errors of approximate "
+        "multipliers; bit flips are absolute errors, which pas (training through fresh fault maps) addresses directly.",
     ])

@@ -73,14 +73,18 @@ def cells(profile: Profile) -> list[Cell]:
     return out
 
 
+SELECTION_CAP = 10000  # selection samples of one explore cell at most (MNIST-MLP: its whole test split's size)
+
+
 def explore_cell(profile: Profile, app: str, seed: int, mode: str) -> Cell:
     """The heterogeneous plan (per-layer modes, nominal voltage) of the AxTrain network trained at ``mode``."""
     params = {
         "app": app, "seed": seed, "max_loss": BUDGET, "modes": [profile.drum(m) for m in EXPLORE_MODES], "voltages": [NOMINAL_VOLTAGE],
         "runs": 1,  # nominal voltage: nothing flips, one run is exact
         "data": profile.data(app), "selection_fraction": SELECTION_FRACTION, "confidence_z": CONFIDENCE_Z,
-        # MNIST: as many selection samples as its simulations use test samples (the search is ~30-100 simulations).
-        "selection_cap": profile.app(app).test_subset,
+        # MNIST: at most as many selection samples as its simulations use test samples, and never more
+        # than SELECTION_CAP (the search is ~30-100 simulations; half of MNIST's training split is 30000).
+        "selection_cap": min(c for c in (profile.app(app).test_subset, SELECTION_CAP) if c is not None),
     }
     deps = (nets.bundle(nets.axtrain(profile, app, seed, multiplier=mode)), nets.bundle(nets.bp(profile, app, seed)))
     return Cell("explore", params, deps, f"explore axtrain@{mode} {app} s{seed}")

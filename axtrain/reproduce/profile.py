@@ -101,6 +101,7 @@ class Profile:
         output_layer: str | None = None,
         output_metric: str | None = None,
         k_map: str | None = None,
+        max_seeds: int | None = None,
     ) -> "Profile":
         """The profile narrowed/overridden by command-line options (validated)."""
         profile = self
@@ -127,6 +128,10 @@ class Profile:
             if seeds < 1:
                 raise ConfigError(f"--seeds must be at least 1, got {seeds}")
             profile = replace(profile, settings={a: replace(s, seeds=seeds) for a, s in profile.settings.items()})
+        if max_seeds is not None:
+            if max_seeds < 1:
+                raise ConfigError(f"--max-seeds must be at least 1, got {max_seeds}")
+            profile = replace(profile, settings={a: replace(s, seeds=min(s.seeds, max_seeds)) for a, s in profile.settings.items()})
         if runs is not None:
             if runs < 1:
                 raise ConfigError(f"--runs must be at least 1, got {runs}")

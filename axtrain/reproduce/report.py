@@ -117,7 +117,7 @@ def write_report(out: Path, header: Mapping[str, Any]) -> Path:
         "Why our numbers differ from the paper's, in general: 8-bit dynamic fixed point (the paper does not "
         "state its widths), sign-magnitude DRUM on both operands, our own FlexFlow ISA and 65 nm energy "
         "table (docs/hwmodels.md), our NTV bit-error curve, fewer epochs and seeds than a paper would use, "
-        "and the error rate as 'output error'. Each section says what matters for that figure.",
+        "and our reading of 'output error' (Fig. 6: the MSE of the Sigmoid outputs against one-hot targets by default). Each section says what matters for that figure.",
         "",
     ]
     for name in FIGURE_ORDER:

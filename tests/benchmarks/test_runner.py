@@ -40,4 +40,10 @@ def test_runner_reports_a_failing_module_and_continues(tmp_path: Path, monkeypat
 
     assert runner.main(["--only", "bench_zz_good", "--out", str(out)]) == 0
     assert [row["name"] for row in json.loads(out.read_text())["results"]] == ["good thing"]
+    assert "met    good thing: 0.50 (limit 1)" in capsys.readouterr().out
+    # A missed limit is a printed verdict, not a failure (a loaded machine must not fail `make bench`).
+    good.run = lambda quick=False: [Result("slow thing", 2.0, "base", 1.0, limit=1.5)]  # type: ignore[attr-defined]
+    assert runner.main(["--only", "zz_good", "--out", str(out)]) == 0
+    assert "MISSED slow thing: 2.00 (limit 1.5)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"][0]["ok"] is False
     assert runner.main(["--only", "nope", "--out", str(out)]) == 2

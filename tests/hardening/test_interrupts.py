@@ -129,3 +129,23 @@ def test_many_interrupts_under_cpu_load(tiny_chain, tmp_path):
         for burner in burners:
             burner.kill()
             burner.wait()
+
+
+def test_the_console_script_ignores_signals_once_its_command_is_over():
+    """A SIGINT that lands while the interpreter shuts down after a finished command must not turn
+    into a KeyboardInterrupt (Python then dies by SIGINT, exit -2, as seen under load): the process
+    entry point leaves both signals ignored; an in-process caller gets its own handlers back."""
+    from axtrain import interrupts
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with interrupts.installed(restore=False):
+            assert signal.getsignal(signal.SIGINT) is interrupts.handler
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with interrupts.installed():
+            assert signal.getsignal(signal.SIGTERM) is interrupts.handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # restored to what it was
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)

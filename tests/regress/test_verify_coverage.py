@@ -67,9 +67,31 @@ def test_verify_against_the_model(rare_bundle: Path, tmp_path: Path, run_cli: Ca
     shutil.copy(rare_bundle.parent / "rare.onnx", renamed)
     code, out, err = run_cli(["verify", rare_bundle, "--against", renamed, "--extra", "32"])
     assert code == 0, err
-    assert "against another-name.onnx OK  (8 goldens + 32 extra inputs equal onnxruntime bit for bit; model is the bundle's source)" in out
+    assert (
+        "against another-name.onnx OK  (8 goldens + 32 extra inputs, exact multipliers, equal onnxruntime bit for bit; "
+        "model is the bundle's source)"
+    ) in out
     # A different model (one bias changed) is caught on the outputs.
     layers, shape = rare_mlp_layers()
     other = export([layers[0], layers[1].with_changes(bias=layers[1].bias + 4000)], shape, tmp_path / "other.onnx")
     code, _, err = run_cli(["verify", rare_bundle, "--against", other])
     assert code == 2 and "output values differ from onnxruntime" in err
+
+
+def test_verify_against_an_approximate_bundle_compares_in_exact_mode(tmp_path: Path, run_cli: Callable) -> None:
+    """onnxruntime multiplies exactly whatever the annotations say; a DRUM(1) bundle's own outputs
+    differ from it, and --against must compare with exact multipliers (found by the README Tour on a
+    K1 network)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime runs the model")
+    from axtrain.hwmodels.multipliers import MultiplierMode
+    from axtrain.runtime.interpreter import run_bundle
+
+    layers, shape = rare_mlp_layers()
+    approximate = [layer.with_changes(multipliers=(MultiplierMode(1),)) for layer in layers]
+    bundle = compile_bundle(export(approximate, shape, tmp_path / "k1.onnx"), tmp_path / "k1")
+    loaded = load_bundle(bundle)
+    own, exact = run_bundle(loaded, loaded.golden_inputs())[-1], run_bundle(loaded, loaded.golden_inputs(), MultiplierMode(None))[-1]
+    assert not np.array_equal(own, exact)  # the annotation matters, so the test can fail
+    code, out, err = run_cli(["verify", bundle, "--against", tmp_path / "k1.onnx", "--extra", "16"])
+    assert code == 0, err
+    assert "exact multipliers, equal onnxruntime bit for bit" in out

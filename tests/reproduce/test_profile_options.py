@@ -43,3 +43,12 @@ def test_bad_output_metric_and_layer_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match="--output-layer"):
         QUICK.with_options(output_layer="tanh")
     assert QUICK.with_options(output_metric="ce").output_metric == "ce"
+
+
+def test_max_seeds_caps_without_raising() -> None:
+    from axtrain.reproduce.profile import FULL
+
+    capped = FULL.with_options(max_seeds=2)
+    assert capped.seeds("satimage") == (0, 1) and capped.seeds("mnist-mlp") == (0,)
+    with pytest.raises(ConfigError, match="--max-seeds"):
+        FULL.with_options(max_seeds=0)

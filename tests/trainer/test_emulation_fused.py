@@ -1,0 +1,107 @@
+"""Fast paths of the torch emulation against their definitions, bit for bit (issue 15): the
+integer-only DRUM transform, the float-only straight-through mask, and the fused training-mode
+dense layer (forward values and every gradient, with and without NTV fault maps)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import axtrain.trainer.emulation as emulation
+from axtrain.trainer.emulation import (
+    FaultSource,
+    draw_fault_masks,
+    draw_fault_masks_reference,
+    drum_transform,
+    drum_transform_reference,
+    emulate,
+    ste_mask,
+    ste_mask_reference,
+)
+from axtrain.trainer.hardware import calibrate
+
+INT_VIEW = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous().view(INT_VIEW[a.dtype]), b.contiguous().view(INT_VIEW[b.dtype]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("frac", [-5, 0, 3, 9])
+def test_fast_drum_equals_the_reference_on_every_16bit_value(dtype: torch.dtype, frac: int) -> None:
+    values = torch.arange(-(2**15), 2**15, dtype=dtype) * 2.0**-frac
+    for k in range(1, 18):
+        assert _same_bits(drum_transform(values, k, frac), drum_transform_reference(values, k, frac)), k
+
+
+def test_fast_drum_passes_everything_when_the_threshold_overflows() -> None:
+    values = torch.tensor([0.0, -0.0, 3.0, -5.0, 1e30], dtype=torch.float32)
+    assert _same_bits(drum_transform(values, 4, -126), drum_transform_reference(values, 4, -126))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_ste_mask_equals_the_reference(dtype: torch.dtype) -> None:
+    special = torch.tensor([0.0, -0.0, 0.5, -0.5, 1.0 - 2**-20, 1.0, -1.0, 1.5, -7.0, 1e-40, -1e-40, 1e30,
+                            float("inf"), -float("inf"), float("nan")], dtype=dtype)
+    grad = torch.cat([torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=dtype) * 2, special])
+    assert _same_bits(ste_mask(grad), ste_mask_reference(grad))
+
+
+def _step(model: nn.Sequential, layers, x: torch.Tensor, y: torch.Tensor, fused: bool, seed: int | None):
+    """Loss, output and parameter gradients of one pas forward/backward."""
+    saved = emulation.FUSED
+    emulation.FUSED = fused
+    try:
+        model.zero_grad(set_to_none=True)
+        faults = FaultSource(torch.Generator().manual_seed(seed)) if seed is not None else None
+        out = emulate(model, layers, x, faults=faults)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+    finally:
+        emulation.FUSED = saved
+    return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("multiplier, voltage", [("drum:2", 1.1), ("exact", 1.1), ("drum:3", 0.62)])
+def test_fused_dense_equals_the_reference_in_values_and_gradients(multiplier: str, voltage: float) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 5))
+    x = torch.randn(64, 30) * 2
+    y = torch.randint(0, 5, (64,))
+    layers = calibrate(model, x, multipliers=multiplier, sram_voltage=voltage)
+    seed = 7 if voltage < 1.1 else None
+    reference = copy.deepcopy(model)
+    optimisers = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (model, reference)]
+    for step in range(3):  # gradients and the Adam updates built on them stay identical
+        out_f, grads_f = _step(model, layers, x, y, fused=True, seed=seed)
+        out_r, grads_r = _step(reference, layers, x, y, fused=False, seed=seed)
+        assert _same_bits(out_f, out_r), step
+        assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True)), step
+        assert any(bool(g.abs().sum() > 0) for g in grads_f)  # something was learnt from
+        for optimiser in optimisers:
+            optimiser.step()
+    assert all(_same_bits(a.detach(), b.detach()) for a, b in zip(model.parameters(), reference.parameters(), strict=True))
+
+
+def test_per_neuron_modes_take_the_reference_path_and_still_train() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(10, 4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.randn(16, 10), torch.randint(0, 3, (16,))
+    layers = calibrate(model, x, multipliers=[["exact", "drum:2", "drum:2", "drum:4"], "drum:1"])
+    out_f, grads_f = _step(model, layers, x, y, fused=True, seed=None)
+    out_r, grads_r = _step(model, layers, x, y, fused=False, seed=None)
+    assert _same_bits(out_f, out_r) and all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True))
+
+
+@pytest.mark.parametrize("bits", [4, 7, 8, 9, 12, 16, 24, 40])
+def test_packed_fault_masks_equal_the_reference(bits: int) -> None:
+    for p in (0.002, 0.05, 0.5, 0.999):
+        fast = draw_fault_masks((23, 17), bits, p, torch.Generator().manual_seed(bits))
+        slow = draw_fault_masks_reference((23, 17), bits, p, torch.Generator().manual_seed(bits))
+        assert fast.dtype == slow.dtype == torch.int64 and torch.equal(fast, slow), p
+        assert int(fast.max()) < (1 << bits) and (p < 0.5 or int(fast.max()) > 0)

@@ -1,0 +1,101 @@
+"""A fused training-mode dense layer for the emulated forward (AxTrain-pas): one autograd node
+instead of five (issue 15, training speed).
+
+:func:`axtrain.trainer.emulation._mac_layer` is the definition: per mode group it wraps the weight
+pipeline (quantise, flip, DRUM), the activation transform, the bias quantisation and the output
+requantisation in four straight-through nodes, multiplies, adds the bias and applies the ReLU, and
+torch's autograd differentiates the rest. For the common case (a dense layer whose output neurons
+all use one multiplier, training mode) :class:`FusedDense` computes the same forward with the same
+torch operations under ``no_grad`` and writes the backward out by hand with the operations
+autograd would run (``ste_mask`` at every straight-through point, ``threshold_backward`` for the
+ReLU, ``sum_to_size`` for the bias, the two ``mm`` of ``MmBackward`` in the order torch's
+``mm_mat1_backward`` / ``mm_mat2_backward`` choose for these layouts). So the outputs and every
+gradient are the same bits as the reference's; tests/trainer/test_emulation_fused.py checks both,
+with and without fault maps. Anything else (several mode groups, convolutions, no bias, evaluation)
+takes the reference path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from axtrain.trainer.ste import ste_mask
+
+
+def _ste(grad: torch.Tensor) -> torch.Tensor:
+    return ste_mask(grad)
+
+
+class FusedDense(torch.autograd.Function):
+    """``quantize_out(relu?(T_a(a) @ T_w(w).T + Q_b(b)))`` with the straight-through backward.
+
+    ``weight_fn`` / ``act_fn`` / ``bias_fn`` / ``out_fn`` are the reference's own pipelines (plain
+    functions of a tensor, run without autograd), so the forward is the reference's bit for bit.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        a: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        weight_fn: Callable[[torch.Tensor], torch.Tensor],
+        act_fn: Callable[[torch.Tensor], torch.Tensor],
+        bias_fn: Callable[[torch.Tensor], torch.Tensor],
+        out_fn: Callable[[torch.Tensor], torch.Tensor],
+        relu: bool,
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            w_t = weight_fn(w)
+            a_t = act_fn(a)
+            bias = bias_fn(b).to(a.dtype)
+            acc = a_t @ w_t.T
+            acc = acc + bias
+            if relu:
+                acc = torch.relu(acc)
+            out = out_fn(acc).to(a.dtype)
+        ctx.save_for_backward(a_t, w_t, acc if relu else None)
+        ctx.relu = relu
+        ctx.dtypes = (a.dtype, w.dtype, b.dtype)
+        ctx.bias_shape = b.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        a_t, w_t, relu_out = ctx.saved_tensors
+        a_dtype, w_dtype, b_dtype = ctx.dtypes
+        g = _ste(grad)  # the output requantisation's straight-through node
+        if ctx.relu:
+            g = torch.ops.aten.threshold_backward(g, relu_out, 0)
+        grad_a = grad_w = grad_b = None
+        if ctx.needs_input_grad[2]:
+            # acc + bias (float32 after bias.to): sum over the batch, then the float64 bias node's mask.
+            grad_b = _ste(g.sum_to_size(ctx.bias_shape).to(torch.float64)).to(b_dtype)
+        if ctx.needs_input_grad[0]:
+            grad_a = _ste(g.mm(w_t)).to(a_dtype)  # mm_mat1_backward: grad @ mat2.t(), mat2 = w_t.T
+        if ctx.needs_input_grad[1]:
+            grad_w = _ste(g.t().mm(a_t)).to(w_dtype)  # mm_mat2_backward for a column-major mat2, then .T
+        return grad_a, grad_w, grad_b, None, None, None, None, None
+
+
+def fused_applicable(op: str, groups: int, has_bias: bool, exact: bool, a: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether :class:`FusedDense` stands in for the reference on this layer call."""
+    return (
+        op == "dense"
+        and groups == 1
+        and has_bias
+        and not exact
+        and torch.is_grad_enabled()
+        and w.requires_grad
+        and a.dim() == 2
+        and a.dtype == torch.float32
+        and w.dtype == torch.float32
+    )
+
+
+def scale_of(frac: int) -> float:
+    """``2**frac`` as a Python float (exact)."""
+    return math.ldexp(1.0, frac)
