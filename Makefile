@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench lint clean
+.PHONY: setup setup-producers demo test test-slow test-all bench lint clean
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install axtrain with its test dependencies
+
+setup-producers: $(STAMP)  ## add the real quantizers (Brevitas, QONNX) the import tests use; torch stays pinned
+	$(PIP) install --quiet -c constraints.txt -e '.[test,producers]'
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '2.13.0' else 'producers extra changed torch: ' + torch.__version__)"
 
 demo: $(STAMP)  ## the main job on a small default: breast-cancer end to end (README 'How long it takes')
 	$(VENV)/bin/axtrain pipeline --app breast-cancer --method axtrain --multiplier K2 --sram-voltage 0.66 --out out/demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
     from axtrain.formats.bundle import Bundle
 
 
-STAGE_NAMES = ("import", "host_tail", "validate", "fold_qdq", "tile_schedule", "allocate", "emit")  # compiler.pipeline.STAGES (checked by a test)
+STAGE_NAMES = (
+    "import", "fold_constants", "lower_qonnx", "flatten_shapes", "canonical_qdq", "drop_identity",
+    "host_tail", "validate", "fold_qdq", "float32_bound", "tile_schedule", "allocate", "emit",
+)  # compiler.pipeline.STAGES (checked by a test)
 
 
 @click.command("compile")
@@ -61,7 +65,11 @@ def compile_command(
     with output_lock(out):
         if out.exists() and not force:
             raise ConfigError(f"{out} already exists (use --force to replace it)")
-        ir = compile_model(model, arch, after=after, max_elements=max_elements)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ir = compile_model(model, arch, after=after, max_elements=max_elements)
+        for warning in caught:  # one line each, like errors (float32 bound, float biases rounded)
+            click.echo(f"warning: {warning.message}", err=True)
         write_compiled_bundle(ir, out, overwrite=force, golden_count=golden_count)
     assert ir.emitted is not None and ir.layers is not None
     click.echo(
@@ -120,6 +128,15 @@ def summary_dict(bundle_path: Path) -> dict[str, Any]:
     }
 
 
+def _bound_line(bound: object) -> str:
+    """One line on the float32 accumulation bound (docs/numerics.md)."""
+    if bound is None:
+        return "float32 bound: not recorded (older bundle)"
+    worst = max(bound.layers.values(), default=0)  # type: ignore[attr-defined]
+    verdict = "exact in onnxruntime" if bound.exact else "onnxruntime's float32 may differ"  # type: ignore[attr-defined]
+    return f"float32 bound: largest {worst} vs limit 2**24: {verdict}"
+
+
 def summary(bundle_path: Path) -> str:
     """The text ``axtrain inspect`` prints."""
     from axtrain.formats.bundle import load_bundle
@@ -133,6 +150,7 @@ def summary(bundle_path: Path) -> str:
         f"arch   {arch.pe_rows}x{arch.pe_cols} PEs @ {arch.clock_hz / 1e9:g} GHz, WB {_fmt_bytes(arch.weight_buffer_bytes)}, "
         f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
         f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
+        _bound_line(m.float32_bound),
         "host tail " + (" -> ".join(f"{op.op} ({op.node})" for op in m.host_tail) + "  (float32 on the host, after the last layer)" if m.host_tail else "none"),
         "",
         f"{'#':>2}  {'name':<14} {'op':<8} {'in -> out':<24} {'formats (in/w/out)':<22} {'mode':<14} {'V':>5} {'tiles':>5} {'MACs':>9} {'instr':>6}",

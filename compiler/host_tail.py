@@ -7,8 +7,8 @@ finished: the runtime (``runtime/host_tail.py``) applies each tail op in float32
 dequantised outputs. The bundle records the ops in ``manifest.host_tail`` and ``axtrain inspect``
 shows them (docs/bundle.md "Host tail").
 
-The mechanism is general: :data:`TAIL_OPS` names the ONNX ops that may form a tail with the
-attributes each may carry; a later op (Softmax, LogSoftmax, ArgMax) needs an entry here, in
+The mechanism is general: :data:`TAIL_OPS` names the ONNX ops that may form a tail (Sigmoid,
+Softmax, LogSoftmax, ArgMax) with the attributes each may carry; each op also has an entry in
 ``axtrain.formats.bundle.HostTailOp``'s ``op`` values and in the runtime's implementations. Only
 elementwise-or-per-sample ops belong here: the tail must not change which class the accelerator's
 outputs decide, or a tail op would have to move into the network.
@@ -23,8 +23,16 @@ from dataclasses import replace
 from axtrain.compiler.ir import CompilerIR, Graph, HostOp, Node
 from axtrain.errors import OnnxError
 
-#: ONNX ops that may form the host tail, with the attributes each may carry (None: any value).
-TAIL_OPS: dict[str, dict[str, object]] = {"Sigmoid": {}}
+#: ONNX ops that may form the host tail, with the attribute values each may carry (a tuple of
+#: allowed values). Softmax and LogSoftmax over the class axis of the [batch, classes] output
+#: (-1 or 1: the same axis there); ArgMax over it, without keepdims, first index on ties
+#: (onnxruntime's and numpy's rule) and only as the last op (its output is int64 indices).
+TAIL_OPS: dict[str, dict[str, tuple[object, ...]]] = {
+    "Sigmoid": {},
+    "Softmax": {"axis": (-1, 1)},
+    "LogSoftmax": {"axis": (-1, 1)},
+    "ArgMax": {"axis": (-1, 1), "keepdims": (0,), "select_last_index": (0,)},
+}
 
 
 def is_tail_op(node: Node) -> bool:
@@ -49,9 +57,15 @@ def host_tail(ir: CompilerIR) -> CompilerIR:
         source = node.inputs[0] if node.inputs else ""
         if len(node.inputs) != 1 or len([o for o in node.outputs if o]) != 1:
             raise OnnxError(f"{node.label}: a host tail op must have one input and one output")
-        for name in node.attrs:
+        for name, value in node.attrs.items():
             if name not in TAIL_OPS[node.op]:
                 raise OnnxError(f"{node.label}: attribute {name} is not supported on a host tail op")
+            if value not in TAIL_OPS[node.op][name]:
+                raise OnnxError(f"{node.label}: {name}={value!r} is not supported on a host tail op (only {', '.join(map(repr, TAIL_OPS[node.op][name]))})")
+        if node.op == "ArgMax" and node.attrs.get("keepdims", 1) != 0:
+            raise OnnxError(f"{node.label}: keepdims=1 (the default) is not supported on a host tail op (only keepdims=0)")
+        if node.op == "ArgMax" and tail:
+            raise OnnxError(f"{node.label}: ArgMax must be the last host tail op (its output is class indices)")
         if any(source in other.inputs for other in nodes if other is not node):
             raise OnnxError(f"{node.label}: its input '{source}' is used elsewhere too; a host tail op must be the only reader of the network's output")
         tail.insert(0, HostOp(op=node.op, node=node.name))
@@ -59,5 +73,6 @@ def host_tail(ir: CompilerIR) -> CompilerIR:
         output = source
     if not tail:
         return ir
-    stripped: Graph = replace(graph, nodes=tuple(nodes), outputs=((output, dtype),))
+    # Every tail op reads the network's float output (an ArgMax's own output is int64).
+    stripped: Graph = replace(graph, nodes=tuple(nodes), outputs=((output, "float" if tail[-1].op == "ArgMax" else dtype),))
     return ir.update(graph=stripped, host_tail=tuple(tail))

@@ -61,6 +61,12 @@ class Graph:
     outputs: tuple[tuple[str, str], ...]  # (name, dtype)
     metadata: dict[str, str]
     opset: int
+    # Per-tensor shapes from ONNX shape inference at import (dims: int, a symbolic name, or None).
+    value_shapes: dict[str, tuple[int | str | None, ...]] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> "Graph":
+        """A copy with some parts replaced (graph rewrites are pure)."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

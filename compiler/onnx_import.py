@@ -42,10 +42,25 @@ def _metadata(props: Any, where: str) -> dict[str, str]:
     """``metadata_props`` as a str -> str mapping, each key and value checked to be text."""
     return {_text(p.key, f"{where}: metadata key"): _text(p.value, f"{where}: metadata {p.key!r}") for p in props}
 
-def _attribute(attr: Any) -> Any:
-    """An attribute's value as plain Python (strings decoded); graphs and tensors become a marker."""
+# Ops whose tensor attribute is a constant value the normalisation passes fold (a numpy array).
+TENSOR_ATTRIBUTE_OPS = ("Constant", "ConstantOfShape")
+
+
+def _attribute(attr: Any, op: str = "") -> Any:
+    """An attribute's value as plain Python (strings decoded); graphs and tensors become a marker,
+    except the value tensor of a Constant or ConstantOfShape (a numpy array, for fold_constants)."""
     # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
     import onnx
+    from onnx import numpy_helper
+
+    if attr.type == onnx.AttributeProto.TENSOR and op in TENSOR_ATTRIBUTE_OPS:
+        try:
+            count = element_count(attr.t.dims, f"{op} value '{attr.name}'", OnnxError)
+            if count > MAX_MODEL_ELEMENTS:
+                raise OnnxError(f"{op} value: {count} elements, more than the limit of {MAX_MODEL_ELEMENTS}")
+            return numpy_helper.to_array(attr.t)
+        except (ValueError, TypeError, KeyError):
+            return UNSUPPORTED_ATTRIBUTE
 
     plain = {onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
              onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS}
@@ -167,6 +182,40 @@ def read_model(path: str | Path, max_elements: int | None = None) -> tuple[Any, 
     return model, data
 
 
+def _dims(value: Any) -> tuple[int | str | None, ...] | None:
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param"):
+            dims.append(_text(dim.dim_param, f"value '{value.name}': a dimension name"))
+        else:
+            dims.append(None)
+    return tuple(dims)
+
+
+def _inferred_shapes(model: Any) -> dict[str, tuple[int | str | None, ...]]:
+    """Shapes of the graph's tensors from ONNX shape inference (the normalisation passes read them to
+    recognise a flatten written as a Reshape). A graph shape inference cannot handle keeps the
+    shapes it declares; the passes then refuse what they cannot prove."""
+    import onnx  # loads only when a model is read, as the other readers here
+
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a help, not a check (onnx.checker ran already)
+        inferred = model
+    shapes: dict[str, tuple[int | str | None, ...]] = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        dims = _dims(value)
+        if dims is not None:
+            shapes[_text(value.name, "a value name")] = dims
+    return shapes
+
+
 def graph_from_model(model: Any) -> Graph:
     """Convert a checked ModelProto into the plain :class:`Graph`."""
     # onnx (and protobuf) load only when a model is read; bundles, replans and inspect never need it
@@ -214,12 +263,13 @@ def graph_from_model(model: Any) -> Graph:
                 domain=_text(proto.domain, f"node {index}'s domain"),
                 inputs=tuple(_text(name, f"node {index}'s inputs") for name in proto.input),
                 outputs=tuple(_text(name, f"node {index}'s outputs") for name in proto.output),
-                attrs={attr.name: _attribute(attr) for attr in proto.attribute},
+                attrs={attr.name: _attribute(attr, proto.op_type) for attr in proto.attribute},
                 metadata=_metadata(proto.metadata_props, f"node {index} ({_text(proto.name, 'a node name')})"),
             )
         )
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return Graph(
+        value_shapes=_inferred_shapes(model),
         nodes=tuple(nodes),
         initializers=initializers,
         inputs=tuple(inputs),

@@ -114,6 +114,20 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
     return rows
 
 
+def _float32_bound(ir: CompilerIR) -> dict[str, Any]:
+    """The manifest's float32_bound: the bounds float32_bound recorded (computed here if it did not run)."""
+    # numpy-only modules, imported here to keep the bundle writer's top-level imports as they were
+    from axtrain.formats.onnx_schema import FLOAT32_EXACT_LIMIT
+    from axtrain.hwmodels.layers import accumulation_bound
+
+    assert ir.layers is not None
+    bounds = {
+        f"{index}:{layer.name}": int(layer.meta.get("accumulation_bound", accumulation_bound(layer)))
+        for index, layer in enumerate(ir.layers) if layer.has_weights
+    }
+    return {"limit": FLOAT32_EXACT_LIMIT, "exact": all(b < FLOAT32_EXACT_LIMIT for b in bounds.values()), "layers": bounds}
+
+
 def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the bundle (name -> bytes) and the manifest (without its hash list)."""
     if not 1 <= golden_count <= MAX_GOLDEN_COUNT:
@@ -158,6 +172,7 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
         "bias_word_bits": BIAS_WORD_BITS,
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
+        "float32_bound": _float32_bound(ir),
         "layers": manifest_layers(
             (layer.name, layer.op, layer.neuron_modes() if layer.has_weights else None, layer.sram_voltage) for layer in ir.layers
         ),

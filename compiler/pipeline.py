@@ -1,6 +1,11 @@
 """The compiler: an ordered list of named, pure passes with a verifier after each.
 
-    import_onnx -> host_tail -> validate -> fold_qdq -> tile_schedule -> allocate -> emit -> (bundle writer)
+    import_onnx -> [normalisation: fold_constants -> lower_qonnx -> flatten_shapes -> canonical_qdq
+    -> drop_identity] -> host_tail -> validate -> fold_qdq -> float32_bound -> tile_schedule
+    -> allocate -> emit -> (bundle writer)
+
+The normalisation passes rewrite what real quantizers export into the dialect validate and fold_qdq
+read (docs/importing.md); on the compiler's own exporter's graphs they change nothing.
 
 ``run_passes`` takes an ``after(stage, ir)`` hook, called with the verified IR after import and
 after every pass (``axtrain compile --dump-ir`` writes it; tests compare its execution with
@@ -17,8 +22,14 @@ from axtrain.compiler.ir import CompilerIR
 from axtrain.compiler.onnx_import import import_onnx
 from axtrain.compiler.package import write_compiled_bundle
 from axtrain.compiler.passes.allocate import allocate
+from axtrain.compiler.passes.canonical_qdq import canonical_qdq
+from axtrain.compiler.passes.drop_identity import drop_identity
 from axtrain.compiler.passes.emit import emit
+from axtrain.compiler.passes.flatten_shapes import flatten_shapes
+from axtrain.compiler.passes.float32_bound import float32_bound
+from axtrain.compiler.passes.fold_constants import fold_constants
 from axtrain.compiler.passes.fold_qdq import fold_qdq
+from axtrain.compiler.passes.lower_qonnx import lower_qonnx
 from axtrain.compiler.passes.tile_schedule import tile_schedule
 from axtrain.compiler.passes.validate import validate
 from axtrain.compiler.verify_ir import verify_ir
@@ -27,10 +38,20 @@ from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 Pass = Callable[[CompilerIR], CompilerIR]
 Hook = Callable[[str, CompilerIR], None]
 
+NORMALISATION: tuple[tuple[str, Pass], ...] = (
+    ("fold_constants", fold_constants),
+    ("lower_qonnx", lower_qonnx),
+    ("flatten_shapes", flatten_shapes),
+    ("canonical_qdq", canonical_qdq),
+    ("drop_identity", drop_identity),
+)
+
 PASSES: tuple[tuple[str, Pass], ...] = (
+    *NORMALISATION,
     ("host_tail", host_tail),
     ("validate", validate),
     ("fold_qdq", fold_qdq),
+    ("float32_bound", float32_bound),
     ("tile_schedule", tile_schedule),
     ("allocate", allocate),
     ("emit", emit),

@@ -40,7 +40,7 @@ def scale_frac(graph: Graph, node: Node) -> int:
     """The fractional length ``f`` of a Q/DQ node's scale, which must be a scalar ``2**-f``."""
     scale = initializer(graph, node, 1, "scale")
     if scale.size != 1:
-        raise refuse(node, f"scale has {scale.size} values: per-channel scales are not supported")
+        raise refuse(node, f"needs ISA v2: per-channel scales ({scale.size} values) that are not powers of two fitting one weight word")
     if scale.dtype != np.float32:
         raise refuse(node, f"scale is {scale.dtype}, expected float32")
     value = float(scale.reshape(-1)[0])
@@ -48,7 +48,7 @@ def scale_frac(graph: Graph, node: Node) -> int:
         raise refuse(node, f"scale {value!r} is not a positive finite number")
     mantissa, exponent = math.frexp(value)
     if mantissa != 0.5:
-        raise refuse(node, f"scale {value!r} is not a power of two")
+        raise refuse(node, f"needs ISA v2: scale {value!r} is not a power of two (non-power-of-two scale)")
     frac = 1 - exponent  # value = 2**(exponent - 1) = 2**-frac
     if abs(frac) > 64:
         raise refuse(node, f"scale 2**{-frac} is outside the supported range 2**-64 .. 2**64")

@@ -24,9 +24,32 @@ def _require(condition: bool, stage: str, message: str) -> None:
         raise IRVerificationError(f"after {stage}: {message}")
 
 
+def _verify_graph(ir: CompilerIR, stage: str) -> None:
+    """The graph the normalisation passes hand on is well formed: unique node indices, every tensor
+    produced once, every input defined before it is read, the graph output produced."""
+    graph = ir.graph
+    assert graph is not None
+    indices = [node.index for node in graph.nodes]
+    _require(len(set(indices)) == len(indices), stage, "node indices are unique")
+    defined = set(graph.initializers) | {name for name, *_ in graph.inputs}
+    for node in graph.nodes:
+        for name in node.inputs:
+            if name and name not in defined:  # messages built only on failure (this runs after every pass)
+                _require(False, stage, f"{node.label} reads '{name}', which nothing before it defines")
+        for name in node.outputs:
+            if name:
+                if name in defined:
+                    _require(False, stage, f"{node.label} redefines '{name}'")
+                defined.add(name)
+    for name, _ in graph.outputs:
+        _require(name in defined, stage, f"graph output '{name}' is produced")
+
+
 def verify_ir(ir: CompilerIR, stage: str) -> None:
     """Check every part of ``ir`` that is present."""
     _require(ir.graph is not None, stage, "no graph")
+    if ir.layers is None:
+        _verify_graph(ir, stage)
     if ir.layers is not None:
         _require(ir.shapes is not None and len(ir.shapes) == len(ir.layers) + 1, stage, "one shape per layer boundary")
         assert ir.shapes is not None

@@ -76,6 +76,20 @@ class QuantizedLayer:
         return replace(self, **changes)
 
 
+def accumulation_bound(layer: QuantizedLayer) -> int:
+    """``fan_in * max|a| * max|w| + max|bias|`` in LSBs of the accumulator (docs/numerics.md):
+    ``max|a|`` is the input format's largest magnitude, ``max|w|`` and ``max|bias|`` the layer's
+    integers. Below ``2**24`` every product and partial sum is exact in float32 in any order."""
+    if not layer.has_weights or layer.weight is None or layer.bias is None:
+        raise HardwareModelError(f"layer {layer.name!r} ({layer.op}) has no weights: no accumulation bound")
+    weight = np.asarray(layer.weight)
+    fan_in = int(np.prod(weight.shape[1:]))
+    max_a = max(-layer.input_format.qmin, layer.input_format.qmax)
+    max_w = int(np.max(np.abs(weight.astype(np.int64)))) if weight.size else 0
+    max_b = int(np.max(np.abs(np.asarray(layer.bias, dtype=np.int64)))) if np.size(layer.bias) else 0
+    return fan_in * max_a * max_w + max_b
+
+
 def im2col(x: np.ndarray, kernel_h: int, kernel_w: int, stride: int, padding: int) -> np.ndarray:
     """``[N, C, H, W]`` -> ``[N, OH*OW, C*kh*kw]`` patches (zero padding), ordered like the weights."""
     n, c, h, w = x.shape

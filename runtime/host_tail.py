@@ -1,9 +1,11 @@
 """The host side of a bundle: its tail ops on the dequantised outputs, and the output-error metrics.
 
 A bundle's ``manifest.host_tail`` (compiler/host_tail.py) lists float ops that follow the network's
-last layer in the ONNX graph, today only ``Sigmoid`` (the paper's output layer). The accelerator
-stops at the last layer's dequantised outputs ``z``; the host then applies each op in float32, in
-order: ``Sigmoid`` is ``1 / (1 + exp(-z))`` in float32 (numpy). onnxruntime's own float32 Sigmoid
+last layer in the ONNX graph: ``Sigmoid`` (the paper's output layer), ``Softmax``, ``LogSoftmax``,
+``ArgMax``. The accelerator stops at the last layer's dequantised outputs ``z``; the host then
+applies each op in float32, in order: ``Sigmoid`` is ``1 / (1 + exp(-z))`` in float32 (numpy);
+``Softmax`` and ``LogSoftmax`` are taken over the class axis after subtracting the maximum;
+``ArgMax`` gives int64 class indices (the first on ties). onnxruntime's own float32 Sigmoid
 is an approximation of the same function, so the two agree to within :data:`SIGMOID_ATOL` (absolute)
 rather than bit for bit; everything before the tail stays bit-identical (tests/runtime).
 
@@ -35,8 +37,27 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
         return np.asarray((np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32))
 
 
-#: The host's implementation of each tail op (float32 in, float32 out).
-HOST_OPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"Sigmoid": _sigmoid}
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Over the class axis (the last), in float32, shifted by the maximum (no overflow)."""
+    z = np.asarray(z, dtype=np.float32)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.asarray((e / e.sum(axis=-1, keepdims=True)).astype(np.float32))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """``z - max - log(sum(exp(z - max)))`` over the class axis, in float32."""
+    z = np.asarray(z, dtype=np.float32)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return np.asarray((shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))).astype(np.float32))
+
+
+def _argmax(z: np.ndarray) -> np.ndarray:
+    """Class indices (int64) over the last axis, the first on ties (onnxruntime's ArgMax)."""
+    return np.asarray(np.argmax(np.asarray(z), axis=-1).astype(np.int64))
+
+
+#: The host's implementation of each tail op (float32 in; float32 out, ArgMax int64 indices).
+HOST_OPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"Sigmoid": _sigmoid, "Softmax": _softmax, "LogSoftmax": _log_softmax, "ArgMax": _argmax}
 
 
 def tail_ops(bundle: Any) -> list[str]:
@@ -45,7 +66,8 @@ def tail_ops(bundle: Any) -> list[str]:
 
 
 def apply_tail(ops: Sequence[str], outputs: np.ndarray) -> np.ndarray:
-    """``outputs`` (float32) with each op of ``ops`` applied in order, in float32."""
+    """``outputs`` (float32) with each op of ``ops`` applied in order, in float32 (after an ArgMax:
+    int64 class indices)."""
     y = np.asarray(outputs, dtype=np.float32)
     for op in ops:
         y = HOST_OPS[op](y)

@@ -42,7 +42,7 @@ from axtrain.errors import AxTrainError, OnnxError, RunError
 from axtrain.formats import onnx_schema as schema
 from axtrain.formats.onnx_schema import read_annotations  # re-exported for callers of this module
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
-from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.layers import QuantizedLayer, accumulation_bound as hw_accumulation_bound
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.provenance import versions
@@ -88,16 +88,12 @@ def accumulation_bound(layer: QuantizedLayer) -> int:
 
     ``max|a|`` is the input format's largest magnitude (any input may reach it); ``max|w|`` and
     ``max|bias|`` are the layer's actual integers. Below ``2**24`` every product and partial sum of
-    the layer is exact in float32 whatever the summation order.
+    the layer is exact in float32 whatever the summation order. One definition with the compiler's
+    check of imported graphs (``axtrain.hwmodels.layers.accumulation_bound``).
     """
     if not layer.has_weights or layer.weight is None or layer.bias is None:
         raise OnnxError(f"layer {layer.name!r} ({layer.op}) has no weights: no accumulation bound")
-    weight = np.asarray(layer.weight)
-    fan_in = int(np.prod(weight.shape[1:]))
-    max_a = max(-layer.input_format.qmin, layer.input_format.qmax)
-    max_w = int(np.max(np.abs(weight.astype(np.int64)))) if weight.size else 0
-    max_b = int(np.max(np.abs(np.asarray(layer.bias, dtype=np.int64)))) if np.size(layer.bias) else 0
-    return fan_in * max_a * max_w + max_b
+    return hw_accumulation_bound(layer)
 
 
 def infer_input_shape(layers: Sequence[QuantizedLayer]) -> tuple[int, ...]:

@@ -203,8 +203,17 @@ class GoldenCoverage(_Model):
 class HostTailOp(_Model):
     """A float op the host applies, in order, to the dequantised outputs (docs/bundle.md "Host tail")."""
 
-    op: Literal["Sigmoid"]  # later issues may add Softmax, LogSoftmax, ArgMax (compiler/host_tail.py)
+    op: Literal["Sigmoid", "Softmax", "LogSoftmax", "ArgMax"]  # compiler/host_tail.py TAIL_OPS
     node: str  # the ONNX node it came from
+
+
+class Float32Bound(_Model):
+    """Whether onnxruntime's float32 evaluation of the source graph is exact (every layer's
+    accumulation bound below ``limit``), and each weighted layer's bound."""
+
+    limit: int
+    exact: bool
+    layers: dict[str, int]
 
 
 class Manifest(_Model):
@@ -234,6 +243,8 @@ class Manifest(_Model):
     files: dict[str, str]
     golden_coverage: GoldenCoverage | None = None  # format 1.1
     content_sha256: str | None = None  # format 1.1: the bundle's identity (content_sha256())
+    # The float32 accumulation bound per weighted layer (docs/numerics.md); absent in older bundles.
+    float32_bound: Float32Bound | None = None
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -14,6 +14,7 @@ formats must agree with the scales.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -25,6 +26,10 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
+
+
+class FloatBiasWarning(UserWarning):
+    """A float bias was not a multiple of s_a * s_w and was rounded as onnxruntime's quantizer does."""
 
 
 class _Chain:
@@ -45,8 +50,13 @@ class _Chain:
 
     def next_node(self, tensor: str, after: Node | None) -> Node:
         users = self.consumers.get(tensor, [])
+        if len(users) == 1:  # the common case: no message to build
+            self.visited.add(users[0].index)
+            return users[0]
         where = after.label if after is not None else f"input '{tensor}'"
         if not users:
+            if tensor == self.graph.outputs[0][0]:
+                raise OnnxError(f"{where}: its output '{tensor}' is the graph output in float; a layer must end in QuantizeLinear -> DequantizeLinear (or be the last Gemm/MatMul/Conv)")
             raise OnnxError(f"{where}: its output '{tensor}' is not consumed and is not the graph output")
         if len(users) > 1:
             names = ", ".join(u.label for u in users)
@@ -62,8 +72,13 @@ class _Chain:
             array = self.graph.initializers[name]
             raise refuse(node, f"{what} '{name}' is a {array.dtype} initializer; it must be a DequantizeLinear of an integer initializer")
         dq = self.producer.get(name)
-        if dq is None or dq.op != "DequantizeLinear" or dq.inputs[0] not in self.graph.initializers:
-            raise refuse(node, f"{what} '{name}' must come from a DequantizeLinear of an integer initializer")
+        if dq is not None and dq.op == "DequantizeLinear" and dq.inputs[0] not in self.graph.initializers:
+            inner = self.producer.get(dq.inputs[0])
+            source = f"{inner.label}, which is not a constant" if inner is not None else f"'{dq.inputs[0]}', which is not a constant"
+            raise refuse(node, f"{what} '{name}': its DequantizeLinear ({dq.label}) reads {source}; fold it to an integer initializer")
+        if dq is None or dq.op != "DequantizeLinear":
+            source = f"comes from {dq.label}" if dq is not None else "is not a constant"
+            raise refuse(node, f"{what} '{name}' {source}; it must be a DequantizeLinear of an integer initializer")
         self.visited.add(dq.index)
         return self.graph.initializers[dq.inputs[0]], dq
 
@@ -160,7 +175,7 @@ def _fold_compute(
     bias_node: Node | None = node if node.op in ("Gemm", "Conv") and len(node.inputs) > 2 and node.inputs[2] else None
     bias_position = 2
     current = node
-    if node.op == "MatMul":
+    if node.op == "MatMul" and node.outputs[0] != graph.outputs[0][0]:
         follower = chain.next_node(node.outputs[0], node)
         if follower.op == "Add":
             bias_node = follower
@@ -168,27 +183,27 @@ def _fold_compute(
             current = follower
         else:
             chain.visited.discard(follower.index)
+    bias_origin = "none"
     if bias_node is not None:
-        b_int, b_dq = chain.constant_dq(bias_node, bias_position, "bias")
-        if str(b_int.dtype) != "int32":
-            raise refuse(bias_node, f"bias is {b_int.dtype}; int32 expected")
-        fb = scale_frac(graph, b_dq)
-        if fb != fmt_acc_frac:
-            raise refuse(bias_node, f"bias scale 2**-{fb} differs from input scale x weight scale 2**-{fmt_acc_frac}")
-        if b_int.size != out_features:
-            raise refuse(bias_node, f"bias has {b_int.size} values for {out_features} output neurons")
-        bias = b_int.reshape(-1).astype(np.int64)
+        bias, bias_origin = _bias(chain, bias_node, bias_position, fmt_acc_frac, out_features)
     declared_b = parse_format(node, keys.KEY_BIAS_FORMAT)
     if declared_b is not None and (declared_b.frac != fmt_acc_frac or declared_b.bits != 32):
         raise refuse(node, f"metadata {keys.KEY_BIAS_FORMAT}={declared_b} disagrees with the graph (s32.{fmt_acc_frac})")
 
-    # Optional Relu, then the output QuantizeLinear.
-    follower = chain.next_node(current.outputs[0], current)
-    relu = follower.op == "Relu"
-    if relu:
-        current = follower
+    # Optional Relu, then the output QuantizeLinear (or a float graph output).
+    output_name = graph.outputs[0][0]
+    relu = False
+    if current.outputs[0] != output_name:
         follower = chain.next_node(current.outputs[0], current)
-    follower, fmt_out = _quantizer(chain, follower, current)
+        relu = follower.op == "Relu"
+        if relu:
+            current = follower
+    if current.outputs[0] == output_name:
+        follower, fmt_out = current, _float_output(node, current, weight, bias, fmt_in, fmt_acc_frac)
+    else:
+        if relu:
+            follower = chain.next_node(current.outputs[0], current)
+        follower, fmt_out = _quantizer(chain, follower, current)
     _agree(node, keys.KEY_INPUT_FORMAT, fmt_in)
     _agree(node, keys.KEY_OUTPUT_FORMAT, fmt_out)
     name = node.metadata.get(keys.KEY_LAYER) or node.name or f"layer{index}"
@@ -203,10 +218,75 @@ def _fold_compute(
         relu=relu,
         multipliers=_modes(node, out_features),
         sram_voltage=_voltage(node),
-        meta={"onnx_node": node.name or f"#{node.index}"},
+        meta={"onnx_node": node.name or f"#{node.index}", "bias_origin": bias_origin, "float_output": follower is current},
         **attrs,
     )
     return layer, follower, fmt_out, out_shape
+
+
+def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features: int) -> tuple[np.ndarray, str]:
+    """The bias as int64 at the accumulator's scale ``2**-acc_frac``, and where it came from.
+
+    - DequantizeLinear of an int8/int16/int32 initializer at ``2**-fb``: ``fb == acc_frac`` as is,
+      ``fb < acc_frac`` shifted left (exact); a finer bias scale only where every value is a
+      multiple of the shift (exact), else refused.
+    - A float32 initializer: quantised as onnxruntime's static quantizer does
+      (``round_half_even(bias / (s_a * s_w))`` in float32, saturated to int32); exact where every
+      value is already a multiple of ``s_a * s_w``, else a warning says the compiled model equals
+      the graph with that quantised bias (docs/importing.md).
+    """
+    graph = chain.graph
+    name = node.inputs[position] if position < len(node.inputs) else ""
+    if name in graph.initializers and graph.initializers[name].dtype.kind == "f":
+        values = graph.initializers[name].astype(np.float32).reshape(-1)
+        if values.size != out_features:
+            raise refuse(node, f"bias '{name}' has {values.size} values for {out_features} output neurons")
+        scaled = values / np.float32(math.ldexp(1.0, -acc_frac))
+        if not np.all(np.isfinite(scaled)):
+            raise refuse(node, f"float bias '{name}' is not finite at the accumulator scale 2**-{acc_frac}")
+        rounded = np.clip(np.rint(scaled), np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+        if not np.array_equal(rounded, scaled):
+            warnings.warn(
+                f"{node.label}: float bias '{name}' quantised to int32 at s_a*s_w = 2**-{acc_frac} as onnxruntime's "
+                f"quantizer does (round half to even); it was not a multiple of that scale, so the bundle equals the "
+                f"graph with the quantised bias, not the float one",
+                FloatBiasWarning,
+                stacklevel=2,
+            )
+            return rounded.astype(np.int64), "float, rounded"
+        return rounded.astype(np.int64), "float, exact"
+    producer = chain.producer.get(name)
+    if name and producer is not None and producer.op != "DequantizeLinear":
+        raise refuse(node, f"bias '{name}' comes from {producer.label}; it must be a DequantizeLinear of an integer initializer or a float initializer")
+    b_int, b_dq = chain.constant_dq(node, position, "bias")
+    if str(b_int.dtype) not in ("int8", "int16", "int32"):
+        raise refuse(node, f"bias is {b_int.dtype}; int8, int16 or int32 expected")
+    fb = scale_frac(graph, b_dq)
+    if b_int.size != out_features:
+        raise refuse(node, f"bias has {b_int.size} values for {out_features} output neurons")
+    integers = b_int.reshape(-1).astype(np.int64)
+    if fb < acc_frac:
+        integers = integers << (acc_frac - fb)
+    elif fb > acc_frac:
+        step = 1 << min(fb - acc_frac, 62)
+        if np.any(integers % step):
+            raise refuse(node, f"bias scale 2**-{fb} is finer than input scale x weight scale 2**-{acc_frac} and its values are not multiples of the difference")
+        integers = integers // step
+    if integers.size and (integers.min() < np.iinfo(np.int32).min or integers.max() > np.iinfo(np.int32).max):
+        raise refuse(node, f"bias at the accumulator scale 2**-{acc_frac} does not fit int32")
+    return integers, str(b_int.dtype) if fb == acc_frac else f"{b_int.dtype} at 2**-{fb}"
+
+
+def _float_output(node: Node, last: Node, weight: np.ndarray, bias: np.ndarray, fmt_in: FixedPointFormat, acc_frac: int) -> FixedPointFormat:
+    """A layer whose output is the graph output in float (no final Q/DQ): the accumulator itself,
+    exact when every accumulator value fits the 16-bit neuron word (REQ with shift 0 saturates
+    nothing); otherwise the graph needs a final QuantizeLinear (or ISA v2's wider outputs)."""
+    fan_in = int(np.prod(weight.shape[1:]))
+    max_a = max(-fmt_in.qmin, fmt_in.qmax)
+    bound = fan_in * max_a * (int(np.abs(weight).max()) if weight.size else 0) + (int(np.abs(bias).max()) if bias.size else 0)
+    if bound > (1 << 15) - 1:
+        raise refuse(last, f"needs ISA v2: float graph output (no QuantizeLinear after {node.label}) whose accumulator bound {bound} does not fit the 16-bit neuron word (or add a final QuantizeLinear/DequantizeLinear)")
+    return FixedPointFormat(16, acc_frac)
 
 
 def _clip_bits(graph: Graph, clip: Node, fmt: FixedPointFormat) -> int:
@@ -268,7 +348,7 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
         node = chain.next_node(tensor, chain.producer.get(tensor))
         if node.op in COMPUTE_OPS:
             layer, q, fmt, shape = _fold_compute(chain, node, fmt, shape, len(layers))
-            tensor = _expect_dq(chain, q).outputs[0]
+            tensor = q.outputs[0] if layer.meta.get("float_output") else _expect_dq(chain, q).outputs[0]
         elif node.op == "MaxPool":
             if len(shape) != 3:
                 raise refuse(node, f"input has per-sample shape {list(shape)}; MaxPool needs [channels, height, width]")

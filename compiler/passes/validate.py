@@ -110,6 +110,13 @@ def _check_io(graph: Graph) -> None:
         raise OnnxError(f"output '{out_name}' is {out_dtype}, expected float32")
 
 
+def _is_bias_input(node: Node, name: str) -> bool:
+    """Is ``name`` the bias input of ``node`` (Gemm/Conv input C/B, or an Add after a MatMul)?"""
+    if node.op in ("Gemm", "Conv"):
+        return len(node.inputs) > 2 and node.inputs[2] == name and node.inputs[1] != name
+    return node.op == "Add"
+
+
 def validate(ir: CompilerIR) -> CompilerIR:
     """Refuse anything outside the supported subset (one line naming the node and the reason)."""
     graph = ir.graph
@@ -122,10 +129,12 @@ def validate(ir: CompilerIR) -> CompilerIR:
     _check_io(graph)
     for node in graph.nodes:
         if node.domain not in ("", "ai.onnx"):
-            raise refuse(node, f"operator domain {node.domain!r} is not supported")
+            raise refuse(node, f"operator domain {node.domain!r} is not supported (QONNX Quant is read natively; other custom ops are not)")
         if node.op in TAIL_OPS:
             # host_tail (the pass before) took every tail op that ends the graph; this one does not.
             raise refuse(node, f"operator {node.op} is not supported inside the network, only as a host tail op at the end of the graph after the last DequantizeLinear")
+        if node.op == "Reshape":
+            raise refuse(node, "a Reshape that is not a flatten to [batch, features] is not supported (a flatten's shape must be known from ONNX shape inference)")
         if node.op not in SUPPORTED_OPS:
             raise refuse(node, f"operator {node.op} is not supported (supported: {', '.join(SUPPORTED_OPS)})")
         _check_attrs(node)
@@ -134,6 +143,8 @@ def validate(ir: CompilerIR) -> CompilerIR:
     for name, array in graph.initializers.items():
         if array.dtype.kind == "f" and array.size != 1:
             users = [n for n in graph.nodes if name in n.inputs]
+            if users and all(_is_bias_input(n, name) for n in users):
+                continue  # a float bias: fold_qdq quantises it at s_a * s_w (docs/importing.md)
             where = users[0].label if users else f"initializer '{name}'"
             raise OnnxError(f"{where}: float initializer '{name}' {list(array.shape)}: weights must be int8/int16 behind a DequantizeLinear")
         if array.dtype == np.dtype("O"):

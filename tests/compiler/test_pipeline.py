@@ -20,7 +20,10 @@ def model(save_model, rng: np.random.Generator) -> Path:
 
 
 def test_the_hook_sees_every_stage_in_order_and_stop_after_ends_there(model: Path) -> None:
-    assert STAGES == ("import", "host_tail", "validate", "fold_qdq", "tile_schedule", "allocate", "emit") == compiler_cli.STAGE_NAMES
+    assert STAGES == (
+        "import", "fold_constants", "lower_qonnx", "flatten_shapes", "canonical_qdq", "drop_identity",
+        "host_tail", "validate", "fold_qdq", "float32_bound", "tile_schedule", "allocate", "emit",
+    ) == compiler_cli.STAGE_NAMES
     seen: list[str] = []
     full = compile_model(model, after=lambda stage, ir: seen.append(stage))
     assert seen == list(STAGES) and full.emitted is not None
@@ -35,20 +38,24 @@ def test_dump_ir_writes_every_stage(model: Path, tmp_path: Path, capsys: pytest.
     code, out, err = run_cli(["compile", str(model), "--out", str(tmp_path / "b"), "--dump-ir", str(tmp_path / "ir")], capsys)
     assert code == 0, err
     names = sorted(p.name for p in (tmp_path / "ir").iterdir())
-    assert names == ["00-import.json", "01-host_tail.json", "02-validate.json", "03-fold_qdq.json", "04-tile_schedule.json", "05-allocate.json", "06-emit.asm", "06-emit.json"]
-    folded = json.loads((tmp_path / "ir" / "03-fold_qdq.json").read_text())
+    assert names == [
+        "00-import.json", "01-fold_constants.json", "02-lower_qonnx.json", "03-flatten_shapes.json", "04-canonical_qdq.json",
+        "05-drop_identity.json", "06-host_tail.json", "07-validate.json", "08-fold_qdq.json", "09-float32_bound.json",
+        "10-tile_schedule.json", "11-allocate.json", "12-emit.asm", "12-emit.json",
+    ]
+    folded = json.loads((tmp_path / "ir" / "08-fold_qdq.json").read_text())
     assert [layer["op"] for layer in folded["layers"]] == ["dense", "dense"] and "schedule" not in folded
     assert folded["layers"][0]["weight"]["shape"] == [5, 6] and len(folded["layers"][0]["weight"]["sha256"]) == 64
-    emitted = json.loads((tmp_path / "ir" / "06-emit.json").read_text())
+    emitted = json.loads((tmp_path / "ir" / "12-emit.json").read_text())
     assert emitted["emitted"]["instructions"] == len((tmp_path / "b" / "program.asm").read_text().splitlines()) - 3  # header + 2 layer notes
-    assert (tmp_path / "ir" / "06-emit.asm").read_text() == (tmp_path / "b" / "program.asm").read_text()
+    assert (tmp_path / "ir" / "12-emit.asm").read_text() == (tmp_path / "b" / "program.asm").read_text()
 
 
 def test_stop_after_writes_no_bundle(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(["compile", str(model), "--out", str(tmp_path / "b"), "--stop-after", "allocate", "--dump-ir", str(tmp_path / "ir")], capsys)
     assert code == 0, err
     assert "stopped after allocate: 2 layers" in out and not (tmp_path / "b").exists()
-    assert sorted(p.name for p in (tmp_path / "ir").iterdir())[-1] == "05-allocate.json"
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir())[-1] == "11-allocate.json"
     code, _, err = run_cli(["compile", str(model)], capsys)
     assert code == 2 and "--out BUNDLE is required" in err
     code, _, err = run_cli(["compile", str(model), "--stop-after", "fold"], capsys)

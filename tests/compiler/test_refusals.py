@@ -51,7 +51,8 @@ def dynamic_feature_dim(model: onnx.ModelProto) -> None:
 
 
 def per_channel_scale(model: onnx.ModelProto) -> None:
-    _init(model, "sw0").CopyFrom(numpy_helper.from_array(np.full(5, 2.0**-6, dtype=np.float32), "sw0"))
+    # Powers of two 2**-6 .. 2**-26: one common scale would need 8 + 20 bits per weight.
+    _init(model, "sw0").CopyFrom(numpy_helper.from_array(np.array([2.0**-f for f in (6, 7, 8, 9, 26)], dtype=np.float32), "sw0"))
     _node(model, "dq_w0").attribute.append(helper.make_attribute("axis", 0))
 
 
@@ -68,20 +69,21 @@ def branching(model: onnx.ModelProto) -> None:
 
 
 def uint8_activation(model: onnx.ModelProto) -> None:
-    _init(model, "zo0").CopyFrom(helper.make_tensor("zo0", TensorProto.UINT8, [], [0]))
+    # uint8 on the graph input: no Relu before it, so the range [0, 255] is not a signed format.
+    _init(model, "z_in").CopyFrom(helper.make_tensor("z_in", TensorProto.UINT8, [], [0]))
 
 
 CASES: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
     "unsupported op": (sigmoid, r"node 'relu0' \(Sigmoid\): operator Sigmoid is not supported"),
-    "non-power-of-two scale": (non_power_of_two_scale, r"node 'q_out0' \(QuantizeLinear\): scale 0.30000001192092896 is not a power of two"),
-    "nonzero zero point": (nonzero_zero_point, r"node 'q_out1' \(QuantizeLinear\): zero point is 3, only 0 is supported"),
+    "non-power-of-two scale": (non_power_of_two_scale, r"node 'q_out0' \(QuantizeLinear\): needs ISA v2: scale 0.30000001192092896 is not a power of two"),
+    "nonzero zero point": (nonzero_zero_point, r"node 'q_out1' \(QuantizeLinear\): needs ISA v2: activation range \[-131, 124\] LSB \(zero point 3\)"),
     "float weights": (float_weights, r"node 'gemm1' \(Gemm\): float initializer 'w1_float' \[3, 5\]"),
     "dynamic non-batch dim": (dynamic_feature_dim, r"input 'input': dimension 1 is dynamic \('features'\)"),
-    "per-channel scale": (per_channel_scale, r"node 'dq_w0' \(DequantizeLinear\): scale has 5 values: per-channel"),
+    "per-channel scale": (per_channel_scale, r"node 'dq_w0' \(DequantizeLinear\): needs ISA v2: per-channel weight scales 2\*\*-6 .. 2\*\*-26"),
     "metadata vs scales": (metadata_disagrees, r"node 'gemm0' \(Gemm\): metadata axtrain.output_format=s8.3 disagrees"),
     "unknown schema": (unknown_schema, "axtrain.schema='9': unknown AxTrain ONNX schema version"),
     "branching graph": (branching, r"node 'dq_out0' \(DequantizeLinear\): its output 'x1' feeds 2 nodes"),
-    "unsigned activations": (uint8_activation, r"node 'q_out0' \(QuantizeLinear\): activation type uint8 is not supported"),
+    "unsigned activations": (uint8_activation, r"node 'q_input' \(QuantizeLinear\): needs ISA v2: unsigned activation range \[0, 255\] on the graph input"),
 }
 
 

@@ -1,0 +1,91 @@
+"""Compile time per node with the import normalisation passes (issue 12).
+
+1. The whole pipeline against the same pipeline without the normalisation passes
+   (fold_constants, lower_qonnx, flatten_shapes, canonical_qdq, drop_identity) on a 32-layer QDQ MLP
+   in onnxruntime's pattern (``Gemm -> Q -> DQ -> Relu -> Q -> DQ``, weights quantised in the graph
+   from float initializers), rewritten once beforehand into the dialect the bare pipeline reads.
+   Limit 1.5: the new passes may add at most half again.
+2. Compile time per node of a 128-layer graph against that of an 8-layer one (limit 1.5): time per
+   node does not grow with the graph (every pass is linear in the nodes).
+
+Best of 5 after one warm-up; the ONNX file is parsed once outside the timing (import is not a pass).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/bench_import.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from benchmarks.common import Result, best_time
+
+WIDTH = 32
+
+
+def _model(layers: int) -> object:
+    """An MLP as onnxruntime's quantizer writes it (power-of-two scales so it compiles)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    f = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.float32), name)  # noqa: E731
+    inits = [f("s_in", 2**-4), f("s_w", 2**-7), f("s_a", 2**-3), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s_in", "z"], ["q0"]), helper.make_node("DequantizeLinear", ["q0", "s_in", "z"], ["x0"])]
+    tensor = "x0"
+    for i in range(layers):
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, (WIDTH, WIDTH)).astype(np.float32), f"w{i}"))
+        nodes += [
+            helper.make_node("QuantizeLinear", [f"w{i}", "s_w", "z"], [f"wq{i}"]),
+            helper.make_node("DequantizeLinear", [f"wq{i}", "s_w", "z"], [f"wd{i}"]),
+            helper.make_node("Gemm", [tensor, f"wd{i}"], [f"acc{i}"], transB=1),
+            helper.make_node("QuantizeLinear", [f"acc{i}", "s_a", "z"], [f"aq{i}"]),
+            helper.make_node("DequantizeLinear", [f"aq{i}", "s_a", "z"], [f"ad{i}"]),
+            helper.make_node("Relu", [f"ad{i}"], [f"r{i}"]),
+            helper.make_node("QuantizeLinear", [f"r{i}", "s_a", "z"], [f"rq{i}"]),
+            helper.make_node("DequantizeLinear", [f"rq{i}", "s_a", "z"], [f"x{i + 1}"]),
+        ]
+        tensor = f"x{i + 1}"
+    nodes[-1].output[0] = "y"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", WIDTH])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", WIDTH])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _imported(layers: int, tmp: Path) -> object:
+    import onnx
+
+    from axtrain.compiler.onnx_import import import_onnx
+
+    path = tmp / f"mlp{layers}.onnx"
+    onnx.save(_model(layers), path)
+    return import_onnx(path)
+
+
+def run(quick: bool = False) -> list[Result]:
+    """The normalisation passes' cost, and compile time per node at two graph sizes."""
+    from axtrain.compiler.pipeline import NORMALISATION, PASSES, run_passes
+
+    bare = PASSES[len(NORMALISATION):]
+    repeat = 3 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        ir = _imported(32, Path(tmp))
+        normalised = run_passes(ir, NORMALISATION)  # what the bare pipeline can read
+        t_all = best_time(lambda: run_passes(ir), repeat=repeat)
+        t_bare = best_time(lambda: run_passes(normalised, bare), repeat=repeat)
+        small, large = _imported(8, Path(tmp)), _imported(128, Path(tmp))
+        t_small = best_time(lambda: run_passes(small), repeat=repeat) / len(small.graph.nodes)
+        t_large = best_time(lambda: run_passes(large), repeat=repeat) / len(large.graph.nodes)
+    nodes = len(ir.graph.nodes)
+    return [
+        Result(f"compile, 32-layer onnxruntime-style MLP ({nodes} nodes)", t_all, "same, normalised graph, without the normalisation passes", t_bare, limit=1.5, note="best of %d" % repeat),
+        Result("compile time per node, 128 layers", t_large, "per node, 8 layers", t_small, limit=1.5, note="linear passes: no growth per node"),
+    ]
+
+
+if __name__ == "__main__":
+    from benchmarks.common import format_table
+
+    print(format_table(run(quick="--quick" in sys.argv)))
