@@ -270,7 +270,7 @@ def explore_task(ctx: TaskContext) -> dict[str, Any]:
     test = {}
     for name, point in (("chosen", result.chosen), ("best_uniform", result.best_uniform)):
         r = simulate(apply_plan(bundle, point.plan), x_test, y_test, runs=p["runs"], seed=p["seed"])
-        test[name] = {"plan": point.plan.label(), "modes": list(point.plan.modes), **power_summary(r)}
+        test[name] = {"plan": point.plan.label(), "modes": [str(mode) for mode in point.plan.modes], **power_summary(r)}
     search = result.as_dict()
     return {
         "selection": {"samples": int(len(y_sel)), "reference_accuracy": float(reference_accuracy)},

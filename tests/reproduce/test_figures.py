@@ -197,3 +197,17 @@ def test_ray_executor_against_an_existing_cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_tiny_fig9_explore_cells_finish_and_write_the_figure(tmp_path):
+    """Fig. 9's explore cells store their chosen plans as JSON: typed modes must be written as text
+    (a MultiplierMode in a cell result once failed every explore cell of `reproduce all --quick`)."""
+    from axtrain.reproduce.run import reproduce
+
+    out = tmp_path / "r"
+    result = reproduce(["fig9"], out, _tiny(), jobs=1)
+    assert result["cells"]["ran"] == result["cells"]["total"] > 0
+    with (out / "fig9.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["method"] for r in rows} == {"BP", "ApproxAnn", "AxTrain"}
+    assert (out / "fig9.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
