@@ -24,7 +24,7 @@ from axtrain.formats import bundle as fmt
 from axtrain.limits import MAX_RUNS, MAX_SEED
 
 
-def _refused(args: list[str], cwd: Path, *needles: str) -> str:
+def _assert_refused(args: list[str], cwd: Path, *needles: str) -> str:
     code, _, err = cli(args, cwd=cwd)
     lines = err.strip().splitlines()
     assert code == 2 and lines and lines[-1].startswith("error: ") and "Traceback" not in err, (code, err[-1500:])
@@ -40,32 +40,33 @@ def _refused(args: list[str], cwd: Path, *needles: str) -> str:
 
 
 def test_pipeline_refuses_a_missing_arch_file_before_training(tmp_path):
-    _refused(["pipeline", "--app", "breast-cancer", "--epochs", "1", "--arch", "nosuch.yaml", "--out", "pipe"], tmp_path, "nosuch.yaml")
+    _assert_refused(["pipeline", "--app", "breast-cancer", "--epochs", "1", "--arch", "nosuch.yaml", "--out", "pipe"], tmp_path, "nosuch.yaml")
     assert not (tmp_path / "pipe" / "run").exists()
 
 
 def test_pipeline_refuses_a_non_utf8_arch_file_before_training(tmp_path):
     (tmp_path / "arch.yaml").write_bytes(b"pe_rows: 8\n\xff\xfe\n")
-    _refused(["pipeline", "--app", "breast-cancer", "--epochs", "1", "--arch", "arch.yaml", "--out", "pipe"], tmp_path, "arch.yaml", "UTF-8")
+    _assert_refused(["pipeline", "--app", "breast-cancer", "--epochs", "1", "--arch", "arch.yaml", "--out", "pipe"], tmp_path, "arch.yaml", "UTF-8")
     assert not (tmp_path / "pipe" / "run").exists()
 
 
 def test_pipeline_refuses_a_bad_training_config_before_anything(tmp_path):
     (tmp_path / "train.yaml").write_text("lr: .inf\n")
-    _refused(["pipeline", "--app", "breast-cancer", "--config", "train.yaml", "--out", "pipe"], tmp_path, "lr", "finite")
+    _assert_refused(["pipeline", "--app", "breast-cancer", "--config", "train.yaml", "--out", "pipe"], tmp_path, "lr", "finite")
     assert not (tmp_path / "pipe" / "run").exists()
 
 
 def test_one_path_for_two_outputs_is_refused(tiny_chain, tmp_path):
-    _refused(["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--report", "x", "--dump-outputs", "./x"], tmp_path,
+    _assert_refused(["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--report", "x", "--dump-outputs", "./x"], tmp_path,
              "--report and --dump-outputs name the same file")
-    _refused(["explore", str(tiny_chain.bundle), "--app", "breast-cancer", "--out", "x", "--report", "x"], tmp_path,
+    _assert_refused(["explore", str(tiny_chain.bundle), "--app", "breast-cancer", "--out", "x", "--report", "x"], tmp_path,
              "--report and --out name the same path")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_hw_drum_refuses_a_negative_seed(tmp_path):
-    _refused(["hw", "drum", "--k", "2", "--bits", "16", "--seed", "-1"], tmp_path, "--seed", "-1")
+    line = _assert_refused(["hw", "drum", "--k", "2", "--bits", "16", "--seed", "-1"], tmp_path, "--seed", "-1")
+    assert len(line) < 300  # one short line, not a usage dump
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_hw_drum_refuses_a_negative_seed(tmp_path):
 ])
 def test_huge_option_values_are_refused_at_the_edge(args, needle, tiny_chain, tmp_path):
     args = [a.replace("{bundle}", str(tiny_chain.bundle)) for a in args]
-    line = _refused(args, tmp_path, needle, "limit")
+    line = _assert_refused(args, tmp_path, needle, "limit")
     assert len(line) < 300
     assert list(tmp_path.iterdir()) == []
 
@@ -98,7 +99,7 @@ def test_huge_option_values_are_refused_at_the_edge(args, needle, tiny_chain, tm
                                         ("probe_samples", 2**40), ("ntv_eval_runs", 10**9)])
 def test_huge_training_config_values_are_refused(key, value, tmp_path):
     (tmp_path / "c.yaml").write_text(f"{key}: {value}\n")
-    _refused(["train", "--app", "breast-cancer", "--config", "c.yaml", "--out", "run"], tmp_path, key, "limit")
+    _assert_refused(["train", "--app", "breast-cancer", "--config", "c.yaml", "--out", "run"], tmp_path, key, "limit")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
@@ -149,9 +150,9 @@ def test_monte_carlo_memory_does_not_grow_with_the_runs_beyond_one_byte_per_pred
 
 def test_an_infinite_clock_in_an_architecture_file_is_refused(tiny_chain, tmp_path):
     (tmp_path / "arch.yaml").write_text("clock_hz: .inf\n")
-    _refused(["compile", str(tiny_chain.onnx), "--arch", "arch.yaml", "--out", "b"], tmp_path, "clock_hz", "finite")
+    _assert_refused(["compile", str(tiny_chain.onnx), "--arch", "arch.yaml", "--out", "b"], tmp_path, "clock_hz", "finite")
     (tmp_path / "arch.json").write_text('{"clock_hz": NaN}')
-    _refused(["compile", str(tiny_chain.onnx), "--arch", "arch.json", "--out", "b"], tmp_path, "clock_hz", "finite")
+    _assert_refused(["compile", str(tiny_chain.onnx), "--arch", "arch.json", "--out", "b"], tmp_path, "clock_hz", "finite")
     assert not (tmp_path / "b").exists()
 
 
@@ -159,14 +160,15 @@ def test_an_infinite_clock_in_an_architecture_file_is_refused(tiny_chain, tmp_pa
 def test_a_non_finite_energy_in_a_technology_table_is_refused(text, tiny_chain, tmp_path):
     (tmp_path / "tech.yaml").write_text(text)
     key = text.split(":")[0]
-    _refused(["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--tech", "tech.yaml", "--report", "r.json"], tmp_path, key, "finite")
+    _assert_refused(["simulate", str(tiny_chain.bundle), "--app", "breast-cancer", "--tech", "tech.yaml", "--report", "r.json"], tmp_path, key, "finite")
     assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("text, key", [("lr: .inf\n", "lr"), ("weight_decay: .nan\n", "weight_decay"), ("gamma_initial: .inf\n", "gamma_initial")])
 def test_a_non_finite_training_config_value_is_refused(text, key, tmp_path):
     (tmp_path / "c.yaml").write_text(text)
-    _refused(["train", "--app", "breast-cancer", "--config", "c.yaml", "--out", "run"], tmp_path, key, "finite")
+    _assert_refused(["train", "--app", "breast-cancer", "--config", "c.yaml", "--out", "run"], tmp_path, key, "finite")
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
 def test_a_bundle_with_a_non_finite_voltage_is_refused(tiny_chain, tmp_path):
@@ -174,7 +176,7 @@ def test_a_bundle_with_a_non_finite_voltage_is_refused(tiny_chain, tmp_path):
     layers = json.loads((bundle / fmt.LAYERS).read_text())
     layers[0]["sram_voltage"] = math.inf
     _rewrite(bundle, fmt.LAYERS, json.dumps(layers).encode())
-    _refused(["simulate", str(bundle), "--app", "breast-cancer"], tmp_path, "sram_voltage", "finite")
+    _assert_refused(["simulate", str(bundle), "--app", "breast-cancer"], tmp_path, "sram_voltage", "finite")
 
 
 def _strict(text: str) -> object:
@@ -229,7 +231,7 @@ def test_a_bundle_with_another_applications_layer_table_is_refused_on_load(comma
     args = {"simulate": ["simulate", str(bundle), "--app", "breast-cancer", "--report", "r.json"],
             "inspect": ["inspect", str(bundle)],
             "explore": ["explore", str(bundle), "--app", "breast-cancer", "--out", "plan.bundle"]}[command]
-    line = _refused(args, tmp_path, "layers.json")
+    line = _assert_refused(args, tmp_path, "layers.json")
     assert "manifest.json lists 3 layers, layers.json 2" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
@@ -254,7 +256,7 @@ def test_cross_file_invariants_are_checked_on_load(edit, needle, tiny_chain, tmp
     (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(fmt.BundleError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         fmt.load_bundle(bundle)
-    _refused(["simulate", str(bundle), "--app", "breast-cancer"], tmp_path, needle)
+    _assert_refused(["simulate", str(bundle), "--app", "breast-cancer"], tmp_path, needle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,5 +280,5 @@ def test_a_refused_node_with_a_100000_character_name_gives_a_short_line(tmp_path
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
-    line = _refused(["compile", "m.onnx", "--out", "b"], tmp_path, "n" * 100)
+    line = _assert_refused(["compile", "m.onnx", "--out", "b"], tmp_path, "n" * 100)
     assert len(line) < 1100, len(line)
