@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -33,3 +34,20 @@ def tiny_bundle(tiny_run: Path) -> Path:
 
     export_run(tiny_run, tiny_run.parent / "model.onnx")
     return Path(compile_to_bundle(tiny_run.parent / "model.onnx", tiny_run.parent / "model.bundle"))
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[Any]], tuple[int, str, str]]:
+    """Run ``axtrain ARGS`` in-process: (exit code, stdout, stderr). Arguments may be paths."""
+    from axtrain.cli import main
+
+    def run(args: list[Any]) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -21,19 +20,3 @@ def cnn_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     layers, shape = cnn_layers()
     return compile_bundle(export(layers, shape, root / "cnn.onnx"), root / "cnn")
 
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str, str]]:
-    """Run ``axtrain ARGS`` in-process: (exit code, stdout, stderr)."""
-    from axtrain.cli import main
-
-    def run(args: list[str]) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run

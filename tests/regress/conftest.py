@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -26,19 +25,3 @@ def cnn_bundle(cnn_model: Path) -> Path:
     """A compiled CNN bundle (read only: copy it before editing)."""
     return compile_bundle(cnn_model, cnn_model.parent / "cnn")
 
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list], tuple[int, str, str]]:
-    """Run ``axtrain ARGS`` in-process: (exit code, stdout, stderr)."""
-    from axtrain.cli import main
-
-    def run(args: list) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
