@@ -75,14 +75,16 @@ def test_export_interrupted_ends_with_one_line_and_130(tiny_chain, tmp_path):
 
 
 def test_training_interrupted_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
-    args = ["train", "--app", "breast-cancer", "--method", "axtrain", "--epochs", "4", "--pas-epochs", "2",
+    # 40 + 20 epochs (about 3 s of training here): with 4 + 2 the run ended within the 0.2 s after
+    # its first checkpoint on CI's faster machine, and the SIGINT arrived after exit 0.
+    args = ["train", "--app", "breast-cancer", "--method", "axtrain", "--epochs", "40", "--pas-epochs", "20",
             "--multiplier", "K2", "--out", "run", "--quiet"]
     reference = tmp_path / "reference"
     reference.mkdir()
     ref = subprocess.Popen(axtrain_command(*args), cwd=reference, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     work = tmp_path / "work"
     work.mkdir()
-    code, err = _interrupt(args, work, 0.2, watch=work / "run" / "checkpoint.safetensors")
+    code, err = _interrupt(args, work, 0.05, watch=work / "run" / "checkpoint.safetensors")
     assert code == 130, "the training finished before its SIGINT"
     _assert_interrupted(code, err, work, ("run/summary.json",))
     assert ref.wait(timeout=300) == 0, ref.stderr.read() if ref.stderr else ""
