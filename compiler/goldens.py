@@ -99,7 +99,7 @@ def exercised(layers: Sequence[QuantizedLayer], q_input: np.ndarray) -> np.ndarr
             cov = np.einsum("nj,nk->njk", live.astype(np.float32), nz) > 0
         else:
             _, _, kh, kw = layer.weight.shape
-            nz = (im2col(a, kh, kw, layer.stride, layer.padding) != 0).astype(np.float32)  # [n, Q, k]
+            nz = (im2col(a, kh, kw, layer.stride_hw, layer.pads_tlbr) != 0).astype(np.float32)  # [n, Q, k]
             cov = np.einsum("njq,nqk->njk", live.reshape(n, out.shape[1], -1).astype(np.float32), nz) > 0
         parts.append(cov.reshape(n, -1))
     return np.concatenate(parts, axis=1) if parts else np.zeros((q_input.shape[0], 0), dtype=bool)
@@ -198,7 +198,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
                 patches[i] = a.reshape(n, 1, -1)
             else:
                 kh, kw = layer.weight.shape[2:]
-                patches[i] = im2col(a, kh, kw, layer.stride, layer.padding)
+                patches[i] = im2col(a, kh, kw, layer.stride_hw, layer.pads_tlbr)
             accs[i] = accumulate(layer, a).reshape(n, layer.weight.shape[0], -1)
         return patches[i], accs[i]
 

@@ -83,7 +83,7 @@ class LayerSchedule:
     m: int = 0
     k: int = 0
     positions: int = 0
-    geometry: tuple[int, ...] = ()  # CONV operands: c h w kh kw stride pad oh ow
+    geometry: tuple[int, ...] = ()  # CONV operands: c h w kh kw sh sw pt pl pb pr oh ow (padv is emit's)
     m_tile: int = 0
     p_tile: int = 0
     k_chunk: int = 0
@@ -105,12 +105,24 @@ class LayerSchedule:
 
 @dataclass(frozen=True)
 class LayerPlacement:
-    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses."""
+    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses.
+
+    A *spilled* layer (its input and output maps do not fit the neuron buffer together) reads its
+    input from activation DRAM at ``dram_input`` and writes its output there at ``dram_output``,
+    ``band_rows`` output rows at a time: each band's input rows are loaded to ``nb_input`` and its
+    output rows computed at ``nb_output`` and stored. ``stage`` moves the input before the layer
+    runs: ``load`` (LDN from ``dram_input`` to ``nb_input``: the producer spilled) or ``store``
+    (STN of the producer's map from ``nb_input`` to ``dram_input``: this layer spills)."""
 
     weight_dram: int | None
     bias_dram: int | None
     nb_input: int
     nb_output: int
+    spilled: bool = False
+    band_rows: int = 0
+    dram_input: int | None = None
+    dram_output: int | None = None  # set where the layer's output lives in activation DRAM
+    stage: Literal["", "load", "store"] = ""
 
 
 @dataclass(frozen=True)

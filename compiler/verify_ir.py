@@ -86,12 +86,21 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         nb = ir.arch.neuron_buffer_words
         for i, place in enumerate(ir.allocation.layers):
             size_in, size_out = math.prod(ir.shapes[i]), math.prod(ir.shapes[i + 1])
-            _require(place.nb_input + size_in <= nb and place.nb_output + size_out <= nb, stage, f"layer {i} maps inside the neuron buffer")
+            if place.spilled:  # row bands: the band's input rows below its output rows
+                _require(place.band_rows >= 1 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
+                band_out = ir.shapes[i + 1][0] * place.band_rows * ir.shapes[i + 1][2]
+                _require(place.nb_input == 0 and place.nb_output + band_out <= nb, stage, f"layer {i} bands map inside the neuron buffer")
+                continue
+            in_nb = place.nb_input + size_in <= nb
+            _require(in_nb and (place.nb_output + size_out <= nb or place.dram_output is not None), stage, f"layer {i} maps inside the neuron buffer")
             if ir.layers[i].op != "flatten":
                 disjoint = place.nb_input + size_in <= place.nb_output or place.nb_output + size_out <= place.nb_input
                 _require(disjoint, stage, f"layer {i} input and output maps do not overlap")
-            if i:
-                _require(place.nb_input == ir.allocation.layers[i - 1].nb_output, stage, f"layer {i} reads where layer {i - 1} wrote")
+            previous = ir.allocation.layers[i - 1] if i else None
+            if previous is not None and previous.dram_output is None and place.stage == "":
+                _require(place.nb_input == previous.nb_output, stage, f"layer {i} reads where layer {i - 1} wrote")
+            if place.stage == "load":
+                _require(previous is not None and previous.dram_output == place.dram_input, stage, f"layer {i} loads where layer {i - 1} stored")
     if ir.emitted is not None:
         assert ir.allocation is not None and ir.layers is not None
         e = ir.emitted

@@ -46,6 +46,26 @@ class QuantizedLayer:
     padding: int = 0  # conv: zero padding on every side
     kernel: int = 2  # maxpool window (square)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Separate strides and asymmetric pads (ONNX Conv/MaxPool attributes); empty: ``stride`` on both
+    # axes, ``padding`` on every side, a square ``kernel`` for maxpool.
+    strides: tuple[int, int] = ()
+    pads: tuple[int, int, int, int] = ()  # top, left, bottom, right
+    window: tuple[int, int] = ()  # maxpool kernel height, width
+
+    @property
+    def stride_hw(self) -> tuple[int, int]:
+        """(vertical, horizontal) stride."""
+        return self.strides or (self.stride, self.stride)
+
+    @property
+    def pads_tlbr(self) -> tuple[int, int, int, int]:
+        """Padding (top, left, bottom, right)."""
+        return self.pads or (self.padding,) * 4
+
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        """Maxpool window (height, width)."""
+        return self.window or (self.kernel, self.kernel)
 
     @property
     def has_weights(self) -> bool:
@@ -90,16 +110,41 @@ def accumulation_bound(layer: QuantizedLayer) -> int:
     return fan_in * max_a * max_w + max_b
 
 
-def im2col(x: np.ndarray, kernel_h: int, kernel_w: int, stride: int, padding: int) -> np.ndarray:
-    """``[N, C, H, W]`` -> ``[N, OH*OW, C*kh*kw]`` patches (zero padding), ordered like the weights."""
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _pads4(value: int | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return (value,) * 4 if isinstance(value, int) else (int(value[0]), int(value[1]), int(value[2]), int(value[3]))
+
+
+def im2col(x: np.ndarray, kernel_h: int, kernel_w: int, stride: int | tuple[int, int], padding: int | tuple[int, int, int, int], pad_value: int = 0) -> np.ndarray:
+    """``[N, C, H, W]`` -> ``[N, OH*OW, C*kh*kw]`` patches, ordered like the weights. ``stride`` is
+    one or (vertical, horizontal); ``padding`` one or (top, left, bottom, right), filled with ``pad_value``."""
     n, c, h, w = x.shape
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    oh = (h + 2 * padding - kernel_h) // stride + 1
-    ow = (w + 2 * padding - kernel_w) // stride + 1
+    sh, sw = _pair(stride)
+    pt, pl, pb, pr = _pads4(padding)
+    if pt or pl or pb or pr:
+        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
+    oh = (h + pt + pb - kernel_h) // sh + 1
+    ow = (w + pl + pr - kernel_w) // sw + 1
     windows = np.lib.stride_tricks.sliding_window_view(x, (kernel_h, kernel_w), axis=(2, 3))
-    windows = windows[:, :, ::stride, ::stride][:, :, :oh, :ow]  # [N, C, OH, OW, kh, kw]
+    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow]  # [N, C, OH, OW, kh, kw]
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh * ow, c * kernel_h * kernel_w)
+
+
+def maxpool(q_in: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Max pooling ``[N, C, H, W]`` (padding positions take no part; floor output size)."""
+    kh, kw = window
+    sh, sw = strides
+    pt, pl, pb, pr = pads
+    x = np.asarray(q_in, dtype=np.int64)
+    if pt or pl or pb or pr:
+        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=np.iinfo(np.int64).min)
+    oh = (x.shape[2] - kh) // sh + 1
+    ow = (x.shape[3] - kw) // sw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    return np.asarray(windows.max(axis=(-2, -1)))
 
 
 def _grouped_matmul(patches: np.ndarray, weight2d: np.ndarray, modes: Sequence[MultiplierMode]) -> np.ndarray:
@@ -128,10 +173,12 @@ def accumulate(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | Non
         return np.asarray(acc + layer.bias)
     out_ch, _, kh, kw = w.shape
     n, _, h, wd = q_in.shape
-    patches = im2col(q_in, kh, kw, layer.stride, layer.padding)
+    sh, sw = layer.stride_hw
+    pt, pl, pb, pr = layer.pads_tlbr
+    patches = im2col(q_in, kh, kw, (sh, sw), (pt, pl, pb, pr))
     acc = _grouped_matmul(patches, w.reshape(out_ch, -1), modes) + layer.bias  # [N, OH*OW, OC]
-    oh = (h + 2 * layer.padding - kh) // layer.stride + 1
-    ow = (wd + 2 * layer.padding - kw) // layer.stride + 1
+    oh = (h + pt + pb - kh) // sh + 1
+    ow = (wd + pl + pr - kw) // sw + 1
     return np.asarray(acc.transpose(0, 2, 1).reshape(n, out_ch, oh, ow))
 
 
@@ -141,10 +188,7 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
     if layer.op == "flatten":
         return q_in.reshape(q_in.shape[0], -1)
     if layer.op == "maxpool":
-        n, c, h, w = q_in.shape
-        k, s = layer.kernel, layer.stride
-        windows = np.lib.stride_tricks.sliding_window_view(q_in, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-        return np.asarray(windows.max(axis=(-2, -1)))
+        return maxpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr)
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)

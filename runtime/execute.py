@@ -45,7 +45,7 @@ from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, re
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor
 from axtrain.runtime.overrides import override_program
-from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
+from axtrain.runtime.plan import Copy, Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
 
 __all__ = [
     "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
@@ -364,17 +364,28 @@ def run_plan(
     def pool(step: Pool) -> None:
         c, h, w = step.shape
         oh, ow = step.out
-        k, s = step.k, step.s
+        kh, kw = step.kernel
+        sh, sw = step.strides
+        pt, pl, pb, pr = step.pads
         source = shared_nb[0] if step.shared else per_run[0]
         src = _read(source, step.src, step.src_view)
         src = src.reshape(*src.shape[:-2], c, h, w, n)
+        if pt or pl or pb or pr:  # padding positions take no part: they hold -inf
+            padded = np.full((*src.shape[:-3], h + pt + pb, w + pl + pr, n), -np.inf, dtype=src.dtype)
+            padded[..., pt : pt + h, pl : pl + w, :] = src
+            src = padded
         result = None
-        for ky in range(k):
-            for kx in range(k):
-                window = src[..., ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s, :]
+        for ky in range(kh):
+            for kx in range(kw):
+                window = src[..., ky : ky + sh * (oh - 1) + 1 : sh, kx : kx + sw * (ow - 1) + 1 : sw, :]
                 result = window.copy() if result is None else np.maximum(result, window, out=result)
         assert result is not None
         write(step, result.reshape(*result.shape[:-4], -1, n), amax[0], step.dst_view, step.shared)
+
+    def copy(step: Copy) -> None:
+        source = shared_nb[0] if step.shared else per_run[0]
+        values = _read(source, step.src, step.src_view)
+        write(step, np.array(values), amax[0], step.dst_view, step.shared)
 
     def read_out(step: Store | Sync) -> np.ndarray:
         source = shared_nb[0] if step.shared else per_run[0]
@@ -395,6 +406,8 @@ def run_plan(
             write(step, values, float(np.abs(values).max(initial=0)), step.view, True)
         elif isinstance(step, Pool):
             pool(step)
+        elif isinstance(step, Copy):
+            copy(step)
         elif isinstance(step, Store):
             stores.append((step.dram, read_out(step)))
         elif isinstance(step, Sync):

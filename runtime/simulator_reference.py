@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -162,7 +162,7 @@ class ReferenceSimulator:
                 j = o["k0"] + i
                 ci, rem = divmod(j, g.kh * g.kw)
                 ky, kx = divmod(rem, g.kw)
-                iy, ix = oy * g.stride - g.pad + ky, ox * g.stride - g.pad + kx
+                iy, ix = oy * g.sh - g.pt + ky, ox * g.sw - g.pl + kx
                 if 0 <= iy < g.h and 0 <= ix < g.w:
                     needed.add(o["nb"] + ci * g.h * g.w + iy * g.w + ix)
         remaining = len(needed)
@@ -193,9 +193,17 @@ class ReferenceSimulator:
             yield
 
     def _pool(self, o: dict[str, int]) -> Iterator[None]:
-        c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
-        outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
-        reads, compares = outputs * k * k, outputs * (k * k - 1)
+        oh, ow = pool_output_shape(o)
+        outputs = o["c"] * oh * ow
+        reads = 0
+        for _ in range(o["c"]):  # every window reads the positions it covers inside the map
+            for oy in range(oh):
+                for ox in range(ow):
+                    for ky in range(o["kh"]):
+                        for kx in range(o["kw"]):
+                            iy, ix = oy * o["sh"] - o["pt"] + ky, ox * o["sw"] - o["pl"] + kx
+                            reads += int(0 <= iy < o["h"] and 0 <= ix < o["w"])
+        compares = reads - outputs
         # Phase 1: stream the windows out of the neuron buffer while the PE array compares (up to one
         # comparison per PE per cycle); phase 2: write the maxima back. All reads precede all writes.
         while True:

@@ -22,7 +22,7 @@ import numpy as np
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import Bundle
-from axtrain.formats.isa import Instruction, pool_output_size
+from axtrain.formats.isa import Instruction, pool_output_shape
 from axtrain.runtime.events import InstructionContext, instruction_context
 from axtrain.runtime.interpreter import MachineState, local_words_used, step
 from axtrain.runtime.simulator_reference import ReferenceSimulator
@@ -115,7 +115,8 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         addresses = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
         return (Writes("NB", addresses, state.nb[0, addresses].copy()),)
     if op == "POOL":
-        count = o["c"] * pool_output_size(o["h"], o["k"], o["s"]) * pool_output_size(o["w"], o["k"], o["s"])
+        oh, ow = pool_output_shape(o)
+        count = o["c"] * oh * ow
         return (span("NB", state.nb[0], o["dst"], count),)
     return ()
 

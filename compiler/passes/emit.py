@@ -2,13 +2,19 @@
 
 Program shape (docs/compiler.md):
 
-    LDN input                                   prologue
-    per layer:  CONV; LDB; MODE...; [LDW layer]
+    LDN input                                   prologue (not when the first layer spills)
+    per layer:  [LDN input | STN input]          (a spill stage: allocate.py)
+                CONV; LDB; MODE...; [LDW layer]
                 per m-block: [LDB block; MODE...] [LDW block]
                   per position tile: per chunk: [LDW chunk] DISTW DISTN MAC
                                      [RELU] REQ
                 SYNC layer                       (MaxPool: POOL SYNC; Flatten: SYNC)
     STN output; END                              epilogue
+
+A spilled layer (its maps do not fit the neuron buffer together) runs in row bands: LDB/MODE/LDW
+of the layer first, then per band ``LDN`` of its input rows (one per channel), ``CONV`` with the
+band's geometry (its own top/bottom padding), the m-blocks and tiles as above, and ``STN`` of its
+output rows (one per channel); its SYNC names the output in activation DRAM (``space=1``).
 
 A DISTW is left out when the previous DISTW had the same operands and no LDW came between (the PE
 weight memories still hold those words): consecutive position tiles of a single-chunk convolution
@@ -19,7 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
+from axtrain.compiler.passes.allocate import band_input_rows
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.isa import Instruction, mode_code, operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
@@ -63,45 +72,127 @@ class _Emitter:
             self.add("LDW", wb=first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
 
 
+@dataclass(frozen=True)
+class Band:
+    """Output rows ``[oy0, oy1)`` of a layer computed at once: the CONV operands of the band's input
+    map at ``nb_in`` (a spilled layer's band) or of the whole map, and where its outputs go."""
+
+    oy0: int
+    oy1: int
+    geometry: dict[str, int]  # CONV operands (c h w kh kw sh sw pt pl pb pr padv oh ow)
+    nb_in: int
+    nb_out: int
+    loads: tuple[tuple[int, int, int], ...] = ()  # (nb, dram, count) LDNs of the band's input rows
+    stores: tuple[tuple[int, int, int], ...] = ()  # (dram, nb, count) STNs of the band's output rows
+
+    @property
+    def positions(self) -> int:
+        return self.geometry["oh"] * self.geometry["ow"]
+
+
+def _geometry(s: LayerSchedule) -> dict[str, int]:
+    c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow = s.geometry
+    return {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": oh, "ow": ow}
+
+
+def bands(layer: QuantizedLayer, geometry: dict[str, int], channels_out: int, place: LayerPlacement) -> list[Band]:
+    """The bands of a layer: one over the whole map, or a spilled layer's row bands (docs/compiler.md)."""
+    oh, ow = geometry["oh"], geometry["ow"]
+    if not place.spilled:
+        return [Band(0, oh, geometry, place.nb_input, place.nb_output)]
+    assert place.dram_input is not None and place.dram_output is not None
+    c, h, w = geometry["c"], geometry["h"], geometry["w"]
+    out: list[Band] = []
+    for oy0 in range(0, oh, place.band_rows):
+        oy1 = min(oy0 + place.band_rows, oh)
+        r0, r1, pt, pb = band_input_rows(layer, (c, h, w), oy0, oy1)
+        rows = r1 - r0
+        if rows == h:  # the whole map: one load
+            loads: tuple[tuple[int, int, int], ...] = ((place.nb_input, place.dram_input, c * h * w),)
+        else:
+            loads = tuple((place.nb_input + ci * rows * w, place.dram_input + ci * h * w + r0 * w, rows * w) for ci in range(c))
+        band_positions = (oy1 - oy0) * ow
+        if oy1 - oy0 == oh:
+            stores: tuple[tuple[int, int, int], ...] = ((place.dram_output, place.nb_output, channels_out * oh * ow),)
+        else:
+            stores = tuple((place.dram_output + co * oh * ow + oy0 * ow, place.nb_output + co * band_positions, band_positions) for co in range(channels_out))
+        band_geometry = {**geometry, "h": rows, "pt": pt, "pb": pb, "oh": oy1 - oy0}
+        out.append(Band(oy0, oy1, band_geometry, place.nb_input, place.nb_output, loads, stores))
+    return out
+
+
+def _band_io(em: "_Emitter", band: Band, before: bool) -> None:
+    for nb, dram, count in band.loads if before else ():
+        em.add("LDN", nb=nb, dram=dram, count=count)
+    for dram, nb, count in band.stores if not before else ():
+        em.add("STN", dram=dram, nb=nb, count=count)
+
+
 def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement) -> None:
-    c, h, w, kh, kw, stride, pad, oh, ow = s.geometry
-    em.add("CONV", c=c, h=h, w=w, kh=kh, kw=kw, stride=stride, pad=pad, oh=oh, ow=ow)
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
     modes = layer.neuron_modes()
     shift = layer.accumulator_frac - layer.output_format.frac
+    layer_bands = bands(layer, _geometry(s), s.m, place)
+    if not place.spilled:  # one band: CONV first, as the program shape above says
+        em.add("CONV", **layer_bands[0].geometry)
     if s.bias_resident == "layer":
         em.add("LDB", bb=0, dram=place.bias_dram, count=s.m)
         for start, count, code in mode_runs(modes):
             em.add("MODE", mt=start, count=count, code=code)
     if s.weights_resident == "layer":
         em.load_weights(place.weight_dram, s.m, s.k, s.k)
-    for m0 in range(0, s.m, s.m_tile):
-        mt = min(s.m_tile, s.m - m0)
-        if s.bias_resident == "block":
-            em.add("LDB", bb=0, dram=place.bias_dram + m0, count=mt)
-            for start, count, code in mode_runs(modes[m0 : m0 + mt]):
-                em.add("MODE", mt=start, count=count, code=code)
-        if s.weights_resident == "block":
-            em.load_weights(place.weight_dram + m0 * s.k, mt, s.k, s.k)
-        bias_base = m0 if s.bias_resident == "layer" else 0
-        for p0 in range(0, s.positions, s.p_tile):
-            pt = min(s.p_tile, s.positions - p0)
-            for chunk, k0 in enumerate(range(0, s.k, s.k_chunk)):
-                kc = min(s.k_chunk, s.k - k0)
-                if s.weights_resident == "chunk":
-                    em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k)
-                    wb, wstride = 0, kc
-                elif s.weights_resident == "block":
-                    wb, wstride = k0, s.k
-                else:
-                    wb, wstride = m0 * s.k + k0, s.k
-                em.add("DISTW", wb=wb, stride=wstride, m=mt, p=pt, k=kc)
-                em.add("DISTN", nb=place.nb_input, p0=p0, m=mt, p=pt, k0=k0, k=kc)
-                em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
-            if layer.relu:
-                em.add("RELU", m=mt, p=pt)
-            em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
-    em.add("SYNC", layer=index, nb=place.nb_output, count=s.m * s.positions)
+    for band in layer_bands:
+        _band_io(em, band, before=True)
+        if place.spilled:
+            em.add("CONV", **band.geometry)
+        positions = band.positions
+        p_tile = _balanced(positions, s.p_tile)
+        for m0 in range(0, s.m, s.m_tile):
+            mt = min(s.m_tile, s.m - m0)
+            if s.bias_resident == "block":
+                em.add("LDB", bb=0, dram=place.bias_dram + m0, count=mt)
+                for start, count, code in mode_runs(modes[m0 : m0 + mt]):
+                    em.add("MODE", mt=start, count=count, code=code)
+            if s.weights_resident == "block":
+                em.load_weights(place.weight_dram + m0 * s.k, mt, s.k, s.k)
+            bias_base = m0 if s.bias_resident == "layer" else 0
+            for p0 in range(0, positions, p_tile):
+                pt = min(p_tile, positions - p0)
+                for chunk, k0 in enumerate(range(0, s.k, s.k_chunk)):
+                    kc = min(s.k_chunk, s.k - k0)
+                    if s.weights_resident == "chunk":
+                        em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k)
+                        wb, wstride = 0, kc
+                    elif s.weights_resident == "block":
+                        wb, wstride = k0, s.k
+                    else:
+                        wb, wstride = m0 * s.k + k0, s.k
+                    em.add("DISTW", wb=wb, stride=wstride, m=mt, p=pt, k=kc)
+                    em.add("DISTN", nb=band.nb_in, p0=p0, m=mt, p=pt, k0=k0, k=kc)
+                    em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
+                if layer.relu:
+                    em.add("RELU", m=mt, p=pt)
+                em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
+        _band_io(em, band, before=False)
+
+
+def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], place: LayerPlacement) -> None:
+    c, h, w = in_shape
+    kh, kw = layer.window_hw
+    sh, sw = layer.stride_hw
+    pt, pl, pb, pr = layer.pads_tlbr
+    geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
+    for band in bands(layer, geometry, c, place):
+        _band_io(em, band, before=True)
+        g = band.geometry
+        em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
+        _band_io(em, band, before=False)
+
+
+def _balanced(total: int, limit: int) -> int:
+    """The most even split of ``total`` into pieces of at most ``limit``."""
+    pieces = -(-total // max(1, limit))
+    return -(-total // pieces)
 
 
 def emit(ir: CompilerIR) -> CompilerIR:
@@ -110,24 +201,34 @@ def emit(ir: CompilerIR) -> CompilerIR:
     alloc = ir.allocation
     em = _Emitter()
     input_words = int(np.prod(ir.shapes[0]))
-    em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
+    if not alloc.layers[0].spilled:  # a spilled first layer reads the input from DRAM itself
+        em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
     ranges = []
     for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers, strict=True)):
         first = len(em.program)
+        in_words = int(np.prod(ir.shapes[index]))
         out_words = int(np.prod(ir.shapes[index + 1]))
         try:
+            if place.stage == "load":
+                assert place.dram_input is not None
+                em.add("LDN", nb=place.nb_input, dram=place.dram_input, count=in_words)
+            elif place.stage == "store":
+                assert place.dram_input is not None
+                source = alloc.layers[index - 1].nb_output if index else alloc.nb_network_input
+                em.add("STN", dram=place.dram_input, nb=source, count=in_words)
             if schedule.kind == "compute":
                 _emit_compute(em, index, layer, schedule, place)
             elif schedule.kind == "pool":
-                c, h, w = ir.shapes[index]
-                em.add("POOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, k=layer.kernel, s=layer.stride)
-                em.add("SYNC", layer=index, nb=place.nb_output, count=out_words)
+                _emit_pool(em, layer, ir.shapes[index], ir.shapes[index + 1], place)
+            if place.dram_output is not None:  # the output lives in activation DRAM (a spilled layer)
+                em.add("SYNC", layer=index, nb=place.dram_output, count=out_words, space=1)
             else:
-                em.add("SYNC", layer=index, nb=place.nb_output, count=out_words)
+                em.add("SYNC", layer=index, nb=place.nb_output, count=out_words, space=0)
         except BundleError as exc:
-            raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in ISA v1: {exc}") from None
+            raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in the ISA: {exc}") from None
         ranges.append((first, len(em.program)))
-    em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
+    if alloc.layers[-1].dram_output is None:
+        em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
     em.add("END")
     weights = [layer.weight.reshape(-1) for layer in ir.layers if layer.weight is not None]
     biases = [layer.bias.reshape(-1) for layer in ir.layers if layer.bias is not None]

@@ -139,7 +139,7 @@ def _fold_compute(
         raise refuse(node, f"weights exceed the {fmt_w} range")
 
     # Shapes and geometry.
-    attrs: dict[str, int] = {}
+    attrs: dict[str, object] = {}
     if node.op == "Conv":
         if weight.ndim != 4:
             raise refuse(node, f"weight has shape {list(weight.shape)}, expected [out, in, kh, kw]")
@@ -151,13 +151,13 @@ def _fold_compute(
             raise refuse(node, f"kernel_shape {kernel} disagrees with the weight {list(weight.shape)}")
         if in_ch != shape[0]:
             raise refuse(node, f"weight expects {in_ch} input channels, the input has {shape[0]}")
-        stride = node.attrs.get("strides", [1, 1])[0]
-        pad = node.attrs.get("pads", [0, 0, 0, 0])[0]
-        oh = (shape[1] + 2 * pad - kh) // stride + 1
-        ow = (shape[2] + 2 * pad - kw) // stride + 1
+        sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
+        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+        oh = (shape[1] + pt + pb - kh) // sh + 1
+        ow = (shape[2] + pl + pr - kw) // sw + 1
         if oh < 1 or ow < 1:
             raise refuse(node, f"kernel {kh}x{kw} does not fit the {shape[1]}x{shape[2]} input")
-        attrs = {"stride": stride, "padding": pad}
+        attrs = _geometry_attrs((sh, sw), (pt, pl, pb, pr))
         out_shape: tuple[int, ...] = (out_ch, oh, ow)
         op = "conv"
     else:
@@ -219,9 +219,20 @@ def _fold_compute(
         multipliers=_modes(node, out_features),
         sram_voltage=_voltage(node),
         meta={"onnx_node": node.name or f"#{node.index}", "bias_origin": bias_origin, "float_output": follower is current},
-        **attrs,
+        **attrs,  # type: ignore[arg-type]
     )
     return layer, follower, fmt_out, out_shape
+
+
+def _geometry_attrs(strides: tuple[int, int], pads: tuple[int, int, int, int]) -> dict[str, object]:
+    """QuantizedLayer fields for strides and pads: the scalar ``stride``/``padding`` where the axes
+    (sides) agree, as records of the chain compiler had them, else the separate tuples too."""
+    attrs: dict[str, object] = {"stride": strides[0], "padding": pads[0]}
+    if strides[0] != strides[1]:
+        attrs["strides"] = strides
+    if len(set(pads)) > 1:
+        attrs["pads"] = pads
+    return attrs
 
 
 def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features: int) -> tuple[np.ndarray, str]:
@@ -352,12 +363,17 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
         elif node.op == "MaxPool":
             if len(shape) != 3:
                 raise refuse(node, f"input has per-sample shape {list(shape)}; MaxPool needs [channels, height, width]")
-            k = int(node.attrs["kernel_shape"][0])
-            s = int(node.attrs.get("strides", [1, 1])[0])
-            if k > min(shape[1], shape[2]):
-                raise refuse(node, f"window {k} is larger than the {shape[1]}x{shape[2]} input")
-            layer = QuantizedLayer(name=node.name or f"pool{len(layers)}", op="maxpool", input_format=fmt, output_format=fmt, kernel=k, stride=s, meta={"onnx_node": node.name or f"#{node.index}"})
-            shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+            kh, kw = (int(v) for v in node.attrs["kernel_shape"])
+            sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
+            pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+            oh, ow = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
+            if oh < 1 or ow < 1:
+                raise refuse(node, f"window {kh}x{kw} is larger than the padded {shape[1]}x{shape[2]} input")
+            pool_attrs: dict[str, object] = {"kernel": kh, **_geometry_attrs((sh, sw), (pt, pl, pb, pr))}
+            if kh != kw:
+                pool_attrs["window"] = (kh, kw)
+            layer = QuantizedLayer(name=node.name or f"pool{len(layers)}", op="maxpool", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"}, **pool_attrs)  # type: ignore[arg-type]
+            shape = (shape[0], oh, ow)
             tensor = node.outputs[0]
         elif node.op == "Flatten":
             layer = QuantizedLayer(name=node.name or f"flatten{len(layers)}", op="flatten", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"})

@@ -19,7 +19,7 @@ from axtrain.formats.isa import operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
 
 # The geometry a CONV instruction can encode and the shifts a REQ can: ISA field widths.
-GEOMETRY_OPERANDS = ("c", "h", "w", "kh", "kw", "stride", "pad")
+GEOMETRY_OPERANDS = ("c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "pb", "pr")
 SHIFT_RANGE = operand_range("REQ", "shift")
 
 
@@ -41,12 +41,12 @@ def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: 
         _, _, kh, kw = layer.weight.shape
         c, h, w = in_shape
         oh, ow = out_shape[1], out_shape[2]
-        geometry = (c, h, w, kh, kw, layer.stride, layer.padding, oh, ow)
+        geometry = (c, h, w, kh, kw, *layer.stride_hw, *layer.pads_tlbr, oh, ow)
     else:
         c = in_shape[0]
-        geometry = (c, 1, 1, 1, 1, 1, 0, 1, 1)
+        geometry = (c, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1)
     k = int(layer.weight.reshape(m, -1).shape[1])
-    positions = geometry[7] * geometry[8]
+    positions = geometry[-2] * geometry[-1]
     pes = arch.pe_count
     m_tile = _balanced(m, min(pes, arch.bias_buffer_words))
     p_tile = _balanced(positions, max(1, pes // m_tile))

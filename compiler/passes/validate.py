@@ -56,20 +56,21 @@ def _check_attrs(node: Node) -> None:
         if any(d != 1 for d in node.attrs.get("dilations", [])):
             raise refuse(node, f"dilations {node.attrs['dilations']} are not supported (only 1)")
         strides = node.attrs.get("strides", [1, 1])
-        if len(set(strides)) != 1:
-            raise refuse(node, f"strides {strides} differ per axis (only equal strides are supported)")
+        if len(strides) != 2 or min(strides) < 1:
+            raise refuse(node, f"strides {strides} are not two positive values")
         pads = node.attrs.get("pads", [0, 0, 0, 0])
-        if len(set(pads)) > 1:
-            raise refuse(node, f"pads {pads} differ per side (only equal padding is supported)")
+        if len(pads) != 4 or min(pads) < 0:
+            raise refuse(node, f"pads {pads} are not four values >= 0 (top, left, bottom, right)")
         kernel = node.attrs.get("kernel_shape")
         if kernel is not None and len(kernel) != 2:
             raise refuse(node, f"kernel_shape {kernel} is not 2-D")
     if node.op == "MaxPool":
         kernel = node.attrs.get("kernel_shape")
-        if kernel is None or kernel[0] != kernel[1]:
-            raise refuse(node, f"kernel_shape {kernel} is not a square window")
-        if any(node.attrs.get("pads", [0])):
-            raise refuse(node, "padded max pooling is not supported")
+        if kernel is None:
+            raise refuse(node, "kernel_shape is missing")
+        pads = node.attrs.get("pads", [0, 0, 0, 0])
+        if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+            raise refuse(node, f"pads {pads} are not smaller than the window {kernel}")
         if len([o for o in node.outputs if o]) != 1:
             raise refuse(node, "the Indices output is not supported")
 

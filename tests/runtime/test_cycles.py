@@ -53,7 +53,7 @@ HAND_PROGRAMS = {
         MODE mt=0 count=3 code=0
         MODE mt=3 count=4 code=2
         LDW wb=0 dram=0 rows=7 cols=18 stride=18
-        CONV c=2 h=5 w=5 kh=3 kw=3 stride=2 pad=2 oh=4 ow=4
+        CONV c=2 h=5 w=5 kh=3 kw=3 sh=2 sw=2 pt=2 pl=2 pb=2 pr=2 padv=0 oh=4 ow=4
         DISTW wb=0 stride=18 m=7 p=2 k=11
         DISTN nb=0 p0=0 m=7 p=2 k0=0 k=11
         MAC m=7 p=2 k=11 bb=0 mt=0 init=1
@@ -65,21 +65,21 @@ HAND_PROGRAMS = {
         DISTN nb=0 p0=14 m=7 p=2 k0=0 k=11
         MAC m=7 p=2 k=11 bb=0 mt=0 init=1
         REQ nb=114 ostride=16 m=7 p=2 shift=-2 bits=6
-        POOL dst=300 src=100 c=7 h=4 w=4 k=2 s=2
-        SYNC layer=0 nb=300 count=28
+        POOL dst=300 src=100 c=7 h=4 w=4 kh=2 kw=2 sh=2 sw=2 pt=0 pl=0 pb=0 pr=0
+        SYNC layer=0 nb=300 count=28 space=0
         STN dram=60 nb=300 count=28
         END
     """,
     "dense-single-pe": """
         LDN nb=0 dram=0 count=3
-        CONV c=3 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=1
         LDW wb=0 dram=0 rows=1 cols=3 stride=3
         DISTW wb=0 stride=3 m=1 p=1 k=3
         DISTN nb=0 p0=0 m=1 p=1 k0=0 k=3
         MAC m=1 p=1 k=3 bb=0 mt=0 init=1
         REQ nb=10 ostride=1 m=1 p=1 shift=0 bits=16
-        SYNC layer=0 nb=10 count=1
+        SYNC layer=0 nb=10 count=1 space=0
         STN dram=3 nb=10 count=1
         END
     """,

@@ -105,7 +105,7 @@ def test_unusual_program_falls_back_to_the_interpreter() -> None:
     arch = Architecture(pe_rows=2, pe_cols=2)
     program = parse_assembly("""
         LDN nb=0 dram=0 count=4
-        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=2
         LDW wb=0 dram=0 rows=2 cols=4 stride=4
         DISTW wb=0 stride=4 m=2 p=1 k=4

@@ -83,14 +83,14 @@ def test_fast_executor_falls_back_to_the_reference() -> None:
     arch = Architecture(pe_rows=1, pe_cols=3)
     program = parse_assembly("""
         LDN nb=0 dram=0 count=3
-        CONV c=3 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=2
         LDW wb=0 dram=0 rows=2 cols=3 stride=3
         DISTW wb=0 stride=3 m=2 p=1 k=3
         DISTN nb=0 p0=0 m=2 p=1 k0=0 k=3
         MAC m=2 p=1 k=3 bb=0 mt=0 init=1
         REQ nb=5 ostride=1 m=1 p=1 shift=0 bits=16
-        SYNC layer=0 nb=5 count=1
+        SYNC layer=0 nb=5 count=1 space=0
         STN dram=3 nb=5 count=1
         END
     """)
