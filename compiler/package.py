@@ -77,7 +77,7 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
             "index": index,
             "name": layer.name,
             "op": layer.op,
-            "input_shape": list(ir.shapes[index]),
+            "input_shape": list(ir.input_shape(index)),
             "output_shape": list(ir.shapes[index + 1]),
             "input_format": str(layer.input_format),
             "output_format": str(layer.output_format),

@@ -18,8 +18,9 @@ from axtrain.errors import HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, transform_operand
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
+from axtrain.hwmodels.pooling import avgpool, residual_add
 
-LayerOp = Literal["dense", "conv", "maxpool", "flatten"]
+LayerOp = Literal["dense", "conv", "maxpool", "flatten", "add", "avgpool"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +51,12 @@ class QuantizedLayer:
     # axes, ``padding`` on every side, a square ``kernel`` for maxpool.
     strides: tuple[int, int] = ()
     pads: tuple[int, int, int, int] = ()  # top, left, bottom, right
-    window: tuple[int, int] = ()  # maxpool kernel height, width
+    window: tuple[int, int] = ()  # maxpool / avgpool kernel height, width
+    groups: int = 1  # conv: channel groups (depthwise: as many as input channels)
+    # The layers whose outputs this one reads, in input order (-1: the network input); empty: the
+    # previous layer (a chain). A residual add reads two.
+    sources: tuple[int, ...] = ()
+    other_format: FixedPointFormat | None = None  # add: the format of its second input
 
     @property
     def stride_hw(self) -> tuple[int, int]:
@@ -66,6 +72,10 @@ class QuantizedLayer:
     def window_hw(self) -> tuple[int, int]:
         """Maxpool window (height, width)."""
         return self.window or (self.kernel, self.kernel)
+
+    def source_layers(self, index: int) -> tuple[int, ...]:
+        """The layers this one (at ``index``) reads: :attr:`sources`, or the previous layer."""
+        return self.sources or (index - 1,)
 
     @property
     def has_weights(self) -> bool:
@@ -175,8 +185,14 @@ def accumulate(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | Non
     n, _, h, wd = q_in.shape
     sh, sw = layer.stride_hw
     pt, pl, pb, pr = layer.pads_tlbr
-    patches = im2col(q_in, kh, kw, (sh, sw), (pt, pl, pb, pr))
-    acc = _grouped_matmul(patches, w.reshape(out_ch, -1), modes) + layer.bias  # [N, OH*OW, OC]
+    g = layer.groups
+    cg, mg = q_in.shape[1] // g, out_ch // g
+    parts = []
+    for group in range(g):  # a grouped conv is one conv per channel group
+        patches = im2col(q_in[:, group * cg : (group + 1) * cg], kh, kw, (sh, sw), (pt, pl, pb, pr))
+        rows = slice(group * mg, (group + 1) * mg)
+        parts.append(_grouped_matmul(patches, w[rows].reshape(mg, -1), modes[rows]))
+    acc = np.concatenate(parts, axis=-1) + layer.bias  # [N, OH*OW, OC]
     oh = (h + pt + pb - kh) // sh + 1
     ow = (wd + pl + pr - kw) // sw + 1
     return np.asarray(acc.transpose(0, 2, 1).reshape(n, out_ch, oh, ow))
@@ -189,6 +205,9 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
         return q_in.reshape(q_in.shape[0], -1)
     if layer.op == "maxpool":
         return maxpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr)
+    if layer.op == "avgpool":
+        shift = layer.output_format.frac - layer.input_format.frac
+        return avgpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr, shift, layer.output_format)
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)
@@ -203,8 +222,26 @@ def forward(
     ``weights``, if given, holds one weight array (or None for "the layer's own") per layer.
     """
     outputs: list[np.ndarray] = []
-    current = np.asarray(q_input, dtype=np.int64)
+    network_input = np.asarray(q_input, dtype=np.int64)
     for index, layer in enumerate(layers):
-        current = forward_layer(layer, current, None if weights is None else weights[index])
-        outputs.append(current)
+        inputs = [network_input if j < 0 else outputs[j] for j in layer.source_layers(index)]
+        if layer.op == "add":
+            outputs.append(add_layer(layer, inputs[0], inputs[1]))
+            continue
+        outputs.append(forward_layer(layer, inputs[0], None if weights is None else weights[index]))
     return outputs
+
+
+def add_shifts(layer: QuantizedLayer) -> tuple[int, int, int]:
+    """``(sa, sb, shift)`` of a residual add: both inputs aligned to the finer scale, then moved to
+    the output format (hwmodels/pooling.py)."""
+    assert layer.other_format is not None
+    fa, fb = layer.input_format.frac, layer.other_format.frac
+    f = max(fa, fb)
+    return f - fa, f - fb, f - layer.output_format.frac
+
+
+def add_layer(layer: QuantizedLayer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A residual add of two integer maps, requantised to the layer's output format."""
+    sa, sb, shift = add_shifts(layer)
+    return residual_add(a, b, sa, sb, shift, layer.output_format, layer.relu)

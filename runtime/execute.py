@@ -40,12 +40,13 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
+from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor
 from axtrain.runtime.overrides import override_program
-from axtrain.runtime.plan import Copy, Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
+from axtrain.runtime.plan import Add, AvgPool, Copy, Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
 
 __all__ = [
     "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
@@ -382,6 +383,30 @@ def run_plan(
         assert result is not None
         write(step, result.reshape(*result.shape[:-4], -1, n), amax[0], step.dst_view, step.shared)
 
+    def avgpool(step: AvgPool) -> None:
+        c, h, w = step.shape
+        source = shared_nb[0] if step.shared else per_run[0]
+        src = _read(source, step.src, step.src_view)
+        src = np.moveaxis(src.reshape(*src.shape[:-2], c, h, w, n), -1, -4)  # [..., n, c, h, w]
+        total = window_sums(src.astype(np.int64), step.kernel, step.strides, step.pads, step.out)
+        count = window_counts(h, w, step.kernel, step.strides, step.pads, step.out)
+        value = scaled_average(total, count, step.shift, FixedPointFormat(16, 0))  # exact integers
+        value = np.clip(value, step.qmin, step.qmax).astype(dtype)
+        value = np.moveaxis(value, -4, -1)
+        write(step, value.reshape(*value.shape[:-4], -1, n), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
+
+    def add(step: Add) -> None:
+        source = shared_nb[0] if step.shared else per_run[0]
+        a = _read(source, step.a, step.a_view).astype(np.float64)
+        b = _read(source, step.b, step.b_view).astype(np.float64)
+        total = a * math.ldexp(1.0, step.sa) + b * math.ldexp(1.0, step.sb)  # exact: |a|, |b| < 2**16, shifts < 32
+        if step.relu:
+            np.maximum(total, 0, out=total)
+        total *= math.ldexp(1.0, -step.shift)  # exact: a power of two; rint rounds half to even
+        np.rint(total, out=total)
+        np.clip(total, step.qmin, step.qmax, out=total)
+        write(step, total.astype(dtype), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
+
     def copy(step: Copy) -> None:
         source = shared_nb[0] if step.shared else per_run[0]
         values = _read(source, step.src, step.src_view)
@@ -408,6 +433,10 @@ def run_plan(
             pool(step)
         elif isinstance(step, Copy):
             copy(step)
+        elif isinstance(step, AvgPool):
+            avgpool(step)
+        elif isinstance(step, Add):
+            add(step)
         elif isinstance(step, Store):
             stores.append((step.dram, read_out(step)))
         elif isinstance(step, Sync):

@@ -19,6 +19,7 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
 from axtrain.hwmodels.multipliers import MultiplierMode, multiply
+from axtrain.hwmodels.pooling import residual_add, scaled_average
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.overrides import override_program
@@ -154,6 +155,24 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
                 x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
                 result[:, :, oy, ox] = source[:, :, y0:y1, x0:x1].max(axis=(2, 3))
         state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "AVGPOOL":
+        c, h, w = o["c"], o["h"], o["w"]
+        oh, ow = pool_output_shape(o)
+        source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w)
+        result = np.empty((source.shape[0], c, oh, ow), dtype=np.int64)
+        fmt = FixedPointFormat(o["bits"], 0)
+        for oy in range(oh):  # each window clipped to the map: padding positions are not counted
+            y0, y1 = max(oy * o["sh"] - o["pt"], 0), min(oy * o["sh"] - o["pt"] + o["kh"], h)
+            for ox in range(ow):
+                x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
+                total = source[:, :, y0:y1, x0:x1].sum(axis=(2, 3))
+                result[:, :, oy, ox] = scaled_average(total, np.full(total.shape, (y1 - y0) * (x1 - x0)), o["shift"], fmt)
+        state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "ADD":
+        count = o["count"]
+        a = state.nb[:, o["a"] : o["a"] + count]
+        b = state.nb[:, o["b"] : o["b"] + count]
+        state.nb[:, o["dst"] : o["dst"] + count] = residual_add(a, b, o["sa"], o["sb"], o["shift"], FixedPointFormat(o["bits"], 0), bool(o["relu"]))
     elif op == "SYNC":
         space = state.dram_a if o["space"] else state.nb
         outputs[o["layer"]] = space[:, o["nb"] : o["nb"] + o["count"]].copy()

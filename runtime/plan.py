@@ -4,7 +4,8 @@
 weight-buffer, bias-buffer and PE-weight-memory word comes from in the DRAM images, the mode table,
 the geometry registers and the neuron-buffer words each DISTN gathers. What remains are the
 data-dependent steps, one frozen dataclass per kind (:class:`Load`, :class:`Gather`, :class:`Mac`,
-:class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`Copy`, :class:`Sync`, :class:`Store`). Then an ordered
+:class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`AvgPool`, :class:`Add`, :class:`Copy`, :class:`Sync`,
+:class:`Store`). Then an ordered
 list of named, pure passes (``Plan -> Plan``) adds what the runner needs, with :func:`check_plan`
 after the trace and after every pass, as ``compiler/pipeline.py`` does for the compiler IR:
 
@@ -151,6 +152,56 @@ class Pool:
 
 
 @dataclass(frozen=True, eq=False)
+class AvgPool:
+    """AVGPOOL: like :class:`Pool`, each window's in-map positions averaged, scaled by
+    ``2**shift``, rounded half to even and saturated to ``[qmin, qmax]`` (hwmodels/pooling.py)."""
+
+    op: ClassVar[str] = "AVGPOOL"  # the instruction it executes
+    index: int
+    src: np.ndarray
+    dst: np.ndarray
+    shape: tuple[int, int, int]
+    out: tuple[int, int]
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    shift: int
+    qmin: int
+    qmax: int
+    src_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """ADD: words ``a`` and ``b`` aligned (``<< sa``, ``<< sb``), summed, [clamped at 0,] shifted
+    right by ``shift`` with rounding half to even and saturated, into words ``dst``."""
+
+    op: ClassVar[str] = "ADD"  # the instruction it executes
+    index: int
+    a: np.ndarray
+    b: np.ndarray
+    dst: np.ndarray
+    sa: int
+    sb: int
+    shift: int
+    qmin: int
+    qmax: int
+    relu: bool
+    a_view: Pattern | None = None
+    b_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class Copy:
     """Activation spill (docs/compiler.md): an STN's words copied into the activation-DRAM columns
     of the plan's buffer, or an LDN's words copied back from them (words a program stored and
@@ -193,8 +244,8 @@ class Store:
     shared: bool = False
 
 
-Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, Copy, Sync, Store]
-Write = Union[Load, Requantize, Pool, Copy]  # steps that write neuron-buffer words
+Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, AvgPool, Add, Copy, Sync, Store]
+Write = Union[Load, Requantize, Pool, AvgPool, Add, Copy]  # steps that write neuron-buffer words
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,7 +264,7 @@ class Plan:
 
 def written(step: Write) -> np.ndarray:
     """The neuron-buffer words a writing step writes."""
-    return step.dst if isinstance(step, (Pool, Copy)) else step.idx
+    return step.dst if isinstance(step, (Pool, AvgPool, Add, Copy)) else step.idx
 
 
 def fallback(plan: Plan, reason: str) -> Plan:
@@ -248,10 +299,13 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> tuple[np.
         elif ins.op == "REQ":
             for r in range(o["m"]):
                 used[o["nb"] + r * o["ostride"] : o["nb"] + r * o["ostride"] + o["p"]] = True
-        elif ins.op == "POOL":
+        elif ins.op in ("POOL", "AVGPOOL"):
             oh, ow = pool_output_shape(o)
             used[o["src"] : o["src"] + o["c"] * o["h"] * o["w"]] = True
             used[o["dst"] : o["dst"] + o["c"] * oh * ow] = True
+        elif ins.op == "ADD":
+            for what in ("a", "b", "dst"):
+                used[o[what] : o[what] + o["count"]] = True
     return used, np.array(sorted(stored & reread), dtype=np.int64)
 
 
@@ -345,6 +399,20 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow),
                 (o["kh"], o["kw"]), (o["sh"], o["sw"]), (o["pt"], o["pl"], o["pb"], o["pr"]),
             ))
+        elif op == "AVGPOOL":
+            c, h, w = o["c"], o["h"], o["w"]
+            oh, ow = pool_output_shape(o)
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(AvgPool(
+                index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow),
+                (o["kh"], o["kw"]), (o["sh"], o["sw"]), (o["pt"], o["pl"], o["pb"], o["pr"]), o["shift"], fmt.qmin, fmt.qmax,
+            ))
+        elif op == "ADD":
+            words = np.arange(o["count"])
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(Add(index, cidx(o["a"] + words), cidx(o["b"] + words), cidx(o["dst"] + words), o["sa"], o["sb"], o["shift"], fmt.qmin, fmt.qmax, bool(o["relu"])))
         elif op == "LDN":
             from_spill = spilled(o["dram"], o["count"])
             if from_spill is None:
@@ -447,8 +515,10 @@ def strided_views(plan: Plan) -> Plan:
             step = replace(step, view=affine(step.idx.reshape(step.layout)))
         elif isinstance(step, (Load, Store, Sync)):
             step = replace(step, view=affine(step.idx))
-        elif isinstance(step, (Pool, Copy)):
+        elif isinstance(step, (Pool, AvgPool, Copy)):
             step = replace(step, src_view=affine(step.src), dst_view=affine(step.dst))
+        elif isinstance(step, Add):
+            step = replace(step, a_view=affine(step.a), b_view=affine(step.b), dst_view=affine(step.dst))
         steps.append(step)
     return replace(plan, steps=tuple(steps))
 
@@ -462,7 +532,7 @@ def transform_targets(plan: Plan) -> Plan:
     read_by_distn[plan.nb_words] = False
     steps: list[Step] = []
     for step in plan.steps:
-        if isinstance(step, (Load, Requantize, Pool, Copy)):
+        if isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             target = written(step)
             sel = np.flatnonzero(read_by_distn[target])
             step = replace(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
@@ -559,8 +629,13 @@ def mark_shared(plan: Plan) -> Plan:
             shared[number] = latest
         elif isinstance(step, (Store, Sync)):
             shared[number] = read(step.idx)
-        elif isinstance(step, (Pool, Copy)):
+        elif isinstance(step, (Pool, AvgPool, Copy)):
             shared[number] = read(step.src)
+            varying[step.dst] = not shared[number]
+            last_writer[step.dst] = number
+        elif isinstance(step, Add):
+            both = np.concatenate([step.a, step.b])  # read as one: a per-run read needs both in the per-run buffer
+            shared[number] = read(both)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Load):
@@ -575,7 +650,7 @@ def mark_shared(plan: Plan) -> Plan:
     for number, step in enumerate(plan.steps):
         if isinstance(step, Mac):
             step = replace(step, shared_input=shared[number])
-        elif isinstance(step, (Load, Requantize, Pool, Copy)):
+        elif isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             step = replace(step, shared=shared[number], mirror=number in mirror)
         elif isinstance(step, (Gather, Store, Sync)):
             step = replace(step, shared=shared[number])
@@ -705,6 +780,23 @@ def check_plan(plan: Plan) -> None:
             indices(what, step.dst, c * step.out[0] * step.out[1])
             view_matches(what, step.src_view, step.src)
             view_matches(what, step.dst_view, step.dst)
+            write_targets(what, step)
+        elif isinstance(step, AvgPool):
+            c, h, w = step.shape
+            indices(what, step.src, c * h * w)
+            indices(what, step.dst, c * step.out[0] * step.out[1])
+            require(step.qmin < step.qmax, f"{what}: empty saturation range")
+            view_matches(what, step.src_view, step.src)
+            view_matches(what, step.dst_view, step.dst)
+            write_targets(what, step)
+        elif isinstance(step, Add):
+            size = step.dst.size
+            indices(what, step.a, size)
+            indices(what, step.b, size)
+            indices(what, step.dst, size)
+            require(step.qmin < step.qmax and step.sa >= 0 and step.sb >= 0, f"{what}: empty saturation range or negative alignment")
+            for name, view, idx in (("a", step.a_view, step.a), ("b", step.b_view, step.b), ("dst", step.dst_view, step.dst)):
+                view_matches(f"{what} {name}", view, idx)
             write_targets(what, step)
         elif isinstance(step, Copy):
             require(step.src.size == step.dst.size, f"{what}: {step.src.size} source words for {step.dst.size} targets")

@@ -132,13 +132,26 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
             cycles = _ceil(n, nb_rate)
             ev.writes[access_key("neuron_buffer", nominal)] += n
             ev.requantizations += n
-        elif op == "POOL":
+        elif op in ("POOL", "AVGPOOL"):
             outputs, reads = pool_reads(o)
-            compares = reads - outputs
-            cycles = max(1, _ceil(reads, nb_rate), _ceil(compares, arch.pe_count)) + _ceil(outputs, nb_rate)
+            combines = reads - outputs  # comparisons (max) or additions (average) of the PE array
+            cycles = max(1, _ceil(reads, nb_rate), _ceil(combines, arch.pe_count)) + _ceil(outputs, nb_rate)
             ev.reads[access_key("neuron_buffer", nominal)] += reads
             ev.writes[access_key("neuron_buffer", nominal)] += outputs
-            ev.comparisons += compares
+            if op == "POOL":
+                ev.comparisons += combines
+            else:
+                ev.additions += combines
+                ev.requantizations += outputs
+        elif op == "ADD":
+            n = o["count"]
+            cycles = max(1, _ceil(2 * n, nb_rate), _ceil(n, arch.pe_count)) + _ceil(n, nb_rate)
+            ev.reads[access_key("neuron_buffer", nominal)] += 2 * n
+            ev.writes[access_key("neuron_buffer", nominal)] += n
+            ev.additions += n
+            ev.requantizations += n
+            if o["relu"]:
+                ev.comparisons += n
         ev.instructions[op] += 1
         ev.cycles += cycles
         ev.cycles_by_op[op] += cycles

@@ -107,8 +107,10 @@ class ReferenceSimulator:
                 yield
                 if remaining == 0:
                     break
-        elif op == "POOL":
-            yield from self._pool(o)
+        elif op in ("POOL", "AVGPOOL"):
+            yield from self._pool(o, average=op == "AVGPOOL")
+        elif op == "ADD":
+            yield from self._add(o)
         elif op in ("SYNC", "END"):
             yield  # pipeline drain
         else:  # pragma: no cover - every opcode is handled above
@@ -192,7 +194,30 @@ class ReferenceSimulator:
             self._read("neuron_local", m * p)
             yield
 
-    def _pool(self, o: dict[str, int]) -> Iterator[None]:
+    def _add(self, o: dict[str, int]) -> Iterator[None]:
+        # Phase 1: stream both addends out of the neuron buffer while the PE array adds (one sum per
+        # PE per cycle; with relu, its comparison); phase 2: write the rounded sums back.
+        reads, sums, outputs = 2 * o["count"], o["count"], o["count"]
+        while True:
+            n = min(self.nb_words_per_cycle, reads)
+            s_n = min(self.arch.pe_count, sums)
+            self._read("neuron_buffer", n)
+            self.events.additions += s_n
+            self.events.requantizations += s_n
+            if o["relu"]:
+                self.events.comparisons += s_n
+            reads -= n
+            sums -= s_n
+            yield
+            if reads == 0 and sums == 0:
+                break
+        while outputs > 0:
+            n = min(self.nb_words_per_cycle, outputs)
+            self._write("neuron_buffer", n)
+            outputs -= n
+            yield
+
+    def _pool(self, o: dict[str, int], average: bool = False) -> Iterator[None]:
         oh, ow = pool_output_shape(o)
         outputs = o["c"] * oh * ow
         reads = 0
@@ -210,7 +235,10 @@ class ReferenceSimulator:
             n = min(self.nb_words_per_cycle, reads)
             c_n = min(self.arch.pe_count, compares)
             self._read("neuron_buffer", n)
-            self.events.comparisons += c_n
+            if average:  # the window's additions; its division and rounding are counted per output
+                self.events.additions += c_n
+            else:
+                self.events.comparisons += c_n
             reads -= n
             compares -= c_n
             yield
@@ -219,6 +247,8 @@ class ReferenceSimulator:
         while outputs > 0:
             n = min(self.nb_words_per_cycle, outputs)
             self._write("neuron_buffer", n)
+            if average:
+                self.events.requantizations += n
             outputs -= n
             yield
 

@@ -85,7 +85,7 @@ class OpSpec:
 
     name: str
     opcode: int
-    kind: str  # load | store | distribute | compute | activation | requantize | pool | config | sync
+    kind: str  # load | store | distribute | compute | activation | requantize | pool | eltwise | config | sync
     fields: tuple[FieldSpec, ...]
     doc: str
 
@@ -211,6 +211,34 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("space", 1, "0: the output is in the neuron buffer; 1: in activation DRAM (a spilled layer)"),
     ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count] (space 1: DRAM.A)"),
     OpSpec("END", 0x0E, "sync", (), "end of program"),
+    OpSpec("ADD", 0x11, "eltwise", (
+        _f("dst", 20, "neuron buffer address of the sum (may equal a or b: elementwise in place)"),
+        _f("a", 20, "neuron buffer address of the first addend"),
+        _f("b", 20, "neuron buffer address of the second addend"),
+        _f("count", 20, "words"),
+        _f("sa", 5, "left shift of a (to the finer of the two scales)"),
+        _f("sb", 5, "left shift of b"),
+        _f("shift", 8, "right shift of the sum to the output scale; negative = left shift", signed=True),
+        _f("bits", 5, "signed output width to saturate to"),
+        _f("relu", 1, "1: clamp the sum at 0 before rounding"),
+    ), "NB[dst + i] = sat_bits(round_half_even(relu?((NB[a+i] << sa) + (NB[b+i] << sb)) * 2**-shift))"),
+    OpSpec("AVGPOOL", 0x12, "pool", (
+        _f("dst", 20, "neuron buffer address of the output map"),
+        _f("src", 20, "neuron buffer address of the input map"),
+        _f("c", 12, "channels"),
+        _f("h", 10, "input height"),
+        _f("w", 10, "input width"),
+        _f("kh", 6, "window height (GlobalAveragePool: h)"),
+        _f("kw", 6, "window width (GlobalAveragePool: w)"),
+        _f("sh", 4, "vertical stride"),
+        _f("sw", 4, "horizontal stride"),
+        _f("pt", 4, "padding rows above (not counted)"),
+        _f("pl", 4, "padding columns left"),
+        _f("pb", 4, "padding rows below"),
+        _f("pr", 4, "padding columns right"),
+        _f("shift", 6, "output frac - input frac (scale of the average)", signed=True),
+        _f("bits", 5, "signed output width to saturate to"),
+    ), "average of each window's in-map positions, * 2**shift, rounded half to even, saturated"),
 )
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
@@ -564,7 +592,17 @@ def check_program(
                 if o["m"] > 1 and o["ostride"] < o["p"]:
                     fail(index, ins, "ostride smaller than p (outputs would overlap)")
                 within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
-        elif ins.op == "POOL":
+        elif ins.op == "ADD":
+            if not 2 <= o["bits"] <= arch.neuron_word_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            for what in ("dst", "a", "b"):
+                within(index, ins, f"map {what}", o[what], o["count"], arch.neuron_buffer_words)
+            for what in ("a", "b"):  # in place, or disjoint: a partial overlap would read written sums
+                if o["dst"] != o[what] and o["dst"] < o[what] + o["count"] and o[what] < o["dst"] + o["count"]:
+                    fail(index, ins, f"dst overlaps {what} without being equal to it")
+        elif ins.op in ("POOL", "AVGPOOL"):
+            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= arch.neuron_word_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
             if min(o["c"], o["h"], o["w"], o["kh"], o["kw"], o["sh"], o["sw"]) < 1:
                 fail(index, ins, "channels, sizes, window and strides must be at least 1")
             if max(o["pt"], o["pb"]) >= o["kh"] or max(o["pl"], o["pr"]) >= o["kw"]:

@@ -3,7 +3,7 @@
 Program shape (docs/compiler.md):
 
     LDN input                                   prologue (not when the first layer spills)
-    per layer:  [LDN input | STN input]          (a spill stage: allocate.py)
+    per layer:  [LDN input | STN input]...      (maps kept in DRAM: allocate.py)
                 CONV; LDB; MODE...; [LDW layer]
                 per m-block: [LDB block; MODE...] [LDW block]
                   per position tile: per chunk: [LDW chunk] DISTW DISTN MAC
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
 from axtrain.compiler.passes.allocate import band_input_rows
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.isa import Instruction, mode_code, operand_range
-from axtrain.hwmodels.layers import QuantizedLayer
+from axtrain.hwmodels.layers import QuantizedLayer, add_shifts
 from axtrain.hwmodels.multipliers import MultiplierMode
 
 MAX_LDW_ROWS = operand_range("LDW", "rows")[1]  # a taller block is split into several LDWs
@@ -95,27 +95,31 @@ def _geometry(s: LayerSchedule) -> dict[str, int]:
     return {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": oh, "ow": ow}
 
 
-def bands(layer: QuantizedLayer, geometry: dict[str, int], channels_out: int, place: LayerPlacement) -> list[Band]:
-    """The bands of a layer: one over the whole map, or a spilled layer's row bands (docs/compiler.md)."""
+def bands(layer: QuantizedLayer, geometry: dict[str, int], channels_out: int, place: LayerPlacement, c0: int = 0, m0: int = 0, full: tuple[int, int] = (0, 0)) -> list[Band]:
+    """The bands of a layer (or of one channel group: input channels from ``c0``, output channels
+    from ``m0``, ``full`` = the layer's input and output channel counts): one over the whole map,
+    or a spilled layer's row bands (docs/compiler.md)."""
     oh, ow = geometry["oh"], geometry["ow"]
-    if not place.spilled:
-        return [Band(0, oh, geometry, place.nb_input, place.nb_output)]
-    assert place.dram_input is not None and place.dram_output is not None
     c, h, w = geometry["c"], geometry["h"], geometry["w"]
+    if not place.spilled:
+        return [Band(0, oh, geometry, place.nb_input + c0 * h * w, place.nb_output + m0 * oh * ow)]
+    assert place.dram_input is not None and place.dram_output is not None
     out: list[Band] = []
     for oy0 in range(0, oh, place.band_rows):
         oy1 = min(oy0 + place.band_rows, oh)
-        r0, r1, pt, pb = band_input_rows(layer, (c, h, w), oy0, oy1)
+        r0, r1, pt, pb = band_input_rows(layer, h, oy0, oy1)
         rows = r1 - r0
+        base_in = place.dram_input + c0 * h * w
         if rows == h:  # the whole map: one load
-            loads: tuple[tuple[int, int, int], ...] = ((place.nb_input, place.dram_input, c * h * w),)
+            loads: tuple[tuple[int, int, int], ...] = ((place.nb_input, base_in, c * h * w),)
         else:
-            loads = tuple((place.nb_input + ci * rows * w, place.dram_input + ci * h * w + r0 * w, rows * w) for ci in range(c))
+            loads = tuple((place.nb_input + ci * rows * w, base_in + ci * h * w + r0 * w, rows * w) for ci in range(c))
         band_positions = (oy1 - oy0) * ow
+        base_out = place.dram_output + m0 * oh * ow
         if oy1 - oy0 == oh:
-            stores: tuple[tuple[int, int, int], ...] = ((place.dram_output, place.nb_output, channels_out * oh * ow),)
+            stores: tuple[tuple[int, int, int], ...] = ((base_out, place.nb_output, channels_out * oh * ow),)
         else:
-            stores = tuple((place.dram_output + co * oh * ow + oy0 * ow, place.nb_output + co * band_positions, band_positions) for co in range(channels_out))
+            stores = tuple((base_out + co * oh * ow + oy0 * ow, place.nb_output + co * band_positions, band_positions) for co in range(channels_out))
         band_geometry = {**geometry, "h": rows, "pt": pt, "pb": pb, "oh": oy1 - oy0}
         out.append(Band(oy0, oy1, band_geometry, place.nb_input, place.nb_output, loads, stores))
     return out
@@ -129,10 +133,20 @@ def _band_io(em: "_Emitter", band: Band, before: bool) -> None:
 
 
 def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement) -> None:
+    """A dense or conv layer; a grouped conv is one conv per channel group, each over its slice of
+    the input channels, with its rows of the weight and bias images (no ISA change)."""
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
-    modes = layer.neuron_modes()
+    all_modes = layer.neuron_modes()
+    geometry = _geometry(s)
+    for group in range(layer.groups):
+        group_place = replace(place, weight_dram=place.weight_dram + group * s.m * s.k, bias_dram=place.bias_dram + group * s.m)
+        layer_bands = bands(layer, geometry, s.m, group_place, c0=group * geometry["c"], m0=group * s.m)
+        _emit_group(em, layer, s, group_place, all_modes[group * s.m : (group + 1) * s.m], layer_bands)
+
+
+def _emit_group(em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, modes: tuple[MultiplierMode, ...], layer_bands: list[Band]) -> None:
+    assert place.weight_dram is not None and place.bias_dram is not None
     shift = layer.accumulator_frac - layer.output_format.frac
-    layer_bands = bands(layer, _geometry(s), s.m, place)
     if not place.spilled:  # one band: CONV first, as the program shape above says
         em.add("CONV", **layer_bands[0].geometry)
     if s.bias_resident == "layer":
@@ -182,11 +196,20 @@ def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], o
     sh, sw = layer.stride_hw
     pt, pl, pb, pr = layer.pads_tlbr
     geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
+    if layer.op == "avgpool":  # never spilled (allocate.py)
+        shift = layer.output_format.frac - layer.input_format.frac
+        em.add("AVGPOOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, pb=pb, pr=pr, shift=shift, bits=layer.output_format.bits)
+        return
     for band in bands(layer, geometry, c, place):
         _band_io(em, band, before=True)
         g = band.geometry
         em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
         _band_io(em, band, before=False)
+
+
+def _emit_add(em: _Emitter, layer: QuantizedLayer, words: int, place: LayerPlacement) -> None:
+    sa, sb, shift = add_shifts(layer)
+    em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=words, sa=sa, sb=sb, shift=shift, bits=layer.output_format.bits, relu=int(layer.relu))
 
 
 def _balanced(total: int, limit: int) -> int:
@@ -206,20 +229,21 @@ def emit(ir: CompilerIR) -> CompilerIR:
     ranges = []
     for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers, strict=True)):
         first = len(em.program)
-        in_words = int(np.prod(ir.shapes[index]))
         out_words = int(np.prod(ir.shapes[index + 1]))
         try:
-            if place.stage == "load":
-                assert place.dram_input is not None
-                em.add("LDN", nb=place.nb_input, dram=place.dram_input, count=in_words)
-            elif place.stage == "store":
-                assert place.dram_input is not None
-                source = alloc.layers[index - 1].nb_output if index else alloc.nb_network_input
-                em.add("STN", dram=place.dram_input, nb=source, count=in_words)
+            for kind, first_operand, second_operand, count in place.before:
+                if kind == "LDN":
+                    em.add("LDN", nb=first_operand, dram=second_operand, count=count)
+                else:
+                    em.add("STN", dram=first_operand, nb=second_operand, count=count)
             if schedule.kind == "compute":
                 _emit_compute(em, index, layer, schedule, place)
             elif schedule.kind == "pool":
-                _emit_pool(em, layer, ir.shapes[index], ir.shapes[index + 1], place)
+                _emit_pool(em, layer, ir.input_shape(index), ir.shapes[index + 1], place)
+            elif schedule.kind == "add":
+                _emit_add(em, layer, out_words, place)
+            for _, dram, nb, count in place.after:  # a copy for a later layer (a residual branch)
+                em.add("STN", dram=dram, nb=nb, count=count)
             if place.dram_output is not None:  # the output lives in activation DRAM (a spilled layer)
                 em.add("SYNC", layer=index, nb=place.dram_output, count=out_words, space=1)
             else:

@@ -31,15 +31,19 @@ def _balanced(total: int, limit: int) -> int:
 
 def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], arch: Architecture) -> LayerSchedule:
     """The schedule of one layer."""
-    if layer.op == "maxpool":
+    if layer.op in ("maxpool", "avgpool"):
         return LayerSchedule(kind="pool")
     if layer.op == "flatten":
         return LayerSchedule(kind="flatten")
+    if layer.op == "add":
+        return LayerSchedule(kind="add")
     assert layer.weight is not None
-    m = layer.out_features
+    # A grouped conv runs as one conv per channel group (emit.py): the schedule is one group's.
+    m = layer.out_features // layer.groups
     if layer.op == "conv":
         _, _, kh, kw = layer.weight.shape
         c, h, w = in_shape
+        c //= layer.groups
         oh, ow = out_shape[1], out_shape[2]
         geometry = (c, h, w, kh, kw, *layer.stride_hw, *layer.pads_tlbr, oh, ow)
     else:
@@ -100,7 +104,7 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
     schedules = []
     for index, layer in enumerate(ir.layers):
         check_fits(ir, index, layer)
-        schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
+        schedule = schedule_layer(layer, ir.input_shape(index), ir.shapes[index + 1], ir.arch)
         if schedule.kind == "compute":
             for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry, strict=False):  # geometry ends with oh, ow: not CONV operands
                 limit = operand_range("CONV", name)[1]
