@@ -59,7 +59,7 @@ def _aimed(layer: QuantizedLayer, shape: Sequence[int], fmt: FixedPointFormat) -
         else:
             c, h, w = shape
             kh, kw = row.shape[1:]
-            reps = (1, -(-h // kh), -(-w // kw))
+            reps = (layer.groups, -(-h // kh), -(-w // kw))  # a grouped conv: the kernel's signs on every group
             sign = np.tile(np.sign(row), reps)[:, :h, :w]
         out.append(np.where(sign > 0, top, np.where(sign < 0, bottom, 0.0)))
     return out
@@ -86,7 +86,7 @@ def exercised(layers: Sequence[QuantizedLayer], q_input: np.ndarray) -> np.ndarr
     """Per input image, which words of the weight image it exercises: bool ``[n, weight words]``
     (compute layers' ``[out, fan_in]`` matrices back to back, as the weight image)."""
     outputs = forward(layers, q_input)
-    inputs = [np.asarray(q_input, dtype=np.int64)] + outputs[:-1]
+    inputs = layer_inputs(layers, q_input, outputs)
     parts = []
     for layer, a, out in zip(layers, inputs, outputs, strict=True):
         if not layer.has_weights:
@@ -99,10 +99,21 @@ def exercised(layers: Sequence[QuantizedLayer], q_input: np.ndarray) -> np.ndarr
             cov = np.einsum("nj,nk->njk", live.astype(np.float32), nz) > 0
         else:
             _, _, kh, kw = layer.weight.shape
-            nz = (im2col(a, kh, kw, layer.stride_hw, layer.pads_tlbr) != 0).astype(np.float32)  # [n, Q, k]
-            cov = np.einsum("njq,nqk->njk", live.reshape(n, out.shape[1], -1).astype(np.float32), nz) > 0
+            g, cg, mg = layer.groups, a.shape[1] // layer.groups, out.shape[1] // layer.groups
+            covs = []
+            for group in range(g):  # a grouped conv: each group's rows see its own channels
+                nz = (im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr) != 0).astype(np.float32)  # [n, Q, k]
+                rows = live[:, group * mg : (group + 1) * mg].reshape(n, mg, -1).astype(np.float32)
+                covs.append(np.einsum("njq,nqk->njk", rows, nz) > 0)
+            cov = np.concatenate(covs, axis=1)
         parts.append(cov.reshape(n, -1))
     return np.concatenate(parts, axis=1) if parts else np.zeros((q_input.shape[0], 0), dtype=bool)
+
+
+def layer_inputs(layers: Sequence[QuantizedLayer], q_input: np.ndarray, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each layer's (first) input map, from its source (the network input or an earlier layer)."""
+    net = np.asarray(q_input, dtype=np.int64)
+    return [net if layer.source_layers(i)[0] < 0 else outputs[layer.source_layers(i)[0]] for i, layer in enumerate(layers)]
 
 
 @dataclass(frozen=True)
@@ -181,26 +192,30 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
     (exercised, counted, first unexercised indices, at most 16)."""
     n = q_input.shape[0]
     outputs = forward(layers, q_input)
-    inputs = [np.asarray(q_input, dtype=np.int64)] + outputs[:-1]
+    inputs = layer_inputs(layers, q_input, outputs)
     owner = {}
     for record in records:
         for index in range(*record["program"]):
             owner[index] = record["index"]
-    patches: dict[int, np.ndarray] = {}
+    patches: dict[tuple[int, int], np.ndarray] = {}
     accs: dict[int, np.ndarray] = {}
 
-    def layer_data(i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer ``i``'s input patches ``[n, positions, fan_in]`` and pre-ReLU accumulators ``[n, out, positions]``."""
-        if i not in patches:
-            layer, a = layers[i], inputs[i]
-            assert layer.weight is not None
+    def layer_data(i: int, row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``i``'s input patches ``[n, positions, fan_in]`` (of the channel group of output
+        neuron ``row``) and pre-ReLU accumulators ``[n, out, positions]``."""
+        layer, a = layers[i], inputs[i]
+        assert layer.weight is not None
+        group = row // (layer.weight.shape[0] // layer.groups)
+        if (i, group) not in patches:
             if layer.op == "dense":
-                patches[i] = a.reshape(n, 1, -1)
+                patches[i, group] = a.reshape(n, 1, -1)
             else:
                 kh, kw = layer.weight.shape[2:]
-                patches[i] = im2col(a, kh, kw, layer.stride_hw, layer.pads_tlbr)
+                cg = a.shape[1] // layer.groups
+                patches[i, group] = im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr)
+        if i not in accs:
             accs[i] = accumulate(layer, a).reshape(n, layer.weight.shape[0], -1)
-        return patches[i], accs[i]
+        return patches[i, group], accs[i]
 
     def nonzero(values: np.ndarray) -> bool:
         return bool(np.any(values != 0))
@@ -222,12 +237,16 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             value = nonzero(bias[o["dram"] : o["dram"] + o["count"]])
             if record is not None and record["bias"] is not None:
                 block_row = o["dram"] - record["bias"]["dram"] - o["bb"]
+        elif op == "LDN" and li is not None:  # a map kept in DRAM loaded back (per layer map, not per band)
+            value = any(nonzero(q_input if j < 0 else outputs[j]) for j in layers[li].source_layers(li))
+        elif op == "STN" and li is not None:  # a spilled or kept map stored (per layer map)
+            value = nonzero(outputs[li]) or nonzero(inputs[li])
         elif op == "LDN":
-            value = nonzero(q_input)  # the program's one load: the network input
+            value = nonzero(q_input)  # the prologue: the network input
         elif op == "STN":
             value = nonzero(outputs[-1])
         elif op in ("DISTW", "DISTN", "MAC", "RELU", "REQ") and li is not None and layers[li].weight is not None:
-            x, acc = layer_data(li)
+            x, acc = layer_data(li, block_row)
             w2 = layers[li].weight.reshape(layers[li].weight.shape[0], -1)
             if op == "DISTN":
                 tile.update(p0=o["p0"], p=o["p"], k0=o["k0"], k=o["k"])
@@ -256,7 +275,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             else:  # REQ
                 out = outputs[li].reshape(n, layers[li].weight.shape[0], -1)
                 value = nonzero(out[:, tile["rows0"] : tile["rows1"], tile["p0"] : tile["p0"] + tile["p"]])
-        elif op in ("POOL", "SYNC") and li is not None:
+        elif op in ("POOL", "AVGPOOL", "ADD", "SYNC") and li is not None:
             value = nonzero(outputs[li])
         if value is not None:
             counted += 1

@@ -49,7 +49,7 @@ def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: 
     else:
         c = in_shape[0]
         geometry = (c, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1)
-    k = int(layer.weight.reshape(m, -1).shape[1])
+    k = int(layer.weight[0].size)  # one output neuron's fan-in (a group's channels)
     positions = geometry[-2] * geometry[-1]
     pes = arch.pe_count
     m_tile = _balanced(m, min(pes, arch.bias_buffer_words))

@@ -111,6 +111,27 @@ class QdqNet:
         self.frac[name] = self.frac[x]
         return name
 
+    def add(self, a: str, b: str, relu: bool = True) -> str:
+        """A residual Add of two quantised activations [+ Relu] + Q/DQ at the coarser input scale."""
+        name = self._id("add")
+        self.nodes.append(helper.make_node("Add", [a, b], [name], name=name))
+        tensor = name
+        if relu:
+            r = self._id("relu")
+            self.nodes.append(helper.make_node("Relu", [tensor], [r], name=r))
+            tensor = r
+        return self._qdq(tensor, min(self.frac[a], self.frac[b]) - 1)
+
+    def avgpool(self, x: str, kernel: tuple[int, int] | None = None, strides: tuple[int, int] = (1, 1)) -> str:
+        """AveragePool (``kernel``) or GlobalAveragePool (None) + Q/DQ one bit finer (averages have
+        a fraction)."""
+        name = self._id("avgpool")
+        if kernel is None:
+            self.nodes.append(helper.make_node("GlobalAveragePool", [x], [name], name=name))
+        else:
+            self.nodes.append(helper.make_node("AveragePool", [x], [name], name=name, kernel_shape=list(kernel), strides=list(strides)))
+        return self._qdq(name, self.frac[x] + 1)
+
     def flatten(self, x: str) -> str:
         name = self._id("flatten")
         self.nodes.append(helper.make_node("Flatten", [x], [name], name=name, axis=1))
@@ -174,7 +195,78 @@ def cifar_cnn(seed: int = 0, width: float = 1.0, size: int = 32) -> onnx.ModelPr
     return net.model(x, [10])
 
 
+def _same(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """TensorFlow 'same' padding (as the MLPerf Tiny reference models are trained): the output
+    size and the padding before and after (the odd pixel after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def resnet8(seed: int = 0, width: float = 1.0, size: int = 32) -> onnx.ModelProto:
+    """MLPerf Tiny image classification ResNet-8 (CIFAR-10, 3x32x32): a 3x3 stem of 16, three
+    residual stacks of 16, 32, 64 channels (the second and third start with a stride-2 3x3 conv and
+    a 1x1 stride-2 shortcut), an 8x8 average pool and a 10-way dense layer."""
+    net = QdqNet("resnet8", [3, size, size], seed)
+    channels = [_w(16, width), _w(32, width), _w(64, width)]
+    x = net.conv(net.x, channels[0], (3, 3), pads=(1, 1, 1, 1), in_ch=3)
+    in_ch, hw = channels[0], size
+    for stack, ch in enumerate(channels):
+        stride = 1 if stack == 0 else 2
+        out_hw, before, after = _same(hw, 3, stride)
+        y = net.conv(x, ch, (3, 3), strides=(stride, stride), pads=(before, before, after, after), in_ch=in_ch)
+        y = net.conv(y, ch, (3, 3), pads=(1, 1, 1, 1), relu=False, in_ch=ch)
+        shortcut = x if stride == 1 else net.conv(x, ch, (1, 1), strides=(2, 2), relu=False, in_ch=in_ch)
+        x = net.add(shortcut, y)
+        in_ch, hw = ch, out_hw
+    x = net.avgpool(x, (hw, hw), (hw, hw))
+    x = net.gemm(net.flatten(x), in_ch, 10, relu=False)
+    return net.model(x, [10])
+
+
+def ds_cnn(seed: int = 0, width: float = 1.0) -> onnx.ModelProto:
+    """MLPerf Tiny keyword spotting DS-CNN (1x49x10 MFCCs): a 10x4 stride-2 conv of 64 ('same'),
+    four depthwise-separable blocks (3x3 depthwise + 1x1 pointwise, 64 channels), a global average
+    pool and a 12-way dense layer."""
+    ch = _w(64, width)
+    net = QdqNet("ds_cnn", [1, 49, 10], seed)
+    oh, top, bottom = _same(49, 10, 2)
+    ow, left, right = _same(10, 4, 2)
+    x = net.conv(net.x, ch, (10, 4), strides=(2, 2), pads=(top, left, bottom, right), in_ch=1)
+    for _ in range(4):
+        x = net.conv(x, ch, (3, 3), pads=(1, 1, 1, 1), group=ch, in_ch=ch)
+        x = net.conv(x, ch, (1, 1), in_ch=ch)
+    x = net.avgpool(x)
+    x = net.gemm(net.flatten(x), ch, 12, relu=False)
+    return net.model(x, [12])
+
+
+def mobilenet_v1(seed: int = 0, width: float = 1.0, alpha: float = 0.25, size: int = 96) -> onnx.ModelProto:
+    """MLPerf Tiny visual wake words MobileNetV1 (alpha 0.25, 3x96x96): a 3x3 stride-2 conv, 13
+    depthwise-separable blocks (stride 2 at blocks 2, 4, 6, 12), a global average pool and a 2-way
+    dense layer."""
+    def chans(c: int) -> int:
+        return _w(max(1, round(c * alpha)), width)
+
+    plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+    net = QdqNet("mobilenet_v1", [3, size, size], seed)
+    hw, before, after = _same(size, 3, 2)
+    in_ch = chans(32)
+    x = net.conv(net.x, in_ch, (3, 3), strides=(2, 2), pads=(before, before, after, after), in_ch=3)
+    for out, stride in plan:
+        out_hw, before, after = _same(hw, 3, stride)
+        x = net.conv(x, in_ch, (3, 3), strides=(stride, stride), pads=(before, before, after, after), group=in_ch, in_ch=in_ch)
+        x = net.conv(x, chans(out), (1, 1), in_ch=in_ch)
+        in_ch, hw = chans(out), out_hw
+    x = net.avgpool(x)
+    x = net.gemm(net.flatten(x), in_ch, 2, relu=False)
+    return net.model(x, [2])
+
+
 BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
+    "resnet8": resnet8,
+    "ds_cnn": ds_cnn,
+    "mobilenet_v1": mobilenet_v1,
     "mlp": mlp,
     "autoencoder": autoencoder,
     "cifar_cnn": cifar_cnn,
