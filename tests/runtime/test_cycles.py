@@ -70,6 +70,36 @@ HAND_PROGRAMS = {
         STN dram=60 nb=300 count=28
         END
     """,
+    # ISA 2 (graphs): asymmetric pads and separate strides, a padded non-square max pool, an average
+    # pool with padding not counted, residual ADDs (in place, with relu), a spill (STN, LDN back,
+    # SYNC from activation DRAM).
+    "graphs": """
+        LDN nb=0 dram=0 count=60
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=12 stride=12
+        CONV c=2 h=5 w=6 kh=3 kw=2 sh=2 sw=1 pt=0 pl=1 pb=1 pr=0 padv=0 oh=2 ow=6
+        DISTW wb=0 stride=12 m=3 p=4 k=12
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=100 ostride=12 m=3 p=4 shift=4 bits=8
+        DISTN nb=0 p0=4 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=104 ostride=12 m=3 p=4 shift=4 bits=8
+        DISTN nb=0 p0=8 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=108 ostride=12 m=3 p=4 shift=4 bits=8
+        SYNC layer=0 nb=100 count=36 space=0
+        STN dram=70 nb=100 count=36
+        LDN nb=200 dram=70 count=36
+        POOL dst=300 src=200 c=3 h=2 w=6 kh=2 kw=3 sh=1 sw=2 pt=1 pl=1 pb=0 pr=1
+        SYNC layer=1 nb=70 count=36 space=1
+        AVGPOOL dst=400 src=200 c=3 h=2 w=6 kh=2 kw=3 sh=2 sw=3 pt=1 pl=0 pb=1 pr=0 shift=1 bits=8
+        ADD dst=200 a=100 b=200 count=36 sa=1 sb=0 shift=1 bits=8 relu=1
+        ADD dst=500 a=100 b=200 count=30 sa=0 sb=2 shift=-1 bits=6 relu=0
+        SYNC layer=2 nb=500 count=30 space=0
+        STN dram=110 nb=500 count=30
+        END
+    """,
     "dense-single-pe": """
         LDN nb=0 dram=0 count=3
         CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
@@ -109,6 +139,26 @@ def test_hand_counts_of_a_single_pe_dense_layer() -> None:
     assert events.active_pe_cycles == 3
     assert events.dram_read_bytes == 6 + 4 + 3 and events.dram_write_bytes == 2
     assert dict(events.multiplies) == {"exact@16": 3}
+
+
+def test_hand_counts_of_pools_and_adds() -> None:
+    """POOL, AVGPOOL and ADD counts worked out by hand from docs/isa.md's timing hints on ODD_ARCH
+    (15 PEs, 3 B/cycle neuron buffer = 1 word per cycle)."""
+    program = parse_assembly("""
+        POOL dst=100 src=0 c=1 h=3 w=3 kh=2 kw=2 sh=2 sw=2 pt=1 pl=1 pb=0 pr=0
+        AVGPOOL dst=200 src=0 c=1 h=3 w=3 kh=2 kw=2 sh=2 sw=2 pt=1 pl=1 pb=0 pr=0 shift=0 bits=8
+        ADD dst=0 a=0 b=50 count=20 sa=0 sb=0 shift=0 bits=8 relu=1
+        END
+    """)
+    events = simulate_fast(program, ODD_ARCH)
+    # Windows of a 3x3 map, 2x2 window, stride 2, one padding row above and column left: 2x2 outputs
+    # covering 1, 2, 2, 4 map positions = 9 reads, 9 - 4 = 5 combines; cycles max(9, ceil(5/15)) + 4.
+    assert events.cycles_by_op["POOL"] == 9 + 4 and events.cycles_by_op["AVGPOOL"] == 9 + 4
+    # ADD of 20 words: 40 reads at 1 word/cycle (the 20 sums fit 2 cycles of 15 PEs), then 20 writes.
+    assert events.cycles_by_op["ADD"] == 40 + 20
+    assert events.comparisons == 5 + 20  # the max pool's and the ADD's relu
+    assert events.additions == 5 + 20 and events.requantizations == 4 + 20
+    assert events.reads["neuron_buffer@1.100V"] == 9 + 9 + 40 and events.writes["neuron_buffer@1.100V"] == 4 + 4 + 20
 
 
 def test_cycles_do_not_depend_on_modes_or_voltages(bundle_factory) -> None:
