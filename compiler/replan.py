@@ -185,8 +185,9 @@ def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
         }
         if layer.op in ("maxpool", "avgpool"):
             kh, kw = (int(v) for v in layer.kernel)
+            window: tuple[int, int] | tuple[()] = (kh, kw) if kh != kw else ()
             out.append(QuantizedLayer(
-                layer.name, layer.op, fin, fout, kernel=kh, window=(kh, kw) if kh != kw else (), stride=layer.stride, padding=layer.padding,
+                layer.name, layer.op, fin, fout, kernel=kh, window=window, stride=layer.stride, padding=layer.padding,
                 sram_voltage=layer.sram_voltage, **graph,
             ))
             continue

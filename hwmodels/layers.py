@@ -49,9 +49,9 @@ class QuantizedLayer:
     meta: dict[str, Any] = field(default_factory=dict)
     # Separate strides and asymmetric pads (ONNX Conv/MaxPool attributes); empty: ``stride`` on both
     # axes, ``padding`` on every side, a square ``kernel`` for maxpool.
-    strides: tuple[int, int] = ()
-    pads: tuple[int, int, int, int] = ()  # top, left, bottom, right
-    window: tuple[int, int] = ()  # maxpool / avgpool kernel height, width
+    strides: tuple[int, int] | tuple[()] = ()
+    pads: tuple[int, int, int, int] | tuple[()] = ()  # top, left, bottom, right
+    window: tuple[int, int] | tuple[()] = ()  # maxpool / avgpool kernel height, width
     groups: int = 1  # conv: channel groups (depthwise: as many as input channels)
     # The layers whose outputs this one reads, in input order (-1: the network input); empty: the
     # previous layer (a chain). A residual add reads two.
@@ -61,17 +61,17 @@ class QuantizedLayer:
     @property
     def stride_hw(self) -> tuple[int, int]:
         """(vertical, horizontal) stride."""
-        return self.strides or (self.stride, self.stride)
+        return self.strides if len(self.strides) == 2 else (self.stride, self.stride)
 
     @property
     def pads_tlbr(self) -> tuple[int, int, int, int]:
         """Padding (top, left, bottom, right)."""
-        return self.pads or (self.padding,) * 4
+        return self.pads if len(self.pads) == 4 else (self.padding, self.padding, self.padding, self.padding)
 
     @property
     def window_hw(self) -> tuple[int, int]:
         """Maxpool window (height, width)."""
-        return self.window or (self.kernel, self.kernel)
+        return self.window if len(self.window) == 2 else (self.kernel, self.kernel)
 
     def source_layers(self, index: int) -> tuple[int, ...]:
         """The layers this one (at ``index``) reads: :attr:`sources`, or the previous layer."""

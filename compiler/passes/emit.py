@@ -23,9 +23,9 @@ reuse their weights, as FlexFlow's local memories intend.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
 from axtrain.compiler.passes.allocate import band_input_rows

@@ -349,12 +349,11 @@ def _fold_pool(node: Node, fmt: FixedPointFormat, shape: tuple[int, ...], index:
     if len(shape) != 3:
         raise refuse(node, f"input has per-sample shape {list(shape)}; {node.op} needs [channels, height, width]")
     if node.op == "GlobalAveragePool":
-        kh, kw, sh, sw, pads = shape[1], shape[2], 1, 1, (0, 0, 0, 0)
+        kh, kw, sh, sw, (pt, pl, pb, pr) = shape[1], shape[2], 1, 1, (0, 0, 0, 0)
     else:
         kh, kw = (int(v) for v in node.attrs["kernel_shape"])
         sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
-        pads = tuple(int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
-    pt, pl, pb, pr = pads
+        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
     oh, ow = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
     if oh < 1 or ow < 1:
         raise refuse(node, f"window {kh}x{kw} is larger than the padded {shape[1]}x{shape[2]} input")
