@@ -80,8 +80,8 @@ def _what_it_shows(shares: dict[str, float], means: dict[str, float] | None = No
             "The paper's claim is that act spreads the sensitivity out; on this network act's map keeps BP's "
             "shape (how concentrated it is) and changes only its level (the mean above)."
         )
-    else:
-        parts.append("This is the paper's claim: act spreads the sensitivity out, so the outputs hang on fewer weights.")
+    elif act is not None and bp > 0:
+        parts.append("This is the paper's claim: act spreads the sensitivity out, so the outputs do not hang on a few weights.")
     return " ".join(parts)
 
 

@@ -96,3 +96,15 @@ def test_tiny_fig4_stores_the_raw_maps(tmp_path: Path) -> None:
     for r in rows:
         assert float(r["shared_scale"]) == pytest.approx(float(r["sensitivity"]) / max(tops.values()), rel=1e-5)
     assert "## Fig. 4" in (out / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("act_share, words", [
+    (0.30, "our act map is more concentrated instead"),
+    (0.20, "act's map keeps BP's shape"),
+    (0.10, "This is the paper's claim: act spreads the sensitivity out"),
+])
+def test_the_sentence_follows_the_numbers(act_share: float, words: str) -> None:
+    text = fig4._what_it_shows({"BP": 0.2, "AxTrain-act": act_share}, {"BP": 1.0, "AxTrain-act": 1.5})
+    assert words in text
+    assert "AxTrain-act's map is brighter than BP's (mean sensitivity 1.50 x BP's)" in text
+    assert "paper's claim" not in fig4._what_it_shows({"BP": 0.2})  # no act map: nothing to say about act
