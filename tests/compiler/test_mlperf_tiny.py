@@ -10,6 +10,7 @@ on small maps.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -123,3 +124,36 @@ def test_resnet8_keeps_its_residual_branch_in_dram(tmp_path: Path) -> None:
 def test_full_size_matches_onnxruntime_on_1000_inputs(name: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
     path, bundle = _build(name, tmp_path)
     _compare(path, bundle, 1000, run_cli)
+
+
+@pytest.mark.parametrize("attribute,value,message", [
+    ("count_include_pad", 1, "attribute count_include_pad=1 is not supported"),
+    ("ceil_mode", 1, "attribute ceil_mode=1 is not supported"),
+    ("dilations", [2, 2], r"dilations \[2, 2\] are not supported"),
+])
+def test_what_is_still_out_is_refused_in_one_line(attribute: str, value: Any, message: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    net = mlperf_tiny.QdqNet("refused", [2, 8, 8], seed=0)
+    x = net.conv(net.x, 4, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
+    x = net.avgpool(x, (2, 2), (2, 2))
+    x = net.gemm(net.flatten(x), 64, 3, relu=False)
+    model = net.model(x, [3])
+    pool = next(node for node in model.graph.node if node.op_type == "AveragePool")
+    pool.attribute.append(onnx.helper.make_attribute(attribute, value))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    code, _, err = run_cli(["compile", path, "--out", tmp_path / "b"])
+    assert code == 2 and err.count("\n") == 1 and f"node '{pool.name}' (AveragePool)" in err, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_broadcasting_add_is_refused(tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    net = mlperf_tiny.QdqNet("broadcast", [2, 8, 8], seed=0)
+    a = net.conv(net.x, 4, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
+    b = net.conv(a, 4, (2, 2), strides=(2, 2), in_ch=4)
+    x = net.add(a, b)
+    x = net.gemm(net.flatten(x), 256, 3, relu=False)
+    path = tmp_path / "m.onnx"
+    onnx.save(net.model(x, [3]), path)
+    code, _, err = run_cli(["compile", path, "--out", tmp_path / "b"])
+    assert code == 2 and err.count("\n") == 1 and re.search(r"\(Add\): adds shapes \[4, 8, 8\] and \[4, 4, 4\]", err), err
