@@ -114,7 +114,9 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         e = np.arange(o["m"] * o["p"])
         addresses = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
         return (Writes("NB", addresses, state.nb[0, addresses].copy()),)
-    if op == "POOL":
+    if op == "ADD":
+        return (span("NB", state.nb[0], o["dst"], o["count"]),)
+    if op in ("POOL", "AVGPOOL"):
         oh, ow = pool_output_shape(o)
         count = o["c"] * oh * ow
         return (span("NB", state.nb[0], o["dst"], count),)

@@ -91,7 +91,7 @@ SMALL_NB = Architecture(neuron_buffer_bytes=4096)  # 2 Ki words: the twins spill
 TWINS: dict[str, tuple[dict[str, Any], Architecture, set[str]]] = {
     "resnet8": ({"width": 0.25, "size": 16}, DEFAULT_ARCH, {"ADD", "AVGPOOL"}),
     "ds_cnn": ({"width": 0.25}, DEFAULT_ARCH, {"AVGPOOL"}),
-    "mobilenet_v1": ({"width": 0.5, "size": 32}, SMALL_NB, {"AVGPOOL"}),
+    "mobilenet_v1": ({"width": 0.5, "size": 24}, SMALL_NB, {"AVGPOOL"}),
     "autoencoder": ({"width": 0.25}, DEFAULT_ARCH, set()),
     "cifar_cnn": ({"width": 0.25, "size": 16}, SMALL_NB, {"POOL"}),
     "mlp": ({"width": 0.125}, DEFAULT_ARCH, set()),
