@@ -17,6 +17,7 @@ from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.runtime.events import instruction_context
 from axtrain.runtime.simulator import simulate_fast, simulate_machine
 from axtrain.runtime.simulator_reference import simulate_reference, simulate_reference_batch
+from axtrain.runtime.timing import resident_loads
 
 CASES = [
     ("mlp", "default", None, None),
@@ -177,3 +178,18 @@ def test_cycles_do_not_depend_on_modes_or_voltages(bundle_factory) -> None:
     other = simulate_fast(bundle.program, bundle.arch, instruction_context(bundle.program, bundle.arch, bundle.layers, parse_mode("K1"), 0.4))
     assert base.cycles == other.cycles and base.cycles_by_op == other.cycles_by_op
     assert base.macs == other.macs and set(other.multiplies) == {"drum:1@8"}
+
+
+def test_a_load_that_another_overwrites_is_not_resident() -> None:
+    """Two LDWs into the same words (a streamed layer's staging region) run every inference; a LDB
+    whose words nothing else writes runs once per batch."""
+    program = parse_assembly("""
+        LDB bb=0 dram=0 count=2
+        LDW wb=0 dram=0 rows=1 cols=4 stride=4
+        LDW wb=2 dram=4 rows=1 cols=4 stride=4
+        END
+    """)
+    assert resident_loads(program) == frozenset({0})
+    fast = simulate_machine(program, HAND_ARCH, batch=4)
+    assert fast == simulate_reference_batch(program, HAND_ARCH, batch=4)
+    assert fast.total.instructions == {"LDB": 1, "LDW": 8, "END": 4}
