@@ -1,4 +1,4 @@
-"""Event counts of one inference: what the accelerator did, before any pricing (runtime/energy.py).
+"""Event counts of one inference or a batch: what the accelerator did, before any pricing (runtime/energy.py).
 
 Both cycle simulators (``simulator_reference`` steps the clock, ``simulator`` uses closed forms)
 return an :class:`Events`; the tests require them to be equal field by field. Counts do not depend
@@ -65,8 +65,8 @@ class Events:
     stall_cycles: int = 0  # PE array idle and no data on the bus (DRAM latency, dependencies)
     active_pe_cycles: int = 0  # sum over cycles of PEs doing a multiply-accumulate
     instructions: Counter[str] = field(default_factory=Counter)  # op -> executed instructions
-    cycles_by_op: Counter[str] = field(default_factory=Counter)  # op -> cycles spent in it
-    cycles_by_voltage: Counter[str] = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles
+    cycles_by_op: Counter[str] = field(default_factory=Counter)  # op -> cycles charged to it (runtime/timing.py)
+    cycles_by_voltage: Counter[str] = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles charged to it
     multiplies: Counter[str] = field(default_factory=Counter)  # "mode@bits" -> products
     additions: int = 0  # accumulator additions (one per product)
     partial_sum_additions: int = 0  # adder-tree additions of split dot products (synapse parallelism)
