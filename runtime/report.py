@@ -138,6 +138,15 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+def _cycle_split(events: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's line of the batch's cycles split (absent in a report without the split)."""
+    total = events.get("cycles", 0)
+    if not total or "compute_cycles" not in events:
+        return []
+    parts = ", ".join(f"{name} {100 * events[f'{name}_cycles'] / total:.1f} %" for name in ("compute", "transfer", "stall"))
+    return [("cycles", parts)]
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """A readable summary table of a report."""
     acc = report["accuracy"]
@@ -173,6 +182,7 @@ def format_summary(report: dict[str, Any]) -> str:
         ("  storage", f"{_si(en['storage_joules'], 'J')}  (DRAM {_si(storage.get('dram', 0.0), 'J')}, on-chip {_si(on_chip, 'J')})"),
         ("  leakage", _si(en["leakage_joules"], "J")),
         ("average power", _si(report["power_watts"], "W")),
+        *_cycle_split(report.get("events", {})),
         ("PE utilization", f"{100 * report['utilization']:.1f} %"),
     ]
     width = max(len(name) for name, _ in rows)
