@@ -97,3 +97,13 @@ def test_report_holds_the_per_layer_table(lenet: Bundle, tmp_path: Path, capsys:
     assert (tmp_path / "a.layers.csv").read_text() == per_layer_csv(rows, 100)
     conv2 = next(r for r in rows if r["name"] == "conv2")
     assert conv2["pe_utilization"] > 0.3 and conv2["cycles"]["compute"] == conv2["cycles"]["total"]  # weights resident: no waiting
+
+
+@pytest.mark.slow
+def test_reference_and_fast_agree_on_lenet_batches(lenet: Bundle) -> None:
+    """The default tier checks small networks (test_cycles.py); here LeNet-5 itself, batch 2, with
+    a DRUM override and NTV voltage (about a second of clock stepping per inference)."""
+    from axtrain.runtime.simulator_reference import simulate_reference_batch
+
+    context = instruction_context(lenet.program, lenet.arch, lenet.layers, parse_mode("drum:3"), 0.7)
+    assert simulate_reference_batch(lenet.program, lenet.arch, context, 2) == simulate_machine(lenet.program, lenet.arch, context, 2)
