@@ -238,6 +238,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
     counted = hit = 0
     missed: list[int] = []
     block_row = 0  # first output neuron of the current bias block (from LDB)
+    group_row = 0
     tile: dict[str, int] = {}
     for index, ins in enumerate(program):
         o = ins.operands()
@@ -252,6 +253,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             value = nonzero(bias[o["dram"] : o["dram"] + o["count"]])
             if record is not None and record["bias"] is not None:
                 block_row = o["dram"] - record["bias"]["dram"] - o["bb"]
+                group_row = o["dram"] - record["bias"]["dram"]  # a row of the loaded block: names a grouped conv's group
         elif op == "LDN" and li is not None:  # a map kept in DRAM loaded back (per layer map, not per band)
             value = any(nonzero(q_input if j < 0 else outputs[j]) for j in layers[li].source_layers(li))
         elif op == "STN" and li is not None:  # a spilled or kept map stored (per layer map)
@@ -261,7 +263,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
         elif op == "STN":
             value = nonzero(outputs[-1])
         elif op in ("DISTW", "DISTN", "MAC", "RELU", "REQ") and li is not None and layers[li].weight is not None:
-            x, acc = layer_data(li, block_row)
+            x, acc = layer_data(li, group_row)
             w2 = layers[li].weight.reshape(layers[li].weight.shape[0], -1)
             if op == "DISTN":
                 tile.update(p0=o["p0"], p=o["p"], k0=o["k0"], k=o["k"])

@@ -108,7 +108,10 @@ Transfer = tuple[str, int, int, int]  # ("LDN", nb, dram, count) or ("STN", dram
 
 @dataclass(frozen=True)
 class LayerPlacement:
-    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses.
+    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses, and its
+    weight-buffer and bias-buffer regions (``wb_base``, ``bb_base``; the mode table follows the bias
+    buffer). ``wb_slots`` 2: the layer's streamed weight blocks alternate between two regions of
+    ``wb_slot_words`` each (double buffering, docs/runtime.md "Weights resident").
 
     A *spilled* layer (its input and output maps do not fit the neuron buffer together) reads its
     input from activation DRAM at ``dram_input`` and writes its output there at ``dram_output``,
@@ -122,6 +125,10 @@ class LayerPlacement:
     bias_dram: int | None
     nb_input: int
     nb_output: int
+    wb_base: int = 0
+    bb_base: int = 0
+    wb_slots: int = 1
+    wb_slot_words: int = 0
     spilled: bool = False
     band_rows: int = 0
     dram_input: int | None = None

@@ -17,14 +17,19 @@
   it in the buffer), and it runs in bands of output rows, each band's input rows (with the window's
   halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A grouped
   convolution's bands are a group's channels. Bands hold as many rows as fit.
-- The weight buffer is staging space reused by every layer from word 0 (tile_schedule sized it).
+- Weight and bias buffers (:func:`buffer_regions`): layers whose whole weight matrix fits get their
+  own weight-buffer region, so the weights stay resident across the inferences of a batch (the
+  runtime loads a region nobody overwrites once per batch, docs/runtime.md); the other layers share
+  a staging region above them, split into two slots when two blocks fit (double buffering: the next
+  block loads while the PEs use the current one). Biases (and the mode table beside them) likewise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from axtrain.compiler.ir import Allocation, CompilerIR, LayerPlacement, Transfer
+from axtrain.compiler.ir import Allocation, CompilerIR, LayerPlacement, LayerSchedule, Transfer
 from axtrain.errors import ConfigError
 from axtrain.hwmodels.layers import QuantizedLayer
 
@@ -193,13 +198,13 @@ def allocate(ir: CompilerIR) -> CompilerIR:
             weight_offset += int(layer.weight.size)
             bias_offset += layer.out_features
         placements.append(LayerPlacement(
-            weight_dram, bias_dram, nb_in, nb_out, spill[index], band_rows, dram_input,
-            dram_output if index not in nb_at or spill[index] else None, tuple(before), tuple(after), nb_other,
+            weight_dram, bias_dram, nb_in, nb_out, spilled=spill[index], band_rows=band_rows, dram_input=dram_input,
+            dram_output=dram_output if index not in nb_at or spill[index] else None, before=tuple(before), after=tuple(after), nb_other=nb_other,
         ))
     last = placements[-1]
     output_dram = last.dram_output if last.dram_output is not None else out_dram
     allocation = Allocation(
-        layers=tuple(placements),
+        layers=buffer_regions(ir, tuple(placements)),
         weight_words=weight_offset,
         bias_words=bias_offset,
         input_dram=in_dram,
@@ -208,3 +213,61 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         nb_network_input=0,
     )
     return ir.update(allocation=allocation)
+
+
+def _weight_footprint(s: LayerSchedule) -> int:
+    """Weight-buffer words one LDW group of the layer occupies (the whole layer, a block or a chunk)."""
+    if s.weights_resident == "layer":
+        return s.m * s.k
+    if s.weights_resident == "block":
+        return s.m_tile * s.k
+    return s.m_tile * s.k_chunk
+
+
+def _resident(sizes: dict[int, int], streamed: dict[int, int], capacity: int) -> dict[int, int]:
+    """Bases of the layers given their own region: smallest first, while what is left still holds the
+    largest footprint of the layers that load into the shared staging region (decision 130)."""
+    bases: dict[int, int] = {}
+    used = 0
+    pending = dict(sizes)
+    for index in sorted(sizes, key=lambda i: (sizes[i], i)):
+        del pending[index]
+        staging = max([*pending.values(), *streamed.values(), 0])
+        if used + sizes[index] + staging <= capacity:
+            bases[index] = used
+            used += sizes[index]
+        else:
+            streamed[index] = sizes[index]
+    return bases
+
+
+def buffer_regions(ir: CompilerIR, placements: tuple[LayerPlacement, ...]) -> tuple[LayerPlacement, ...]:
+    """Weight- and bias-buffer regions of every compute layer (resident regions, then staging); an IR
+    without a schedule (the neuron-buffer layout alone) keeps word 0 for every layer."""
+    if ir.schedule is None:
+        return placements
+    arch = ir.arch
+    compute = {i: s for i, s in enumerate(ir.schedule) if s.kind == "compute"}
+    whole = {i: s.m * s.k for i, s in compute.items() if s.weights_resident == "layer"}
+    streamed = {i: _weight_footprint(s) for i, s in compute.items() if s.weights_resident != "layer"}
+    wb_bases = _resident(whole, streamed, arch.weight_buffer_words)
+    wb_staging = sum(whole[i] for i in wb_bases)
+    bias_whole = {i: s.m for i, s in compute.items() if s.bias_resident == "layer"}
+    bias_streamed = {i: s.m_tile for i, s in compute.items() if s.bias_resident != "layer"}
+    bb_bases = _resident(bias_whole, bias_streamed, arch.bias_buffer_words)
+    bb_staging = sum(bias_whole[i] for i in bb_bases)
+    out = []
+    for index, place in enumerate(placements):
+        if index in compute:
+            free = arch.weight_buffer_words - wb_staging
+            foot = streamed.get(index, 0)
+            slots = 2 if index not in wb_bases and compute[index].weights_resident != "layer" and 2 * foot <= free else 1
+            place = dataclasses.replace(
+                place,
+                wb_base=wb_bases.get(index, wb_staging),
+                bb_base=bb_bases.get(index, bb_staging if bias_streamed.get(index, 0) <= arch.bias_buffer_words - bb_staging else 0),
+                wb_slots=slots,
+                wb_slot_words=foot if slots == 2 else 0,
+            )
+        out.append(place)
+    return tuple(out)
