@@ -21,7 +21,7 @@ column ``nb_words`` is the padding word (reads of zero padding gather it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, ClassVar, Sequence, Union
+from typing import Any, Callable, ClassVar, Sequence, Union
 
 import numpy as np
 
@@ -229,7 +229,17 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarra
 
 
 def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
+    if codes.size and codes.min() == codes.max():  # one mode for the tile (the common case): no unique()
+        return ((int(codes[0]), np.arange(codes.size)),)
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
+
+
+def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
+    """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
+    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
+        view = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
+        return view.copy()
+    return words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]].copy()
 
 
 def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
@@ -258,10 +268,9 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     for index, ins in enumerate(program):
         o = ins.operands()
         op = ins.op
-        if op == "LDW":
-            row = np.arange(o["rows"])[:, None]
-            col = np.arange(o["cols"])[None, :]
-            wb_src[(o["wb"] + row * o["cols"] + col).ravel()] = (o["dram"] + row * o["stride"] + col).ravel()
+        if op == "LDW":  # a block of rows x cols words, written through a view (no index arrays)
+            block = wb_src[o["wb"] : o["wb"] + o["rows"] * o["cols"]].reshape(o["rows"], o["cols"])
+            np.add(o["dram"] + np.arange(o["rows"])[:, None] * o["stride"], np.arange(o["cols"])[None, :], out=block)
         elif op == "LDB":
             bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "MODE":
@@ -269,8 +278,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
-            rows = o["wb"] + np.arange(o["m"])[:, None] * o["stride"] + np.arange(o["k"])[None, :]
-            distw = (o["m"], o["p"], o["k"], wb_src[rows].copy())
+            distw = (o["m"], o["p"], o["k"], _strided_rows(wb_src, o["wb"], o["m"], o["stride"], o["k"]))
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
             offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
@@ -284,10 +292,12 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW", passes=("trace",))
             if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW", passes=("trace",))
-            codes = mt[o["mt"] : o["mt"] + m].copy()
-            codes_used.update(int(c) for c in np.unique(codes))
+            groups = _mac_groups(mt[o["mt"] : o["mt"] + m])
+            codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
-            steps.append(Mac(index, m, p, k, distw[3][:m, :k].copy(), bias_src, _mac_groups(codes)))
+            # The DISTW's own (fresh, never modified) array when the MAC takes all of it.
+            w_src = distw[3] if distw[3].shape == (m, k) else distw[3][:m, :k].copy()
+            steps.append(Mac(index, m, p, k, w_src, bias_src, groups))
         elif op == "RELU":
             steps.append(Relu(index, o["m"] * o["p"]))
         elif op == "REQ":
@@ -533,13 +543,14 @@ PASSES: tuple[tuple[str, PlanPass], ...] = (
 
 def run_plan_passes(plan: Plan, passes: tuple[tuple[str, PlanPass], ...] = PASSES) -> Plan:
     """Apply the passes in order, checking the plan after each; a fallen-back plan stops there."""
-    check_plan(plan)
+    memo: dict[tuple[Any, ...], Any] = {}  # checks of arrays a pass kept as they were are not repeated
+    check_plan(plan, memo)
     for name, plan_pass in passes:
         if not plan.fast:
             break
         plan = plan_pass(plan)
         plan = replace(plan, passes=(*plan.passes, name))
-        check_plan(plan)
+        check_plan(plan, memo)
     return plan
 
 
@@ -553,10 +564,15 @@ def build_plan(program: Sequence[Instruction], arch: Architecture) -> Plan:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_plan(plan: Plan) -> None:
+def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> None:
     """Check the invariants of ``plan`` at its stage (``plan.passes``); a PlanError names the first
     broken one. Every stage: indices in range, sizes consistent with the operands, MAC weights and mode
-    groups well formed, every strided view equal to its index array. After each pass, what it adds."""
+    groups well formed, every strided view equal to its index array. After each pass, what it adds.
+
+    ``memo`` (shared by the checks of one pipeline, :func:`run_plan_passes`) records the per-array
+    checks that passed, keyed by the array's identity and what was checked; it keeps the arrays
+    alive, so an identity is never reused while it holds them. Passes replace steps but keep the
+    arrays they do not change: without it, six checks of 784-4096-4096-10's plan took 0.8 s."""
     stage = plan.passes[-1] if plan.passes else "trace"
 
     def require(condition: bool, message: str) -> None:
@@ -569,17 +585,23 @@ def check_plan(plan: Plan) -> None:
     done = set(plan.passes)
     words = plan.nb_words
 
+    checked = {} if memo is None else memo  # (kind, id(array), what else was checked) -> the array
+
     def indices(what: str, idx: np.ndarray, size: int, pad: bool = False) -> None:
         require(idx.ndim == 1 and idx.size == size, f"{what}: {idx.size} indices, expected {size}")
         require(np.issubdtype(idx.dtype, np.integer), f"{what}: indices are not integers")
-        if idx.size:
+        key = ("range", id(idx), words, pad)
+        if idx.size and key not in checked:
             top = words if pad else words - 1
             require(int(idx.min()) >= 0 and int(idx.max()) <= top, f"{what}: index outside the {words} neuron-buffer words")
+            checked[key] = idx
 
     def view_matches(what: str, view: Pattern | None, idx: np.ndarray) -> None:
-        if view is not None:
+        key = ("view", id(idx), view)
+        if view is not None and key not in checked:
             base, shape, steps = view
             require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), f"{what}: strided view differs from its indices")
+            checked[key] = idx
 
     def write_targets(what: str, step: Write) -> None:
         target = written(step)
@@ -609,8 +631,11 @@ def check_plan(plan: Plan) -> None:
             require(step.m >= 1 and step.p >= 1 and step.k >= 1, f"{what}: empty tile")
             require(step.w_src.shape == (step.m, step.k), f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
             require(step.bias_src is None or step.bias_src.shape == (step.m,), f"{what}: bias sources are not one per row")
-            rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
-            require(np.array_equal(np.sort(rows), np.arange(step.m)), f"{what}: mode groups do not cover each row once")
+            key = ("groups", id(step.groups), step.m)
+            if key not in checked:
+                rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
+                require(np.array_equal(np.sort(rows), np.arange(step.m)), f"{what}: mode groups do not cover each row once")
+                checked[key] = step.groups
             require(all(code in codes for code, _ in step.groups), f"{what}: a mode code missing from the plan's codes")
             if "chain_accumulators" in done:
                 if step.bias_src is not None:
