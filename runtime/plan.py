@@ -237,9 +237,10 @@ def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
 def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
     """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
     if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        view = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
+        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
         return view.copy()
-    return words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]].copy()
+    gathered: np.ndarray = words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]]
+    return gathered.copy()
 
 
 def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
@@ -564,6 +565,16 @@ def build_plan(program: Sequence[Instruction], arch: Architecture) -> Plan:
 # ---------------------------------------------------------------------------------------------
 
 
+class _StepName:
+    """``step N (instruction I, Kind)``, formatted only when a message needs it."""
+
+    def __init__(self, number: int, step: Any) -> None:
+        self.number, self.step = number, step
+
+    def __str__(self) -> str:
+        return f"step {self.number} (instruction {self.step.index}, {type(self.step).__name__})"
+
+
 def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> None:
     """Check the invariants of ``plan`` at its stage (``plan.passes``); a PlanError names the first
     broken one. Every stage: indices in range, sizes consistent with the operands, MAC weights and mode
@@ -575,9 +586,11 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
     arrays they do not change: without it, six checks of 784-4096-4096-10's plan took 0.8 s."""
     stage = plan.passes[-1] if plan.passes else "trace"
 
-    def require(condition: bool, message: str) -> None:
+    def require(condition: bool, message: str | Callable[[], str]) -> None:
+        # Messages may be given as a callable: formatted only when a check fails (a plan of 2,662
+        # steps is checked six times; formatting every message every time cost more than the checks).
         if not condition:
-            raise PlanError(f"plan after {stage}: {message}")
+            raise PlanError(f"plan after {stage}: {message if isinstance(message, str) else message()}")
 
     if not plan.fast:
         require(bool(plan.reason), "a plan for the interpreter must say why")
@@ -587,35 +600,35 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
 
     checked = {} if memo is None else memo  # (kind, id(array), what else was checked) -> the array
 
-    def indices(what: str, idx: np.ndarray, size: int, pad: bool = False) -> None:
-        require(idx.ndim == 1 and idx.size == size, f"{what}: {idx.size} indices, expected {size}")
-        require(np.issubdtype(idx.dtype, np.integer), f"{what}: indices are not integers")
+    def indices(what: object, idx: np.ndarray, size: int, pad: bool = False) -> None:
+        require(idx.ndim == 1 and idx.size == size, lambda: f"{what}: {idx.size} indices, expected {size}")
+        require(np.issubdtype(idx.dtype, np.integer), lambda: f"{what}: indices are not integers")
         key = ("range", id(idx), words, pad)
         if idx.size and key not in checked:
             top = words if pad else words - 1
-            require(int(idx.min()) >= 0 and int(idx.max()) <= top, f"{what}: index outside the {words} neuron-buffer words")
+            require(int(idx.min()) >= 0 and int(idx.max()) <= top, lambda: f"{what}: index outside the {words} neuron-buffer words")
             checked[key] = idx
 
-    def view_matches(what: str, view: Pattern | None, idx: np.ndarray) -> None:
+    def view_matches(what: object, view: Pattern | None, idx: np.ndarray) -> None:
         key = ("view", id(idx), view)
         if view is not None and key not in checked:
             base, shape, steps = view
-            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), f"{what}: strided view differs from its indices")
+            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), lambda: f"{what}: strided view differs from its indices")
             checked[key] = idx
 
-    def write_targets(what: str, step: Write) -> None:
+    def write_targets(what: object, step: Write) -> None:
         target = written(step)
         if step.transform_sel is not None:
-            require(step.transform_any and step.transform_sel.size > 0, f"{what}: a transform selection without transformed words")
-            require(int(step.transform_sel.max()) < target.size and int(step.transform_sel.min()) >= 0, f"{what}: transform selection outside its words")
+            require(step.transform_any and step.transform_sel.size > 0, lambda: f"{what}: a transform selection without transformed words")
+            require(int(step.transform_sel.max()) < target.size and int(step.transform_sel.min()) >= 0, lambda: f"{what}: transform selection outside its words")
         if "mark_shared" in done:
-            require(not step.mirror or step.shared, f"{what}: only a shared write is mirrored")
+            require(not step.mirror or step.shared, lambda: f"{what}: only a shared write is mirrored")
 
     codes = set(plan.codes)
     chain = -1
     chain_layout: tuple[int, int] | None = None
     for number, step in enumerate(plan.steps):
-        what = f"step {number} (instruction {step.index}, {type(step).__name__})"
+        what = _StepName(number, step)
         if isinstance(step, Load):
             indices(what, step.idx, step.count)
             view_matches(what, step.view, step.idx)
@@ -624,41 +637,41 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             indices(what, step.idx, step.count if isinstance(step, Store) else step.idx.size)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Gather):
-            require(step.p >= 1 and step.k >= 1, f"{what}: empty tile")
+            require(step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
             indices(what, step.idx, step.p * step.k, pad=True)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Mac):
-            require(step.m >= 1 and step.p >= 1 and step.k >= 1, f"{what}: empty tile")
-            require(step.w_src.shape == (step.m, step.k), f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
-            require(step.bias_src is None or step.bias_src.shape == (step.m,), f"{what}: bias sources are not one per row")
+            require(step.m >= 1 and step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
+            require(step.w_src.shape == (step.m, step.k), lambda: f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
+            require(step.bias_src is None or step.bias_src.shape == (step.m,), lambda: f"{what}: bias sources are not one per row")
             key = ("groups", id(step.groups), step.m)
             if key not in checked:
                 rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
-                require(np.array_equal(np.sort(rows), np.arange(step.m)), f"{what}: mode groups do not cover each row once")
+                require(np.array_equal(np.sort(rows), np.arange(step.m)), lambda: f"{what}: mode groups do not cover each row once")
                 checked[key] = step.groups
-            require(all(code in codes for code, _ in step.groups), f"{what}: a mode code missing from the plan's codes")
+            require(all(code in codes for code, _ in step.groups), lambda: f"{what}: a mode code missing from the plan's codes")
             if "chain_accumulators" in done:
                 if step.bias_src is not None:
                     chain += 1
                     chain_layout = (step.m, step.p)
-                require(step.chain == chain and chain_layout == (step.m, step.p), f"{what}: chain {step.chain}, expected {chain} on one tile shape")
+                require(step.chain == chain and chain_layout == (step.m, step.p), lambda: f"{what}: chain {step.chain}, expected {chain} on one tile shape")
             if step.fused is not None:
                 heads = [plan.steps[n] for n in step.fused.macs]
-                require(step.fused.macs[0] == number, f"{what}: a fused chain's first MAC is its head")
-                require(all(isinstance(h, Mac) and h.chain == step.chain for h in heads), f"{what}: fused steps are MACs of its chain")
-                require(all(isinstance(h, Mac) and h.fused_into == number for h in heads[1:]), f"{what}: fused MACs point at their head")
-                require(step.fused.k == sum(h.k for h in heads if isinstance(h, Mac)), f"{what}: fused depth is not the sum of its MACs'")
-                require(0 <= step.fused.start and step.fused.start + step.fused.k <= words, f"{what}: fused words outside the neuron buffer")
+                require(step.fused.macs[0] == number, lambda: f"{what}: a fused chain's first MAC is its head")
+                require(all(isinstance(h, Mac) and h.chain == step.chain for h in heads), lambda: f"{what}: fused steps are MACs of its chain")
+                require(all(isinstance(h, Mac) and h.fused_into == number for h in heads[1:]), lambda: f"{what}: fused MACs point at their head")
+                require(step.fused.k == sum(h.k for h in heads if isinstance(h, Mac)), lambda: f"{what}: fused depth is not the sum of its MACs'")
+                require(0 <= step.fused.start and step.fused.start + step.fused.k <= words, lambda: f"{what}: fused words outside the neuron buffer")
             if step.fused_into is not None:
                 head = plan.steps[step.fused_into] if 0 <= step.fused_into < len(plan.steps) else None
-                require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, f"{what}: fused into a step that is not its chain's head")
+                require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, lambda: f"{what}: fused into a step that is not its chain's head")
         elif isinstance(step, (Relu, Requantize)):
-            require(step.count >= 1, f"{what}: empty tile")
+            require(step.count >= 1, lambda: f"{what}: empty tile")
             if "chain_accumulators" in done:
-                require(step.layout is not None and step.layout[0] * step.layout[1] == step.count, f"{what}: layout does not cover its {step.count} accumulators")
+                require(step.layout is not None and step.layout[0] * step.layout[1] == step.count, lambda: f"{what}: layout does not cover its {step.count} accumulators")
             if isinstance(step, Requantize):
                 indices(what, step.idx, step.count)
-                require(step.qmin < step.qmax, f"{what}: empty saturation range")
+                require(step.qmin < step.qmax, lambda: f"{what}: empty saturation range")
                 view_matches(what, step.view, step.idx)
                 write_targets(what, step)
         elif isinstance(step, Pool):
@@ -669,7 +682,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             view_matches(what, step.dst_view, step.dst)
             write_targets(what, step)
         else:
-            require(False, f"step {number}: {type(step).__name__} is not a plan step")
+            require(False, lambda: f"step {number}: {type(step).__name__} is not a plan step")
     if "mark_shared" in done:
         zero = plan.zero_rows
         require(zero.size > 0 and int(zero.max()) == words and int(zero.min()) >= 0, "zero rows must include the padding word and stay in range")

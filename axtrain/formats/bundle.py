@@ -481,7 +481,14 @@ def _int64_bytes(words: np.ndarray) -> memoryview:
 
 
 def bundle_content_sha256(bundle: "Bundle") -> str:
-    """:func:`content_sha256` of a loaded bundle (any format version)."""
+    """:func:`content_sha256` of a loaded bundle (any format version).
+
+    The hash :func:`load_bundle` verified is remembered on the bundle it returned (its images are
+    read-only, its other fields immutable references), so a report does not hash 160 MB again; a
+    bundle made from it with other contents (``dataclasses.replace``) is a new object and is hashed."""
+    remembered = bundle.__dict__.get("_verified_content")
+    if remembered is not None and remembered[0] == _content_key(bundle):
+        return str(remembered[1])
     return content_sha256(
         bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest.model_dump(mode="json"),
         [layer.model_dump(mode="json") for layer in bundle.layers],
@@ -705,7 +712,20 @@ def load_bundle(path: str | Path) -> Bundle:
     bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
     if manifest.format_version != "1":
         _check_v1_1(bundle, content.result() if content is not None else None)
+        _remember_content(bundle, bundle.manifest.content_sha256 or "")
     return bundle
+
+
+def _content_key(bundle: "Bundle") -> tuple[int, ...]:
+    """The identities of what the content hash reads (held by the bundle, so never reused while it lives)."""
+    return tuple(id(value) for value in (bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest, bundle.layers))
+
+
+def _remember_content(bundle: "Bundle", digest: str) -> None:
+    """Record the verified content hash on ``bundle`` (a frozen dataclass: set beside its fields)."""
+    bundle.weights.flags.writeable = False  # the remembered hash stays true: the images cannot change
+    bundle.bias.flags.writeable = False
+    object.__setattr__(bundle, "_verified_content", (_content_key(bundle), digest))
 
 
 class _Background:
