@@ -627,7 +627,10 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
     codes = set(plan.codes)
     chain = -1
     chain_layout: tuple[int, int] | None = None
-    for number, step in enumerate(plan.steps):
+
+    def check_step(number: int, step: Step) -> None:
+        # One function per step, so that the lazy messages close over its own arguments.
+        nonlocal chain, chain_layout
         what = _StepName(number, step)
         if isinstance(step, Load):
             indices(what, step.idx, step.count)
@@ -683,6 +686,9 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             write_targets(what, step)
         else:
             require(False, lambda: f"step {number}: {type(step).__name__} is not a plan step")
+
+    for number, step in enumerate(plan.steps):
+        check_step(number, step)
     if "mark_shared" in done:
         zero = plan.zero_rows
         require(zero.size > 0 and int(zero.max()) == words and int(zero.min()) >= 0, "zero rows must include the padding word and stay in range")
