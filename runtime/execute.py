@@ -106,7 +106,7 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
     transformed: dict[int, np.ndarray] = {}
     for code in plan.codes:
         image = images if code == 0 else drum_transform(images, code)
-        top = float(np.abs(image).max(initial=0))
+        top = max(float(image.max(initial=0)), -float(image.min(initial=0)))  # max |word| without an |image| temporary
         # Weight words are at most 32 bits: exact in float64; in float32 when below 2**24.
         exact = np.empty((runs, image.shape[1] + 1), dtype=np.float32 if top < F32_EXACT else np.float64)
         exact[:, :-1] = image
@@ -129,20 +129,27 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
         part_max = np.zeros(len(parts))  # per MAC of the chain: max |w| over its mode groups
         group = []
         for code, rows in mac.groups:
-            src = np.concatenate([part.w_src[rows] for part in parts], axis=1) if len(parts) > 1 else mac.w_src[rows]  # [rows, K]
             image = transformed[code]
-            if mac.shared_input:  # one GEMM for all runs: W as [K, runs*rows]
-                w = image[0][src.T] if runs == 1 else np.ascontiguousarray(image[:, src.T].transpose(1, 0, 2)).reshape(src.shape[1], -1)
-                k_axis = 0
-            else:
-                w = image[:, src]  # [runs, rows, K]
-                k_axis = 2
-            maxima = np.zeros(len(parts))
-            if w.size:  # max |w| of each MAC's k-range of the tile
-                per_part = np.moveaxis(np.maximum.reduceat(np.abs(w), cuts[:-1], axis=k_axis), k_axis, 0)
-                maxima = per_part.reshape(len(parts), -1).max(axis=1)
-            part_max = np.maximum(part_max, maxima)
-            group.append(WeightTile(code, rows, w, float(maxima.max(initial=0))))
+            every = rows.size == mac.m  # the tile's rows are all of them: index the sources as they are
+            # Each MAC's sources are gathered straight into its k-range of the tile (no concatenated
+            # index array): a shared-input tile (one GEMM for all runs) as W [K, runs*rows].
+            w = np.empty((int(cuts[-1]), runs * rows.size) if mac.shared_input else (runs, rows.size, int(cuts[-1])), dtype=image.dtype)
+            tile_max = 0.0
+            for i, part in enumerate(parts):
+                src = part.w_src if every else part.w_src[rows]
+                if mac.shared_input:
+                    block = w[cuts[i] : cuts[i + 1]]
+                    if runs == 1:
+                        np.take(image[0], src.T, out=block)
+                    else:
+                        block[...] = image[:, src.T].transpose(1, 0, 2).reshape(part.k, -1)
+                else:
+                    block = w[:, :, cuts[i] : cuts[i + 1]]
+                    block[...] = image[:, src]
+                if block.size:
+                    top = max(float(block.max()), -float(block.min()))
+                    part_max[i], tile_max = max(part_max[i], top), max(tile_max, top)
+            group.append(WeightTile(code, rows, w, tile_max))
         tiles[number] = group
         for part, top in zip(parts, part_max, strict=True):
             wbound[mac.chain] = wbound.get(mac.chain, 0.0) + part.k * float(top)
