@@ -372,10 +372,15 @@ def run_plan(
                 gathered[code] = np.take(buffer, step.idx, axis=-2).reshape(*buffer.shape[:-2], *shape)
         gathered_bound = dict(amax)
 
-    def requantize(step: Requantize) -> None:
+    # A RELU right before the REQ of its tile is folded into the REQ's saturation: scaling by a power
+    # of two and rint keep the sign and map 0 to 0, so clip(rint(max(a, 0) * s), lo, hi) equals
+    # clip(rint(a * s), max(lo, 0), hi) (same integers, one pass less over the accumulators).
+    folded = {number for number, step in enumerate(plan.steps[:-1]) if isinstance(step, Relu) and isinstance(plan.steps[number + 1], Requantize)}
+
+    def requantize(step: Requantize, after_relu: bool) -> None:
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
         np.rint(acc, out=acc)
-        np.clip(acc, step.qmin, step.qmax, out=acc)
+        np.clip(acc, max(step.qmin, 0) if after_relu else step.qmin, step.qmax, out=acc)
         out = acc.astype(dtype, copy=False).reshape(runs, -1, n)
         write(step, out, float(max(-step.qmin, step.qmax)), step.view, False)
 
@@ -405,9 +410,10 @@ def run_plan(
         elif isinstance(step, Gather):
             gather(step)
         elif isinstance(step, Relu):
-            np.maximum(acc, 0, out=acc)
+            if number not in folded:
+                np.maximum(acc, 0, out=acc)
         elif isinstance(step, Requantize):
-            requantize(step)
+            requantize(step, number - 1 in folded)
         elif isinstance(step, Load):
             values = np.ascontiguousarray(dram_a[:, step.dram : step.dram + step.count].T, dtype=dtype)
             write(step, values, float(np.abs(values).max(initial=0)), step.view, True)
