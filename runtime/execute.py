@@ -131,6 +131,14 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
         for code, rows in mac.groups:
             image = transformed[code]
             every = rows.size == mac.m  # the tile's rows are all of them: index the sources as they are
+            view = _image_view(image[0], parts, cuts) if runs == 1 and every else None
+            if view is not None:  # the tile is a block of the image: no gather, BLAS reads it in place
+                top = max(float(view.max()), -float(view.min())) if view.size else 0.0
+                for i in range(len(parts)):
+                    block = view[:, cuts[i] : cuts[i + 1]]
+                    part_max[i] = max(part_max[i], max(float(block.max()), -float(block.min())) if block.size else 0.0)
+                group.append(WeightTile(code, rows, view.T if mac.shared_input else view[None], top))
+                continue
             # Each MAC's sources are gathered straight into its k-range of the tile (no concatenated
             # index array): a shared-input tile (one GEMM for all runs) as W [K, runs*rows].
             w = np.empty((int(cuts[-1]), runs * rows.size) if mac.shared_input else (runs, rows.size, int(cuts[-1])), dtype=image.dtype)
@@ -154,6 +162,26 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
         for part, top in zip(parts, part_max, strict=True):
             wbound[mac.chain] = wbound.get(mac.chain, 0.0) + part.k * float(top)
     return PreparedWeights(runs, tiles, biases, wbound, bbound)
+
+
+def _image_view(image: np.ndarray, parts: Sequence[Mac], cuts: np.ndarray) -> np.ndarray | None:
+    """The tile ``[rows, K]`` of a chain's MACs (sources side by side) as a read-only view of
+    ``image`` when the sources are one block of it (``base + row * stride + column``, as the compiler
+    lays out a dense layer's weights), else None. Checked word for word against the sources."""
+    first = parts[0].w_src
+    rows, total = first.shape[0], int(cuts[-1])
+    if rows == 0 or total == 0 or first[0, 0] < 0:
+        return None
+    base = int(first[0, 0])
+    stride = int(first[1, 0]) - base if rows > 1 else total
+    if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
+        return None
+    offsets = np.arange(rows)[:, None] * stride
+    for i, part in enumerate(parts):
+        if not np.array_equal(part.w_src, base + int(cuts[i]) + offsets + np.arange(part.k)[None, :]):
+            return None
+    view: np.ndarray = np.lib.stride_tricks.as_strided(image[base:], (rows, total), (stride * image.strides[0], image.strides[0]), writeable=False)
+    return view
 
 
 def _transform_values(values: np.ndarray, code: int, bound: float) -> np.ndarray:
