@@ -86,7 +86,9 @@ def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
 def quantize_real(x: torch.Tensor, fmt: FixedPointFormat) -> torch.Tensor:
     """``dequantize(quantize(x, fmt))`` in ``x``'s dtype: scale by ``2**f`` (exact), round half to even, saturate."""
     scale = math.ldexp(1.0, fmt.frac)
-    return torch.clamp(torch.round(x * scale), fmt.qmin, fmt.qmax) * (1.0 / scale)
+    # The same three operations in place on one temporary: fewer fresh pages per training step.
+    q = x * scale
+    return q.round_().clamp_(fmt.qmin, fmt.qmax).mul_(1.0 / scale)
 
 
 def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
@@ -240,7 +242,7 @@ def _weight_pipeline(
     scale = math.ldexp(1.0, fmt.frac)
 
     def pipeline(value: torch.Tensor) -> torch.Tensor:
-        q = torch.clamp(torch.round(value.to(dtype) * scale), fmt.qmin, fmt.qmax)
+        q = (value.to(dtype) * scale).round_().clamp_(fmt.qmin, fmt.qmax)  # one temporary, in place
         if masks is not None:
             q = flip_bits(q, masks.to(q.device), fmt.bits)
         return transform_real(q, mode, 0) * (1.0 / scale)
