@@ -40,6 +40,19 @@ def test_fast_drum_equals_the_reference_on_every_16bit_value(dtype: torch.dtype,
         assert _same_bits(drum_transform(values, k, frac), drum_transform_reference(values, k, frac)), k
 
 
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_fast_drum_blocked_path_equals_the_reference(k: int) -> None:
+    """Above emulation._WHOLE elements the transform runs block by block (an odd tail included),
+    below it in one piece; both equal the definition bit for bit, and an empty tensor stays empty."""
+    values = torch.arange(-(2**15), 2**15, dtype=torch.float32).repeat(7)[: 3 * emulation._WHOLE + 6] * 2.0**-3
+    assert values.numel() > emulation._WHOLE and values.numel() % emulation._BLOCK != 0
+    grid = values.reshape(-1, 6)
+    assert _same_bits(drum_transform(grid, k, 3), drum_transform_reference(grid, k, 3))
+    assert _same_bits(drum_transform(grid[:100], k, 3), drum_transform_reference(grid[:100], k, 3))
+    empty = torch.zeros(0, 4)
+    assert drum_transform(empty, k, 3).shape == (0, 4)
+
+
 def test_fast_drum_passes_everything_when_the_threshold_overflows() -> None:
     values = torch.tensor([0.0, -0.0, 3.0, -5.0, 1e30], dtype=torch.float32)
     assert _same_bits(drum_transform(values, 4, -126), drum_transform_reference(values, 4, -126))
