@@ -5,7 +5,8 @@ breakdown. Categories (docs/runtime.md):
 
 * compute: multipliers (per mode and operand width, ``TechnologyTable.multiplier_energy``) and
   adders (accumulator additions at ``accumulator_bits``; ReLU/max-pool comparisons and requantising
-  shifts priced as adds at the neuron word width);
+  shifts priced as adds at the neuron word width); ``adder_tree``: the partial-sum additions of dot
+  products split over several PEs (synapse parallelism), at ``accumulator_bits``;
 * storage: weight buffer (SRAM, dynamic energy ~V^2 at the weight-SRAM voltage of each access),
   neuron buffer (SRAM, nominal), bias buffer (register file), PE weight and neuron local memories,
   DRAM bytes;
@@ -64,6 +65,14 @@ class EnergyBreakdown:
     def power_watts(self) -> float:
         return self.total_joules / self.seconds if self.seconds > 0 else 0.0
 
+    def scaled(self, factor: float) -> "EnergyBreakdown":
+        """Every joule and the seconds times ``factor`` (a batch's breakdown per inference: 1 / batch)."""
+
+        def times(parts: dict[str, float]) -> dict[str, float]:
+            return {k: v * factor for k, v in parts.items()}
+
+        return EnergyBreakdown(times(self.compute), times(self.storage), times(self.leakage), self.seconds * factor, self.utilization)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "joules_per_inference": self.total_joules,
@@ -108,6 +117,8 @@ def price(events: Events, tech: TechnologyTable, arch: Architecture) -> EnergyBr
     # The table's adder is linear in width and defined up to 32 bits; the accumulator may be wider.
     per_bit = tech.adder_energy(32) / 32
     compute["adders"] = per_bit * (events.additions * arch.accumulator_bits + (events.comparisons + events.requantizations) * arch.neuron_word_bits)
+    if events.partial_sum_additions:
+        compute["adder_tree"] = per_bit * events.partial_sum_additions * arch.accumulator_bits
     storage: dict[str, float] = {}
     for counter, is_read in ((events.reads, True), (events.writes, False)):
         for key, words in counter.items():
