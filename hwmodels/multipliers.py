@@ -137,6 +137,34 @@ def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
     return _drum_arithmetic(values, k)
 
 
+_FLOAT_BITS = {np.dtype(np.float32): (np.uint32, 24), np.dtype(np.float64): (np.uint64, 53)}
+
+
+def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
+    """DRUM(k) of integer-valued float32 or float64 values, same dtype, computed on the bit pattern.
+
+    The same integers as :func:`drum_transform` for integers of magnitude below ``2**24`` (float32)
+    or ``2**53`` (float64), where every such integer is exact: the leading one is the implicit bit,
+    so keeping the top ``k`` bits of a magnitude of bit length above ``k`` and forcing the lowest
+    kept one to 1 is clearing the mantissa bits below significance ``p - k`` (``p`` = 24 or 53) and
+    setting the bit there; the sign bit is untouched (``-kept`` for negatives). Magnitudes below
+    ``2**k`` are kept as they are. Two integer passes and a select, about twice as fast as a table
+    lookup on 8-bit activations (the fast executor transforms every word a DISTN reads).
+    """
+    if values.dtype not in _FLOAT_BITS:
+        raise HardwareModelError(f"drum_transform_float: expected float32 or float64 values, got {values.dtype}")
+    word, precision = _FLOAT_BITS[values.dtype]
+    if not 1 <= k < precision:
+        raise HardwareModelError(f"drum_transform_float: k={k} outside 1..{precision - 1}")
+    values = np.ascontiguousarray(values)
+    shift = precision - k
+    out = values.view(word) & word(~((1 << shift) - 1) & np.iinfo(word).max)
+    out |= word(1 << shift)
+    result: np.ndarray = out.view(values.dtype)
+    np.copyto(result, values, where=np.abs(values) < values.dtype.type(1 << k))  # bit length <= k: unchanged
+    return result
+
+
 def transform_operand(values: np.ndarray, mode: MultiplierMode | str) -> np.ndarray:
     """The operand as ``mode``'s multiplier sees it (identity for exact)."""
     k = parse_mode(mode).k
