@@ -147,7 +147,7 @@ def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
     or ``2**53`` (float64), where every such integer is exact: the leading one is the implicit bit,
     so keeping the top ``k`` bits of a magnitude of bit length above ``k`` and forcing the lowest
     kept one to 1 is clearing the mantissa bits below significance ``p - k`` (``p`` = 24 or 53) and
-    setting the bit there; the sign bit is untouched (``-kept`` for negatives). Magnitudes below
+    setting the bit there (for ``k = 1`` that bit is the implicit one); the sign bit is untouched (``-kept`` for negatives). Magnitudes below
     ``2**k`` are kept as they are. Two integer passes and a select, about twice as fast as a table
     lookup on 8-bit activations (the fast executor transforms every word a DISTN reads).
     """
@@ -159,7 +159,8 @@ def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
     values = np.ascontiguousarray(values)
     shift = precision - k
     out = values.view(word) & word(~((1 << shift) - 1) & np.iinfo(word).max)
-    out |= word(1 << shift)
+    if k > 1:  # for k = 1 the lowest kept bit is the implicit leading one, already set
+        out |= word(1 << shift)
     result: np.ndarray = out.view(values.dtype)
     np.copyto(result, values, where=np.abs(values) < values.dtype.type(1 << k))  # bit length <= k: unchanged
     return result

@@ -11,6 +11,7 @@ from axtrain.hwmodels.multipliers import (
     MultiplierMode,
     drum_operand_reference,
     drum_transform,
+    drum_transform_float,
     matmul,
     multiply,
     multiply_reference,
@@ -104,3 +105,34 @@ def test_drum1_is_drum2_over_1_5_per_operand_from_magnitude_3() -> None:
             assert 2 * drum(a, 2) == 3 * drum(a, 1), a
         else:
             assert drum(a, 1) == drum(a, 2) == a
+
+
+@pytest.mark.parametrize("k", range(1, 17))
+def test_drum_transform_float_matches_the_integer_transform(k: int) -> None:
+    """The bit-pattern transform of integer-valued floats is drum_transform's integers: every value
+    of 18 bits, and random ones up to float32's and float64's exact-integer limits (2**24, 2**53)."""
+    rng = np.random.default_rng(k)
+    small = np.arange(-(1 << 17), (1 << 17) + 1, dtype=np.int64)
+    wide32 = np.concatenate([small, rng.integers(-(1 << 24) + 1, 1 << 24, 20000), [(1 << 24) - 1, -(1 << 24) + 1, 1 << k, -(1 << k), (1 << k) - 1]])
+    got32 = drum_transform_float(wide32.astype(np.float32), k)
+    assert got32.dtype == np.float32
+    np.testing.assert_array_equal(got32.astype(np.int64), drum_transform(wide32, k))
+    wide64 = np.concatenate([wide32, rng.integers(-(1 << 53) + 1, 1 << 53, 20000), [(1 << 53) - 1, -(1 << 53) + 1]])
+    got64 = drum_transform_float(wide64.astype(np.float64), k)
+    assert got64.dtype == np.float64
+    np.testing.assert_array_equal(got64.astype(np.int64), drum_transform(wide64, k))
+
+
+def test_drum_transform_float_leaves_a_strided_input_alone() -> None:
+    values = np.arange(-300, 300, dtype=np.float32).reshape(20, 30)[:, ::3]
+    before = values.copy()
+    got = drum_transform_float(values, 2)
+    np.testing.assert_array_equal(values, before)
+    np.testing.assert_array_equal(got.astype(np.int64), drum_transform(before.astype(np.int64), 2))
+
+
+def test_drum_transform_float_rejects_what_it_cannot_represent() -> None:
+    with pytest.raises(HardwareModelError, match="float32 or float64"):
+        drum_transform_float(np.arange(4), 2)
+    with pytest.raises(HardwareModelError, match="outside 1..23"):
+        drum_transform_float(np.arange(4, dtype=np.float32), 24)

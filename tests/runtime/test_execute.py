@@ -14,7 +14,9 @@ from axtrain.formats.isa import parse_assembly
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import parse_mode
-from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs
+from axtrain.hwmodels.pooling import residual_add
+from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs, residual_sum
+from axtrain.runtime.plan import Add
 from axtrain.runtime.faults import fault_regions, run_image
 from axtrain.runtime.interpreter import run_program
 from axtrain.runtime.simulation import simulate
@@ -179,3 +181,18 @@ def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, r
             checked += 1
         bound[mac.chain] = bound.get(mac.chain, 0.0) + mac.k * per_mac
     assert checked and bound == prepared.chain_weight_bound
+
+
+@pytest.mark.parametrize(("sa", "sb", "shift", "relu", "bound"), [(0, 2, 3, True, 128.0), (0, 3, 4, False, 128.0), (1, 0, 0, True, 128.0), (0, 0, -2, False, 128.0), (4, 7, 9, False, 32768.0), (0, 9, 5, True, 32768.0)])
+def test_residual_sum_equals_residual_add(sa: int, sb: int, shift: int, relu: bool, bound: float) -> None:
+    """The executor's ADD (float32 where provably exact, float64 otherwise: the last two cases)
+    gives hwmodels.pooling.residual_add's integers, ties and saturation included."""
+    rng = np.random.default_rng([sa, sb, shift + 10])
+    top = int(bound)
+    a = rng.integers(-top, top + 1, (64, 50))
+    b = rng.integers(-top, top + 1, (64, 50))
+    a[0, :4], b[0, :4] = [-top, top, 0, 1], [-top, top, 1, 0]
+    step = Add(index=0, a=np.zeros(0, np.int64), b=np.zeros(0, np.int64), dst=np.zeros(0, np.int64), sa=sa, sb=sb, shift=shift, qmin=-128, qmax=127, relu=relu)
+    got = residual_sum(a.astype(np.float32), b.astype(np.float32)[:, ::1], step, bound)
+    assert got.dtype == (np.float32 if bound * (2**sa + 2**sb) < 2**24 else np.float64)
+    np.testing.assert_array_equal(got.astype(np.int64), residual_add(a, b, sa, sb, shift, FixedPointFormat(8, 0), relu))
