@@ -147,9 +147,10 @@ def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
     or ``2**53`` (float64), where every such integer is exact: the leading one is the implicit bit,
     so keeping the top ``k`` bits of a magnitude of bit length above ``k`` and forcing the lowest
     kept one to 1 is clearing the mantissa bits below significance ``p - k`` (``p`` = 24 or 53) and
-    setting the bit there (for ``k = 1`` that bit is the implicit one); the sign bit is untouched (``-kept`` for negatives). Magnitudes below
-    ``2**k`` are kept as they are. Two integer passes and a select, about twice as fast as a table
-    lookup on 8-bit activations (the fast executor transforms every word a DISTN reads).
+    setting the bit there (for ``k = 1`` that bit is the implicit one); the sign bit is untouched
+    (``-kept`` for negatives). Magnitudes below ``2**k`` are kept as they are. A few elementwise
+    passes, 2-3x faster than a table lookup on 8-bit activations (the fast executor transforms
+    every word a DISTN reads).
     """
     if values.dtype not in _FLOAT_BITS:
         raise HardwareModelError(f"drum_transform_float: expected float32 or float64 values, got {values.dtype}")
@@ -158,11 +159,12 @@ def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
         raise HardwareModelError(f"drum_transform_float: k={k} outside 1..{precision - 1}")
     values = np.ascontiguousarray(values)
     shift = precision - k
+    # Below 2**k the cleared bits are zero already: only the set bit depends on the magnitude (a
+    # boolean times the bit, cheaper than a masked copy).
     out = values.view(word) & word(~((1 << shift) - 1) & np.iinfo(word).max)
     if k > 1:  # for k = 1 the lowest kept bit is the implicit leading one, already set
-        out |= word(1 << shift)
+        out |= np.multiply(np.abs(values) >= values.dtype.type(1 << k), word(1 << shift), dtype=word)
     result: np.ndarray = out.view(values.dtype)
-    np.copyto(result, values, where=np.abs(values) < values.dtype.type(1 << k))  # bit length <= k: unchanged
     return result
 
 

@@ -369,7 +369,10 @@ def run_plan(
             for code in codes[1:]:
                 transformed = _transform_values(sub_values, code, bound)
                 for buffers in places:
-                    buffers[code][..., sub_target, :] = transformed
+                    if sel is None:  # the same words as the values: through their strided view when affine
+                        put(buffers, code, target, pattern, transformed)
+                    else:
+                        buffers[code][..., sub_target, :] = transformed
                 amax[code] = max(amax[code], _transformed_bound(bound, code))
 
     def mac(number: int, step: Mac) -> None:
