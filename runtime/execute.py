@@ -359,21 +359,20 @@ def run_plan(
         ``step`` writes, and their DRUM transforms where a DISTN reads them."""
         target = written(step)
         places: list[dict[int, np.ndarray]] = [shared_nb, per_run] if shared and step.mirror else [shared_nb] if shared else [per_run]
+        # The transforms are taken before anything is stored: ``values`` may be a view of words the
+        # stores overwrite (a COPY), and so needs no copy of its own.
+        sel = step.transform_sel
+        transformed = {code: _transform_values(values if sel is None else values[..., sel, :], code, bound) for code in codes[1:]} if step.transform_any else {}
         for buffers in places:
             put(buffers, 0, target, pattern, values)
         amax[0] = max(amax[0], bound)
-        if step.transform_any:
-            sel = step.transform_sel
-            sub_target = target if sel is None else target[sel]
-            sub_values = values if sel is None else values[..., sel, :]
-            for code in codes[1:]:
-                transformed = _transform_values(sub_values, code, bound)
-                for buffers in places:
-                    if sel is None:  # the same words as the values: through their strided view when affine
-                        put(buffers, code, target, pattern, transformed)
-                    else:
-                        buffers[code][..., sub_target, :] = transformed
-                amax[code] = max(amax[code], _transformed_bound(bound, code))
+        for code, words in transformed.items():
+            for buffers in places:
+                if sel is None:  # the same words as the values: through their strided view when affine
+                    put(buffers, code, target, pattern, words)
+                else:
+                    buffers[code][..., target[sel], :] = words
+            amax[code] = max(amax[code], _transformed_bound(bound, code))
 
     def mac(number: int, step: Mac) -> None:
         nonlocal acc, check_overflow, gathered, gathered_shared
@@ -480,10 +479,11 @@ def run_plan(
 
     def copy(step: Copy) -> None:
         source = shared_nb[0] if step.shared else per_run[0]
+        # A view, no copy, when the words are stored once: write() transforms them before it stores
+        # anything, and numpy's assignment copes with overlapping source and target words. Stored
+        # twice (shared and mirrored), the second store must not read words the first overwrote.
         values = _read(source, step.src, step.src_view)
-        # Without transforms, write() only assigns (numpy copes with overlapping source and target);
-        # with them it reads the values again after the assignment, so they must be a copy.
-        write(step, np.array(values) if step.transform_any else values, amax[0], step.dst_view, step.shared)
+        write(step, np.array(values) if step.shared and step.mirror else values, amax[0], step.dst_view, step.shared)
 
     def read_out(step: Store | Sync) -> np.ndarray:
         source = shared_nb[0] if step.shared else per_run[0]
