@@ -119,6 +119,29 @@ def test_resnet8_keeps_its_residual_branch_in_dram(tmp_path: Path) -> None:
     assert bundle.program[first_add].op == "LDN"
 
 
+@pytest.mark.parametrize("mode", ["drum:1", "drum:2", "drum:5"])
+def test_resnet8_twin_under_drum_and_ntv_faults_matches_the_interpreter(mode: str, tmp_path: Path) -> None:
+    """The fast executor's DRUM paths on ResNet-8's shape (transformed words written by REQ, ADD and
+    the residual branch's COPY, issue 16's benchmark row) give the interpreter's activation DRAM on
+    a faulty 0.66 V weight image, word for word."""
+    from axtrain.runtime.faults import fault_regions, run_image
+    from axtrain.runtime.overrides import Overrides, bundle_plan
+
+    _, bundle = _build("resnet8", tmp_path, width=0.25, size=16)
+    plan = bundle_plan(bundle, Overrides.parse(mode, 0.66))
+    image = run_image(bundle.weights, tuple(fault_regions(plan.layers)), 0, 0)
+    assert not np.array_equal(image, bundle.weights)  # the faults flipped bits: the image differs
+    x = _inputs(bundle, 3)
+    dram = place_inputs(x, bundle.manifest.input.format, bundle.manifest.input.dram, bundle.manifest.activation_words)
+    fast = FastExecutor(plan.program, bundle.arch)
+    assert fast.plan.fast and fast.plan.codes, fast.plan.reason
+    got, _ = fast.run(fast.prepare(image, bundle.bias), dram)
+    interpreter = ReferenceExecutor(plan.program, bundle.arch)
+    expected, _ = interpreter.run(interpreter.prepare(image, bundle.bias), dram)
+    assert np.unique(output_integers(bundle, expected)).size > 3  # outputs that vary: the comparison proves something
+    assert np.array_equal(got, expected)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TWINS))
 def test_full_size_matches_onnxruntime_on_1000_inputs(name: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
