@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,8 @@ def drum_transform(values: np.ndarray, k: int) -> np.ndarray:
     return _drum_arithmetic(values, k)
 
 
-_FLOAT_BITS = {np.dtype(np.float32): (np.uint32, 24), np.dtype(np.float64): (np.uint64, 53)}
+# float dtype -> (the unsigned integer of its width, its width, its precision in bits)
+_FLOAT_BITS: dict[np.dtype[Any], tuple[Any, int, int]] = {np.dtype(np.float32): (np.uint32, 32, 24), np.dtype(np.float64): (np.uint64, 64, 53)}
 
 
 def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
@@ -154,14 +156,14 @@ def drum_transform_float(values: np.ndarray, k: int) -> np.ndarray:
     """
     if values.dtype not in _FLOAT_BITS:
         raise HardwareModelError(f"drum_transform_float: expected float32 or float64 values, got {values.dtype}")
-    word, precision = _FLOAT_BITS[values.dtype]
+    word, width, precision = _FLOAT_BITS[values.dtype]
     if not 1 <= k < precision:
         raise HardwareModelError(f"drum_transform_float: k={k} outside 1..{precision - 1}")
     values = np.ascontiguousarray(values)
     shift = precision - k
     # Below 2**k the cleared bits are zero already: only the set bit depends on the magnitude (a
     # boolean times the bit, cheaper than a masked copy).
-    out = values.view(word) & word(~((1 << shift) - 1) & np.iinfo(word).max)
+    out = values.view(word) & word((1 << width) - (1 << shift))
     if k > 1:  # for k = 1 the lowest kept bit is the implicit leading one, already set
         out |= np.multiply(np.abs(values) >= values.dtype.type(1 << k), word(1 << shift), dtype=word)
     result: np.ndarray = out.view(values.dtype)

@@ -295,7 +295,7 @@ def residual_sum(a: np.ndarray, b: np.ndarray, step: Add, bound: float) -> np.nd
         kind: Any = np.float32
     else:
         kind = np.float64  # exact: |a|, |b| < 2**16, shifts < 32
-    total = np.multiply(a, kind(math.ldexp(1.0, step.sa)), dtype=kind)
+    total: np.ndarray = np.multiply(a, kind(math.ldexp(1.0, step.sa)), dtype=kind)
     total += np.multiply(b, kind(math.ldexp(1.0, step.sb)), dtype=kind)
     if step.relu:
         np.maximum(total, 0, out=total)

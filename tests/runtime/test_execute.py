@@ -16,9 +16,9 @@ from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.pooling import residual_add
 from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs, residual_sum
-from axtrain.runtime.plan import Add
 from axtrain.runtime.faults import fault_regions, run_image
 from axtrain.runtime.interpreter import run_program
+from axtrain.runtime.plan import Add
 from axtrain.runtime.simulation import simulate
 
 
