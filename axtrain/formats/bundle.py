@@ -1,4 +1,4 @@
-"""The FlexFlow bundle (format version 1.1; 1 still read): what ``axtrain compile`` writes and the runtime reads.
+"""The FlexFlow bundle (format version 2.0; 1 and 1.1 refused by name): what ``axtrain compile`` writes and the runtime reads.
 
 A bundle is one directory (docs/bundle.md):
 
@@ -43,10 +43,11 @@ from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
-FORMAT_VERSION = "1.1"
-# Versions this reader opens. 1.1 added the testbench files (program.hex, quantised and hex goldens),
-# the golden coverage and the content hash; a format 1 bundle lacks them and is read as it was.
-READABLE_VERSIONS = ("1", "1.1")
+FORMAT_VERSION = "2.0"
+# Versions this reader opens. 2.0 (ISA 2) changed instruction layouts, so a 1 / 1.1 bundle (ISA 1)
+# cannot run here: it is refused by name (OLD_VERSIONS) with the advice to recompile its ONNX.
+READABLE_VERSIONS = ("2.0",)
+OLD_VERSIONS = {"1": "1", "1.1": "1"}  # format version -> the ISA version it carried
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"
@@ -78,7 +79,7 @@ def golden_layer_hex(index: int) -> str:
 
 def required_files(format_version: str) -> tuple[str, ...]:
     """The files a bundle of ``format_version`` must list (per-layer goldens come on top)."""
-    return REQUIRED_FILES_V1 if format_version == "1" else REQUIRED_FILES
+    return REQUIRED_FILES
 
 
 class _Model(BaseModel):
@@ -619,6 +620,11 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{root / MANIFEST}: expected a JSON object")
     if raw.get("format") != FORMAT_NAME:
         raise BundleError(f"{root}: not an AxTrain bundle (manifest format {raw.get('format')!r})")
+    old = raw.get("format_version")
+    if isinstance(old, str) and old in OLD_VERSIONS:
+        raise BundleError(
+            f"{root}: bundle format {old} (ISA {OLD_VERSIONS[old]}) was written by an earlier axtrain; recompile its ONNX with `axtrain compile`"
+        )
     if raw.get("format_version") not in READABLE_VERSIONS:
         raise BundleError(
             f"{root}: unknown bundle format version {raw.get('format_version')!r} (this axtrain reads versions {', '.join(READABLE_VERSIONS)})"
@@ -664,16 +670,13 @@ def load_bundle(path: str | Path) -> Bundle:
     check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
     bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
-    if manifest.format_version != "1":
-        _check_v1_1(bundle)
+    _check_twins(bundle)
     return bundle
 
 
 def check_golden_twins(bundle: Bundle) -> None:
-    """Format 1.1: the quantised and hex goldens say what the .npy goldens say (``verify`` calls
-    this; testbenches read the hex files, so a re-hashed but different one must not slip through)."""
-    if bundle.manifest.format_version == "1":
-        return
+    """The quantised and hex goldens say what the .npy goldens say (``verify`` calls this;
+    testbenches read the hex files, so a re-hashed but different one must not slip through)."""
     bits = bundle.arch.neuron_word_bits
     q = quantize(bundle.golden_inputs(), bundle.manifest.input.fixed_point)
     stored = bundle.load_npy(GOLDEN_INPUTS_INT)
@@ -685,8 +688,8 @@ def check_golden_twins(bundle: Bundle) -> None:
             raise BundleError(f"{bundle.path / name} does not match its .npy twin")
 
 
-def _check_v1_1(bundle: Bundle) -> None:
-    """Format 1.1 twins and identity: program.hex is program.bin, the content hash matches, and
+def _check_twins(bundle: Bundle) -> None:
+    """Testbench twins and identity (since format 1.1): program.hex is program.bin, the content hash matches, and
     every golden layer has its hex twin listed (compared word for word)."""
     root, m = bundle.path, bundle.manifest
     if m.content_sha256 is None or m.golden_coverage is None:

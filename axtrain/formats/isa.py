@@ -1,4 +1,4 @@
-"""AxTrain FlexFlow ISA, version 1: instructions, binary encoding, assembler and disassembler.
+"""AxTrain FlexFlow ISA, version 2: instructions, binary encoding, assembler and disassembler.
 
 The semantics of every instruction are written down in docs/isa.md and executed, slowly and
 obviously, by ``axtrain.runtime.interpreter`` (the living definition). This module knows the
@@ -46,7 +46,7 @@ class MachineLimits(Protocol):
     @property
     def neuron_word_bits(self) -> int: ...
 
-ISA_VERSION = "1"
+ISA_VERSION = "2"
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8

@@ -125,7 +125,7 @@ def emit(ir: CompilerIR) -> CompilerIR:
             else:
                 em.add("SYNC", layer=index, nb=place.nb_output, count=out_words)
         except BundleError as exc:
-            raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in ISA v1: {exc}") from None
+            raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in ISA v2: {exc}") from None
         ranges.append((first, len(em.program)))
     em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
     em.add("END")

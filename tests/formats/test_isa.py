@@ -1,4 +1,4 @@
-"""ISA v1: encoding layout, exact round trips (hypothesis), and one-line refusals."""
+"""ISA v2: encoding layout, exact round trips (hypothesis), and one-line refusals."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def test_schedule_refuses_geometry_beyond_the_conv_fields() -> None:
 
     layer = QuantizedLayer("big", "conv", F(8, 4), F(8, 2), np.ones((1, 1, 33, 33), dtype=np.int64), F(8, 7), np.zeros(1, dtype=np.int64), False, padding=0)
     ir = CompilerIR("big.onnx", "0" * 64, Architecture(), layers=(layer,), shapes=((1, 40, 40), (1, 8, 8)))
-    with pytest.raises(ConfigError, match="kh=33 exceeds ISA v1's limit of 31"):
+    with pytest.raises(ConfigError, match="kh=33 exceeds ISA v2's limit of 31"):
         tile_schedule(ir)
 
 
