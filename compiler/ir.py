@@ -134,6 +134,7 @@ class Emitted:
     layer_ranges: tuple[tuple[int, int], ...]  # [first, end) instruction index per layer
     weight_image: np.ndarray  # int64 words
     bias_image: np.ndarray  # int64 words
+    requant_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))  # DRAM.Q [entries, (M, n, z)]
 
 
 @dataclass(frozen=True)

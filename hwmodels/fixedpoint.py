@@ -155,3 +155,118 @@ def choose_frac(max_abs: float, bits: int, signed: bool = True) -> int:
     if frac < -64:
         raise HardwareModelError(f"tensor range {max_abs!r} needs a fractional length below -64 at {bits} bits")
     return min(frac, 64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requantisation by an integer multiplier and shift (ISA 2 REQ with the requant table RQ)
+# ---------------------------------------------------------------------------------------------
+
+#: A requant multiplier is an unsigned 31-bit integer, ``0 <= M < 2**31`` (gemmlowp's and TFLite's
+#: Q0.31 multiplier without its sign bit).
+MULTIPLIER_BITS = 31
+#: The right shift ``n`` of a requant entry: ``0 <= n <= MAX_RQ_SHIFT`` (a 7-bit field). An int64
+#: accumulator times a 31-bit multiplier is below ``2**94``, so every ``n >= 95`` rounds to 0.
+MAX_RQ_SHIFT = 127
+#: Output zero points a requant entry may add (an int32 word; the saturation bounds it further).
+MIN_RQ_ZERO, MAX_RQ_ZERO = -(1 << 16), 1 << 16
+
+
+def saturation_bounds(bits: int, signed: bool) -> tuple[int, int]:
+    """``(qmin, qmax)`` of a ``bits``-wide signed or unsigned integer."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def check_requant_entry(multiplier: int, shift: int, zero_point: int) -> str | None:
+    """Why ``(multiplier, shift, zero_point)`` is not a requant entry, or None when it is one."""
+    if not 0 <= multiplier < 1 << MULTIPLIER_BITS:
+        return f"multiplier {multiplier} outside [0, 2**{MULTIPLIER_BITS})"
+    if not 0 <= shift <= MAX_RQ_SHIFT:
+        return f"shift {shift} outside [0, {MAX_RQ_SHIFT}]"
+    if not MIN_RQ_ZERO <= zero_point <= MAX_RQ_ZERO:
+        return f"zero point {zero_point} outside [{MIN_RQ_ZERO}, {MAX_RQ_ZERO}]"
+    return None
+
+
+def requantize_multiplier_reference(acc: int, multiplier: int, shift: int, zero_point: int, qmin: int, qmax: int) -> int:
+    """The definition, one value in Python integers (no width limit):
+    ``clip(zero_point + round_half_even(acc * multiplier * 2**-shift), qmin, qmax)``.
+
+    The product is exact and rounded once (half to even), unlike gemmlowp's two roundings (half away
+    from zero in SaturatingRoundingDoublingHighMul, then again in RoundingDivideByPOT)."""
+    product = int(acc) * int(multiplier)
+    floor = product >> shift  # floor division by 2**shift (Python's >> floors negative numbers)
+    remainder = product - (floor << shift)
+    if shift > 0:
+        half = 1 << (shift - 1)
+        if remainder > half or (remainder == half and floor & 1):
+            floor += 1
+    return min(max(int(zero_point) + floor, qmin), qmax)
+
+
+def requantize_multiplier(
+    acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int, zero_point: np.ndarray | int, qmin: int, qmax: int
+) -> np.ndarray:
+    """:func:`requantize_multiplier_reference` for int64 arrays (multiplier, shift and zero point
+    broadcast against ``acc``), in int64 without overflow for every int64 accumulator.
+
+    ``acc * M`` needs up to 94 bits, so it is built from two exact int64 products: with
+    ``acc = a1 * 2**32 + a0`` (``0 <= a0 < 2**32``), ``acc * M = T * 2**32 + r0`` where
+    ``T = a1*M + (a0*M >> 32)`` (``|T| < 2**63``) and ``0 <= r0 < 2**32``. For ``n >= 32`` the result is
+    ``T >> (n - 32)`` rounded by the remainder ``(T mod 2**(n-32), r0)`` compared with the half;
+    for ``n < 32`` it is ``T * 2**(32-n) + (r0 >> n)`` with ``T`` first clamped to ``+-2**30`` (from
+    there on every value saturates, and the clamp keeps the sign). The saturation bounds must lie
+    within ``+-2**24`` (REQ saturates to at most 16 bits). Cross-checked against the reference in
+    tests/hwmodels/test_fixedpoint.py over the whole int64 range."""
+    if not -(1 << 24) <= qmin <= qmax <= 1 << 24:
+        raise HardwareModelError(f"requantisation bounds [{qmin}, {qmax}] must lie within +-2**24")
+    a = np.asarray(acc, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    n = np.asarray(shift, dtype=np.int64)
+    z = np.asarray(zero_point, dtype=np.int64)
+    a, m, n, z = np.broadcast_arrays(a, m, n, z)
+    low32 = np.int64(0xFFFFFFFF)
+    a1 = a >> 32
+    a0 = a & low32
+    p0 = a0 * m  # < 2**63: exact
+    t = a1 * m + (p0 >> 32)  # |a1*M| < 2**62
+    r0 = p0 & low32
+    # n >= 32: shift T right by k = n - 32 (k <= 62 here; n >= 95 rounds to 0 below).
+    k = np.clip(n - 32, 0, 62)
+    f_hi = t >> k
+    r1 = t - (f_hi << k)  # in [0, 2**k)
+    half1 = np.int64(1) << np.maximum(k - 1, 0)
+    odd_hi = (f_hi & 1) == 1
+    up_k0 = (r0 > (1 << 31)) | ((r0 == (1 << 31)) & odd_hi)
+    up_k = (r1 > half1) | ((r1 == half1) & ((r0 > 0) | odd_hi))
+    up_hi = np.where(k == 0, up_k0, up_k)
+    f_hi = f_hi + up_hi
+    # n < 32: T * 2**(32 - n) + (r0 >> n), rounded by r0's low n bits.
+    j = np.clip(n, 0, 31)
+    t_clamped = np.clip(t, -(1 << 30), 1 << 30)
+    f_lo = (t_clamped << (32 - j)) + (r0 >> j)
+    rem = r0 & ((np.int64(1) << j) - 1)
+    half0 = np.int64(1) << np.maximum(j - 1, 0)
+    up_lo = (j > 0) & ((rem > half0) | ((rem == half0) & ((f_lo & 1) == 1)))
+    f_lo = f_lo + up_lo
+    rounded = np.where(n >= 95, 0, np.where(n >= 32, f_hi, f_lo))
+    rounded = np.clip(rounded, -(1 << 40), 1 << 40)  # saturates anyway; keeps the zero point's add exact
+    return np.asarray(np.clip(rounded + z, qmin, qmax))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """``(M, n)`` with ``M * 2**-n`` the nearest such value to ``real > 0``, ``2**30 <= M < 2**31``:
+    TFLite's / gemmlowp's QuantizeMultiplier (``frexp``, 31 fractional bits of the mantissa, rounded
+    to nearest; a mantissa that rounds up to ``2**31`` is halved). A power of two is exact
+    (``M = 2**30``). HardwareModelError when ``n`` falls outside ``[0, MAX_RQ_SHIFT]`` (a ratio of
+    scales of ``2**31`` or more, or below ``2**-96``)."""
+    if not math.isfinite(real) or real <= 0:
+        raise HardwareModelError(f"requantisation multiplier must be a positive finite number, got {real!r}")
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    m = round(math.ldexp(mantissa, MULTIPLIER_BITS))  # float64 mantissa times 2**31: exact, then rounded
+    if m == 1 << MULTIPLIER_BITS:
+        m //= 2
+        exponent += 1
+    n = MULTIPLIER_BITS - exponent
+    if not 0 <= n <= MAX_RQ_SHIFT:
+        raise HardwareModelError(f"requantisation multiplier {real!r} needs a shift of {n}, outside [0, {MAX_RQ_SHIFT}]")
+    return int(m), int(n)

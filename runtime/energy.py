@@ -5,7 +5,9 @@ breakdown. Categories (docs/runtime.md):
 
 * compute: multipliers (per mode and operand width, ``TechnologyTable.multiplier_energy``) and
   adders (accumulator additions at ``accumulator_bits``; ReLU/max-pool comparisons and requantising
-  shifts priced as adds at the neuron word width);
+  shifts priced as adds at the neuron word width; a table-scaled REQ's multiply by its 31-bit
+  multiplier priced as one exact 32x32-bit multiply, ``requant_multipliers``, our choice: the
+  technology table has no 48x31 multiplier);
 * storage: weight buffer (SRAM, dynamic energy ~V^2 at the weight-SRAM voltage of each access),
   neuron buffer (SRAM, nominal), bias buffer (register file), PE weight and neuron local memories,
   DRAM bytes;
@@ -107,6 +109,8 @@ def price(events: Events, tech: TechnologyTable, arch: Architecture) -> EnergyBr
         compute[f"multipliers:{key}"] = count * tech.multiplier_energy(mode, bits)
     # The table's adder is linear in width and defined up to 32 bits; the accumulator may be wider.
     per_bit = tech.adder_energy(32) / 32
+    if events.requant_multiplies:  # only then: power-of-two bundles keep their breakdown keys
+        compute["requant_multipliers"] = events.requant_multiplies * tech.multiplier_energy("exact", 32)
     compute["adders"] = per_bit * (events.additions * arch.accumulator_bits + (events.comparisons + events.requantizations) * arch.neuron_word_bits)
     storage: dict[str, float] = {}
     for counter, is_read in ((events.reads, True), (events.writes, False)):

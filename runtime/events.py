@@ -69,6 +69,7 @@ class Events:
     additions: int = 0  # accumulator additions (one per product)
     comparisons: int = 0  # ReLU and max-pool comparisons
     requantizations: int = 0  # rounding shifts with saturation (REQ)
+    requant_multiplies: int = 0  # accumulator x 31-bit multiplier products of table-scaled REQs (rq=1)
     reads: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words read
     writes: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words written
     dram_read_bytes: int = 0
@@ -91,6 +92,7 @@ class Events:
             "additions": int(self.additions),
             "comparisons": int(self.comparisons),
             "requantizations": int(self.requantizations),
+            "requant_multiplies": int(self.requant_multiplies),
             "reads": clean(self.reads),
             "writes": clean(self.writes),
             "dram_read_bytes": int(self.dram_read_bytes),

@@ -30,7 +30,7 @@ import contextlib
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -38,12 +38,12 @@ import numpy as np
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Instruction
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
-from axtrain.runtime.interpreter import ReferenceExecutor
+from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
 from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
 
@@ -85,10 +85,14 @@ class PreparedWeights:
     bias: dict[int, np.ndarray]  # init step -> bias [runs, m]
     chain_weight_bound: dict[int, float]  # chain -> sum over its MACs of k * max|W|
     chain_bias_bound: dict[int, float]
+    requant: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)  # REQ step -> (M, n, z) [count]
 
 
-def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray], bias_image: np.ndarray) -> PreparedWeights:
-    """Gather and transform every MAC's weights from one or several (possibly faulted) weight images.
+def prepare_weights(
+    plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray], bias_image: np.ndarray, requant_image: np.ndarray | None = None
+) -> PreparedWeights:
+    """Gather and transform every MAC's weights from one or several (possibly faulted) weight images,
+    and every table-scaled REQ's (multiplier, shift, zero point) from the requant image.
 
     ``weight_images`` is one image ``[words]`` or a stack ``[runs, words]``.
     """
@@ -135,7 +139,13 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
     for number, group in tiles.items():
         if macs[number].shared_input:  # one GEMM for all runs: W as [k, runs*rows]
             tiles[number] = [tile._replace(w=np.ascontiguousarray(tile.w.transpose(2, 0, 1)).reshape(tile.w.shape[2], -1)) for tile in group]
-    return PreparedWeights(runs, tiles, biases, wbound, bbound)
+    table = np.concatenate([requant_table(requant_image), np.zeros((1, 3), dtype=np.int64)])  # index -1 -> (0, 0, 0)
+    requant: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for number, step in enumerate(plan.steps):
+        if isinstance(step, Requantize) and step.rq_src is not None:
+            rows = table[step.rq_src]
+            requant[number] = (rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
+    return PreparedWeights(runs, tiles, biases, wbound, bbound, requant)
 
 
 def _transform_values(values: np.ndarray, code: int, bound: float) -> np.ndarray:
@@ -354,7 +364,15 @@ def run_plan(
                 gathered[code] = np.take(buffer, step.idx, axis=-2).reshape(*buffer.shape[:-2], *shape)
         gathered_bound = dict(amax)
 
-    def requantize(step: Requantize) -> None:
+    def requantize(number: int, step: Requantize) -> None:
+        nonlocal acc
+        if step.rq_src is not None:
+            # Table-scaled: the integer definition (hwmodels.fixedpoint), on the exact accumulators.
+            assert step.layout is not None
+            m_, n_, z_ = (v.reshape(1, *step.layout, 1) for v in weights.requant[number])
+            scaled = requantize_multiplier(acc.astype(np.int64), m_, n_, z_, step.qmin, step.qmax)
+            write(step, scaled.astype(dtype).reshape(runs, -1, n), float(max(-step.qmin, step.qmax)), step.view, False)
+            return
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
         np.rint(acc, out=acc)
         np.clip(acc, step.qmin, step.qmax, out=acc)
@@ -389,7 +407,7 @@ def run_plan(
         elif isinstance(step, Relu):
             np.maximum(acc, 0, out=acc)
         elif isinstance(step, Requantize):
-            requantize(step)
+            requantize(number, step)
         elif isinstance(step, Load):
             values = np.ascontiguousarray(dram_a[:, step.dram : step.dram + step.count].T, dtype=dtype)
             write(step, values, float(np.abs(values).max(initial=0)), step.view, True)
@@ -424,14 +442,14 @@ class FastExecutor(Executor):
         self.plan = build_plan(self.program, arch)
         self.reference = None if self.plan.fast else ReferenceExecutor(self.program, arch)
 
-    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> Any:
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray, requant_image: np.ndarray | None = None) -> Any:
         """Per weight image work (gather and transform weight tiles); pass the result to :meth:`run`.
 
         ``weight_image`` may also be a stack ``[runs, words]`` (one image per Monte Carlo run), for
         :meth:`run_many`."""
         if self.reference is not None:
-            return self.reference.prepare(weight_image, bias_image)
-        return prepare_weights(self.plan, np.asarray(weight_image, dtype=np.int64), bias_image)
+            return self.reference.prepare(weight_image, bias_image, requant_image)
+        return prepare_weights(self.plan, np.asarray(weight_image, dtype=np.int64), bias_image, requant_image)
 
     def run_many(
         self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None

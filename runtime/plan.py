@@ -27,7 +27,7 @@ import numpy as np
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Geometry, Instruction, pool_output_size
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.fixedpoint import saturation_bounds
 
 Pattern = tuple[int, tuple[int, ...], tuple[int, ...]]  # (base, shape, steps): idx[i...] == base + sum(i_d * steps_d)
 EMPTY = np.zeros(0, dtype=np.intp)
@@ -111,7 +111,11 @@ class Relu:
 
 @dataclass(frozen=True, eq=False)
 class Requantize:
-    """REQ: the ``count`` accumulators, shifted, rounded and saturated, into neuron-buffer words ``idx``."""
+    """REQ: the ``count`` accumulators, shifted, rounded and saturated, into neuron-buffer words ``idx``.
+
+    ``rq_src`` (REQ with ``rq=1``): per accumulator, the DRAM.Q entry its requant table entry was
+    loaded from (-1: an entry no LDQ wrote, which reads as multiplier 0, shift 0, zero point 0);
+    None: the power-of-two ``shift``."""
 
     op: ClassVar[str] = "REQ"  # the instruction it executes
     index: int
@@ -120,6 +124,7 @@ class Requantize:
     shift: int
     qmin: int
     qmax: int
+    rq_src: np.ndarray | None = None
     layout: tuple[int, int] | None = None  # chain_accumulators
     view: Pattern | None = None  # strided_views: shape ``layout``
     transform_sel: np.ndarray | None = None
@@ -249,6 +254,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
     mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
+    rq_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)  # requant table entry -> DRAM.Q entry
     distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
     distn: tuple[int, int, int] | None = None
     steps: list[Step] = []
@@ -266,6 +272,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "MODE":
             mt[o["mt"] : o["mt"] + o["count"]] = o["code"]
+        elif op == "LDQ":
+            rq_src[o["qa"] : o["qa"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
@@ -293,9 +301,10 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "REQ":
             e = np.arange(o["m"] * o["p"])
             address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
-            fmt = FixedPointFormat(o["bits"], 0)
+            qmin, qmax = saturation_bounds(o["bits"], not o["uns"])
             max_req_bits = max(max_req_bits, o["bits"])
-            steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], fmt.qmin, fmt.qmax))
+            entries = rq_src[o["qa"] + e // o["p"]].copy() if o["rq"] else None
+            steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], qmin, qmax, entries))
         elif op == "POOL":
             c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
             oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
@@ -634,6 +643,7 @@ def check_plan(plan: Plan) -> None:
             if isinstance(step, Requantize):
                 indices(what, step.idx, step.count)
                 require(step.qmin < step.qmax, f"{what}: empty saturation range")
+                require(step.rq_src is None or step.rq_src.shape == (step.count,), f"{what}: requant sources are not one per accumulator")
                 view_matches(what, step.view, step.idx)
                 write_targets(what, step)
         elif isinstance(step, Pool):

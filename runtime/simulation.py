@@ -157,7 +157,7 @@ def simulate(
             images = weight_images[first : first + count]
         else:
             images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
-        q, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=chunk, region=region)
+        q, _ = executor.run_many(executor.prepare(images, bundle.bias, bundle.requant), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))
         if y is not None:

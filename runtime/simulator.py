@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -67,11 +67,13 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
         op = ins.op
         v = context.voltages[index]
         cycles = 1
-        if op in ("LDW", "LDB", "LDN", "STN"):
+        if op in ("LDW", "LDB", "LDQ", "LDN", "STN"):
             if op == "LDW":
                 words, word_bytes, memory, weight = o["rows"] * o["cols"], arch.weight_word_bytes, "weight_buffer", True
             elif op == "LDB":
                 words, word_bytes, memory, weight = o["count"], BIAS_WORD_BYTES, "bias_buffer", False
+            elif op == "LDQ":  # the requant table sits beside the bias register file: 3 words an entry
+                words, word_bytes, memory, weight = REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES, "bias_buffer", False
             else:
                 words, word_bytes, memory, weight = o["count"], arch.neuron_word_bytes, "neuron_buffer", False
             nbytes = words * word_bytes
@@ -118,6 +120,9 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
             cycles = _ceil(n, nb_rate)
             ev.writes[access_key("neuron_buffer", nominal)] += n
             ev.requantizations += n
+            if o["rq"]:  # one table entry read per output neuron, one multiply per output
+                ev.reads[access_key("bias_buffer", nominal)] += REQUANT_ENTRY_WORDS * o["m"]
+                ev.requant_multiplies += n
         elif op == "POOL":
             c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
             outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)

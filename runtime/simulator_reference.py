@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -77,6 +77,8 @@ class ReferenceSimulator:
             yield from self._dram(words, a.weight_word_bytes, lambda n: self._write("weight_buffer", n, True), read=True)
         elif op == "LDB":
             yield from self._dram(o["count"], BIAS_WORD_BYTES, lambda n: self._write("bias_buffer", n), read=True)
+        elif op == "LDQ":  # requant entries: 3 bias-buffer-class words each
+            yield from self._dram(REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES, lambda n: self._write("bias_buffer", n), read=True)
         elif op == "LDN":
             yield from self._dram(o["count"], a.neuron_word_bytes, lambda n: self._write("neuron_buffer", n), read=True)
         elif op == "STN":
@@ -99,6 +101,10 @@ class ReferenceSimulator:
             yield
         elif op == "REQ":
             remaining = o["m"] * o["p"]
+            if o["rq"]:
+                for _row in range(o["m"]):  # each output neuron's (M, n, z), read as its outputs stream
+                    self._read("bias_buffer", REQUANT_ENTRY_WORDS)
+                self.events.requant_multiplies += remaining
             while True:
                 n = min(self.nb_words_per_cycle, remaining)
                 self._write("neuron_buffer", n)

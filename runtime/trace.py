@@ -8,7 +8,7 @@ unit that executes it). The written locations follow docs/isa.md's semantics fro
 write of an unchanged value is still listed.
 
 Units (ISA v1 runs one instruction at a time, so the timeline has one busy unit per cycle):
-``dram`` (LDW LDB LDN STN), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
+``dram`` (LDW LDB LDQ LDN STN), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
 ``pe_array`` (MAC RELU POOL), ``requantize`` (REQ).
 """
 
@@ -29,7 +29,7 @@ from axtrain.runtime.simulator_reference import ReferenceSimulator
 
 UNITS = ("dram", "control", "distribute", "pe_array", "requantize")
 UNIT_OF = {
-    "LDW": "dram", "LDB": "dram", "LDN": "dram", "STN": "dram",
+    "LDW": "dram", "LDB": "dram", "LDQ": "dram", "LDN": "dram", "STN": "dram",
     "MODE": "control", "CONV": "control", "SYNC": "control", "END": "control",
     "DISTW": "distribute", "DISTN": "distribute",
     "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array",
@@ -97,6 +97,9 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         return (span("WB", state.wb, o["wb"], o["rows"] * o["cols"]),)
     if op == "LDB":
         return (span("BB", state.bb, o["bb"], o["count"]),)
+    if op == "LDQ":  # RQ entry i's three words at addresses 3i, 3i+1, 3i+2 (M, n, z)
+        flat = state.rq.reshape(-1)
+        return (span("RQ", flat, 3 * o["qa"], 3 * o["count"]),)
     if op == "LDN":
         return (span("NB", state.nb[0], o["nb"], o["count"]),)
     if op == "STN":
@@ -126,7 +129,7 @@ def trace(bundle: Bundle, q_input: np.ndarray) -> list[TraceRecord]:
     flat = np.asarray(q_input, dtype=np.int64).reshape(-1)
     dram = np.zeros((1, m.activation_words), dtype=np.int64)
     dram[0, m.input.dram : m.input.dram + flat.size] = flat
-    state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, local_words=local_words_used(bundle.program))
+    state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, bundle.requant, local_words=local_words_used(bundle.program))
     context = instruction_context(bundle.program, bundle.arch, bundle.layers)
     spans = instruction_spans(bundle.program, bundle.arch, context)
     records: list[TraceRecord] = []

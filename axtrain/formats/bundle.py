@@ -9,6 +9,7 @@ A bundle is one directory (docs/bundle.md):
                       program.hex the words for $readmemh (1.1)
     weights.bin/.hex  weight image (weight_word_bits two's complement, little-endian / $readmemh)
     bias.bin/.hex     bias image (int32)
+    requant.bin/.hex  requant image DRAM.Q (2.0): 3 int32 words per entry (multiplier, shift, zero point)
     layers.json       the layer table: formats, shapes, image and buffer addresses, modes, tiling
     golden/inputs.npy float32 inputs; golden/layer_<i>.npy the bit-exact integer output of layer i;
                       golden/outputs.npy the float32 network output (the ONNX model's values);
@@ -26,7 +27,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -36,9 +37,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, WORD_BITS, WORD_BYTES, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.isa import (
+    BIAS_WORD_BITS,
+    ISA_VERSION,
+    REQUANT_ENTRY_WORDS,
+    WORD_BITS,
+    WORD_BYTES,
+    Instruction,
+    check_program,
+    decode_program,
+    parse_assembly,
+)
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, check_requant_entry, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
@@ -63,8 +74,10 @@ GOLDEN_OUTPUTS = "golden/outputs.npy"
 PROGRAM_HEX = "program.hex"
 GOLDEN_INPUTS_INT = "golden/inputs_int.npy"
 GOLDEN_INPUTS_HEX = "golden/inputs.hex"
+REQUANT_BIN = "requant.bin"
+REQUANT_HEX = "requant.hex"
 REQUIRED_FILES_V1 = (ARCH, PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, LAYERS, GOLDEN_INPUTS, GOLDEN_OUTPUTS)
-REQUIRED_FILES = REQUIRED_FILES_V1 + (PROGRAM_HEX, GOLDEN_INPUTS_INT, GOLDEN_INPUTS_HEX)
+REQUIRED_FILES = REQUIRED_FILES_V1 + (PROGRAM_HEX, GOLDEN_INPUTS_INT, GOLDEN_INPUTS_HEX, REQUANT_BIN, REQUANT_HEX)
 
 
 def golden_layer_file(index: int) -> str:
@@ -238,6 +251,7 @@ class Manifest(_Model):
     weight_word_bits: int
     bias_words: int
     bias_word_bits: int
+    requant_entries: int = Field(ge=0)  # 2.0: entries of DRAM.Q (requant.bin holds 3 int32 words each)
     instructions: int
     golden_count: int
     layers: list[LayerSummary]
@@ -422,7 +436,8 @@ CONTENT_HASH_DOMAIN = b"axtrain-bundle-content/1\n"
 
 
 def content_sha256(
-    arch: Architecture, program_bytes: bytes, weights: np.ndarray, bias: np.ndarray, manifest: dict[str, Any], layers: list[dict[str, Any]]
+    arch: Architecture, program_bytes: bytes, weights: np.ndarray, bias: np.ndarray, manifest: dict[str, Any], layers: list[dict[str, Any]],
+    requant: np.ndarray | None = None,
 ) -> str:
     """The bundle's identity: sha256 of what the hardware sees, and nothing else.
 
@@ -451,6 +466,7 @@ def content_sha256(
         ("program", program_bytes),
         ("weights", np.asarray(weights, dtype="<i8").tobytes()),
         ("bias", np.asarray(bias, dtype="<i8").tobytes()),
+        ("requant", np.asarray(requant if requant is not None else np.zeros(0), dtype="<i8").reshape(-1).tobytes()),
     ):
         digest.update(f"{name} {len(data)}\n".encode())
         digest.update(data)
@@ -461,7 +477,7 @@ def bundle_content_sha256(bundle: "Bundle") -> str:
     """:func:`content_sha256` of a loaded bundle (any format version)."""
     return content_sha256(
         bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest.model_dump(mode="json"),
-        [layer.model_dump(mode="json") for layer in bundle.layers],
+        [layer.model_dump(mode="json") for layer in bundle.layers], bundle.requant,
     )
 
 
@@ -509,6 +525,7 @@ class Bundle:
     weights: np.ndarray  # int64 words of the weight image
     bias: np.ndarray  # int64 words of the bias image
     layers: list[LayerRecord]
+    requant: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, REQUANT_ENTRY_WORDS), dtype=np.int64))  # DRAM.Q [entries, 3]
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -607,7 +624,7 @@ def verify_hashes(
 
 
 #: The files load_bundle parses whole: read once, while their hashes are checked.
-_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX)
+_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, REQUANT_BIN, REQUANT_HEX)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -666,12 +683,32 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{root}: manifest word widths disagree with arch.json")
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words, verified[BIAS_BIN])
-    check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    requant = read_requant(root, manifest.requant_entries, verified)
+    check_program(program, arch, weights.size, bias.size, manifest.activation_words, manifest.requant_entries)
     check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
-    bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
+    bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers, requant)
     _check_twins(bundle)
     return bundle
+
+
+def requant_image_words(table: np.ndarray) -> np.ndarray:
+    """DRAM.Q ``[entries, 3]`` as the flat int32 words of ``requant.bin`` / ``requant.hex``."""
+    return np.asarray(table, dtype=np.int64).reshape(-1)
+
+
+def read_requant(root: Path, entries: int, verified: dict[str, bytes]) -> np.ndarray:
+    """``requant.bin`` as ``[entries, 3]`` int64, checked entry by entry (multiplier, shift and zero
+    point in range: hwmodels.fixedpoint.check_requant_entry) and against its hex twin."""
+    words = _read_image(root / REQUANT_BIN, BIAS_WORD_BITS, entries * REQUANT_ENTRY_WORDS, verified[REQUANT_BIN])
+    table = words.reshape(-1, REQUANT_ENTRY_WORDS)
+    for entry, (m, n, z) in enumerate(table.tolist()):
+        reason = check_requant_entry(m, n, z)
+        if reason is not None:
+            raise BundleError(f"{root / REQUANT_BIN}: entry {entry}: {reason}")
+    if not image_hex_matches(verified[REQUANT_HEX], words, BIAS_WORD_BITS):
+        raise BundleError(f"{root / REQUANT_HEX} does not match {REQUANT_BIN}")
+    return table
 
 
 def check_golden_twins(bundle: Bundle) -> None:

@@ -125,3 +125,44 @@ def test_hex_images_layout(original: Path) -> None:
     q = b.load_npy(fmt.GOLDEN_INPUTS_INT)
     hexed = (original / fmt.GOLDEN_INPUTS_HEX).read_text().split()
     assert len(hexed) == q.size and int(hexed[1], 16) == (int(q.reshape(-1)[1]) & 0xFFFF)
+
+
+def test_requant_image_is_listed_hashed_and_empty_for_power_of_two_scales(original: Path) -> None:
+    manifest = json.loads((original / fmt.MANIFEST).read_text())
+    assert manifest["requant_entries"] == 0 and {fmt.REQUANT_BIN, fmt.REQUANT_HEX} <= set(manifest["files"])
+    assert (original / fmt.REQUANT_BIN).read_bytes() == b"" and fmt.load_bundle(original).requant.shape == (0, 3)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ([1 << 30, 33, 0], None),
+    ([-5, 33, 0], r"requant.bin: entry 1: multiplier -5 outside \[0, 2\*\*31\)"),
+    ([1 << 30, 200, 0], r"requant.bin: entry 1: shift 200 outside \[0, 127\]"),
+])
+def test_requant_entries_are_checked_on_load(entry: list[int], message: str | None, bundle: Path) -> None:
+    import numpy as np
+
+    words = np.array([[1 << 30, 31, 7], entry], dtype="<i4")
+    (bundle / fmt.REQUANT_BIN).write_bytes(words.tobytes())
+    reseal(bundle)
+    if message is None:
+        assert fmt.load_bundle(bundle).requant.tolist() == [[1 << 30, 31, 7], entry]
+        return
+    with pytest.raises(BundleError, match=message):
+        fmt.load_bundle(bundle)
+
+
+def test_requant_hex_twin_and_content_hash_cover_the_image(bundle: Path) -> None:
+    import numpy as np
+
+    (bundle / fmt.REQUANT_BIN).write_bytes(np.array([1 << 30, 31, 7], dtype="<i4").tobytes())
+    reseal(bundle)
+    sealed = fmt.load_bundle(bundle).manifest.content_sha256
+    (bundle / fmt.REQUANT_HEX).write_text("40000000\n0000001f\n00000008\n")
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["files"][fmt.REQUANT_HEX] = fmt.sha256_file(bundle / fmt.REQUANT_HEX)
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="requant.hex does not match requant.bin"):
+        fmt.load_bundle(bundle)
+    (bundle / fmt.REQUANT_BIN).write_bytes(np.array([1 << 30, 31, 8], dtype="<i4").tobytes())
+    reseal(bundle)
+    assert fmt.load_bundle(bundle).manifest.content_sha256 != sealed
