@@ -209,10 +209,12 @@ def testbench_files(files: dict[str, bytes], neuron_word_bits: int, input_format
         fmt.GOLDEN_INPUTS_INT: fmt.npy_bytes(q),
         fmt.GOLDEN_INPUTS_HEX: fmt.image_hex(q.reshape(-1), neuron_word_bits).encode("ascii"),
     }
+    records = json.loads(files[fmt.LAYERS])
     index = 0
     while fmt.golden_layer_file(index) in files:
         values = fmt.read_npy_bytes(files[fmt.golden_layer_file(index)])
-        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), neuron_word_bits).encode("ascii")
+        bits = fmt.golden_word_bits(records[index]["output_format"], neuron_word_bits) if index < len(records) else neuron_word_bits
+        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), bits).encode("ascii")
         index += 1
     return out
 

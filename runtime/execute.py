@@ -37,7 +37,7 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Instruction
+from axtrain.formats.isa import ACC_OUT_WORD_BITS, Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
 from axtrain.runtime.blas import blas_threads, default_threads
@@ -45,7 +45,7 @@ from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, re
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
-from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
+from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, StoreAcc, Sync, Write, build_plan, written
 
 __all__ = [
     "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
@@ -415,6 +415,20 @@ def run_plan(
             pool(step)
         elif isinstance(step, Store):
             stores.append((step.dram, read_out(step)))
+        elif isinstance(step, StoreAcc):
+            limit = float(1 << (ACC_OUT_WORD_BITS - 1))
+            values = np.clip(acc, -limit, limit - 1).astype(np.int64).reshape(runs, -1, n).transpose(0, 2, 1)  # [runs, n, m*p]
+            for address, first, words in step.runs:
+                stores.append((address, values[:, :, first : first + words]))
+        elif isinstance(step, Sync) and step.acc_range is not None:
+            if collect:  # the DRAM.A words STA stored, as the stores so far left them
+                start, count = step.acc_range
+                out = np.zeros((runs, n, count), dtype=np.int64)
+                for address, values in stores:
+                    a0, a1 = max(address, start), min(address + values.shape[2], start + count)
+                    if a0 < a1:
+                        out[:, :, a0 - start : a1 - start] = values[:, :, a0 - address : a1 - address]
+                outputs[step.layer] = out
         elif isinstance(step, Sync):
             if collect:
                 outputs[step.layer] = read_out(step)

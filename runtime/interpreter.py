@@ -16,7 +16,7 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BITS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize, requantize_multiplier_reference, saturation_bounds
 from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
@@ -178,8 +178,14 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
             for kx in range(k):
                 result = np.maximum(result, source[:, :, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s])
         state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "STA":
+        limit = 1 << (ACC_OUT_WORD_BITS - 1)
+        for e in range(o["m"] * o["p"]):
+            address = o["dram"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+            state.dram_a[:, address] = np.clip(state.acc[:, e], -limit, limit - 1)  # saturated to 32 bits
     elif op == "SYNC":
-        outputs[o["layer"]] = state.nb[:, o["nb"] : o["nb"] + o["count"]].copy()
+        source = state.dram_a if o["acc"] else state.nb
+        outputs[o["layer"]] = source[:, o["nb"] : o["nb"] + o["count"]].copy()
     elif op == "END":
         return False
     else:  # pragma: no cover - every opcode of the ISA is handled above

@@ -155,7 +155,8 @@ class Pool:
 
 @dataclass(frozen=True, eq=False)
 class Sync:
-    """SYNC: layer ``layer``'s output is neuron-buffer words ``idx``."""
+    """SYNC: layer ``layer``'s output is neuron-buffer words ``idx`` (``acc_range``: instead the
+    DRAM.A words ``[start, start + count)`` that STA stored, and ``idx`` is empty)."""
 
     op: ClassVar[str] = "SYNC"  # the instruction it executes
     index: int
@@ -163,6 +164,19 @@ class Sync:
     layer: int
     view: Pattern | None = None
     shared: bool = False
+    acc_range: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StoreAcc:
+    """STA: the tile's accumulators, saturated to 32 bits, to DRAM.A: ``runs`` of ``(dram address,
+    first accumulator of the tile, words)`` (contiguous pieces, in tile order)."""
+
+    op: ClassVar[str] = "STA"  # the instruction it executes
+    index: int
+    count: int
+    runs: tuple[tuple[int, int, int], ...]
+    layout: tuple[int, int] | None = None  # chain_accumulators
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +192,7 @@ class Store:
     shared: bool = False
 
 
-Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, Sync, Store]
+Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, Sync, Store, StoreAcc]
 Write = Union[Load, Requantize, Pool]  # steps that write neuron-buffer words
 
 
@@ -217,7 +231,7 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarra
     geometry: Geometry | None = None
     for ins in program:
         o = ins.operands()
-        if ins.op in ("LDN", "STN", "SYNC"):
+        if ins.op in ("LDN", "STN") or ins.op == "SYNC" and not o["acc"]:
             used[o["nb"] : o["nb"] + o["count"]] = True
         elif ins.op == "CONV":
             geometry = Geometry(**o)
@@ -313,8 +327,14 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             steps.append(Load(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
         elif op == "STN":
             steps.append(Store(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
+        elif op == "SYNC" and o["acc"]:
+            steps.append(Sync(index, EMPTY, o["layer"], acc_range=(o["nb"], o["count"])))
         elif op == "SYNC":
             steps.append(Sync(index, cidx(o["nb"] + np.arange(o["count"])), o["layer"]))
+        elif op == "STA":
+            m, p, ostride = o["m"], o["p"], o["ostride"]
+            pieces = ((o["dram"], 0, m * p),) if ostride == p or m == 1 else tuple((o["dram"] + r * ostride, r * p, p) for r in range(m))
+            steps.append(StoreAcc(index, m * p, pieces))
         elif op == "END":
             break
     return Plan(tuple(steps), nb_words, tuple(sorted(codes_used)), True, max_req_bits=max_req_bits, passes=("trace",))
@@ -342,9 +362,9 @@ def chain_accumulators(plan: Plan) -> Plan:
             elif layout != (step.m, step.p):
                 return fallback(plan, f"instruction {step.index}: MAC accumulates onto a different tile shape")
             steps.append(replace(step, chain=chain))
-        elif isinstance(step, (Relu, Requantize)):
+        elif isinstance(step, (Relu, Requantize, StoreAcc)):
             if layout is None or layout[0] * layout[1] != step.count:
-                kind = "RELU" if isinstance(step, Relu) else "REQ"
+                kind = step.op
                 return fallback(plan, f"instruction {step.index}: {kind} on a tile no MAC chain produced")
             steps.append(replace(step, layout=layout))
         else:
@@ -608,6 +628,7 @@ def check_plan(plan: Plan) -> None:
             view_matches(what, step.view, step.idx)
             write_targets(what, step)
         elif isinstance(step, (Store, Sync)):
+            require(not isinstance(step, Sync) or step.acc_range is None or step.idx.size == 0, f"{what}: an accumulator SYNC reads no neuron-buffer words")
             indices(what, step.idx, step.count if isinstance(step, Store) else step.idx.size)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Gather):
@@ -636,6 +657,8 @@ def check_plan(plan: Plan) -> None:
             if step.fused_into is not None:
                 head = plan.steps[step.fused_into] if 0 <= step.fused_into < len(plan.steps) else None
                 require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, f"{what}: fused into a step that is not its chain's head")
+        elif isinstance(step, StoreAcc):
+            require(step.count >= 1 and sum(words for _, _, words in step.runs) == step.count, f"{what}: pieces do not cover its {step.count} accumulators")
         elif isinstance(step, (Relu, Requantize)):
             require(step.count >= 1, f"{what}: empty tile")
             if "chain_accumulators" in done:

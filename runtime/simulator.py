@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -87,6 +87,11 @@ def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: I
             else:
                 ev.writes[key] += words
                 ev.dram_read_bytes += nbytes
+        elif op == "STA":  # accumulators straight to DRAM: 4 bytes an output, no buffer access
+            nbytes = o["m"] * o["p"] * ACC_OUT_WORD_BYTES
+            cycles = dram_cycles(nbytes, arch)
+            ev.stall_cycles += arch.dram_latency_cycles
+            ev.dram_write_bytes += nbytes
         elif op == "MODE":
             mode_table[o["mt"] : o["mt"] + o["count"]] = o["code"]
         elif op == "CONV":

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -83,6 +83,8 @@ class ReferenceSimulator:
             yield from self._dram(o["count"], a.neuron_word_bytes, lambda n: self._write("neuron_buffer", n), read=True)
         elif op == "STN":
             yield from self._dram(o["count"], a.neuron_word_bytes, lambda n: self._read("neuron_buffer", n), read=False)
+        elif op == "STA":  # accumulators to DRAM, 32-bit words, nothing read from a buffer
+            yield from self._dram(o["m"] * o["p"], ACC_OUT_WORD_BYTES, lambda n: None, read=False)
         elif op == "MODE":
             for i in range(o["count"]):
                 self.mode_table[o["mt"] + i] = o["code"]

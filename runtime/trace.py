@@ -29,7 +29,7 @@ from axtrain.runtime.simulator_reference import ReferenceSimulator
 
 UNITS = ("dram", "control", "distribute", "pe_array", "requantize")
 UNIT_OF = {
-    "LDW": "dram", "LDB": "dram", "LDQ": "dram", "LDN": "dram", "STN": "dram",
+    "LDW": "dram", "LDB": "dram", "LDQ": "dram", "LDN": "dram", "STN": "dram", "STA": "dram",
     "MODE": "control", "CONV": "control", "SYNC": "control", "END": "control",
     "DISTW": "distribute", "DISTN": "distribute",
     "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array",
@@ -104,6 +104,10 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         return (span("NB", state.nb[0], o["nb"], o["count"]),)
     if op == "STN":
         return (span("DRAM.A", state.dram_a[0], o["dram"], o["count"]),)
+    if op == "STA":
+        e = np.arange(o["m"] * o["p"])
+        addresses = o["dram"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+        return (Writes("DRAM.A", addresses, state.dram_a[0, addresses].copy()),)
     if op == "MODE":
         return (span("MT", state.mt, o["mt"], o["count"]),)
     if op in ("DISTW", "DISTN"):

@@ -438,7 +438,8 @@ def testbench_images(bundle: fmt.Bundle) -> list[tuple[str, str, int, int, np.nd
     images.append(("golden_inputs.hex", "golden_inputs", arch.neuron_word_bits, int(q.size), q))
     for layer in bundle.layers:
         values = bundle.golden_layer(layer.index)
-        images.append((f"golden_layer_{layer.index}.hex", f"golden_layer_{layer.index}", arch.neuron_word_bits, int(values.size), values))
+        bits = fmt.golden_word_bits(layer.output_format, arch.neuron_word_bits)
+        images.append((f"golden_layer_{layer.index}.hex", f"golden_layer_{layer.index}", bits, int(values.size), values))
     return images
 
 

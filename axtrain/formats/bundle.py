@@ -38,6 +38,7 @@ from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
 from axtrain.formats.isa import (
+    ACC_OUT_WORD_BITS,
     BIAS_WORD_BITS,
     ISA_VERSION,
     REQUANT_ENTRY_WORDS,
@@ -711,6 +712,12 @@ def read_requant(root: Path, entries: int, verified: dict[str, bytes]) -> np.nda
     return table
 
 
+def golden_word_bits(output_format: str, neuron_word_bits: int) -> int:
+    """Bits per word of a layer's golden hex: the neuron word, or the 32-bit accumulator word of a
+    layer whose output STA stores (a float graph output wider than the neuron word)."""
+    return ACC_OUT_WORD_BITS if FixedPointFormat.parse(output_format).bits > neuron_word_bits else neuron_word_bits
+
+
 def check_golden_twins(bundle: Bundle) -> None:
     """The quantised and hex goldens say what the .npy goldens say (``verify`` calls this;
     testbenches read the hex files, so a re-hashed but different one must not slip through)."""
@@ -719,9 +726,11 @@ def check_golden_twins(bundle: Bundle) -> None:
     stored = bundle.load_npy(GOLDEN_INPUTS_INT)
     if stored.shape != q.shape or not np.array_equal(stored, q):
         raise BundleError(f"{bundle.path / GOLDEN_INPUTS_INT} is not golden/inputs.npy quantised with the input format {bundle.manifest.input.format}")
-    twins = [(GOLDEN_INPUTS_HEX, q)] + [(golden_layer_hex(layer.index), bundle.golden_layer(layer.index)) for layer in bundle.layers]
-    for name, values in twins:
-        if (bundle.path / name).read_bytes() != image_hex(np.asarray(values).reshape(-1), bits).encode("ascii"):
+    twins = [(GOLDEN_INPUTS_HEX, q, bits)] + [
+        (golden_layer_hex(layer.index), bundle.golden_layer(layer.index), golden_word_bits(layer.output_format, bits)) for layer in bundle.layers
+    ]
+    for name, values, word_bits in twins:
+        if (bundle.path / name).read_bytes() != image_hex(np.asarray(values).reshape(-1), word_bits).encode("ascii"):
             raise BundleError(f"{bundle.path / name} does not match its .npy twin")
 
 

@@ -58,6 +58,9 @@ BIAS_WORD_BYTES = BIAS_WORD_BITS // 8
 # A requant table entry (RQ, loaded by LDQ from DRAM.Q) is three such 32-bit words: the multiplier M
 # (0 <= M < 2**31), the right shift n (0..127) and the output zero point z (hwmodels.fixedpoint).
 REQUANT_ENTRY_WORDS = 3
+# STA stores accumulators saturated to 32 bits: an accumulator output word (a float graph output).
+ACC_OUT_WORD_BITS = 32
+ACC_OUT_WORD_BYTES = ACC_OUT_WORD_BITS // 8
 
 # Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_of_code).
 MODE_EXACT = 0
@@ -203,15 +206,22 @@ _SPECS: tuple[OpSpec, ...] = (
     ), "max pooling, no padding, floor output size"),
     OpSpec("SYNC", 0x0D, "sync", (
         _f("layer", 16, "layer index"),
-        _f("nb", 20, "neuron buffer address of the layer's output"),
+        _f("nb", 20, "neuron buffer address of the layer's output (acc=1: its DRAM.A address)"),
         _f("count", 20, "words of the layer's output"),
-    ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count]"),
+        _f("acc", 1, "1: the layer's output is the 32-bit accumulator words STA stored at DRAM.A[nb : nb + count]", default=0),
+    ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count] (acc=1: DRAM.A[nb : nb + count])"),
     OpSpec("END", 0x0E, "sync", (), "end of program"),
     OpSpec("LDQ", 0x0F, "load", (
         _f("qa", 16, "requant table address (entries)"),
         _f("dram", 32, "DRAM requant image entry address"),
         _f("count", 16, "entries"),
     ), "RQ[qa + i] = DRAM.Q[dram + i] for i < count (an entry: multiplier M, shift n, output zero point z)"),
+    OpSpec("STA", 0x10, "store", (
+        _f("dram", 32, "DRAM activation word address of the tile's first output (a 32-bit accumulator word)"),
+        _f("ostride", 20, "words between output neurons"),
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+    ), "DRAM.A[dram + (e//p)*ostride + e%p] = sat32(ACC[e]) for e < m*p (per image; a float graph output)"),
 )
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
@@ -565,7 +575,16 @@ def check_program(
             within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], arch.neuron_buffer_words)
             within(index, ins, "output map", o["dst"], o["c"] * oh * ow, arch.neuron_buffer_words)
         elif ins.op == "SYNC":
-            within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+            if o["acc"]:
+                within(index, ins, "layer output (DRAM.A accumulator words)", o["nb"], o["count"], activation_words)
+            else:
+                within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+        elif ins.op == "STA":
+            if not 1 <= o["m"] * o["p"] <= pes:
+                fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
+            if o["m"] > 1 and o["ostride"] < o["p"]:
+                fail(index, ins, "ostride smaller than p (outputs would overlap)")
+            within(index, ins, "DRAM activation range", o["dram"], (o["m"] - 1) * o["ostride"] + o["p"], activation_words)
         elif ins.op == "END":
             ended = True
     if not ended:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
+from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule, stores_accumulators
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.isa import Instruction, mode_code, operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
@@ -63,7 +63,9 @@ class _Emitter:
             self.add("LDW", wb=first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
 
 
-def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement) -> None:
+def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, acc_dram: int | None = None) -> None:
+    """One compute layer; ``acc_dram`` (a float graph output, ISA 2): its accumulators go to DRAM.A
+    from that word by STA, and its SYNC names them there, instead of REQ into the neuron buffer."""
     c, h, w, kh, kw, stride, pad, oh, ow = s.geometry
     em.add("CONV", c=c, h=h, w=w, kh=kh, kw=kw, stride=stride, pad=pad, oh=oh, ow=ow)
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
@@ -100,8 +102,14 @@ def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSched
                 em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
             if layer.relu:
                 em.add("RELU", m=mt, p=pt)
-            em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
-    em.add("SYNC", layer=index, nb=place.nb_output, count=s.m * s.positions)
+            if acc_dram is not None:
+                em.add("STA", dram=acc_dram + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt)
+            else:
+                em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
+    if acc_dram is not None:
+        em.add("SYNC", layer=index, nb=acc_dram, count=s.m * s.positions, acc=1)
+    else:
+        em.add("SYNC", layer=index, nb=place.nb_output, count=s.m * s.positions)
 
 
 def emit(ir: CompilerIR) -> CompilerIR:
@@ -117,7 +125,8 @@ def emit(ir: CompilerIR) -> CompilerIR:
         out_words = int(np.prod(ir.shapes[index + 1]))
         try:
             if schedule.kind == "compute":
-                _emit_compute(em, index, layer, schedule, place)
+                last_sta = index == len(ir.layers) - 1 and stores_accumulators(layer, ir.arch)
+                _emit_compute(em, index, layer, schedule, place, alloc.output_dram if last_sta else None)
             elif schedule.kind == "pool":
                 c, h, w = ir.shapes[index]
                 em.add("POOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, k=layer.kernel, s=layer.stride)
@@ -127,7 +136,8 @@ def emit(ir: CompilerIR) -> CompilerIR:
         except BundleError as exc:
             raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in ISA v2: {exc}") from None
         ranges.append((first, len(em.program)))
-    em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
+    if not stores_accumulators(ir.layers[-1], ir.arch):  # else STA already wrote the output words
+        em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
     em.add("END")
     weights = [layer.weight.reshape(-1) for layer in ir.layers if layer.weight is not None]
     biases = [layer.bias.reshape(-1) for layer in ir.layers if layer.bias is not None]

@@ -279,14 +279,16 @@ def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features:
 
 def _float_output(node: Node, last: Node, weight: np.ndarray, bias: np.ndarray, fmt_in: FixedPointFormat, acc_frac: int) -> FixedPointFormat:
     """A layer whose output is the graph output in float (no final Q/DQ): the accumulator itself,
-    exact when every accumulator value fits the 16-bit neuron word (REQ with shift 0 saturates
-    nothing); otherwise the graph needs a final QuantizeLinear (or ISA v2's wider outputs)."""
+    exact: ``s16`` when every accumulator value fits the 16-bit neuron word (REQ with shift 0
+    saturates nothing), else ``s32`` stored by STA (ISA 2) when the bound fits 32 bits."""
     fan_in = int(np.prod(weight.shape[1:]))
     max_a = max(-fmt_in.qmin, fmt_in.qmax)
     bound = fan_in * max_a * (int(np.abs(weight).max()) if weight.size else 0) + (int(np.abs(bias).max()) if bias.size else 0)
-    if bound > (1 << 15) - 1:
-        raise refuse(last, f"needs ISA v2: float graph output (no QuantizeLinear after {node.label}) whose accumulator bound {bound} does not fit the 16-bit neuron word (or add a final QuantizeLinear/DequantizeLinear)")
-    return FixedPointFormat(16, acc_frac)
+    if bound <= (1 << 15) - 1:
+        return FixedPointFormat(16, acc_frac)  # fits the neuron word: REQ with shift 0 saturates nothing
+    if bound <= (1 << 31) - 1:
+        return FixedPointFormat(32, acc_frac)  # ISA 2: STA stores the 32-bit accumulators (emit)
+    raise refuse(last, f"float graph output (no QuantizeLinear after {node.label}) whose accumulator bound {bound} does not fit 32 bits (add a final QuantizeLinear/DequantizeLinear)")
 
 
 def _clip_bits(graph: Graph, clip: Node, fmt: FixedPointFormat) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from axtrain.compiler.ir import CompilerIR, LayerSchedule
+from axtrain.compiler.ir import CompilerIR, LayerSchedule, stores_accumulators
 from axtrain.errors import ConfigError
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import operand_range
@@ -77,7 +77,7 @@ def check_fits(ir: CompilerIR, index: int, layer: QuantizedLayer) -> None:
     arch = ir.arch
     where = ir.layer_label(index)
     for what, fmt in (("input", layer.input_format), ("output", layer.output_format)):
-        if fmt.bits > arch.neuron_word_bits:
+        if fmt.bits > arch.neuron_word_bits and not (what == "output" and stores_accumulators(layer, arch)):
             raise ConfigError(f"{where}: {what} format {fmt} is wider than the {arch.neuron_word_bits}-bit neuron word")
     if layer.weight_format is None:
         return

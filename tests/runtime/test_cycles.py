@@ -100,7 +100,26 @@ HAND_PROGRAMS = {
         STN dram=20 nb=40 count=12
         END
     """,
+    # ISA 2: a float graph output: accumulators stored by STA (two rows apart), an accumulator SYNC.
+    "accumulator-store": """
+        LDN nb=0 dram=0 count=18
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=8 stride=8
+        CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+        DISTW wb=0 stride=8 m=3 p=4 k=8
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
+        MAC m=3 p=4 k=8 bb=0 mt=0 init=1
+        STA dram=20 ostride=5 m=3 p=4
+        SYNC layer=0 nb=20 count=14 acc=1
+        END
+    """,
 }
+
+
+def test_hand_counts_of_sta() -> None:
+    program = parse_assembly(HAND_PROGRAMS["accumulator-store"])
+    events = simulate_fast(program, ODD_ARCH)
+    assert events.cycles_by_op["STA"] == 7 + 12 * 4 // 3 and events.dram_write_bytes == 48  # 12 words of 4 bytes at 3 B/cycle
 
 
 def test_hand_counts_of_the_requant_table() -> None:

@@ -208,3 +208,43 @@ def test_table_scaled_req_fast_and_interpreter_equal_the_exact_definition() -> N
                 expected[img, o * 4 + pos] = min(max(int(z) + half_even(Fraction(acc * int(m), 1 << int(n))), lo), hi)
     assert np.array_equal(got[:, 20:36], expected)
     assert len(np.unique(expected[:, :8])) > 4 and expected[:, 8:].min() < 0  # not all saturated or zero
+
+
+def test_sta_stores_saturated_accumulators_fast_and_interpreter_agree() -> None:
+    """ISA 2 STA: a conv tile's accumulators, saturated to 32 bits, land in DRAM.A rows ``ostride``
+    apart; the accumulator SYNC reports them. Both executors agree with the plain integer sum."""
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import check_program
+
+    arch = Architecture(pe_rows=3, pe_cols=4, accumulator_bits=48)
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=18
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=8 stride=8
+        CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+        DISTW wb=0 stride=8 m=3 p=4 k=8
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
+        MAC m=3 p=4 k=8 bb=0 mt=0 init=1
+        STA dram=20 ostride=5 m=3 p=4
+        SYNC layer=0 nb=20 count=14 acc=1
+        END
+    """)
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-30000, 30000, size=24)
+    bias = np.array([5, -(1 << 31), (1 << 31) - 1])  # saturation on both sides reachable
+    dram = np.zeros((6, 40), dtype=np.int64)
+    dram[:, :18] = rng.integers(-30000, 30000, size=(6, 18))
+    check_program(program, arch, 24, 3, 40)
+    fast = FastExecutor(program, arch)
+    assert fast.plan.fast
+    got, layers = fast.run(fast.prepare(weights, bias), dram, collect=True)
+    slow = run_program(program, arch, weights, bias, dram)
+    assert np.array_equal(got, slow.dram_a) and np.array_equal(layers[0], slow.layer_outputs[0])
+    x, w = dram[:, :18].reshape(6, 2, 3, 3), weights.reshape(3, 2, 2, 2)
+    for o in range(3):
+        for pos in range(4):
+            oy, ox = divmod(pos, 2)
+            acc = bias[o] + np.einsum("ncij,cij->n", x[:, :, oy : oy + 2, ox : ox + 2], w[o])
+            assert np.array_equal(got[:, 20 + 5 * o + pos], np.clip(acc, -(1 << 31), (1 << 31) - 1))
+    assert np.array_equal(got[:, 24], np.zeros(6))  # the gap between rows is not written
+    assert (got[:, 25:29] == -(1 << 31)).any() and (got[:, 30:34] == (1 << 31) - 1).any()  # saturated both ways
