@@ -31,12 +31,24 @@ class FixedPointFormat:
     bits: int
     frac: int
     signed: bool = True
+    # ISA 2: a non-power-of-two scale (a float32 value, e.g. onnxruntime's quantizer's); None: 2**-frac.
+    # Such a format's integers move between layers by requant multipliers, never by shifts; frac is 0.
+    scale_value: float | None = None
+    # ISA 2: the stored integer is ``q = r + zero_point`` (an asymmetric range as onnxruntime's
+    # quantizer makes it): the value is ``(q - zero_point) * scale``; consumers fold it into their bias.
+    zero_point: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, int) or not MIN_BITS <= self.bits <= MAX_BITS:
             raise HardwareModelError(f"fixed-point width must be an integer in [{MIN_BITS}, {MAX_BITS}], got {self.bits!r}")
         if not isinstance(self.frac, int) or abs(self.frac) > 64:
             raise HardwareModelError(f"fractional length must be an integer in [-64, 64], got {self.frac!r}")
+        if not isinstance(self.zero_point, int) or not self.qmin <= self.zero_point <= self.qmax:
+            raise HardwareModelError(f"zero point {self.zero_point!r} outside the format's range [{self.qmin}, {self.qmax}]")
+        if self.scale_value is not None:
+            value = float(self.scale_value)
+            if not (math.isfinite(value) and value > 0 and float(np.float32(value)) == value) or self.frac != 0:
+                raise HardwareModelError(f"a non-power-of-two scale must be a positive finite float32 value with frac 0, got {self.scale_value!r}")
 
     @property
     def qmin(self) -> int:
@@ -50,23 +62,39 @@ class FixedPointFormat:
 
     @property
     def scale(self) -> float:
-        """The value of one LSB, ``2**-frac``."""
-        return math.ldexp(1.0, -self.frac)
+        """The value of one LSB, ``2**-frac`` (or the non-power-of-two ``scale_value``)."""
+        return self.scale_value if self.scale_value is not None else math.ldexp(1.0, -self.frac)
+
+    @property
+    def power_of_two(self) -> bool:
+        """Whether the scale is ``2**-frac`` (requantised by shifts)."""
+        return self.scale_value is None
 
     def __str__(self) -> str:
-        return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
+        zero = f"z{self.zero_point}" if self.zero_point else ""  # e.g. "s8*0x1.8p-7z-13"
+        if self.scale_value is not None:  # e.g. "s8*0x1.ab2c3ep-7": the float32 scale, exactly
+            return f"{'s' if self.signed else 'u'}{self.bits}*{float(self.scale_value).hex()}{zero}"
+        return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}{zero}"
 
     @classmethod
     def parse(cls, text: str) -> "FixedPointFormat":
-        """Parse the ``str()`` form, e.g. ``s8.6`` or ``u16.-2``."""
+        """Parse the ``str()`` form, e.g. ``s8.6``, ``u16.-2`` or ``s8*0x1.ab2c3ep-7`` (a
+        non-power-of-two scale, hex float)."""
         try:
             kind, rest = text[0], text[1:]
-            bits, frac = rest.split(".", 1)
             if kind not in "su":
                 raise ValueError
-            return cls(int(bits), int(frac), kind == "s")
-        except (ValueError, IndexError):
-            raise HardwareModelError(f"bad fixed-point format {text!r}: expected e.g. 's8.6' (sign, bits, fractional length)") from None
+            zero = 0
+            if "z" in rest:
+                rest, zero_text = rest.split("z", 1)
+                zero = int(zero_text)
+            if "*" in rest:
+                bits, scale = rest.split("*", 1)
+                return cls(int(bits), 0, kind == "s", float.fromhex(scale), zero)
+            bits, frac = rest.split(".", 1)
+            return cls(int(bits), int(frac), kind == "s", None, zero)
+        except (ValueError, IndexError, OverflowError):
+            raise HardwareModelError(f"bad fixed-point format {text!r}: expected e.g. 's8.6' (sign, bits, fractional length) or 's8*0x1.8p-7' (a scale)") from None
 
     def storage_dtype(self) -> np.dtype:
         """The narrowest numpy integer type that holds every value of this format."""
@@ -83,13 +111,21 @@ def quantize(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
     The input is taken as float32 (ONNX's input type) and divided by the power-of-two scale, which
     is exact; ``np.rint`` rounds half to even; the result is saturated to ``[qmin, qmax]``.
     """
+    if fmt.scale_value is not None or fmt.zero_point:
+        # onnxruntime's QuantizeLinear: x / scale in float32, round half to even, add the zero point, saturate.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            ratio = np.asarray(x, dtype=np.float32) / np.float32(fmt.scale)
+        return np.asarray(np.clip(np.rint(ratio.astype(np.float64)) + fmt.zero_point, fmt.qmin, fmt.qmax), dtype=np.int64)
     values = np.asarray(x, dtype=np.float32).astype(np.float64) * math.ldexp(1.0, fmt.frac)
     rounded = np.rint(values)
     return np.clip(rounded, fmt.qmin, fmt.qmax).astype(np.int64)
 
 
 def dequantize(q: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
-    """Integers of ``fmt`` to float32, as ONNX DequantizeLinear (exact for |q| < 2**24)."""
+    """Integers of ``fmt`` to float32, as ONNX DequantizeLinear (exact for |q| < 2**24; a
+    non-power-of-two scale: ``float32(q) * float32(scale)``, rounded once, as onnxruntime)."""
+    if fmt.scale_value is not None or fmt.zero_point:
+        return (np.asarray(q, dtype=np.float64) - fmt.zero_point).astype(np.float32) * np.float32(fmt.scale)
     return (np.asarray(q, dtype=np.float64) * fmt.scale).astype(np.float32)
 
 

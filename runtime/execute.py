@@ -511,8 +511,8 @@ def quantize_float32(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
     it saturates either way) or falls below the normal range (then it is below 1/2 and rounds to 0
     either way); ``rint`` and the clip to bounds below ``2**24`` are exact in float32.
     """
-    if fmt.bits > 24:
-        raise ValueError(f"{fmt}: wider than float32's exact integers")
+    if fmt.bits > 24 or not fmt.power_of_two:
+        raise ValueError(f"{fmt}: wider than float32's exact integers, or not a power-of-two scale")
     with np.errstate(over="ignore"):  # an overflow to +-inf saturates below, as it should
         values = np.asarray(x, dtype=np.float32) * np.float32(math.ldexp(1.0, fmt.frac))
     np.rint(values, out=values)
@@ -528,7 +528,7 @@ def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activat
     """
     x = np.asarray(inputs, dtype=np.float32)
     fmt = FixedPointFormat.parse(input_format)
-    if np.dtype(dtype) == np.float32 and fmt.bits <= 24:
+    if np.dtype(dtype) == np.float32 and fmt.bits <= 24 and fmt.power_of_two and not fmt.zero_point:
         q = quantize_float32(x, fmt).reshape(x.shape[0], -1)
     else:
         q = quantize(x, fmt).reshape(x.shape[0], -1)

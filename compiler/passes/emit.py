@@ -63,16 +63,22 @@ class _Emitter:
             self.add("LDW", wb=first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
 
 
-def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, acc_dram: int | None = None) -> None:
+def _emit_compute(
+    em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, acc_dram: int | None = None, rq_dram: int | None = None
+) -> None:
     """One compute layer; ``acc_dram`` (a float graph output, ISA 2): its accumulators go to DRAM.A
-    from that word by STA, and its SYNC names them there, instead of REQ into the neuron buffer."""
+    from that word by STA, and its SYNC names them there, instead of REQ into the neuron buffer.
+    ``rq_dram`` (a requantising layer, ISA 2): its requant entries start at that DRAM.Q entry; they
+    are loaded beside the biases (LDQ, same table addresses) and every REQ scales by them (rq=1)."""
     c, h, w, kh, kw, stride, pad, oh, ow = s.geometry
     em.add("CONV", c=c, h=h, w=w, kh=kh, kw=kw, stride=stride, pad=pad, oh=oh, ow=ow)
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
     modes = layer.neuron_modes()
-    shift = layer.accumulator_frac - layer.output_format.frac
+    shift = 0 if rq_dram is not None else layer.accumulator_frac - layer.output_format.frac
     if s.bias_resident == "layer":
         em.add("LDB", bb=0, dram=place.bias_dram, count=s.m)
+        if rq_dram is not None:
+            em.add("LDQ", qa=0, dram=rq_dram, count=s.m)
         for start, count, code in mode_runs(modes):
             em.add("MODE", mt=start, count=count, code=code)
     if s.weights_resident == "layer":
@@ -81,6 +87,8 @@ def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSched
         mt = min(s.m_tile, s.m - m0)
         if s.bias_resident == "block":
             em.add("LDB", bb=0, dram=place.bias_dram + m0, count=mt)
+            if rq_dram is not None:
+                em.add("LDQ", qa=0, dram=rq_dram + m0, count=mt)
             for start, count, code in mode_runs(modes[m0 : m0 + mt]):
                 em.add("MODE", mt=start, count=count, code=code)
         if s.weights_resident == "block":
@@ -104,6 +112,9 @@ def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSched
                 em.add("RELU", m=mt, p=pt)
             if acc_dram is not None:
                 em.add("STA", dram=acc_dram + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt)
+            elif rq_dram is not None:
+                em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=0,
+                       bits=layer.output_format.bits, uns=int(not layer.output_format.signed), rq=1, qa=bias_base)
             else:
                 em.add("REQ", nb=place.nb_output + m0 * s.positions + p0, ostride=s.positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
     if acc_dram is not None:
@@ -120,13 +131,16 @@ def emit(ir: CompilerIR) -> CompilerIR:
     input_words = int(np.prod(ir.shapes[0]))
     em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
     ranges = []
+    requant: list[tuple[int, int, int]] = []  # DRAM.Q: the requantising layers' entries, back to back
     for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers, strict=True)):
         first = len(em.program)
         out_words = int(np.prod(ir.shapes[index + 1]))
         try:
             if schedule.kind == "compute":
                 last_sta = index == len(ir.layers) - 1 and stores_accumulators(layer, ir.arch)
-                _emit_compute(em, index, layer, schedule, place, alloc.output_dram if last_sta else None)
+                rq_dram = len(requant) if layer.requant is not None else None
+                requant.extend(layer.requant or ())
+                _emit_compute(em, index, layer, schedule, place, alloc.output_dram if last_sta else None, rq_dram)
             elif schedule.kind == "pool":
                 c, h, w = ir.shapes[index]
                 em.add("POOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, k=layer.kernel, s=layer.stride)
@@ -146,5 +160,6 @@ def emit(ir: CompilerIR) -> CompilerIR:
         layer_ranges=tuple(ranges),
         weight_image=np.concatenate(weights).astype(np.int64),
         bias_image=np.concatenate(biases).astype(np.int64),
+        requant_image=np.asarray(requant, dtype=np.int64).reshape(-1, 3),
     )
     return ir.update(emitted=emitted)

@@ -84,7 +84,7 @@ def check_fits(ir: CompilerIR, index: int, layer: QuantizedLayer) -> None:
     assert layer.weight is not None and layer.bias is not None
     if layer.weight_format.bits > arch.weight_word_bits:
         raise ConfigError(f"{where}: weight format {layer.weight_format} is wider than the {arch.weight_word_bits}-bit weight word")
-    shift = layer.accumulator_frac - layer.output_format.frac
+    shift = 0 if layer.requant is not None else layer.accumulator_frac - layer.output_format.frac
     if not SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]:
         raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v2's range [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]")
     # Worst case |acc| with every operand at its largest magnitude (DRUM never enlarges an operand).
