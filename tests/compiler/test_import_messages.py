@@ -56,6 +56,11 @@ def test_float_output_wider_than_the_neuron_word_is_stored_by_sta(tmp_path: Path
     bundle = load_bundle(tmp_path / "b")
     ops = [ins.op for ins in bundle.program]
     assert "STA" in ops and "STN" not in ops and "REQ" not in ops and bundle.program[-2]["acc"] == 1
+    from axtrain.compiler.cli import summary, summary_dict
+
+    scale = 2.0 ** -ir.layers[-1].output_format.frac
+    assert f"output (32-bit accumulator words (STA)) y = (q - 0) * {scale!r}" in summary(tmp_path / "b")
+    assert summary_dict(tmp_path / "b")["host_scales"]["output_accumulator_words"] is True
     x = np.random.default_rng(3).uniform(-1, 1, (64, 20)).astype(np.float32)
     x[0] = 100.0  # saturates the input format: drives row 0 beyond 2**15
     q = run_bundle(bundle, x)[-1]

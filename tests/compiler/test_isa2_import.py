@@ -82,6 +82,11 @@ def test_isa2_patterns_compile_and_match_onnxruntime(name: str, tmp_path: Path) 
     ir = compile_model(path)
     write_compiled_bundle(ir, tmp_path / "b")
     bundle = load_bundle(tmp_path / "b")
+    from axtrain.compiler.cli import summary, summary_dict
+
+    fout = ir.layers[-1].output_format
+    assert f"output (neuron words) y = (q - {fout.zero_point}) * {float(fout.scale)!r}" in summary(tmp_path / "b")
+    assert summary_dict(tmp_path / "b")["memory"]["requant_entries"] == bundle.manifest.requant_entries
     if shows == "rq":
         assert bundle.manifest.requant_entries > 0 and any(ins.op == "REQ" and ins["rq"] for ins in bundle.program)
     elif shows == "zero point":
