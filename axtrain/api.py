@@ -184,8 +184,10 @@ def simulate(bundle: str | Path, app: str | None = None, *, inputs: Any = None, 
 
 
 def explore(bundle: str | Path, app: str, out: str | Path, *, max_loss: float = 0.02, runs: int = 10, fault_seed: int = 0,
-            modes: Any = None, voltages: Any = None, force: bool = False) -> ExploreResult:
-    """Search per-layer modes and the SRAM voltage (``axtrain explore``) and write the chosen plan's bundle."""
+            modes: Any = None, voltages: Any = None, force: bool = False, split_seed: int | None = None) -> ExploreResult:
+    """Search per-layer modes and the SRAM voltage (``axtrain explore``) and write the chosen plan's bundle.
+    ``fault_seed`` draws the fault maps only; ``split_seed`` (default: the bundle's training seed, else 0)
+    the app's train/test split and the selection part of the training split, as the command does."""
     from axtrain.compiler.replan import write_replanned
     from axtrain.datasets import load
     from axtrain.datasets.split import split_validation
@@ -196,9 +198,10 @@ def explore(bundle: str | Path, app: str, out: str | Path, *, max_loss: float = 
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists (use --force to replace it)")
     b = load_bundle(bundle)
-    seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
-    data = load(app, seed=seed)
-    _, _, x_sel, y_sel = split_validation(data.x_train, data.y_train, SELECTION_FRACTION, fault_seed)
+    if split_seed is None:
+        split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
+    data = load(app, seed=split_seed)
+    _, _, x_sel, y_sel = split_validation(data.x_train, data.y_train, SELECTION_FRACTION, split_seed)
     result = run_search(b, x_sel, y_sel, max_loss, tuple(modes or DEFAULT_MODES), tuple(voltages or DEFAULT_VOLTAGES), runs, fault_seed, confidence_z=CONFIDENCE_Z)
     write_replanned(b, result.chosen.plan, out, overwrite=force)
     c = result.chosen

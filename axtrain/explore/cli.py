@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from axtrain.cli_params import MODE_LIST, VOLTAGE_LIST
+from axtrain.cli_params import MODE_LIST, VOLTAGE_LIST, deprecated_alias, take_alias
 from axtrain.errors import ConfigError
 from axtrain.explore.search import CONFIDENCE_Z, SELECTION_FRACTION
 from axtrain.hwmodels.multipliers import MultiplierMode
@@ -24,17 +24,18 @@ from axtrain.hwmodels.multipliers import MultiplierMode
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Write the chosen plan as a bundle here.")
 @click.option("--max-loss", type=float, default=0.02, show_default=True, help="Accuracy budget: mean accuracy may drop this much below the baseline.")
 @click.option("--runs", type=int, default=10, show_default=True, help="NTV Monte Carlo runs per evaluation.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps and of the selection split.")
+@click.option("--fault-seed", "seed", type=int, help="Seed of the NTV fault maps, as simulate's --fault-seed.  [default: 0]")
+@deprecated_alias("--seed", "--fault-seed")
 @click.option("--modes", type=MODE_LIST, default="exact,drum:4,drum:3,drum:2,drum:1", show_default=True, help="Multiplier modes, least aggressive first.")
 @click.option("--voltages", type=VOLTAGE_LIST, default="1.1,0.85,0.66,0.5,0.4", show_default=True, help="Weight-SRAM voltages (V), highest first.")
 @click.option("--selection-fraction", type=float, default=SELECTION_FRACTION, show_default=True, help="Share of the training split the search selects on.")
 @click.option("--confidence-z", type=float, default=CONFIDENCE_Z, show_default=True, help="A plan fits when its loss + z standard errors (paired, vs the baseline) is within --max-loss; 0: point estimate.")
-@click.option("--split-seed", type=int, help="Seed of the app's train/test split (default: the bundle's training seed, else 0).")
+@click.option("--split-seed", type=int, help="Seed of the app's data: its train/test split and the selection part of the training split (default: the bundle's training seed, else 0).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report here.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def explore(
-    bundle: Path, app: str, out: Path, max_loss: float, runs: int, seed: int, modes: tuple[MultiplierMode, ...], voltages: tuple[float, ...],
-    selection_fraction: float, confidence_z: float, split_seed: int | None, report_file: Path | None, force: bool,
+    bundle: Path, app: str, out: Path, max_loss: float, runs: int, seed: int | None, seed_alias: int | None, modes: tuple[MultiplierMode, ...],
+    voltages: tuple[float, ...], selection_fraction: float, confidence_z: float, split_seed: int | None, report_file: Path | None, force: bool,
 ) -> None:
     """Search per-layer multiplier modes and the weight-SRAM voltage of BUNDLE for the lowest energy
     per inference within --max-loss of the baseline (first mode, first voltage) accuracy."""
@@ -43,12 +44,16 @@ def explore(
     from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
     from axtrain.locks import output_locks
 
+    # One meaning per seed, as simulate (docs/decisions.md 91, 150): --fault-seed draws the fault maps
+    # only; the data (train/test split and the selection part) follow --split-seed.
+    seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
+    if seed_alias is not None:
+        click.echo("note: the selection split now follows --split-seed (it followed --seed before)", err=True)
+    seed = 0 if seed is None else seed
     if runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {runs}")
-    if seed < 0:
-        raise ConfigError(f"--seed must be non-negative, got {seed}")
     check_range("--runs", runs, 1, MAX_RUNS)
-    check_range("--seed", seed, 0, MAX_SEED)
+    check_range("--fault-seed", seed, 0, MAX_SEED)
     check_range("--split-seed", split_seed, 0, MAX_SEED)
     if not 0.0 <= max_loss <= 1.0:
         raise ConfigError(f"--max-loss must be a fraction in [0, 1], got {max_loss}")
@@ -81,7 +86,7 @@ def _explore(
     if split_seed is None:
         split_seed = int(b.manifest.seed) if b.manifest.seed and b.manifest.seed.isdigit() else 0
     data = load(app, seed=split_seed)
-    _, _, x_sel, y_sel = split_validation(data.x_train, data.y_train, selection_fraction, seed)
+    _, _, x_sel, y_sel = split_validation(data.x_train, data.y_train, selection_fraction, split_seed)
     result = run_search(b, x_sel, y_sel, max_loss, modes, voltages, runs, seed, confidence_z=confidence_z)
 
     marks = {"chosen": result.chosen, "best-uniform": result.best_uniform, "baseline": result.baseline}
@@ -111,7 +116,7 @@ def _explore(
     click.echo(f"plan bundle: {out}")
     if report_file is not None:
         report = {
-            "bundle": str(bundle), "app": app, "split_seed": split_seed, "selection": {"source": "training split validation part", "fraction": selection_fraction, "count": int(len(y_sel))},
+            "bundle": str(bundle), "app": app, "split_seed": split_seed, "fault_seed": seed, "selection": {"source": "training split validation part", "fraction": selection_fraction, "count": int(len(y_sel))},
             "modes": [str(m) for m in modes], "voltages": list(voltages), **result.as_dict(), "test": test, "out": str(out),
         }
         atomic.write_json(report_file, report)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from axtrain.cli_params import multiplier_option, sram_voltage_option
+from axtrain.cli_params import deprecated_alias, multiplier_option, sram_voltage_option, take_alias
 from axtrain.hwmodels.multipliers import MultiplierMode
 
 
@@ -36,23 +36,31 @@ def diff(a: Path, b: Path) -> None:
 @multiplier_option("Override every layer's multiplier")
 @sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault maps.")
-@click.option("--split-seed", type=int, help="Seed of the --app data split (as simulate).")
+@click.option("--fault-seed", "seed", type=int, help="Seed of the NTV fault maps, as simulate's --fault-seed.  [default: 0]")
+@deprecated_alias("--seed", "--fault-seed")
+@click.option("--split-seed", type=int, help="Seed of the --app data split (as simulate; default: the bundle's training seed, else 0).")
 def check(
     bundle: Path, expect_file: Path, app: str | None, inputs_file: Path | None, labels_file: Path | None,
-    multiplier: MultiplierMode | None, sram_voltage: float | None, runs: int, seed: int, split_seed: int | None,
+    multiplier: MultiplierMode | None, sram_voltage: float | None, runs: int, seed: int | None, seed_alias: int | None,
+    split_seed: int | None,
 ) -> None:
     """Simulate BUNDLE and compare the report with the pinned figures of EXPECT.yaml: one line per
     pin; exit 1 when a figure drifted beyond its tolerance."""
     from axtrain.errors import ConfigError
     from axtrain.formats.bundle import load_bundle
+    from axtrain.limits import MAX_SEED, check_range
     from axtrain.regress.check import evaluate, load_expect
     from axtrain.runtime.cli import simulation_inputs
     from axtrain.runtime.report import simulate_to_report
 
+    # The seeds as simulate names them (docs/decisions.md 91, 150): --seed is a deprecated --fault-seed.
+    seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
+    seed = 0 if seed is None else seed
     pins = load_expect(expect_file)  # a bad expect file fails before any simulation
-    if runs < 1 or seed < 0:
-        raise ConfigError("--runs must be at least 1 and --seed non-negative")
+    if runs < 1:
+        raise ConfigError(f"--runs must be at least 1, got {runs}")
+    check_range("--fault-seed", seed, 0, MAX_SEED)
+    check_range("--split-seed", split_seed, 0, MAX_SEED)
     b = load_bundle(bundle)
     x, y, source = simulation_inputs(b, app, inputs_file, labels_file, split_seed)
     _, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed)

@@ -90,9 +90,11 @@ def explore_cell(profile: Profile, app: str, seed: int, mode: str) -> Cell:
     return Cell("explore", params, deps, f"explore axtrain@{mode} {app} s{seed}")
 
 
-def short_plan(modes: list[str]) -> str:
-    """``["drum:1", "exact"]`` -> ``"K1/exact"`` (the paper's names, layer order)."""
-    return "/".join(m.replace("drum:", "K") for m in modes)
+def short_plan(modes: list[str], profile: Profile) -> str:
+    """``["drum:1", "exact"]`` -> ``"K1/exact"`` (the paper's names, layer order), through the
+    profile's ``--k-map``: with ``2,3,4,5`` DRUM(2) is K1, and a DRUM k no K stands for keeps its name."""
+    names = {f"drum:{k}": mode for mode, k in zip(MODES, profile.k_map, strict=True)}
+    return "/".join(names.get(m, m) for m in modes)
 
 
 def _row(app: str, seed: int, method: str, axis: str, setting: str, r: dict, ref: dict, plan: str, **extra: object) -> dict:
@@ -123,8 +125,8 @@ def collect(store: CellStore, profile: Profile) -> list[dict]:
                 # Compute energy: at one voltage the plans differ only in their multipliers.
                 saved = 1 - search["chosen"]["compute_joules"] / search["best_uniform"]["compute_joules"]
                 rows.append(_row(
-                    app, seed, "AxTrain", "compute", f"{HET} {mode}-net", r["test"]["chosen"], ref, short_plan(r["test"]["chosen"]["modes"]),
-                    selection_saving_vs_uniform=saved, uniform_plan=short_plan(r["test"]["best_uniform"]["modes"]),
+                    app, seed, "AxTrain", "compute", f"{HET} {mode}-net", r["test"]["chosen"], ref, short_plan(r["test"]["chosen"]["modes"], profile),
+                    selection_saving_vs_uniform=saved, uniform_plan=short_plan(r["test"]["best_uniform"]["modes"], profile),
                     selection_loss_bound=search.get("chosen_loss_bound", ""),
                 ))
     return rows

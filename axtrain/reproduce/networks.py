@@ -101,6 +101,8 @@ def simulate(profile: Profile, source: Cell, app: str, seed: int, multiplier: st
 
 
 def sensitivity(profile: Profile, app: str, seed: int, networks: dict[str, Cell]) -> Cell:
-    """Last-layer sensitivity maps (Fig. 4) of the named networks."""
-    params = {"app": app, "seed": seed, "names": list(networks), "data": profile.data(app)}
+    """Last-layer sensitivity maps (Fig. 4) of the named networks: the raw ``|w| |dO/dw|`` of each."""
+    # "scale" is in the key: cells from before the maps were stored raw (each divided by its own
+    # maximum) must not be reused for the shared colour scale.
+    params = {"app": app, "seed": seed, "names": list(networks), "data": profile.data(app), "scale": "absolute"}
     return Cell("sensitivity", params, tuple(networks.values()), f"sensitivity {app} s{seed}")

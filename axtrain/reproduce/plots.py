@@ -36,7 +36,8 @@ class Panel:
     extra: dict = field(default_factory=dict)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     # matplotlib loads only when a figure is drawn, and its backend must be chosen before pyplot
     import matplotlib
 
@@ -133,7 +134,7 @@ def _draw(ax, panel: Panel) -> None:
 
 def grouped_bars(panels: Sequence[Panel], path: Path, title: str | None = None, columns: int = 2) -> Path:
     """Draw the panels in a grid (``columns`` wide) with one shared legend; save a PNG at ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = math.ceil(len(panels) / columns)
     cols = min(columns, len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, constrained_layout=True)

@@ -232,8 +232,11 @@ def sensitivity_task(ctx: TaskContext) -> dict[str, Any]:
     maps = {}
     for name, dep in zip(p["names"], ctx.deps, strict=True):
         network = _load_network(ctx, dep)
-        maps[name] = last_layer_sensitivity(network.model, x, output_layer=network.config.output_layer).tolist()
-    return {"maps": maps, "samples": int(x.shape[0])}
+        # The raw |w| |dO/dw| (not divided by its own maximum): Fig. 4 draws every map on one shared
+        # scale, so the maps' magnitudes can be compared, and the relative shape is one division away.
+        raw = last_layer_sensitivity(network.model, x, relative=False, output_layer=network.config.output_layer)
+        maps[name] = raw.tolist()
+    return {"maps": maps, "samples": int(x.shape[0]), "scale": "absolute"}
 
 
 def explore_task(ctx: TaskContext) -> dict[str, Any]:

@@ -167,3 +167,27 @@ def test_cli_missing_bundle_or_unknown_app_exits_2(bundle_path: Path, tmp_path: 
     assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
     code, _, err = _axtrain(capsys, "explore", bundle_path, "--app", "no-such-app", "--out", tmp_path / "p")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no-such-app" in err
+
+
+def test_cli_seeds_mean_what_they_mean_in_simulate(bundle_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--fault-seed draws fault maps only; the selection split follows the data's (split) seed, so a
+    fault seed cannot change which samples the plan is chosen on (it did when --seed seeded both)."""
+    from axtrain.explore.search import SELECTION_FRACTION
+
+    data = load(APP, seed=0)  # the bundle was trained with seed 0: the default split seed
+    _, _, x_sel, y_sel = split_validation(data.x_train, data.y_train, SELECTION_FRACTION, 0)
+    expected = simulate(load_bundle(bundle_path), x_sel, y_sel, multiplier="exact", sram_voltage=1.1, runs=1, seed=0).accuracy_mean
+    base = ["explore", bundle_path, "--app", APP, "--runs", "1", "--modes", "exact", "--voltages", "1.1"]
+    for fault_seed in (7, 11):
+        report = tmp_path / f"r{fault_seed}.json"
+        code, _, err = _axtrain(capsys, *base, "--out", tmp_path / f"p{fault_seed}", "--fault-seed", fault_seed, "--report", report)
+        assert code == 0, err
+        data_out = json.loads(report.read_text())
+        assert (data_out["split_seed"], data_out["fault_seed"]) == (0, fault_seed)
+        assert data_out["selection"]["count"] == len(y_sel)
+        assert data_out["baseline"]["accuracy"] == expected  # the same selection samples, whatever the fault seed
+    # The old spelling still works, says so, and means --fault-seed; both spellings at once is a usage error.
+    code, _, err = _axtrain(capsys, *base, "--out", tmp_path / "old", "--seed", 7)
+    assert code == 0 and "note: --seed is deprecated; use --fault-seed" in err and "--split-seed" in err
+    code, _, err = _axtrain(capsys, *base, "--out", tmp_path / "both", "--seed", 7, "--fault-seed", 7)
+    assert code == 2 and "same option" in err and not (tmp_path / "both").exists()

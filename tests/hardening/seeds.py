@@ -21,6 +21,7 @@ from onnx_graphs import Spec, build_model, mlp_specs, random_conv, random_dense 
 from axtrain.compiler.package import write_compiled_bundle  # noqa: E402
 from axtrain.compiler.pipeline import compile_model  # noqa: E402
 from axtrain.formats.arch import DEFAULT_ARCH  # noqa: E402
+from axtrain.formats.onnx_schema import KEY_LAYER, KEY_MULTIPLIER, KEY_SRAM_VOLTAGE  # noqa: E402
 from axtrain.hwmodels.fixedpoint import FixedPointFormat as F  # noqa: E402
 from axtrain.hwmodels.layers import QuantizedLayer  # noqa: E402
 from axtrain.hwmodels.multipliers import parse_mode  # noqa: E402
@@ -42,7 +43,7 @@ class Seeds:
 def _mlp() -> onnx.ModelProto:
     specs = mlp_specs(np.random.default_rng(1), [12, 9, 4])
     specs[0].fo, specs[1].fo = -2, -3
-    specs[0].metadata = {"axtrain.multiplier": "drum:3", "axtrain.sram_voltage": "0.8", "axtrain.layer": "fc1"}
+    specs[0].metadata = {KEY_MULTIPLIER: "drum:3", KEY_SRAM_VOLTAGE: "0.8", KEY_LAYER: "fc1"}
     return build_model(specs, ["N", 12], model_metadata={"axtrain.schema": "1", "axtrain.app": "fuzz"})
 
 

@@ -64,3 +64,20 @@ def test_check_refuses_a_missing_report_key(cnn_bundle: Path, tmp_path: Path, ru
     (tmp_path / "e.yaml").write_text("latency.cycles: {value: 1, rel_tol: 0.1}\n")
     code, _, err = run_cli(["check", cnn_bundle, "--expect", tmp_path / "e.yaml", "--inputs", tmp_path / "x.npy"])
     assert code == 2 and err.strip() == "error: expect key latency.cycles: the simulation report has no latency.cycles"
+
+
+def test_check_seeds_are_named_as_in_simulate(cnn_bundle: Path, tmp_path: Path, run_cli: Callable) -> None:
+    """--fault-seed (simulate's name) seeds the fault maps; --seed is its deprecated spelling."""
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 9, 9), np.float32))
+    (tmp_path / "e.yaml").write_text("config.seed: {value: 7}\nconfig.runs: {value: 2}\n")
+    base = ["check", cnn_bundle, "--expect", tmp_path / "e.yaml", "--inputs", tmp_path / "x.npy", "--sram-voltage", "0.5", "--runs", "2"]
+    code, out, err = run_cli([*base, "--fault-seed", "7"])
+    assert code == 0, err
+    assert out.splitlines()[-1] == "check: 2/2 pins hold"
+    code, out, err = run_cli([*base, "--seed", "7"])
+    assert code == 0 and out.splitlines()[-1] == "check: 2/2 pins hold"
+    assert "note: --seed is deprecated; use --fault-seed (same meaning)" in err
+    code, _, err = run_cli([*base, "--seed", "7", "--fault-seed", "7"])
+    assert code == 2 and "same option" in err
+    code, _, err = run_cli([*base, "--fault-seed", "-1"])
+    assert code == 2 and err.strip() == "error: --fault-seed must be at least 0, got -1"

@@ -64,4 +64,12 @@ def test_every_network_of_every_seed_gets_an_explore_cell() -> None:
 
 
 def test_short_plan_uses_the_papers_names() -> None:
-    assert fig9.short_plan(["drum:1", "exact", "drum:4"]) == "K1/exact/K4"
+    assert fig9.short_plan(["drum:1", "exact", "drum:4"], QUICK) == "K1/exact/K4"
+
+
+def test_short_plan_follows_the_k_map() -> None:
+    """With --k-map 2,3,4,5, DRUM(2) is K1 and DRUM(5) K4; DRUM(1) is no K and keeps its own name
+    (the DRUM k printed as 'K' once: 'K2/exact/K5')."""
+    shifted = QUICK.with_options(k_map="2,3,4,5")
+    assert fig9.short_plan(["drum:2", "exact", "drum:5"], shifted) == "K1/exact/K4"
+    assert fig9.short_plan(["drum:1", "drum:3"], shifted) == "drum:1/K2"

@@ -52,3 +52,20 @@ def test_max_seeds_caps_without_raising() -> None:
     assert capped.seeds("satimage") == (0, 1) and capped.seeds("mnist-mlp") == (0,)
     with pytest.raises(ConfigError, match="--max-seeds"):
         FULL.with_options(max_seeds=0)
+
+
+def test_full_profile_trains_lenet5_at_batch_32_and_leaves_the_other_apps_alone() -> None:
+    """LeNet-5 under the Sigmoid/MSE loss needs more steps than batch 128 gives in 4 epochs
+    (decision 153); the other apps keep the trainer's batch, and no override key, so their cells' keys
+    do not change with it."""
+    from axtrain.reproduce.profile import FULL
+    from axtrain.trainer.config import make_config
+
+    cnn = nets.bp(FULL, "mnist-cnn", 0).params["config"]
+    assert cnn["schedule"]["batch_size"] == 32
+    assert nets.act(FULL, "mnist-cnn", 0).params["config"]["schedule"]["batch_size"] == 32
+    for app in ("breast-cancer", "satimage", "mnist-mlp"):
+        assert "batch_size" not in FULL.train_overrides(app)
+        default = make_config({"app": app, "method": "bp"}, "test").resolved().schedule.batch_size
+        assert nets.bp(FULL, app, 0).params["config"]["schedule"]["batch_size"] == default
+    assert "batch_size" not in QUICK.train_overrides("mnist-cnn")  # the smoke test is unchanged
