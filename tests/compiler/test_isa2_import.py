@@ -100,10 +100,15 @@ def test_isa2_patterns_compile_and_match_onnxruntime(name: str, tmp_path: Path) 
     expected = _onnxruntime(path, x)
     lsb = np.rint((fast - expected) / np.float32(ir.layers[-1].output_format.scale))
     assert np.unique(produced).size > 5  # not vacuous: many output codes
+    from axtrain.regress.against import verify_against
+
+    line = verify_against(bundle, path, extra=64)[0]
     if bitwise:
         np.testing.assert_array_equal(fast, expected)
+        assert "bit for bit" in line
     else:
         assert np.abs(lsb).max() <= 1 and np.mean(lsb != 0) < 0.01, (np.abs(lsb).max(), np.mean(lsb != 0))
+        assert "within 1 output LSB" in line
 
 
 def test_zero_point_on_a_padded_conv_is_refused_by_name(tmp_path: Path) -> None:
