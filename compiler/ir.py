@@ -111,12 +111,19 @@ class LayerSchedule:
 
 @dataclass(frozen=True)
 class LayerPlacement:
-    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses."""
+    """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses, and its
+    weight-buffer and bias-buffer regions (``wb_base``, ``bb_base``; the mode table follows the bias
+    buffer). ``wb_slots`` 2: the layer's streamed weight blocks alternate between two regions of
+    ``wb_slot_words`` each (double buffering, docs/runtime.md "Weights resident")."""
 
     weight_dram: int | None
     bias_dram: int | None
     nb_input: int
     nb_output: int
+    wb_base: int = 0
+    bb_base: int = 0
+    wb_slots: int = 1
+    wb_slot_words: int = 0
 
 
 @dataclass(frozen=True)

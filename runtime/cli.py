@@ -73,6 +73,8 @@ def verify_dict(result: Any) -> dict[str, Any]:
 @multiplier_option("Override every layer's multiplier")
 @sram_voltage_option("Override every layer's weight-SRAM voltage")
 @click.option("--runs", type=int, default=1, show_default=True, help="Monte Carlo runs (one NTV fault map each).")
+@click.option("--batch", type=int, default=100, show_default=True, help="Inferences the machine runs back to back, resident weights loaded once: latency, throughput and energy per inference at this batch (outputs do not depend on it).")
+@click.option("--per-layer", "per_layer", is_flag=True, help="Also print the per-layer table: cycles (compute / transfer / stall), PE utilisation, bytes per memory level, energy per component.")
 @click.option("--fault-seed", "seed", type=int, help="Seed of the NTV fault maps (run i: SeedSequence([seed, i])); as pipeline's --fault-seed.  [default: 0]")
 @deprecated_alias("--seed", "--fault-seed")
 @click.option("--split-seed", type=int, help="Seed of the --app data split (default: the bundle's training seed, else 0).")
@@ -90,6 +92,8 @@ def simulate(
     multiplier: MultiplierMode | None,
     sram_voltage: float | None,
     runs: int,
+    batch: int,
+    per_layer: bool,
     seed: int | None,
     seed_alias: int | None,
     split_seed: int | None,
@@ -110,6 +114,7 @@ def simulate(
     from axtrain.hwmodels.technology import DEFAULT_65NM
     from axtrain.limits import MAX_RUNS, MAX_SEED, check_range
     from axtrain.locks import output_locks
+    from axtrain.runtime.per_layer import format_per_layer, per_layer_csv
     from axtrain.runtime.report import format_summary, simulate_to_report
 
     if (app is None) == (inputs_file is None):
@@ -121,13 +126,15 @@ def simulate(
     if seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {seed}")
     check_range("--runs", runs, 1, MAX_RUNS)
+    check_range("--batch", batch, 1, MAX_BATCH)
     check_range("--seed", seed, 0, MAX_SEED)
     check_range("--split-seed", split_seed, 0, MAX_SEED)
     if report_file is not None and dump_file is not None and report_file.resolve() == dump_file.resolve():
         raise ConfigError(f"--report and --dump-outputs name the same file {report_file}; give each its own")
     from axtrain.overwrite import check_file_output
 
-    for path, option in ((report_file, "--report"), (dump_file, "--dump-outputs"), (fault_map_out, "--fault-map-out")):
+    csv_file = None if report_file is None else layer_csv_path(report_file)
+    for path, option in ((report_file, "--report"), (csv_file, "--report's per-layer CSV"), (dump_file, "--dump-outputs"), (fault_map_out, "--fault-map-out")):
         if path is not None:
             check_file_output(path, force, option)
     tech = load_table(tech_file) if tech_file else DEFAULT_65NM
@@ -149,22 +156,33 @@ def simulate(
             fault_map = {"source": "file", "sha256": sha256_file(fault_map_in), "runs": runs}
         else:
             masks = flip_masks(b, regions, seed, runs)
-    with output_locks((report_file, False), (dump_file, False), (fault_map_out, False)):
-        result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology, weight_images=images)
+    with output_locks((report_file, False), (csv_file, False), (dump_file, False), (fault_map_out, False)):
+        result, report = simulate_to_report(b, x, y, source, multiplier, sram_voltage, runs, seed, tech, technology, weight_images=images, batch=batch)
         if fault_map is not None:
             report["config"]["fault_map"] = fault_map
         # All or none: a full disk after the dump used to leave the dump without its report.
         outputs = []
         if dump_file is not None:
             outputs.append((dump_file, npy_bytes(result.outputs.astype(np.float32))))
-        if report_file is not None:
+        if report_file is not None and csv_file is not None:
             outputs.append((report_file, atomic.json_text(report, report_file).encode("utf-8")))
+            outputs.append((csv_file, per_layer_csv(report["per_layer"], batch).encode("utf-8")))
         if fault_map_out is not None:
             outputs.append((fault_map_out, fault_map_bytes(fault_map_out, masks, b.arch.weight_word_bits)))
         atomic.write_many(outputs)
     click.echo(format_summary(report))
+    if per_layer:
+        click.echo(format_per_layer(report["per_layer"], batch))
     if report_file is not None:
-        click.echo(f"report: {report_file}")
+        click.echo(f"report: {report_file}  (per-layer CSV: {csv_file})")
+
+
+MAX_BATCH = 1_000_000  # the batch only scales counts; a bound keeps a typo from printing nonsense
+
+
+def layer_csv_path(report_file: Path) -> Path:
+    """The per-layer CSV written beside a report: ``r.json`` -> ``r.layers.csv``."""
+    return report_file.with_name(report_file.stem + ".layers.csv")
 
 
 def simulation_inputs(

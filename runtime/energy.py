@@ -5,9 +5,10 @@ breakdown. Categories (docs/runtime.md):
 
 * compute: multipliers (per mode and operand width, ``TechnologyTable.multiplier_energy``) and
   adders (accumulator additions at ``accumulator_bits``; ReLU/max-pool comparisons and requantising
-  shifts priced as adds at the neuron word width; a table-scaled REQ's multiply by its 31-bit
-  multiplier priced as one exact 32x32-bit multiply, ``requant_multipliers``, our choice: the
-  technology table has no 48x31 multiplier);
+  shifts priced as adds at the neuron word width); ``adder_tree``: the partial-sum additions of dot
+  products split over several PEs (synapse parallelism), at ``accumulator_bits``;
+  ``requant_multipliers``: a table-scaled REQ's multiply by its 31-bit multiplier, priced as one
+  exact 32x32-bit multiply (our choice: the technology table has no 48x31 multiplier);
 * storage: weight buffer (SRAM, dynamic energy ~V^2 at the weight-SRAM voltage of each access),
   neuron buffer (SRAM, nominal), bias buffer (register file), PE weight and neuron local memories,
   DRAM bytes;
@@ -66,6 +67,14 @@ class EnergyBreakdown:
     def power_watts(self) -> float:
         return self.total_joules / self.seconds if self.seconds > 0 else 0.0
 
+    def scaled(self, factor: float) -> "EnergyBreakdown":
+        """Every joule and the seconds times ``factor`` (a batch's breakdown per inference: 1 / batch)."""
+
+        def times(parts: dict[str, float]) -> dict[str, float]:
+            return {k: v * factor for k, v in parts.items()}
+
+        return EnergyBreakdown(times(self.compute), times(self.storage), times(self.leakage), self.seconds * factor, self.utilization)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "joules_per_inference": self.total_joules,
@@ -112,6 +121,8 @@ def price(events: Events, tech: TechnologyTable, arch: Architecture) -> EnergyBr
     if events.requant_multiplies:  # only then: power-of-two bundles keep their breakdown keys
         compute["requant_multipliers"] = events.requant_multiplies * tech.multiplier_energy("exact", 32)
     compute["adders"] = per_bit * (events.additions * arch.accumulator_bits + (events.comparisons + events.requantizations) * arch.neuron_word_bits)
+    if events.partial_sum_additions:
+        compute["adder_tree"] = per_bit * events.partial_sum_additions * arch.accumulator_bits
     storage: dict[str, float] = {}
     for counter, is_read in ((events.reads, True), (events.writes, False)):
         for key, words in counter.items():

@@ -1,4 +1,4 @@
-"""Event counts of one inference: what the accelerator did, before any pricing (runtime/energy.py).
+"""Event counts of one inference or a batch: what the accelerator did, before any pricing (runtime/energy.py).
 
 Both cycle simulators (``simulator_reference`` steps the clock, ``simulator`` uses closed forms)
 return an :class:`Events`; the tests require them to be equal field by field. Counts do not depend
@@ -60,13 +60,16 @@ class Events:
     """Counts of one inference (one run of the program over one image)."""
 
     cycles: int = 0
-    stall_cycles: int = 0  # cycles spent waiting for the first DRAM word (latency)
+    compute_cycles: int = 0  # cycles the PE array is busy (DRAM transfers overlapping them included)
+    transfer_cycles: int = 0  # PE array idle while the DRAM bus moves data (exposed transfer)
+    stall_cycles: int = 0  # PE array idle and no data on the bus (DRAM latency, dependencies)
     active_pe_cycles: int = 0  # sum over cycles of PEs doing a multiply-accumulate
     instructions: Counter[str] = field(default_factory=Counter)  # op -> executed instructions
-    cycles_by_op: Counter[str] = field(default_factory=Counter)  # op -> cycles spent in it
-    cycles_by_voltage: Counter[str] = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles
+    cycles_by_op: Counter[str] = field(default_factory=Counter)  # op -> cycles charged to it (runtime/timing.py)
+    cycles_by_voltage: Counter[str] = field(default_factory=Counter)  # weight-SRAM voltage key -> cycles charged to it
     multiplies: Counter[str] = field(default_factory=Counter)  # "mode@bits" -> products
     additions: int = 0  # accumulator additions (one per product)
+    partial_sum_additions: int = 0  # adder-tree additions of split dot products (synapse parallelism)
     comparisons: int = 0  # ReLU and max-pool comparisons
     requantizations: int = 0  # rounding shifts with saturation (REQ)
     requant_multiplies: int = 0  # accumulator x 31-bit multiplier products of table-scaled REQs (rq=1)
@@ -83,6 +86,8 @@ class Events:
 
         return {
             "cycles": int(self.cycles),
+            "compute_cycles": int(self.compute_cycles),
+            "transfer_cycles": int(self.transfer_cycles),
             "stall_cycles": int(self.stall_cycles),
             "active_pe_cycles": int(self.active_pe_cycles),
             "instructions": clean(self.instructions),
@@ -90,6 +95,7 @@ class Events:
             "cycles_by_voltage": clean(self.cycles_by_voltage),
             "multiplies": clean(self.multiplies),
             "additions": int(self.additions),
+            "partial_sum_additions": int(self.partial_sum_additions),
             "comparisons": int(self.comparisons),
             "requantizations": int(self.requantizations),
             "requant_multiplies": int(self.requant_multiplies),
@@ -102,10 +108,34 @@ class Events:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Events) and self.as_dict() == other.as_dict()
 
+    def __add__(self, other: "Events") -> "Events":
+        out = Events()
+        for name in _INT_FIELDS:
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        for name in _COUNTER_FIELDS:
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        return out
+
+    def times(self, n: int) -> "Events":
+        """The counts of ``n`` repetitions (``n`` >= 0)."""
+        out = Events()
+        for name in _INT_FIELDS:
+            setattr(out, name, getattr(self, name) * n)
+        for name in _COUNTER_FIELDS:
+            setattr(out, name, Counter({k: v * n for k, v in getattr(self, name).items() if v * n}))
+        return out
+
     @property
     def macs(self) -> int:
         """All multiplications, any mode."""
         return int(sum(self.multiplies.values()))
+
+
+_INT_FIELDS = (
+    "cycles", "compute_cycles", "transfer_cycles", "stall_cycles", "active_pe_cycles", "additions", "partial_sum_additions",
+    "comparisons", "requantizations", "dram_read_bytes", "dram_write_bytes",
+)
+_COUNTER_FIELDS = ("instructions", "cycles_by_op", "cycles_by_voltage", "multiplies", "reads", "writes")
 
 
 @dataclass(frozen=True)
@@ -121,6 +151,11 @@ class InstructionContext:
     operand_bits: tuple[int, ...]  # per instruction: multiplier operand width (MAC)
     mode_override: MultiplierMode | None = None
     nominal_voltage: float = NOMINAL_VOLTAGE
+    layers: tuple[int, ...] = ()  # per instruction: its layer's index in the layer table, -1 outside (empty: all -1)
+
+    def layer_of(self, index: int) -> int:
+        """The layer instruction ``index`` belongs to (-1: prologue, epilogue, no layer table)."""
+        return self.layers[index] if index < len(self.layers) else -1
 
 
 def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
@@ -134,7 +169,8 @@ def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
     n = len(plan.program)
     voltages = [plan.idle_voltage] * n
     bits = [arch.neuron_word_bits] * n
-    for layer in plan.layers:
+    owners = [-1] * n
+    for number, layer in enumerate(plan.layers):
         first, end = layer.program
         formats = layer.formats  # typed views of layers.json's text (formats/bundle.py)
         width = formats.input.bits
@@ -143,7 +179,8 @@ def plan_context(plan: RunPlan, arch: Architecture) -> InstructionContext:
         for index in range(max(0, first), min(n, end)):
             voltages[index] = layer.sram_voltage
             bits[index] = width
-    return InstructionContext(tuple(voltages), tuple(bits))
+            owners[index] = number
+    return InstructionContext(tuple(voltages), tuple(bits), layers=tuple(owners))
 
 
 def instruction_context(

@@ -15,9 +15,11 @@ from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.provenance import versions
 from axtrain.runtime.host_tail import METRICS, output_reading, tail_ops
+from axtrain.runtime.per_layer import per_layer_rows
 from axtrain.runtime.simulation import SimulationResult, array_sha256, layer_settings, simulate
 
-SCHEMA = "axtrain-simulation-report/1"
+SCHEMA = "axtrain-simulation-report/2"  # 2: batch, throughput, per-layer table, cycles split (machine model v2)
+DEFAULT_BATCH = 100  # inferences per batch for `axtrain simulate` and the pipeline (decision 131)
 
 
 def build_report(
@@ -25,9 +27,11 @@ def build_report(
     result: SimulationResult,
     inputs: dict[str, Any],
     technology: dict[str, Any],
+    tech: TechnologyTable = DEFAULT_65NM,
 ) -> dict[str, Any]:
     """The report dict. ``inputs`` describes where the inputs came from (app, split seed, sha256,
-    count, labelled); ``technology`` names the energy table (``default`` or a file's sha256)."""
+    count, labelled); ``technology`` names the energy table (``default`` or a file's sha256) and
+    ``tech`` is that table (it prices the per-layer rows)."""
     events, energy = result.events, result.energy
     accuracy: dict[str, Any]
     if result.per_run_accuracy is None:
@@ -41,7 +45,11 @@ def build_report(
             "max": float(per_run.max()),
             "per_run": [float(a) for a in per_run],
         }
-    seconds = energy.seconds
+    machine = result.machine
+    batch = machine.batch if machine is not None else 1
+    first_cycles = machine.first_inference_cycles if machine is not None else int(events.cycles)
+    clock = bundle.arch.clock_hz
+    batch_seconds = events.cycles / clock
     tail = tail_ops(bundle)
     return {
         "schema": SCHEMA,
@@ -64,15 +72,24 @@ def build_report(
         "accuracy": accuracy,
         "output_error": output_error_summary(result.per_run_output_error, tail),
         "latency": {
-            "cycles_per_inference": int(events.cycles),
-            "seconds_per_inference": seconds,
-            "clock_hz": bundle.arch.clock_hz,
+            "batch": batch,
+            "cycles_per_inference": int(first_cycles),  # one inference alone (the first of the batch)
+            "seconds_per_inference": first_cycles / clock,
+            "cycles_per_batch": int(events.cycles),
+            "seconds_per_batch": batch_seconds,
+            "clock_hz": clock,
             "data_independent": True,
         },
-        "energy": energy.as_dict(),
+        "throughput": {
+            "batch": batch,
+            "inferences_per_second": batch / batch_seconds if batch_seconds > 0 else 0.0,
+            "cycles_per_inference": events.cycles / batch,
+        },
+        "energy": {**energy.as_dict(), "batch": batch},
         "power_watts": energy.power_watts,
         "utilization": energy.utilization,
         "events": events.as_dict(),
+        "per_layer": per_layer_rows(bundle.layers, machine, tech, bundle.arch) if machine is not None else [],
     }
 
 
@@ -99,16 +116,19 @@ def simulate_to_report(
     tech: TechnologyTable = DEFAULT_65NM,
     technology: dict[str, Any] | None = None,
     weight_images: np.ndarray | None = None,
+    batch: int = DEFAULT_BATCH,
 ) -> tuple[SimulationResult, dict[str, Any]]:
     """Simulate ``x`` (labels ``y``) on ``bundle`` and build its report.
 
     ``source`` says where the inputs came from (e.g. an app's test split); the input count, their
     sha256 and whether they were labelled are added here. ``technology`` names the energy table
-    (default: the built-in 65 nm one). Shared by ``axtrain simulate`` and ``axtrain pipeline``.
+    (default: the built-in 65 nm one). ``batch``: inferences run back to back with resident weights
+    (latency, throughput and energy per inference at that batch). Shared by ``axtrain simulate`` and
+    ``axtrain pipeline``.
     """
-    result = simulate(bundle, x, y, multiplier, sram_voltage, runs, seed, tech, weight_images=weight_images)
+    result = simulate(bundle, x, y, multiplier, sram_voltage, runs, seed, tech, weight_images=weight_images, batch=batch)
     described = {**source, "count": int(result.outputs.shape[0]), "sha256": array_sha256(np.asarray(x, dtype=np.float32)), "labelled": y is not None}
-    return result, build_report(bundle, result, described, technology or {"source": "default-65nm"})
+    return result, build_report(bundle, result, described, technology or {"source": "default-65nm"}, tech)
 
 
 def _si(value: float, unit: str) -> str:
@@ -116,6 +136,15 @@ def _si(value: float, unit: str) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.4g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
+
+
+def _cycle_split(events: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's line of the batch's cycles split (absent in a report without the split)."""
+    total = events.get("cycles", 0)
+    if not total or "compute_cycles" not in events:
+        return []
+    parts = ", ".join(f"{name} {100 * events[f'{name}_cycles'] / total:.1f} %" for name in ("compute", "transfer", "stall"))
+    return [("cycles", parts)]
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -141,13 +170,19 @@ def format_summary(report: dict[str, Any]) -> str:
     err = report.get("output_error")
     if err is not None:
         rows.append(("output error", f"mse {err['mse']:.4f}  ce {err['ce']:.4f}  brier {err['brier']:.4f}  ({err['outputs']} outputs)"))
+    batch = lat.get("batch", 1)
+    thr = report.get("throughput", {})
+    storage = en["breakdown"]["storage"]
+    on_chip = sum(v for k, v in storage.items() if k != "dram")
     rows += [
-        ("latency", f"{lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {lat['clock_hz'] / 1e9:g} GHz"),
-        ("energy / inference", _si(en["joules_per_inference"], "J")),
+        ("latency", f"{lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {lat['clock_hz'] / 1e9:g} GHz (one inference alone)"),
+        (f"throughput (batch {batch})", f"{thr.get('inferences_per_second', 0.0):.4g} inferences/s  ({thr.get('cycles_per_inference', lat['cycles_per_inference']):.6g} cycles per inference)"),
+        (f"energy / inference (batch {batch})", _si(en["joules_per_inference"], "J")),
         ("  compute", f"{_si(en['compute_joules'], 'J')}  (multipliers {_si(sum(v for k, v in en['breakdown']['compute'].items() if k.startswith('multipliers')), 'J')})"),
-        ("  storage", f"{_si(en['storage_joules'], 'J')}  (DRAM {_si(en['breakdown']['storage'].get('dram', 0.0), 'J')})"),
+        ("  storage", f"{_si(en['storage_joules'], 'J')}  (DRAM {_si(storage.get('dram', 0.0), 'J')}, on-chip {_si(on_chip, 'J')})"),
         ("  leakage", _si(en["leakage_joules"], "J")),
         ("average power", _si(report["power_watts"], "W")),
+        *_cycle_split(report.get("events", {})),
         ("PE utilization", f"{100 * report['utilization']:.1f} %"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -1,8 +1,9 @@
-"""Check a simulation report (schema ``axtrain-simulation-report/1``, docs/report-schema.md).
+"""Check a simulation report (schema ``axtrain-simulation-report/2``, docs/report-schema.md).
 
 :func:`check_report` lists what is wrong with a report: a missing key, a wrong type, or numbers that
 disagree with each other (accuracy summary vs ``per_run``, energy total vs its parts and breakdown,
-latency vs cycles and clock, power vs energy and latency). An empty list means the report is valid.
+latency vs cycles and clock, throughput vs batch and cycles, power vs energy and the batch's time,
+the per-layer table vs the totals). An empty list means the report is valid.
 Used by the tests of ``axtrain simulate`` and ``axtrain pipeline``; users can run it on reports they
 keep in regression suites::
 
@@ -22,7 +23,8 @@ from axtrain.runtime.report import SCHEMA
 #: Top-level keys and their JSON types.
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema": str, "app": str, "bundle_sha256": str, "source_onnx_sha256": str, "inputs": dict, "config": dict,
-    "accuracy": dict, "latency": dict, "energy": dict, "power_watts": (int, float), "utilization": (int, float), "events": dict,
+    "accuracy": dict, "latency": dict, "throughput": dict, "energy": dict, "power_watts": (int, float), "utilization": (int, float),
+    "events": dict, "per_layer": list,
 }
 REL_TOL = 1e-9  # sums of floats in a different order
 
@@ -66,10 +68,24 @@ def check_report(report: Mapping[str, Any]) -> list[str]:
 
     lat = report["latency"]
     cycles, seconds, clock = lat.get("cycles_per_inference"), lat.get("seconds_per_inference"), lat.get("clock_hz")
+    batch, batch_cycles, batch_seconds = lat.get("batch"), lat.get("cycles_per_batch"), lat.get("seconds_per_batch")
     if not (isinstance(cycles, int) and cycles > 0 and _number(seconds) and _number(clock) and clock > 0):
         problems.append("latency needs a positive integer cycles_per_inference and positive seconds_per_inference, clock_hz")
-    elif not _close(seconds, cycles / clock):
+        return problems
+    if not _close(seconds, cycles / clock):
         problems.append(f"latency.seconds_per_inference {seconds!r} != cycles / clock_hz {cycles / clock!r}")
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 and isinstance(batch_cycles, int) and _number(batch_seconds)):
+        problems.append("latency needs a positive integer batch, an integer cycles_per_batch and seconds_per_batch")
+        return problems
+    if not _close(batch_seconds, batch_cycles / clock):
+        problems.append(f"latency.seconds_per_batch {batch_seconds!r} != cycles_per_batch / clock_hz {batch_cycles / clock!r}")
+    if not cycles <= batch_cycles <= batch * cycles:
+        problems.append(f"latency.cycles_per_batch {batch_cycles} is outside [cycles_per_inference, batch x cycles_per_inference] = [{cycles}, {batch * cycles}]")
+    thr = report["throughput"]
+    if thr.get("batch") != batch or not _number(thr.get("cycles_per_inference")) or not _close(thr["cycles_per_inference"], batch_cycles / batch):
+        problems.append(f"throughput.batch / cycles_per_inference disagree with latency (batch {batch}, {batch_cycles} cycles)")
+    elif not _number(thr.get("inferences_per_second")) or not _close(thr["inferences_per_second"], batch / batch_seconds):
+        problems.append(f"throughput.inferences_per_second {thr.get('inferences_per_second')!r} != batch / seconds_per_batch {batch / batch_seconds!r}")
 
     energy = report["energy"]
     parts = {k: energy.get(k) for k in ("compute_joules", "storage_joules", "leakage_joules")}
@@ -86,14 +102,49 @@ def check_report(report: Mapping[str, Any]) -> list[str]:
                 problems.append(f"energy.breakdown.{group} must map names to numbers")
             elif not _close(sum(items.values()), parts[f"{group}_joules"]):
                 problems.append(f"energy.breakdown.{group} sums to {sum(items.values())!r}, energy.{group}_joules is {parts[f'{group}_joules']!r}")
-        if not problems and not _close(report["power_watts"], total / seconds):
-            problems.append(f"power_watts {report['power_watts']!r} != joules / seconds {total / seconds!r}")
+        if not problems and not _close(report["power_watts"], total * batch / batch_seconds):
+            problems.append(f"power_watts {report['power_watts']!r} != joules per inference x batch / seconds_per_batch {total * batch / batch_seconds!r}")
+        if not problems:
+            problems += _check_per_layer(report, batch_cycles, total)
 
     problems += _check_output_error(report)
     if not 0.0 <= report["utilization"] <= 1.0:
         problems.append(f"utilization {report['utilization']!r} is outside [0, 1]")
-    if report["events"].get("cycles") not in (None, cycles):
-        problems.append(f"events.cycles {report['events'].get('cycles')!r} != latency.cycles_per_inference {cycles!r}")
+    if report["events"].get("cycles") not in (None, batch_cycles):
+        problems.append(f"events.cycles {report['events'].get('cycles')!r} != latency.cycles_per_batch {batch_cycles!r}")
+    return problems
+
+
+def _check_per_layer(report: Mapping[str, Any], batch_cycles: int, joules: float) -> list[str]:
+    """``per_layer``: each row's cycles split into compute + transfer + stall; the rows' cycles sum
+    to the batch's, their energies to the energy per inference, their MACs to the events'."""
+    rows = report["per_layer"]
+    if not rows:
+        return ["per_layer is empty"]
+    problems = []
+    cycle_sum, energy_sum, macs = 0, 0.0, 0
+    for index, row in enumerate(rows):
+        c, e = row.get("cycles"), row.get("energy")
+        if not isinstance(c, dict) or not all(isinstance(c.get(k), int) and c[k] >= 0 for k in ("total", "compute", "transfer", "stall")):
+            return [f"per_layer[{index}].cycles needs non-negative integers total, compute, transfer, stall"]
+        if c["compute"] + c["transfer"] + c["stall"] != c["total"]:
+            problems.append(f"per_layer[{index}].cycles: compute + transfer + stall != total ({c})")
+        if not isinstance(e, dict) or not all(_number(v) and v >= 0 for v in e.values()) or "total" not in e:
+            return [f"per_layer[{index}].energy must map components to non-negative joules, with a total"]
+        if not _close(sum(v for k, v in e.items() if k != "total"), e["total"]):
+            problems.append(f"per_layer[{index}].energy: the components sum to {sum(v for k, v in e.items() if k != 'total')!r}, total is {e['total']!r}")
+        if not (_number(row.get("pe_utilization")) and 0.0 <= row["pe_utilization"] <= 1.0):
+            problems.append(f"per_layer[{index}].pe_utilization {row.get('pe_utilization')!r} is outside [0, 1]")
+        cycle_sum += c["total"]
+        energy_sum += e["total"]
+        macs += int(row.get("macs", 0))
+    if cycle_sum != batch_cycles:
+        problems.append(f"per_layer cycles sum to {cycle_sum}, latency.cycles_per_batch is {batch_cycles}")
+    if not math.isclose(energy_sum, joules, rel_tol=1e-9, abs_tol=1e-30):
+        problems.append(f"per_layer energies sum to {energy_sum!r}, energy.joules_per_inference is {joules!r}")
+    multiplies = report["events"].get("multiplies")
+    if isinstance(multiplies, dict) and macs != sum(multiplies.values()):
+        problems.append(f"per_layer MACs sum to {macs}, events.multiplies to {sum(multiplies.values())}")
     return problems
 
 

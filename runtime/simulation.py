@@ -31,7 +31,8 @@ from axtrain.runtime.execute import DEFAULT_CHUNK, Executor, FastExecutor, outpu
 from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image
 from axtrain.runtime.host_tail import apply_tail, output_metrics, tail_ops
 from axtrain.runtime.overrides import Overrides, RunPlan, bundle_plan
-from axtrain.runtime.simulator import simulate_fast
+from axtrain.runtime.simulator import simulate_fast, simulate_machine
+from axtrain.runtime.timing import MachineRun
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,15 @@ class SimulationResult:
     outputs: np.ndarray  # float32 outputs of run 0, one row per input (the ONNX model's values, host tail applied)
     predictions: np.ndarray  # [runs, n] argmax class per run
     per_run_accuracy: tuple[float, ...] | None  # None without labels
-    events: Events  # one inference
-    energy: EnergyBreakdown  # one inference
+    events: Events  # the whole batch (one inference at batch 1)
+    energy: EnergyBreakdown  # per inference at the batch (the batch's joules / batch)
     mode_override: MultiplierMode | None
     sram_voltage: float | None
     regions: tuple[FaultRegion, ...]
     runs: int
     seed: int
     per_run_output_error: tuple[dict[str, float], ...] | None = None  # None without labels (runtime/host_tail.py)
+    machine: MachineRun | None = None  # the batch's events per layer and first-inference latency (runtime/timing.py)
 
     @property
     def accuracy_mean(self) -> float | None:
@@ -92,6 +94,11 @@ def plan_events(plan: RunPlan, arch: Architecture) -> Events:
     return simulate_fast(plan.program, arch, plan_context(plan, arch))
 
 
+def plan_machine(plan: RunPlan, arch: Architecture, batch: int = 1) -> MachineRun:
+    """Cycle and event counts of a batch of a run plan, per layer and in total (data independent)."""
+    return simulate_machine(plan.program, arch, plan_context(plan, arch), batch)
+
+
 def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: float | None) -> Events:
     """Cycle and event counts of one inference of ``bundle`` under the given overrides."""
     return plan_events(bundle_plan(bundle, Overrides(mode, sram_voltage)), bundle.arch)
@@ -116,11 +123,14 @@ def simulate(
     tech: TechnologyTable = DEFAULT_65NM,
     chunk: int | None = DEFAULT_CHUNK,
     weight_images: np.ndarray | None = None,
+    batch: int = 1,
 ) -> SimulationResult:
     """Run the bundle over ``inputs`` ``runs`` times (one NTV fault map per run) and account for it.
 
     ``weight_images`` (``[runs, weight words]``) replaces the drawn fault maps: a replayed chip
-    (runtime/faultmap.py, ``simulate --fault-map-in``)."""
+    (runtime/faultmap.py, ``simulate --fault-map-in``). ``batch``: inferences the machine runs back to
+    back with resident weights loaded once (latency, events and energy per inference at that batch;
+    the outputs do not depend on it)."""
     if not isinstance(runs, int) or runs < 1:
         raise ConfigError(f"--runs must be a positive integer, got {runs!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -129,8 +139,11 @@ def simulate(
     overrides = Overrides.parse(multiplier, sram_voltage)  # the API's edge: text becomes typed values
     plan = bundle_plan(bundle, overrides)  # the one rewrite; everything below reads only the plan
     regions = tuple(fault_regions(plan.layers))
-    events = plan_events(plan, bundle.arch)
-    energy = price(events, tech, bundle.arch)
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"--batch must be a positive integer, got {batch!r}")
+    machine = plan_machine(plan, bundle.arch, batch)
+    events = machine.total
+    energy = price(events, tech, bundle.arch).scaled(1.0 / batch)
 
     m = bundle.manifest
     executor: Executor = FastExecutor(plan.program, bundle.arch)
@@ -170,7 +183,7 @@ def simulate(
     per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
     per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
     return SimulationResult(
-        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error
+        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error, machine
     )
 
 

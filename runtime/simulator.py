@@ -1,23 +1,33 @@
 """Fast cycle and event counts: the timing model of :mod:`simulator_reference` in closed form.
 
-Per instruction, cycles and events are formulas of its operands (docs/runtime.md); DISTN's distinct
-neuron-buffer reads come from one vectorised address computation instead of the reference's walk.
-Equal to the reference on every test case (tests/runtime/test_cycles.py). Counts do not depend on
-data, so a bundle's latency and events are computed once per (program, architecture, modes,
-voltages) and reused for every image and Monte Carlo run.
+Per instruction, its duration and events are formulas of its operands (docs/runtime.md "Timing
+model"); its start is the later of its unit becoming free and the end of the last earlier
+instruction it conflicts with, found from per-word last-read / last-write times of the weight, bias
+and neuron buffers instead of the reference's pairwise comparison. DISTN's distinct neuron-buffer
+reads come from one vectorised address computation instead of the reference's walk. Equal to the
+reference on every test case (tests/runtime/test_cycles.py), batches included.
+
+A batch of ``B`` inferences is the first inference (every load) followed by ``B - 1`` inferences
+without the resident loads (runtime/timing.py); END is a barrier, so each inference starts on an
+idle machine and the later ones all take the same cycles: the batch is the first inference plus
+``B - 1`` times the second, computed once each. Counts do not depend on data, so a bundle's events
+are computed once per (program, architecture, modes, voltages, batch) and reused for every image
+and Monte Carlo run.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
+from axtrain.runtime.timing import DMA_OPS, PE_OPS, MachineRun, dram_transfer, footprint, mac_cycles, resident_loads, synapse_split
 
 
 def _ceil(a: int, b: int) -> int:
@@ -25,10 +35,12 @@ def _ceil(a: int, b: int) -> int:
 
 
 def dram_cycles(nbytes: int, arch: Architecture) -> int:
-    """Cycles of a DRAM transfer: latency, then ``ceil(bytes / bandwidth)``; an empty one takes 1."""
+    """Cycles of one DRAM transfer on an idle channel: latency, then its whole bursts at the bus
+    bandwidth; an empty one takes its issue cycle."""
     if nbytes == 0:
         return 1
-    return arch.dram_latency_cycles + _ceil(nbytes, arch.dram_bandwidth)
+    bus = _ceil(nbytes, arch.dram_burst_bytes) * arch.dram_burst_bytes
+    return arch.dram_latency_cycles + _ceil(bus, arch.dram_bandwidth)
 
 
 def distinct_reads(o: dict[str, int], g: Geometry) -> int:
@@ -52,94 +64,203 @@ def _mode_rows(codes: np.ndarray) -> list[tuple[MultiplierMode, int]]:
     return [(mode_of_code(int(values[i])), int(counts[i])) for i in np.argsort(first, kind="stable")]
 
 
-def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> Events:
-    """Events of one inference in closed form (equal to :func:`simulate_reference`)."""
-    context = context or instruction_context(program, arch)
-    program = override_program(program, context.mode_override)  # the run's MODE codes (runtime/overrides.py)
-    ev = Events()
-    wb_rate = max(1, arch.weight_buffer_bandwidth // arch.weight_word_bytes)
-    nb_rate = max(1, arch.neuron_buffer_bandwidth // arch.neuron_word_bytes)
-    nominal = context.nominal_voltage
-    mode_table = np.zeros(arch.bias_buffer_words, dtype=np.int64)
-    geometry: Geometry | None = None
-    for index, ins in enumerate(program):
-        o = ins.operands()
-        op = ins.op
-        v = context.voltages[index]
-        cycles = 1
-        if op in ("LDW", "LDB", "LDQ", "LDN", "STN"):
+class _Inference:
+    """One inference of a program (some loads skipped): events per layer and its cycles."""
+
+    def __init__(self, program: Sequence[Instruction], arch: Architecture, context: InstructionContext, skip: frozenset[int]) -> None:
+        self.program, self.arch, self.context, self.skip = program, arch, context, skip
+        self.layers: dict[int, Events] = defaultdict(Events)
+        self.cycles = 0
+        self.mode_table = np.zeros(arch.bias_buffer_words, dtype=np.int64)
+
+    def _events(self, index: int) -> Events:
+        return self.layers[self.context.layer_of(index)]
+
+    def _work(self, index: int, ins: Instruction, geometry: Geometry | None) -> int:
+        """Count ``ins``'s events; return its duration (PE array) or its bus cycles (DMA, 0: empty)."""
+        a, ev, o, op = self.arch, self._events(index), ins.operands(), ins.op
+        v, nominal = self.context.voltages[index], self.context.nominal_voltage
+        if op in DMA_OPS:
+            useful, bus = dram_transfer(ins, a)
+            if op == "STA":  # accumulators straight to DRAM (32-bit words): no buffer access
+                ev.dram_write_bytes += bus
+                return _ceil(bus, a.dram_bandwidth)
             if op == "LDW":
-                words, word_bytes, memory, weight = o["rows"] * o["cols"], arch.weight_word_bytes, "weight_buffer", True
+                words, memory, weight = o["rows"] * o["cols"], "weight_buffer", True
             elif op == "LDB":
-                words, word_bytes, memory, weight = o["count"], BIAS_WORD_BYTES, "bias_buffer", False
+                words, memory, weight = o["count"], "bias_buffer", False
             elif op == "LDQ":  # the requant table sits beside the bias register file: 3 words an entry
-                words, word_bytes, memory, weight = REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES, "bias_buffer", False
+                words, memory, weight = REQUANT_ENTRY_WORDS * o["count"], "bias_buffer", False
             else:
-                words, word_bytes, memory, weight = o["count"], arch.neuron_word_bytes, "neuron_buffer", False
-            nbytes = words * word_bytes
-            cycles = dram_cycles(nbytes, arch)
-            if nbytes:
-                ev.stall_cycles += arch.dram_latency_cycles
+                words, memory, weight = o["count"], "neuron_buffer", False
             key = access_key(memory, v if weight else nominal)
             if op == "STN":
                 ev.reads[key] += words
-                ev.dram_write_bytes += nbytes
+                ev.dram_write_bytes += bus
             else:
                 ev.writes[key] += words
-                ev.dram_read_bytes += nbytes
-        elif op == "STA":  # accumulators straight to DRAM: 4 bytes an output, no buffer access
-            nbytes = o["m"] * o["p"] * ACC_OUT_WORD_BYTES
-            cycles = dram_cycles(nbytes, arch)
-            ev.stall_cycles += arch.dram_latency_cycles
-            ev.dram_write_bytes += nbytes
-        elif op == "MODE":
-            mode_table[o["mt"] : o["mt"] + o["count"]] = o["code"]
-        elif op == "CONV":
-            geometry = Geometry(**o)
-        elif op == "DISTW":
+                ev.dram_read_bytes += bus
+            return _ceil(bus, a.dram_bandwidth)
+        wb_rate = max(1, a.weight_buffer_bandwidth // a.weight_word_bytes)
+        nb_rate = max(1, a.neuron_buffer_bandwidth // a.neuron_word_bytes)
+        if op == "MODE":
+            self.mode_table[o["mt"] : o["mt"] + o["count"]] = o["code"]
+            return 1
+        if op in ("CONV", "RELU"):
+            if op == "RELU":
+                ev.comparisons += o["m"] * o["p"]
+            return 1
+        if op == "DISTW":
             words = o["m"] * o["k"]
-            cycles = _ceil(words, wb_rate)
             ev.reads[access_key("weight_buffer", v)] += words
             ev.writes[access_key("weight_local", nominal)] += words * o["p"]
-        elif op == "DISTN":
+            return _ceil(words, wb_rate)
+        if op == "DISTN":
             assert geometry is not None
             reads = distinct_reads(o, geometry)
-            cycles = max(1, _ceil(reads, nb_rate))
             ev.reads[access_key("neuron_buffer", nominal)] += reads
             ev.writes[access_key("neuron_local", nominal)] += o["m"] * o["p"] * o["k"]
-        elif op == "MAC":
+            return max(1, _ceil(reads, nb_rate))
+        if op == "MAC":
             m, p, k = o["m"], o["p"], o["k"]
-            cycles = k
-            for mode, rows in _mode_rows(mode_table[o["mt"] : o["mt"] + m]):
-                ev.multiplies[multiply_key(mode, context.operand_bits[index])] += rows * p * k
+            for mode, rows in _mode_rows(self.mode_table[o["mt"] : o["mt"] + m]):
+                ev.multiplies[multiply_key(mode, self.context.operand_bits[index])] += rows * p * k
             ev.additions += m * p * k
+            ev.partial_sum_additions += m * p * (synapse_split(m, p, k, a) - 1)
             ev.active_pe_cycles += m * p * k
             ev.reads[access_key("weight_local", nominal)] += m * p * k
             ev.reads[access_key("neuron_local", nominal)] += m * p * k
             if o["init"]:
                 ev.reads[access_key("bias_buffer", nominal)] += m
-        elif op == "RELU":
-            ev.comparisons += o["m"] * o["p"]
-        elif op == "REQ":
+            return mac_cycles(m, p, k, a)
+        if op == "REQ":
             n = o["m"] * o["p"]
-            cycles = _ceil(n, nb_rate)
             ev.writes[access_key("neuron_buffer", nominal)] += n
             ev.requantizations += n
-            if o["rq"]:  # one table entry read per output neuron, one multiply per output
+            if o["rq"]:  # one table entry read per output neuron, one multiply per output (pipelined)
                 ev.reads[access_key("bias_buffer", nominal)] += REQUANT_ENTRY_WORDS * o["m"]
                 ev.requant_multiplies += n
-        elif op == "POOL":
+            return _ceil(n, nb_rate)
+        if op == "POOL":
             c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
             outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
             reads, compares = outputs * k * k, outputs * (k * k - 1)
-            cycles = max(1, _ceil(reads, nb_rate), _ceil(compares, arch.pe_count)) + _ceil(outputs, nb_rate)
             ev.reads[access_key("neuron_buffer", nominal)] += reads
             ev.writes[access_key("neuron_buffer", nominal)] += outputs
             ev.comparisons += compares
-        ev.instructions[op] += 1
+            return max(1, _ceil(reads, nb_rate), _ceil(compares, a.pe_count)) + _ceil(outputs, nb_rate)
+        if op in ("SYNC", "END"):
+            return a.pipeline_drain_cycles
+        assert op not in PE_OPS
+        return 1  # an instruction this model does not know: one cycle, as a barrier
+
+    def run(self) -> None:
+        a = self.arch
+        sizes = {"WB": a.weight_buffer_words, "BB": a.bias_buffer_words, "NB": a.neuron_buffer_words, "RQ": a.bias_buffer_words, "ACC": a.pe_count}
+        last_write = {b: np.zeros(n + 1, dtype=np.int64) for b, n in sizes.items()}
+        last_read = {b: np.zeros(n + 1, dtype=np.int64) for b, n in sizes.items()}
+        pe_free = dma_issue = bus_free = barrier = latest = 0
+        pe: list[tuple[int, int, int]] = []  # (start, end, index) on the PE array, in order
+        bus: list[tuple[int, int, int]] = []  # (first, end, index) of data on the DRAM bus, in order
+        geometry: Geometry | None = None
+        for index, ins in enumerate(self.program):
+            if index in self.skip:
+                continue
+            if ins.op == "CONV":
+                geometry = Geometry(**ins.operands())
+            fp = footprint(ins, geometry)
+            self._events(index).instructions[ins.op] += 1
+            duration = self._work(index, ins, geometry)
+            if fp.barrier:
+                ready = latest
+            else:
+                ready = barrier
+                for b, first, end in fp.reads:
+                    ready = max(ready, int(last_write[b][first:end].max(initial=0)))
+                for b, first, end in fp.writes:
+                    ready = max(ready, int(last_write[b][first:end].max(initial=0)), int(last_read[b][first:end].max(initial=0)))
+            if ins.op in DMA_OPS:
+                start = max(dma_issue, ready)
+                dma_issue = start + 1
+                if duration == 0:
+                    finish = start + 1  # nothing to move: the issue cycle
+                else:
+                    first_data = max(start + a.dram_latency_cycles, bus_free)
+                    finish = bus_free = first_data + duration
+                    bus.append((first_data, finish, index))
+            else:
+                start = max(pe_free, ready)
+                finish = pe_free = start + duration
+                pe.append((start, finish, index))
+            if fp.barrier:
+                barrier = finish
+            for b, first, end in fp.reads:
+                np.maximum(last_read[b][first:end], finish, out=last_read[b][first:end])
+            for b, first, end in fp.writes:
+                np.maximum(last_write[b][first:end], finish, out=last_write[b][first:end])
+            latest = max(latest, finish)
+        self.cycles = latest
+        self._attribute(pe, bus)
+
+    def _charge(self, index: int, kind: str, cycles: int) -> None:
+        if cycles <= 0:
+            return
+        ev = self._events(index)
         ev.cycles += cycles
-        ev.cycles_by_op[op] += cycles
-        ev.cycles_by_voltage[voltage_key(v)] += cycles
-        if op == "END":
-            break
-    return ev
+        setattr(ev, kind, getattr(ev, kind) + cycles)
+        ev.cycles_by_op[self.program[index].op] += cycles
+        ev.cycles_by_voltage[voltage_key(self.context.voltages[index])] += cycles
+
+    def _attribute(self, pe: list[tuple[int, int, int]], bus: list[tuple[int, int, int]]) -> None:
+        """Every cycle to one instruction: the PE array's while it is busy (compute); else the bus's
+        instruction while data moves (transfer); else the next PE-array instruction (stall)."""
+        last_index = max((i for i in range(len(self.program)) if i not in self.skip), default=0)
+        gaps = []
+        previous = 0
+        for start, end, index in pe:
+            self._charge(index, "compute_cycles", end - start)
+            gaps.append((previous, start, index))
+            previous = end
+        gaps.append((previous, self.cycles, last_index))  # after the last PE instruction (END: empty)
+        j = 0
+        for g0, g1, owner in gaps:
+            if g1 <= g0:
+                continue
+            while j < len(bus) and bus[j][1] <= g0:
+                j += 1
+            moved = 0
+            k = j
+            while k < len(bus) and bus[k][0] < g1:
+                overlap = min(g1, bus[k][1]) - max(g0, bus[k][0])
+                if overlap > 0:
+                    self._charge(bus[k][2], "transfer_cycles", overlap)
+                    moved += overlap
+                k += 1
+            self._charge(owner, "stall_cycles", g1 - g0 - moved)
+
+
+def simulate_machine(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None, batch: int = 1) -> MachineRun:
+    """Events of a batch of ``batch`` inferences, per layer and in total (equal to
+    :meth:`~axtrain.runtime.simulator_reference.ReferenceSimulator.run_batch`)."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    context = context or instruction_context(program, arch)
+    program = override_program(program, context.mode_override)  # the run's MODE codes (runtime/overrides.py)
+    first = _Inference(program, arch, context, frozenset())
+    first.run()
+    layers = {k: ev + Events() for k, ev in first.layers.items()}
+    if batch > 1:
+        later = _Inference(program, arch, context, resident_loads(program))
+        later.run()
+        for key, ev in later.layers.items():
+            layers[key] = layers.get(key, Events()) + ev.times(batch - 1)
+    total = Events()
+    for ev in layers.values():
+        total = total + ev
+    return MachineRun(batch, total, dict(sorted(layers.items())), first.cycles)
+
+
+def simulate_fast(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> Events:
+    """Events of one inference in closed form (equal to :func:`simulate_reference`)."""
+    return simulate_machine(program, arch, context).total
+

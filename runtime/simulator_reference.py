@@ -1,11 +1,18 @@
 """Reference cycle simulator: steps the clock one cycle at a time through the instruction stream.
 
-The living definition of the timing model (docs/runtime.md). Each instruction becomes a small
-state machine (a generator) that does one cycle of work per step: a DRAM channel that waits out its
-latency and then moves ``dram_bandwidth`` bytes per cycle, buffer ports that move a fixed number of
-words per cycle, a PE array that performs one multiply-accumulate per active PE per cycle. Events
-are counted as they happen, cycle by cycle. Instructions do not overlap (ISA v1: each completes
-before the next starts), so there is one state machine at a time.
+The living definition of the timing model (docs/runtime.md "Timing model"). Two units run at once,
+each a queue of its instructions in program order (runtime/timing.py): the DMA engine issues one
+DRAM request per cycle, each request's data arrives ``dram_latency_cycles`` after it is issued and
+the bus moves ``dram_bandwidth`` bytes per cycle of whole bursts, one request's data after the
+other's, so the latency of a request overlaps the data of the ones before it (latency per burst
+stream, not per instruction); the PE array runs one instruction at a time, each a small state
+machine (a generator) doing one cycle of work per step. An instruction starts at the first cycle at
+which its unit is free and every earlier instruction it conflicts with (found here by comparing it
+with every earlier one) has finished: DRAM transfers prefetch while the PEs compute, as far as the
+buffers allow. Each cycle is charged to one instruction: the PE array's while it is busy
+(``compute``), else the instruction whose data is on the bus (``transfer``), else the next PE-array
+instruction, which is waiting (``stall``). A batch runs its inferences one after the other (END is
+a barrier), the resident loads in the first one only.
 
 Slow on purpose; :mod:`axtrain.runtime.simulator` computes the same counts in closed form and a
 parametrised test requires equality on every case. Nothing here depends on data values: the ISA has
@@ -15,6 +22,7 @@ hold for every input.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
@@ -22,142 +30,248 @@ from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENT
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
+from axtrain.runtime.timing import MachineRun, conflicts, footprints, resident_loads, synapse_split, tree_depth, unit_of
+
+Step = Iterator[bool]  # one next() per cycle of work; True on the instruction's last cycle
 
 
 class ReferenceSimulator:
-    """One machine; :meth:`run` executes a program and returns its :class:`Events`."""
+    """One machine; :meth:`run_batch` executes a batch of inferences and returns its events,
+    :meth:`run` one inference. After a run, :attr:`spans` holds ``(index, start, end)`` for every
+    instruction executed (the index into the program, cycles ``[start, end)``), in the order they
+    started; ``axtrain trace`` reads it."""
 
     def __init__(self, arch: Architecture, context: InstructionContext) -> None:
         self.arch = arch
         self.context = context
-        self.events = Events()
         self.mode_table = [0] * arch.bias_buffer_words
         self.geometry: Geometry | None = None
-        self.index = 0
+        self.spans: list[tuple[int, int, int]] = []
+        self.layers: dict[int, Events] = defaultdict(Events)
         # Words each buffer port moves per cycle (at least one).
         self.wb_words_per_cycle = max(1, arch.weight_buffer_bandwidth // arch.weight_word_bytes)
         self.nb_words_per_cycle = max(1, arch.neuron_buffer_bandwidth // arch.neuron_word_bytes)
 
     # -- bookkeeping ----------------------------------------------------------------------------------
 
-    @property
-    def _voltage(self) -> float:
-        return self.context.voltages[self.index]
+    def _ev(self, index: int) -> Events:
+        return self.layers[self.context.layer_of(index)]
 
-    def _read(self, memory: str, words: int, weight_memory: bool = False) -> None:
-        v = self._voltage if weight_memory else self.context.nominal_voltage
-        self.events.reads[access_key(memory, v)] += words
+    def _read(self, index: int, memory: str, words: int, weight_memory: bool = False) -> None:
+        v = self.context.voltages[index] if weight_memory else self.context.nominal_voltage
+        self._ev(index).reads[access_key(memory, v)] += words
 
-    def _write(self, memory: str, words: int, weight_memory: bool = False) -> None:
-        v = self._voltage if weight_memory else self.context.nominal_voltage
-        self.events.writes[access_key(memory, v)] += words
+    def _write(self, index: int, memory: str, words: int, weight_memory: bool = False) -> None:
+        v = self.context.voltages[index] if weight_memory else self.context.nominal_voltage
+        self._ev(index).writes[access_key(memory, v)] += words
+
+    def _charge(self, index: int, op: str, kind: str) -> None:
+        ev = self._ev(index)
+        ev.cycles += 1
+        setattr(ev, kind, getattr(ev, kind) + 1)
+        ev.cycles_by_op[op] += 1
+        ev.cycles_by_voltage[voltage_key(self.context.voltages[index])] += 1
 
     def run(self, program: Sequence[Instruction]) -> Events:
-        """Step through ``program`` (the context's multiplier override applied) until END; returns the events."""
-        for index, ins in enumerate(override_program(program, self.context.mode_override)):
-            self.index = index
-            self.events.instructions[ins.op] += 1
-            for _ in self._machine(ins):
-                # One clock cycle has passed.
-                self.events.cycles += 1
-                self.events.cycles_by_op[ins.op] += 1
-                self.events.cycles_by_voltage[voltage_key(self._voltage)] += 1
-            if ins.op == "END":
-                break
-        return self.events
+        """Step one inference of ``program`` (the context's multiplier override applied); its events."""
+        return self.run_batch(program, 1).total
+
+    def run_batch(self, program: Sequence[Instruction], batch: int) -> MachineRun:
+        """Step ``batch`` inferences of ``program`` back to back, cycle by cycle."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        program = override_program(program, self.context.mode_override)
+        prints = footprints(program)
+        resident = resident_loads(program)
+        # The stream: (inference, index); later inferences leave the resident loads out.
+        stream = [(b, i) for b in range(batch) for i in range(len(program)) if b == 0 or i not in resident]
+        # Dependencies by comparing every pair of one inference (END separates inferences: a barrier).
+        deps: list[list[int]] = []
+        barrier = -1
+        start_of = 0
+        for pos, (b, i) in enumerate(stream):
+            if pos and stream[pos - 1][0] != b:
+                start_of = pos
+            mine = [q for q in range(start_of, pos) if conflicts(prints[stream[q][1]], prints[i])]
+            if barrier >= 0:
+                mine.append(barrier)
+            deps.append(mine)
+            if prints[i].barrier:
+                barrier = pos
+        ends: dict[int, int] = {}
+        pe_queue = deque(pos for pos, (_, i) in enumerate(stream) if unit_of(program[i].op) == "pe")
+        dma_queue = deque(pos for pos, (_, i) in enumerate(stream) if unit_of(program[i].op) == "dma")
+        pe_now: tuple[int, Step] | None = None
+        in_flight: deque[tuple[int, int, Step]] = deque()  # (pos, first data cycle, data steps)
+        starts: dict[int, int] = {}
+        first_inference_end = 0
+        first_count = sum(1 for b, _ in stream if b == 0)  # positions 0 .. first_count - 1
+        first_done = 0
+        last_pos = len(stream) - 1
+
+        def ready(pos: int, t: int) -> bool:
+            return all(q in ends and ends[q] <= t for q in deps[pos])
+
+        def begin(pos: int, t: int) -> int:
+            i = stream[pos][1]
+            starts[pos] = t
+            self._ev(i).instructions[program[i].op] += 1
+            return i
+
+        def finish(pos: int, t: int) -> None:
+            nonlocal first_done
+            ends[pos] = t + 1
+            first_done += pos < first_count
+            self.spans.append((stream[pos][1], starts[pos], t + 1))
+
+        t = 0
+        while len(ends) < len(stream):
+            # Issue: at most one DRAM request and one PE-array instruction start in a cycle.
+            if dma_queue and ready(dma_queue[0], t):
+                pos = dma_queue.popleft()
+                i = begin(pos, t)
+                steps = self._dram(i, program[i])
+                if steps is None:
+                    finish(pos, t)  # nothing to move: the issue cycle
+                else:
+                    in_flight.append((pos, t + self.arch.dram_latency_cycles, steps))
+            if pe_now is None and pe_queue and ready(pe_queue[0], t):
+                pos = pe_queue.popleft()
+                i = begin(pos, t)
+                pe_now = (pos, self._machine(i, program[i]))
+            # Work: one cycle of the PE array's instruction and of the bus.
+            charged = False
+            if pe_now is not None:
+                pos, steps = pe_now
+                i = stream[pos][1]
+                self._charge(i, program[i].op, "compute_cycles")
+                charged = True
+                if next(steps):
+                    finish(pos, t)
+                    pe_now = None
+            if in_flight and in_flight[0][1] <= t:
+                pos, _, steps = in_flight[0]
+                i = stream[pos][1]
+                if not charged:
+                    self._charge(i, program[i].op, "transfer_cycles")
+                    charged = True
+                if next(steps):
+                    finish(pos, t)
+                    in_flight.popleft()
+            if not charged:
+                waiting = stream[pe_queue[0]][1] if pe_queue else stream[last_pos][1]
+                self._charge(waiting, program[waiting].op, "stall_cycles")
+            t += 1
+            if not first_inference_end and first_done == first_count:
+                first_inference_end = t
+        layers = dict(sorted(self.layers.items()))
+        total = Events()
+        for ev in layers.values():
+            total = total + ev
+        return MachineRun(batch, total, layers, first_inference_end)
 
     # -- the state machines -----------------------------------------------------------------------------
 
-    def _machine(self, ins: Instruction) -> Iterator[None]:
+    def _dram(self, index: int, ins: Instruction) -> Step | None:
+        """The data phase of a DRAM transfer (None: nothing to move). The bus moves whole bursts;
+        ``on_words(n)`` records the buffer side of the ``n`` useful words completed in a cycle."""
         o = ins.operands()
-        op = ins.op
         a = self.arch
-        if op == "LDW":
-            words = o["rows"] * o["cols"]
-            yield from self._dram(words, a.weight_word_bytes, lambda n: self._write("weight_buffer", n, True), read=True)
-        elif op == "LDB":
-            yield from self._dram(o["count"], BIAS_WORD_BYTES, lambda n: self._write("bias_buffer", n), read=True)
-        elif op == "LDQ":  # requant entries: 3 bias-buffer-class words each
-            yield from self._dram(REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES, lambda n: self._write("bias_buffer", n), read=True)
-        elif op == "LDN":
-            yield from self._dram(o["count"], a.neuron_word_bytes, lambda n: self._write("neuron_buffer", n), read=True)
-        elif op == "STN":
-            yield from self._dram(o["count"], a.neuron_word_bytes, lambda n: self._read("neuron_buffer", n), read=False)
-        elif op == "STA":  # accumulators to DRAM, 32-bit words, nothing read from a buffer
-            yield from self._dram(o["m"] * o["p"], ACC_OUT_WORD_BYTES, lambda n: None, read=False)
-        elif op == "MODE":
-            for i in range(o["count"]):
-                self.mode_table[o["mt"] + i] = o["code"]
-            yield
-        elif op == "CONV":
-            self.geometry = Geometry(**o)
-            yield
-        elif op == "DISTW":
-            yield from self._distw(o)
-        elif op == "DISTN":
-            yield from self._distn(o)
-        elif op == "MAC":
-            yield from self._mac(o)
-        elif op == "RELU":
-            self.events.comparisons += o["m"] * o["p"]
-            yield
-        elif op == "REQ":
-            remaining = o["m"] * o["p"]
-            if o["rq"]:
-                for _row in range(o["m"]):  # each output neuron's (M, n, z), read as its outputs stream
-                    self._read("bias_buffer", REQUANT_ENTRY_WORDS)
-                self.events.requant_multiplies += remaining
-            while True:
-                n = min(self.nb_words_per_cycle, remaining)
-                self._write("neuron_buffer", n)
-                self.events.requantizations += n
-                remaining -= n
-                yield
-                if remaining == 0:
-                    break
-        elif op == "POOL":
-            yield from self._pool(o)
-        elif op in ("SYNC", "END"):
-            yield  # pipeline drain
-        else:  # pragma: no cover - every opcode is handled above
-            raise AssertionError(op)
+        on_words: Callable[[int], None]
+        if ins.op == "LDW":
+            words, word_bytes = o["rows"] * o["cols"], a.weight_word_bytes
+            on_words = lambda n: self._write(index, "weight_buffer", n, True)  # noqa: E731
+        elif ins.op == "LDB":
+            words, word_bytes = o["count"], BIAS_WORD_BYTES
+            on_words = lambda n: self._write(index, "bias_buffer", n)  # noqa: E731
+        elif ins.op == "LDQ":  # requant entries: 3 bias-buffer-class words each
+            words, word_bytes = REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES
+            on_words = lambda n: self._write(index, "bias_buffer", n)  # noqa: E731
+        elif ins.op == "STA":  # 32-bit accumulator words to DRAM, nothing read from a buffer
+            words, word_bytes = o["m"] * o["p"], ACC_OUT_WORD_BYTES
+            on_words = lambda n: None  # noqa: E731
+        elif ins.op == "LDN":
+            words, word_bytes = o["count"], a.neuron_word_bytes
+            on_words = lambda n: self._write(index, "neuron_buffer", n)  # noqa: E731
+        else:
+            words, word_bytes = o["count"], a.neuron_word_bytes
+            on_words = lambda n: self._read(index, "neuron_buffer", n)  # noqa: E731
+        useful = words * word_bytes
+        if useful == 0:
+            return None
+        bursts = -(-useful // a.dram_burst_bytes)
+        return self._bus(index, ins.op not in ("STN", "STA"), useful, bursts * a.dram_burst_bytes, word_bytes, on_words)
 
-    def _dram(self, words: int, word_bytes: int, on_words: Callable[[int], None], read: bool) -> Iterator[None]:
-        """A DRAM transfer of ``words`` words: latency cycles (stalls), then bandwidth-limited bytes.
-        ``on_words(n)`` records the buffer side of the ``n`` words completed in a cycle."""
-        total = words * word_bytes
-        if total == 0:
-            yield  # nothing to request: one issue cycle
-            return
-        for _ in range(self.arch.dram_latency_cycles):
-            self.events.stall_cycles += 1
-            yield
+    def _bus(self, index: int, read: bool, useful: int, total: int, word_bytes: int, on_words: Callable[[int], None]) -> Step:
+        ev = self._ev(index)
         moved = done = 0
         while moved < total:
             step = min(self.arch.dram_bandwidth, total - moved)
             moved += step
             if read:
-                self.events.dram_read_bytes += step
+                ev.dram_read_bytes += step
             else:
-                self.events.dram_write_bytes += step
-            now = moved // word_bytes
+                ev.dram_write_bytes += step
+            now = min(moved, useful) // word_bytes
             on_words(now - done)
             done = now
-            yield
+            yield moved >= total
 
-    def _distw(self, o: dict[str, int]) -> Iterator[None]:
+    def _machine(self, index: int, ins: Instruction) -> Step:
+        o = ins.operands()
+        op = ins.op
+        ev = self._ev(index)
+        if op == "MODE":
+            for i in range(o["count"]):
+                self.mode_table[o["mt"] + i] = o["code"]
+            yield True
+        elif op == "CONV":
+            self.geometry = Geometry(**o)
+            yield True
+        elif op == "DISTW":
+            yield from self._distw(index, o)
+        elif op == "DISTN":
+            yield from self._distn(index, o)
+        elif op == "MAC":
+            yield from self._mac(index, o)
+        elif op == "RELU":
+            ev.comparisons += o["m"] * o["p"]
+            yield True
+        elif op == "REQ":
+            remaining = o["m"] * o["p"]
+            if o["rq"]:
+                for _row in range(o["m"]):  # each output neuron's (M, n, z), read as its outputs stream
+                    self._read(index, "bias_buffer", REQUANT_ENTRY_WORDS)
+                ev.requant_multiplies += remaining
+            while True:
+                n = min(self.nb_words_per_cycle, remaining)
+                self._write(index, "neuron_buffer", n)
+                ev.requantizations += n
+                remaining -= n
+                yield remaining == 0
+                if remaining == 0:
+                    break
+        elif op == "POOL":
+            yield from self._pool(index, o)
+        elif op in ("SYNC", "END"):
+            for cycle in range(self.arch.pipeline_drain_cycles):  # pipeline drain
+                yield cycle == self.arch.pipeline_drain_cycles - 1
+        else:  # an instruction this timing model does not know: one cycle, as a barrier
+            yield True
+
+    def _distw(self, index: int, o: dict[str, int]) -> Step:
         m, p, k = o["m"], o["p"], o["k"]
         remaining = m * k  # WB words read; each is broadcast to the p PEs of its row
         while True:
             n = min(self.wb_words_per_cycle, remaining)
-            self._read("weight_buffer", n, True)
-            self._write("weight_local", n * p)
+            self._read(index, "weight_buffer", n, True)
+            self._write(index, "weight_local", n * p)
             remaining -= n
-            yield
+            yield remaining == 0
             if remaining == 0:
                 break
 
-    def _distn(self, o: dict[str, int]) -> Iterator[None]:
+    def _distn(self, index: int, o: dict[str, int]) -> Step:
         g = self.geometry
         assert g is not None, "DISTN before CONV (check_program refuses this)"
         # The distinct neuron-buffer words the tile needs (padding positions read nothing), walked
@@ -175,33 +289,49 @@ class ReferenceSimulator:
                     needed.add(o["nb"] + ci * g.h * g.w + iy * g.w + ix)
         remaining = len(needed)
         local_words = o["m"] * o["p"] * o["k"]
-        self._write("neuron_local", local_words)  # written as the words arrive (all PEs in parallel)
+        self._write(index, "neuron_local", local_words)  # written as the words arrive (all PEs in parallel)
         while True:
             n = min(self.nb_words_per_cycle, remaining)
-            self._read("neuron_buffer", n)
+            self._read(index, "neuron_buffer", n)
             remaining -= n
-            yield
+            yield remaining == 0
             if remaining == 0:
                 break
 
-    def _mac(self, o: dict[str, int]) -> Iterator[None]:
+    def _mac(self, index: int, o: dict[str, int]) -> Step:
+        """Fill the pipeline; then each of the tile's dot products runs on ``split`` PEs (PE ``j`` of a
+        dot product takes products ``j, j + split, ...``), one product per PE per cycle; then the
+        adder tree halves the partial sums level by level into the accumulator."""
         m, p, k = o["m"], o["p"], o["k"]
+        ev = self._ev(index)
         modes: list[MultiplierMode] = [mode_of_code(self.mode_table[o["mt"] + r]) for r in range(m)]
-        bits = self.context.operand_bits[self.index]
+        bits = self.context.operand_bits[index]
+        split = synapse_split(m, p, k, self.arch)
+        depth = tree_depth(split)
         if o["init"]:
-            self._read("bias_buffer", m)  # one bias per row, broadcast to its p PEs
-        for _ in range(k):
-            # Every PE of the tile multiplies one pair and accumulates it this cycle.
+            self._read(index, "bias_buffer", m)  # one bias per row, broadcast to its p PEs
+        steps = -(-k // split)
+        for _ in range(self.arch.pe_pipeline_fill_cycles):
+            yield False
+        for step in range(steps):
+            active = min(split, k - step * split)  # products of each dot product this cycle
             for mode in modes:
-                self.events.multiplies[multiply_key(mode, bits)] += p
-            self.events.additions += m * p
-            self.events.active_pe_cycles += m * p
-            self._read("weight_local", m * p)
-            self._read("neuron_local", m * p)
-            yield
+                ev.multiplies[multiply_key(mode, bits)] += p * active
+            ev.additions += m * p * active
+            ev.active_pe_cycles += m * p * active
+            self._read(index, "weight_local", m * p * active)
+            self._read(index, "neuron_local", m * p * active)
+            yield step == steps - 1 and depth == 0
+        sums = split
+        for level in range(depth):
+            adds = sums // 2
+            ev.partial_sum_additions += m * p * adds
+            sums -= adds
+            yield level == depth - 1
 
-    def _pool(self, o: dict[str, int]) -> Iterator[None]:
+    def _pool(self, index: int, o: dict[str, int]) -> Step:
         c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
+        ev = self._ev(index)
         outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
         reads, compares = outputs * k * k, outputs * (k * k - 1)
         # Phase 1: stream the windows out of the neuron buffer while the PE array compares (up to one
@@ -209,18 +339,18 @@ class ReferenceSimulator:
         while True:
             n = min(self.nb_words_per_cycle, reads)
             c_n = min(self.arch.pe_count, compares)
-            self._read("neuron_buffer", n)
-            self.events.comparisons += c_n
+            self._read(index, "neuron_buffer", n)
+            ev.comparisons += c_n
             reads -= n
             compares -= c_n
-            yield
+            yield False
             if reads == 0 and compares == 0:
                 break
         while outputs > 0:
             n = min(self.nb_words_per_cycle, outputs)
-            self._write("neuron_buffer", n)
+            self._write(index, "neuron_buffer", n)
             outputs -= n
-            yield
+            yield outputs == 0
 
 
 def simulate_reference(
@@ -232,3 +362,9 @@ def simulate_reference(
     operand width = neuron word, no override)."""
     context = context or instruction_context(program, arch)
     return ReferenceSimulator(arch, context).run(program)
+
+
+def simulate_reference_batch(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None, batch: int = 1) -> MachineRun:
+    """Events of a batch, per layer and in total, stepping the clock."""
+    context = context or instruction_context(program, arch)
+    return ReferenceSimulator(arch, context).run_batch(program, batch)

@@ -7,8 +7,9 @@ steps the clock through the same program (the times: each instruction's first an
 unit that executes it). The written locations follow docs/isa.md's semantics from the operands, so a
 write of an unchanged value is still listed.
 
-Units (ISA v1 runs one instruction at a time, so the timeline has one busy unit per cycle):
-``dram`` (LDW LDB LDQ LDN STN), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
+Units (the DMA engine's transfers overlap the other units' work, docs/runtime.md "Timing model"; the
+others run one instruction at a time):
+``dram`` (LDW LDB LDQ LDN STN STA), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
 ``pe_array`` (MAC RELU POOL), ``requantize`` (REQ).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -61,27 +62,14 @@ class TraceRecord:
     writes: tuple[Writes, ...]
 
 
-class _TimedSimulator(ReferenceSimulator):
-    """The reference cycle simulator, recording each instruction's first and last cycle."""
-
-    def __init__(self, arch: Architecture, context: InstructionContext) -> None:
-        super().__init__(arch, context)
-        self.spans: list[tuple[int, int]] = []
-
-    def _machine(self, ins: Instruction) -> Iterator[None]:
-        start = self.events.cycles
-        yield from super()._machine(ins)
-        # run() counts a cycle after each yield, so every cycle of this instruction is counted by the
-        # time it resumes us past the last one.
-        self.spans.append((start, self.events.cycles))
-
-
 def instruction_spans(program: Sequence[Instruction], arch: Architecture, context: InstructionContext | None = None) -> list[tuple[int, int]]:
-    """``[start, end)`` cycles of every instruction, stepping the reference simulator's clock."""
-    sim = _TimedSimulator(arch, context or instruction_context(program, arch))
+    """``[start, end)`` cycles of every instruction, in program order, stepping the reference
+    simulator's clock (its public :attr:`~axtrain.runtime.simulator_reference.ReferenceSimulator.spans`)."""
+    sim = ReferenceSimulator(arch, context or instruction_context(program, arch))
     events = sim.run(program)
-    assert sim.spans and sim.spans[-1][1] == events.cycles
-    return sim.spans
+    spans = {index: (start, end) for index, start, end in sim.spans}
+    assert len(spans) == len(program) and max(end for _, end in spans.values()) == events.cycles
+    return [spans[index] for index in range(len(program))]
 
 
 def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
@@ -98,8 +86,7 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
     if op == "LDB":
         return (span("BB", state.bb, o["bb"], o["count"]),)
     if op == "LDQ":  # RQ entry i's three words at addresses 3i, 3i+1, 3i+2 (M, n, z)
-        flat = state.rq.reshape(-1)
-        return (span("RQ", flat, 3 * o["qa"], 3 * o["count"]),)
+        return (span("RQ", state.rq.reshape(-1), 3 * o["qa"], 3 * o["count"]),)
     if op == "LDN":
         return (span("NB", state.nb[0], o["nb"], o["count"]),)
     if op == "STN":
@@ -182,8 +169,8 @@ def format_csv(records: Sequence[TraceRecord]) -> str:
 
 
 def format_vcd(records: Sequence[TraceRecord], clock_hz: float) -> str:
-    """A VCD timeline: per unit a ``<unit>_busy`` bit and ``<unit>_instr`` (the index it runs), and
-    ``pc``; one clock period is ``1e12 / clock_hz`` ps."""
+    """A VCD timeline: per unit a ``<unit>_busy`` bit and ``<unit>_instr`` (the index it last started),
+    and ``pc`` (the highest index started so far); one clock period is ``1e12 / clock_hz`` ps."""
     period = max(1, round(1e12 / clock_hz))
     ids = {"pc": "!"}
     for i, unit in enumerate(UNITS):
@@ -194,16 +181,32 @@ def format_vcd(records: Sequence[TraceRecord], clock_hz: float) -> str:
         head += [f"$var wire 1 {ids[unit + '_busy']} {unit}_busy $end", f"$var wire 32 {ids[unit + '_instr']} {unit}_instr $end"]
     head += ["$upscope $end", "$enddefinitions $end", "#0", "$dumpvars", f"b0 {ids['pc']}"]
     head += [f"0{ids[u + '_busy']}" for u in UNITS] + [f"b0 {ids[u + '_instr']}" for u in UNITS] + ["$end"]
-    changes: dict[int, list[str]] = {}
+    # Per cycle where something starts or ends: how many instructions each unit runs (the DMA engine
+    # overlaps its requests), the latest started on each unit and the highest index started (pc).
+    deltas: dict[int, dict[str, int]] = {}
+    started: dict[int, list[TraceRecord]] = {}
     for r in records:
-        changes.setdefault(r.start, []).extend([f"b{r.index:b} {ids['pc']}", f"1{ids[r.unit + '_busy']}", f"b{r.index:b} {ids[r.unit + '_instr']}"])
-        changes.setdefault(r.end, []).insert(0, f"0{ids[r.unit + '_busy']}")
+        deltas.setdefault(r.start, {}).setdefault(r.unit, 0)
+        deltas[r.start][r.unit] += 1
+        deltas.setdefault(r.end, {}).setdefault(r.unit, 0)
+        deltas[r.end][r.unit] -= 1
+        started.setdefault(r.start, []).append(r)
+    active = dict.fromkeys(UNITS, 0)
+    shown = {**{f"{u}_busy": "0" for u in UNITS}, **{f"{u}_instr": "b0" for u in UNITS}, "pc": "b0"}
+    pc = 0
     body = []
-    for cycle in sorted(changes):
-        # A unit that ends and restarts in the same cycle: keep only its last value change.
-        last: dict[str, str] = {}
-        for change in changes[cycle]:
-            last[change.split()[-1] if change.startswith("b") else change[1:]] = change
-        body.append(f"#{cycle * period}")
-        body += list(last.values())
+    for cycle in sorted(deltas):
+        now = dict(shown)
+        for unit, delta in deltas[cycle].items():
+            active[unit] += delta
+            now[f"{unit}_busy"] = "1" if active[unit] else "0"
+        for r in sorted(started.get(cycle, []), key=lambda r: r.index):
+            now[f"{r.unit}_instr"] = f"b{r.index:b}"
+            pc = max(pc, r.index)
+        now["pc"] = f"b{pc:b}"
+        changed = [(name, value) for name, value in now.items() if value != shown[name]]
+        if changed:
+            body.append(f"#{cycle * period}")
+            body += [f"{value} {ids[name]}" if value.startswith("b") else f"{value}{ids[name]}" for name, value in changed]
+        shown = now
     return "\n".join(head + body) + "\n"

@@ -43,7 +43,7 @@ class Architecture(BaseModel):
         48, ge=32, le=64, description="PE accumulator width in bits. Our choice: 784 products of two 16-bit operands plus an int32 bias need < 41 bits; 48 leaves headroom."
     )
     weight_buffer_bytes: int = Field(
-        65536, gt=0, description="Weight (kernel) buffer capacity in bytes. Our choice (64 KiB): holds every LeNet-5 conv layer whole; large dense layers are streamed block by block."
+        131072, gt=0, description="Weight (kernel) buffer capacity in bytes. 128 KiB, the size of ShiDianNao's synapse buffer (Du et al., ISCA 2015, 65 nm): holds all of LeNet-5's 16-bit weights, so they stay resident across a batch; larger layers are streamed block by block (double-buffered)."
     )
     neuron_buffer_bytes: int = Field(
         65536, gt=0, description="Neuron buffer capacity in bytes. Our choice (64 KiB = 32 Ki 16-bit words): holds the input and output maps of any layer of the paper's networks at once."
@@ -63,6 +63,18 @@ class Architecture(BaseModel):
         16, gt=0, description="Off-chip DRAM bandwidth in bytes per cycle (16 GB/s at 1 GHz, an LPDDR3/DDR3 single-channel class figure). Our choice."
     )
     dram_latency_cycles: int = Field(100, ge=0, description="Cycles from a DRAM request to its first data word (~100 ns at 1 GHz, typical DDR3 access). Our choice.")
+    dram_burst_bytes: int = Field(
+        64, ge=1, le=4096, description="Bytes of one DRAM burst, the unit the bus moves (a transfer is rounded up to whole bursts, in time and energy). 64 B: DDR3's burst of 8 on a 64-bit channel (JEDEC JESD79-3)."
+    )
+    pe_pipeline_fill_cycles: int = Field(
+        2, ge=0, le=64, description="Cycles a MAC instruction spends filling the PE pipeline before its first product accumulates (operand registers, then the multiplier's output register). Our choice."
+    )
+    pipeline_drain_cycles: int = Field(
+        1, ge=1, le=64, description="Cycles SYNC and END take to drain the PE array's pipeline (ISA v1's one cycle). Our choice."
+    )
+    synapse_parallelism: bool = Field(
+        True, description="Split a MAC tile's dot products over the PEs the tile leaves free, with an adder tree for the partial sums (FlexFlow's synapse parallelism, Lu et al., HPCA 2017). Cycles and adds only: integer sums are exact, so outputs do not change."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Architecture":

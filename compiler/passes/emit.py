@@ -56,11 +56,11 @@ class _Emitter:
             self.last_distw = instruction
         self.program.append(instruction)
 
-    def load_weights(self, dram: int, rows: int, cols: int, stride: int) -> None:
-        """LDW of a ``rows x cols`` block into WB word 0, split where rows exceed the operand."""
+    def load_weights(self, dram: int, rows: int, cols: int, stride: int, base: int = 0) -> None:
+        """LDW of a ``rows x cols`` block into WB word ``base``, split where rows exceed the operand."""
         for first in range(0, rows, MAX_LDW_ROWS):
             count = min(MAX_LDW_ROWS, rows - first)
-            self.add("LDW", wb=first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
+            self.add("LDW", wb=base + first * cols, dram=dram + first * stride, rows=count, cols=cols, stride=stride)
 
 
 def _emit_compute(
@@ -75,36 +75,48 @@ def _emit_compute(
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
     modes = layer.neuron_modes()
     shift = 0 if rq_dram is not None else layer.accumulator_frac - layer.output_format.frac
+    bb, wbase = place.bb_base, place.wb_base  # the layer's bias/mode-table and weight-buffer regions (allocate)
+    slot = 0  # double buffering: streamed blocks alternate between wb_slots regions
+
+    def next_slot() -> int:
+        nonlocal slot
+        base = wbase + slot * place.wb_slot_words
+        slot = (slot + 1) % place.wb_slots
+        return base
+
     if s.bias_resident == "layer":
-        em.add("LDB", bb=0, dram=place.bias_dram, count=s.m)
-        if rq_dram is not None:
-            em.add("LDQ", qa=0, dram=rq_dram, count=s.m)
+        em.add("LDB", bb=bb, dram=place.bias_dram, count=s.m)
+        if rq_dram is not None:  # the requant table is addressed like the bias buffer
+            em.add("LDQ", qa=bb, dram=rq_dram, count=s.m)
         for start, count, code in mode_runs(modes):
-            em.add("MODE", mt=start, count=count, code=code)
+            em.add("MODE", mt=bb + start, count=count, code=code)
     if s.weights_resident == "layer":
-        em.load_weights(place.weight_dram, s.m, s.k, s.k)
+        em.load_weights(place.weight_dram, s.m, s.k, s.k, wbase)
     for m0 in range(0, s.m, s.m_tile):
         mt = min(s.m_tile, s.m - m0)
         if s.bias_resident == "block":
-            em.add("LDB", bb=0, dram=place.bias_dram + m0, count=mt)
+            em.add("LDB", bb=bb, dram=place.bias_dram + m0, count=mt)
             if rq_dram is not None:
-                em.add("LDQ", qa=0, dram=rq_dram + m0, count=mt)
+                em.add("LDQ", qa=bb, dram=rq_dram + m0, count=mt)
             for start, count, code in mode_runs(modes[m0 : m0 + mt]):
-                em.add("MODE", mt=start, count=count, code=code)
+                em.add("MODE", mt=bb + start, count=count, code=code)
+        block_base = wbase
         if s.weights_resident == "block":
-            em.load_weights(place.weight_dram + m0 * s.k, mt, s.k, s.k)
-        bias_base = m0 if s.bias_resident == "layer" else 0
+            block_base = next_slot()
+            em.load_weights(place.weight_dram + m0 * s.k, mt, s.k, s.k, block_base)
+        bias_base = bb + (m0 if s.bias_resident == "layer" else 0)
         for p0 in range(0, s.positions, s.p_tile):
             pt = min(s.p_tile, s.positions - p0)
             for chunk, k0 in enumerate(range(0, s.k, s.k_chunk)):
                 kc = min(s.k_chunk, s.k - k0)
                 if s.weights_resident == "chunk":
-                    em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k)
-                    wb, wstride = 0, kc
+                    chunk_base = next_slot()
+                    em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k, chunk_base)
+                    wb, wstride = chunk_base, kc
                 elif s.weights_resident == "block":
-                    wb, wstride = k0, s.k
+                    wb, wstride = block_base + k0, s.k
                 else:
-                    wb, wstride = m0 * s.k + k0, s.k
+                    wb, wstride = wbase + m0 * s.k + k0, s.k
                 em.add("DISTW", wb=wb, stride=wstride, m=mt, p=pt, k=kc)
                 em.add("DISTN", nb=place.nb_input, p0=p0, m=mt, p=pt, k0=k0, k=kc)
                 em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))

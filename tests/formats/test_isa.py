@@ -180,7 +180,7 @@ def test_bias_word_width_is_the_isa_s() -> None:
 
     assert BIAS_WORD_BITS == 32 and BIAS_WORD_BYTES == 4  # docs/isa.md: DRAM.B and BB are 32-bit
     assert bundle.BIAS_WORD_BITS is BIAS_WORD_BITS and energy.BIAS_WORD_BITS is BIAS_WORD_BITS
-    arch = Architecture(dram_bandwidth=3, dram_latency_cycles=7)
+    arch = Architecture(dram_bandwidth=3, dram_latency_cycles=7, dram_burst_bytes=4)  # bursts of one bias word
     events = simulate_fast(parse_assembly("LDB bb=0 dram=0 count=5\nEND"), arch)
     assert events.dram_read_bytes == 5 * 4 and events.cycles == dram_cycles(20, arch) + 1 == 7 + 7 + 1
 

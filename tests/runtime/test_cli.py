@@ -147,11 +147,12 @@ def _nudge(report: dict, path: str, value) -> dict:
     *parents, last = path.split(".")
     node = out
     for key in parents:
-        node = node[key]
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    index = int(last) if isinstance(node, list) else last
     if value is _DELETE:
-        del node[last]
+        del node[index]
     else:
-        node[last] = value
+        node[index] = value
     return out
 
 
@@ -176,6 +177,13 @@ def test_report_check_catches_inconsistent_reports(files, invoke, capsys) -> Non
         "utilization": 1.5,
         "events.cycles": report["events"]["cycles"] + 1,
         "bundle_sha256": _DELETE,
+        "latency.cycles_per_batch": report["latency"]["cycles_per_batch"] + 1,
+        "latency.batch": 0,
+        "throughput.inferences_per_second": report["throughput"]["inferences_per_second"] * 1.01,
+        "per_layer.0.cycles.stall": report["per_layer"][0]["cycles"]["stall"] + 1,
+        "per_layer.0.energy.total": report["per_layer"][0]["energy"]["total"] * 1.01,
+        "per_layer.1.pe_utilization": 1.2,
+        "per_layer": [],
     }
     for path, value in broken.items():
         problems = check_report(_nudge(report, path, value))

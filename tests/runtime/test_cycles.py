@@ -3,7 +3,8 @@
 Every case compares the complete Events (cycles, stalls, PE-cycles, per-op cycles, multiplies per
 mode, every memory's reads and writes per voltage, DRAM bytes). Cases: compiled small networks on the
 default and a tiny 2x3 array (tiles that do not divide the array, several chunks, weight reloads,
-bias blocks), mode and voltage overrides, and hand-written programs for edge cases.
+bias blocks), mode and voltage overrides, hand-written programs for edge cases, batches (resident
+loads skipped after the first inference) and overlapping DRAM transfers, per layer and in total.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import check_program, parse_assembly
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.runtime.events import instruction_context
-from axtrain.runtime.simulator import simulate_fast
-from axtrain.runtime.simulator_reference import simulate_reference
+from axtrain.runtime.simulator import simulate_fast, simulate_machine
+from axtrain.runtime.simulator_reference import simulate_reference, simulate_reference_batch
+from axtrain.runtime.timing import resident_loads
 
 CASES = [
     ("mlp", "default", None, None),
@@ -144,18 +146,77 @@ def test_reference_and_fast_agree_on_hand_programs(name: str, mode: str | None) 
     assert reference.as_dict() == fast.as_dict()
 
 
+HAND_ARCH = ODD_ARCH.model_copy(update={"dram_burst_bytes": 2, "pe_pipeline_fill_cycles": 1})
+
+
 def test_hand_counts_of_a_single_pe_dense_layer() -> None:
-    """Counts worked out by hand from the timing model in docs/runtime.md (not from the code)."""
+    """Counts worked out by hand from the timing model in docs/runtime.md (not from the code):
+    latency 7, 3 B/cycle, 2-byte bursts, fill 1, drain 1, 15 PEs."""
     program = parse_assembly(HAND_PROGRAMS["dense-single-pe"])
-    events = simulate_fast(program, ODD_ARCH)
-    # LDN: 3 words x 2 B = 6 B -> 7 + ceil(6/3) = 9; CONV 1; LDB: 4 B -> 7 + 2 = 9; LDW: 3 x 1 B -> 7 + 1 = 8;
-    # DISTW: 3 words at 5 words/cycle -> 1; DISTN: 3 distinct words at 3/2 = 1 word/cycle -> 3; MAC: k = 3;
-    # REQ: 1; SYNC 1; STN: 2 B -> 7 + 1 = 8; END 1.
-    assert events.cycles == 9 + 1 + 9 + 8 + 1 + 3 + 3 + 1 + 1 + 8 + 1
-    assert events.stall_cycles == 4 * 7
-    assert events.active_pe_cycles == 3
-    assert events.dram_read_bytes == 6 + 4 + 3 and events.dram_write_bytes == 2
+    events = simulate_fast(program, HAND_ARCH)
+    # DMA (issues one request a cycle, data in order on the bus): LDN 6 B issued at 0, data [7, 9);
+    # LDB 4 B issued at 1, data [9, 11); LDW 3 B -> 2 bursts = 4 B issued at 2, data [11, 13).
+    # PE array: CONV [0, 1); DISTW waits for LDW: [13, 14); DISTN (3 words, 1 word/cycle) [14, 17);
+    # MAC k=3 split over 3 PEs: fill 1 + 1 step + 2 tree levels = [17, 21); REQ [21, 22); SYNC [22, 23);
+    # STN waits for REQ: issued at 22, data [29, 30); END waits for everything: [30, 31).
+    assert events.cycles == 31
+    assert events.compute_cycles == 1 + 1 + 3 + 4 + 1 + 1 + 1
+    assert events.transfer_cycles == 2 + 2 + 2 + 1  # bus cycles while the PE array waits
+    assert events.stall_cycles == 31 - 12 - 7
+    assert events.active_pe_cycles == 3 and events.additions == 3 and events.partial_sum_additions == 2
+    assert events.dram_read_bytes == 6 + 4 + 4 and events.dram_write_bytes == 2
     assert dict(events.multiplies) == {"exact@16": 3}
+
+
+def test_hand_counts_of_a_batch() -> None:
+    """Batch of 3: LDW and LDB write words nothing else writes, so they run once; the later
+    inferences take (by hand) LDN [0, 9) with data [7, 9), CONV [0, 1), DISTW [1, 2), DISTN [9, 12),
+    MAC [12, 16), REQ [16, 17), SYNC [17, 18), STN issued 17, data [24, 25), END [25, 26)."""
+    program = parse_assembly(HAND_PROGRAMS["dense-single-pe"])
+    fast = simulate_machine(program, HAND_ARCH, batch=3)
+    reference = simulate_reference_batch(program, HAND_ARCH, batch=3)
+    assert fast == reference
+    assert fast.first_inference_cycles == 31 and fast.total.cycles == 31 + 2 * 26
+    assert fast.total.instructions["LDW"] == 1 and fast.total.instructions["LDB"] == 1 and fast.total.instructions["LDN"] == 3
+    assert fast.total.dram_read_bytes == 14 + 2 * 6
+
+
+@pytest.mark.parametrize("kind,arch_name", [("mlp", "tiny"), ("cnn", "tiny"), ("cnn", "default"), ("mixed", "default")])
+def test_reference_and_fast_agree_on_batches(bundle_factory, kind, arch_name) -> None:
+    """Every cycle and event count, per layer and in total, of a batch of 3 (resident loads skipped
+    after the first inference, transfers overlapping compute)."""
+    bundle, _ = bundle_factory(kind, arch_name)
+    context = instruction_context(bundle.program, bundle.arch, bundle.layers, parse_mode("drum:2"), 0.7)
+    reference = simulate_reference_batch(bundle.program, bundle.arch, context, 3)
+    fast = simulate_machine(bundle.program, bundle.arch, context, 3)
+    assert reference == fast
+    total = fast.total
+    assert total.cycles == total.compute_cycles + total.transfer_cycles + total.stall_cycles
+    assert set(fast.layers) == set(range(len(bundle.layers))) | {-1}  # every layer has a SYNC; -1: prologue, epilogue
+    assert total.macs == 3 * sum(layer.macs for layer in bundle.layers)
+
+
+def test_transfers_overlap_compute(bundle_factory) -> None:
+    """The tiny array streams its weights: some DRAM data moves while the PE array computes, so the
+    inference is shorter than its PE-array cycles plus its bus cycles."""
+    bundle, _ = bundle_factory("mlp", "tiny")
+    events = simulate_fast(bundle.program, bundle.arch, instruction_context(bundle.program, bundle.arch, bundle.layers))
+    a = bundle.arch
+    bus_cycles = (events.dram_read_bytes + events.dram_write_bytes + a.dram_bandwidth - 1) // a.dram_bandwidth
+    assert events.transfer_cycles < bus_cycles - len([i for i in bundle.program if i.op in ("LDW", "LDB", "LDN", "STN")])
+    assert events.cycles < events.compute_cycles + bus_cycles + events.stall_cycles
+
+
+def test_synapse_parallelism_uses_free_pes() -> None:
+    """A 1x1-PE tile of k = 11 on 15 PEs splits over 11 PEs: 1 step and 4 tree levels instead of 11
+    steps; 10 partial-sum adds per dot product; products, additions and PE-cycles unchanged."""
+    program = parse_assembly(HAND_PROGRAMS["dense-single-pe"].replace("count=3\n", "count=11\n").replace("c=3", "c=11").replace("cols=3 stride=3", "cols=11 stride=11").replace("k=3", "k=11"))
+    check_program(program, ODD_ARCH)
+    on = simulate_fast(program, ODD_ARCH)
+    off = simulate_fast(program, ODD_ARCH.model_copy(update={"synapse_parallelism": False}))
+    assert off.cycles_by_op["MAC"] - on.cycles_by_op["MAC"] == 11 - (1 + 4)
+    assert on.partial_sum_additions == 10 and off.partial_sum_additions == 0
+    assert (on.macs, on.additions, on.active_pe_cycles) == (off.macs, off.additions, off.active_pe_cycles) == (11, 11, 11)
 
 
 def test_cycles_do_not_depend_on_modes_or_voltages(bundle_factory) -> None:
@@ -164,3 +225,18 @@ def test_cycles_do_not_depend_on_modes_or_voltages(bundle_factory) -> None:
     other = simulate_fast(bundle.program, bundle.arch, instruction_context(bundle.program, bundle.arch, bundle.layers, parse_mode("K1"), 0.4))
     assert base.cycles == other.cycles and base.cycles_by_op == other.cycles_by_op
     assert base.macs == other.macs and set(other.multiplies) == {"drum:1@8"}
+
+
+def test_a_load_that_another_overwrites_is_not_resident() -> None:
+    """Two LDWs into the same words (a streamed layer's staging region) run every inference; a LDB
+    whose words nothing else writes runs once per batch."""
+    program = parse_assembly("""
+        LDB bb=0 dram=0 count=2
+        LDW wb=0 dram=0 rows=1 cols=4 stride=4
+        LDW wb=2 dram=4 rows=1 cols=4 stride=4
+        END
+    """)
+    assert resident_loads(program) == frozenset({0})
+    fast = simulate_machine(program, HAND_ARCH, batch=4)
+    assert fast == simulate_reference_batch(program, HAND_ARCH, batch=4)
+    assert fast.total.instructions == {"LDB": 1, "LDW": 8, "END": 4}
