@@ -133,7 +133,7 @@ class Events:
 
 _INT_FIELDS = (
     "cycles", "compute_cycles", "transfer_cycles", "stall_cycles", "active_pe_cycles", "additions", "partial_sum_additions",
-    "comparisons", "requantizations", "dram_read_bytes", "dram_write_bytes",
+    "comparisons", "requantizations", "requant_multiplies", "dram_read_bytes", "dram_write_bytes",
 )
 _COUNTER_FIELDS = ("instructions", "cycles_by_op", "cycles_by_voltage", "multiplies", "reads", "writes")
 
