@@ -252,7 +252,7 @@ def content_hash_of_files(files: dict[str, bytes], manifest: dict[str, Any], arc
     weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
     bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
     layers = json.loads(files[fmt.LAYERS])
-    requant = np.frombuffer(files[fmt.REQUANT_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
+    requant = np.frombuffer(files.get(fmt.REQUANT_BIN, b""), dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)  # absent: empty
     return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers, requant)
 
 
