@@ -20,6 +20,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as `python benchmarks/bench_act.py`: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from axtrain.trainer.allocator import keep_freed_memory
 from axtrain.trainer.sensitivity import forward_with_sensitivity, sensitivity_reference
 from benchmarks.common import Result, best_time, format_table
 
@@ -60,6 +61,7 @@ def _best_cpu_time(fn: Callable[[], None], repeat: int) -> float:
 
 def run(quick: bool = False) -> list[Result]:
     """Time one training step of each kind; ratios against the BP step measured here."""
+    keep_freed_memory()  # as every training Session does (trainer/allocator.py): time what training runs
     rounds = 3 if quick else 10
     model, opt, x, y = _setup()
     loss_fn = nn.CrossEntropyLoss()

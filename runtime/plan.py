@@ -21,7 +21,7 @@ column ``nb_words`` is the padding word (reads of zero padding gather it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, ClassVar, Sequence, Union
+from typing import Any, Callable, ClassVar, Sequence, Union
 
 import numpy as np
 
@@ -248,7 +248,18 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarra
 
 
 def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
+    if codes.size and codes.min() == codes.max():  # one mode for the tile (the common case): no unique()
+        return ((int(codes[0]), np.arange(codes.size)),)
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
+
+
+def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
+    """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
+    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
+        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
+        return view.copy()
+    gathered: np.ndarray = words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]]
+    return gathered.copy()
 
 
 def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
@@ -278,10 +289,9 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     for index, ins in enumerate(program):
         o = ins.operands()
         op = ins.op
-        if op == "LDW":
-            row = np.arange(o["rows"])[:, None]
-            col = np.arange(o["cols"])[None, :]
-            wb_src[(o["wb"] + row * o["cols"] + col).ravel()] = (o["dram"] + row * o["stride"] + col).ravel()
+        if op == "LDW":  # a block of rows x cols words, written through a view (no index arrays)
+            block = wb_src[o["wb"] : o["wb"] + o["rows"] * o["cols"]].reshape(o["rows"], o["cols"])
+            np.add(o["dram"] + np.arange(o["rows"])[:, None] * o["stride"], np.arange(o["cols"])[None, :], out=block)
         elif op == "LDB":
             bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "MODE":
@@ -291,8 +301,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
-            rows = o["wb"] + np.arange(o["m"])[:, None] * o["stride"] + np.arange(o["k"])[None, :]
-            distw = (o["m"], o["p"], o["k"], wb_src[rows].copy())
+            distw = (o["m"], o["p"], o["k"], _strided_rows(wb_src, o["wb"], o["m"], o["stride"], o["k"]))
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
             offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
@@ -306,10 +315,12 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW", passes=("trace",))
             if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW", passes=("trace",))
-            codes = mt[o["mt"] : o["mt"] + m].copy()
-            codes_used.update(int(c) for c in np.unique(codes))
+            groups = _mac_groups(mt[o["mt"] : o["mt"] + m])
+            codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
-            steps.append(Mac(index, m, p, k, distw[3][:m, :k].copy(), bias_src, _mac_groups(codes)))
+            # The DISTW's own (fresh, never modified) array when the MAC takes all of it.
+            w_src = distw[3] if distw[3].shape == (m, k) else distw[3][:m, :k].copy()
+            steps.append(Mac(index, m, p, k, w_src, bias_src, groups))
         elif op == "RELU":
             steps.append(Relu(index, o["m"] * o["p"]))
         elif op == "REQ":
@@ -562,13 +573,14 @@ PASSES: tuple[tuple[str, PlanPass], ...] = (
 
 def run_plan_passes(plan: Plan, passes: tuple[tuple[str, PlanPass], ...] = PASSES) -> Plan:
     """Apply the passes in order, checking the plan after each; a fallen-back plan stops there."""
-    check_plan(plan)
+    memo: dict[tuple[Any, ...], Any] = {}  # checks of arrays a pass kept as they were are not repeated
+    check_plan(plan, memo)
     for name, plan_pass in passes:
         if not plan.fast:
             break
         plan = plan_pass(plan)
         plan = replace(plan, passes=(*plan.passes, name))
-        check_plan(plan)
+        check_plan(plan, memo)
     return plan
 
 
@@ -582,15 +594,32 @@ def build_plan(program: Sequence[Instruction], arch: Architecture) -> Plan:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_plan(plan: Plan) -> None:
+class _StepName:
+    """``step N (instruction I, Kind)``, formatted only when a message needs it."""
+
+    def __init__(self, number: int, step: Any) -> None:
+        self.number, self.step = number, step
+
+    def __str__(self) -> str:
+        return f"step {self.number} (instruction {self.step.index}, {type(self.step).__name__})"
+
+
+def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> None:
     """Check the invariants of ``plan`` at its stage (``plan.passes``); a PlanError names the first
     broken one. Every stage: indices in range, sizes consistent with the operands, MAC weights and mode
-    groups well formed, every strided view equal to its index array. After each pass, what it adds."""
+    groups well formed, every strided view equal to its index array. After each pass, what it adds.
+
+    ``memo`` (shared by the checks of one pipeline, :func:`run_plan_passes`) records the per-array
+    checks that passed, keyed by the array's identity and what was checked; it keeps the arrays
+    alive, so an identity is never reused while it holds them. Passes replace steps but keep the
+    arrays they do not change: without it, six checks of 784-4096-4096-10's plan took 0.8 s."""
     stage = plan.passes[-1] if plan.passes else "trace"
 
-    def require(condition: bool, message: str) -> None:
+    def require(condition: bool, message: str | Callable[[], str]) -> None:
+        # Messages may be given as a callable: formatted only when a check fails (a plan of 2,662
+        # steps is checked six times; formatting every message every time cost more than the checks).
         if not condition:
-            raise PlanError(f"plan after {stage}: {message}")
+            raise PlanError(f"plan after {stage}: {message if isinstance(message, str) else message()}")
 
     if not plan.fast:
         require(bool(plan.reason), "a plan for the interpreter must say why")
@@ -598,75 +627,87 @@ def check_plan(plan: Plan) -> None:
     done = set(plan.passes)
     words = plan.nb_words
 
-    def indices(what: str, idx: np.ndarray, size: int, pad: bool = False) -> None:
-        require(idx.ndim == 1 and idx.size == size, f"{what}: {idx.size} indices, expected {size}")
-        require(np.issubdtype(idx.dtype, np.integer), f"{what}: indices are not integers")
-        if idx.size:
+    checked = {} if memo is None else memo  # (kind, id(array), what else was checked) -> the array
+
+    def indices(what: object, idx: np.ndarray, size: int, pad: bool = False) -> None:
+        require(idx.ndim == 1 and idx.size == size, lambda: f"{what}: {idx.size} indices, expected {size}")
+        require(np.issubdtype(idx.dtype, np.integer), lambda: f"{what}: indices are not integers")
+        key = ("range", id(idx), words, pad)
+        if idx.size and key not in checked:
             top = words if pad else words - 1
-            require(int(idx.min()) >= 0 and int(idx.max()) <= top, f"{what}: index outside the {words} neuron-buffer words")
+            require(int(idx.min()) >= 0 and int(idx.max()) <= top, lambda: f"{what}: index outside the {words} neuron-buffer words")
+            checked[key] = idx
 
-    def view_matches(what: str, view: Pattern | None, idx: np.ndarray) -> None:
-        if view is not None:
+    def view_matches(what: object, view: Pattern | None, idx: np.ndarray) -> None:
+        key = ("view", id(idx), view)
+        if view is not None and key not in checked:
             base, shape, steps = view
-            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), f"{what}: strided view differs from its indices")
+            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), lambda: f"{what}: strided view differs from its indices")
+            checked[key] = idx
 
-    def write_targets(what: str, step: Write) -> None:
+    def write_targets(what: object, step: Write) -> None:
         target = written(step)
         if step.transform_sel is not None:
-            require(step.transform_any and step.transform_sel.size > 0, f"{what}: a transform selection without transformed words")
-            require(int(step.transform_sel.max()) < target.size and int(step.transform_sel.min()) >= 0, f"{what}: transform selection outside its words")
+            require(step.transform_any and step.transform_sel.size > 0, lambda: f"{what}: a transform selection without transformed words")
+            require(int(step.transform_sel.max()) < target.size and int(step.transform_sel.min()) >= 0, lambda: f"{what}: transform selection outside its words")
         if "mark_shared" in done:
-            require(not step.mirror or step.shared, f"{what}: only a shared write is mirrored")
+            require(not step.mirror or step.shared, lambda: f"{what}: only a shared write is mirrored")
 
     codes = set(plan.codes)
     chain = -1
     chain_layout: tuple[int, int] | None = None
-    for number, step in enumerate(plan.steps):
-        what = f"step {number} (instruction {step.index}, {type(step).__name__})"
+
+    def check_step(number: int, step: Step) -> None:
+        # One function per step, so that the lazy messages close over its own arguments.
+        nonlocal chain, chain_layout
+        what = _StepName(number, step)
         if isinstance(step, Load):
             indices(what, step.idx, step.count)
             view_matches(what, step.view, step.idx)
             write_targets(what, step)
         elif isinstance(step, (Store, Sync)):
-            require(not isinstance(step, Sync) or step.acc_range is None or step.idx.size == 0, f"{what}: an accumulator SYNC reads no neuron-buffer words")
+            require(not isinstance(step, Sync) or step.acc_range is None or step.idx.size == 0, lambda: f"{what}: an accumulator SYNC reads no neuron-buffer words")
             indices(what, step.idx, step.count if isinstance(step, Store) else step.idx.size)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Gather):
-            require(step.p >= 1 and step.k >= 1, f"{what}: empty tile")
+            require(step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
             indices(what, step.idx, step.p * step.k, pad=True)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Mac):
-            require(step.m >= 1 and step.p >= 1 and step.k >= 1, f"{what}: empty tile")
-            require(step.w_src.shape == (step.m, step.k), f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
-            require(step.bias_src is None or step.bias_src.shape == (step.m,), f"{what}: bias sources are not one per row")
-            rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
-            require(np.array_equal(np.sort(rows), np.arange(step.m)), f"{what}: mode groups do not cover each row once")
-            require(all(code in codes for code, _ in step.groups), f"{what}: a mode code missing from the plan's codes")
+            require(step.m >= 1 and step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
+            require(step.w_src.shape == (step.m, step.k), lambda: f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
+            require(step.bias_src is None or step.bias_src.shape == (step.m,), lambda: f"{what}: bias sources are not one per row")
+            key = ("groups", id(step.groups), step.m)
+            if key not in checked:
+                rows = np.concatenate([r for _, r in step.groups]) if step.groups else EMPTY
+                require(np.array_equal(np.sort(rows), np.arange(step.m)), lambda: f"{what}: mode groups do not cover each row once")
+                checked[key] = step.groups
+            require(all(code in codes for code, _ in step.groups), lambda: f"{what}: a mode code missing from the plan's codes")
             if "chain_accumulators" in done:
                 if step.bias_src is not None:
                     chain += 1
                     chain_layout = (step.m, step.p)
-                require(step.chain == chain and chain_layout == (step.m, step.p), f"{what}: chain {step.chain}, expected {chain} on one tile shape")
+                require(step.chain == chain and chain_layout == (step.m, step.p), lambda: f"{what}: chain {step.chain}, expected {chain} on one tile shape")
             if step.fused is not None:
                 heads = [plan.steps[n] for n in step.fused.macs]
-                require(step.fused.macs[0] == number, f"{what}: a fused chain's first MAC is its head")
-                require(all(isinstance(h, Mac) and h.chain == step.chain for h in heads), f"{what}: fused steps are MACs of its chain")
-                require(all(isinstance(h, Mac) and h.fused_into == number for h in heads[1:]), f"{what}: fused MACs point at their head")
-                require(step.fused.k == sum(h.k for h in heads if isinstance(h, Mac)), f"{what}: fused depth is not the sum of its MACs'")
-                require(0 <= step.fused.start and step.fused.start + step.fused.k <= words, f"{what}: fused words outside the neuron buffer")
+                require(step.fused.macs[0] == number, lambda: f"{what}: a fused chain's first MAC is its head")
+                require(all(isinstance(h, Mac) and h.chain == step.chain for h in heads), lambda: f"{what}: fused steps are MACs of its chain")
+                require(all(isinstance(h, Mac) and h.fused_into == number for h in heads[1:]), lambda: f"{what}: fused MACs point at their head")
+                require(step.fused.k == sum(h.k for h in heads if isinstance(h, Mac)), lambda: f"{what}: fused depth is not the sum of its MACs'")
+                require(0 <= step.fused.start and step.fused.start + step.fused.k <= words, lambda: f"{what}: fused words outside the neuron buffer")
             if step.fused_into is not None:
                 head = plan.steps[step.fused_into] if 0 <= step.fused_into < len(plan.steps) else None
-                require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, f"{what}: fused into a step that is not its chain's head")
+                require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, lambda: f"{what}: fused into a step that is not its chain's head")
         elif isinstance(step, StoreAcc):
-            require(step.count >= 1 and sum(words for _, _, words in step.runs) == step.count, f"{what}: pieces do not cover its {step.count} accumulators")
+            require(step.count >= 1 and sum(words for _, _, words in step.runs) == step.count, lambda: f"{what}: pieces do not cover its {step.count} accumulators")
         elif isinstance(step, (Relu, Requantize)):
-            require(step.count >= 1, f"{what}: empty tile")
+            require(step.count >= 1, lambda: f"{what}: empty tile")
             if "chain_accumulators" in done:
-                require(step.layout is not None and step.layout[0] * step.layout[1] == step.count, f"{what}: layout does not cover its {step.count} accumulators")
+                require(step.layout is not None and step.layout[0] * step.layout[1] == step.count, lambda: f"{what}: layout does not cover its {step.count} accumulators")
             if isinstance(step, Requantize):
                 indices(what, step.idx, step.count)
-                require(step.qmin < step.qmax, f"{what}: empty saturation range")
-                require(step.rq_src is None or step.rq_src.shape == (step.count,), f"{what}: requant sources are not one per accumulator")
+                require(step.qmin < step.qmax, lambda: f"{what}: empty saturation range")
+                require(step.rq_src is None or step.rq_src.shape == (step.count,), lambda: f"{what}: requant sources are not one per accumulator")
                 view_matches(what, step.view, step.idx)
                 write_targets(what, step)
         elif isinstance(step, Pool):
@@ -677,7 +718,10 @@ def check_plan(plan: Plan) -> None:
             view_matches(what, step.dst_view, step.dst)
             write_targets(what, step)
         else:
-            require(False, f"step {number}: {type(step).__name__} is not a plan step")
+            require(False, lambda: f"step {number}: {type(step).__name__} is not a plan step")
+
+    for number, step in enumerate(plan.steps):
+        check_step(number, step)
     if "mark_shared" in done:
         zero = plan.zero_rows
         require(zero.size > 0 and int(zero.max()) == words and int(zero.min()) >= 0, "zero rows must include the padding word and stay in range")

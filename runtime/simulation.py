@@ -169,7 +169,8 @@ def simulate(
         if weight_images is not None:
             images = weight_images[first : first + count]
         else:
-            images = np.stack([run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)])
+            drawn = [run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)]
+            images = drawn[0][None] if count == 1 else np.stack(drawn)  # one run: the image itself, no copy
         q, _ = executor.run_many(executor.prepare(images, bundle.bias, bundle.requant), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))

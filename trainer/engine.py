@@ -30,6 +30,7 @@ from axtrain.errors import ConfigError, RunError
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
+from axtrain.trainer.allocator import keep_freed_memory
 from axtrain.trainer.config import TrainConfig, make_config, required
 from axtrain.trainer.emulation import FaultSource, emulate
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
@@ -106,6 +107,7 @@ class Session:
         progress: bool = True,
         stop_after_epochs: int | None = None,
     ) -> None:
+        keep_freed_memory()  # a step's tensors stay mapped between steps (trainer/allocator.py)
         self.config = config
         self.data = data
         self.model = model

@@ -30,6 +30,7 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.trainer.models import check_model
+from axtrain.trainer.reductions import max_abs
 
 MIN_BITS, MAX_BITS = 4, 16
 BIAS_BITS = 32  # the bias lives at accumulator precision, stored as int32 (docs/numerics.md)
@@ -63,10 +64,6 @@ def check_bits(bits: int, what: str) -> int:
     if not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise ConfigError(f"{what} must be an integer from {MIN_BITS} to {MAX_BITS} bits, got {bits!r}")
     return bits
-
-
-def _max_abs(t: torch.Tensor) -> float:
-    return float(t.detach().abs().max().item()) if t.numel() else 0.0
 
 
 def _modes_for(spec: ModeSpec | None, n_out: int, name: str) -> tuple[MultiplierMode, ...]:
@@ -137,12 +134,12 @@ def _layer_ranges(model: nn.Sequential, x_calib: torch.Tensor, batch_size: int) 
     device = param.device if param is not None else torch.device("cpu")
     for start in range(0, x_calib.shape[0], batch_size):
         h = x_calib[start : start + batch_size].to(device=device, dtype=torch.float32)
-        in_max = max(in_max, _max_abs(h))
+        in_max = max(in_max, max_abs(h))
         for g_index, group in enumerate(model_groups):
             h = model[group.index](h)
             if group.relu:
                 h = torch.relu(h)
-            out_max[g_index] = max(out_max[g_index], _max_abs(h))
+            out_max[g_index] = max(out_max[g_index], max_abs(h))
     return in_max, out_max
 
 
@@ -183,7 +180,7 @@ def calibrate(
             counters[op] += 1
             name = f"{'fc' if op == 'dense' else 'conv'}{counters[op]}"
             w = module.weight.detach().to("cpu", torch.float32)
-            w_fmt = FixedPointFormat(bits_w, choose_frac(_max_abs(w), bits_w))
+            w_fmt = FixedPointFormat(bits_w, choose_frac(max_abs(w), bits_w))
             out_fmt = FixedPointFormat(bits_a, choose_frac(out_max[g_index], bits_a))
             acc_frac = current.frac + w_fmt.frac
             bias = module.bias.detach().to("cpu", torch.float32).numpy() if module.bias is not None else np.zeros(w.shape[0], np.float32)

@@ -248,3 +248,40 @@ def test_sta_stores_saturated_accumulators_fast_and_interpreter_agree() -> None:
             assert np.array_equal(got[:, 20 + 5 * o + pos], np.clip(acc, -(1 << 31), (1 << 31) - 1))
     assert np.array_equal(got[:, 24], np.zeros(6))  # the gap between rows is not written
     assert (got[:, 25:29] == -(1 << 31)).any() and (got[:, 30:34] == (1 << 31) - 1).any()  # saturated both ways
+
+
+@pytest.mark.parametrize("kind", ["mlp", "mixed"])
+@pytest.mark.parametrize("runs", [1, 3])
+def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, runs) -> None:
+    # prepare_weights gathers each tile straight into its GEMM layout (issue 15); the definition is
+    # one plain gather per MAC from the (transformed) image, and the chain bound sum(k * max|w|).
+    from axtrain.hwmodels.multipliers import drum_transform
+    from axtrain.runtime.execute import prepare_weights
+    from axtrain.runtime.plan import Mac
+
+    bundle, _ = bundle_factory(kind, "tiny")
+    executor = FastExecutor(bundle.program, bundle.arch, parse_mode("drum:3") if kind == "mixed" else None)
+    plan = executor.plan
+    images = np.stack([bundle.weights] + [run_image(bundle.weights, fault_regions(bundle.layers, 0.6), 7, r) for r in range(runs - 1)])
+    prepared = prepare_weights(plan, images, bundle.bias)
+    padded = np.concatenate([images, np.zeros((runs, 1), dtype=np.int64)], axis=1)
+    bound: dict[int, float] = {}
+    checked = 0
+    for number, mac in enumerate(plan.steps):
+        if not isinstance(mac, Mac):
+            continue
+        per_mac = 0.0
+        for code, rows in mac.groups:
+            w = (padded if code == 0 else drum_transform(padded, code))[:, mac.w_src[rows]]  # [runs, rows, k]
+            w[:, mac.w_src[rows] < 0] = 0  # a word no LDW wrote reads 0
+            per_mac = max(per_mac, float(np.abs(w).max(initial=0)))
+            if mac.fused_into is not None:
+                continue
+            tile = next(t for t in prepared.tiles[number] if t.code == code)
+            k_all = mac.k if mac.fused is None else mac.fused.k  # a fused chain's head holds the whole chain
+            got = tile.w.reshape(k_all, runs, rows.size).transpose(1, 2, 0) if mac.shared_input else tile.w
+            assert got.shape == (runs, rows.size, k_all)
+            assert np.array_equal(got[:, :, : mac.k], w)  # the head's own k-range first
+            checked += 1
+        bound[mac.chain] = bound.get(mac.chain, 0.0) + mac.k * per_mac
+    assert checked and bound == prepared.chain_weight_bound

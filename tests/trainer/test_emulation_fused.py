@@ -5,6 +5,7 @@ dense layer (forward values and every gradient, with and without NTV fault maps)
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -37,6 +38,19 @@ def test_fast_drum_equals_the_reference_on_every_16bit_value(dtype: torch.dtype,
     values = torch.arange(-(2**15), 2**15, dtype=dtype) * 2.0**-frac
     for k in range(1, 18):
         assert _same_bits(drum_transform(values, k, frac), drum_transform_reference(values, k, frac)), k
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_fast_drum_blocked_path_equals_the_reference(k: int) -> None:
+    """Above emulation._WHOLE elements the transform runs block by block (an odd tail included),
+    below it in one piece; both equal the definition bit for bit, and an empty tensor stays empty."""
+    values = torch.arange(-(2**15), 2**15, dtype=torch.float32).repeat(7)[: 3 * emulation._WHOLE + 6] * 2.0**-3
+    assert values.numel() > emulation._WHOLE and values.numel() % emulation._BLOCK != 0
+    grid = values.reshape(-1, 6)
+    assert _same_bits(drum_transform(grid, k, 3), drum_transform_reference(grid, k, 3))
+    assert _same_bits(drum_transform(grid[:100], k, 3), drum_transform_reference(grid[:100], k, 3))
+    empty = torch.zeros(0, 4)
+    assert drum_transform(empty, k, 3).shape == (0, 4)
 
 
 def test_fast_drum_passes_everything_when_the_threshold_overflows() -> None:
@@ -99,9 +113,23 @@ def test_per_neuron_modes_take_the_reference_path_and_still_train() -> None:
 
 
 @pytest.mark.parametrize("bits", [4, 7, 8, 9, 12, 16, 24, 40])
-def test_packed_fault_masks_equal_the_reference(bits: int) -> None:
+def test_fault_masks_have_the_reference_statistics(bits: int) -> None:
+    """Geometric-gap maps against the per-bit definition (they consume the generator differently, so
+    the test is statistical, as for hwmodels' flip_positions): each bit position flips in
+    Binomial(n, p) words under both, two neighbouring bits together in Binomial(n, p**2) (gaps that
+    were off by one would break that), within 5 sd; words stay inside ``bits``; a seed gives one map."""
+    n = 4096
     for p in (0.002, 0.05, 0.5, 0.999):
-        fast = draw_fault_masks((23, 17), bits, p, torch.Generator().manual_seed(bits))
-        slow = draw_fault_masks_reference((23, 17), bits, p, torch.Generator().manual_seed(bits))
-        assert fast.dtype == slow.dtype == torch.int64 and torch.equal(fast, slow), p
-        assert int(fast.max()) < (1 << bits) and (p < 0.5 or int(fast.max()) > 0)
+        fast = draw_fault_masks((64, 64), bits, p, torch.Generator().manual_seed(bits))
+        slow = draw_fault_masks_reference((64, 64), bits, p, torch.Generator().manual_seed(bits))
+        assert torch.equal(fast, draw_fault_masks((64, 64), bits, p, torch.Generator().manual_seed(bits)))
+        for masks in (fast, slow):
+            assert masks.dtype == torch.int64 and masks.shape == (64, 64)
+            assert int(masks.min()) >= 0 and int(masks.max()) < (1 << bits)
+            for j in range(bits):
+                ones = int(((masks >> j) & 1).sum())
+                assert abs(ones - n * p) <= 5 * math.sqrt(n * p * (1 - p)) + 1, (p, j, ones)
+                if j + 1 < bits and n * p * p >= 10:  # the normal bound needs a count of 10 or more
+                    pairs = int((((masks >> j) & 1) * ((masks >> (j + 1)) & 1)).sum())
+                    q = p * p
+                    assert abs(pairs - n * q) <= 5 * math.sqrt(n * q * (1 - q)) + 1, (p, j, pairs)
