@@ -1,8 +1,9 @@
 """The scaling table (issue 15): the toolchain's own costs against onnxruntime as networks grow.
 
 For each network (seeded random 8-bit weights; the costs do not depend on training): MLPs
-784-{128, 1024, 4096}-same-10, LeNet-5 and a CIFAR-10 CNN (3x32x32: conv5x5x32 pad2, pool, conv5x5x32
-pad2, pool, 128, 10). Columns, all from this run:
+784-{128, 1024, 4096}-same-10, LeNet-5, a CIFAR-10 CNN (3x32x32: conv5x5x32 pad2, pool, conv5x5x32
+pad2, pool, 128, 10) and MLPerf Tiny's ResNet-8 (a DAG with residual adds, built as a QDQ graph by
+tests/compiler/mlperf_tiny.py). Columns, all from this run:
 
 * compile: ``compile_to_bundle`` in this process (export excluded);
 * load: ``load_bundle`` in this process (every hash, the .hex and listing checks);
@@ -25,7 +26,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -83,8 +84,16 @@ def cifar_cnn(seed: int = 0) -> list[QuantizedLayer]:
     ]
 
 
-def networks(quick: bool) -> list[tuple[str, Callable[[], list[QuantizedLayer]], tuple[int, ...]]]:
-    """(label, layer builder, per-sample input shape) of every network in the table."""
+def resnet8() -> Any:
+    """MLPerf Tiny's ResNet-8 as a QDQ ONNX model (the exporter writes chains only)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compiler"))
+    import mlperf_tiny  # noqa: PLC0415 - the test helper that builds the MLPerf Tiny graphs
+
+    return mlperf_tiny.resnet8()
+
+
+def networks(quick: bool) -> list[tuple[str, Callable[[], Any], tuple[int, ...]]]:
+    """(label, builder of the layers or of an ONNX model, per-sample input shape) of every network."""
     from benchmarks.bench_runtime import lenet_layers
 
     nets = [
@@ -93,6 +102,7 @@ def networks(quick: bool) -> list[tuple[str, Callable[[], list[QuantizedLayer]],
         ("mlp 784-4096-4096-10", lambda: mlp(4096), (784,)),
         ("lenet-5", lenet_layers, (1, 28, 28)),
         ("cifar-10 cnn", cifar_cnn, (3, 32, 32)),
+        ("resnet-8 (mlperf tiny)", resnet8, (3, 32, 32)),
     ]
     return [n for n in nets if not (quick and "4096" in n[0])]
 
@@ -152,7 +162,11 @@ def run(quick: bool = False) -> list[Result]:
             onnx_path, bundle_path, x_path = cwd / f"n{index}.onnx", cwd / f"n{index}", cwd / f"x{index}.npy"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                save_model(export_layers(build(), shape, {"app": "custom", "seed": "0"}), onnx_path)
+                built = build()
+                if isinstance(built, list):
+                    save_model(export_layers(built, shape, {"app": "custom", "seed": "0"}), onnx_path)
+                else:
+                    save_model(built, onnx_path)
             x = _inputs(shape, count)
             np.save(x_path, x)
             started = time.perf_counter()

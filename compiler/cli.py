@@ -196,7 +196,8 @@ def summary(bundle_path: Path) -> str:
         f"  weight image {m.weight_words} words x {m.weight_word_bits} bit = {_fmt_bytes(m.weight_words * m.weight_word_bits // 8)}",
         f"  bias image   {m.bias_words} words x {m.bias_word_bits} bit = {_fmt_bytes(m.bias_words * m.bias_word_bits // 8)}",
         f"  requant image {m.requant_entries} entries (M, n, z) x 3 x 32 bit = {_fmt_bytes(m.requant_entries * 12)}",
-        f"  neuron buffer: at most {live} of {arch.neuron_buffer_words} words live at once",
+        f"  neuron buffer: at most {live} of {arch.neuron_buffer_words} words live at once"
+        + (" (layers whose maps do not fit run in row bands through DRAM activations)" if live > arch.neuron_buffer_words else ""),
         f"  DRAM activations {m.activation_words} words per sample",
     ]
     return "\n".join(lines)

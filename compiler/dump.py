@@ -44,7 +44,7 @@ def describe_ir(ir: CompilerIR) -> dict[str, Any]:
         out["layers"] = []
         for index, layer in enumerate(ir.layers):
             row: dict[str, Any] = {
-                "index": index, "name": layer.name, "op": layer.op, "input_shape": list(ir.shapes[index]), "output_shape": list(ir.shapes[index + 1]),
+                "index": index, "name": layer.name, "op": layer.op, "input_shape": list(ir.input_shape(index)), "output_shape": list(ir.shapes[index + 1]),
                 "input_format": str(layer.input_format), "output_format": str(layer.output_format), "relu": layer.relu,
                 "multipliers": sorted({str(m) for m in layer.multipliers}), "sram_voltage": layer.sram_voltage,
                 "stride": layer.stride, "padding": layer.padding,

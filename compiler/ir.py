@@ -77,7 +77,7 @@ def stores_accumulators(layer: QuantizedLayer, arch: Architecture) -> bool:
 
 @dataclass(frozen=True)
 class LayerSchedule:
-    """How one layer runs on the PE array (compute layers) or which unit does it (pool, flatten).
+    """How one layer runs on the PE array (compute layers) or which unit does it (pool, flatten, add).
 
     A compute layer is ``m`` output neurons x ``positions`` output positions, each a dot product of
     ``k`` inputs; tiles are ``m_tile x p_tile`` PEs and the dot product runs in chunks of ``k_chunk``
@@ -85,11 +85,11 @@ class LayerSchedule:
     the whole layer, one m-block (all chunks), or one (m-block, chunk) block.
     """
 
-    kind: Literal["compute", "pool", "flatten"]
+    kind: Literal["compute", "pool", "flatten", "add"]
     m: int = 0
     k: int = 0
     positions: int = 0
-    geometry: tuple[int, ...] = ()  # CONV operands: c h w kh kw stride pad oh ow
+    geometry: tuple[int, ...] = ()  # CONV operands: c h w kh kw sh sw pt pl pb pr oh ow (padv is emit's)
     m_tile: int = 0
     p_tile: int = 0
     k_chunk: int = 0
@@ -109,12 +109,23 @@ class LayerSchedule:
         return -(-self.k // self.k_chunk) if self.k_chunk else 0
 
 
+Transfer = tuple[str, int, int, int]  # ("LDN", nb, dram, count) or ("STN", dram, nb, count)
+
+
 @dataclass(frozen=True)
 class LayerPlacement:
     """Where a layer's data lives: weight/bias image offsets (words), neuron buffer addresses, and its
     weight-buffer and bias-buffer regions (``wb_base``, ``bb_base``; the mode table follows the bias
     buffer). ``wb_slots`` 2: the layer's streamed weight blocks alternate between two regions of
-    ``wb_slot_words`` each (double buffering, docs/runtime.md "Weights resident")."""
+    ``wb_slot_words`` each (double buffering, docs/runtime.md "Weights resident").
+
+    A *spilled* layer (its input and output maps do not fit the neuron buffer together) reads its
+    input from activation DRAM at ``dram_input`` and writes its output there at ``dram_output``,
+    ``band_rows`` output rows at a time: each band's input rows are loaded to ``nb_input`` and its
+    output rows computed at ``nb_output`` and stored. ``before`` moves inputs before the layer runs
+    (LDN of an input that lives only in DRAM, STN of one a spilled layer reads from DRAM); ``after``
+    stores the output for a later layer that is not the next one (a residual branch). An add reads
+    its second input at ``nb_other``. ``dram_output`` is set wherever the output lives in DRAM."""
 
     weight_dram: int | None
     bias_dram: int | None
@@ -124,6 +135,13 @@ class LayerPlacement:
     bb_base: int = 0
     wb_slots: int = 1
     wb_slot_words: int = 0
+    spilled: bool = False
+    band_rows: int = 0
+    dram_input: int | None = None
+    dram_output: int | None = None
+    before: tuple[Transfer, ...] = ()
+    after: tuple[Transfer, ...] = ()
+    nb_other: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,16 @@ class CompilerIR:
     def update(self, **changes: Any) -> "CompilerIR":
         """A copy with some parts replaced."""
         return replace(self, **changes)
+
+    def sources(self, index: int) -> tuple[int, ...]:
+        """The layers layer ``index`` reads (-1: the network input): a DAG in topological order."""
+        assert self.layers is not None
+        return self.layers[index].source_layers(index)
+
+    def input_shape(self, index: int) -> tuple[int, ...]:
+        """The per-sample shape of layer ``index``'s (first) input."""
+        assert self.shapes is not None
+        return self.shapes[self.sources(index)[0] + 1]
 
     def layer_label(self, index: int) -> str:
         """How error messages name a layer: its name and ONNX node."""

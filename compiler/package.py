@@ -77,7 +77,7 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
             "index": index,
             "name": layer.name,
             "op": layer.op,
-            "input_shape": list(ir.shapes[index]),
+            "input_shape": list(ir.input_shape(index)),
             "output_shape": list(ir.shapes[index + 1]),
             "input_format": str(layer.input_format),
             "output_format": str(layer.output_format),
@@ -92,11 +92,21 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
             "kernel": [],
             "macs": 0,
         }
-        if layer.op == "maxpool":
-            record["kernel"] = [layer.kernel, layer.kernel]
+        if layer.op in ("maxpool", "avgpool"):
+            record["kernel"] = list(layer.window_hw)
+        if layer.strides:
+            record["strides"] = list(layer.strides)
+        if layer.pads:
+            record["pads"] = list(layer.pads)
+        if layer.groups != 1:
+            record["groups"] = layer.groups
+        if layer.sources:
+            record["sources"] = list(layer.sources)
+        if layer.other_format is not None:
+            record["other_format"] = str(layer.other_format)
         if layer.has_weights:
             assert layer.weight is not None and layer.weight_format is not None
-            m, k = s.m, s.k
+            m, k = layer.out_features, s.k  # a grouped conv: every group's rows (s.m is one group's)
             record.update(
                 weight_format=str(layer.weight_format),
                 bias_format=f"s32.{layer.accumulator_frac}",
@@ -106,7 +116,7 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
                 bias={"dram": place.bias_dram, "count": m, "shape": [m]},
                 tiling={
                     "m_tile": s.m_tile, "p_tile": s.p_tile, "k_chunk": s.k_chunk,
-                    "tiles": s.m_blocks * s.p_tiles, "chunks": s.chunks, "weights_resident": s.weights_resident,
+                    "tiles": s.m_blocks * s.p_tiles * layer.groups, "chunks": s.chunks, "weights_resident": s.weights_resident,
                 },
                 macs=m * k * s.positions,
             )

@@ -36,6 +36,7 @@ from axtrain.formats import bundle as fmt
 from axtrain.formats.bundle import Bundle, LayerRecord
 from axtrain.formats.isa import Instruction, encode_program, listing, mode_code
 from axtrain.formats.target import HardwareTarget, Mode, Volts
+from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 
@@ -178,22 +179,31 @@ def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
     out = []
     for layer in bundle.layers:
         fin, fout, fw, _ = layer.formats
-        if layer.op == "maxpool":
-            out.append(QuantizedLayer(layer.name, "maxpool", fin, fout, kernel=int(layer.kernel[0]), stride=layer.stride, sram_voltage=layer.sram_voltage))
+        graph: dict[str, Any] = {
+            "sources": tuple(layer.sources), "strides": tuple(layer.strides), "pads": tuple(layer.pads), "groups": layer.groups,
+            "other_format": None if layer.other_format is None else FixedPointFormat.parse(layer.other_format),
+        }
+        if layer.op in ("maxpool", "avgpool"):
+            kh, kw = (int(v) for v in layer.kernel)
+            window: tuple[int, int] | tuple[()] = (kh, kw) if kh != kw else ()
+            out.append(QuantizedLayer(
+                layer.name, layer.op, fin, fout, kernel=kh, window=window, stride=layer.stride, padding=layer.padding,
+                sram_voltage=layer.sram_voltage, **graph,
+            ))
             continue
-        if layer.op == "flatten":
-            out.append(QuantizedLayer(layer.name, "flatten", fin, fout, sram_voltage=layer.sram_voltage))
+        if layer.op in ("flatten", "add"):
+            out.append(QuantizedLayer(layer.name, layer.op, fin, fout, relu=layer.relu, sram_voltage=layer.sram_voltage, **graph))
             continue
         assert layer.weights is not None and layer.bias is not None and fw is not None
         w = bundle.weights[layer.weights.dram : layer.weights.dram + layer.weights.count].reshape(layer.weights.shape)
         if layer.op == "conv":
-            w = w.reshape(w.shape[0], layer.input_shape[0], *layer.kernel)
+            w = w.reshape(w.shape[0], layer.input_shape[0] // layer.groups, *layer.kernel)
         b = bundle.bias[layer.bias.dram : layer.bias.dram + layer.bias.count]
         out.append(QuantizedLayer(
             layer.name, layer.op, fin, fout,
             weight=w.astype(np.int64), weight_format=fw, bias=b.astype(np.int64),
             relu=layer.relu, multipliers=layer.modes,
-            sram_voltage=layer.sram_voltage, stride=layer.stride, padding=layer.padding,
+            sram_voltage=layer.sram_voltage, stride=layer.stride, padding=layer.padding, **graph,
         ))
     return out
 

@@ -13,7 +13,7 @@ from axtrain.compiler.ir import Graph, Node
 from axtrain.errors import OnnxError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 
-SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip", "Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "Flatten")
+SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip", "Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten")
 COMPUTE_OPS = ("Gemm", "MatMul", "Conv")
 MIN_OPSET = 13  # QuantizeLinear/DequantizeLinear with scalar scales and Gemm as we read them
 ACTIVATION_DTYPES = {"int8": 8, "int16": 16}

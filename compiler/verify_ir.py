@@ -55,19 +55,24 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         assert ir.shapes is not None
         _require(ir.input_format is not None and ir.layers[0].input_format == ir.input_format, stage, "first layer reads the input format")
         for i, layer in enumerate(ir.layers):
-            if i:
-                _require(layer.input_format == ir.layers[i - 1].output_format, stage, f"layer {i} input format follows layer {i - 1}")
+            sources = ir.sources(i)
+            _require(all(-1 <= j < i for j in sources) and len(sources) == (2 if layer.op == "add" else 1), stage, f"layer {i} reads earlier layers (topological order)")
+            formats = [ir.input_format if j < 0 else ir.layers[j].output_format for j in sources]
+            _require(layer.input_format == formats[0], stage, f"layer {i} input format follows layer {sources[0]}")
+            if layer.op == "add":
+                _require(layer.other_format == formats[1] and ir.shapes[sources[0] + 1] == ir.shapes[sources[1] + 1] == ir.shapes[i + 1], stage, f"layer {i} adds two maps of its shape")
+                continue
             if layer.has_weights:
                 assert layer.weight is not None and layer.bias is not None and layer.weight_format is not None
                 _require(layer.weight.dtype == np.int64 and layer.bias.dtype == np.int64, stage, f"layer {i} holds int64 arrays")
                 _require(layer.bias.shape == (layer.out_features,), stage, f"layer {i} bias has one value per output")
                 _require(len(layer.multipliers) in (1, layer.out_features), stage, f"layer {i} modes: one or one per neuron")
                 fan_in = math.prod(layer.weight.shape[1:])
-                expected_in = ir.shapes[i][0] * (layer.weight.shape[2] * layer.weight.shape[3] if layer.op == "conv" else 1)
+                expected_in = ir.input_shape(i)[0] // layer.groups * (layer.weight.shape[2] * layer.weight.shape[3] if layer.op == "conv" else 1)
                 _require(fan_in == expected_in, stage, f"layer {i} weight fan-in matches its input")
                 fmt = layer.weight_format
                 _require(bool(layer.weight.min() >= fmt.qmin and layer.weight.max() <= fmt.qmax), stage, f"layer {i} weights fit {fmt}")
-            else:
+            elif layer.op != "avgpool":
                 _require(layer.input_format == layer.output_format, stage, f"layer {i} ({layer.op}) keeps its format")
     if ir.schedule is not None:
         assert ir.layers is not None
@@ -85,13 +90,25 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         assert ir.layers is not None and ir.shapes is not None
         nb = ir.arch.neuron_buffer_words
         for i, place in enumerate(ir.allocation.layers):
-            size_in, size_out = math.prod(ir.shapes[i]), math.prod(ir.shapes[i + 1])
-            _require(place.nb_input + size_in <= nb and place.nb_output + size_out <= nb, stage, f"layer {i} maps inside the neuron buffer")
-            if ir.layers[i].op != "flatten":
+            size_in, size_out = math.prod(ir.input_shape(i)), math.prod(ir.shapes[i + 1])
+            if place.spilled:  # row bands: the band's input rows below its output rows
+                _require(place.band_rows >= 1 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
+                band_out = ir.shapes[i + 1][0] // ir.layers[i].groups * place.band_rows * ir.shapes[i + 1][2]
+                _require(place.nb_input == 0 and place.nb_output + band_out <= nb, stage, f"layer {i} bands map inside the neuron buffer")
+                continue
+            in_nb = place.nb_input + size_in <= nb and place.nb_other + size_in <= nb
+            _require(in_nb and (place.nb_output + size_out <= nb or place.dram_output is not None), stage, f"layer {i} maps inside the neuron buffer")
+            if ir.layers[i].op == "add":  # in place over one addend, the other one disjoint
+                a, b = place.nb_input, place.nb_other
+                _require(place.nb_output in (a, b) and (a == b or a + size_in <= b or b + size_in <= a), stage, f"layer {i} adds in place, addends apart")
+            elif ir.layers[i].op != "flatten":
                 disjoint = place.nb_input + size_in <= place.nb_output or place.nb_output + size_out <= place.nb_input
                 _require(disjoint, stage, f"layer {i} input and output maps do not overlap")
-            if i:
-                _require(place.nb_input == ir.allocation.layers[i - 1].nb_output, stage, f"layer {i} reads where layer {i - 1} wrote")
+            loads = [t for t in place.before if t[0] == "LDN"]
+            src = ir.sources(i)[0]
+            previous = ir.allocation.layers[i - 1] if i else None
+            if not loads and previous is not None and src == i - 1 and ir.layers[i].op != "add":
+                _require(place.nb_input == previous.nb_output and previous.dram_output is None, stage, f"layer {i} reads where layer {i - 1} wrote")
     if ir.emitted is not None:
         assert ir.allocation is not None and ir.layers is not None
         e = ir.emitted

@@ -18,8 +18,9 @@ from axtrain.errors import HardwareModelError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, transform_operand
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
+from axtrain.hwmodels.pooling import avgpool, residual_add
 
-LayerOp = Literal["dense", "conv", "maxpool", "flatten"]
+LayerOp = Literal["dense", "conv", "maxpool", "flatten", "add", "avgpool"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,9 +47,38 @@ class QuantizedLayer:
     padding: int = 0  # conv: zero padding on every side
     kernel: int = 2  # maxpool window (square)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Separate strides and asymmetric pads (ONNX Conv/MaxPool attributes); empty: ``stride`` on both
+    # axes, ``padding`` on every side, a square ``kernel`` for maxpool.
+    strides: tuple[int, int] | tuple[()] = ()
+    pads: tuple[int, int, int, int] | tuple[()] = ()  # top, left, bottom, right
+    window: tuple[int, int] | tuple[()] = ()  # maxpool / avgpool kernel height, width
+    groups: int = 1  # conv: channel groups (depthwise: as many as input channels)
+    # The layers whose outputs this one reads, in input order (-1: the network input); empty: the
+    # previous layer (a chain). A residual add reads two.
+    sources: tuple[int, ...] = ()
+    other_format: FixedPointFormat | None = None  # add: the format of its second input
     # ISA 2: per output neuron (multiplier M, shift n, zero point z) when the layer requantises by
     # ``z + round_half_even(acc * M * 2**-n)`` (non-power-of-two scales) instead of by a shift.
     requant: tuple[tuple[int, int, int], ...] | None = None
+
+    @property
+    def stride_hw(self) -> tuple[int, int]:
+        """(vertical, horizontal) stride."""
+        return self.strides if len(self.strides) == 2 else (self.stride, self.stride)
+
+    @property
+    def pads_tlbr(self) -> tuple[int, int, int, int]:
+        """Padding (top, left, bottom, right)."""
+        return self.pads if len(self.pads) == 4 else (self.padding, self.padding, self.padding, self.padding)
+
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        """Maxpool window (height, width)."""
+        return self.window if len(self.window) == 2 else (self.kernel, self.kernel)
+
+    def source_layers(self, index: int) -> tuple[int, ...]:
+        """The layers this one (at ``index``) reads: :attr:`sources`, or the previous layer."""
+        return self.sources or (index - 1,)
 
     @property
     def has_weights(self) -> bool:
@@ -93,16 +123,41 @@ def accumulation_bound(layer: QuantizedLayer) -> int:
     return fan_in * max_a * max_w + max_b
 
 
-def im2col(x: np.ndarray, kernel_h: int, kernel_w: int, stride: int, padding: int) -> np.ndarray:
-    """``[N, C, H, W]`` -> ``[N, OH*OW, C*kh*kw]`` patches (zero padding), ordered like the weights."""
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _pads4(value: int | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return (value,) * 4 if isinstance(value, int) else (int(value[0]), int(value[1]), int(value[2]), int(value[3]))
+
+
+def im2col(x: np.ndarray, kernel_h: int, kernel_w: int, stride: int | tuple[int, int], padding: int | tuple[int, int, int, int], pad_value: int = 0) -> np.ndarray:
+    """``[N, C, H, W]`` -> ``[N, OH*OW, C*kh*kw]`` patches, ordered like the weights. ``stride`` is
+    one or (vertical, horizontal); ``padding`` one or (top, left, bottom, right), filled with ``pad_value``."""
     n, c, h, w = x.shape
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    oh = (h + 2 * padding - kernel_h) // stride + 1
-    ow = (w + 2 * padding - kernel_w) // stride + 1
+    sh, sw = _pair(stride)
+    pt, pl, pb, pr = _pads4(padding)
+    if pt or pl or pb or pr:
+        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
+    oh = (h + pt + pb - kernel_h) // sh + 1
+    ow = (w + pl + pr - kernel_w) // sw + 1
     windows = np.lib.stride_tricks.sliding_window_view(x, (kernel_h, kernel_w), axis=(2, 3))
-    windows = windows[:, :, ::stride, ::stride][:, :, :oh, :ow]  # [N, C, OH, OW, kh, kw]
+    windows = windows[:, :, ::sh, ::sw][:, :, :oh, :ow]  # [N, C, OH, OW, kh, kw]
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh * ow, c * kernel_h * kernel_w)
+
+
+def maxpool(q_in: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Max pooling ``[N, C, H, W]`` (padding positions take no part; floor output size)."""
+    kh, kw = window
+    sh, sw = strides
+    pt, pl, pb, pr = pads
+    x = np.asarray(q_in, dtype=np.int64)
+    if pt or pl or pb or pr:
+        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=np.iinfo(np.int64).min)
+    oh = (x.shape[2] - kh) // sh + 1
+    ow = (x.shape[3] - kw) // sw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    return np.asarray(windows.max(axis=(-2, -1)))
 
 
 def _grouped_matmul(patches: np.ndarray, weight2d: np.ndarray, modes: Sequence[MultiplierMode]) -> np.ndarray:
@@ -131,10 +186,18 @@ def accumulate(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | Non
         return np.asarray(acc + layer.bias)
     out_ch, _, kh, kw = w.shape
     n, _, h, wd = q_in.shape
-    patches = im2col(q_in, kh, kw, layer.stride, layer.padding)
-    acc = _grouped_matmul(patches, w.reshape(out_ch, -1), modes) + layer.bias  # [N, OH*OW, OC]
-    oh = (h + 2 * layer.padding - kh) // layer.stride + 1
-    ow = (wd + 2 * layer.padding - kw) // layer.stride + 1
+    sh, sw = layer.stride_hw
+    pt, pl, pb, pr = layer.pads_tlbr
+    g = layer.groups
+    cg, mg = q_in.shape[1] // g, out_ch // g
+    parts = []
+    for group in range(g):  # a grouped conv is one conv per channel group
+        patches = im2col(q_in[:, group * cg : (group + 1) * cg], kh, kw, (sh, sw), (pt, pl, pb, pr))
+        rows = slice(group * mg, (group + 1) * mg)
+        parts.append(_grouped_matmul(patches, w[rows].reshape(mg, -1), modes[rows]))
+    acc = np.concatenate(parts, axis=-1) + layer.bias  # [N, OH*OW, OC]
+    oh = (h + pt + pb - kh) // sh + 1
+    ow = (wd + pl + pr - kw) // sw + 1
     return np.asarray(acc.transpose(0, 2, 1).reshape(n, out_ch, oh, ow))
 
 
@@ -144,10 +207,10 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
     if layer.op == "flatten":
         return q_in.reshape(q_in.shape[0], -1)
     if layer.op == "maxpool":
-        n, c, h, w = q_in.shape
-        k, s = layer.kernel, layer.stride
-        windows = np.lib.stride_tricks.sliding_window_view(q_in, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-        return np.asarray(windows.max(axis=(-2, -1)))
+        return maxpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr)
+    if layer.op == "avgpool":
+        shift = layer.output_format.frac - layer.input_format.frac
+        return avgpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr, shift, layer.output_format)
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)
@@ -167,8 +230,26 @@ def forward(
     ``weights``, if given, holds one weight array (or None for "the layer's own") per layer.
     """
     outputs: list[np.ndarray] = []
-    current = np.asarray(q_input, dtype=np.int64)
+    network_input = np.asarray(q_input, dtype=np.int64)
     for index, layer in enumerate(layers):
-        current = forward_layer(layer, current, None if weights is None else weights[index])
-        outputs.append(current)
+        inputs = [network_input if j < 0 else outputs[j] for j in layer.source_layers(index)]
+        if layer.op == "add":
+            outputs.append(add_layer(layer, inputs[0], inputs[1]))
+            continue
+        outputs.append(forward_layer(layer, inputs[0], None if weights is None else weights[index]))
     return outputs
+
+
+def add_shifts(layer: QuantizedLayer) -> tuple[int, int, int]:
+    """``(sa, sb, shift)`` of a residual add: both inputs aligned to the finer scale, then moved to
+    the output format (hwmodels/pooling.py)."""
+    assert layer.other_format is not None
+    fa, fb = layer.input_format.frac, layer.other_format.frac
+    f = max(fa, fb)
+    return f - fa, f - fb, f - layer.output_format.frac
+
+
+def add_layer(layer: QuantizedLayer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A residual add of two integer maps, requantised to the layer's output format."""
+    sa, sb, shift = add_shifts(layer)
+    return residual_add(a, b, sa, sb, shift, layer.output_format, layer.relu)

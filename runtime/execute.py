@@ -40,12 +40,32 @@ from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import ACC_OUT_WORD_BITS, Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform
+from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
-from axtrain.runtime.plan import Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, StoreAcc, Sync, Write, build_plan, written
+from axtrain.runtime.plan import (
+    Add,
+    AvgPool,
+    Copy,
+    Gather,
+    Load,
+    Mac,
+    Pattern,
+    Plan,
+    Pool,
+    Relu,
+    Requantize,
+    Step,
+    Store,
+    StoreAcc,
+    Sync,
+    Write,
+    build_plan,
+    written,
+)
 
 __all__ = [
     "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
@@ -435,17 +455,52 @@ def run_plan(
     def pool(step: Pool) -> None:
         c, h, w = step.shape
         oh, ow = step.out
-        k, s = step.k, step.s
+        kh, kw = step.kernel
+        sh, sw = step.strides
+        pt, pl, pb, pr = step.pads
         source = shared_nb[0] if step.shared else per_run[0]
         src = _read(source, step.src, step.src_view)
         src = src.reshape(*src.shape[:-2], c, h, w, n)
+        if pt or pl or pb or pr:  # padding positions take no part: they hold -inf
+            padded = np.full((*src.shape[:-3], h + pt + pb, w + pl + pr, n), -np.inf, dtype=src.dtype)
+            padded[..., pt : pt + h, pl : pl + w, :] = src
+            src = padded
         result = None
-        for ky in range(k):
-            for kx in range(k):
-                window = src[..., ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s, :]
+        for ky in range(kh):
+            for kx in range(kw):
+                window = src[..., ky : ky + sh * (oh - 1) + 1 : sh, kx : kx + sw * (ow - 1) + 1 : sw, :]
                 result = window.copy() if result is None else np.maximum(result, window, out=result)
         assert result is not None
         write(step, result.reshape(*result.shape[:-4], -1, n), amax[0], step.dst_view, step.shared)
+
+    def avgpool(step: AvgPool) -> None:
+        c, h, w = step.shape
+        source = shared_nb[0] if step.shared else per_run[0]
+        src = _read(source, step.src, step.src_view)
+        src = np.moveaxis(src.reshape(*src.shape[:-2], c, h, w, n), -1, -4)  # [..., n, c, h, w]
+        total = window_sums(src.astype(np.int64), step.kernel, step.strides, step.pads, step.out)
+        count = window_counts(h, w, step.kernel, step.strides, step.pads, step.out)
+        value = scaled_average(total, count, step.shift, FixedPointFormat(16, 0))  # exact integers
+        value = np.clip(value, step.qmin, step.qmax).astype(dtype)
+        value = np.moveaxis(value, -4, -1)
+        write(step, value.reshape(*value.shape[:-4], -1, n), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
+
+    def add(step: Add) -> None:
+        source = shared_nb[0] if step.shared else per_run[0]
+        a = _read(source, step.a, step.a_view).astype(np.float64)
+        b = _read(source, step.b, step.b_view).astype(np.float64)
+        total = a * math.ldexp(1.0, step.sa) + b * math.ldexp(1.0, step.sb)  # exact: |a|, |b| < 2**16, shifts < 32
+        if step.relu:
+            np.maximum(total, 0, out=total)
+        total *= math.ldexp(1.0, -step.shift)  # exact: a power of two; rint rounds half to even
+        np.rint(total, out=total)
+        np.clip(total, step.qmin, step.qmax, out=total)
+        write(step, total.astype(dtype), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
+
+    def copy(step: Copy) -> None:
+        source = shared_nb[0] if step.shared else per_run[0]
+        values = _read(source, step.src, step.src_view)
+        write(step, np.array(values), amax[0], step.dst_view, step.shared)
 
     def read_out(step: Store | Sync) -> np.ndarray:
         source = shared_nb[0] if step.shared else per_run[0]
@@ -467,6 +522,12 @@ def run_plan(
             write(step, values, float(np.abs(values).max(initial=0)), step.view, True)
         elif isinstance(step, Pool):
             pool(step)
+        elif isinstance(step, Copy):
+            copy(step)
+        elif isinstance(step, AvgPool):
+            avgpool(step)
+        elif isinstance(step, Add):
+            add(step)
         elif isinstance(step, Store):
             stores.append((step.dram, read_out(step)))
         elif isinstance(step, StoreAcc):

@@ -16,9 +16,10 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import ACC_OUT_WORD_BITS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BITS, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize, requantize_multiplier_reference, saturation_bounds
 from axtrain.hwmodels.multipliers import MultiplierMode, multiply
+from axtrain.hwmodels.pooling import residual_add, scaled_average
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.overrides import override_program
@@ -103,18 +104,18 @@ class InterpreterResult:
 
 
 def _gather_input(state: MachineState, nb: int, q: int, k0: int, k: int) -> np.ndarray:
-    """``X(q, k0 .. k0+k)`` of DISTN for every image: ``[n, k]``, zero outside the map."""
+    """``X(q, k0 .. k0+k)`` of DISTN for every image: ``[n, k]``, ``padv`` outside the map."""
     g = state.geometry
     assert g is not None
     oy, ox = divmod(q, g.ow)
     j = np.arange(k0, k0 + k)
     ci, rem = np.divmod(j, g.kh * g.kw)
     ky, kx = np.divmod(rem, g.kw)
-    iy = oy * g.stride - g.pad + ky
-    ix = ox * g.stride - g.pad + kx
+    iy = oy * g.sh - g.pt + ky
+    ix = ox * g.sw - g.pl + kx
     inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
     address = nb + ci * g.h * g.w + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
-    return np.where(inside[None, :], state.nb[:, address], 0)
+    return np.where(inside[None, :], state.nb[:, address], g.padv)
 
 
 def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, np.ndarray]) -> bool:
@@ -170,22 +171,42 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
                 # requantize(acc, acc_frac=shift, <bits>.0) is the rounding shift by `shift`, saturated.
                 state.nb[:, address] = requantize(state.acc[:, e], o["shift"], fmt)
     elif op == "POOL":
-        c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
-        oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
-        source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w).copy()
-        result = np.full((source.shape[0], c, oh, ow), np.iinfo(np.int64).min, dtype=np.int64)
-        for ky in range(k):
-            for kx in range(k):
-                result = np.maximum(result, source[:, :, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s])
+        c, h, w = o["c"], o["h"], o["w"]
+        oh, ow = pool_output_shape(o)
+        source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w)
+        result = np.empty((source.shape[0], c, oh, ow), dtype=np.int64)
+        for oy in range(oh):  # each window clipped to the map: padding positions take no part
+            y0, y1 = max(oy * o["sh"] - o["pt"], 0), min(oy * o["sh"] - o["pt"] + o["kh"], h)
+            for ox in range(ow):
+                x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
+                result[:, :, oy, ox] = source[:, :, y0:y1, x0:x1].max(axis=(2, 3))
         state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
     elif op == "STA":
         limit = 1 << (ACC_OUT_WORD_BITS - 1)
         for e in range(o["m"] * o["p"]):
             address = o["dram"] + (e // o["p"]) * o["ostride"] + e % o["p"]
             state.dram_a[:, address] = np.clip(state.acc[:, e], -limit, limit - 1)  # saturated to 32 bits
+    elif op == "AVGPOOL":
+        c, h, w = o["c"], o["h"], o["w"]
+        oh, ow = pool_output_shape(o)
+        source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w)
+        result = np.empty((source.shape[0], c, oh, ow), dtype=np.int64)
+        fmt = FixedPointFormat(o["bits"], 0)
+        for oy in range(oh):  # each window clipped to the map: padding positions are not counted
+            y0, y1 = max(oy * o["sh"] - o["pt"], 0), min(oy * o["sh"] - o["pt"] + o["kh"], h)
+            for ox in range(ow):
+                x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
+                total = source[:, :, y0:y1, x0:x1].sum(axis=(2, 3))
+                result[:, :, oy, ox] = scaled_average(total, np.full(total.shape, (y1 - y0) * (x1 - x0)), o["shift"], fmt)
+        state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "ADD":
+        count = o["count"]
+        a = state.nb[:, o["a"] : o["a"] + count]
+        b = state.nb[:, o["b"] : o["b"] + count]
+        state.nb[:, o["dst"] : o["dst"] + count] = residual_add(a, b, o["sa"], o["sb"], o["shift"], FixedPointFormat(o["bits"], 0), bool(o["relu"]))
     elif op == "SYNC":
-        source = state.dram_a if o["acc"] else state.nb
-        outputs[o["layer"]] = source[:, o["nb"] : o["nb"] + o["count"]].copy()
+        space = state.dram_a if o["space"] else state.nb
+        outputs[o["layer"]] = space[:, o["nb"] : o["nb"] + o["count"]].copy()
     elif op == "END":
         return False
     else:  # pragma: no cover - every opcode of the ISA is handled above

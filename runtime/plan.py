@@ -4,7 +4,8 @@
 weight-buffer, bias-buffer and PE-weight-memory word comes from in the DRAM images, the mode table,
 the geometry registers and the neuron-buffer words each DISTN gathers. What remains are the
 data-dependent steps, one frozen dataclass per kind (:class:`Load`, :class:`Gather`, :class:`Mac`,
-:class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`Sync`, :class:`Store`). Then an ordered
+:class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`AvgPool`, :class:`Add`, :class:`Copy`, :class:`Sync`,
+:class:`Store`). Then an ordered
 list of named, pure passes (``Plan -> Plan``) adds what the runner needs, with :func:`check_plan`
 after the trace and after every pass, as ``compiler/pipeline.py`` does for the compiler IR:
 
@@ -26,8 +27,8 @@ from typing import Any, Callable, ClassVar, Sequence, Union
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, pool_output_size
-from axtrain.hwmodels.fixedpoint import saturation_bounds
+from axtrain.formats.isa import Geometry, Instruction, pool_output_shape
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, saturation_bounds
 
 Pattern = tuple[int, tuple[int, ...], tuple[int, ...]]  # (base, shape, steps): idx[i...] == base + sum(i_d * steps_d)
 EMPTY = np.zeros(0, dtype=np.intp)
@@ -135,7 +136,8 @@ class Requantize:
 
 @dataclass(frozen=True, eq=False)
 class Pool:
-    """POOL: ``k``-window, stride-``s`` max pooling of map ``src`` (``shape`` c, h, w) into ``dst``."""
+    """POOL: ``kernel`` window, ``strides`` max pooling of map ``src`` (``shape`` c, h, w) with
+    ``pads`` (top, left, bottom, right; padding positions take no part) into ``dst``."""
 
     op: ClassVar[str] = "POOL"  # the instruction it executes
     index: int
@@ -143,13 +145,82 @@ class Pool:
     dst: np.ndarray
     shape: tuple[int, int, int]
     out: tuple[int, int]
-    k: int
-    s: int
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
     src_view: Pattern | None = None
     dst_view: Pattern | None = None
     transform_sel: np.ndarray | None = None
     transform_any: bool = False
     shared: bool = False  # mark_shared: its input words are run-invariant
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool:
+    """AVGPOOL: like :class:`Pool`, each window's in-map positions averaged, scaled by
+    ``2**shift``, rounded half to even and saturated to ``[qmin, qmax]`` (hwmodels/pooling.py)."""
+
+    op: ClassVar[str] = "AVGPOOL"  # the instruction it executes
+    index: int
+    src: np.ndarray
+    dst: np.ndarray
+    shape: tuple[int, int, int]
+    out: tuple[int, int]
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    shift: int
+    qmin: int
+    qmax: int
+    src_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """ADD: words ``a`` and ``b`` aligned (``<< sa``, ``<< sb``), summed, [clamped at 0,] shifted
+    right by ``shift`` with rounding half to even and saturated, into words ``dst``."""
+
+    op: ClassVar[str] = "ADD"  # the instruction it executes
+    index: int
+    a: np.ndarray
+    b: np.ndarray
+    dst: np.ndarray
+    sa: int
+    sb: int
+    shift: int
+    qmin: int
+    qmax: int
+    relu: bool
+    a_view: Pattern | None = None
+    b_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False
+    mirror: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Copy:
+    """Activation spill (docs/compiler.md): an STN's words copied into the activation-DRAM columns
+    of the plan's buffer, or an LDN's words copied back from them (words a program stored and
+    reads again). ``src`` and ``dst`` are compact columns."""
+
+    op: ClassVar[str] = "COPY"  # what it does (LDN or STN of spilled words)
+    index: int
+    src: np.ndarray
+    dst: np.ndarray
+    src_view: Pattern | None = None
+    dst_view: Pattern | None = None
+    transform_sel: np.ndarray | None = None
+    transform_any: bool = False
+    shared: bool = False  # mark_shared: its source words are run-invariant
     mirror: bool = False
 
 
@@ -192,8 +263,8 @@ class Store:
     shared: bool = False
 
 
-Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, Sync, Store, StoreAcc]
-Write = Union[Load, Requantize, Pool]  # steps that write neuron-buffer words
+Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, AvgPool, Add, Copy, Sync, Store, StoreAcc]
+Write = Union[Load, Requantize, Pool, AvgPool, Add, Copy]  # steps that write neuron-buffer words
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,7 +272,7 @@ class Plan:
     """The data-independent analysis of a program (see the module docstring)."""
 
     steps: tuple[Step, ...]
-    nb_words: int  # compact neuron-buffer words in use (column nb_words is the zero pad)
+    nb_words: int  # compact words in use: neuron buffer, then spilled activation DRAM (column nb_words is the zero pad)
     codes: tuple[int, ...]  # mode codes used by MACs
     fast: bool  # False: the program is executed by the interpreter
     reason: str = ""
@@ -212,7 +283,7 @@ class Plan:
 
 def written(step: Write) -> np.ndarray:
     """The neuron-buffer words a writing step writes."""
-    return step.dst if isinstance(step, Pool) else step.idx
+    return step.dst if isinstance(step, (Pool, AvgPool, Add, Copy)) else step.idx
 
 
 def fallback(plan: Plan, reason: str) -> Plan:
@@ -225,14 +296,21 @@ def fallback(plan: Plan, reason: str) -> Plan:
 # ---------------------------------------------------------------------------------------------
 
 
-def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarray:
-    """Which neuron-buffer words the program touches."""
+def _used_words(program: Sequence[Instruction], arch: Architecture) -> tuple[np.ndarray, np.ndarray]:
+    """Which neuron-buffer words the program touches, and which activation-DRAM words it stores
+    and loads or syncs again (a spilled activation)."""
     used = np.zeros(arch.neuron_buffer_words, dtype=bool)
+    stored: set[int] = set()
+    reread: set[int] = set()
     geometry: Geometry | None = None
     for ins in program:
         o = ins.operands()
-        if ins.op in ("LDN", "STN") or ins.op == "SYNC" and not o["acc"]:
+        if ins.op == "LDN" or (ins.op == "SYNC" and o["space"]):
+            reread.update(range(o["dram"] if ins.op == "LDN" else o["nb"], (o["dram"] if ins.op == "LDN" else o["nb"]) + o["count"]))
+        if ins.op in ("LDN", "STN") or (ins.op == "SYNC" and not o["space"]):
             used[o["nb"] : o["nb"] + o["count"]] = True
+            if ins.op == "STN":
+                stored.update(range(o["dram"], o["dram"] + o["count"]))
         elif ins.op == "CONV":
             geometry = Geometry(**o)
         elif ins.op == "DISTN" and geometry is not None:
@@ -240,11 +318,14 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> np.ndarra
         elif ins.op == "REQ":
             for r in range(o["m"]):
                 used[o["nb"] + r * o["ostride"] : o["nb"] + r * o["ostride"] + o["p"]] = True
-        elif ins.op == "POOL":
-            oh, ow = pool_output_size(o["h"], o["k"], o["s"]), pool_output_size(o["w"], o["k"], o["s"])
+        elif ins.op in ("POOL", "AVGPOOL"):
+            oh, ow = pool_output_shape(o)
             used[o["src"] : o["src"] + o["c"] * o["h"] * o["w"]] = True
             used[o["dst"] : o["dst"] + o["c"] * oh * ow] = True
-    return used
+        elif ins.op == "ADD":
+            for what in ("a", "b", "dst"):
+                used[o[what] : o[what] + o["count"]] = True
+    return used, np.array(sorted(stored & reread), dtype=np.int64)
 
 
 def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
@@ -267,14 +348,29 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
 
     The program is the run's (runtime/overrides.py applied any multiplier override to its MODE
     codes); MACs read the mode table their MODE instructions wrote."""
-    used = _used_words(program, arch)
+    used, stored = _used_words(program, arch)
     compact = np.cumsum(used) - 1
-    nb_words = int(used.sum())
+    nb_used = int(used.sum())
+    nb_words = nb_used + int(stored.size)  # spilled DRAM words get the columns after the buffer's
     pad = nb_words
+    dram_written = np.zeros(int(stored.max()) + 1 if stored.size else 0, dtype=bool)
 
     def cidx(addresses: np.ndarray) -> np.ndarray:
         result: np.ndarray = compact[addresses].astype(np.intp)
         return result
+
+    def didx(addresses: np.ndarray) -> np.ndarray:
+        """Compact columns of stored activation-DRAM words."""
+        result: np.ndarray = (nb_used + np.searchsorted(stored, addresses)).astype(np.intp)
+        return result
+
+    sta_words: set[int] = set()  # activation-DRAM words an STA stored
+
+    def spilled(dram: int, count: int) -> bool | None:
+        """Whether words ``[dram, dram + count)`` were all stored by an earlier STN (None: some were)."""
+        seen = dram_written[dram : dram + count]
+        hits = int(seen.sum())
+        return True if hits == count else False if hits == 0 else None
 
     wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
@@ -305,6 +401,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
             offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
+            if geometry.padv and not bool(inside.all()):
+                return Plan((), nb_words, (), False, f"instruction {index}: DISTN reads padding of value {geometry.padv} (the plan's pad word is 0)", passes=("trace",))
             gather = np.where(inside, cidx(o["nb"] + offsets), pad)  # [p, k]
             distn = (o["m"], o["p"], o["k"])
             # Gathered activations are kept as [k, p, n] (batch innermost): k-major indices.
@@ -331,21 +429,59 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             entries = rq_src[o["qa"] + e // o["p"]].copy() if o["rq"] else None
             steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], qmin, qmax, entries))
         elif op == "POOL":
-            c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
-            oh, ow = pool_output_size(h, k, s), pool_output_size(w, k, s)
-            steps.append(Pool(index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow), k, s))
+            c, h, w = o["c"], o["h"], o["w"]
+            oh, ow = pool_output_shape(o)
+            steps.append(Pool(
+                index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow),
+                (o["kh"], o["kw"]), (o["sh"], o["sw"]), (o["pt"], o["pl"], o["pb"], o["pr"]),
+            ))
+        elif op == "AVGPOOL":
+            c, h, w = o["c"], o["h"], o["w"]
+            oh, ow = pool_output_shape(o)
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(AvgPool(
+                index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow),
+                (o["kh"], o["kw"]), (o["sh"], o["sw"]), (o["pt"], o["pl"], o["pb"], o["pr"]), o["shift"], fmt.qmin, fmt.qmax,
+            ))
+        elif op == "ADD":
+            words = np.arange(o["count"])
+            fmt = FixedPointFormat(o["bits"], 0)
+            max_req_bits = max(max_req_bits, o["bits"])
+            steps.append(Add(index, cidx(o["a"] + words), cidx(o["b"] + words), cidx(o["dst"] + words), o["sa"], o["sb"], o["shift"], fmt.qmin, fmt.qmax, bool(o["relu"])))
         elif op == "LDN":
-            steps.append(Load(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
+            from_spill = spilled(o["dram"], o["count"])
+            if from_spill is None:
+                return Plan((), nb_words, (), False, f"instruction {index}: LDN of words partly stored by the program", passes=("trace",))
+            target = cidx(o["nb"] + np.arange(o["count"]))
+            if from_spill:
+                steps.append(Copy(index, didx(o["dram"] + np.arange(o["count"])), target))
+            else:
+                steps.append(Load(index, target, o["dram"], o["count"]))
         elif op == "STN":
-            steps.append(Store(index, cidx(o["nb"] + np.arange(o["count"])), o["dram"], o["count"]))
-        elif op == "SYNC" and o["acc"]:
-            steps.append(Sync(index, EMPTY, o["layer"], acc_range=(o["nb"], o["count"])))
+            source = cidx(o["nb"] + np.arange(o["count"]))
+            steps.append(Store(index, source, o["dram"], o["count"]))
+            addresses = o["dram"] + np.arange(o["count"])
+            kept = np.isin(addresses, stored)  # the words the program reads back
+            if kept.any():
+                steps.append(Copy(index, source[kept], didx(addresses[kept])))
+                dram_written[addresses[kept]] = True
         elif op == "SYNC":
-            steps.append(Sync(index, cidx(o["nb"] + np.arange(o["count"])), o["layer"]))
+            if o["space"] and sta_words.issuperset(range(o["nb"], o["nb"] + o["count"])):
+                # The accumulator words STA stored (a float graph output): read from the stores.
+                steps.append(Sync(index, EMPTY, o["layer"], acc_range=(o["nb"], o["count"])))
+            elif o["space"]:
+                if spilled(o["nb"], o["count"]) is not True:
+                    return Plan((), nb_words, (), False, f"instruction {index}: SYNC of activation DRAM words the program did not store", passes=("trace",))
+                steps.append(Sync(index, didx(o["nb"] + np.arange(o["count"])), o["layer"]))
+            else:
+                steps.append(Sync(index, cidx(o["nb"] + np.arange(o["count"])), o["layer"]))
         elif op == "STA":
-            m, p, ostride = o["m"], o["p"], o["ostride"]
-            pieces = ((o["dram"], 0, m * p),) if ostride == p or m == 1 else tuple((o["dram"] + r * ostride, r * p, p) for r in range(m))
-            steps.append(StoreAcc(index, m * p, pieces))
+            rows, per_row, ostride = o["m"], o["p"], o["ostride"]
+            pieces = ((o["dram"], 0, rows * per_row),) if ostride == per_row or rows == 1 else tuple((o["dram"] + r * ostride, r * per_row, per_row) for r in range(rows))
+            steps.append(StoreAcc(index, rows * per_row, pieces))
+            for first_word, _, piece_words in pieces:
+                sta_words.update(range(first_word, first_word + piece_words))
         elif op == "END":
             break
     return Plan(tuple(steps), nb_words, tuple(sorted(codes_used)), True, max_req_bits=max_req_bits, passes=("trace",))
@@ -424,8 +560,10 @@ def strided_views(plan: Plan) -> Plan:
             step = replace(step, view=affine(step.idx.reshape(step.layout)))
         elif isinstance(step, (Load, Store, Sync)):
             step = replace(step, view=affine(step.idx))
-        elif isinstance(step, Pool):
+        elif isinstance(step, (Pool, AvgPool, Copy)):
             step = replace(step, src_view=affine(step.src), dst_view=affine(step.dst))
+        elif isinstance(step, Add):
+            step = replace(step, a_view=affine(step.a), b_view=affine(step.b), dst_view=affine(step.dst))
         steps.append(step)
     return replace(plan, steps=tuple(steps))
 
@@ -439,7 +577,7 @@ def transform_targets(plan: Plan) -> Plan:
     read_by_distn[plan.nb_words] = False
     steps: list[Step] = []
     for step in plan.steps:
-        if isinstance(step, (Load, Requantize, Pool)):
+        if isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             target = written(step)
             sel = np.flatnonzero(read_by_distn[target])
             step = replace(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
@@ -536,8 +674,13 @@ def mark_shared(plan: Plan) -> Plan:
             shared[number] = latest
         elif isinstance(step, (Store, Sync)):
             shared[number] = read(step.idx)
-        elif isinstance(step, Pool):
+        elif isinstance(step, (Pool, AvgPool, Copy)):
             shared[number] = read(step.src)
+            varying[step.dst] = not shared[number]
+            last_writer[step.dst] = number
+        elif isinstance(step, Add):
+            both = np.concatenate([step.a, step.b])  # read as one: a per-run read needs both in the per-run buffer
+            shared[number] = read(both)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Load):
@@ -552,7 +695,7 @@ def mark_shared(plan: Plan) -> Plan:
     for number, step in enumerate(plan.steps):
         if isinstance(step, Mac):
             step = replace(step, shared_input=shared[number])
-        elif isinstance(step, (Load, Requantize, Pool)):
+        elif isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             step = replace(step, shared=shared[number], mirror=number in mirror)
         elif isinstance(step, (Gather, Store, Sync)):
             step = replace(step, shared=shared[number])
@@ -714,6 +857,30 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             c, h, w = step.shape
             indices(what, step.src, c * h * w)
             indices(what, step.dst, c * step.out[0] * step.out[1])
+            view_matches(what, step.src_view, step.src)
+            view_matches(what, step.dst_view, step.dst)
+            write_targets(what, step)
+        elif isinstance(step, AvgPool):
+            c, h, w = step.shape
+            indices(what, step.src, c * h * w)
+            indices(what, step.dst, c * step.out[0] * step.out[1])
+            require(step.qmin < step.qmax, f"{what}: empty saturation range")
+            view_matches(what, step.src_view, step.src)
+            view_matches(what, step.dst_view, step.dst)
+            write_targets(what, step)
+        elif isinstance(step, Add):
+            size = step.dst.size
+            indices(what, step.a, size)
+            indices(what, step.b, size)
+            indices(what, step.dst, size)
+            require(step.qmin < step.qmax and step.sa >= 0 and step.sb >= 0, f"{what}: empty saturation range or negative alignment")
+            for name, view, idx in (("a", step.a_view, step.a), ("b", step.b_view, step.b), ("dst", step.dst_view, step.dst)):
+                view_matches(f"{what} {name}", view, idx)
+            write_targets(what, step)
+        elif isinstance(step, Copy):
+            require(step.src.size == step.dst.size, f"{what}: {step.src.size} source words for {step.dst.size} targets")
+            indices(what, step.src, step.src.size)
+            indices(what, step.dst, step.dst.size)
             view_matches(what, step.src_view, step.src)
             view_matches(what, step.dst_view, step.dst)
             write_targets(what, step)

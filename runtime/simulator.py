@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -48,6 +48,21 @@ def distinct_reads(o: dict[str, int], g: Geometry) -> int:
     offsets, inside = g.window(o["p0"], o["p"], o["k0"], o["k"])
     # Rows r of the tile repeat the same positions, so the m rows add no new words.
     return int(np.unique(offsets[inside]).size)
+
+
+def _window_extents(size: int, k: int, s: int, pad: int, out: int) -> int:
+    """Sum over the ``out`` windows along one axis of their positions inside the map."""
+    start = np.arange(out) * s - pad
+    return int((np.minimum(start + k, size) - np.maximum(start, 0)).sum())
+
+
+def pool_reads(o: dict[str, int]) -> tuple[int, int]:
+    """``(outputs, neuron-buffer reads)`` of a POOL or AVGPOOL: each window reads its positions
+    inside the map."""
+    oh, ow = pool_output_shape(o)
+    rows = _window_extents(o["h"], o["kh"], o["sh"], o["pt"], oh)
+    cols = _window_extents(o["w"], o["kw"], o["sw"], o["pl"], ow)
+    return o["c"] * oh * ow, o["c"] * rows * cols
 
 
 def _mode_rows(codes: np.ndarray) -> list[tuple[MultiplierMode, int]]:
@@ -141,14 +156,26 @@ class _Inference:
                 ev.reads[access_key("bias_buffer", nominal)] += REQUANT_ENTRY_WORDS * o["m"]
                 ev.requant_multiplies += n
             return _ceil(n, nb_rate)
-        if op == "POOL":
-            c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
-            outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
-            reads, compares = outputs * k * k, outputs * (k * k - 1)
+        if op in ("POOL", "AVGPOOL"):
+            outputs, reads = pool_reads(o)
+            combines = reads - outputs  # comparisons (max) or additions (average) of the PE array
             ev.reads[access_key("neuron_buffer", nominal)] += reads
             ev.writes[access_key("neuron_buffer", nominal)] += outputs
-            ev.comparisons += compares
-            return max(1, _ceil(reads, nb_rate), _ceil(compares, a.pe_count)) + _ceil(outputs, nb_rate)
+            if op == "POOL":
+                ev.comparisons += combines
+            else:
+                ev.additions += combines
+                ev.requantizations += outputs
+            return max(1, _ceil(reads, nb_rate), _ceil(combines, a.pe_count)) + _ceil(outputs, nb_rate)
+        if op == "ADD":
+            n = o["count"]
+            ev.reads[access_key("neuron_buffer", nominal)] += 2 * n
+            ev.writes[access_key("neuron_buffer", nominal)] += n
+            ev.additions += n
+            ev.requantizations += n
+            if o["relu"]:
+                ev.comparisons += n
+            return max(1, _ceil(2 * n, nb_rate), _ceil(n, a.pe_count)) + _ceil(n, nb_rate)
         if op in ("SYNC", "END"):
             return a.pipeline_drain_cycles
         assert op not in PE_OPS

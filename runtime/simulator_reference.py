@@ -26,7 +26,7 @@ from collections import defaultdict, deque
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -251,8 +251,10 @@ class ReferenceSimulator:
                 yield remaining == 0
                 if remaining == 0:
                     break
-        elif op == "POOL":
-            yield from self._pool(index, o)
+        elif op in ("POOL", "AVGPOOL"):
+            yield from self._pool(index, o, average=op == "AVGPOOL")
+        elif op == "ADD":
+            yield from self._add(index, o)
         elif op in ("SYNC", "END"):
             for cycle in range(self.arch.pipeline_drain_cycles):  # pipeline drain
                 yield cycle == self.arch.pipeline_drain_cycles - 1
@@ -284,7 +286,7 @@ class ReferenceSimulator:
                 j = o["k0"] + i
                 ci, rem = divmod(j, g.kh * g.kw)
                 ky, kx = divmod(rem, g.kw)
-                iy, ix = oy * g.stride - g.pad + ky, ox * g.stride - g.pad + kx
+                iy, ix = oy * g.sh - g.pt + ky, ox * g.sw - g.pl + kx
                 if 0 <= iy < g.h and 0 <= ix < g.w:
                     needed.add(o["nb"] + ci * g.h * g.w + iy * g.w + ix)
         remaining = len(needed)
@@ -329,18 +331,54 @@ class ReferenceSimulator:
             sums -= adds
             yield level == depth - 1
 
-    def _pool(self, index: int, o: dict[str, int]) -> Step:
-        c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
+    def _add(self, index: int, o: dict[str, int]) -> Step:
+        # Phase 1: stream both addends out of the neuron buffer while the PE array adds (one sum per
+        # PE per cycle; with relu, its comparison); phase 2: write the rounded sums back.
         ev = self._ev(index)
-        outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
-        reads, compares = outputs * k * k, outputs * (k * k - 1)
+        reads, sums, outputs = 2 * o["count"], o["count"], o["count"]
+        while True:
+            n = min(self.nb_words_per_cycle, reads)
+            s_n = min(self.arch.pe_count, sums)
+            self._read(index, "neuron_buffer", n)
+            ev.additions += s_n
+            ev.requantizations += s_n
+            if o["relu"]:
+                ev.comparisons += s_n
+            reads -= n
+            sums -= s_n
+            yield False
+            if reads == 0 and sums == 0:
+                break
+        while outputs > 0:
+            n = min(self.nb_words_per_cycle, outputs)
+            self._write(index, "neuron_buffer", n)
+            outputs -= n
+            yield outputs == 0
+
+    def _pool(self, index: int, o: dict[str, int], average: bool = False) -> Step:
+        ev = self._ev(index)
+        oh, ow = pool_output_shape(o)
+        outputs = o["c"] * oh * ow
+        reads = 0
+        for _ in range(o["c"]):  # every window reads the positions it covers inside the map
+            for oy in range(oh):
+                for ox in range(ow):
+                    for ky in range(o["kh"]):
+                        for kx in range(o["kw"]):
+                            iy, ix = oy * o["sh"] - o["pt"] + ky, ox * o["sw"] - o["pl"] + kx
+                            reads += int(0 <= iy < o["h"] and 0 <= ix < o["w"])
+        compares = reads - outputs
         # Phase 1: stream the windows out of the neuron buffer while the PE array compares (up to one
-        # comparison per PE per cycle); phase 2: write the maxima back. All reads precede all writes.
+        # comparison per PE per cycle; an average: adds); phase 2: write the results back. All reads
+        # precede all writes.
         while True:
             n = min(self.nb_words_per_cycle, reads)
             c_n = min(self.arch.pe_count, compares)
             self._read(index, "neuron_buffer", n)
-            ev.comparisons += c_n
+            if average:  # the window's additions; its division and rounding are counted per output
+                ev.additions += c_n
+            else:
+                ev.comparisons += c_n
             reads -= n
             compares -= c_n
             yield False
@@ -349,6 +387,8 @@ class ReferenceSimulator:
         while outputs > 0:
             n = min(self.nb_words_per_cycle, outputs)
             self._write(index, "neuron_buffer", n)
+            if average:
+                ev.requantizations += n
             outputs -= n
             yield outputs == 0
 

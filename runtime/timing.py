@@ -29,12 +29,12 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, pool_output_size
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, pool_output_shape
 from axtrain.runtime.events import Events
 
 DMA_OPS = frozenset({"LDW", "LDB", "LDQ", "LDN", "STN", "STA"})
 #: Instructions of the PE array whose footprint this model knows; any other is a barrier.
-PE_OPS = frozenset({"MODE", "CONV", "DISTW", "DISTN", "MAC", "RELU", "REQ", "POOL", "SYNC"})
+PE_OPS = frozenset({"MODE", "CONV", "DISTW", "DISTN", "MAC", "RELU", "REQ", "POOL", "AVGPOOL", "ADD", "SYNC"})
 BUFFERS = ("WB", "BB", "NB", "RQ", "ACC")  # RQ: the requant table; ACC: the PE accumulators (STA reads them)
 
 Span = tuple[str, int, int]  # (buffer, first word, end word)
@@ -83,10 +83,13 @@ def footprint(ins: Instruction, geometry: Geometry | None) -> Footprint:
     if op == "REQ":
         table = (("RQ", o["qa"], o["qa"] + o["m"]),) if o["rq"] else ()
         return Footprint(reads=table, writes=(("NB", o["nb"], o["nb"] + (o["m"] - 1) * o["ostride"] + o["p"]),))
-    if op == "POOL":
-        c, h, w, k, s = o["c"], o["h"], o["w"], o["k"], o["s"]
-        outputs = c * pool_output_size(h, k, s) * pool_output_size(w, k, s)
-        return Footprint(reads=(("NB", o["src"], o["src"] + c * h * w),), writes=(("NB", o["dst"], o["dst"] + outputs),))
+    if op in ("POOL", "AVGPOOL"):
+        oh, ow = pool_output_shape(o)
+        c, h, w = o["c"], o["h"], o["w"]
+        return Footprint(reads=(("NB", o["src"], o["src"] + c * h * w),), writes=(("NB", o["dst"], o["dst"] + c * oh * ow),))
+    if op == "ADD":
+        n = o["count"]
+        return Footprint(reads=(("NB", o["a"], o["a"] + n), ("NB", o["b"], o["b"] + n)), writes=(("NB", o["dst"], o["dst"] + n),))
     return Footprint(barrier=True)  # END, and instructions this model does not know
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.bundle import Bundle
-from axtrain.formats.isa import Instruction, pool_output_size
+from axtrain.formats.isa import Instruction, pool_output_shape
 from axtrain.runtime.events import InstructionContext, instruction_context
 from axtrain.runtime.interpreter import MachineState, local_words_used, step
 from axtrain.runtime.simulator_reference import ReferenceSimulator
@@ -33,7 +33,7 @@ UNIT_OF = {
     "LDW": "dram", "LDB": "dram", "LDQ": "dram", "LDN": "dram", "STN": "dram", "STA": "dram",
     "MODE": "control", "CONV": "control", "SYNC": "control", "END": "control",
     "DISTW": "distribute", "DISTN": "distribute",
-    "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array",
+    "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array", "AVGPOOL": "pe_array", "ADD": "pe_array",
     "REQ": "requantize",
 }
 
@@ -108,8 +108,11 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         e = np.arange(o["m"] * o["p"])
         addresses = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
         return (Writes("NB", addresses, state.nb[0, addresses].copy()),)
-    if op == "POOL":
-        count = o["c"] * pool_output_size(o["h"], o["k"], o["s"]) * pool_output_size(o["w"], o["k"], o["s"])
+    if op == "ADD":
+        return (span("NB", state.nb[0], o["dst"], o["count"]),)
+    if op in ("POOL", "AVGPOOL"):
+        oh, ow = pool_output_shape(o)
+        count = o["c"] * oh * ow
         return (span("NB", state.nb[0], o["dst"], count),)
     return ()
 

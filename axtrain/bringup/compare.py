@@ -101,8 +101,8 @@ def locate(bundle: Bundle, layer: LayerRecord, word: int) -> tuple[int | None, s
             if offset >= 0 and 0 <= r < o["m"] and 0 <= c < o["p"]:
                 return index, "REQ", tile, (macs[0], macs[-1]) if macs else (index, index), r * o["p"] + c
             macs = []
-        elif ins.op == "POOL":
-            return index, "POOL", None, None, None
+        elif ins.op in ("POOL", "AVGPOOL", "ADD"):
+            return index, ins.op, None, None, None
     return None, None, None, None, None
 
 

@@ -148,7 +148,7 @@ class LayerRecord(_Model):
 
     index: int
     name: str
-    op: Literal["dense", "conv", "maxpool", "flatten"]
+    op: Literal["dense", "conv", "maxpool", "flatten", "add", "avgpool"]
     input_shape: list[int]  # per sample
     output_shape: list[int]
     input_format: FormatText
@@ -160,7 +160,12 @@ class LayerRecord(_Model):
     sram_voltage: Volts
     stride: int = 1
     padding: int = 0
-    kernel: list[int]  # conv [kh, kw], maxpool [k, k], else []
+    kernel: list[int]  # conv [kh, kw], maxpool / avgpool [kh, kw], else []
+    strides: list[int] = []  # [sh, sw] where they differ from stride, else []
+    pads: list[int] = []  # [top, left, bottom, right] where they differ from padding, else []
+    groups: int = 1  # conv channel groups
+    sources: list[int] = []  # the layers it reads (-1: the network input); [] = the previous layer
+    other_format: FormatText | None = None  # add: its second input's format
     weights: ImageRange | None = None  # in the weight image (bits of each word: weight_format)
     bias: ImageRange | None = None  # in the bias image
     nb_input: int  # neuron buffer word address of the input map
@@ -857,6 +862,7 @@ def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord],
             synced[synced_layer] = count  # the last SYNC of a layer delivers its output
     previous_end = 0
     previous_size: int | None = None
+    sizes: dict[int, int] = {}  # layer -> its output words (a DAG's sources)
     for layer, summary in zip(layers, manifest.layers, strict=True):  # equal lengths: checked above
         label = f"{where}: layer {layer.index} ({layer.name})"
         if (summary.name, summary.op) != (layer.name, layer.op):
@@ -866,9 +872,14 @@ def check_consistency(root: Path, manifest: Manifest, layers: list[LayerRecord],
             raise BundleError(f"{label}: instruction range [{first}, {end}) is not inside [{previous_end}, {len(program)}] after the previous layer's")
         previous_end = end
         size_in, size_out = math.prod(layer.input_shape), math.prod(layer.output_shape)
-        if previous_size is not None and size_in != previous_size:
-            raise BundleError(f"{label}: input shape {layer.input_shape} does not take the previous layer's {previous_size} values")
+        sources = layer.sources or [layer.index - 1]
+        if any(not -1 <= j < layer.index for j in sources) or len(sources) != (2 if layer.op == "add" else 1):
+            raise BundleError(f"{label}: sources {sources} are not {'two' if layer.op == 'add' else 'one'} earlier layer(s) (-1: the input)")
+        source_size = previous_size if sources[0] == layer.index - 1 else sizes.get(sources[0])
+        if source_size is not None and size_in != source_size:
+            raise BundleError(f"{label}: input shape {layer.input_shape} does not take the {source_size} values of layer {sources[0]}")
         previous_size = size_out
+        sizes[layer.index] = size_out
         if layer.index not in synced:
             raise BundleError(f"{label}: the program never SYNCs its output")
         if synced[layer.index] != size_out:

@@ -92,7 +92,7 @@ class OpSpec:
 
     name: str
     opcode: int
-    kind: str  # load | store | distribute | compute | activation | requantize | pool | config | sync
+    kind: str  # load | store | distribute | compute | activation | requantize | pool | eltwise | config | sync
     fields: tuple[FieldSpec, ...]
     doc: str
 
@@ -151,8 +151,13 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("w", 10, "input width"),
         _f("kh", 5, "kernel height"),
         _f("kw", 5, "kernel width"),
-        _f("stride", 4, "stride (both axes)"),
-        _f("pad", 4, "zero padding on every side"),
+        _f("sh", 4, "vertical stride"),
+        _f("sw", 4, "horizontal stride"),
+        _f("pt", 4, "padding rows above the map"),
+        _f("pl", 4, "padding columns left of the map"),
+        _f("pb", 4, "padding rows below the map"),
+        _f("pr", 4, "padding columns right of the map"),
+        _f("padv", 16, "the value padding positions read (the input zero point; 0: zero padding)", signed=True),
         _f("oh", 10, "output height"),
         _f("ow", 10, "output width"),
     ), "set the geometry registers read by DISTN"),
@@ -201,15 +206,21 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("c", 12, "channels"),
         _f("h", 10, "input height"),
         _f("w", 10, "input width"),
-        _f("k", 4, "square window"),
-        _f("s", 4, "stride"),
-    ), "max pooling, no padding, floor output size"),
+        _f("kh", 4, "window height"),
+        _f("kw", 4, "window width"),
+        _f("sh", 4, "vertical stride"),
+        _f("sw", 4, "horizontal stride"),
+        _f("pt", 4, "padding rows above (ignored positions)"),
+        _f("pl", 4, "padding columns left"),
+        _f("pb", 4, "padding rows below"),
+        _f("pr", 4, "padding columns right"),
+    ), "max pooling; padding positions take no part; floor output size"),
     OpSpec("SYNC", 0x0D, "sync", (
         _f("layer", 16, "layer index"),
-        _f("nb", 20, "neuron buffer address of the layer's output (acc=1: its DRAM.A address)"),
+        _f("nb", 20, "address of the layer's output (neuron buffer, or activation DRAM if space = 1)"),
         _f("count", 20, "words of the layer's output"),
-        _f("acc", 1, "1: the layer's output is the 32-bit accumulator words STA stored at DRAM.A[nb : nb + count]", default=0),
-    ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count] (acc=1: DRAM.A[nb : nb + count])"),
+        _f("space", 1, "0: the output is in the neuron buffer; 1: in activation DRAM (a spilled layer)"),
+    ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count] (space 1: DRAM.A)"),
     OpSpec("END", 0x0E, "sync", (), "end of program"),
     OpSpec("LDQ", 0x0F, "load", (
         _f("qa", 16, "requant table address (entries)"),
@@ -222,6 +233,34 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("m", 12, "output neurons in the tile"),
         _f("p", 12, "positions in the tile"),
     ), "DRAM.A[dram + (e//p)*ostride + e%p] = sat32(ACC[e]) for e < m*p (per image; a float graph output)"),
+    OpSpec("ADD", 0x11, "eltwise", (
+        _f("dst", 20, "neuron buffer address of the sum (may equal a or b: elementwise in place)"),
+        _f("a", 20, "neuron buffer address of the first addend"),
+        _f("b", 20, "neuron buffer address of the second addend"),
+        _f("count", 20, "words"),
+        _f("sa", 5, "left shift of a (to the finer of the two scales)"),
+        _f("sb", 5, "left shift of b"),
+        _f("shift", 8, "right shift of the sum to the output scale; negative = left shift", signed=True),
+        _f("bits", 5, "signed output width to saturate to"),
+        _f("relu", 1, "1: clamp the sum at 0 before rounding"),
+    ), "NB[dst + i] = sat_bits(round_half_even(relu?((NB[a+i] << sa) + (NB[b+i] << sb)) * 2**-shift))"),
+    OpSpec("AVGPOOL", 0x12, "pool", (
+        _f("dst", 20, "neuron buffer address of the output map"),
+        _f("src", 20, "neuron buffer address of the input map"),
+        _f("c", 12, "channels"),
+        _f("h", 10, "input height"),
+        _f("w", 10, "input width"),
+        _f("kh", 6, "window height (GlobalAveragePool: h)"),
+        _f("kw", 6, "window width (GlobalAveragePool: w)"),
+        _f("sh", 4, "vertical stride"),
+        _f("sw", 4, "horizontal stride"),
+        _f("pt", 4, "padding rows above (not counted)"),
+        _f("pl", 4, "padding columns left"),
+        _f("pb", 4, "padding rows below"),
+        _f("pr", 4, "padding columns right"),
+        _f("shift", 6, "output frac - input frac (scale of the average)", signed=True),
+        _f("bits", 5, "signed output width to saturate to"),
+    ), "average of each window's in-map positions, * 2**shift, rounded half to even, saturated"),
 )
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
@@ -445,8 +484,13 @@ class Geometry:
     w: int
     kh: int
     kw: int
-    stride: int
-    pad: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    pb: int
+    pr: int
+    padv: int
     oh: int
     ow: int
 
@@ -464,22 +508,32 @@ class Geometry:
         Row ``i`` is output position ``p0 + i``, column ``j`` the fan-in element ``k0 + j`` (channel,
         kernel row, kernel column). Returns ``(offsets [p, k], inside [p, k])``: offsets are clipped
         into the map, so they are valid addresses everywhere; ``inside`` is False where the window
-        reads zero padding. The fast executor and the bulk cycle counter share this; the
-        interpreter and the reference simulator keep their own obvious loops as the definition.
+        reads padding (the value ``padv``). The fast executor and the bulk cycle counter share this;
+        the interpreter and the reference simulator keep their own obvious loops as the definition.
         """
         oy, ox = np.divmod(p0 + np.arange(p), self.ow)
         ci, rem = np.divmod(k0 + np.arange(k), self.kh * self.kw)
         ky, kx = np.divmod(rem, self.kw)
-        iy = oy[:, None] * self.stride - self.pad + ky[None, :]
-        ix = ox[:, None] * self.stride - self.pad + kx[None, :]
+        iy = oy[:, None] * self.sh - self.pt + ky[None, :]
+        ix = ox[:, None] * self.sw - self.pl + kx[None, :]
         inside = (iy >= 0) & (iy < self.h) & (ix >= 0) & (ix < self.w)
         offsets = ci[None, :] * self.h * self.w + np.clip(iy, 0, self.h - 1) * self.w + np.clip(ix, 0, self.w - 1)
         return offsets, inside
 
 
-def pool_output_size(size: int, k: int, s: int) -> int:
-    """Output extent of a ``k``-window, stride-``s`` max pool without padding (floor)."""
-    return (size - k) // s + 1
+def conv_output_size(size: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
+    """Output extent of a ``k``-window, stride-``s`` convolution or pool over padded ``size`` (floor)."""
+    return (size + pad_before + pad_after - k) // s + 1
+
+
+def pool_output_size(size: int, k: int, s: int, pad_before: int = 0, pad_after: int = 0) -> int:
+    """Output extent of a ``k``-window, stride-``s`` max pool (floor, as onnxruntime's ceil_mode 0)."""
+    return conv_output_size(size, k, s, pad_before, pad_after)
+
+
+def pool_output_shape(o: Mapping[str, int]) -> tuple[int, int]:
+    """``(oh, ow)`` of a POOL instruction's operands."""
+    return (pool_output_size(o["h"], o["kh"], o["sh"], o["pt"], o["pb"]), pool_output_size(o["w"], o["kw"], o["sw"], o["pl"], o["pr"]))
 
 
 def check_program(
@@ -531,10 +585,10 @@ def check_program(
             within(index, ins, "mode table range", o["mt"], o["count"], arch.bias_buffer_words)
         elif ins.op == "CONV":
             g = Geometry(**o)
-            if min(g.c, g.h, g.w, g.kh, g.kw, g.stride) < 1:
-                fail(index, ins, "c, h, w, kh, kw and stride must be at least 1")
-            oh = (g.h + 2 * g.pad - g.kh) // g.stride + 1
-            ow = (g.w + 2 * g.pad - g.kw) // g.stride + 1
+            if min(g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw) < 1:
+                fail(index, ins, "c, h, w, kh, kw and the strides must be at least 1")
+            oh = conv_output_size(g.h, g.kh, g.sh, g.pt, g.pb)
+            ow = conv_output_size(g.w, g.kw, g.sw, g.pl, g.pr)
             if (g.oh, g.ow) != (oh, ow) or oh < 1 or ow < 1:
                 fail(index, ins, f"output size {g.oh}x{g.ow} does not match the geometry ({oh}x{ow})")
             within(index, ins, "input map", 0, g.c * g.h * g.w, arch.neuron_buffer_words)
@@ -568,15 +622,29 @@ def check_program(
                 if o["m"] > 1 and o["ostride"] < o["p"]:
                     fail(index, ins, "ostride smaller than p (outputs would overlap)")
                 within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
-        elif ins.op == "POOL":
-            if min(o["c"], o["h"], o["w"], o["k"], o["s"]) < 1 or o["k"] > min(o["h"], o["w"]):
-                fail(index, ins, "channels, sizes, window and stride must be at least 1, window within the map")
-            oh, ow = pool_output_size(o["h"], o["k"], o["s"]), pool_output_size(o["w"], o["k"], o["s"])
+        elif ins.op == "ADD":
+            if not 2 <= o["bits"] <= arch.neuron_word_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            for what in ("dst", "a", "b"):
+                within(index, ins, f"map {what}", o[what], o["count"], arch.neuron_buffer_words)
+            for what in ("a", "b"):  # in place, or disjoint: a partial overlap would read written sums
+                if o["dst"] != o[what] and o["dst"] < o[what] + o["count"] and o[what] < o["dst"] + o["count"]:
+                    fail(index, ins, f"dst overlaps {what} without being equal to it")
+        elif ins.op in ("POOL", "AVGPOOL"):
+            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= arch.neuron_word_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            if min(o["c"], o["h"], o["w"], o["kh"], o["kw"], o["sh"], o["sw"]) < 1:
+                fail(index, ins, "channels, sizes, window and strides must be at least 1")
+            if max(o["pt"], o["pb"]) >= o["kh"] or max(o["pl"], o["pr"]) >= o["kw"]:
+                fail(index, ins, "padding must be smaller than the window (every window holds a map position)")
+            oh, ow = pool_output_shape(o)
+            if oh < 1 or ow < 1:
+                fail(index, ins, f"window {o['kh']}x{o['kw']} does not fit the padded {o['h']}x{o['w']} map")
             within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], arch.neuron_buffer_words)
             within(index, ins, "output map", o["dst"], o["c"] * oh * ow, arch.neuron_buffer_words)
         elif ins.op == "SYNC":
-            if o["acc"]:
-                within(index, ins, "layer output (DRAM.A accumulator words)", o["nb"], o["count"], activation_words)
+            if o["space"]:
+                within(index, ins, "layer output in activation DRAM", o["nb"], o["count"], activation_words)
             else:
                 within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
         elif ins.op == "STA":

@@ -1,12 +1,22 @@
-"""Pass 4, allocate: lay out the DRAM images and the neuron buffer.
+"""Pass 4, allocate: lay out the DRAM images, the neuron buffer and the activations kept in DRAM.
 
 - Weight image: each weighted layer's matrix ``[m, k]`` (row-major, ``k`` in ONNX order
   ``c*kh*kw``), layers back to back. Bias image likewise. These are what the runtime faults (weights)
   and what RTL test benches load.
-- DRAM activations: the network input at word 0, the network output right after it.
+- DRAM activations: the network input at word 0, the network output right after it, then the maps
+  that live in DRAM, each in a region first fitted among the regions still in use (a region is free
+  once the last layer that reads its map has run).
 - Neuron buffer: the input map of the network at word 0; each layer writes its output at the other
   end of the buffer from its input (bottom <-> top), so a layer's input and output never overlap
-  and the buffer needs only ``max(input + output)`` words. Flatten moves no data.
+  and the buffer needs only ``max(input + output)`` words. Flatten moves no data. Only the latest
+  layer's output is kept in the buffer: a map that a later layer other than the next one reads (a
+  residual branch) is also stored to DRAM after its layer and loaded back where it is read. A
+  residual add writes its sum in place over one of its addends.
+- Activation spill: a convolution or max pool whose input and output maps do not fit the buffer
+  together is *spilled*: its input lives in activation DRAM (stored there first if its producer left
+  it in the buffer), and it runs in bands of output rows, each band's input rows (with the window's
+  halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A grouped
+  convolution's bands are a group's channels. Bands hold as many rows as fit.
 - Weight and bias buffers (:func:`buffer_regions`): layers whose whole weight matrix fits get their
   own weight-buffer region, so the weights stay resident across the inferences of a batch (the
   runtime loads a region nobody overwrites once per batch, docs/runtime.md); the other layers share
@@ -19,47 +29,187 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from axtrain.compiler.ir import Allocation, CompilerIR, LayerPlacement, LayerSchedule
+from axtrain.compiler.ir import Allocation, CompilerIR, LayerPlacement, LayerSchedule, Transfer
 from axtrain.errors import ConfigError
+from axtrain.hwmodels.layers import QuantizedLayer
+
+
+def band_window(layer: QuantizedLayer) -> tuple[int, int, int, int]:
+    """``(kh, sh, pt, pb)``: the vertical window of a spillable layer (conv or max pool)."""
+    kh = layer.weight.shape[2] if layer.op == "conv" and layer.weight is not None else layer.window_hw[0]
+    pt, _, pb, _ = layer.pads_tlbr
+    return kh, layer.stride_hw[0], pt, pb
+
+
+def band_input_rows(layer: QuantizedLayer, height: int, oy0: int, oy1: int) -> tuple[int, int, int, int]:
+    """Input rows ``[r0, r1)`` that output rows ``[oy0, oy1)`` read, and the band's own top and
+    bottom padding (the rows of the window outside the map)."""
+    kh, sh, pt, _ = band_window(layer)
+    lo, hi = oy0 * sh - pt, (oy1 - 1) * sh - pt + kh
+    r0, r1 = max(lo, 0), min(hi, height)
+    return r0, r1, r0 - lo, hi - r1
+
+
+def band_channels(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Input and output channels of one band: a group's for a grouped conv."""
+    groups = layer.groups if layer.op == "conv" else 1
+    return in_shape[0] // groups, out_shape[0] // groups
+
+
+def _band_rows(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int) -> int:
+    """The most output rows per band whose input rows and output rows fit the buffer (0: none do),
+    evened out over the bands."""
+    kh, sh, _, _ = band_window(layer)
+    c, m = band_channels(layer, in_shape, out_shape)
+    h, w = in_shape[1:]
+    oh, ow = out_shape[1:]
+    best = 0
+    for rows in range(1, oh + 1):
+        if c * min(h, (rows - 1) * sh + kh) * w + m * rows * ow > nb_words:
+            break
+        best = rows
+    return -(-oh // -(-oh // best)) if best else 0
+
+
+class _DramRegions:
+    """First-fit regions of activation DRAM above ``base``, each free after the layer ``until``."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.top = base
+        self.live: list[list[int]] = []  # [start, size, until]
+
+    def take(self, size: int, now: int, until: int) -> int:
+        self.live = [r for r in self.live if r[2] >= now]
+        start = self.base
+        for r0, rsize, _ in sorted(self.live):
+            if start + size <= r0:
+                break
+            start = max(start, r0 + rsize)
+        self.live.append([start, size, until])
+        self.top = max(self.top, start + size)
+        return start
+
+    def extend(self, start: int, until: int) -> None:
+        for region in self.live:
+            if region[0] == start:
+                region[2] = max(region[2], until)
 
 
 def allocate(ir: CompilerIR) -> CompilerIR:
-    """Assign every address; a model whose maps do not fit the neuron buffer is a ConfigError."""
+    """Assign every address; a layer whose maps cannot be placed is a ConfigError naming it."""
     assert ir.layers is not None and ir.shapes is not None
     arch = ir.arch
     nb_words = arch.neuron_buffer_words
-    sizes = [math.prod(s) for s in ir.shapes]
-    if sizes[0] > nb_words:
+    layers = ir.layers
+    count = len(layers)
+    sizes = [math.prod(s) for s in ir.shapes]  # sizes[t + 1]: tensor t (-1: the network input)
+    consumers: dict[int, list[int]] = {t: [] for t in range(-1, count)}
+    for i in range(count):
+        for t in ir.sources(i):
+            consumers[t].append(i)
+    last_use = {t: max(users, default=t) for t, users in consumers.items()}
+    spill = [
+        layer.op in ("conv", "maxpool") and sizes[ir.sources(i)[0] + 1] + sizes[i + 1] > nb_words for i, layer in enumerate(layers)
+    ]
+    if not spill[0] and sizes[0] > nb_words:
         raise ConfigError(f"the network input ({sizes[0]} words) does not fit the neuron buffer ({nb_words} words)")
+    in_dram, out_dram = 0, sizes[0]
+    regions = _DramRegions(sizes[0] + sizes[-1])
+    nb_at: dict[int, int] = {} if spill[0] else {-1: 0}  # maps in the buffer (only the latest is valid)
+    dram_at: dict[int, int] = {-1: in_dram}
     weight_offset = bias_offset = 0
-    nb_in = 0
     placements = []
-    for index, layer in enumerate(ir.layers):
-        in_size, out_size = sizes[index], sizes[index + 1]
+    for index, layer in enumerate(layers):
+        label = ir.layer_label(index)
+        sources = ir.sources(index)
+        src = sources[0]
+        in_size, out_size = sizes[src + 1], sizes[index + 1]
+        resident = {t: nb_at[t] for t in sources if t == index - 1 and t in nb_at}
+        before: list[Transfer] = []
+        after: list[Transfer] = []
+        band_rows = 0
+        dram_input: int | None = None
+        dram_output: int | None = None
+        nb_other = 0
         if layer.op == "flatten":
-            nb_out = nb_in
+            nb_in = nb_out = resident.get(src, 0)
+            if src in resident:
+                nb_at[index] = nb_out
+            if src in dram_at:
+                dram_at[index] = dram_output = dram_at[src]
+                regions.extend(dram_at[src], last_use[index])
+        elif spill[index]:
+            band_rows = _band_rows(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
+            if not band_rows:
+                raise ConfigError(f"{label}: even one output row with its input rows does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
+            if src not in dram_at:  # the producer left the map in the buffer only: store it first
+                dram_at[src] = regions.take(in_size, index, last_use[src])
+                before.append(("STN", dram_at[src], resident[src], in_size))
+            dram_input = dram_at[src]
+            dram_output = dram_at[index] = regions.take(out_size, index, last_use[index])
+            c, _ = band_channels(layer, ir.shapes[src + 1], ir.shapes[index + 1])
+            kh, sh, _, _ = band_window(layer)
+            _, h, w = ir.shapes[src + 1]
+            nb_in, nb_out = 0, c * min(h, (band_rows - 1) * sh + kh) * w
+        elif layer.op == "add":
+            a, b = sources
+            if 2 * in_size > nb_words:
+                raise ConfigError(f"{label}: a residual add of two {in_size}-word maps does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
+            # The sum goes in place over the addend already in the buffer; the other one is loaded.
+            if a in resident or b in resident:
+                here = a if a in resident else b
+                there = b if here == a else a
+                at = resident[here]
+                other = 0 if at != 0 else nb_words - in_size
+                if there != here:
+                    before.append(("LDN", other, dram_at[there], in_size))
+                else:
+                    other = at
+                nb_in, nb_other = (at, other) if here == a else (other, at)
+                nb_out = at
+            else:
+                nb_in, nb_other, nb_out = 0, nb_words - in_size, 0
+                before.append(("LDN", 0, dram_at[a], in_size))
+                if b != a:
+                    before.append(("LDN", nb_other, dram_at[b], in_size))
+                else:
+                    nb_other = 0
+            nb_at[index] = nb_out
         else:
             if in_size + out_size > nb_words:
-                raise ConfigError(
-                    f"{ir.layer_label(index)}: input ({in_size} words) and output ({out_size} words) do not fit the "
-                    f"neuron buffer ({nb_words} words) together; raise neuron_buffer_bytes"
-                )
+                what = "input" if layer.op != "avgpool" else "input (an average pool does not spill)"
+                raise ConfigError(f"{label}: {what} ({in_size} words) and output ({out_size} words) do not fit the neuron buffer ({nb_words} words) together; raise neuron_buffer_bytes")
+            if src in resident:
+                nb_in = resident[src]
+            else:  # the map lives in DRAM only (a spilled producer, or a residual branch): load it back
+                nb_in = 0
+                before.append(("LDN", 0, dram_at[src], in_size))
             nb_out = nb_words - out_size if nb_in == 0 else 0
+            nb_at[index] = nb_out
+        if index in nb_at and index not in dram_at and consumers[index] != [index + 1] and consumers[index]:
+            # A later layer other than the next one reads this map: keep a copy in DRAM.
+            dram_at[index] = dram_output = regions.take(out_size, index + 1, last_use[index])
+            after.append(("STN", dram_output, nb_at[index], out_size))
         weight_dram = bias_dram = None
         if layer.has_weights:
             assert layer.weight is not None
             weight_dram, bias_dram = weight_offset, bias_offset
             weight_offset += int(layer.weight.size)
             bias_offset += layer.out_features
-        placements.append(LayerPlacement(weight_dram, bias_dram, nb_in, nb_out))
-        nb_in = nb_out
+        placements.append(LayerPlacement(
+            weight_dram, bias_dram, nb_in, nb_out, spilled=spill[index], band_rows=band_rows, dram_input=dram_input,
+            dram_output=dram_output if index not in nb_at or spill[index] else None, before=tuple(before), after=tuple(after), nb_other=nb_other,
+        ))
+    last = placements[-1]
+    output_dram = last.dram_output if last.dram_output is not None else out_dram
     allocation = Allocation(
         layers=buffer_regions(ir, tuple(placements)),
         weight_words=weight_offset,
         bias_words=bias_offset,
-        input_dram=0,
-        output_dram=sizes[0],
-        activation_words=sizes[0] + sizes[-1],
+        input_dram=in_dram,
+        output_dram=output_dram,
+        activation_words=max(regions.top, sizes[0] + sizes[-1]),
         nb_network_input=0,
     )
     return ir.update(allocation=allocation)

@@ -142,7 +142,7 @@ def _fold_compute(
         raise refuse(node, f"weights exceed the {fmt_w} range")
 
     # Shapes and geometry.
-    attrs: dict[str, int] = {}
+    attrs: dict[str, object] = {}
     if node.op == "Conv":
         if weight.ndim != 4:
             raise refuse(node, f"weight has shape {list(weight.shape)}, expected [out, in, kh, kw]")
@@ -152,15 +152,18 @@ def _fold_compute(
         kernel = node.attrs.get("kernel_shape", [kh, kw])
         if list(kernel) != [kh, kw]:
             raise refuse(node, f"kernel_shape {kernel} disagrees with the weight {list(weight.shape)}")
-        if in_ch != shape[0]:
-            raise refuse(node, f"weight expects {in_ch} input channels, the input has {shape[0]}")
-        stride = node.attrs.get("strides", [1, 1])[0]
-        pad = node.attrs.get("pads", [0, 0, 0, 0])[0]
-        oh = (shape[1] + 2 * pad - kh) // stride + 1
-        ow = (shape[2] + 2 * pad - kw) // stride + 1
+        group = int(node.attrs.get("group", 1))
+        if in_ch * group != shape[0] or out_ch % group:
+            raise refuse(node, f"weight {list(weight.shape)} with group={group} does not fit the input's {shape[0]} channels (in x group = channels, out divisible by group)")
+        sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
+        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+        oh = (shape[1] + pt + pb - kh) // sh + 1
+        ow = (shape[2] + pl + pr - kw) // sw + 1
         if oh < 1 or ow < 1:
             raise refuse(node, f"kernel {kh}x{kw} does not fit the {shape[1]}x{shape[2]} input")
-        attrs = {"stride": stride, "padding": pad}
+        attrs = _geometry_attrs((sh, sw), (pt, pl, pb, pr))
+        if group != 1:
+            attrs["groups"] = group
         out_shape: tuple[int, ...] = (out_ch, oh, ow)
         op = "conv"
     else:
@@ -248,7 +251,7 @@ def _fold_compute(
         sram_voltage=_voltage(node),
         meta={"onnx_node": node.name or f"#{node.index}", "bias_origin": bias_origin, "float_output": follower is current},
         requant=entries,
-        **attrs,
+        **attrs,  # type: ignore[arg-type]
     )
     return layer, follower, fmt_out, out_shape
 
@@ -308,6 +311,17 @@ def _bias_at_scales(chain: _Chain, node: Node, position: int, acc_scales: np.nda
             stacklevel=2,
         )
     return rounded.astype(np.int64), "int32 rescaled to s_a*s_w"
+
+
+def _geometry_attrs(strides: tuple[int, int], pads: tuple[int, int, int, int]) -> dict[str, object]:
+    """QuantizedLayer fields for strides and pads: the scalar ``stride``/``padding`` where the axes
+    (sides) agree, as records of the chain compiler had them, else the separate tuples too."""
+    attrs: dict[str, object] = {"stride": strides[0], "padding": pads[0]}
+    if strides[0] != strides[1]:
+        attrs["strides"] = strides
+    if len(set(pads)) > 1:
+        attrs["pads"] = pads
+    return attrs
 
 
 def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features: int) -> tuple[np.ndarray, str]:
@@ -419,8 +433,48 @@ def _expect_dq(chain: _Chain, q: Node) -> Node:
     return dq
 
 
+def _fold_pool(node: Node, fmt: FixedPointFormat, shape: tuple[int, ...], index: int, op: str) -> tuple[QuantizedLayer, tuple[int, ...]]:
+    """MaxPool / AveragePool / GlobalAveragePool -> a layer (an average's output format is set by
+    the caller from its QuantizeLinear) and its output shape."""
+    if len(shape) != 3:
+        raise refuse(node, f"input has per-sample shape {list(shape)}; {node.op} needs [channels, height, width]")
+    if node.op == "GlobalAveragePool":
+        kh, kw, sh, sw, (pt, pl, pb, pr) = shape[1], shape[2], 1, 1, (0, 0, 0, 0)
+    else:
+        kh, kw = (int(v) for v in node.attrs["kernel_shape"])
+        sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
+        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+    oh, ow = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
+    if oh < 1 or ow < 1:
+        raise refuse(node, f"window {kh}x{kw} is larger than the padded {shape[1]}x{shape[2]} input")
+    attrs: dict[str, object] = {"kernel": kh, **_geometry_attrs((sh, sw), (pt, pl, pb, pr))}
+    if kh != kw:
+        attrs["window"] = (kh, kw)
+    stem = "pool" if op == "maxpool" else "avgpool"
+    layer = QuantizedLayer(name=node.name or f"{stem}{index}", op=op, input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"}, **attrs)  # type: ignore[arg-type]
+    return layer, (shape[0], oh, ow)
+
+
+def _requantizer(chain: _Chain, node: Node) -> tuple[Node, FixedPointFormat, bool]:
+    """The ``[Relu ->] [Clip ->] QuantizeLinear -> DequantizeLinear`` after an average or an add:
+    the DQ node, the output format, and whether a Relu came first."""
+    follower = chain.next_node(node.outputs[0], node)
+    relu = follower.op == "Relu"
+    if relu:
+        follower = chain.next_node(follower.outputs[0], follower)
+    q, fmt = _quantizer(chain, follower, node)
+    return _expect_dq(chain, q), fmt, relu
+
+
+_LAYER_OPS = ("MaxPool", "Flatten", "AveragePool", "GlobalAveragePool", "Add", "QuantizeLinear", "Clip")
+
+
 def fold_qdq(ir: CompilerIR) -> CompilerIR:
-    """Fold the QDQ graph into integer layers with formats, shapes and modes."""
+    """Fold the QDQ graph into integer layers with formats, shapes and modes.
+
+    The layers form a DAG in file (topological) order: a quantised activation (a DequantizeLinear
+    output, or the output of a MaxPool/Flatten) may feed several layers, and a residual ``Add`` of
+    two of them is a layer with two sources (``QuantizedLayer.sources``)."""
     graph = ir.graph
     assert graph is not None
     chain = _Chain(graph)
@@ -432,39 +486,73 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
     q, fmt = _quantizer(chain, first, None)
     dq = _expect_dq(chain, q)
     input_format = fmt
-    tensor = dq.outputs[0]
+    # Quantised activation tensors: name -> (producing layer, -1 for the network input; format; shape).
+    known: dict[str, tuple[int, FixedPointFormat, tuple[int, ...]]] = {dq.outputs[0]: (-1, fmt, shape)}
     layers: list[QuantizedLayer] = []
-    while tensor != output_name:
-        node = chain.next_node(tensor, chain.producer.get(tensor))
-        if node.op in COMPUTE_OPS:
-            layer, q, fmt, shape = _fold_compute(chain, node, fmt, shape, len(layers))
+    for node in graph.nodes:
+        if node.index in chain.visited or node.index == first.index:
+            continue
+        activations = [name for name in node.inputs if name in known]
+        if not activations:
+            continue  # a weight's DequantizeLinear (visited by its layer) or a node off the graph's paths
+        chain.visited.add(node.index)
+        source, fmt, shape = known[activations[0]]
+        index = len(layers)
+        if node.op in COMPUTE_OPS and node.inputs[0] in known:
+            layer, q, fmt, out_shape = _fold_compute(chain, node, fmt, shape, index)
             tensor = q.outputs[0] if layer.meta.get("float_output") else _expect_dq(chain, q).outputs[0]
         elif node.op == "MaxPool":
-            if len(shape) != 3:
-                raise refuse(node, f"input has per-sample shape {list(shape)}; MaxPool needs [channels, height, width]")
-            k = int(node.attrs["kernel_shape"][0])
-            s = int(node.attrs.get("strides", [1, 1])[0])
-            if k > min(shape[1], shape[2]):
-                raise refuse(node, f"window {k} is larger than the {shape[1]}x{shape[2]} input")
-            layer = QuantizedLayer(name=node.name or f"pool{len(layers)}", op="maxpool", input_format=fmt, output_format=fmt, kernel=k, stride=s, meta={"onnx_node": node.name or f"#{node.index}"})
-            shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+            layer, out_shape = _fold_pool(node, fmt, shape, index, "maxpool")
             tensor = node.outputs[0]
+        elif node.op in ("AveragePool", "GlobalAveragePool"):
+            layer, out_shape = _fold_pool(node, fmt, shape, index, "avgpool")
+            dq_out, fmt_out, relu = _requantizer(chain, node)
+            if relu:
+                raise refuse(node, "a Relu after an average pool is not supported (the average of non-negative values needs none)")
+            layer = layer.with_changes(output_format=fmt_out)
+            tensor = dq_out.outputs[0]
         elif node.op == "Flatten":
-            layer = QuantizedLayer(name=node.name or f"flatten{len(layers)}", op="flatten", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"})
-            shape = (math.prod(shape),)
+            layer = QuantizedLayer(name=node.name or f"flatten{index}", op="flatten", input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"})
+            out_shape = (math.prod(shape),)
             tensor = node.outputs[0]
-        elif node.op in ("QuantizeLinear", "Clip"):
+        elif node.op == "Add":
+            if len(activations) != 2 or len(node.inputs) != 2:
+                raise refuse(node, "an Add inside the network must add two quantised activations (a bias Add follows a MatMul)")
+            other_source, other_fmt, other_shape = known[activations[1]]
+            if other_shape != shape:
+                raise refuse(node, f"adds shapes {list(shape)} and {list(other_shape)}; only equal shapes are supported (no broadcasting)")
+            dq_out, fmt_out, relu = _requantizer(chain, node)
+            layer = QuantizedLayer(
+                name=node.name or f"add{index}", op="add", input_format=fmt, output_format=fmt_out, relu=relu, other_format=other_fmt,
+                sources=(source, other_source), meta={"onnx_node": node.name or f"#{node.index}"},
+            )
+            out_shape = shape
+            tensor = dq_out.outputs[0]
+        elif node.op in ("QuantizeLinear", "Clip") and node.inputs[0] in known:
             # A [Clip ->] Q -> DQ pair at the tensor's own format (after MaxPool/Flatten) changes nothing.
-            q, fmt_q = _quantizer(chain, node, chain.producer.get(tensor))
+            q, fmt_q = _quantizer(chain, node, chain.producer.get(node.inputs[0]))
             dq = _expect_dq(chain, q)
             if fmt_q != fmt:
                 raise refuse(node, f"requantises {fmt} to {fmt_q} outside a compute layer, which is not supported")
-            tensor = dq.outputs[0]
+            known[dq.outputs[0]] = known[node.inputs[0]]
             continue
         else:
-            raise refuse(node, "not expected here: a layer is Gemm/MatMul/Conv [+ Relu] + QuantizeLinear, MaxPool or Flatten")
+            raise refuse(node, "not expected here: a layer is Gemm/MatMul/Conv [+ Relu] + QuantizeLinear, MaxPool, AveragePool, GlobalAveragePool, a residual Add or Flatten")
+        if layer.op != "add" and source != index - 1:
+            layer = layer.with_changes(sources=(source,))
+        elif layer.op == "add" and layer.sources == (index - 1,):
+            layer = layer.with_changes(sources=())
         layers.append(layer)
-        shapes.append(shape)
+        shapes.append(out_shape)
+        known[tensor] = (index, layer.output_format, out_shape)
+    if output_name not in known:
+        raise OnnxError(f"the graph output '{output_name}' is not reached from the input through supported layers")
+    if known[output_name][0] != len(layers) - 1:
+        raise refuse(graph.nodes[-1], f"layers follow the one that produces the graph output '{output_name}'")
+    consumed = {j for i, layer in enumerate(layers) for j in layer.source_layers(i)}
+    dead = [i for i in range(len(layers) - 1) if i not in consumed]
+    if dead:
+        raise OnnxError(f"layer {dead[0]} '{layers[dead[0]].name}': its output is not used by any layer")
     if not any(layer.has_weights for layer in layers):
         raise OnnxError("the graph has no Gemm, MatMul or Conv layer")
     unused = [n for n in graph.nodes if n.index not in chain.visited and n.index != first.index]

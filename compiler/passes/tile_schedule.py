@@ -19,7 +19,7 @@ from axtrain.formats.isa import operand_range
 from axtrain.hwmodels.layers import QuantizedLayer
 
 # The geometry a CONV instruction can encode and the shifts a REQ can: ISA field widths.
-GEOMETRY_OPERANDS = ("c", "h", "w", "kh", "kw", "stride", "pad")
+GEOMETRY_OPERANDS = ("c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "pb", "pr")
 SHIFT_RANGE = operand_range("REQ", "shift")
 
 
@@ -31,22 +31,26 @@ def _balanced(total: int, limit: int) -> int:
 
 def schedule_layer(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], arch: Architecture) -> LayerSchedule:
     """The schedule of one layer."""
-    if layer.op == "maxpool":
+    if layer.op in ("maxpool", "avgpool"):
         return LayerSchedule(kind="pool")
     if layer.op == "flatten":
         return LayerSchedule(kind="flatten")
+    if layer.op == "add":
+        return LayerSchedule(kind="add")
     assert layer.weight is not None
-    m = layer.out_features
+    # A grouped conv runs as one conv per channel group (emit.py): the schedule is one group's.
+    m = layer.out_features // layer.groups
     if layer.op == "conv":
         _, _, kh, kw = layer.weight.shape
         c, h, w = in_shape
+        c //= layer.groups
         oh, ow = out_shape[1], out_shape[2]
-        geometry = (c, h, w, kh, kw, layer.stride, layer.padding, oh, ow)
+        geometry = (c, h, w, kh, kw, *layer.stride_hw, *layer.pads_tlbr, oh, ow)
     else:
         c = in_shape[0]
-        geometry = (c, 1, 1, 1, 1, 1, 0, 1, 1)
-    k = int(layer.weight.reshape(m, -1).shape[1])
-    positions = geometry[7] * geometry[8]
+        geometry = (c, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1)
+    k = int(layer.weight[0].size)  # one output neuron's fan-in (a group's channels)
+    positions = geometry[-2] * geometry[-1]
     pes = arch.pe_count
     m_tile = _balanced(m, min(pes, arch.bias_buffer_words))
     p_tile = _balanced(positions, max(1, pes // m_tile))
@@ -100,7 +104,7 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
     schedules = []
     for index, layer in enumerate(ir.layers):
         check_fits(ir, index, layer)
-        schedule = schedule_layer(layer, ir.shapes[index], ir.shapes[index + 1], ir.arch)
+        schedule = schedule_layer(layer, ir.input_shape(index), ir.shapes[index + 1], ir.arch)
         if schedule.kind == "compute":
             for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry, strict=False):  # geometry ends with oh, ow: not CONV operands
                 limit = operand_range("CONV", name)[1]

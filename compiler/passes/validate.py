@@ -36,7 +36,9 @@ _ALLOWED_ATTRS: dict[str, dict[str, object]] = {
     "Relu": {},
     "Clip": {},
     "Flatten": {"axis": 1},
-    "Conv": {"group": 1, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
+    "Conv": {"group": None, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
+    "AveragePool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "count_include_pad": 0, "auto_pad": "NOTSET"},
+    "GlobalAveragePool": {},
     "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "storage_order": 0, "auto_pad": "NOTSET"},
 }
 
@@ -53,24 +55,27 @@ def _check_attrs(node: Node) -> None:
             raise refuse(node, f"attribute {name}={value!r} is not supported (only {required!r})")
     if node.op == "Gemm" and node.attrs.get("transB", 0) not in (0, 1):
         raise refuse(node, f"transB={node.attrs['transB']!r} is not 0 or 1")
-    if node.op in ("Conv", "MaxPool"):
+    if node.op in ("Conv", "MaxPool", "AveragePool"):
         if any(d != 1 for d in node.attrs.get("dilations", [])):
             raise refuse(node, f"dilations {node.attrs['dilations']} are not supported (only 1)")
         strides = node.attrs.get("strides", [1, 1])
-        if len(set(strides)) != 1:
-            raise refuse(node, f"strides {strides} differ per axis (only equal strides are supported)")
+        if len(strides) != 2 or min(strides) < 1:
+            raise refuse(node, f"strides {strides} are not two positive values")
         pads = node.attrs.get("pads", [0, 0, 0, 0])
-        if len(set(pads)) > 1:
-            raise refuse(node, f"pads {pads} differ per side (only equal padding is supported)")
+        if len(pads) != 4 or min(pads) < 0:
+            raise refuse(node, f"pads {pads} are not four values >= 0 (top, left, bottom, right)")
         kernel = node.attrs.get("kernel_shape")
         if kernel is not None and len(kernel) != 2:
             raise refuse(node, f"kernel_shape {kernel} is not 2-D")
-    if node.op == "MaxPool":
+    if node.op == "Conv" and (not isinstance(node.attrs.get("group", 1), int) or node.attrs.get("group", 1) < 1):
+        raise refuse(node, f"group={node.attrs['group']!r} is not a positive integer")
+    if node.op in ("MaxPool", "AveragePool"):
         kernel = node.attrs.get("kernel_shape")
-        if kernel is None or kernel[0] != kernel[1]:
-            raise refuse(node, f"kernel_shape {kernel} is not a square window")
-        if any(node.attrs.get("pads", [0])):
-            raise refuse(node, "padded max pooling is not supported")
+        if kernel is None:
+            raise refuse(node, "kernel_shape is missing")
+        pads = node.attrs.get("pads", [0, 0, 0, 0])
+        if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+            raise refuse(node, f"pads {pads} are not smaller than the window {kernel}")
         if len([o for o in node.outputs if o]) != 1:
             raise refuse(node, "the Indices output is not supported")
 

@@ -33,7 +33,7 @@ def brute_force_exercised(layers, q: np.ndarray) -> np.ndarray:
             if layer.op == "dense":
                 patches, live = a[n][None, :], out[n][:, None]
             else:
-                patches = im2col(a[n : n + 1], *layer.weight.shape[2:], layer.stride, layer.padding)[0]
+                patches = im2col(a[n : n + 1], *layer.weight.shape[2:], layer.stride_hw, layer.pads_tlbr)[0]
                 live = out[n].reshape(m, -1)
             for j in range(m):
                 for q_pos in range(patches.shape[0]):
@@ -101,7 +101,7 @@ def interpreter_coverage(program, arch, weights, bias, dram) -> list[bool | None
             e = np.arange(o["m"] * o["p"])
             value = bool(np.any(state.nb[:, o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]]))
         elif op == "POOL":
-            oh, ow = (o["h"] - o["k"]) // o["s"] + 1, (o["w"] - o["k"]) // o["s"] + 1
+            oh, ow = (o["h"] + o["pt"] + o["pb"] - o["kh"]) // o["sh"] + 1, (o["w"] + o["pl"] + o["pr"] - o["kw"]) // o["sw"] + 1
             value = bool(np.any(state.nb[:, o["dst"] : o["dst"] + o["c"] * oh * ow]))
         verdicts.append(value)
     return verdicts

@@ -55,7 +55,7 @@ def test_float_output_wider_than_the_neuron_word_is_stored_by_sta(tmp_path: Path
     write_compiled_bundle(ir, tmp_path / "b")
     bundle = load_bundle(tmp_path / "b")
     ops = [ins.op for ins in bundle.program]
-    assert "STA" in ops and "STN" not in ops and "REQ" not in ops and bundle.program[-2]["acc"] == 1
+    assert "STA" in ops and "STN" not in ops and "REQ" not in ops and bundle.program[-2]["space"] == 1
     from axtrain.compiler.cli import summary, summary_dict
 
     scale = 2.0 ** -ir.layers[-1].output_format.frac

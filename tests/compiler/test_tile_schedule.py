@@ -64,7 +64,7 @@ def test_conv_schedules_cover_every_position(oc: int, ic: int, kernel: int, hw: 
     layer = conv(oc, ic, kernel).with_changes(stride=stride)
     s = schedule_layer(layer, (ic, hw, hw), (oc, out, out), arch)
     assert s.positions == out * out and s.k == ic * kernel * kernel
-    assert s.geometry == (ic, hw, hw, kernel, kernel, stride, 0, out, out)
+    assert s.geometry == (ic, hw, hw, kernel, kernel, stride, stride, 0, 0, 0, 0, out, out)
     assert 1 <= s.m_tile * s.p_tile <= arch.pe_count
     assert covers(oc, s.m_tile) and covers(s.positions, s.p_tile) and covers(s.k, s.k_chunk)
     assert s.m_blocks * s.m_tile >= oc and s.p_tiles * s.p_tile >= s.positions and s.chunks * s.k_chunk >= s.k

@@ -191,12 +191,12 @@ def test_batching_keeps_results_identical(monkeypatch: pytest.MonkeyPatch) -> No
         LDN nb=0 dram=0 count=4
         LDW wb=0 dram=0 rows=1 cols=4 stride=4
         LDB bb=0 dram=0 count=1
-        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         DISTW wb=0 stride=4 m=1 p=1 k=4
         DISTN nb=0 p0=0 m=1 p=1 k0=0 k=4
         MAC m=1 p=1 k=4 bb=0 mt=0 init=1
         REQ nb=8 ostride=1 m=1 p=1 shift=2 bits=8
-        SYNC layer=0 nb=8 count=1
+        SYNC layer=0 nb=8 count=1 space=0
         STN dram=4 nb=8 count=1
         END
     """))

@@ -55,7 +55,7 @@ HAND_PROGRAMS = {
         MODE mt=0 count=3 code=0
         MODE mt=3 count=4 code=2
         LDW wb=0 dram=0 rows=7 cols=18 stride=18
-        CONV c=2 h=5 w=5 kh=3 kw=3 stride=2 pad=2 oh=4 ow=4
+        CONV c=2 h=5 w=5 kh=3 kw=3 sh=2 sw=2 pt=2 pl=2 pb=2 pr=2 padv=0 oh=4 ow=4
         DISTW wb=0 stride=18 m=7 p=2 k=11
         DISTN nb=0 p0=0 m=7 p=2 k0=0 k=11
         MAC m=7 p=2 k=11 bb=0 mt=0 init=1
@@ -67,21 +67,51 @@ HAND_PROGRAMS = {
         DISTN nb=0 p0=14 m=7 p=2 k0=0 k=11
         MAC m=7 p=2 k=11 bb=0 mt=0 init=1
         REQ nb=114 ostride=16 m=7 p=2 shift=-2 bits=6
-        POOL dst=300 src=100 c=7 h=4 w=4 k=2 s=2
-        SYNC layer=0 nb=300 count=28
+        POOL dst=300 src=100 c=7 h=4 w=4 kh=2 kw=2 sh=2 sw=2 pt=0 pl=0 pb=0 pr=0
+        SYNC layer=0 nb=300 count=28 space=0
         STN dram=60 nb=300 count=28
+        END
+    """,
+    # ISA 2 (graphs): asymmetric pads and separate strides, a padded non-square max pool, an average
+    # pool with padding not counted, residual ADDs (in place, with relu), a spill (STN, LDN back,
+    # SYNC from activation DRAM).
+    "graphs": """
+        LDN nb=0 dram=0 count=60
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=12 stride=12
+        CONV c=2 h=5 w=6 kh=3 kw=2 sh=2 sw=1 pt=0 pl=1 pb=1 pr=0 padv=0 oh=2 ow=6
+        DISTW wb=0 stride=12 m=3 p=4 k=12
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=100 ostride=12 m=3 p=4 shift=4 bits=8
+        DISTN nb=0 p0=4 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=104 ostride=12 m=3 p=4 shift=4 bits=8
+        DISTN nb=0 p0=8 m=3 p=4 k0=0 k=12
+        MAC m=3 p=4 k=12 bb=0 mt=0 init=1
+        REQ nb=108 ostride=12 m=3 p=4 shift=4 bits=8
+        SYNC layer=0 nb=100 count=36 space=0
+        STN dram=70 nb=100 count=36
+        LDN nb=200 dram=70 count=36
+        POOL dst=300 src=200 c=3 h=2 w=6 kh=2 kw=3 sh=1 sw=2 pt=1 pl=1 pb=0 pr=1
+        SYNC layer=1 nb=70 count=36 space=1
+        AVGPOOL dst=400 src=200 c=3 h=2 w=6 kh=2 kw=3 sh=2 sw=3 pt=1 pl=0 pb=1 pr=0 shift=1 bits=8
+        ADD dst=200 a=100 b=200 count=36 sa=1 sb=0 shift=1 bits=8 relu=1
+        ADD dst=500 a=100 b=200 count=30 sa=0 sb=2 shift=-1 bits=6 relu=0
+        SYNC layer=2 nb=500 count=30 space=0
+        STN dram=110 nb=500 count=30
         END
     """,
     "dense-single-pe": """
         LDN nb=0 dram=0 count=3
-        CONV c=3 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=1
         LDW wb=0 dram=0 rows=1 cols=3 stride=3
         DISTW wb=0 stride=3 m=1 p=1 k=3
         DISTN nb=0 p0=0 m=1 p=1 k0=0 k=3
         MAC m=1 p=1 k=3 bb=0 mt=0 init=1
         REQ nb=10 ostride=1 m=1 p=1 shift=0 bits=16
-        SYNC layer=0 nb=10 count=1
+        SYNC layer=0 nb=10 count=1 space=0
         STN dram=3 nb=10 count=1
         END
     """,
@@ -92,13 +122,13 @@ HAND_PROGRAMS = {
         LDQ qa=0 dram=1 count=3
         LDB bb=0 dram=0 count=3
         LDW wb=0 dram=0 rows=3 cols=8 stride=8
-        CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
         DISTW wb=0 stride=8 m=3 p=4 k=8
         DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
         MAC m=3 p=4 k=8 bb=0 mt=0 init=1
         RELU m=3 p=4
         REQ nb=40 ostride=4 m=3 p=4 shift=0 bits=7 uns=1 rq=1 qa=0
-        SYNC layer=0 nb=40 count=12
+        SYNC layer=0 nb=40 count=12 space=0
         STN dram=20 nb=40 count=12
         END
     """,
@@ -107,12 +137,12 @@ HAND_PROGRAMS = {
         LDN nb=0 dram=0 count=18
         LDB bb=0 dram=0 count=3
         LDW wb=0 dram=0 rows=3 cols=8 stride=8
-        CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
         DISTW wb=0 stride=8 m=3 p=4 k=8
         DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
         MAC m=3 p=4 k=8 bb=0 mt=0 init=1
         STA dram=20 ostride=5 m=3 p=4
-        SYNC layer=0 nb=20 count=14 acc=1
+        SYNC layer=0 nb=20 count=4 space=1
         END
     """,
 }
@@ -169,6 +199,26 @@ def test_hand_counts_of_a_single_pe_dense_layer() -> None:
     assert events.active_pe_cycles == 3 and events.additions == 3 and events.partial_sum_additions == 2
     assert events.dram_read_bytes == 6 + 4 + 4 and events.dram_write_bytes == 2
     assert dict(events.multiplies) == {"exact@16": 3}
+
+
+def test_hand_counts_of_pools_and_adds() -> None:
+    """POOL, AVGPOOL and ADD counts worked out by hand from docs/isa.md's timing hints on ODD_ARCH
+    (15 PEs, 3 B/cycle neuron buffer = 1 word per cycle)."""
+    program = parse_assembly("""
+        POOL dst=100 src=0 c=1 h=3 w=3 kh=2 kw=2 sh=2 sw=2 pt=1 pl=1 pb=0 pr=0
+        AVGPOOL dst=200 src=0 c=1 h=3 w=3 kh=2 kw=2 sh=2 sw=2 pt=1 pl=1 pb=0 pr=0 shift=0 bits=8
+        ADD dst=0 a=0 b=50 count=20 sa=0 sb=0 shift=0 bits=8 relu=1
+        END
+    """)
+    events = simulate_fast(program, ODD_ARCH)
+    # Windows of a 3x3 map, 2x2 window, stride 2, one padding row above and column left: 2x2 outputs
+    # covering 1, 2, 2, 4 map positions = 9 reads, 9 - 4 = 5 combines; cycles max(9, ceil(5/15)) + 4.
+    assert events.cycles_by_op["POOL"] == 9 + 4 and events.cycles_by_op["AVGPOOL"] == 9 + 4
+    # ADD of 20 words: 40 reads at 1 word/cycle (the 20 sums fit 2 cycles of 15 PEs), then 20 writes.
+    assert events.cycles_by_op["ADD"] == 40 + 20
+    assert events.comparisons == 5 + 20  # the max pool's and the ADD's relu
+    assert events.additions == 5 + 20 and events.requantizations == 4 + 20
+    assert events.reads["neuron_buffer@1.100V"] == 9 + 9 + 40 and events.writes["neuron_buffer@1.100V"] == 4 + 4 + 20
 
 
 def test_hand_counts_of_a_batch() -> None:

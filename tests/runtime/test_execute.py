@@ -105,7 +105,7 @@ def test_unusual_program_falls_back_to_the_interpreter() -> None:
     arch = Architecture(pe_rows=2, pe_cols=2)
     program = parse_assembly("""
         LDN nb=0 dram=0 count=4
-        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=2
         LDW wb=0 dram=0 rows=2 cols=4 stride=4
         DISTW wb=0 stride=4 m=2 p=1 k=4
@@ -147,7 +147,7 @@ def test_output_integers_read_the_output_placement(bundle_factory) -> None:
 REQUANT_PROGRAM = """
     LDN nb=0 dram=0 count=18
     LDQ qa=2 dram=1 count=4
-    CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+    CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
     LDB bb=0 dram=0 count=4
     LDW wb=0 dram=0 rows=4 cols=8 stride=8
     DISTW wb=0 stride=8 m=2 p=4 k=8
@@ -159,7 +159,7 @@ REQUANT_PROGRAM = """
     DISTN nb=0 p0=0 m=2 p=4 k0=0 k=8
     MAC m=2 p=4 k=8 bb=2 mt=0 init=1
     REQ nb=48 ostride=4 m=2 p=4 shift=0 bits=5 rq=1 qa=4
-    SYNC layer=0 nb=40 count=16
+    SYNC layer=0 nb=40 count=16 space=0
     STN dram=20 nb=40 count=16
     END
 """
@@ -221,12 +221,12 @@ def test_sta_stores_saturated_accumulators_fast_and_interpreter_agree() -> None:
         LDN nb=0 dram=0 count=18
         LDB bb=0 dram=0 count=3
         LDW wb=0 dram=0 rows=3 cols=8 stride=8
-        CONV c=2 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=2 ow=2
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
         DISTW wb=0 stride=8 m=3 p=4 k=8
         DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
         MAC m=3 p=4 k=8 bb=0 mt=0 init=1
         STA dram=20 ostride=5 m=3 p=4
-        SYNC layer=0 nb=20 count=14 acc=1
+        SYNC layer=0 nb=20 count=4 space=1
         END
     """)
     rng = np.random.default_rng(3)

@@ -22,7 +22,7 @@ def run(text: str, weights: list[int], bias: list[int], dram: np.ndarray, arch: 
 
 DENSE = """
 LDN nb=0 dram=0 count=3
-CONV c=3 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
 LDB bb=0 dram=0 count=2
 MODE mt=0 count=1 code=0
 MODE mt=1 count=1 code={code}
@@ -35,7 +35,7 @@ DISTN nb=0 p0=0 m=2 p=1 k0=2 k=1
 MAC m=2 p=1 k=1 bb=0 mt=0 init=0
 RELU m=2 p=1
 REQ nb=10 ostride=1 m=2 p=1 shift=2 bits=4
-SYNC layer=0 nb=10 count=2
+SYNC layer=0 nb=10 count=2 space=0
 STN dram=3 nb=10 count=2
 END
 """
@@ -72,7 +72,7 @@ def test_conv_with_padding_and_pool() -> None:
     image = np.arange(1, 10).reshape(1, 9)
     text = """
 LDN nb=0 dram=0 count=9
-CONV c=1 h=3 w=3 kh=2 kw=2 stride=1 pad=1 oh=4 ow=4
+CONV c=1 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=1 pl=1 pb=1 pr=1 padv=0 oh=4 ow=4
 LDB bb=0 dram=0 count=1
 MODE mt=0 count=1 code=0
 LDW wb=0 dram=0 rows=1 cols=4 stride=4
@@ -89,9 +89,9 @@ REQ nb=28 ostride=16 m=1 p=4 shift=0 bits=16
 DISTN nb=0 p0=12 m=1 p=4 k0=0 k=4
 MAC m=1 p=4 k=4 bb=0 mt=0 init=1
 REQ nb=32 ostride=16 m=1 p=4 shift=0 bits=16
-SYNC layer=0 nb=20 count=16
-POOL dst=40 src=20 c=1 h=4 w=4 k=2 s=2
-SYNC layer=1 nb=40 count=4
+SYNC layer=0 nb=20 count=16 space=0
+POOL dst=40 src=20 c=1 h=4 w=4 kh=2 kw=2 sh=2 sw=2 pt=0 pl=0 pb=0 pr=0
+SYNC layer=1 nb=40 count=4 space=0
 END
 """
     result = run(text, [1, 1, 1, 1], [10], np.pad(image, ((0, 0), (0, 0))))
@@ -109,9 +109,9 @@ def test_static_checks_and_runtime_errors() -> None:
     with pytest.raises(BundleError, match=r"instruction 0 \(DISTN\): DISTN before any CONV"):
         check_program(parse_assembly("DISTN nb=0 p0=0 m=1 p=1 k0=0 k=1\nEND"), ARCH)
     with pytest.raises(BundleError, match="does not match the geometry"):
-        check_program(parse_assembly("CONV c=1 h=3 w=3 kh=2 kw=2 stride=1 pad=0 oh=3 ow=2\nEND"), ARCH)
+        check_program(parse_assembly("CONV c=1 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=3 ow=2\nEND"), ARCH)
     small = Architecture(pe_rows=1, pe_cols=1, accumulator_bits=32, pe_weight_memory_bytes=8, pe_neuron_memory_bytes=8)
-    overflow = "LDN nb=0 dram=0 count=2\nCONV c=2 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1\nLDW wb=0 dram=0 rows=1 cols=2 stride=2\nDISTW wb=0 stride=2 m=1 p=1 k=2\nDISTN nb=0 p0=0 m=1 p=1 k0=0 k=2\nMAC m=1 p=1 k=2 bb=0 mt=0 init=1\nEND"
+    overflow = "LDN nb=0 dram=0 count=2\nCONV c=2 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1\nLDW wb=0 dram=0 rows=1 cols=2 stride=2\nDISTW wb=0 stride=2 m=1 p=1 k=2\nDISTN nb=0 p0=0 m=1 p=1 k0=0 k=2\nMAC m=1 p=1 k=2 bb=0 mt=0 init=1\nEND"
     result = run_program(parse_assembly(overflow), small, np.array([32767, 32767]), np.array([0]), np.array([[32767, 32767]]))
     assert result.layer_outputs == {} and result.dram_a.tolist() == [[32767, 32767]]
     # 2 * 32767**2 = 2147352578 fits below 2**31; a bias of 10**6 on top overflows.

@@ -69,7 +69,7 @@ def test_shared_input_words_read_again_after_a_layer_are_mirrored() -> None:
     arch = Architecture(pe_rows=2, pe_cols=2)
     program = parse_assembly("""
         LDN nb=0 dram=0 count=4
-        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=0 count=2
         LDW wb=0 dram=0 rows=2 cols=4 stride=4
         DISTW wb=0 stride=4 m=2 p=1 k=4
@@ -77,7 +77,7 @@ def test_shared_input_words_read_again_after_a_layer_are_mirrored() -> None:
         MAC m=2 p=1 k=4 bb=0 mt=0 init=1
         RELU m=2 p=1
         REQ nb=4 ostride=1 m=2 p=1 shift=2 bits=8
-        CONV c=6 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=6 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         LDB bb=0 dram=2 count=2
         LDW wb=0 dram=8 rows=2 cols=6 stride=6
         DISTW wb=0 stride=6 m=2 p=1 k=6

@@ -35,7 +35,7 @@ PASS_NAMES = tuple(name for name, _ in PASSES)
 # Two chunks of one dense dot product (fusable), then a ReLU, a requantisation, a pool and the store.
 PROGRAM = parse_assembly("""
     LDN nb=0 dram=0 count=8
-    CONV c=8 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+    CONV c=8 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
     LDB bb=0 dram=0 count=2
     MODE mt=0 count=1 code=0
     MODE mt=1 count=1 code=2
@@ -48,9 +48,9 @@ PROGRAM = parse_assembly("""
     MAC m=2 p=1 k=4 bb=0 mt=0 init=0
     RELU m=2 p=1
     REQ nb=8 ostride=1 m=2 p=1 shift=2 bits=8
-    SYNC layer=0 nb=8 count=2
-    POOL dst=10 src=8 c=1 h=1 w=2 k=1 s=1
-    SYNC layer=1 nb=10 count=2
+    SYNC layer=0 nb=8 count=2 space=0
+    POOL dst=10 src=8 c=1 h=1 w=2 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0
+    SYNC layer=1 nb=10 count=2 space=0
     STN dram=8 nb=10 count=2
     END
 """)
@@ -113,7 +113,7 @@ def test_programs_outside_the_plan_fall_back_and_stop_the_passes() -> None:
     assert not plan.fast and "MAC before DISTN/DISTW" in plan.reason and plan.passes == ("trace",)
     reshaped = parse_assembly("""
         LDN nb=0 dram=0 count=4
-        CONV c=4 h=1 w=1 kh=1 kw=1 stride=1 pad=0 oh=1 ow=1
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         DISTW wb=0 stride=4 m=2 p=2 k=2
         DISTN nb=0 p0=0 m=2 p=2 k0=0 k=2
         MAC m=2 p=2 k=2 bb=0 mt=0 init=1

@@ -11,7 +11,7 @@ from axtrain.runtime.timing import conflicts, footprint, footprints, mac_cycles,
 def test_units_and_footprints() -> None:
     program = parse_assembly("""
         LDW wb=10 dram=0 rows=2 cols=3 stride=3
-        CONV c=2 h=4 w=4 kh=3 kw=3 stride=1 pad=1 oh=4 ow=4
+        CONV c=2 h=4 w=4 kh=3 kw=3 sh=1 sw=1 pt=1 pl=1 pb=1 pr=1 padv=0 oh=4 ow=4
         DISTW wb=10 stride=3 m=2 p=4 k=3
         DISTN nb=100 p0=0 m=2 p=4 k0=0 k=3
         MAC m=2 p=4 k=3 bb=5 mt=5 init=1
