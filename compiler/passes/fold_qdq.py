@@ -180,7 +180,7 @@ def _fold_compute(
     # s_in * s_w[c], not a power of two.
     requant = not fmt_in.power_of_two or pow2_frac(float(w_scales[0])) is None or not np.all(w_scales == w_scales[0])
     if fmt_in.zero_point and node.op == "Conv" and any(node.attrs.get("pads", [0, 0, 0, 0])):
-        raise refuse(node, f"a padded Conv whose input has zero point {fmt_in.zero_point} needs CONV's pad value (padv, ISA 2, not in this branch yet): padding would read 0, not the zero point")
+        raise refuse(node, f"a padded Conv whose input has zero point {fmt_in.zero_point} needs CONV's pad value (padv) set to that zero point, which this compiler does not emit yet: padding would read 0, not the zero point")
     acc_scales = np.float64(fmt_in.scale) * w_scales.astype(np.float64)  # exact products of two float32 values
 
     # Bias: Gemm/Conv third input, or MatMul -> Add.

@@ -266,7 +266,7 @@ def corpus() -> list[Case]:
                 name = f"ort-{setting}-{kind}-{'bias' if bias else 'nobias'}"
                 # ISA 2: non-power-of-two scales requantise by multipliers (within 1 LSB of onnxruntime's
                 # float path); the default's asymmetric zero points fold into biases, except at a padded
-                # Conv's border, which needs CONV's pad value (the graphs branch adds padv).
+                # Conv's border, which needs CONV's pad value set to the zero point (not emitted yet).
                 refusal = ZERO_POINT_CONV if setting == "default-u8s8" and kind == "cnn" else None
                 cases.append(Case(name, "onnxruntime", f"quantize_static QDQ {setting}", ort_static(kind, bias, setting), refusal, ("torch", "onnxruntime"), bitwise=False))
     return cases
