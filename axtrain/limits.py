@@ -126,7 +126,7 @@ def check_range(name: str, value: int | None, low: int, high: int, error: type[A
 # Raising the model-size limits (issue 15): `axtrain compile --max-elements N`
 # ---------------------------------------------------------------------------------------------
 
-#: Weight words one bundle can address: LDW's DRAM operand is a 32-bit word address (ISA v1).
+#: Weight words one bundle can address: LDW's DRAM operand is a 32-bit word address (ISA v2).
 ADDRESSABLE_WEIGHT_WORDS = 1 << 32
 
 #: Memory the compiler needs per initializer element at its peak (int64 widening, the weight image

@@ -7,6 +7,9 @@
    Limit 1.5: the new passes may add at most half again.
 2. Compile time per node of a 128-layer graph against that of an 8-layer one (limit 1.5): time per
    node does not grow with the graph (every pass is linear in the nodes).
+3. ISA 2: the 32-layer MLP with non-power-of-two scales (requant table, LDQ and REQ rq=1 emitted)
+   against the same MLP with power-of-two scales (limit 1.5), and its time per node at 128 layers
+   against 8 (limit 1.5): the requantisation patterns add no per-node growth.
 
 Best of 5 after one warm-up; the ONNX file is parsed once outside the timing (import is not a pass).
 """
@@ -27,13 +30,14 @@ from benchmarks.common import Result, best_time
 WIDTH = 32
 
 
-def _model(layers: int) -> object:
-    """An MLP as onnxruntime's quantizer writes it (power-of-two scales so it compiles)."""
+def _model(layers: int, pow2: bool = True) -> object:
+    """An MLP as onnxruntime's quantizer writes it (power-of-two scales, or calibrated-looking ones)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     f = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.float32), name)  # noqa: E731
-    inits = [f("s_in", 2**-4), f("s_w", 2**-7), f("s_a", 2**-3), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+    scales = (2**-4, 2**-7, 2**-3) if pow2 else (0.0517, 0.00731, 0.1093)
+    inits = [f("s_in", scales[0]), f("s_w", scales[1]), f("s_a", scales[2]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
     nodes = [helper.make_node("QuantizeLinear", ["input", "s_in", "z"], ["q0"]), helper.make_node("DequantizeLinear", ["q0", "s_in", "z"], ["x0"])]
     tensor = "x0"
     for i in range(layers):
@@ -54,13 +58,13 @@ def _model(layers: int) -> object:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _imported(layers: int, tmp: Path) -> object:
+def _imported(layers: int, tmp: Path, pow2: bool = True) -> object:
     import onnx
 
     from axtrain.compiler.onnx_import import import_onnx
 
-    path = tmp / f"mlp{layers}.onnx"
-    onnx.save(_model(layers), path)
+    path = tmp / f"mlp{layers}{'' if pow2 else '-requant'}.onnx"
+    onnx.save(_model(layers, pow2), path)
     return import_onnx(path)
 
 
@@ -78,10 +82,18 @@ def run(quick: bool = False) -> list[Result]:
         small, large = _imported(8, Path(tmp)), _imported(128, Path(tmp))
         t_small = best_time(lambda: run_passes(small), repeat=repeat) / len(small.graph.nodes)
         t_large = best_time(lambda: run_passes(large), repeat=repeat) / len(large.graph.nodes)
+        requant = _imported(32, Path(tmp), pow2=False)
+        assert run_passes(requant).emitted.requant_image.size  # the requant path really runs
+        t_requant = best_time(lambda: run_passes(requant), repeat=repeat)
+        rq_small, rq_large = _imported(8, Path(tmp), pow2=False), _imported(128, Path(tmp), pow2=False)
+        t_rq_small = best_time(lambda: run_passes(rq_small), repeat=repeat) / len(rq_small.graph.nodes)
+        t_rq_large = best_time(lambda: run_passes(rq_large), repeat=repeat) / len(rq_large.graph.nodes)
     nodes = len(ir.graph.nodes)
     return [
         Result(f"compile, 32-layer onnxruntime-style MLP ({nodes} nodes)", t_all, "same, normalised graph, without the normalisation passes", t_bare, limit=1.5, note="best of %d" % repeat),
         Result("compile time per node, 128 layers", t_large, "per node, 8 layers", t_small, limit=1.5, note="linear passes: no growth per node"),
+        Result("compile, 32-layer MLP, non-power-of-two scales (ISA 2 requant)", t_requant, "same MLP, power-of-two scales", t_all, limit=1.5, note="REQ rq=1 + LDQ"),
+        Result("compile time per node, 128 layers, non-power-of-two", t_rq_large, "per node, 8 layers, non-power-of-two", t_rq_small, limit=1.5, note="no growth per node"),
     ]
 
 

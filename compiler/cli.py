@@ -110,6 +110,7 @@ def summary_dict(bundle_path: Path) -> dict[str, Any]:
         "input": {"shape": list(m.input.shape), "format": str(m.input.format)},
         "output": {"shape": list(m.output.shape), "format": str(m.output.format)},
         "host_tail": [op.op for op in m.host_tail],
+        "host_scales": host_scales(b),
         "layers": [
             {
                 "index": layer.index, "name": layer.name, "op": layer.op, "input_shape": list(layer.input_shape),
@@ -123,9 +124,29 @@ def summary_dict(bundle_path: Path) -> dict[str, Any]:
         "instructions": {"count": len(b.program), "bytes": len(b.program_bytes), "by_kind": dict(count_by_kind(b.program))},
         "memory": {
             "weight_words": m.weight_words, "weight_word_bits": m.weight_word_bits, "bias_words": m.bias_words,
-            "bias_word_bits": m.bias_word_bits, "activation_words": m.activation_words,
+            "bias_word_bits": m.bias_word_bits, "activation_words": m.activation_words, "requant_entries": m.requant_entries,
         },
     }
+
+
+def host_scales(b: Any) -> dict[str, Any]:
+    """What the host applies to the network input and output (ISA 2): the float32 scale, the zero
+    point, and whether the output words are 32-bit accumulators stored by STA."""
+    fin, fout = b.manifest.input.fixed_point, b.manifest.output.fixed_point
+    accumulator = any(ins.op == "STA" for ins in b.program)
+    return {
+        "input_scale": float(fin.scale), "input_zero_point": fin.zero_point,
+        "output_scale": float(fout.scale), "output_zero_point": fout.zero_point, "output_accumulator_words": accumulator,
+    }
+
+
+def _scales_line(b: Any) -> str:
+    h = host_scales(b)
+    out = "32-bit accumulator words (STA)" if h["output_accumulator_words"] else "neuron words"
+    return (
+        f"host   input q = round(x / {h['input_scale']!r}) + {h['input_zero_point']}; "
+        f"output ({out}) y = (q - {h['output_zero_point']}) * {h['output_scale']!r} in float32"
+    )
 
 
 def _bound_line(bound: object) -> str:
@@ -150,6 +171,7 @@ def summary(bundle_path: Path) -> str:
         f"arch   {arch.pe_rows}x{arch.pe_cols} PEs @ {arch.clock_hz / 1e9:g} GHz, WB {_fmt_bytes(arch.weight_buffer_bytes)}, "
         f"NB {_fmt_bytes(arch.neuron_buffer_bytes)}, PE memories {arch.pe_weight_memory_bytes}+{arch.pe_neuron_memory_bytes} B",
         f"input  {m.input.shape} {m.input.format}   output {m.output.shape} {m.output.format}",
+        _scales_line(b),
         _bound_line(m.float32_bound),
         "host tail " + (" -> ".join(f"{op.op} ({op.node})" for op in m.host_tail) + "  (float32 on the host, after the last layer)" if m.host_tail else "none"),
         "",
@@ -173,6 +195,7 @@ def summary(bundle_path: Path) -> str:
         "memory:",
         f"  weight image {m.weight_words} words x {m.weight_word_bits} bit = {_fmt_bytes(m.weight_words * m.weight_word_bits // 8)}",
         f"  bias image   {m.bias_words} words x {m.bias_word_bits} bit = {_fmt_bytes(m.bias_words * m.bias_word_bits // 8)}",
+        f"  requant image {m.requant_entries} entries (M, n, z) x 3 x 32 bit = {_fmt_bytes(m.requant_entries * 12)}",
         f"  neuron buffer: at most {live} of {arch.neuron_buffer_words} words live at once"
         + (" (layers whose maps do not fit run in row bands through DRAM activations)" if live > arch.neuron_buffer_words else ""),
         f"  DRAM activations {m.activation_words} words per sample",

@@ -262,7 +262,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             value = nonzero(q_input)  # the prologue: the network input
         elif op == "STN":
             value = nonzero(outputs[-1])
-        elif op in ("DISTW", "DISTN", "MAC", "RELU", "REQ") and li is not None and layers[li].weight is not None:
+        elif op in ("DISTW", "DISTN", "MAC", "RELU", "REQ", "STA") and li is not None and layers[li].weight is not None:
             x, acc = layer_data(li, group_row)
             w2 = layers[li].weight.reshape(layers[li].weight.shape[0], -1)
             if op == "DISTN":
@@ -289,7 +289,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
                 tile["rows0"], tile["rows1"] = rows.start, rows.stop
             elif op == "RELU":
                 value = bool(np.any(acc[:, tile["rows0"] : tile["rows1"], tile["p0"] : tile["p0"] + tile["p"]] > 0))  # after max(., 0)
-            else:  # REQ
+            else:  # REQ, or STA (the accumulators, which forward() gives as the layer's 32-bit output)
                 out = outputs[li].reshape(n, layers[li].weight.shape[0], -1)
                 value = nonzero(out[:, tile["rows0"] : tile["rows1"], tile["p0"] : tile["p0"] + tile["p"]])
         elif op in ("POOL", "AVGPOOL", "ADD", "SYNC") and li is not None:

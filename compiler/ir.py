@@ -69,6 +69,12 @@ class Graph:
         return replace(self, **changes)
 
 
+def stores_accumulators(layer: QuantizedLayer, arch: Architecture) -> bool:
+    """Whether the layer is a float graph output wider than the neuron word: its accumulators go to
+    DRAM by STA (ISA 2, a 32-bit output format at the accumulator's scale) instead of through REQ."""
+    return bool(layer.meta.get("float_output")) and layer.output_format.bits > arch.neuron_word_bits
+
+
 @dataclass(frozen=True)
 class LayerSchedule:
     """How one layer runs on the PE array (compute layers) or which unit does it (pool, flatten, add).
@@ -159,6 +165,7 @@ class Emitted:
     layer_ranges: tuple[tuple[int, int], ...]  # [first, end) instruction index per layer
     weight_image: np.ndarray  # int64 words
     bias_image: np.ndarray  # int64 words
+    requant_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))  # DRAM.Q [entries, (M, n, z)]
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,8 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
         fmt.WEIGHTS_HEX: fmt.image_hex_bytes(e.weight_image, arch.weight_word_bits),
         fmt.BIAS_BIN: fmt.image_bytes(e.bias_image, BIAS_WORD_BITS),
         fmt.BIAS_HEX: fmt.image_hex_bytes(e.bias_image, BIAS_WORD_BITS),
+        fmt.REQUANT_BIN: fmt.image_bytes(fmt.requant_image_words(e.requant_image), BIAS_WORD_BITS),
+        fmt.REQUANT_HEX: fmt.image_hex_bytes(fmt.requant_image_words(e.requant_image), BIAS_WORD_BITS),
         fmt.LAYERS: fmt.json_bytes(layer_records(ir)),
     }
     selection = goldens.select_goldens(ir.layers, ir.shapes[0], ir.input_format, golden_count)
@@ -180,6 +182,7 @@ def bundle_files(ir: CompilerIR, golden_count: int = GOLDEN_COUNT) -> tuple[dict
         "weight_word_bits": arch.weight_word_bits,
         "bias_words": int(e.bias_image.size),
         "bias_word_bits": BIAS_WORD_BITS,
+        "requant_entries": int(e.requant_image.shape[0]),
         "instructions": len(program),
         "golden_count": int(x.shape[0]),
         "float32_bound": _float32_bound(ir),
@@ -216,10 +219,12 @@ def testbench_files(files: dict[str, bytes], neuron_word_bits: int, input_format
         fmt.GOLDEN_INPUTS_INT: fmt.npy_bytes(q),
         fmt.GOLDEN_INPUTS_HEX: fmt.image_hex(q.reshape(-1), neuron_word_bits).encode("ascii"),
     }
+    records = json.loads(files[fmt.LAYERS])
     index = 0
     while fmt.golden_layer_file(index) in files:
         values = fmt.read_npy_bytes(files[fmt.golden_layer_file(index)])
-        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), neuron_word_bits).encode("ascii")
+        bits = fmt.golden_word_bits(records[index]["output_format"], neuron_word_bits) if index < len(records) else neuron_word_bits
+        out[fmt.golden_layer_hex(index)] = fmt.image_hex(values.reshape(-1), bits).encode("ascii")
         index += 1
     return out
 
@@ -257,7 +262,8 @@ def content_hash_of_files(files: dict[str, bytes], manifest: dict[str, Any], arc
     weights = np.frombuffer(files[fmt.WEIGHTS_BIN], dtype=fmt.image_dtype(arch.weight_word_bits)).astype(np.int64)
     bias = np.frombuffer(files[fmt.BIAS_BIN], dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)
     layers = json.loads(files[fmt.LAYERS])
-    return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers)
+    requant = np.frombuffer(files.get(fmt.REQUANT_BIN, b""), dtype=fmt.image_dtype(BIAS_WORD_BITS)).astype(np.int64)  # absent: empty
+    return fmt.content_sha256(arch, files[fmt.PROGRAM_BIN], weights, bias, manifest, layers, requant)
 
 
 def finish_format_1_1(files: dict[str, bytes], manifest: dict[str, Any], layers: Any, arch: Any, selection: "goldens.Selection | None" = None) -> dict[str, bytes]:

@@ -36,6 +36,26 @@ def initializer(graph: Graph, node: Node, position: int, what: str) -> np.ndarra
     return graph.initializers[name]
 
 
+def scale_value(graph: Graph, node: Node) -> float:
+    """A Q/DQ node's scalar float32 scale, any positive finite value (ISA 2 requantises
+    non-power-of-two scales by multipliers)."""
+    scale = initializer(graph, node, 1, "scale")
+    if scale.size != 1:
+        raise refuse(node, f"per-channel scales ({scale.size} values) are only supported on weights")
+    if scale.dtype != np.float32:
+        raise refuse(node, f"scale is {scale.dtype}, expected float32")
+    value = float(scale.reshape(-1)[0])
+    if not math.isfinite(value) or value <= 0:
+        raise refuse(node, f"scale {value!r} is not a positive finite number")
+    return value
+
+
+def pow2_frac(value: float) -> int | None:
+    """``f`` when ``value == 2**-f`` (within the supported range), else None."""
+    mantissa, exponent = math.frexp(value)
+    return 1 - exponent if mantissa == 0.5 and abs(1 - exponent) <= 64 else None
+
+
 def scale_frac(graph: Graph, node: Node) -> int:
     """The fractional length ``f`` of a Q/DQ node's scale, which must be a scalar ``2**-f``."""
     scale = initializer(graph, node, 1, "scale")
@@ -80,6 +100,27 @@ def activation_format(graph: Graph, node: Node) -> FixedPointFormat:
     if dtype not in ACTIVATION_DTYPES:
         raise refuse(node, f"activation type {dtype} is not supported (int8 or int16)")
     return FixedPointFormat(ACTIVATION_DTYPES[dtype], frac)
+
+
+def activation_format_any(graph: Graph, node: Node) -> FixedPointFormat:
+    """:func:`activation_format`, also for a non-power-of-two scale (ISA 2: ``scale_value``) and a
+    nonzero zero point (``zero_point``: the stored integers keep it; int8/uint8/int16/uint16)."""
+    value = scale_value(graph, node)
+    zero = graph.initializers.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if zero is not None and zero.size == 1 and (int(zero.reshape(-1)[0]) != 0 or zero.dtype.kind == "u"):
+        bits = {"int8": 8, "uint8": 8, "int16": 16, "uint16": 16}.get(str(zero.dtype))
+        if bits is None:
+            raise refuse(node, f"activation type {zero.dtype} is not supported (int8, uint8, int16 or uint16)")
+        frac = pow2_frac(value)
+        return FixedPointFormat(bits, frac if frac is not None else 0, zero.dtype.kind == "i", None if frac is not None else value, int(zero.reshape(-1)[0]))
+    if pow2_frac(value) is not None:
+        return activation_format(graph, node)
+    dtype = zero_point_dtype(graph, node)
+    if dtype is None and node.op == "QuantizeLinear":
+        dtype = {3: "int8", 5: "int16"}.get(int(node.attrs.get("output_dtype", 0) or 0))
+    if dtype not in ACTIVATION_DTYPES:
+        raise refuse(node, f"activation type {dtype} is not supported (int8 or int16)")
+    return FixedPointFormat(ACTIVATION_DTYPES[dtype], 0, True, value)
 
 
 def parse_format(node: Node, key: str) -> FixedPointFormat | None:

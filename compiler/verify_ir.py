@@ -115,7 +115,7 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         _require(e.weight_image.size == ir.allocation.weight_words, stage, "weight image size matches the allocation")
         _require(e.bias_image.size == ir.allocation.bias_words, stage, "bias image size matches the allocation")
         try:
-            check_program(e.program, ir.arch, e.weight_image.size, e.bias_image.size, ir.allocation.activation_words)
+            check_program(e.program, ir.arch, e.weight_image.size, e.bias_image.size, ir.allocation.activation_words, int(e.requant_image.shape[0]))
         except BundleError as exc:
             raise IRVerificationError(f"after {stage}: emitted program fails its static check: {exc}") from None
         syncs = [ins["layer"] for ins in e.program if ins.op == "SYNC"]

@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from axtrain.errors import HardwareModelError
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, transform_operand
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.hwmodels.pooling import avgpool, residual_add
@@ -57,6 +57,9 @@ class QuantizedLayer:
     # previous layer (a chain). A residual add reads two.
     sources: tuple[int, ...] = ()
     other_format: FixedPointFormat | None = None  # add: the format of its second input
+    # ISA 2: per output neuron (multiplier M, shift n, zero point z) when the layer requantises by
+    # ``z + round_half_even(acc * M * 2**-n)`` (non-power-of-two scales) instead of by a shift.
+    requant: tuple[tuple[int, int, int], ...] | None = None
 
     @property
     def stride_hw(self) -> tuple[int, int]:
@@ -211,6 +214,11 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)
+    if layer.requant is not None:
+        table = np.asarray(layer.requant, dtype=np.int64)  # [out, (M, n, z)], broadcast over the neuron axis 1
+        shape = (1, -1) + (1,) * (acc.ndim - 2)
+        fmt = layer.output_format
+        return requantize_multiplier(acc, table[:, 0].reshape(shape), table[:, 1].reshape(shape), table[:, 2].reshape(shape), fmt.qmin, fmt.qmax)
     return requantize(acc, layer.accumulator_frac, layer.output_format)
 
 

@@ -7,6 +7,8 @@ breakdown. Categories (docs/runtime.md):
   adders (accumulator additions at ``accumulator_bits``; ReLU/max-pool comparisons and requantising
   shifts priced as adds at the neuron word width); ``adder_tree``: the partial-sum additions of dot
   products split over several PEs (synapse parallelism), at ``accumulator_bits``;
+  ``requant_multipliers``: a table-scaled REQ's multiply by its 31-bit multiplier, priced as one
+  exact 32x32-bit multiply (our choice: the technology table has no 48x31 multiplier);
 * storage: weight buffer (SRAM, dynamic energy ~V^2 at the weight-SRAM voltage of each access),
   neuron buffer (SRAM, nominal), bias buffer (register file), PE weight and neuron local memories,
   DRAM bytes;
@@ -116,6 +118,8 @@ def price(events: Events, tech: TechnologyTable, arch: Architecture) -> EnergyBr
         compute[f"multipliers:{key}"] = count * tech.multiplier_energy(mode, bits)
     # The table's adder is linear in width and defined up to 32 bits; the accumulator may be wider.
     per_bit = tech.adder_energy(32) / 32
+    if events.requant_multiplies:  # only then: power-of-two bundles keep their breakdown keys
+        compute["requant_multipliers"] = events.requant_multiplies * tech.multiplier_energy("exact", 32)
     compute["adders"] = per_bit * (events.additions * arch.accumulator_bits + (events.comparisons + events.requantizations) * arch.neuron_word_bits)
     if events.partial_sum_additions:
         compute["adder_tree"] = per_bit * events.partial_sum_additions * arch.accumulator_bits

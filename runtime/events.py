@@ -72,6 +72,7 @@ class Events:
     partial_sum_additions: int = 0  # adder-tree additions of split dot products (synapse parallelism)
     comparisons: int = 0  # ReLU and max-pool comparisons
     requantizations: int = 0  # rounding shifts with saturation (REQ)
+    requant_multiplies: int = 0  # accumulator x 31-bit multiplier products of table-scaled REQs (rq=1)
     reads: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words read
     writes: Counter[str] = field(default_factory=Counter)  # "memory@V" -> words written
     dram_read_bytes: int = 0
@@ -97,6 +98,7 @@ class Events:
             "partial_sum_additions": int(self.partial_sum_additions),
             "comparisons": int(self.comparisons),
             "requantizations": int(self.requantizations),
+            "requant_multiplies": int(self.requant_multiplies),
             "reads": clean(self.reads),
             "writes": clean(self.writes),
             "dram_read_bytes": int(self.dram_read_bytes),
@@ -131,7 +133,7 @@ class Events:
 
 _INT_FIELDS = (
     "cycles", "compute_cycles", "transfer_cycles", "stall_cycles", "active_pe_cycles", "additions", "partial_sum_additions",
-    "comparisons", "requantizations", "dram_read_bytes", "dram_write_bytes",
+    "comparisons", "requantizations", "requant_multiplies", "dram_read_bytes", "dram_write_bytes",
 )
 _COUNTER_FIELDS = ("instructions", "cycles_by_op", "cycles_by_voltage", "multiplies", "reads", "writes")
 

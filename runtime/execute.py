@@ -30,23 +30,42 @@ import contextlib
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Instruction
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
+from axtrain.formats.isa import ACC_OUT_WORD_BITS, Instruction
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform, drum_transform_float
 from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
-from axtrain.runtime.interpreter import ReferenceExecutor
+from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
-from axtrain.runtime.plan import Add, AvgPool, Copy, Gather, Load, Mac, Pattern, Plan, Pool, Relu, Requantize, Step, Store, Sync, Write, build_plan, written
+from axtrain.runtime.plan import (
+    Add,
+    AvgPool,
+    Copy,
+    Gather,
+    Load,
+    Mac,
+    Pattern,
+    Plan,
+    Pool,
+    Relu,
+    Requantize,
+    Step,
+    Store,
+    StoreAcc,
+    Sync,
+    Write,
+    build_plan,
+    written,
+)
 
 __all__ = [
     "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
@@ -86,10 +105,14 @@ class PreparedWeights:
     bias: dict[int, np.ndarray]  # init step -> bias [runs, m]
     chain_weight_bound: dict[int, float]  # chain -> sum over its MACs of k * max|W|
     chain_bias_bound: dict[int, float]
+    requant: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)  # REQ step -> (M, n, z) [count]
 
 
-def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray], bias_image: np.ndarray) -> PreparedWeights:
-    """Gather and transform every MAC's weights from one or several (possibly faulted) weight images.
+def prepare_weights(
+    plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray], bias_image: np.ndarray, requant_image: np.ndarray | None = None
+) -> PreparedWeights:
+    """Gather and transform every MAC's weights from one or several (possibly faulted) weight images,
+    and every table-scaled REQ's (multiplier, shift, zero point) from the requant image.
 
     ``weight_images`` is one image ``[words]`` or a stack ``[runs, words]``.
 
@@ -162,7 +185,13 @@ def prepare_weights(plan: Plan, weight_images: np.ndarray | Sequence[np.ndarray]
         tiles[number] = group
         for part, top in zip(parts, part_max, strict=True):
             wbound[mac.chain] = wbound.get(mac.chain, 0.0) + part.k * float(top)
-    return PreparedWeights(runs, tiles, biases, wbound, bbound)
+    table = np.concatenate([requant_table(requant_image), np.zeros((1, 3), dtype=np.int64)])  # index -1 -> (0, 0, 0)
+    requant: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for number, step in enumerate(plan.steps):
+        if isinstance(step, Requantize) and step.rq_src is not None:
+            rows = table[step.rq_src]
+            requant[number] = (rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
+    return PreparedWeights(runs, tiles, biases, wbound, bbound, requant)
 
 
 def _image_view(image: np.ndarray, parts: Sequence[Mac], cuts: np.ndarray) -> np.ndarray | None:
@@ -432,7 +461,17 @@ def run_plan(
     # clip(rint(a * s), max(lo, 0), hi) (same integers, one pass less over the accumulators).
     folded = {number for number, step in enumerate(plan.steps[:-1]) if isinstance(step, Relu) and isinstance(plan.steps[number + 1], Requantize)}
 
-    def requantize(step: Requantize, after_relu: bool) -> None:
+    def requantize(number: int, step: Requantize, after_relu: bool) -> None:
+        nonlocal acc
+        if step.rq_src is not None:
+            # Table-scaled: the integer definition (hwmodels.fixedpoint), on the exact accumulators.
+            assert step.layout is not None
+            if after_relu:
+                np.maximum(acc, 0, out=acc)
+            m_, n_, z_ = (v.reshape(1, *step.layout, 1) for v in weights.requant[number])
+            scaled = requantize_multiplier(acc.astype(np.int64), m_, n_, z_, step.qmin, step.qmax)
+            write(step, scaled.astype(dtype).reshape(runs, -1, n), float(max(-step.qmin, step.qmax)), step.view, False)
+            return
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
         np.rint(acc, out=acc)
         np.clip(acc, max(step.qmin, 0) if after_relu else step.qmin, step.qmax, out=acc)
@@ -499,7 +538,7 @@ def run_plan(
             if number not in folded:
                 np.maximum(acc, 0, out=acc)
         elif isinstance(step, Requantize):
-            requantize(step, number - 1 in folded)
+            requantize(number, step, number - 1 in folded)
         elif isinstance(step, Load):
             values = np.ascontiguousarray(dram_a[:, step.dram : step.dram + step.count].T, dtype=dtype)
             write(step, values, float(np.abs(values).max(initial=0)), step.view, True)
@@ -513,6 +552,20 @@ def run_plan(
             add(step)
         elif isinstance(step, Store):
             stores.append((step.dram, read_out(step)))
+        elif isinstance(step, StoreAcc):
+            limit = float(1 << (ACC_OUT_WORD_BITS - 1))
+            values = np.clip(acc, -limit, limit - 1).astype(np.int64).reshape(runs, -1, n).transpose(0, 2, 1)  # [runs, n, m*p]
+            for address, first, words in step.runs:
+                stores.append((address, values[:, :, first : first + words]))
+        elif isinstance(step, Sync) and step.acc_range is not None:
+            if collect:  # the DRAM.A words STA stored, as the stores so far left them
+                start, count = step.acc_range
+                out = np.zeros((runs, n, count), dtype=np.int64)
+                for address, values in stores:
+                    a0, a1 = max(address, start), min(address + values.shape[2], start + count)
+                    if a0 < a1:
+                        out[:, :, a0 - start : a1 - start] = values[:, :, a0 - address : a1 - address]
+                outputs[step.layer] = out
         elif isinstance(step, Sync):
             if collect:
                 outputs[step.layer] = read_out(step)
@@ -540,14 +593,14 @@ class FastExecutor(Executor):
         self.plan = build_plan(self.program, arch)
         self.reference = None if self.plan.fast else ReferenceExecutor(self.program, arch)
 
-    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> Any:
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray, requant_image: np.ndarray | None = None) -> Any:
         """Per weight image work (gather and transform weight tiles); pass the result to :meth:`run`.
 
         ``weight_image`` may also be a stack ``[runs, words]`` (one image per Monte Carlo run), for
         :meth:`run_many`."""
         if self.reference is not None:
-            return self.reference.prepare(weight_image, bias_image)
-        return prepare_weights(self.plan, np.asarray(weight_image, dtype=np.int64), bias_image)
+            return self.reference.prepare(weight_image, bias_image, requant_image)
+        return prepare_weights(self.plan, np.asarray(weight_image, dtype=np.int64), bias_image, requant_image)
 
     def run_many(
         self, prepared: Any, dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
@@ -595,8 +648,8 @@ def quantize_float32(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
     it saturates either way) or falls below the normal range (then it is below 1/2 and rounds to 0
     either way); ``rint`` and the clip to bounds below ``2**24`` are exact in float32.
     """
-    if fmt.bits > 24:
-        raise ValueError(f"{fmt}: wider than float32's exact integers")
+    if fmt.bits > 24 or not fmt.power_of_two:
+        raise ValueError(f"{fmt}: wider than float32's exact integers, or not a power-of-two scale")
     with np.errstate(over="ignore"):  # an overflow to +-inf saturates below, as it should
         values = np.asarray(x, dtype=np.float32) * np.float32(math.ldexp(1.0, fmt.frac))
     np.rint(values, out=values)
@@ -612,7 +665,7 @@ def place_inputs(inputs: np.ndarray, input_format: str, input_dram: int, activat
     """
     x = np.asarray(inputs, dtype=np.float32)
     fmt = FixedPointFormat.parse(input_format)
-    if np.dtype(dtype) == np.float32 and fmt.bits <= 24:
+    if np.dtype(dtype) == np.float32 and fmt.bits <= 24 and fmt.power_of_two and not fmt.zero_point:
         q = quantize_float32(x, fmt).reshape(x.shape[0], -1)
     else:
         q = quantize(x, fmt).reshape(x.shape[0], -1)

@@ -33,9 +33,10 @@ class Executor(ABC):
     arch: Architecture
 
     @abstractmethod
-    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> Any:
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray, requant_image: np.ndarray | None = None) -> Any:
         """Per weight image work, passed to :meth:`run` / :meth:`run_many`. ``weight_image`` is one
-        image ``[words]`` or a stack ``[runs, words]`` (one per Monte Carlo run)."""
+        image ``[words]`` or a stack ``[runs, words]`` (one per Monte Carlo run); ``requant_image``
+        is DRAM.Q (``[entries, 3]`` or its flat words; None: empty)."""
 
     @abstractmethod
     def run_many(

@@ -16,8 +16,8 @@ import numpy as np
 
 from axtrain.errors import BundleError
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_shape
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize
+from axtrain.formats.isa import ACC_OUT_WORD_BITS, Geometry, Instruction, mode_of_code, pool_output_shape
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, requantize, requantize_multiplier_reference, saturation_bounds
 from axtrain.hwmodels.multipliers import MultiplierMode, multiply
 from axtrain.hwmodels.pooling import residual_add, scaled_average
 from axtrain.limits import MAX_INTERPRETER_STATE_BYTES
@@ -36,10 +36,12 @@ class MachineState:
     dram_w: np.ndarray  # [weight words] shared
     dram_b: np.ndarray  # [bias words] shared
     dram_a: np.ndarray  # [n, activation words]
+    dram_q: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))  # [entries, (M, n, z)] shared
     wb: np.ndarray = field(init=False)
     nb: np.ndarray = field(init=False)
     bb: np.ndarray = field(init=False)
     mt: np.ndarray = field(init=False)
+    rq: np.ndarray = field(init=False)  # the requant table: [bias_buffer_words, (M, n, z)]
     wlm: np.ndarray = field(init=False)
     nlm: np.ndarray = field(init=False)
     acc: np.ndarray = field(init=False)
@@ -52,6 +54,7 @@ class MachineState:
         self.nb = np.zeros((n, a.neuron_buffer_words), dtype=np.int64)
         self.bb = np.zeros(a.bias_buffer_words, dtype=np.int64)
         self.mt = np.zeros(a.bias_buffer_words, dtype=np.int64)
+        self.rq = np.zeros((a.bias_buffer_words, 3), dtype=np.int64)
         self.wlm = np.zeros((a.pe_count, self.local_words or a.pe_weight_memory_words), dtype=np.int64)
         self.nlm = np.zeros((n, a.pe_count, self.local_words or a.pe_neuron_memory_words), dtype=np.int64)
         self.acc = np.zeros((n, a.pe_count), dtype=np.int64)
@@ -75,6 +78,21 @@ def batch_size(arch: Architecture, local_words: int, activation_words: int, imag
             f"architecture, more than its limit of {MAX_INTERPRETER_STATE_BYTES >> 20} MiB"
         )
     return room // per_image
+
+
+def requant_table(image: np.ndarray | None) -> np.ndarray:
+    """DRAM.Q as ``[entries, 3]`` int64 (multiplier, shift, zero point); None is the empty image.
+    A flat image of 3 words per entry (what ``requant.bin`` holds) is reshaped."""
+    if image is None:
+        return np.zeros((0, 3), dtype=np.int64)
+    table = np.asarray(image, dtype=np.int64)
+    if table.ndim == 1:
+        if table.size % 3:
+            raise BundleError(f"the requant image holds {table.size} words, not 3 per entry")
+        table = table.reshape(-1, 3)
+    if table.ndim != 2 or table.shape[1] != 3:
+        raise BundleError(f"the requant image has shape {list(table.shape)}, expected [entries, 3]")
+    return table
 
 
 @dataclass
@@ -110,6 +128,8 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
             state.wb[o["wb"] + r * o["cols"] : o["wb"] + (r + 1) * o["cols"]] = state.dram_w[src : src + o["cols"]]
     elif op == "LDB":
         state.bb[o["bb"] : o["bb"] + o["count"]] = state.dram_b[o["dram"] : o["dram"] + o["count"]]
+    elif op == "LDQ":
+        state.rq[o["qa"] : o["qa"] + o["count"]] = state.dram_q[o["dram"] : o["dram"] + o["count"]]
     elif op == "LDN":
         state.nb[:, o["nb"] : o["nb"] + o["count"]] = state.dram_a[:, o["dram"] : o["dram"] + o["count"]]
     elif op == "STN":
@@ -139,11 +159,17 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
         count = o["m"] * o["p"]
         state.acc[:, :count] = np.maximum(state.acc[:, :count], 0)
     elif op == "REQ":
-        fmt = FixedPointFormat(o["bits"], 0)
+        fmt = FixedPointFormat(o["bits"], 0, signed=not o["uns"])
         for e in range(o["m"] * o["p"]):
             address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
-            # requantize(acc, acc_frac=shift, s<bits>.0) is the rounding shift by `shift`, saturated.
-            state.nb[:, address] = requantize(state.acc[:, e], o["shift"], fmt)
+            if o["rq"]:
+                # The definition in Python integers, image by image (the fast path is numpy's).
+                m, n, z = (int(v) for v in state.rq[o["qa"] + e // o["p"]])
+                qmin, qmax = saturation_bounds(o["bits"], not o["uns"])
+                state.nb[:, address] = [requantize_multiplier_reference(int(a), m, n, z, qmin, qmax) for a in state.acc[:, e]]
+            else:
+                # requantize(acc, acc_frac=shift, <bits>.0) is the rounding shift by `shift`, saturated.
+                state.nb[:, address] = requantize(state.acc[:, e], o["shift"], fmt)
     elif op == "POOL":
         c, h, w = o["c"], o["h"], o["w"]
         oh, ow = pool_output_shape(o)
@@ -155,6 +181,11 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
                 x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
                 result[:, :, oy, ox] = source[:, :, y0:y1, x0:x1].max(axis=(2, 3))
         state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
+    elif op == "STA":
+        limit = 1 << (ACC_OUT_WORD_BITS - 1)
+        for e in range(o["m"] * o["p"]):
+            address = o["dram"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+            state.dram_a[:, address] = np.clip(state.acc[:, e], -limit, limit - 1)  # saturated to 32 bits
     elif op == "AVGPOOL":
         c, h, w = o["c"], o["h"], o["w"]
         oh, ow = pool_output_shape(o)
@@ -190,22 +221,25 @@ def run_program(
     bias_image: np.ndarray,
     dram_activations: np.ndarray,
     mode_override: MultiplierMode | None = None,
+    requant_image: np.ndarray | None = None,
 ) -> InterpreterResult:
     """Execute ``program`` for a batch: ``dram_activations`` is ``[n, words]`` with the quantised
     inputs already placed at their DRAM address. ``mode_override`` rewrites every MODE instruction's
     code first (runtime/overrides.py); the machine itself only reads its mode table.
 
     Images are independent, so a large batch runs in slices that keep the machine state within
-    :data:`~axtrain.limits.MAX_INTERPRETER_STATE_BYTES`; the results are the same."""
+    :data:`~axtrain.limits.MAX_INTERPRETER_STATE_BYTES`; the results are the same. ``requant_image``
+    is DRAM.Q, ``[entries, 3]`` (multiplier, shift, zero point), for programs that LDQ."""
     program = override_program(program, mode_override)
     weights = np.asarray(weight_image, dtype=np.int64)
     bias = np.asarray(bias_image, dtype=np.int64)
+    requant = requant_table(requant_image)
     dram_all = np.array(dram_activations, dtype=np.int64, copy=True)
     local = local_words_used(program)
     step_images = batch_size(arch, local, dram_all.shape[1] if dram_all.ndim == 2 else 0, weights.size + bias.size)
     slices: list[InterpreterResult] = []
     for start in range(0, max(dram_all.shape[0], 1), step_images):
-        state = MachineState(arch, weights, bias, dram_all[start : start + step_images], local_words=local)
+        state = MachineState(arch, weights, bias, dram_all[start : start + step_images], requant, local_words=local)
         outputs: dict[int, np.ndarray] = {}
         for index, ins in enumerate(program):
             if not step(state, ins, index, outputs):
@@ -227,23 +261,23 @@ class ReferenceExecutor(Executor):
         self.program = override_program(program, mode_override)
         self.arch = arch
 
-    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The weight images as ``[runs, words]`` and the bias image, as int64."""
+    def prepare(self, weight_image: np.ndarray, bias_image: np.ndarray, requant_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The weight images as ``[runs, words]``, the bias image and the requant table, as int64."""
         images = np.asarray(weight_image, dtype=np.int64)
-        return (images if images.ndim == 2 else images[None], np.asarray(bias_image, dtype=np.int64))
+        return (images if images.ndim == 2 else images[None], np.asarray(bias_image, dtype=np.int64), requant_table(requant_image))
 
     def run_many(
-        self, prepared: tuple[np.ndarray, np.ndarray], dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
+        self, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], dram_a: np.ndarray, collect: bool = False, chunk: int | None = DEFAULT_CHUNK, region: tuple[int, int] | None = None
     ) -> ExecutorResult:
         """One :func:`run_program` per weight image (``chunk`` is ignored: the interpreter slices the
         batch by its own state limit)."""
-        images, bias = prepared
+        images, bias, requant = prepared
         dram_a = np.asarray(dram_a)
         lo, hi = region_bounds(dram_a, region)
         final = np.empty((images.shape[0], dram_a.shape[0], hi - lo), dtype=np.int64)
         per_run = []
         for run in range(images.shape[0]):
-            result = run_program(self.program, self.arch, images[run], bias, dram_a)
+            result = run_program(self.program, self.arch, images[run], bias, dram_a, requant_image=requant)
             final[run] = result.dram_a[:, lo:hi]
             per_run.append(result.layer_outputs)
         layers = {key: np.stack([outputs[key] for outputs in per_run]) for key in per_run[0]} if collect and per_run else {}
@@ -277,7 +311,7 @@ def run_bundle(bundle: Bundle, inputs: np.ndarray, mode_override: MultiplierMode
         chunk = q[start : start + per_slice]
         dram = np.zeros((chunk.shape[0], manifest.activation_words), dtype=np.int64)
         dram[:, manifest.input.dram : manifest.input.dram + q.shape[1]] = chunk
-        parts.append(run_program(program, bundle.arch, bundle.weights, bundle.bias, dram))
+        parts.append(run_program(program, bundle.arch, bundle.weights, bundle.bias, dram, requant_image=bundle.requant))
     result = parts[0] if len(parts) == 1 else InterpreterResult(
         {key: np.concatenate([p.layer_outputs[key] for p in parts]) for key in parts[0].layer_outputs},
         np.concatenate([p.dram_a for p in parts]),

@@ -28,7 +28,7 @@ import numpy as np
 
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import Geometry, Instruction, pool_output_shape
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, saturation_bounds
 
 Pattern = tuple[int, tuple[int, ...], tuple[int, ...]]  # (base, shape, steps): idx[i...] == base + sum(i_d * steps_d)
 EMPTY = np.zeros(0, dtype=np.intp)
@@ -112,7 +112,11 @@ class Relu:
 
 @dataclass(frozen=True, eq=False)
 class Requantize:
-    """REQ: the ``count`` accumulators, shifted, rounded and saturated, into neuron-buffer words ``idx``."""
+    """REQ: the ``count`` accumulators, shifted, rounded and saturated, into neuron-buffer words ``idx``.
+
+    ``rq_src`` (REQ with ``rq=1``): per accumulator, the DRAM.Q entry its requant table entry was
+    loaded from (-1: an entry no LDQ wrote, which reads as multiplier 0, shift 0, zero point 0);
+    None: the power-of-two ``shift``."""
 
     op: ClassVar[str] = "REQ"  # the instruction it executes
     index: int
@@ -121,6 +125,7 @@ class Requantize:
     shift: int
     qmin: int
     qmax: int
+    rq_src: np.ndarray | None = None
     layout: tuple[int, int] | None = None  # chain_accumulators
     view: Pattern | None = None  # strided_views: shape ``layout``
     transform_sel: np.ndarray | None = None
@@ -221,7 +226,8 @@ class Copy:
 
 @dataclass(frozen=True, eq=False)
 class Sync:
-    """SYNC: layer ``layer``'s output is neuron-buffer words ``idx``."""
+    """SYNC: layer ``layer``'s output is neuron-buffer words ``idx`` (``acc_range``: instead the
+    DRAM.A words ``[start, start + count)`` that STA stored, and ``idx`` is empty)."""
 
     op: ClassVar[str] = "SYNC"  # the instruction it executes
     index: int
@@ -229,6 +235,19 @@ class Sync:
     layer: int
     view: Pattern | None = None
     shared: bool = False
+    acc_range: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StoreAcc:
+    """STA: the tile's accumulators, saturated to 32 bits, to DRAM.A: ``runs`` of ``(dram address,
+    first accumulator of the tile, words)`` (contiguous pieces, in tile order)."""
+
+    op: ClassVar[str] = "STA"  # the instruction it executes
+    index: int
+    count: int
+    runs: tuple[tuple[int, int, int], ...]
+    layout: tuple[int, int] | None = None  # chain_accumulators
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +263,7 @@ class Store:
     shared: bool = False
 
 
-Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, AvgPool, Add, Copy, Sync, Store]
+Step = Union[Load, Gather, Mac, Relu, Requantize, Pool, AvgPool, Add, Copy, Sync, Store, StoreAcc]
 Write = Union[Load, Requantize, Pool, AvgPool, Add, Copy]  # steps that write neuron-buffer words
 
 
@@ -345,6 +364,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         result: np.ndarray = (nb_used + np.searchsorted(stored, addresses)).astype(np.intp)
         return result
 
+    sta_words: set[int] = set()  # activation-DRAM words an STA stored
+
     def spilled(dram: int, count: int) -> bool | None:
         """Whether words ``[dram, dram + count)`` were all stored by an earlier STN (None: some were)."""
         seen = dram_written[dram : dram + count]
@@ -354,6 +375,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     wb_src = np.full(arch.weight_buffer_words, -1, dtype=np.int64)
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
     mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
+    rq_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)  # requant table entry -> DRAM.Q entry
     distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
     distn: tuple[int, int, int] | None = None
     steps: list[Step] = []
@@ -370,6 +392,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             bb_src[o["bb"] : o["bb"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "MODE":
             mt[o["mt"] : o["mt"] + o["count"]] = o["code"]
+        elif op == "LDQ":
+            rq_src[o["qa"] : o["qa"] + o["count"]] = o["dram"] + np.arange(o["count"])
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
@@ -400,9 +424,10 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "REQ":
             e = np.arange(o["m"] * o["p"])
             address = o["nb"] + (e // o["p"]) * o["ostride"] + e % o["p"]
-            fmt = FixedPointFormat(o["bits"], 0)
+            qmin, qmax = saturation_bounds(o["bits"], not o["uns"])
             max_req_bits = max(max_req_bits, o["bits"])
-            steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], fmt.qmin, fmt.qmax))
+            entries = rq_src[o["qa"] + e // o["p"]].copy() if o["rq"] else None
+            steps.append(Requantize(index, cidx(address), int(e.size), o["shift"], qmin, qmax, entries))
         elif op == "POOL":
             c, h, w = o["c"], o["h"], o["w"]
             oh, ow = pool_output_shape(o)
@@ -442,12 +467,21 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 steps.append(Copy(index, source[kept], didx(addresses[kept])))
                 dram_written[addresses[kept]] = True
         elif op == "SYNC":
-            if o["space"]:
+            if o["space"] and sta_words.issuperset(range(o["nb"], o["nb"] + o["count"])):
+                # The accumulator words STA stored (a float graph output): read from the stores.
+                steps.append(Sync(index, EMPTY, o["layer"], acc_range=(o["nb"], o["count"])))
+            elif o["space"]:
                 if spilled(o["nb"], o["count"]) is not True:
                     return Plan((), nb_words, (), False, f"instruction {index}: SYNC of activation DRAM words the program did not store", passes=("trace",))
                 steps.append(Sync(index, didx(o["nb"] + np.arange(o["count"])), o["layer"]))
             else:
                 steps.append(Sync(index, cidx(o["nb"] + np.arange(o["count"])), o["layer"]))
+        elif op == "STA":
+            rows, per_row, ostride = o["m"], o["p"], o["ostride"]
+            pieces = ((o["dram"], 0, rows * per_row),) if ostride == per_row or rows == 1 else tuple((o["dram"] + r * ostride, r * per_row, per_row) for r in range(rows))
+            steps.append(StoreAcc(index, rows * per_row, pieces))
+            for first_word, _, piece_words in pieces:
+                sta_words.update(range(first_word, first_word + piece_words))
         elif op == "END":
             break
     return Plan(tuple(steps), nb_words, tuple(sorted(codes_used)), True, max_req_bits=max_req_bits, passes=("trace",))
@@ -475,9 +509,9 @@ def chain_accumulators(plan: Plan) -> Plan:
             elif layout != (step.m, step.p):
                 return fallback(plan, f"instruction {step.index}: MAC accumulates onto a different tile shape")
             steps.append(replace(step, chain=chain))
-        elif isinstance(step, (Relu, Requantize)):
+        elif isinstance(step, (Relu, Requantize, StoreAcc)):
             if layout is None or layout[0] * layout[1] != step.count:
-                kind = "RELU" if isinstance(step, Relu) else "REQ"
+                kind = step.op
                 return fallback(plan, f"instruction {step.index}: {kind} on a tile no MAC chain produced")
             steps.append(replace(step, layout=layout))
         else:
@@ -775,6 +809,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             view_matches(what, step.view, step.idx)
             write_targets(what, step)
         elif isinstance(step, (Store, Sync)):
+            require(not isinstance(step, Sync) or step.acc_range is None or step.idx.size == 0, lambda: f"{what}: an accumulator SYNC reads no neuron-buffer words")
             indices(what, step.idx, step.count if isinstance(step, Store) else step.idx.size)
             view_matches(what, step.view, step.idx)
         elif isinstance(step, Gather):
@@ -806,6 +841,8 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             if step.fused_into is not None:
                 head = plan.steps[step.fused_into] if 0 <= step.fused_into < len(plan.steps) else None
                 require(isinstance(head, Mac) and head.fused is not None and number in head.fused.macs, lambda: f"{what}: fused into a step that is not its chain's head")
+        elif isinstance(step, StoreAcc):
+            require(step.count >= 1 and sum(words for _, _, words in step.runs) == step.count, lambda: f"{what}: pieces do not cover its {step.count} accumulators")
         elif isinstance(step, (Relu, Requantize)):
             require(step.count >= 1, lambda: f"{what}: empty tile")
             if "chain_accumulators" in done:
@@ -813,6 +850,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             if isinstance(step, Requantize):
                 indices(what, step.idx, step.count)
                 require(step.qmin < step.qmax, lambda: f"{what}: empty saturation range")
+                require(step.rq_src is None or step.rq_src.shape == (step.count,), lambda: f"{what}: requant sources are not one per accumulator")
                 view_matches(what, step.view, step.idx)
                 write_targets(what, step)
         elif isinstance(step, Pool):

@@ -171,7 +171,7 @@ def simulate(
         else:
             drawn = [run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)]
             images = drawn[0][None] if count == 1 else np.stack(drawn)  # one run: the image itself, no copy
-        q, _ = executor.run_many(executor.prepare(images, bundle.bias), dram, chunk=chunk, region=region)
+        q, _ = executor.run_many(executor.prepare(images, bundle.bias, bundle.requant), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))
         if y is not None:

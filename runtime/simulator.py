@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import Geometry, Instruction, mode_of_code, pool_output_shape
+from axtrain.formats.isa import REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -97,10 +97,15 @@ class _Inference:
         v, nominal = self.context.voltages[index], self.context.nominal_voltage
         if op in DMA_OPS:
             useful, bus = dram_transfer(ins, a)
+            if op == "STA":  # accumulators straight to DRAM (32-bit words): no buffer access
+                ev.dram_write_bytes += bus
+                return _ceil(bus, a.dram_bandwidth)
             if op == "LDW":
                 words, memory, weight = o["rows"] * o["cols"], "weight_buffer", True
             elif op == "LDB":
                 words, memory, weight = o["count"], "bias_buffer", False
+            elif op == "LDQ":  # the requant table sits beside the bias register file: 3 words an entry
+                words, memory, weight = REQUANT_ENTRY_WORDS * o["count"], "bias_buffer", False
             else:
                 words, memory, weight = o["count"], "neuron_buffer", False
             key = access_key(memory, v if weight else nominal)
@@ -147,6 +152,9 @@ class _Inference:
             n = o["m"] * o["p"]
             ev.writes[access_key("neuron_buffer", nominal)] += n
             ev.requantizations += n
+            if o["rq"]:  # one table entry read per output neuron, one multiply per output (pipelined)
+                ev.reads[access_key("bias_buffer", nominal)] += REQUANT_ENTRY_WORDS * o["m"]
+                ev.requant_multiplies += n
             return _ceil(n, nb_rate)
         if op in ("POOL", "AVGPOOL"):
             outputs, reads = pool_reads(o)
@@ -175,7 +183,7 @@ class _Inference:
 
     def run(self) -> None:
         a = self.arch
-        sizes = {"WB": a.weight_buffer_words, "BB": a.bias_buffer_words, "NB": a.neuron_buffer_words}
+        sizes = {"WB": a.weight_buffer_words, "BB": a.bias_buffer_words, "NB": a.neuron_buffer_words, "RQ": a.bias_buffer_words, "ACC": a.pe_count}
         last_write = {b: np.zeros(n + 1, dtype=np.int64) for b, n in sizes.items()}
         last_read = {b: np.zeros(n + 1, dtype=np.int64) for b, n in sizes.items()}
         pe_free = dma_issue = bus_free = barrier = latest = 0

@@ -26,7 +26,7 @@ from collections import defaultdict, deque
 from typing import Callable, Iterator, Sequence
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, mode_of_code, pool_output_shape
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, mode_of_code, pool_output_shape
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.runtime.events import Events, InstructionContext, access_key, instruction_context, multiply_key, voltage_key
 from axtrain.runtime.overrides import override_program
@@ -184,6 +184,12 @@ class ReferenceSimulator:
         elif ins.op == "LDB":
             words, word_bytes = o["count"], BIAS_WORD_BYTES
             on_words = lambda n: self._write(index, "bias_buffer", n)  # noqa: E731
+        elif ins.op == "LDQ":  # requant entries: 3 bias-buffer-class words each
+            words, word_bytes = REQUANT_ENTRY_WORDS * o["count"], BIAS_WORD_BYTES
+            on_words = lambda n: self._write(index, "bias_buffer", n)  # noqa: E731
+        elif ins.op == "STA":  # 32-bit accumulator words to DRAM, nothing read from a buffer
+            words, word_bytes = o["m"] * o["p"], ACC_OUT_WORD_BYTES
+            on_words = lambda n: None  # noqa: E731
         elif ins.op == "LDN":
             words, word_bytes = o["count"], a.neuron_word_bytes
             on_words = lambda n: self._write(index, "neuron_buffer", n)  # noqa: E731
@@ -194,7 +200,7 @@ class ReferenceSimulator:
         if useful == 0:
             return None
         bursts = -(-useful // a.dram_burst_bytes)
-        return self._bus(index, ins.op != "STN", useful, bursts * a.dram_burst_bytes, word_bytes, on_words)
+        return self._bus(index, ins.op not in ("STN", "STA"), useful, bursts * a.dram_burst_bytes, word_bytes, on_words)
 
     def _bus(self, index: int, read: bool, useful: int, total: int, word_bytes: int, on_words: Callable[[int], None]) -> Step:
         ev = self._ev(index)
@@ -233,6 +239,10 @@ class ReferenceSimulator:
             yield True
         elif op == "REQ":
             remaining = o["m"] * o["p"]
+            if o["rq"]:
+                for _row in range(o["m"]):  # each output neuron's (M, n, z), read as its outputs stream
+                    self._read(index, "bias_buffer", REQUANT_ENTRY_WORDS)
+                ev.requant_multiplies += remaining
             while True:
                 n = min(self.nb_words_per_cycle, remaining)
                 self._write(index, "neuron_buffer", n)

@@ -29,13 +29,13 @@ from typing import Sequence
 import numpy as np
 
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BYTES, Geometry, Instruction, pool_output_shape
+from axtrain.formats.isa import ACC_OUT_WORD_BYTES, BIAS_WORD_BYTES, REQUANT_ENTRY_WORDS, Geometry, Instruction, pool_output_shape
 from axtrain.runtime.events import Events
 
-DMA_OPS = frozenset({"LDW", "LDB", "LDN", "STN"})
+DMA_OPS = frozenset({"LDW", "LDB", "LDQ", "LDN", "STN", "STA"})
 #: Instructions of the PE array whose footprint this model knows; any other is a barrier.
 PE_OPS = frozenset({"MODE", "CONV", "DISTW", "DISTN", "MAC", "RELU", "REQ", "POOL", "AVGPOOL", "ADD", "SYNC"})
-BUFFERS = ("WB", "BB", "NB")
+BUFFERS = ("WB", "BB", "NB", "RQ", "ACC")  # RQ: the requant table; ACC: the PE accumulators (STA reads them)
 
 Span = tuple[str, int, int]  # (buffer, first word, end word)
 
@@ -62,6 +62,10 @@ def footprint(ins: Instruction, geometry: Geometry | None) -> Footprint:
         return Footprint(writes=(("WB", o["wb"], o["wb"] + o["rows"] * o["cols"]),))
     if op == "LDB":
         return Footprint(writes=(("BB", o["bb"], o["bb"] + o["count"]),))
+    if op == "LDQ":
+        return Footprint(writes=(("RQ", o["qa"], o["qa"] + o["count"]),))
+    if op == "STA":  # the accumulators of the tile the PE array computed: waits for its MAC chain
+        return Footprint(reads=(("ACC", 0, o["m"] * o["p"]),))
     if op == "LDN":
         return Footprint(writes=(("NB", o["nb"], o["nb"] + o["count"]),))
     if op == "STN":
@@ -74,9 +78,11 @@ def footprint(ins: Instruction, geometry: Geometry | None) -> Footprint:
         assert geometry is not None, "DISTN before CONV (check_program refuses this)"
         return Footprint(reads=(("NB", o["nb"], o["nb"] + geometry.c * geometry.h * geometry.w),))
     if op == "MAC":
-        return Footprint(reads=(("BB", o["bb"], o["bb"] + o["m"]),) if o["init"] else ())
+        acc = (("ACC", 0, o["m"] * o["p"]),)  # a later STA reads them; an STA before it must finish first
+        return Footprint(reads=(("BB", o["bb"], o["bb"] + o["m"]),) if o["init"] else (), writes=acc)
     if op == "REQ":
-        return Footprint(writes=(("NB", o["nb"], o["nb"] + (o["m"] - 1) * o["ostride"] + o["p"]),))
+        table = (("RQ", o["qa"], o["qa"] + o["m"]),) if o["rq"] else ()
+        return Footprint(reads=table, writes=(("NB", o["nb"], o["nb"] + (o["m"] - 1) * o["ostride"] + o["p"]),))
     if op in ("POOL", "AVGPOOL"):
         oh, ow = pool_output_shape(o)
         c, h, w = o["c"], o["h"], o["w"]
@@ -112,15 +118,15 @@ def conflicts(earlier: Footprint, later: Footprint) -> bool:
 
 
 def resident_loads(program: Sequence[Instruction]) -> frozenset[int]:
-    """Indices of the LDW/LDB whose words no other instruction writes: loaded once per batch. A
+    """Indices of the LDW/LDB/LDQ whose words no other instruction writes: loaded once per batch. A
     program with an instruction this model does not know (other than END) keeps nothing resident."""
     prints = footprints(program)
     if any(fp.barrier and ins.op != "END" for ins, fp in zip(program, prints, strict=True)):
         return frozenset()
-    spans = [span for fp in prints for span in fp.writes if span[0] in ("WB", "BB")]
+    spans = [span for fp in prints for span in fp.writes if span[0] in ("WB", "BB", "RQ")]
     size = 1 + max((end for _, _, end in spans), default=0)
     times: dict[str, np.ndarray] = {}
-    for buffer in ("WB", "BB"):
+    for buffer in ("WB", "BB", "RQ"):
         diff = np.zeros(size + 1, dtype=np.int64)  # difference array: how many writes cover each word
         for b, first, end in spans:
             if b == buffer:
@@ -129,7 +135,7 @@ def resident_loads(program: Sequence[Instruction]) -> frozenset[int]:
         times[buffer] = np.cumsum(diff)
     resident = set()
     for index, (ins, fp) in enumerate(zip(program, prints, strict=True)):
-        if ins.op in ("LDW", "LDB") and fp.writes and all(end > first and int(times[b][first:end].max()) == 1 for b, first, end in fp.writes):
+        if ins.op in ("LDW", "LDB", "LDQ") and fp.writes and all(end > first and int(times[b][first:end].max()) == 1 for b, first, end in fp.writes):
             resident.add(index)
     return frozenset(resident)
 
@@ -141,6 +147,10 @@ def dram_transfer(ins: Instruction, arch: Architecture) -> tuple[int, int]:
         nbytes = o["rows"] * o["cols"] * arch.weight_word_bytes
     elif ins.op == "LDB":
         nbytes = o["count"] * BIAS_WORD_BYTES
+    elif ins.op == "LDQ":
+        nbytes = o["count"] * REQUANT_ENTRY_WORDS * BIAS_WORD_BYTES
+    elif ins.op == "STA":
+        nbytes = o["m"] * o["p"] * ACC_OUT_WORD_BYTES
     else:
         nbytes = o["count"] * arch.neuron_word_bytes
     bursts = -(-nbytes // arch.dram_burst_bytes)

@@ -9,7 +9,7 @@ write of an unchanged value is still listed.
 
 Units (the DMA engine's transfers overlap the other units' work, docs/runtime.md "Timing model"; the
 others run one instruction at a time):
-``dram`` (LDW LDB LDN STN), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
+``dram`` (LDW LDB LDQ LDN STN STA), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
 ``pe_array`` (MAC RELU POOL), ``requantize`` (REQ).
 """
 
@@ -30,7 +30,7 @@ from axtrain.runtime.simulator_reference import ReferenceSimulator
 
 UNITS = ("dram", "control", "distribute", "pe_array", "requantize")
 UNIT_OF = {
-    "LDW": "dram", "LDB": "dram", "LDN": "dram", "STN": "dram",
+    "LDW": "dram", "LDB": "dram", "LDQ": "dram", "LDN": "dram", "STN": "dram", "STA": "dram",
     "MODE": "control", "CONV": "control", "SYNC": "control", "END": "control",
     "DISTW": "distribute", "DISTN": "distribute",
     "MAC": "pe_array", "RELU": "pe_array", "POOL": "pe_array", "AVGPOOL": "pe_array", "ADD": "pe_array",
@@ -85,10 +85,16 @@ def _written(state: MachineState, ins: Instruction) -> tuple[Writes, ...]:
         return (span("WB", state.wb, o["wb"], o["rows"] * o["cols"]),)
     if op == "LDB":
         return (span("BB", state.bb, o["bb"], o["count"]),)
+    if op == "LDQ":  # RQ entry i's three words at addresses 3i, 3i+1, 3i+2 (M, n, z)
+        return (span("RQ", state.rq.reshape(-1), 3 * o["qa"], 3 * o["count"]),)
     if op == "LDN":
         return (span("NB", state.nb[0], o["nb"], o["count"]),)
     if op == "STN":
         return (span("DRAM.A", state.dram_a[0], o["dram"], o["count"]),)
+    if op == "STA":
+        e = np.arange(o["m"] * o["p"])
+        addresses = o["dram"] + (e // o["p"]) * o["ostride"] + e % o["p"]
+        return (Writes("DRAM.A", addresses, state.dram_a[0, addresses].copy()),)
     if op == "MODE":
         return (span("MT", state.mt, o["mt"], o["count"]),)
     if op in ("DISTW", "DISTN"):
@@ -117,7 +123,7 @@ def trace(bundle: Bundle, q_input: np.ndarray) -> list[TraceRecord]:
     flat = np.asarray(q_input, dtype=np.int64).reshape(-1)
     dram = np.zeros((1, m.activation_words), dtype=np.int64)
     dram[0, m.input.dram : m.input.dram + flat.size] = flat
-    state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, local_words=local_words_used(bundle.program))
+    state = MachineState(bundle.arch, bundle.weights, bundle.bias, dram, bundle.requant, local_words=local_words_used(bundle.program))
     context = instruction_context(bundle.program, bundle.arch, bundle.layers)
     spans = instruction_spans(bundle.program, bundle.arch, context)
     records: list[TraceRecord] = []

@@ -434,12 +434,12 @@ def testbench_images(bundle: fmt.Bundle) -> list[tuple[str, str, int, int, np.nd
         (fmt.WEIGHTS_HEX, "weights", arch.weight_word_bits, m.weight_words, bundle.weights),
         (fmt.BIAS_HEX, "bias", BIAS_WORD_BITS, m.bias_words, bundle.bias),
     ]
-    if m.format_version != "1":
-        q = bundle.load_npy(fmt.GOLDEN_INPUTS_INT)
-        images.append(("golden_inputs.hex", "golden_inputs", arch.neuron_word_bits, int(q.size), q))
-        for layer in bundle.layers:
-            values = bundle.golden_layer(layer.index)
-            images.append((f"golden_layer_{layer.index}.hex", f"golden_layer_{layer.index}", arch.neuron_word_bits, int(values.size), values))
+    q = bundle.load_npy(fmt.GOLDEN_INPUTS_INT)
+    images.append(("golden_inputs.hex", "golden_inputs", arch.neuron_word_bits, int(q.size), q))
+    for layer in bundle.layers:
+        values = bundle.golden_layer(layer.index)
+        bits = fmt.golden_word_bits(layer.output_format, arch.neuron_word_bits)
+        images.append((f"golden_layer_{layer.index}.hex", f"golden_layer_{layer.index}", bits, int(values.size), values))
     return images
 
 

@@ -19,7 +19,7 @@ from axtrain.errors import ConfigError
 from axtrain.formats.isa import operand_range
 from axtrain.formats.yamltext import read_mapping
 
-# Field widths of ISA v1 bound what an architecture may declare (derived from the ISA's field specs).
+# Field widths of ISA v2 bound what an architecture may declare (derived from the ISA's field specs).
 MAX_PES = operand_range("MAC", "m")[1]  # a tile of m x p PEs; m and p share one width
 MAX_BUFFER_WORDS = min(operand_range("LDN", "nb")[1], operand_range("LDW", "wb")[1])  # buffer addresses
 MAX_LOCAL_WORDS = operand_range("MAC", "k")[1]  # words per PE local memory
@@ -82,7 +82,7 @@ class Architecture(BaseModel):
             if getattr(self, name) not in (8, 16, 32):
                 raise ValueError(f"{name} must be 8, 16 or 32, got {getattr(self, name)}")
         if self.pe_count > MAX_PES:
-            raise ValueError(f"pe_rows * pe_cols = {self.pe_count} exceeds ISA v1's limit of {MAX_PES} PEs")
+            raise ValueError(f"pe_rows * pe_cols = {self.pe_count} exceeds ISA v2's limit of {MAX_PES} PEs")
         for name, words, limit in (
             ("weight_buffer_bytes", self.weight_buffer_words, MAX_BUFFER_WORDS),
             ("neuron_buffer_bytes", self.neuron_buffer_words, MAX_BUFFER_WORDS),
@@ -90,7 +90,7 @@ class Architecture(BaseModel):
             ("pe_neuron_memory_bytes", self.pe_neuron_memory_words, MAX_LOCAL_WORDS),
         ):
             if not 1 <= words <= limit:
-                raise ValueError(f"{name} gives {words} words, outside ISA v1's range [1, {limit}]")
+                raise ValueError(f"{name} gives {words} words, outside ISA v2's range [1, {limit}]")
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""The FlexFlow bundle (format version 1.1; 1 still read): what ``axtrain compile`` writes and the runtime reads.
+"""The FlexFlow bundle (format version 2.0; 1 and 1.1 refused by name): what ``axtrain compile`` writes and the runtime reads.
 
 A bundle is one directory (docs/bundle.md):
 
@@ -9,6 +9,7 @@ A bundle is one directory (docs/bundle.md):
                       program.hex the words for $readmemh (1.1)
     weights.bin/.hex  weight image (weight_word_bits two's complement, little-endian / $readmemh)
     bias.bin/.hex     bias image (int32)
+    requant.bin/.hex  requant image DRAM.Q (2.0): 3 int32 words per entry (multiplier, shift, zero point)
     layers.json       the layer table: formats, shapes, image and buffer addresses, modes, tiling
     golden/inputs.npy float32 inputs; golden/layer_<i>.npy the bit-exact integer output of layer i;
                       golden/outputs.npy the float32 network output (the ONNX model's values);
@@ -28,7 +29,7 @@ import math
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -38,17 +39,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.arch import Architecture, arch_from_dict
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, WORD_BITS, WORD_BYTES, Instruction, check_program, decode_program, parse_assembly
+from axtrain.formats.isa import (
+    ACC_OUT_WORD_BITS,
+    BIAS_WORD_BITS,
+    ISA_VERSION,
+    REQUANT_ENTRY_WORDS,
+    WORD_BITS,
+    WORD_BYTES,
+    Instruction,
+    check_program,
+    decode_program,
+    parse_assembly,
+)
 from axtrain.formats.target import FormatText, ModeText, Volts, modes_of
-from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, check_requant_entry, quantize
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.limits import element_count
 
 FORMAT_NAME = "axtrain-flexflow-bundle"
-FORMAT_VERSION = "1.1"
-# Versions this reader opens. 1.1 added the testbench files (program.hex, quantised and hex goldens),
-# the golden coverage and the content hash; a format 1 bundle lacks them and is read as it was.
-READABLE_VERSIONS = ("1", "1.1")
+FORMAT_VERSION = "2.0"
+# Versions this reader opens. 2.0 (ISA 2) changed instruction layouts, so a 1 / 1.1 bundle (ISA 1)
+# cannot run here: it is refused by name (OLD_VERSIONS) with the advice to recompile its ONNX.
+READABLE_VERSIONS = ("2.0",)
+OLD_VERSIONS = {"1": "1", "1.1": "1"}  # format version -> the ISA version it carried
 
 MANIFEST = "manifest.json"
 ARCH = "arch.json"
@@ -64,8 +77,10 @@ GOLDEN_OUTPUTS = "golden/outputs.npy"
 PROGRAM_HEX = "program.hex"
 GOLDEN_INPUTS_INT = "golden/inputs_int.npy"
 GOLDEN_INPUTS_HEX = "golden/inputs.hex"
+REQUANT_BIN = "requant.bin"
+REQUANT_HEX = "requant.hex"
 REQUIRED_FILES_V1 = (ARCH, PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, LAYERS, GOLDEN_INPUTS, GOLDEN_OUTPUTS)
-REQUIRED_FILES = REQUIRED_FILES_V1 + (PROGRAM_HEX, GOLDEN_INPUTS_INT, GOLDEN_INPUTS_HEX)
+REQUIRED_FILES = REQUIRED_FILES_V1 + (PROGRAM_HEX, GOLDEN_INPUTS_INT, GOLDEN_INPUTS_HEX, REQUANT_BIN, REQUANT_HEX)
 
 
 def golden_layer_file(index: int) -> str:
@@ -80,7 +95,7 @@ def golden_layer_hex(index: int) -> str:
 
 def required_files(format_version: str) -> tuple[str, ...]:
     """The files a bundle of ``format_version`` must list (per-layer goldens come on top)."""
-    return REQUIRED_FILES_V1 if format_version == "1" else REQUIRED_FILES
+    return REQUIRED_FILES
 
 
 class _Model(BaseModel):
@@ -244,6 +259,7 @@ class Manifest(_Model):
     weight_word_bits: int
     bias_words: int
     bias_word_bits: int
+    requant_entries: int = Field(ge=0)  # 2.0: entries of DRAM.Q (requant.bin holds 3 int32 words each)
     instructions: int
     golden_count: int
     layers: list[LayerSummary]
@@ -445,9 +461,11 @@ CONTENT_HASH_DOMAIN = b"axtrain-bundle-content/1\n"
 
 
 def content_sha256(
-    arch: Architecture, program_bytes: bytes, weights: np.ndarray, bias: np.ndarray, manifest: dict[str, Any], layers: list[dict[str, Any]]
+    arch: Architecture, program_bytes: bytes, weights: np.ndarray, bias: np.ndarray, manifest: dict[str, Any], layers: list[dict[str, Any]],
+    requant: np.ndarray | None = None,
 ) -> str:
-    """The bundle's identity: sha256 of what the hardware sees, and nothing else.
+    """The bundle's identity: sha256 of what the hardware sees, and nothing else (2.0: the requant
+    image too).
 
     Covered: the ISA version, the architecture, the program, the weight and bias images (as words),
     the input/output placement and formats, the activation space, and per compute layer where its
@@ -474,6 +492,7 @@ def content_sha256(
         ("program", memoryview(program_bytes)),
         ("weights", _int64_bytes(weights)),
         ("bias", _int64_bytes(bias)),
+        ("requant", _int64_bytes(np.zeros(0) if requant is None else np.asarray(requant).reshape(-1))),
     ):
         digest.update(f"{name} {data.nbytes}\n".encode())
         digest.update(data)
@@ -496,7 +515,7 @@ def bundle_content_sha256(bundle: "Bundle") -> str:
         return str(remembered[1])
     return content_sha256(
         bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest.model_dump(mode="json"),
-        [layer.model_dump(mode="json") for layer in bundle.layers],
+        [layer.model_dump(mode="json") for layer in bundle.layers], bundle.requant,
     )
 
 
@@ -544,6 +563,7 @@ class Bundle:
     weights: np.ndarray  # int64 words of the weight image
     bias: np.ndarray  # int64 words of the bias image
     layers: list[LayerRecord]
+    requant: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, REQUANT_ENTRY_WORDS), dtype=np.int64))  # DRAM.Q [entries, 3]
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -653,7 +673,7 @@ _HASH_THREADS = 2  # the machine this runs on has 2 cores; more threads only add
 
 
 #: The files load_bundle parses whole: read once, while their hashes are checked.
-_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX)
+_READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, REQUANT_BIN, REQUANT_HEX)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -666,6 +686,11 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{root / MANIFEST}: expected a JSON object")
     if raw.get("format") != FORMAT_NAME:
         raise BundleError(f"{root}: not an AxTrain bundle (manifest format {raw.get('format')!r})")
+    old = raw.get("format_version")
+    if isinstance(old, str) and old in OLD_VERSIONS:
+        raise BundleError(
+            f"{root}: bundle format {old} (ISA {OLD_VERSIONS[old]}) was written by an earlier axtrain; recompile its ONNX with `axtrain compile`"
+        )
     if raw.get("format_version") not in READABLE_VERSIONS:
         raise BundleError(
             f"{root}: unknown bundle format version {raw.get('format_version')!r} (this axtrain reads versions {', '.join(READABLE_VERSIONS)})"
@@ -707,29 +732,54 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{root}: manifest word widths disagree with arch.json")
     weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words, verified[BIAS_BIN])
-    content = None
-    if manifest.format_version != "1":  # the content hash of what bundle_content_sha256 reads, hashed meanwhile
-        dumps = manifest.model_dump(mode="json"), [layer.model_dump(mode="json") for layer in layers]
-        content = _Background(content_sha256, arch, program_bytes, weights, bias, *dumps)
-    check_program(program, arch, weights.size, bias.size, manifest.activation_words)
+    requant = read_requant(root, manifest.requant_entries, verified)
+    # The content hash of what bundle_content_sha256 reads, hashed meanwhile.
+    dumps = manifest.model_dump(mode="json"), [layer.model_dump(mode="json") for layer in layers]
+    content = _Background(content_sha256, arch, program_bytes, weights, bias, *dumps, requant)
+    check_program(program, arch, weights.size, bias.size, manifest.activation_words, manifest.requant_entries)
     check_consistency(root, manifest, layers, program)
     _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
-    bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers)
-    if manifest.format_version != "1":
-        _check_v1_1(bundle, content.result() if content is not None else None)
-        _remember_content(bundle, bundle.manifest.content_sha256 or "")
+    bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers, requant)
+    _check_v1_1(bundle, content.result())
+    _remember_content(bundle, bundle.manifest.content_sha256 or "")
     return bundle
+
+
+def requant_image_words(table: np.ndarray) -> np.ndarray:
+    """DRAM.Q ``[entries, 3]`` as the flat int32 words of ``requant.bin`` / ``requant.hex``."""
+    return np.asarray(table, dtype=np.int64).reshape(-1)
+
+
+def read_requant(root: Path, entries: int, verified: dict[str, bytes]) -> np.ndarray:
+    """``requant.bin`` as ``[entries, 3]`` int64, checked entry by entry (multiplier, shift and zero
+    point in range: hwmodels.fixedpoint.check_requant_entry) and against its hex twin."""
+    words = _read_image(root / REQUANT_BIN, BIAS_WORD_BITS, entries * REQUANT_ENTRY_WORDS, verified[REQUANT_BIN])
+    table = words.reshape(-1, REQUANT_ENTRY_WORDS)
+    for entry, (m, n, z) in enumerate(table.tolist()):
+        reason = check_requant_entry(m, n, z)
+        if reason is not None:
+            raise BundleError(f"{root / REQUANT_BIN}: entry {entry}: {reason}")
+    if not image_hex_matches(verified[REQUANT_HEX], words, BIAS_WORD_BITS):
+        raise BundleError(f"{root / REQUANT_HEX} does not match {REQUANT_BIN}")
+    return table
+
+
+def golden_word_bits(output_format: str, neuron_word_bits: int) -> int:
+    """Bits per word of a layer's golden hex: the neuron word, or the 32-bit accumulator word of a
+    layer whose output STA stores (a float graph output wider than the neuron word)."""
+    return ACC_OUT_WORD_BITS if FixedPointFormat.parse(output_format).bits > neuron_word_bits else neuron_word_bits
 
 
 def _content_key(bundle: "Bundle") -> tuple[int, ...]:
     """The identities of what the content hash reads (held by the bundle, so never reused while it lives)."""
-    return tuple(id(value) for value in (bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest, bundle.layers))
+    return tuple(id(value) for value in (bundle.arch, bundle.program_bytes, bundle.weights, bundle.bias, bundle.manifest, bundle.layers, bundle.requant))
 
 
 def _remember_content(bundle: "Bundle", digest: str) -> None:
     """Record the verified content hash on ``bundle`` (a frozen dataclass: set beside its fields)."""
     bundle.weights.flags.writeable = False  # the remembered hash stays true: the images cannot change
     bundle.bias.flags.writeable = False
+    bundle.requant.flags.writeable = False
     object.__setattr__(bundle, "_verified_content", (_content_key(bundle), digest))
 
 
@@ -760,23 +810,23 @@ class _Background:
 
 
 def check_golden_twins(bundle: Bundle) -> None:
-    """Format 1.1: the quantised and hex goldens say what the .npy goldens say (``verify`` calls
-    this; testbenches read the hex files, so a re-hashed but different one must not slip through)."""
-    if bundle.manifest.format_version == "1":
-        return
+    """The quantised and hex goldens say what the .npy goldens say (``verify`` calls this;
+    testbenches read the hex files, so a re-hashed but different one must not slip through)."""
     bits = bundle.arch.neuron_word_bits
     q = quantize(bundle.golden_inputs(), bundle.manifest.input.fixed_point)
     stored = bundle.load_npy(GOLDEN_INPUTS_INT)
     if stored.shape != q.shape or not np.array_equal(stored, q):
         raise BundleError(f"{bundle.path / GOLDEN_INPUTS_INT} is not golden/inputs.npy quantised with the input format {bundle.manifest.input.format}")
-    twins = [(GOLDEN_INPUTS_HEX, q)] + [(golden_layer_hex(layer.index), bundle.golden_layer(layer.index)) for layer in bundle.layers]
-    for name, values in twins:
-        if (bundle.path / name).read_bytes() != image_hex(np.asarray(values).reshape(-1), bits).encode("ascii"):
+    twins = [(GOLDEN_INPUTS_HEX, q, bits)] + [
+        (golden_layer_hex(layer.index), bundle.golden_layer(layer.index), golden_word_bits(layer.output_format, bits)) for layer in bundle.layers
+    ]
+    for name, values, word_bits in twins:
+        if (bundle.path / name).read_bytes() != image_hex(np.asarray(values).reshape(-1), word_bits).encode("ascii"):
             raise BundleError(f"{bundle.path / name} does not match its .npy twin")
 
 
 def _check_v1_1(bundle: Bundle, content: str | None = None) -> None:
-    """Format 1.1 twins and identity: program.hex is program.bin, the content hash matches, and
+    """Testbench twins and identity (since format 1.1): program.hex is program.bin, the content hash matches, and
     every golden layer has its hex twin listed (compared word for word). ``content``: the content
     hash when the caller computed it already."""
     root, m = bundle.path, bundle.manifest

@@ -1,4 +1,4 @@
-"""AxTrain FlexFlow ISA, version 1: instructions, binary encoding, assembler and disassembler.
+"""AxTrain FlexFlow ISA, version 2: instructions, binary encoding, assembler and disassembler.
 
 The semantics of every instruction are written down in docs/isa.md and executed, slowly and
 obviously, by ``axtrain.runtime.interpreter`` (the living definition). This module knows the
@@ -11,7 +11,7 @@ width (signed operands in two's complement). Every bit above the last operand is
 be zero; opcode 0 is not an instruction, so zeroed memory never decodes.
 
 Text syntax (one instruction per line): ``MNEMONIC name=value name=value ...`` with every operand
-named, in any order; ``;`` starts a comment; blank lines are ignored. The disassembler writes the
+named, in any order (an operand with a default, such as those ISA 2 added to REQ, may be left out); ``;`` starts a comment; blank lines are ignored. The disassembler writes the
 canonical form (operands in encoding order), so ``assemble(disassemble(b)) == b``.
 """
 
@@ -46,7 +46,7 @@ class MachineLimits(Protocol):
     @property
     def neuron_word_bits(self) -> int: ...
 
-ISA_VERSION = "1"
+ISA_VERSION = "2"
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8
@@ -55,6 +55,12 @@ OPCODE_BITS = 8
 # accumulator precision (docs/isa.md, docs/numerics.md). The one statement of that width.
 BIAS_WORD_BITS = 32
 BIAS_WORD_BYTES = BIAS_WORD_BITS // 8
+# A requant table entry (RQ, loaded by LDQ from DRAM.Q) is three such 32-bit words: the multiplier M
+# (0 <= M < 2**31), the right shift n (0..127) and the output zero point z (hwmodels.fixedpoint).
+REQUANT_ENTRY_WORDS = 3
+# STA stores accumulators saturated to 32 bits: an accumulator output word (a float graph output).
+ACC_OUT_WORD_BITS = 32
+ACC_OUT_WORD_BYTES = ACC_OUT_WORD_BITS // 8
 
 # Multiplier mode codes held by the mode table: 0 = exact, k = DRUM(k) (mode_code / mode_of_code).
 MODE_EXACT = 0
@@ -69,6 +75,7 @@ class FieldSpec:
     bits: int
     signed: bool = False
     doc: str = ""
+    default: int | None = None  # an operand with a default may be left out (assembler, Instruction.of)
 
     @property
     def lo(self) -> int:
@@ -105,8 +112,8 @@ class OpSpec:
         raise KeyError(f"{self.name} has no operand {name!r}")
 
 
-def _f(name: str, bits: int, doc: str, signed: bool = False) -> FieldSpec:
-    return FieldSpec(name, bits, signed, doc)
+def _f(name: str, bits: int, doc: str, signed: bool = False, default: int | None = None) -> FieldSpec:
+    return FieldSpec(name, bits, signed, doc, default)
 
 
 # The instruction set. Order of fields = encoding order (LSB first after the opcode).
@@ -186,9 +193,13 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("ostride", 20, "neuron buffer words between output neurons (output positions of the map)"),
         _f("m", 12, "output neurons in the tile"),
         _f("p", 12, "positions in the tile"),
-        _f("shift", 8, "right shift (accumulator frac - output frac); negative = left shift", signed=True),
-        _f("bits", 6, "signed output width to saturate to"),
-    ), "NB[nb + (e//p)*ostride + e%p] = sat_bits(round_half_even(ACC[e] * 2**-shift))"),
+        _f("shift", 8, "right shift (accumulator frac - output frac); negative = left shift; 0 when rq=1", signed=True),
+        _f("bits", 6, "output width to saturate to (2..neuron word bits)"),
+        _f("uns", 1, "1: saturate to unsigned [0, 2**bits - 1] (bits < neuron word bits); 0: signed", default=0),
+        _f("rq", 1, "1: scale by the requant table entry (M, n, z) of each output neuron instead of 2**-shift", default=0),
+        _f("qa", 16, "requant table address of the tile's first output neuron (rq=1)", default=0),
+    ), "NB[nb + (e//p)*ostride + e%p] = sat(rq ? z + round_half_even(ACC[e] * M * 2**-n) with (M, n, z) = RQ[qa + e//p] "
+       ": round_half_even(ACC[e] * 2**-shift))"),
     OpSpec("POOL", 0x0C, "pool", (
         _f("dst", 20, "neuron buffer address of the output map"),
         _f("src", 20, "neuron buffer address of the input map"),
@@ -211,6 +222,17 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("space", 1, "0: the output is in the neuron buffer; 1: in activation DRAM (a spilled layer)"),
     ), "barrier: everything before it has completed; layer's output is NB[nb : nb + count] (space 1: DRAM.A)"),
     OpSpec("END", 0x0E, "sync", (), "end of program"),
+    OpSpec("LDQ", 0x0F, "load", (
+        _f("qa", 16, "requant table address (entries)"),
+        _f("dram", 32, "DRAM requant image entry address"),
+        _f("count", 16, "entries"),
+    ), "RQ[qa + i] = DRAM.Q[dram + i] for i < count (an entry: multiplier M, shift n, output zero point z)"),
+    OpSpec("STA", 0x10, "store", (
+        _f("dram", 32, "DRAM activation word address of the tile's first output (a 32-bit accumulator word)"),
+        _f("ostride", 20, "words between output neurons"),
+        _f("m", 12, "output neurons in the tile"),
+        _f("p", 12, "positions in the tile"),
+    ), "DRAM.A[dram + (e//p)*ostride + e%p] = sat32(ACC[e]) for e < m*p (per image; a float graph output)"),
     OpSpec("ADD", 0x11, "eltwise", (
         _f("dst", 20, "neuron buffer address of the sum (may equal a or b: elementwise in place)"),
         _f("a", 20, "neuron buffer address of the first addend"),
@@ -292,15 +314,15 @@ class Instruction:
 
     @classmethod
     def of(cls, op: str, **operands: int) -> "Instruction":
-        """Build an instruction from named operands (all of them, no others)."""
+        """Build an instruction from named operands (all of them but those with a default, no others)."""
         spec = OPS.get(op)
         if spec is None:
             raise BundleError(f"unknown instruction {op!r}")
-        missing = [n for n in spec.field_names if n not in operands]
+        missing = [f.name for f in spec.fields if f.name not in operands and f.default is None]
         extra = [n for n in operands if n not in spec.field_names]
         if missing or extra:
             raise BundleError(f"{op}: missing operands {missing}, unknown operands {extra}")
-        return cls(op, tuple(int(operands[n]) for n in spec.field_names))
+        return cls(op, tuple(int(operands[f.name]) if f.name in operands else int(f.default or 0) for f in spec.fields))
 
     @property
     def spec(self) -> OpSpec:
@@ -520,6 +542,7 @@ def check_program(
     weight_words: int | None = None,
     bias_words: int | None = None,
     activation_words: int | None = None,
+    requant_entries: int | None = None,
 ) -> None:
     """Check every operand of ``program`` against ``arch`` (and the DRAM image sizes if given).
 
@@ -550,6 +573,9 @@ def check_program(
         elif ins.op == "LDB":
             within(index, ins, "bias buffer range", o["bb"], o["count"], arch.bias_buffer_words)
             within(index, ins, "DRAM bias range", o["dram"], o["count"], bias_words)
+        elif ins.op == "LDQ":
+            within(index, ins, "requant table range", o["qa"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "DRAM requant range", o["dram"], o["count"], requant_entries)
         elif ins.op in ("LDN", "STN"):
             within(index, ins, "neuron buffer range", o["nb"], o["count"], arch.neuron_buffer_words)
             within(index, ins, "DRAM activation range", o["dram"], o["count"], activation_words)
@@ -587,8 +613,12 @@ def check_program(
                 within(index, ins, "bias buffer range", o["bb"], o["m"], arch.bias_buffer_words)
                 within(index, ins, "mode table range", o["mt"], o["m"], arch.bias_buffer_words)
             elif ins.op == "REQ":
-                if not 2 <= o["bits"] <= arch.neuron_word_bits:
-                    fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+                if not 2 <= o["bits"] <= arch.neuron_word_bits - o["uns"]:
+                    fail(index, ins, f"{'unsigned' if o['uns'] else 'signed'} output width {o['bits']} outside [2, {arch.neuron_word_bits - o['uns']}] (neuron word)")
+                if o["rq"]:
+                    if o["shift"] != 0:
+                        fail(index, ins, "shift must be 0 when the requant table scales (rq=1)")
+                    within(index, ins, "requant table range", o["qa"], o["m"], arch.bias_buffer_words)
                 if o["m"] > 1 and o["ostride"] < o["p"]:
                     fail(index, ins, "ostride smaller than p (outputs would overlap)")
                 within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
@@ -617,6 +647,12 @@ def check_program(
                 within(index, ins, "layer output in activation DRAM", o["nb"], o["count"], activation_words)
             else:
                 within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+        elif ins.op == "STA":
+            if not 1 <= o["m"] * o["p"] <= pes:
+                fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
+            if o["m"] > 1 and o["ostride"] < o["p"]:
+                fail(index, ins, "ostride smaller than p (outputs would overlap)")
+            within(index, ins, "DRAM activation range", o["dram"], (o["m"] - 1) * o["ostride"] + o["p"], activation_words)
         elif ins.op == "END":
             ended = True
     if not ended:

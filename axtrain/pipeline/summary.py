@@ -25,6 +25,9 @@ def summary_markdown(options: Any, config: Any, train: dict[str, Any], report: d
     layers = report["config"]["layers"]
     modes = ", ".join(sorted({str(layer.get("multiplier")) for layer in layers}))
     volts = ", ".join(sorted({f"{float(layer.get('sram_voltage')):g} V" for layer in layers}))
+    batch = int(energy.get("batch", lat.get("batch", 1)))
+    thr = report.get("throughput")  # report schema 2: inferences back to back with resident weights
+    throughput = [f"| throughput (batch {batch}) | {thr['inferences_per_second']:.4g} inferences/s ({thr['cycles_per_inference']:.6g} cycles per inference) |"] if thr else []
     spread = f" (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f} over {len(acc['per_run'])} runs)" if len(acc["per_run"]) > 1 else ""
     lines = [
         f"# AxTrain pipeline: {options.app}, method {options.method}",
@@ -35,8 +38,9 @@ def summary_markdown(options: Any, config: Any, train: dict[str, Any], report: d
         f"| accuracy, float network (trainer) | {train['test_accuracy_float']:.4f} |",
         f"| accuracy, exact fixed point (trainer) | {train['test_accuracy_fixed_exact']:.4f} |",
         f"| accuracy on the accelerator (simulator) | {acc['mean']:.4f}{spread} |",
-        f"| latency | {lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {_si(lat['clock_hz'], 'Hz')} |",
-        f"| energy per inference | {_si(energy['joules_per_inference'], 'J')} (compute {_si(energy['compute_joules'], 'J')}, storage {_si(energy['storage_joules'], 'J')}, leakage {_si(energy['leakage_joules'], 'J')}) |",
+        f"| latency of one inference | {lat['cycles_per_inference']} cycles = {_si(lat['seconds_per_inference'], 's')} at {_si(lat['clock_hz'], 'Hz')} |",
+        *throughput,
+        f"| energy per inference (batch {batch}) | {_si(energy['joules_per_inference'], 'J')} (compute {_si(energy['compute_joules'], 'J')}, storage {_si(energy['storage_joules'], 'J')}, leakage {_si(energy['leakage_joules'], 'J')}) |",
         f"| average power | {_si(report['power_watts'], 'W')} |",
         f"| PE utilisation | {100 * report['utilization']:.1f} % |",
         "",

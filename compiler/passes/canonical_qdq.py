@@ -98,27 +98,33 @@ def _chains(graph: Graph) -> list[_Chain]:
     return found
 
 
-def _round_bound(value: float, frac: int) -> float:
-    return float(np.rint(np.float32(value) / np.float32(math.ldexp(1.0, -frac)))) if math.isfinite(value) else value
+def _round_bound(value: float, scale: float) -> float:
+    return float(np.rint(np.float32(value) / np.float32(scale))) if math.isfinite(value) else value
 
 
-def _analyse(graph: Graph, chain: _Chain) -> tuple[int, float, float, bool] | None:
-    """``(frac, L, H, trailing_ok)`` of a chain, or None where it is not a chain this pass reads
-    (non-power-of-two or per-axis scales, non-constant parameters: validate names those)."""
-    fracs = set()
+def _scale_text(scale: float) -> str:
+    frac = _pow2_frac(scale)
+    return f"2**-{frac}" if frac is not None else repr(scale)
+
+
+def _analyse(graph: Graph, chain: _Chain) -> tuple[float, float, float, bool] | None:
+    """``(scale, L, H, trailing_ok)`` of a chain, or None where it is not a chain this pass reads
+    (per-axis scales, non-constant parameters: validate names those). The scale may be any
+    positive float32 (ISA 2 requantises non-power-of-two scales by multipliers)."""
+    scales = set()
     for node in chain.nodes:
         if node.op in ("QuantizeLinear", "DequantizeLinear"):
             scale = _scalar(graph, node, 1)
             if scale is None or scale.size != 1 or scale.dtype != np.float32:
                 return None
-            frac = _pow2_frac(float(scale.reshape(-1)[0]))
-            if frac is None:
+            scale_number = float(scale.reshape(-1)[0])
+            if not math.isfinite(scale_number) or scale_number <= 0:
                 return None
-            fracs.add(frac)
-    if len(fracs) != 1:
+            scales.add(scale_number)
+    if len(scales) != 1:
         first = next(n for n in chain.nodes if n.op == "QuantizeLinear")
-        raise refuse(first, f"the quantiser chain requantises at {len(fracs)} scales ({', '.join(f'2**-{f}' for f in sorted(fracs))}); one scale per layer output is supported")
-    frac = fracs.pop()
+        raise refuse(first, f"the quantiser chain requantises at {len(scales)} scales ({', '.join(_scale_text(s) for s in sorted(scales))}); one scale per layer output is supported")
+    frac_scale = scales.pop()
     low, high = -math.inf, math.inf
     zero_q: int | None = None
     integer = False  # between a Q and its DQ
@@ -140,7 +146,7 @@ def _analyse(graph: Graph, chain: _Chain) -> tuple[int, float, float, bool] | No
                 assert zero_q is not None
                 lo, hi = (b - zero_q if not math.isnan(b) else d for b, d in zip(bounds, (-math.inf, math.inf), strict=True))
             else:
-                lo, hi = (_round_bound(b, frac) if not math.isnan(b) else d for b, d in zip(bounds, (-math.inf, math.inf), strict=True))
+                lo, hi = (_round_bound(b, frac_scale) if not math.isnan(b) else d for b, d in zip(bounds, (-math.inf, math.inf), strict=True))
             low, high = max(low, lo), min(high, hi)
         elif node.op == "QuantizeLinear":
             zero = _zero(graph, node)
@@ -166,9 +172,9 @@ def _analyse(graph: Graph, chain: _Chain) -> tuple[int, float, float, bool] | No
         if node.op == "Clip":
             for position in (1, 2):
                 value = _scalar(graph, node, position)
-                if value is not None and not float(math.ldexp(float(value.reshape(-1)[0]), frac)).is_integer():
+                if value is not None and not float(np.float32(value.reshape(-1)[0]) / np.float32(frac_scale)).is_integer():
                     trailing_ok = False
-    return frac, low, high, trailing_ok
+    return frac_scale, low, high, trailing_ok
 
 
 def _format_of(low: float, high: float) -> tuple[int, bool] | None:
@@ -179,6 +185,24 @@ def _format_of(low: float, high: float) -> tuple[int, bool] | None:
             return bits, False
         if high == top and low == 0:
             return bits, True
+    return None
+
+
+def _raw_format(zero: tuple[int, str] | None, low: float, high: float) -> tuple[int, bool] | None:
+    """``(bits, relu)`` when the clamp range is the Q type's whole range around its zero point ``z``,
+    ``[dmin - z, dmax - z]``, or ``[0, dmax - z]`` after a Relu (``dmin - z < 0``): stored as the raw
+    integers with the zero point (ISA 2). None for any other range (a clamp inside the type)."""
+    if zero is None or zero[1] not in _DTYPE_RANGES:
+        return None
+    z, dtype = zero
+    dmin, dmax = _DTYPE_RANGES[dtype]
+    bits = 8 if dtype in ("int8", "uint8") else 16
+    if high != dmax - z:
+        return None
+    if low == dmin - z:
+        return bits, False
+    if low == 0 and dmin - z < 0:
+        return bits, True
     return None
 
 
@@ -226,7 +250,10 @@ def _canonical_weights(graph: Graph) -> Graph:
             values = values << shifts.reshape(shape)
         target = next((d for d in (np.int8, np.int16, np.int32) if not values.size or (np.iinfo(d).min <= values.min() and values.max() <= np.iinfo(d).max)), None)
         if target is None or (per_axis and target == np.int32 and q.dtype.itemsize < 4):
-            raise refuse(node, f"needs ISA v2: per-channel weight scales 2**-{min(f for f in fracs if f is not None)} .. 2**-{top} do not fit one 16-bit weight word at one scale")
+            if per_axis and not shifted:
+                nodes.append(node)  # ISA 2: per-neuron shifts in the requant table (fold_qdq)
+                continue
+            raise refuse(node, f"per-channel weight scales 2**-{min(f for f in fracs if f is not None)} .. 2**-{top} with a zero point do not fit one 16-bit weight word at one scale")
         name = f"{node.inputs[0]}.canonical"
         scale_name = f"{node.inputs[1]}.canonical"
         initializers[name] = values.astype(target)
@@ -256,14 +283,14 @@ def canonical_graph(graph: Graph) -> Graph:
     input_names = {name for name, *_ in graph.inputs}
     replaced: dict[int, list[Node]] = {}  # index of a chain's first node -> its canonical nodes
     removed: set[int] = set()
-    ranges: dict[str, tuple[int, float, float]] = {}  # tensor -> (frac, L, H) known after a chain
+    ranges: dict[str, tuple[float, float, float]] = {}  # tensor -> (scale, L, H) known after a chain
     initializers = dict(graph.initializers)
     index = fresh_index(graph)
     for chain in _chains(graph):
         analysed = _analyse(graph, chain)
         if analysed is None:
             continue
-        frac, low, high, trailing_ok = analysed
+        scale, low, high, trailing_ok = analysed
         first, last = chain.nodes[0], chain.nodes[-1]
         q = next(n for n in chain.nodes if n.op == "QuantizeLinear")
         before = producer.get(chain.start)
@@ -271,7 +298,7 @@ def canonical_graph(graph: Graph) -> Graph:
         source = before.inputs[0] if before is not None and before.op in ("MaxPool", "Flatten") else None
         if source is not None and source in ranges:
             known = ranges[source]
-            if known[0] == frac and low <= known[1] and known[2] <= high:
+            if known[0] == scale and low <= known[1] and known[2] <= high:
                 ranges[last.outputs[0]] = known
                 removed.update(n.index for n in chain.nodes)
                 replaced[first.index] = [make_node(index, f"{q.name or q.index}/identity", "Identity", [chain.start], [last.outputs[0]])]
@@ -280,22 +307,43 @@ def canonical_graph(graph: Graph) -> Graph:
         if not trailing_ok:
             raise refuse(last, "a Clip after the DequantizeLinear at bounds that are not multiples of its scale is not supported")
         fmt = _format_of(low, high)
+        zero_point = 0
+        at_layer = before is not None and before.op in ("Gemm", "Conv", "MatMul", "Add")
+        if fmt is not None and fmt[0] not in (8, 16) and _pow2_frac(scale) is None:
+            fmt = None  # no exact Clip at a non-power-of-two scale: keep the type and its zero point instead
+        if fmt is not None and fmt[1] and not at_layer and _raw_format(_zero(graph, q), low, high) is not None:
+            fmt = None  # an unsigned range off a layer (the graph input, after a pool): the stored type itself
         if fmt is None:
             zero = _zero(graph, q)
-            raise refuse(q, f"needs ISA v2: activation range {_describe(low, high)} LSB (zero point {zero[0] if zero else '?'}) is not a signed format{' after a Relu' if low == 0 else ''} of at most {MAX_ACTIVATION_BITS} bits")
+            raw = _raw_format(zero, low, high)
+            if raw is None:
+                raise refuse(q, f"activation range {_describe(low, high)} LSB (zero point {zero[0] if zero else '?'}) is neither a signed format{' after a Relu' if low == 0 else ''} of at most {MAX_ACTIVATION_BITS} bits nor its type's whole range around the zero point")
+            # ISA 2: an asymmetric range kept as the stored integers q = r + z (REQ adds z, the
+            # consuming layer folds -z * sum(w) into its bias; docs/numerics.md).
+            assert zero is not None
+            bits, relu, zero_point = raw[0], raw[1], zero[0]
+            fmt = (bits, relu)
+            unsigned_raw = zero[1].startswith("u")
+        else:
+            unsigned_raw = False
         bits, relu = fmt
-        at_layer = before is not None and before.op in ("Gemm", "Conv", "MatMul", "Add")
         if relu and not at_layer:
             where = "the graph input" if chain.start in input_names else f"the output of {before.label}" if before is not None else f"'{chain.start}'"
-            raise refuse(q, f"needs ISA v2: unsigned activation range {_describe(low, high)} on {where} (the hardware's unsigned values come only from a layer's RELU)")
-        container = np.int8 if bits <= 8 else np.int16
-        ranges[last.outputs[0]] = (frac, 0.0 if relu else float(-(1 << (bits - 1))), float((1 << (bits - 1)) - 1))
-        if _already_canonical(graph, chain, bits, relu, container):
+            raise refuse(q, f"unsigned activation range {_describe(low, high)} on {where} that is not its type's whole range (the hardware's other unsigned values come only from a layer's RELU)")
+        container: type = np.int8 if bits <= 8 else np.int16
+        if zero_point or unsigned_raw:
+            zero_info = _zero(graph, q)
+            assert zero_info is not None
+            container = np.dtype(zero_info[1]).type
+        if bits not in (8, 16) and _pow2_frac(scale) is None:
+            raise refuse(q, f"a {bits}-bit activation at the non-power-of-two scale {scale!r} is not supported (8 or 16 bits)")
+        ranges[last.outputs[0]] = (scale, 0.0 if relu else float(-(1 << (bits - 1))), float((1 << (bits - 1)) - 1))
+        if not (zero_point or unsigned_raw) and _already_canonical(graph, chain, bits, relu, container):
             continue  # the compiler's own dialect (our exporter's graphs): left exactly as it is
         tag = q.name or f"q{q.index}"
         scale_name, zero_name = f"{tag}.canonical_scale", f"{tag}.canonical_zero"
-        initializers[scale_name] = np.array(math.ldexp(1.0, -frac), dtype=np.float32)
-        initializers[zero_name] = np.zeros((), dtype=container)
+        initializers[scale_name] = np.array(scale, dtype=np.float32)
+        initializers[zero_name] = np.array(zero_point, dtype=container)
         made: list[Node] = []
         tensor = chain.start
         if relu:
@@ -303,8 +351,8 @@ def canonical_graph(graph: Graph) -> Graph:
             tensor, index = f"{tag}.canonical_relu", index + 1
         if bits not in (8, 16):
             lo_name, hi_name = f"{tag}.canonical_clip_min", f"{tag}.canonical_clip_max"
-            initializers[lo_name] = np.array(math.ldexp(-(1 << (bits - 1)), -frac), dtype=np.float32)
-            initializers[hi_name] = np.array(math.ldexp((1 << (bits - 1)) - 1, -frac), dtype=np.float32)
+            initializers[lo_name] = np.array(-(1 << (bits - 1)) * scale, dtype=np.float32)  # exact: scale is a power of two here
+            initializers[hi_name] = np.array(((1 << (bits - 1)) - 1) * scale, dtype=np.float32)
             made.append(make_node(index, f"{tag}/clip", "Clip", [tensor, lo_name, hi_name], [f"{tag}.canonical_clip"]))
             tensor, index = f"{tag}.canonical_clip", index + 1
         made.append(Node(index=q.index, name=q.name, op="QuantizeLinear", domain="", inputs=(tensor, scale_name, zero_name), outputs=(f"{tag}.canonical_q",), attrs={}, metadata=q.metadata))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule
+from axtrain.compiler.ir import CompilerIR, Emitted, LayerPlacement, LayerSchedule, stores_accumulators
 from axtrain.compiler.passes.allocate import band_input_rows
 from axtrain.errors import BundleError, ConfigError
 from axtrain.formats.isa import Instruction, mode_code, operand_range
@@ -132,21 +132,35 @@ def _band_io(em: "_Emitter", band: Band, before: bool) -> None:
         em.add("STN", dram=dram, nb=nb, count=count)
 
 
-def _emit_compute(em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement) -> None:
+def _emit_compute(
+    em: _Emitter, index: int, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, acc_dram: int | None = None, rq_dram: int | None = None
+) -> None:
     """A dense or conv layer; a grouped conv is one conv per channel group, each over its slice of
-    the input channels, with its rows of the weight and bias images (no ISA change)."""
+    the input channels, with its rows of the weight and bias images (no ISA change).
+
+    ISA 2: ``acc_dram`` (a float graph output): its accumulators go to DRAM.A from that word by STA
+    instead of REQ into the neuron buffer. ``rq_dram`` (a requantising layer): its requant entries
+    start at that DRAM.Q entry, loaded beside the biases (LDQ, same table addresses), and every REQ
+    scales by them (rq=1)."""
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
     all_modes = layer.neuron_modes()
     geometry = _geometry(s)
     for group in range(layer.groups):
         group_place = replace(place, weight_dram=place.weight_dram + group * s.m * s.k, bias_dram=place.bias_dram + group * s.m)
         layer_bands = bands(layer, geometry, s.m, group_place, c0=group * geometry["c"], m0=group * s.m)
-        _emit_group(em, layer, s, group_place, all_modes[group * s.m : (group + 1) * s.m], layer_bands)
+        if acc_dram is not None and place.spilled:
+            raise BundleError("a float graph output whose maps are spilled to DRAM is not supported")
+        group_acc = None if acc_dram is None else acc_dram + group * s.m * s.positions
+        group_rq = None if rq_dram is None else rq_dram + group * s.m
+        _emit_group(em, layer, s, group_place, all_modes[group * s.m : (group + 1) * s.m], layer_bands, group_acc, group_rq)
 
 
-def _emit_group(em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, modes: tuple[MultiplierMode, ...], layer_bands: list[Band]) -> None:
+def _emit_group(
+    em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: LayerPlacement, modes: tuple[MultiplierMode, ...], layer_bands: list[Band],
+    acc_dram: int | None = None, rq_dram: int | None = None,
+) -> None:
     assert place.weight_dram is not None and place.bias_dram is not None
-    shift = layer.accumulator_frac - layer.output_format.frac
+    shift = 0 if rq_dram is not None else layer.accumulator_frac - layer.output_format.frac
     bb, wbase = place.bb_base, place.wb_base  # the layer's bias/mode-table and weight-buffer regions (allocate)
     slot = 0  # double buffering: streamed blocks alternate between wb_slots regions
 
@@ -160,6 +174,8 @@ def _emit_group(em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: La
         em.add("CONV", **layer_bands[0].geometry)
     if s.bias_resident == "layer":
         em.add("LDB", bb=bb, dram=place.bias_dram, count=s.m)
+        if rq_dram is not None:  # the requant table is addressed like the bias buffer
+            em.add("LDQ", qa=bb, dram=rq_dram, count=s.m)
         for start, count, code in mode_runs(modes):
             em.add("MODE", mt=bb + start, count=count, code=code)
     if s.weights_resident == "layer":
@@ -174,6 +190,8 @@ def _emit_group(em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: La
             mt = min(s.m_tile, s.m - m0)
             if s.bias_resident == "block":
                 em.add("LDB", bb=bb, dram=place.bias_dram + m0, count=mt)
+                if rq_dram is not None:
+                    em.add("LDQ", qa=bb, dram=rq_dram + m0, count=mt)
                 for start, count, code in mode_runs(modes[m0 : m0 + mt]):
                     em.add("MODE", mt=bb + start, count=count, code=code)
             block_base = wbase
@@ -198,7 +216,13 @@ def _emit_group(em: _Emitter, layer: QuantizedLayer, s: LayerSchedule, place: La
                     em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
                 if layer.relu:
                     em.add("RELU", m=mt, p=pt)
-                em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
+                if acc_dram is not None:
+                    em.add("STA", dram=acc_dram + m0 * positions + p0, ostride=positions, m=mt, p=pt)
+                elif rq_dram is not None:
+                    em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=0,
+                           bits=layer.output_format.bits, uns=int(not layer.output_format.signed), rq=1, qa=bias_base)
+                else:
+                    em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
         _band_io(em, band, before=False)
 
 
@@ -239,6 +263,8 @@ def emit(ir: CompilerIR) -> CompilerIR:
     if not alloc.layers[0].spilled:  # a spilled first layer reads the input from DRAM itself
         em.add("LDN", nb=alloc.nb_network_input, dram=alloc.input_dram, count=input_words)
     ranges = []
+    requant: list[tuple[int, int, int]] = []  # DRAM.Q: the requantising layers' entries, back to back
+    last_sta = stores_accumulators(ir.layers[-1], ir.arch)  # a float graph output stored by STA (ISA 2)
     for index, (layer, schedule, place) in enumerate(zip(ir.layers, ir.schedule, alloc.layers, strict=True)):
         first = len(em.program)
         out_words = int(np.prod(ir.shapes[index + 1]))
@@ -248,22 +274,27 @@ def emit(ir: CompilerIR) -> CompilerIR:
                     em.add("LDN", nb=first_operand, dram=second_operand, count=count)
                 else:
                     em.add("STN", dram=first_operand, nb=second_operand, count=count)
+            sta_here = last_sta and index == len(ir.layers) - 1
             if schedule.kind == "compute":
-                _emit_compute(em, index, layer, schedule, place)
+                rq_dram = len(requant) if layer.requant is not None else None
+                requant.extend(layer.requant or ())
+                _emit_compute(em, index, layer, schedule, place, alloc.output_dram if sta_here else None, rq_dram)
             elif schedule.kind == "pool":
                 _emit_pool(em, layer, ir.input_shape(index), ir.shapes[index + 1], place)
             elif schedule.kind == "add":
                 _emit_add(em, layer, out_words, place)
             for _, dram, nb, count in place.after:  # a copy for a later layer (a residual branch)
                 em.add("STN", dram=dram, nb=nb, count=count)
-            if place.dram_output is not None:  # the output lives in activation DRAM (a spilled layer)
+            if sta_here:  # the accumulator words STA stored at the network output
+                em.add("SYNC", layer=index, nb=alloc.output_dram, count=out_words, space=1)
+            elif place.dram_output is not None:  # the output lives in activation DRAM (a spilled layer)
                 em.add("SYNC", layer=index, nb=place.dram_output, count=out_words, space=1)
             else:
                 em.add("SYNC", layer=index, nb=place.nb_output, count=out_words, space=0)
         except BundleError as exc:
             raise ConfigError(f"{ir.layer_label(index)}: cannot be encoded in the ISA: {exc}") from None
         ranges.append((first, len(em.program)))
-    if alloc.layers[-1].dram_output is None:
+    if alloc.layers[-1].dram_output is None and not last_sta:  # STA already wrote the output words
         em.add("STN", dram=alloc.output_dram, nb=alloc.layers[-1].nb_output, count=int(np.prod(ir.shapes[-1])))
     em.add("END")
     weights = [layer.weight.reshape(-1) for layer in ir.layers if layer.weight is not None]
@@ -273,5 +304,6 @@ def emit(ir: CompilerIR) -> CompilerIR:
         layer_ranges=tuple(ranges),
         weight_image=np.concatenate(weights).astype(np.int64),
         bias_image=np.concatenate(biases).astype(np.int64),
+        requant_image=np.asarray(requant, dtype=np.int64).reshape(-1, 3),
     )
     return ir.update(emitted=emitted)

@@ -19,10 +19,10 @@ import warnings
 import numpy as np
 
 from axtrain.compiler.ir import CompilerIR, Graph, Node
-from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format, initializer, parse_format, refuse, scale_frac
+from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format_any, initializer, parse_format, pow2_frac, refuse, scale_frac
 from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
-from axtrain.hwmodels.fixedpoint import FixedPointFormat
+from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize_multiplier
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
@@ -122,9 +122,12 @@ def _fold_compute(
     w_int, w_dq = chain.constant_dq(node, 1, "weight")
     if str(w_int.dtype) not in WEIGHT_DTYPES:
         raise refuse(node, f"weight is {w_int.dtype}; int8 or int16 expected")
-    fw = scale_frac(graph, w_dq)
+    transposed = node.op == "Gemm" and node.attrs.get("transB", 0) == 0 or node.op == "MatMul"
+    w_scales = _weight_scales(graph, w_dq, w_int, transposed)  # per output neuron, float32 values
+    fw = pow2_frac(float(w_scales[0])) if np.all(w_scales == w_scales[0]) else None
+    fw = 0 if fw is None else fw  # a non-power-of-two weight scale: the layer requantises by multipliers
     weight = w_int.astype(np.int64)
-    if node.op == "Gemm" and node.attrs.get("transB", 0) == 0 or node.op == "MatMul":
+    if transposed:
         if weight.ndim != 2:
             raise refuse(node, f"weight has shape {list(weight.shape)}, expected 2-D")
         weight = weight.T
@@ -172,6 +175,14 @@ def _fold_compute(
         op = "dense"
     out_features = weight.shape[0]
 
+    # ISA 2: any non-power-of-two scale (input, weights, output) makes a layer requantise by a
+    # per-neuron multiplier and shift (REQ rq=1) instead of a shift; its accumulator scale is
+    # s_in * s_w[c], not a power of two.
+    requant = not fmt_in.power_of_two or pow2_frac(float(w_scales[0])) is None or not np.all(w_scales == w_scales[0])
+    if fmt_in.zero_point and node.op == "Conv" and any(node.attrs.get("pads", [0, 0, 0, 0])):
+        raise refuse(node, f"a padded Conv whose input has zero point {fmt_in.zero_point} needs CONV's pad value (padv) set to that zero point, which this compiler does not emit yet: padding would read 0, not the zero point")
+    acc_scales = np.float64(fmt_in.scale) * w_scales.astype(np.float64)  # exact products of two float32 values
+
     # Bias: Gemm/Conv third input, or MatMul -> Add.
     fmt_acc_frac = fmt_in.frac + fw
     bias = np.zeros(out_features, dtype=np.int64)
@@ -187,8 +198,16 @@ def _fold_compute(
         else:
             chain.visited.discard(follower.index)
     bias_origin = "none"
-    if bias_node is not None:
+    if bias_node is not None and requant:
+        bias, bias_origin = _bias_at_scales(chain, bias_node, bias_position, acc_scales, out_features)
+    elif bias_node is not None:
         bias, bias_origin = _bias(chain, bias_node, bias_position, fmt_acc_frac, out_features)
+    if fmt_in.zero_point:
+        # The input words hold q = r + z: sum w*(q - z) = sum w*q - z * sum w, exactly, into the bias.
+        bias = bias - fmt_in.zero_point * weight.reshape(out_features, -1).sum(axis=1)
+        if bias.size and (bias.min() < np.iinfo(np.int32).min or bias.max() > np.iinfo(np.int32).max):
+            raise refuse(node, f"the bias with the input zero point {fmt_in.zero_point} folded in does not fit int32")
+        bias_origin += f", input zero point {fmt_in.zero_point} folded"
     declared_b = parse_format(node, keys.KEY_BIAS_FORMAT)
     if declared_b is not None and (declared_b.frac != fmt_acc_frac or declared_b.bits != 32):
         raise refuse(node, f"metadata {keys.KEY_BIAS_FORMAT}={declared_b} disagrees with the graph (s32.{fmt_acc_frac})")
@@ -202,11 +221,20 @@ def _fold_compute(
         if relu:
             current = follower
     if current.outputs[0] == output_name:
+        if requant:
+            raise refuse(current, f"a float graph output after {node.label} at a non-power-of-two accumulator scale is not supported (add a final QuantizeLinear/DequantizeLinear)")
         follower, fmt_out = current, _float_output(node, current, weight, bias, fmt_in, fmt_acc_frac)
     else:
         if relu:
             follower = chain.next_node(current.outputs[0], current)
         follower, fmt_out = _quantizer(chain, follower, current)
+    requant = requant or not fmt_out.power_of_two or bool(fmt_out.zero_point)
+    entries: tuple[tuple[int, int, int], ...] | None = None
+    if requant:
+        try:  # M * 2**-n ~ s_in * s_w[c] / s_out, gemmlowp/TFLite's QuantizeMultiplier (docs/numerics.md)
+            entries = tuple((*quantize_multiplier(float(s / fmt_out.scale)), fmt_out.zero_point) for s in acc_scales)
+        except HardwareModelError as exc:
+            raise refuse(node, str(exc)) from None
     _agree(node, keys.KEY_INPUT_FORMAT, fmt_in)
     _agree(node, keys.KEY_OUTPUT_FORMAT, fmt_out)
     name = node.metadata.get(keys.KEY_LAYER) or node.name or f"layer{index}"
@@ -222,9 +250,67 @@ def _fold_compute(
         multipliers=_modes(node, out_features),
         sram_voltage=_voltage(node),
         meta={"onnx_node": node.name or f"#{node.index}", "bias_origin": bias_origin, "float_output": follower is current},
+        requant=entries,
         **attrs,  # type: ignore[arg-type]
     )
     return layer, follower, fmt_out, out_shape
+
+
+def _weight_scales(graph: Graph, dq: Node, w_int: np.ndarray, transposed: bool) -> np.ndarray:
+    """The weight scale of every output neuron (float32 values): one per-tensor scale repeated, or
+    per-axis scales along the output axis (0 for ``[out, ...]``, 1 for a transposed ``[in, out]``)."""
+    scale = initializer(graph, dq, 1, "scale")
+    if scale.dtype != np.float32:
+        raise refuse(dq, f"scale is {scale.dtype}, expected float32")
+    values = scale.reshape(-1).astype(np.float32)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise refuse(dq, "weight scales must be positive finite numbers")
+    out_axis = 1 if transposed else 0
+    outputs = int(w_int.shape[out_axis]) if w_int.ndim > out_axis else 1
+    if values.size == 1:
+        return np.full(outputs, values[0], dtype=np.float32)
+    axis = int(dq.attrs.get("axis", 1)) % max(w_int.ndim, 1)
+    if axis != out_axis or values.size != outputs:
+        raise refuse(dq, f"per-axis weight scales along axis {axis} ({values.size} values): only one scale per output neuron (axis {out_axis}) is supported")
+    zero = graph.initializers.get(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else None
+    if zero is not None and np.any(zero != 0):
+        raise refuse(dq, "per-axis weight zero points must be 0 (symmetric weights)")
+    return values
+
+
+def _bias_at_scales(chain: _Chain, node: Node, position: int, acc_scales: np.ndarray, out_features: int) -> tuple[np.ndarray, str]:
+    """The bias in accumulator integers of a requantising layer (accumulator scale ``s_in * s_w[c]``
+    per neuron): an int32 DequantizeLinear at those scales as is (onnxruntime's quantizer writes its
+    bias at ``float32(s_in * s_w[c])``), a float32 bias rounded as onnxruntime's quantizer does."""
+    graph = chain.graph
+    name = node.inputs[position] if position < len(node.inputs) else ""
+    target = acc_scales.astype(np.float32)
+    if name in graph.initializers and graph.initializers[name].dtype.kind == "f":
+        values = graph.initializers[name].astype(np.float32).reshape(-1)
+        if values.size != out_features:
+            raise refuse(node, f"bias '{name}' has {values.size} values for {out_features} output neurons")
+        rounded = np.clip(np.rint(values / target), np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+        return rounded.astype(np.int64), "float, rounded at s_a*s_w"
+    b_int, b_dq = chain.constant_dq(node, position, "bias")
+    if str(b_int.dtype) != "int32" or b_int.size != out_features:
+        raise refuse(node, f"bias must be {out_features} int32 values at the scales s_a * s_w (got {b_int.size} {b_int.dtype})")
+    scales = initializer(graph, b_dq, 1, "scale").reshape(-1).astype(np.float32)
+    scales = np.broadcast_to(scales, (out_features,)) if scales.size == 1 else scales
+    if scales.size != out_features:
+        raise refuse(node, f"bias has {scales.size} scales for {out_features} output neurons")
+    if np.allclose(scales, target, rtol=1e-6, atol=0):
+        return b_int.reshape(-1).astype(np.int64), "int32 at s_a*s_w"
+    # Another scale: the bias value b * s_b at the accumulator scale, rounded as a float bias is.
+    exact = b_int.reshape(-1).astype(np.float64) * scales.astype(np.float64) / acc_scales
+    rounded = np.clip(np.rint(exact), np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+    if not np.array_equal(rounded, exact):
+        warnings.warn(
+            f"{node.label}: bias at scales other than s_a*s_w rounded to the accumulator scale (round half to even); "
+            f"the bundle equals the graph with that rounded bias",
+            FloatBiasWarning,
+            stacklevel=2,
+        )
+    return rounded.astype(np.int64), "int32 rescaled to s_a*s_w"
 
 
 def _geometry_attrs(strides: tuple[int, int], pads: tuple[int, int, int, int]) -> dict[str, object]:
@@ -293,14 +379,16 @@ def _bias(chain: _Chain, node: Node, position: int, acc_frac: int, out_features:
 
 def _float_output(node: Node, last: Node, weight: np.ndarray, bias: np.ndarray, fmt_in: FixedPointFormat, acc_frac: int) -> FixedPointFormat:
     """A layer whose output is the graph output in float (no final Q/DQ): the accumulator itself,
-    exact when every accumulator value fits the 16-bit neuron word (REQ with shift 0 saturates
-    nothing); otherwise the graph needs a final QuantizeLinear (or ISA v2's wider outputs)."""
+    exact: ``s16`` when every accumulator value fits the 16-bit neuron word (REQ with shift 0
+    saturates nothing), else ``s32`` stored by STA (ISA 2) when the bound fits 32 bits."""
     fan_in = int(np.prod(weight.shape[1:]))
     max_a = max(-fmt_in.qmin, fmt_in.qmax)
     bound = fan_in * max_a * (int(np.abs(weight).max()) if weight.size else 0) + (int(np.abs(bias).max()) if bias.size else 0)
-    if bound > (1 << 15) - 1:
-        raise refuse(last, f"needs ISA v2: float graph output (no QuantizeLinear after {node.label}) whose accumulator bound {bound} does not fit the 16-bit neuron word (or add a final QuantizeLinear/DequantizeLinear)")
-    return FixedPointFormat(16, acc_frac)
+    if bound <= (1 << 15) - 1:
+        return FixedPointFormat(16, acc_frac)  # fits the neuron word: REQ with shift 0 saturates nothing
+    if bound <= (1 << 31) - 1:
+        return FixedPointFormat(32, acc_frac)  # ISA 2: STA stores the 32-bit accumulators (emit)
+    raise refuse(last, f"float graph output (no QuantizeLinear after {node.label}) whose accumulator bound {bound} does not fit 32 bits (add a final QuantizeLinear/DequantizeLinear)")
 
 
 def _clip_bits(graph: Graph, clip: Node, fmt: FixedPointFormat) -> int:
@@ -325,12 +413,14 @@ def _quantizer(chain: _Chain, node: Node, after: Node | None) -> tuple[Node, Fix
         q = chain.next_node(node.outputs[0], node)
         if q.op != "QuantizeLinear":
             raise refuse(q, f"expected a QuantizeLinear after {node.label}, found {q.op}")
-        fmt = activation_format(chain.graph, q)
+        fmt = activation_format_any(chain.graph, q)
+        if not fmt.power_of_two:
+            raise refuse(node, "a Clip before a QuantizeLinear at a non-power-of-two scale is not supported")
         return q, FixedPointFormat(_clip_bits(chain.graph, node, fmt), fmt.frac)
     if node.op != "QuantizeLinear":
         where = f"after {after.label}" if after is not None else "on the graph input"
         raise refuse(node, f"expected a QuantizeLinear (or Clip + QuantizeLinear) {where}, found {node.op}")
-    return node, activation_format(chain.graph, node)
+    return node, activation_format_any(chain.graph, node)
 
 
 def _expect_dq(chain: _Chain, q: Node) -> Node:
@@ -338,7 +428,7 @@ def _expect_dq(chain: _Chain, q: Node) -> Node:
     dq = chain.next_node(q.outputs[0], q)
     if dq.op != "DequantizeLinear":
         raise refuse(dq, f"expected a DequantizeLinear after {q.label}, found {dq.op}")
-    if scale_frac(chain.graph, dq) != scale_frac(chain.graph, q):
+    if activation_format_any(chain.graph, dq) != activation_format_any(chain.graph, q):
         raise refuse(dq, f"its scale differs from the QuantizeLinear before it ({q.label})")
     return dq
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from axtrain.compiler.ir import CompilerIR, LayerSchedule
+from axtrain.compiler.ir import CompilerIR, LayerSchedule, stores_accumulators
 from axtrain.errors import ConfigError
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import operand_range
@@ -81,16 +81,16 @@ def check_fits(ir: CompilerIR, index: int, layer: QuantizedLayer) -> None:
     arch = ir.arch
     where = ir.layer_label(index)
     for what, fmt in (("input", layer.input_format), ("output", layer.output_format)):
-        if fmt.bits > arch.neuron_word_bits:
+        if fmt.bits > arch.neuron_word_bits and not (what == "output" and stores_accumulators(layer, arch)):
             raise ConfigError(f"{where}: {what} format {fmt} is wider than the {arch.neuron_word_bits}-bit neuron word")
     if layer.weight_format is None:
         return
     assert layer.weight is not None and layer.bias is not None
     if layer.weight_format.bits > arch.weight_word_bits:
         raise ConfigError(f"{where}: weight format {layer.weight_format} is wider than the {arch.weight_word_bits}-bit weight word")
-    shift = layer.accumulator_frac - layer.output_format.frac
+    shift = 0 if layer.requant is not None else layer.accumulator_frac - layer.output_format.frac
     if not SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]:
-        raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v1's range [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]")
+        raise ConfigError(f"{where}: requantisation shift {shift} is outside ISA v2's range [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]")
     # Worst case |acc| with every operand at its largest magnitude (DRUM never enlarges an operand).
     k = layer.weight.reshape(layer.out_features, -1).shape[1]
     bound = k * (1 << (layer.input_format.bits - 1)) * (1 << (layer.weight_format.bits - 1)) + int(abs(layer.bias).max(initial=0))
@@ -109,6 +109,6 @@ def tile_schedule(ir: CompilerIR) -> CompilerIR:
             for name, value in zip(GEOMETRY_OPERANDS, schedule.geometry, strict=False):  # geometry ends with oh, ow: not CONV operands
                 limit = operand_range("CONV", name)[1]
                 if value > limit:
-                    raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v1's limit of {limit}")
+                    raise ConfigError(f"{ir.layer_label(index)}: {name}={value} exceeds ISA v2's limit of {limit}")
         schedules.append(schedule)
     return ir.update(schedule=tuple(schedules))

@@ -16,9 +16,10 @@ from axtrain.compiler.subset import (
     MIN_OPSET,
     SUPPORTED_OPS,
     WEIGHT_DTYPES,
-    activation_format,
+    activation_format_any,
+    initializer,
     refuse,
-    scale_frac,
+    scale_value,
     zero_point_dtype,
 )
 from axtrain.errors import OnnxError
@@ -80,12 +81,26 @@ def _check_attrs(node: Node) -> None:
 
 
 def _check_qdq(graph: Graph, node: Node) -> None:
-    scale_frac(graph, node)
-    if node.op == "QuantizeLinear":
-        activation_format(graph, node)
-        return
-    source = node.inputs[0]
-    zero_dtype = zero_point_dtype(graph, node)
+    source = node.inputs[0] if node.inputs else ""
+    if node.op == "DequantizeLinear" and source in graph.initializers:
+        # Weights and biases (ISA 2): any positive float32 scales, per tensor or per output axis;
+        # fold_qdq checks the axis and that per-axis zero points are 0.
+        scale = initializer(graph, node, 1, "scale")
+        if scale.dtype != np.float32 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise refuse(node, "scale must be positive finite float32 values")
+        zero = graph.initializers.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if zero is not None and zero.size > 1:
+            if np.any(zero != 0):
+                raise refuse(node, "per-axis zero points must be 0 (symmetric weights)")
+            zero_dtype: str | None = str(zero.dtype)
+        else:
+            zero_dtype = zero_point_dtype(graph, node)
+    else:
+        scale_value(graph, node)  # activations: one positive scale, a power of two or not
+        if node.op == "QuantizeLinear" or source not in graph.initializers:
+            activation_format_any(graph, node)  # any zero point of an 8/16-bit type (ISA 2)
+            return
+        zero_dtype = zero_point_dtype(graph, node)
     if source in graph.initializers:
         dtype = str(graph.initializers[source].dtype)
         if dtype not in (*WEIGHT_DTYPES, "int32"):
@@ -150,6 +165,8 @@ def validate(ir: CompilerIR) -> CompilerIR:
             users = [n for n in graph.nodes if name in n.inputs]
             if users and all(_is_bias_input(n, name) for n in users):
                 continue  # a float bias: fold_qdq quantises it at s_a * s_w (docs/importing.md)
+            if users and all(n.op == "DequantizeLinear" and n.inputs[0] in graph.initializers and n.inputs.index(name) == 1 for n in users):
+                continue  # per-axis weight scales (ISA 2: one requant entry per output neuron)
             where = users[0].label if users else f"initializer '{name}'"
             raise OnnxError(f"{where}: float initializer '{name}' {list(array.shape)}: weights must be int8/int16 behind a DequantizeLinear")
         if array.dtype == np.dtype("O"):

@@ -82,6 +82,9 @@ def reseal(bundle: Path) -> None:
     bias = np.frombuffer((bundle / fmt.BIAS_BIN).read_bytes(), dtype="<i4")
     (bundle / fmt.WEIGHTS_HEX).write_text(fmt.image_hex(weights, arch.weight_word_bits))
     (bundle / fmt.BIAS_HEX).write_text(fmt.image_hex(bias, 32))
+    requant = np.frombuffer((bundle / fmt.REQUANT_BIN).read_bytes(), dtype="<i4")
+    (bundle / fmt.REQUANT_HEX).write_text(fmt.image_hex(requant, 32))
+    manifest["requant_entries"] = requant.size // 3
     (bundle / fmt.PROGRAM_HEX).write_text(fmt.program_hex((bundle / fmt.PROGRAM_BIN).read_bytes()))
     files = {name: (bundle / name).read_bytes() for name in manifest["files"]}
     manifest["content_sha256"] = content_hash_of_files(files, manifest, arch)

@@ -121,8 +121,8 @@ def test_c_header_compiles_and_decodes_like_the_disassembler(generated: Path, cn
 
 
 def test_expected_fields_hold_raw_field_bits() -> None:
-    text = hdl.expected_fields("REQ nb=5 ostride=9 m=1 p=2 shift=-3 bits=8\nEND\n")
-    assert text.split() == ["0000000b", "00000005", "00000009", "00000001", "00000002", "000000fd", "00000008", "0000000e"]
+    text = hdl.expected_fields("REQ nb=5 ostride=9 m=1 p=2 shift=-3 bits=8 uns=1 rq=0 qa=7\nEND\n")
+    assert text.split() == ["0000000b", "00000005", "00000009", "00000001", "00000002", "000000fd", "00000008", "00000001", "00000000", "00000007", "0000000e"]
 
 
 def test_memory_map_regions_do_not_overlap(cnn_bundle: Path) -> None:

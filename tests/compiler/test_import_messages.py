@@ -36,12 +36,38 @@ def _save(model: onnx.ModelProto, tmp_path: Path) -> Path:
     return path
 
 
-def test_float_output_too_wide_names_the_pattern(tmp_path: Path) -> None:
-    weight = np.full((3, 20), 100, dtype=np.int8)  # 20 * 128 * 100 > 2**15
-    model = build_model([Spec("gemm", weight=weight, bias=np.zeros(3, dtype=np.int32))], ["N", 20])
+def test_float_output_wider_than_the_neuron_word_is_stored_by_sta(tmp_path: Path) -> None:
+    """ISA 2: a float graph output whose accumulators need more than 16 bits compiles to STA (32-bit
+    accumulator words, the host applies 2**-(f_a + f_w)) and matches onnxruntime bit for bit."""
+    from axtrain.compiler.package import write_compiled_bundle
+    from axtrain.formats.bundle import load_bundle
+    from axtrain.runtime.execute import output_floats
+    from axtrain.runtime.interpreter import run_bundle
+    from axtrain.runtime.simulation import simulate
+
+    weight = np.random.default_rng(4).integers(-127, 128, size=(3, 20)).astype(np.int8)  # bound 20 * 128 * 127 > 2**15
+    weight[0] = 100  # reachable: a row of one sign
+    model = build_model([Spec("gemm", weight=weight, bias=np.array([7, -9, 0], dtype=np.int32))], ["N", 20])
     _drop_output_qdq(model)
-    with pytest.raises(OnnxError, match=r"node 'gemm0' \(Gemm\): needs ISA v2: float graph output .* accumulator bound 256000 does not fit the 16-bit neuron word"):
-        compile_model(_save(model, tmp_path))
+    path = _save(model, tmp_path)
+    ir = compile_model(path)
+    assert str(ir.layers[-1].output_format).startswith("s32.")
+    write_compiled_bundle(ir, tmp_path / "b")
+    bundle = load_bundle(tmp_path / "b")
+    ops = [ins.op for ins in bundle.program]
+    assert "STA" in ops and "STN" not in ops and "REQ" not in ops and bundle.program[-2]["space"] == 1
+    from axtrain.compiler.cli import summary, summary_dict
+
+    scale = 2.0 ** -ir.layers[-1].output_format.frac
+    assert f"output (32-bit accumulator words (STA)) y = (q - 0) * {scale!r}" in summary(tmp_path / "b")
+    assert summary_dict(tmp_path / "b")["host_scales"]["output_accumulator_words"] is True
+    x = np.random.default_rng(3).uniform(-1, 1, (64, 20)).astype(np.float32)
+    x[0] = 100.0  # saturates the input format: drives row 0 beyond 2**15
+    q = run_bundle(bundle, x)[-1]
+    assert np.abs(q).max() > 1 << 15
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(output_floats(bundle, q), expected)
+    np.testing.assert_array_equal(simulate(bundle, x).outputs, expected)  # the fast executor
 
 
 def test_float_output_that_fits_compiles_as_the_accumulator(tmp_path: Path) -> None:

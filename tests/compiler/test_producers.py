@@ -81,8 +81,12 @@ def check_case(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     x = calibration(shape, n=16 - 16 % batch, seed=11) * 2.0
     produced = run_bundle(bundle, x)
     final = dequantize(produced[-1], ir.layers[-1].output_format)
-    expected = np.concatenate([reference(path, x[i:i + batch]) for i in range(0, len(x), batch)])
-    np.testing.assert_array_equal(final, expected.reshape(final.shape))  # bit for bit
+    expected = np.concatenate([reference(path, x[i:i + batch]) for i in range(0, len(x), batch)]).reshape(final.shape)
+    if case.bitwise:
+        np.testing.assert_array_equal(final, expected)  # bit for bit
+    else:  # non-power-of-two scales: within one output LSB of onnxruntime's float path (docs/numerics.md)
+        lsb = np.rint((final - expected) / np.float32(ir.layers[-1].output_format.scale))
+        assert np.abs(lsb).max() <= 1, np.abs(lsb).max()
     fmt = ir.layers[-1].output_format
     assert np.mean(produced[-1] != 0) > 0.3 and np.mean(np.abs(produced[-1]) < fmt.qmax) > 0.3  # not vacuous
     approximate = run_bundle(bundle, x, mode_override=parse_mode("drum:2"))[-1]

@@ -75,16 +75,12 @@ def uint8_activation(model: onnx.ModelProto) -> None:
 
 CASES: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
     "unsupported op": (sigmoid, r"node 'relu0' \(Sigmoid\): operator Sigmoid is not supported"),
-    "non-power-of-two scale": (non_power_of_two_scale, r"node 'q_out0' \(QuantizeLinear\): needs ISA v2: scale 0.30000001192092896 is not a power of two"),
-    "nonzero zero point": (nonzero_zero_point, r"node 'q_out1' \(QuantizeLinear\): needs ISA v2: activation range \[-131, 124\] LSB \(zero point 3\)"),
     "float weights": (float_weights, r"node 'gemm1' \(Gemm\): float initializer 'w1_float' \[3, 5\]"),
     "dynamic non-batch dim": (dynamic_feature_dim, r"input 'input': dimension 1 is dynamic \('features'\)"),
-    "per-channel scale": (per_channel_scale, r"node 'dq_w0' \(DequantizeLinear\): needs ISA v2: per-channel weight scales 2\*\*-6 .. 2\*\*-26"),
     "metadata vs scales": (metadata_disagrees, r"node 'gemm0' \(Gemm\): metadata axtrain.output_format=s8.3 disagrees"),
     "unknown schema": (unknown_schema, "axtrain.schema='9': unknown AxTrain ONNX schema version"),
     # A tensor may feed several layers (a DAG); a bare Relu on a quantised activation is no layer.
     "branching graph": (branching, r"node 'side_relu' \(Relu\): not expected here: a layer is Gemm/MatMul/Conv"),
-    "unsigned activations": (uint8_activation, r"node 'q_input' \(QuantizeLinear\): needs ISA v2: unsigned activation range \[0, 255\] on the graph input"),
 }
 
 

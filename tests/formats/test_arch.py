@@ -40,8 +40,8 @@ def test_partial_yaml_keeps_defaults(tmp_path: Path) -> None:
         ({"pe_rowz": 3}, "pe_rowz: unknown key"),
         ({"pe_rows": 0}, "pe_rows: Input should be greater than or equal to 1"),
         ({"weight_word_bits": 12}, "weight_word_bits must be 8, 16 or 32"),
-        ({"pe_rows": 64, "pe_cols": 64}, "exceeds ISA v1's limit of 4095 PEs"),
-        ({"neuron_buffer_bytes": 1 << 22}, "outside ISA v1's range"),
+        ({"pe_rows": 64, "pe_cols": 64}, "exceeds ISA v2's limit of 4095 PEs"),
+        ({"neuron_buffer_bytes": 1 << 22}, "outside ISA v2's range"),
         ([1, 2], "expected a mapping"),
     ],
 )

@@ -1,8 +1,9 @@
-"""Bundle format 1.1 (testbench twins, coverage, content hash) and format 1 bundles still read."""
+"""Bundle format 2.0 (testbench twins, coverage, content hash since 1.1); format 1 / 1.1 bundles (ISA 1) refused by name."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,19 +34,6 @@ def bundle(original: Path, tmp_path: Path) -> Path:
     return tmp_path / "b"
 
 
-def as_format_1(path: Path) -> None:
-    """Turn a 1.1 bundle into what format 1 wrote: no twins, no coverage, no content hash."""
-    manifest = json.loads((path / fmt.MANIFEST).read_text())
-    for name in list(manifest["files"]):
-        if name in NEW_FILES or name.endswith(".hex") and name.startswith("golden/"):
-            (path / name).unlink()
-            del manifest["files"][name]
-    for key in ("golden_coverage", "content_sha256"):
-        del manifest[key]
-    manifest["format_version"] = "1"
-    (path / fmt.MANIFEST).write_text(json.dumps(manifest))
-
-
 def cli(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:
         main([str(a) for a in args])
@@ -56,26 +44,34 @@ def cli(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-def test_format_1_bundles_still_load_verify_and_diff_equal(bundle: Path, original: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    as_format_1(bundle)
-    b = fmt.load_bundle(bundle)
-    assert b.manifest.format_version == "1" and b.manifest.golden_coverage is None
-    code, out = cli(["verify", bundle], capsys)
-    assert code == 0 and "golden coverage: not recorded (format 1 bundle, 8 goldens)" in out
-    code, out = cli(["diff", bundle, original], capsys)
-    assert code == 0 and out.startswith("equivalent")
-    assert fmt.bundle_content_sha256(b) == json.loads((original / fmt.MANIFEST).read_text())["content_sha256"]
+@pytest.mark.parametrize("old", ["1", "1.1"])
+def test_format_1_bundles_are_refused_by_name(old: str, bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["format_version"], manifest["isa_version"] = old, "1"
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    message = f"bundle format {old} (ISA 1) was written by an earlier axtrain; recompile its ONNX with `axtrain compile`"
+    with pytest.raises(BundleError, match=re.escape(message)):
+        fmt.load_bundle(bundle)
+    for command in (["verify", bundle], ["simulate", bundle, "--app", "breast-cancer"], ["inspect", bundle]):
+        code, out = cli(command, capsys)
+        assert code == 2 and out.count("\n") == 1 and out.startswith("error: ") and message in out, (command, out)
+
+
+def test_this_version_is_isa_2_bundle_2_0(original: Path) -> None:
+    manifest = json.loads((original / fmt.MANIFEST).read_text())
+    assert (manifest["format_version"], manifest["isa_version"]) == ("2.0", "2")
+    assert (original / fmt.PROGRAM_ASM).read_text().startswith("; AxTrain FlexFlow ISA v2 program")
 
 
 def test_unknown_minor_version_is_refused_by_name(bundle: Path) -> None:
     manifest = json.loads((bundle / fmt.MANIFEST).read_text())
-    manifest["format_version"] = "1.2"
+    manifest["format_version"] = "2.1"
     (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"unknown bundle format version '1.2' \(this axtrain reads versions 1, 1.1\)"):
+    with pytest.raises(BundleError, match=r"unknown bundle format version '2.1' \(this axtrain reads versions 2.0\)"):
         fmt.load_bundle(bundle)
 
 
-def test_format_1_1_needs_its_files(bundle: Path) -> None:
+def test_format_2_needs_its_files(bundle: Path) -> None:
     manifest = json.loads((bundle / fmt.MANIFEST).read_text())
     del manifest["files"][fmt.PROGRAM_HEX]
     (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
@@ -129,3 +125,44 @@ def test_hex_images_layout(original: Path) -> None:
     q = b.load_npy(fmt.GOLDEN_INPUTS_INT)
     hexed = (original / fmt.GOLDEN_INPUTS_HEX).read_text().split()
     assert len(hexed) == q.size and int(hexed[1], 16) == (int(q.reshape(-1)[1]) & 0xFFFF)
+
+
+def test_requant_image_is_listed_hashed_and_empty_for_power_of_two_scales(original: Path) -> None:
+    manifest = json.loads((original / fmt.MANIFEST).read_text())
+    assert manifest["requant_entries"] == 0 and {fmt.REQUANT_BIN, fmt.REQUANT_HEX} <= set(manifest["files"])
+    assert (original / fmt.REQUANT_BIN).read_bytes() == b"" and fmt.load_bundle(original).requant.shape == (0, 3)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ([1 << 30, 33, 0], None),
+    ([-5, 33, 0], r"requant.bin: entry 1: multiplier -5 outside \[0, 2\*\*31\)"),
+    ([1 << 30, 200, 0], r"requant.bin: entry 1: shift 200 outside \[0, 127\]"),
+])
+def test_requant_entries_are_checked_on_load(entry: list[int], message: str | None, bundle: Path) -> None:
+    import numpy as np
+
+    words = np.array([[1 << 30, 31, 7], entry], dtype="<i4")
+    (bundle / fmt.REQUANT_BIN).write_bytes(words.tobytes())
+    reseal(bundle)
+    if message is None:
+        assert fmt.load_bundle(bundle).requant.tolist() == [[1 << 30, 31, 7], entry]
+        return
+    with pytest.raises(BundleError, match=message):
+        fmt.load_bundle(bundle)
+
+
+def test_requant_hex_twin_and_content_hash_cover_the_image(bundle: Path) -> None:
+    import numpy as np
+
+    (bundle / fmt.REQUANT_BIN).write_bytes(np.array([1 << 30, 31, 7], dtype="<i4").tobytes())
+    reseal(bundle)
+    sealed = fmt.load_bundle(bundle).manifest.content_sha256
+    (bundle / fmt.REQUANT_HEX).write_text("40000000\n0000001f\n00000008\n")
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["files"][fmt.REQUANT_HEX] = fmt.sha256_file(bundle / fmt.REQUANT_HEX)
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="requant.hex does not match requant.bin"):
+        fmt.load_bundle(bundle)
+    (bundle / fmt.REQUANT_BIN).write_bytes(np.array([1 << 30, 31, 8], dtype="<i4").tobytes())
+    reseal(bundle)
+    assert fmt.load_bundle(bundle).manifest.content_sha256 != sealed

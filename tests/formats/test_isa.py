@@ -1,4 +1,4 @@
-"""ISA v1: encoding layout, exact round trips (hypothesis), and one-line refusals."""
+"""ISA v2: encoding layout, exact round trips (hypothesis), and one-line refusals."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from axtrain.formats.isa import (
     encode_program,
     listing,
     parse_assembly,
+    parse_line,
 )
 
 
@@ -166,7 +167,7 @@ def test_schedule_refuses_geometry_beyond_the_conv_fields() -> None:
 
     layer = QuantizedLayer("big", "conv", F(8, 4), F(8, 2), np.ones((1, 1, 33, 33), dtype=np.int64), F(8, 7), np.zeros(1, dtype=np.int64), False, padding=0)
     ir = CompilerIR("big.onnx", "0" * 64, Architecture(), layers=(layer,), shapes=((1, 40, 40), (1, 8, 8)))
-    with pytest.raises(ConfigError, match="kh=33 exceeds ISA v1's limit of 31"):
+    with pytest.raises(ConfigError, match="kh=33 exceeds ISA v2's limit of 31"):
         tile_schedule(ir)
 
 
@@ -182,3 +183,33 @@ def test_bias_word_width_is_the_isa_s() -> None:
     arch = Architecture(dram_bandwidth=3, dram_latency_cycles=7, dram_burst_bytes=4)  # bursts of one bias word
     events = simulate_fast(parse_assembly("LDB bb=0 dram=0 count=5\nEND"), arch)
     assert events.dram_read_bytes == 5 * 4 and events.cycles == dram_cycles(20, arch) + 1 == 7 + 7 + 1
+
+
+def test_isa_2_req_fields_and_ldq_layout() -> None:
+    # REQ: after bits(6) at bit 80 come uns(1) at 86, rq(1) at 87, qa(16) from 88.
+    value = int.from_bytes(encode(Instruction.of("REQ", nb=0, ostride=0, m=0, p=0, shift=0, bits=0, uns=1, rq=1, qa=0xABCD)), "little")
+    assert value == 0x0B | (1 << 86) | (1 << 87) | (0xABCD << 88)
+    # The new operands default to 0: an ISA 1-style line assembles to the power-of-two, signed REQ.
+    old_style = Instruction.of("REQ", nb=1, ostride=1, m=1, p=1, shift=3, bits=8)
+    assert (old_style["uns"], old_style["rq"], old_style["qa"]) == (0, 0, 0)
+    assert str(old_style).endswith("uns=0 rq=0 qa=0") and parse_line(str(old_style)) == old_style
+    # LDQ 0x0F: qa(16) from bit 8, dram(32) from 24, count(16) from 56.
+    value = int.from_bytes(encode(Instruction.of("LDQ", qa=3, dram=5, count=7)), "little")
+    assert value == 0x0F | (3 << 8) | (5 << 24) | (7 << 56)
+    with pytest.raises(BundleError, match=r"missing operands \['dram'\]"):
+        Instruction.of("LDQ", qa=0, count=1)
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("REQ nb=0 ostride=1 m=1 p=1 shift=0 bits=16 uns=1", r"unsigned output width 16 outside \[2, 15\]"),
+    ("REQ nb=0 ostride=1 m=1 p=1 shift=2 bits=8 rq=1", "shift must be 0 when the requant table scales"),
+    ("REQ nb=0 ostride=1 m=2 p=1 shift=0 bits=8 rq=1 qa=1023", r"requant table range \[1023, 1025\) exceeds its 1024 words"),
+    ("LDQ qa=0 dram=3 count=2", r"DRAM requant range \[3, 5\) exceeds its 4 words"),
+])
+def test_isa_2_static_checks(line: str, reason: str) -> None:
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import check_program
+
+    program = [parse_line(line), Instruction.of("END")]
+    with pytest.raises(BundleError, match=reason):
+        check_program([i for i in program if i is not None], Architecture(), requant_entries=4)

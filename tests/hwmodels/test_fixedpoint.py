@@ -156,3 +156,99 @@ def test_format_parse_round_trip_and_errors() -> None:
         FixedPointFormat.parse("x8.2")
     with pytest.raises(HardwareModelError):
         FixedPointFormat(1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requantisation by multiplier and shift (ISA 2 REQ with the requant table)
+# ---------------------------------------------------------------------------------------------
+
+from axtrain.hwmodels.fixedpoint import (  # noqa: E402
+    MAX_RQ_SHIFT,
+    check_requant_entry,
+    quantize_multiplier,
+    requantize_multiplier,
+    requantize_multiplier_reference,
+    saturation_bounds,
+)
+
+INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
+ACCUMULATORS = st.one_of(INT64, st.integers(-(1 << 47), 1 << 47), st.integers(-4096, 4096), st.sampled_from([-(1 << 63), (1 << 63) - 1, 0]))
+MULTIPLIERS = st.one_of(st.integers(0, (1 << 31) - 1), st.sampled_from([0, 1 << 30, (1 << 31) - 1]))
+SHIFTS = st.one_of(st.integers(0, MAX_RQ_SHIFT), st.sampled_from([0, 1, 31, 32, 33, 62, 94, 95, 96]))
+
+
+def exact_requantize(acc: int, m: int, n: int, z: int, qmin: int, qmax: int) -> int:
+    """The definition in rationals (independent of both implementations)."""
+    return min(max(z + half_even(Fraction(acc * m, 1 << n)), qmin), qmax)
+
+
+@settings(max_examples=600, deadline=None)
+@given(acc=st.lists(ACCUMULATORS, min_size=1, max_size=8), m=MULTIPLIERS, n=SHIFTS, z=st.integers(-(1 << 16), 1 << 16),
+       bits=st.integers(2, 16), signed=st.booleans())
+def test_multiplier_requantize_fast_equals_reference_over_int64(acc: list[int], m: int, n: int, z: int, bits: int, signed: bool) -> None:
+    qmin, qmax = saturation_bounds(bits, signed)
+    fast = requantize_multiplier(np.array(acc, dtype=np.int64), m, n, z, qmin, qmax)
+    slow = [requantize_multiplier_reference(a, m, n, z, qmin, qmax) for a in acc]
+    assert fast.tolist() == slow == [exact_requantize(a, m, n, z, qmin, qmax) for a in acc]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_multiplier_requantize_per_element_parameters(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, 30))
+    acc = data.draw(st.lists(st.integers(-(1 << 47), 1 << 47), min_size=size, max_size=size))
+    m = data.draw(st.lists(MULTIPLIERS, min_size=size, max_size=size))
+    n = data.draw(st.lists(SHIFTS, min_size=size, max_size=size))
+    z = data.draw(st.lists(st.integers(-200, 200), min_size=size, max_size=size))
+    fast = requantize_multiplier(np.array(acc), np.array(m), np.array(n), np.array(z), -(1 << 24), 1 << 24)  # the widest bounds allowed
+    assert fast.tolist() == [exact_requantize(*args, -(1 << 24), 1 << 24) for args in zip(acc, m, n, z, strict=True)]
+
+
+def test_48_bit_accumulator_times_31_bit_multiplier_does_not_overflow() -> None:
+    # |acc * M| ~ 2**78: a plain int64 product would wrap; the exact result fits an unsaturated range.
+    acc = np.array([(1 << 47) - 1, -(1 << 47), 123456789012345, -98765432109876], dtype=np.int64)
+    m, n = (1 << 31) - 1, 62
+    got = requantize_multiplier(acc, m, n, 0, -(1 << 24), 1 << 24)
+    assert got.tolist() == [exact_requantize(int(a), m, n, 0, -(1 << 24), 1 << 24) for a in acc]
+    assert got.tolist()[:2] == [1 << 16, -(1 << 16)]  # (2**47 - 1)(2**31 - 1) / 2**62 = 2**16 - 2**-15 - ...: rounds to 2**16
+    wrapped = (acc * np.int64(m)) >> n  # what a naive int64 product gives (wraps)
+    assert not np.array_equal(wrapped, got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(acc=st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20), shift=st.integers(-30, 97), bits=st.integers(2, 16))
+def test_power_of_two_multiplier_is_the_v1_rounding_shift(acc: list[int], shift: int, bits: int) -> None:
+    # M = 2**30, n = shift + 30 is REQ v1's rounding shift by `shift`: power-of-two graphs keep their bits.
+    fmt = FixedPointFormat(bits, 0)
+    n = shift + 30
+    if n > MAX_RQ_SHIFT:
+        return
+    got = requantize_multiplier(np.array(acc), 1 << 30, n, 0, fmt.qmin, fmt.qmax)
+    assert np.array_equal(got, requantize(np.array(acc), shift, fmt))
+
+
+@pytest.mark.parametrize("real, expected", [(0.125, (1 << 30, 33)), (1.0, (1 << 30, 30)), (0.75, (3 << 29, 31)), (2.0**-60, (1 << 30, 90))])
+def test_quantize_multiplier_exact_cases(real: float, expected: tuple[int, int]) -> None:
+    assert quantize_multiplier(real) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(real=st.floats(min_value=2.0**-90, max_value=2.0**30, allow_nan=False, allow_infinity=False))
+def test_quantize_multiplier_relative_error_at_most_2_to_minus_31(real: float) -> None:
+    m, n = quantize_multiplier(real)
+    assert 1 << 30 <= m < 1 << 31 and 0 <= n <= MAX_RQ_SHIFT and check_requant_entry(m, n, 0) is None
+    assert abs(Fraction(m, 1 << n) - Fraction(real)) <= Fraction(real) * Fraction(1, 1 << 31)
+
+
+@pytest.mark.parametrize("real", [0.0, -1.0, float("nan"), float("inf"), 2.0**32, 2.0**-100])
+def test_quantize_multiplier_refuses_out_of_range(real: float) -> None:
+    with pytest.raises(HardwareModelError, match="requantisation multiplier"):
+        quantize_multiplier(real)
+
+
+def test_requant_entry_checks_and_bounds() -> None:
+    assert check_requant_entry(1 << 31, 3, 0) == "multiplier 2147483648 outside [0, 2**31)"
+    assert "shift 128" in str(check_requant_entry(1, 128, 0))
+    assert "zero point" in str(check_requant_entry(1, 1, 1 << 17))
+    with pytest.raises(HardwareModelError, match=r"within \+-2\*\*24"):
+        requantize_multiplier(np.array([1]), 1, 1, 0, 0, 1 << 25)

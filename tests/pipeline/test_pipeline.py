@@ -45,7 +45,7 @@ def test_every_artifact_is_left_in_the_directory(finished: Path) -> None:
     assert {layer["multiplier"] for layer in layers} == {"drum:2"}
     assert {float(layer["sram_voltage"]) for layer in layers} == {0.66}
     summary = (finished / "summary.md").read_text()
-    assert "accuracy on the accelerator" in summary and "energy per inference" in summary
+    assert "accuracy on the accelerator" in summary and "energy per inference (batch 100)" in summary and "throughput (batch 100)" in summary
 
 
 def test_rerun_reuses_every_stage(finished: Path) -> None:

@@ -115,7 +115,57 @@ HAND_PROGRAMS = {
         STN dram=3 nb=10 count=1
         END
     """,
+    # ISA 2: requant table entries loaded by LDQ, table-scaled REQs (signed and unsigned), a conv tile.
+    "requant-table": """
+        LDN nb=0 dram=0 count=18
+        LDQ qa=0 dram=0 count=0
+        LDQ qa=0 dram=1 count=3
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=8 stride=8
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
+        DISTW wb=0 stride=8 m=3 p=4 k=8
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
+        MAC m=3 p=4 k=8 bb=0 mt=0 init=1
+        RELU m=3 p=4
+        REQ nb=40 ostride=4 m=3 p=4 shift=0 bits=7 uns=1 rq=1 qa=0
+        SYNC layer=0 nb=40 count=12 space=0
+        STN dram=20 nb=40 count=12
+        END
+    """,
+    # ISA 2: a float graph output: accumulators stored by STA (two rows apart), an accumulator SYNC.
+    "accumulator-store": """
+        LDN nb=0 dram=0 count=18
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=8 stride=8
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
+        DISTW wb=0 stride=8 m=3 p=4 k=8
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
+        MAC m=3 p=4 k=8 bb=0 mt=0 init=1
+        STA dram=20 ostride=5 m=3 p=4
+        SYNC layer=0 nb=20 count=4 space=1
+        END
+    """,
 }
+
+
+def test_hand_counts_of_sta() -> None:
+    program = parse_assembly(HAND_PROGRAMS["accumulator-store"])
+    events = simulate_fast(program, ODD_ARCH)
+    # 12 accumulators of 4 bytes = 48 B, on the bus as whole bursts, at 3 B/cycle; no STN.
+    bus = -(-48 // ODD_ARCH.dram_burst_bytes) * ODD_ARCH.dram_burst_bytes
+    assert events.cycles_by_op["STA"] == -(-bus // 3) and events.dram_write_bytes == bus and "STN" not in events.instructions
+
+
+def test_hand_counts_of_the_requant_table() -> None:
+    """LDQ moves 3 words (12 bytes) per entry into the bias-buffer-class table; a table-scaled REQ
+    reads one entry per output neuron and multiplies once per output (docs/isa.md timing hints)."""
+    program = parse_assembly(HAND_PROGRAMS["requant-table"])
+    events = simulate_fast(program, ODD_ARCH)
+    bus = -(-3 * 12 // ODD_ARCH.dram_burst_bytes) * ODD_ARCH.dram_burst_bytes  # 3 entries of 12 B, whole bursts
+    assert events.instructions["LDQ"] == 2 and events.cycles_by_op["LDQ"] == -(-bus // 3)  # the empty LDQ moves nothing
+    assert events.requant_multiplies == 12 and events.requantizations == 12
+    assert events.writes["bias_buffer@1.100V"] == 3 * 3 + 3  # LDQ entries + LDB words
+    assert events.reads["bias_buffer@1.100V"] == 3 * 3 + 3  # REQ: 3 entries of 3 words; MAC init: 3 biases
 
 
 @pytest.mark.parametrize("name", sorted(HAND_PROGRAMS))

@@ -57,3 +57,15 @@ def test_lower_voltage_lowers_sram_energy(bundle_factory) -> None:
     bundle, _ = bundle_factory("cnn", "default")
     energies = [price(bundle_events(bundle, None, v), DEFAULT_65NM, bundle.arch).sram_joules for v in (1.1, 0.85, 0.66, 0.4)]
     assert energies == sorted(energies, reverse=True) and energies[-1] < energies[1]
+
+
+def test_requant_multiplies_are_priced_as_exact_32_bit_multiplies() -> None:
+    """ISA 2: a table-scaled REQ's multiply by its 31-bit multiplier costs one exact 32x32 multiply per
+    output (docs/isa.md timing hints); power-of-two bundles have no such key at all."""
+    arch = Architecture()
+    plain = Events(cycles=100, requantizations=10)
+    scaled = Events(cycles=100, requantizations=10, requant_multiplies=10)
+    assert "requant_multipliers" not in price(plain, DEFAULT_65NM, arch).compute
+    extra = price(scaled, DEFAULT_65NM, arch).compute_joules - price(plain, DEFAULT_65NM, arch).compute_joules
+    assert extra == pytest.approx(10 * DEFAULT_65NM.multiplier_energy("exact", 32), rel=1e-12)
+    assert extra > 10 * DEFAULT_65NM.multiplier_energy("exact", 8)  # wider than the 8-bit datapath's multiply

@@ -146,6 +146,112 @@ def test_output_integers_read_the_output_placement(bundle_factory) -> None:
     assert np.array_equal(output_integers(bundle, final), outputs[len(layers) - 1])
 
 
+REQUANT_PROGRAM = """
+    LDN nb=0 dram=0 count=18
+    LDQ qa=2 dram=1 count=4
+    CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
+    LDB bb=0 dram=0 count=4
+    LDW wb=0 dram=0 rows=4 cols=8 stride=8
+    DISTW wb=0 stride=8 m=2 p=4 k=8
+    DISTN nb=0 p0=0 m=2 p=4 k0=0 k=8
+    MAC m=2 p=4 k=8 bb=0 mt=0 init=1
+    RELU m=2 p=4
+    REQ nb=40 ostride=4 m=2 p=4 shift=0 bits=8 uns=1 rq=1 qa=2
+    DISTW wb=16 stride=8 m=2 p=4 k=8
+    DISTN nb=0 p0=0 m=2 p=4 k0=0 k=8
+    MAC m=2 p=4 k=8 bb=2 mt=0 init=1
+    REQ nb=48 ostride=4 m=2 p=4 shift=0 bits=5 rq=1 qa=4
+    SYNC layer=0 nb=40 count=16 space=0
+    STN dram=20 nb=40 count=16
+    END
+"""
+
+
+def test_table_scaled_req_fast_and_interpreter_equal_the_exact_definition() -> None:
+    """ISA 2 REQ with rq=1: both executors give clip(z + round_half_even(acc * M / 2**n)), computed
+    here independently in rationals from the accumulators (uint8 after RELU, then a signed 5-bit tile)."""
+    from fractions import Fraction
+
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import check_program
+
+    arch = Architecture(pe_rows=2, pe_cols=4)
+    program = parse_assembly(REQUANT_PROGRAM)
+    rng = np.random.default_rng(5)
+    weights, bias = rng.integers(-120, 120, size=32), rng.integers(-3000, 3000, size=4)
+    # DRAM.Q: entry 0 unused; entries 1..4 -> table 2..5 (non-power-of-two multipliers, zero points).
+    requant = np.array([[0, 0, 0], [1518500250, 40, 128], [1073741824, 35, 3], [2045222520, 44, -2], [1234567890, 38, 0]], dtype=np.int64)
+    check_program(program, arch, weights.size, bias.size, 40, requant.shape[0])
+    dram = np.zeros((9, 40), dtype=np.int64)
+    dram[:, :18] = rng.integers(-128, 128, size=(9, 18))
+    fast = FastExecutor(program, arch)
+    assert fast.plan.fast
+    got, _ = fast.run(fast.prepare(weights, bias, requant), dram)
+    slow = run_program(program, arch, weights, bias, dram, requant_image=requant)
+    assert np.array_equal(got, slow.dram_a)
+
+    def half_even(v: Fraction) -> int:
+        f = v.numerator // v.denominator
+        r = v - f
+        return f + (1 if r > Fraction(1, 2) or (r == Fraction(1, 2) and f % 2) else 0)
+
+    x = dram[:, :18].reshape(9, 2, 3, 3)
+    w = weights.reshape(4, 2, 2, 2)
+    expected = np.zeros((9, 16), dtype=np.int64)
+    for img in range(9):
+        for o in range(4):
+            m, n, z = requant[1 + o]
+            lo, hi = (0, 255) if o < 2 else (-16, 15)
+            for pos in range(4):
+                oy, ox = divmod(pos, 2)
+                acc = int(bias[o]) + int(np.sum(x[img, :, oy : oy + 2, ox : ox + 2] * w[o]))
+                if o < 2:
+                    acc = max(acc, 0)
+                expected[img, o * 4 + pos] = min(max(int(z) + half_even(Fraction(acc * int(m), 1 << int(n))), lo), hi)
+    assert np.array_equal(got[:, 20:36], expected)
+    assert len(np.unique(expected[:, :8])) > 4 and expected[:, 8:].min() < 0  # not all saturated or zero
+
+
+def test_sta_stores_saturated_accumulators_fast_and_interpreter_agree() -> None:
+    """ISA 2 STA: a conv tile's accumulators, saturated to 32 bits, land in DRAM.A rows ``ostride``
+    apart; the accumulator SYNC reports them. Both executors agree with the plain integer sum."""
+    from axtrain.formats.arch import Architecture
+    from axtrain.formats.isa import check_program
+
+    arch = Architecture(pe_rows=3, pe_cols=4, accumulator_bits=48)
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=18
+        LDB bb=0 dram=0 count=3
+        LDW wb=0 dram=0 rows=3 cols=8 stride=8
+        CONV c=2 h=3 w=3 kh=2 kw=2 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=2 ow=2
+        DISTW wb=0 stride=8 m=3 p=4 k=8
+        DISTN nb=0 p0=0 m=3 p=4 k0=0 k=8
+        MAC m=3 p=4 k=8 bb=0 mt=0 init=1
+        STA dram=20 ostride=5 m=3 p=4
+        SYNC layer=0 nb=20 count=4 space=1
+        END
+    """)
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-30000, 30000, size=24)
+    bias = np.array([5, -(1 << 31), (1 << 31) - 1])  # saturation on both sides reachable
+    dram = np.zeros((6, 40), dtype=np.int64)
+    dram[:, :18] = rng.integers(-30000, 30000, size=(6, 18))
+    check_program(program, arch, 24, 3, 40)
+    fast = FastExecutor(program, arch)
+    assert fast.plan.fast
+    got, layers = fast.run(fast.prepare(weights, bias), dram, collect=True)
+    slow = run_program(program, arch, weights, bias, dram)
+    assert np.array_equal(got, slow.dram_a) and np.array_equal(layers[0], slow.layer_outputs[0])
+    x, w = dram[:, :18].reshape(6, 2, 3, 3), weights.reshape(3, 2, 2, 2)
+    for o in range(3):
+        for pos in range(4):
+            oy, ox = divmod(pos, 2)
+            acc = bias[o] + np.einsum("ncij,cij->n", x[:, :, oy : oy + 2, ox : ox + 2], w[o])
+            assert np.array_equal(got[:, 20 + 5 * o + pos], np.clip(acc, -(1 << 31), (1 << 31) - 1))
+    assert np.array_equal(got[:, 24], np.zeros(6))  # the gap between rows is not written
+    assert (got[:, 25:29] == -(1 << 31)).any() and (got[:, 30:34] == (1 << 31) - 1).any()  # saturated both ways
+
+
 @pytest.mark.parametrize("kind", ["mlp", "mixed"])
 @pytest.mark.parametrize("runs", [1, 3])
 def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, runs) -> None:
