@@ -16,7 +16,8 @@ Outputs (in ``--out DIR``):
                            decoded field against expected_fields.hex (made from the disassembly)
                            and each image's checksum; prints PASS/FAIL and calls $finish
     expected_fields.hex    per instruction: opcode, then each operand's raw bits (32-bit words)
-    *.hex                  copies of program.hex, weights.hex, bias.hex, golden inputs and layers
+    *.hex                  copies of program.hex, weights.hex, bias.hex, requant.hex (when the
+                           bundle has requant entries), golden inputs and layers
 """
 
 from __future__ import annotations
@@ -31,7 +32,19 @@ import numpy as np
 from axtrain import atomic
 from axtrain.formats import bundle as fmt
 from axtrain.formats.arch import Architecture
-from axtrain.formats.isa import BIAS_WORD_BITS, ISA_VERSION, MAX_MODE_CODE, MODE_EXACT, OPCODE_BITS, OPS, WORD_BITS, WORD_BYTES, OpSpec, disassemble
+from axtrain.formats.isa import (
+    BIAS_WORD_BITS,
+    ISA_VERSION,
+    MAX_MODE_CODE,
+    MODE_EXACT,
+    OPCODE_BITS,
+    OPS,
+    REQUANT_ENTRY_WORDS,
+    WORD_BITS,
+    WORD_BYTES,
+    OpSpec,
+    disassemble,
+)
 
 PACKAGE = "axtrain_isa_pkg"
 PACKAGE_FILE = f"{PACKAGE}.sv"
@@ -85,6 +98,8 @@ def bundle_constants(bundle: fmt.Bundle) -> list[tuple[str, int, str]]:
         ("BUNDLE_INSTRUCTIONS", len(bundle.program), "program.hex lines"),
         ("BUNDLE_WEIGHT_WORDS", m.weight_words, "weights.hex lines"),
         ("BUNDLE_BIAS_WORDS", m.bias_words, "bias.hex lines"),
+        ("BUNDLE_REQUANT_ENTRIES", m.requant_entries, "DRAM.Q entries (LDQ dram/count count these)"),
+        ("BUNDLE_REQUANT_WORDS", m.requant_entries * REQUANT_ENTRY_WORDS, f"requant.hex lines ({REQUANT_ENTRY_WORDS} int32 words per entry: M, n, z)"),
         ("BUNDLE_ACTIVATION_WORDS", m.activation_words, "DRAM.A words per image (the batch stride)"),
         ("BUNDLE_INPUT_DRAM", m.input.dram, "DRAM.A word address of the network input"),
         ("BUNDLE_INPUT_WORDS", int(np.prod(m.input.shape)), "input words per image"),
@@ -110,6 +125,8 @@ HOST_REGISTERS: tuple[tuple[str, int, str], ...] = (
     ("REG_BATCH", 0x24, "images in the batch"),
     ("REG_CYCLES_LO", 0x28, "cycles since start, bits 31..0 (read only)"),
     ("REG_CYCLES_HI", 0x2C, "cycles since start, bits 63..32 (read only)"),
+    # ISA 2: appended after the ISA 1 registers so that their offsets did not move (decision 170).
+    ("REG_REQUANT_BASE", 0x30, "byte address of DRAM.Q entry 0 (requant.bin)"),
 )
 REGION_ALIGN = 4096  # each DRAM region starts on a 4 KiB boundary
 ACT_STRIDE_ALIGN = 64  # images' activation spaces start on 64-byte boundaries
@@ -121,20 +138,25 @@ def _align(value: int, to: int) -> int:
 
 def memory_map(bundle: fmt.Bundle) -> list[tuple[str, int, str]]:
     """The bundle's default device-DRAM byte map (docs/bringup.md): program, weight image, bias
-    image, then one activation space per image; an ISA word address ``d`` of space X is byte
-    ``X_BASE + d * X_WORD_BYTES`` (activations: ``+ n * ACT_STRIDE`` for image ``n``)."""
+    image, requant image (ISA 2, ``DRAM.Q``), then one activation space per image; an ISA word
+    address ``d`` of space X is byte ``X_BASE + d * X_WORD_BYTES`` (activations: ``+ n * ACT_STRIDE``
+    for image ``n``; ``DRAM.Q`` entry ``d`` at ``REQUANT_BASE + 12 d``). Without requant entries the
+    requant region is empty and the activation base is where ISA 1 put it."""
     m, arch = bundle.manifest, bundle.arch
     program_bytes = len(bundle.program) * WORD_BYTES
     weight_bytes = m.weight_words * arch.weight_word_bytes
     bias_bytes = m.bias_words * BIAS_WORD_BITS // 8
     weight_base = _align(program_bytes, REGION_ALIGN)
     bias_base = _align(weight_base + weight_bytes, REGION_ALIGN)
-    act_base = _align(bias_base + bias_bytes, REGION_ALIGN)
+    requant_bytes = m.requant_entries * REQUANT_ENTRY_WORDS * BIAS_WORD_BITS // 8
+    requant_base = _align(bias_base + bias_bytes, REGION_ALIGN)
+    act_base = _align(requant_base + requant_bytes, REGION_ALIGN)
     stride = _align(m.activation_words * arch.neuron_word_bytes, ACT_STRIDE_ALIGN)
     return [
         ("MAP_PROGRAM_BASE", 0, f"{program_bytes} bytes"),
         ("MAP_WEIGHT_BASE", weight_base, f"{weight_bytes} bytes, {arch.weight_word_bytes} per word"),
         ("MAP_BIAS_BASE", bias_base, f"{bias_bytes} bytes, 4 per word"),
+        ("MAP_REQUANT_BASE", requant_base, f"{requant_bytes} bytes, {REQUANT_ENTRY_WORDS * BIAS_WORD_BITS // 8} per entry (M, n, z: 4 each)"),
         ("MAP_ACT_BASE", act_base, "image 0's activation space"),
         ("MAP_ACT_STRIDE", stride, f"{m.activation_words} words x {arch.neuron_word_bytes} bytes, rounded up to {ACT_STRIDE_ALIGN}"),
         ("MAP_INPUT_OFFSET", m.input.dram * arch.neuron_word_bytes, "byte offset of the input within an image's space"),
@@ -434,6 +456,9 @@ def testbench_images(bundle: fmt.Bundle) -> list[tuple[str, str, int, int, np.nd
         (fmt.WEIGHTS_HEX, "weights", arch.weight_word_bits, m.weight_words, bundle.weights),
         (fmt.BIAS_HEX, "bias", BIAS_WORD_BITS, m.bias_words, bundle.bias),
     ]
+    if m.requant_entries:  # a zero-size unpacked array is not legal SystemVerilog: only when there are entries
+        words = fmt.requant_image_words(bundle.requant)
+        images.append((fmt.REQUANT_HEX, "requant", BIAS_WORD_BITS, int(words.size), words))
     q = bundle.load_npy(fmt.GOLDEN_INPUTS_INT)
     images.append(("golden_inputs.hex", "golden_inputs", arch.neuron_word_bits, int(q.size), q))
     for layer in bundle.layers:
@@ -455,7 +480,7 @@ def generate(out: Path, arch: Architecture, bundle: fmt.Bundle | None = None, so
         files[EXPECTED_FILE] = expected_fields(disassemble(bundle.program_bytes)).encode("ascii")
         files[fmt.PROGRAM_HEX] = fmt.program_hex(bundle.program_bytes).encode("ascii")
         for file, _, bits, _, values in images:
-            if file in (fmt.WEIGHTS_HEX, fmt.BIAS_HEX):
+            if file in (fmt.WEIGHTS_HEX, fmt.BIAS_HEX, fmt.REQUANT_HEX):
                 files[file] = (bundle.path / file).read_bytes()  # the bundle's own image, byte for byte
             else:
                 files[file] = fmt.image_hex(np.asarray(values).reshape(-1), bits).encode("ascii")

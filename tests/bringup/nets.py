@@ -58,6 +58,28 @@ def export(layers: list[QuantizedLayer], shape: tuple[int, ...], path: Path, met
     return path
 
 
+def with_non_power_of_two_output(path: Path, scale: float = 0.3) -> Path:
+    """The exported graph at ``path`` with its last QuantizeLinear's scale set to ``scale`` (not a
+    power of two, so ISA 2 requantises that layer through the requant table: LDQ, REQ rq=1, a
+    nonempty requant.hex); the layer's declared output format is dropped, as a foreign producer
+    would not write it. Saved beside ``path`` as ``<stem>_rq.onnx``."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    last = [node for node in model.graph.node if node.op_type == "QuantizeLinear"][-1]
+    tensor = next(t for t in model.graph.initializer if t.name == last.input[1])
+    tensor.CopyFrom(numpy_helper.from_array(np.array(scale, dtype=np.float32), tensor.name))
+    for node in model.graph.node:
+        keep = [p for p in node.metadata_props if p.key != "axtrain.output_format"]
+        if len(keep) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+    out = path.with_name(f"{path.stem}_rq.onnx")
+    onnx.save(model, out)
+    return out
+
+
 def compile_bundle(onnx_path: Path, out: Path, arch: Architecture | None = None, golden: int = 8) -> Path:
     from axtrain.compiler.pipeline import compile_to_bundle
 
