@@ -10,7 +10,7 @@ write of an unchanged value is still listed.
 Units (the DMA engine's transfers overlap the other units' work, docs/runtime.md "Timing model"; the
 others run one instruction at a time):
 ``dram`` (LDW LDB LDQ LDN STN STA), ``control`` (MODE CONV SYNC END), ``distribute`` (DISTW DISTN),
-``pe_array`` (MAC RELU POOL), ``requantize`` (REQ).
+``pe_array`` (MAC RELU POOL AVGPOOL ADD), ``requantize`` (REQ).
 """
 
 from __future__ import annotations
