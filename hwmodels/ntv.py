@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -51,6 +52,13 @@ def flip_positions(n_bits: int, p: float, rng: np.random.Generator) -> np.ndarra
     drawn as ``1 + floor(E / -log(1 - p))`` with ``E`` standard exponential, which is Geometric(p)
     exactly in real arithmetic and ~5x faster than ``rng.geometric``.
     """
+    return flip_positions_from(n_bits, p, rng.standard_exponential)
+
+
+def flip_positions_from(n_bits: int, p: float, exponentials: Callable[[int], np.ndarray]) -> np.ndarray:
+    """:func:`flip_positions` with the standard exponentials drawn by ``exponentials(count)`` (a
+    fresh float64 array of ``count`` values, which the walk overwrites): the one gap walk, whatever generator feeds it (the trainer's
+    is a torch generator: ``trainer.emulation.draw_fault_masks``)."""
     if not 0.0 <= p <= 1.0:
         raise HardwareModelError(f"bit-error rate must lie in [0, 1], got {p!r}")
     if n_bits <= 0 or p == 0.0:
@@ -63,7 +71,7 @@ def flip_positions(n_bits: int, p: float, rng: np.random.Generator) -> np.ndarra
     expected = n_bits * p
     while True:
         batch = int(expected + 6.0 * math.sqrt(expected + 1.0) + 16)
-        gaps = rng.standard_exponential(batch)
+        gaps = np.asarray(exponentials(batch), dtype=np.float64)  # a fresh array: scaled in place
         gaps *= scale
         # Capped at n_bits so a tiny p cannot overflow int64 (any gap that long ends the draw anyway);
         # the cast truncates, which is floor for these non-negative values.

@@ -42,7 +42,7 @@ from axtrain.errors import ConfigError
 from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
-from axtrain.hwmodels.ntv import bit_error_rate
+from axtrain.hwmodels.ntv import bit_error_rate, flip_positions_from
 from axtrain.trainer.emulation_fused import FusedDense, fused_applicable
 from axtrain.trainer.reductions import max_abs
 from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
@@ -188,8 +188,8 @@ def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
 def draw_fault_masks(shape: Sequence[int], bits: int, p: float, generator: torch.Generator) -> torch.Tensor:
     """One NTV fault map: an int64 XOR mask per word, each of its ``bits`` bits set with probability ``p``.
 
-    Per-bit Bernoulli(p) by geometric gaps, as :func:`axtrain.hwmodels.ntv.flip_positions` draws
-    them: the gap between successive flips of a Bernoulli(p) sequence over the ``count * bits``
+    Per-bit Bernoulli(p) by geometric gaps, through the gap walk of :func:`axtrain.hwmodels.ntv.flip_positions_from`, fed
+    with this generator's exponentials: the gap between successive flips of a Bernoulli(p) sequence over the ``count * bits``
     stored bits (bit ``j`` of word ``i`` is bit ``i * bits + j``) is Geometric(p), drawn as
     ``1 + floor(E / -log(1 - p))`` with ``E = -log(1 - U)`` standard exponential, exactly so in real
     arithmetic. The cost follows the number of flips, not of bits: at 1 % (0.66 V) a training step of
@@ -203,23 +203,11 @@ def draw_fault_masks(shape: Sequence[int], bits: int, p: float, generator: torch
     if bits > 62 or p >= 1.0:  # 1 << bits must fit an int64 mask; p = 1 sets every bit
         return draw_fault_masks_reference(shape, bits, p, generator)
     n_bits = count * bits
-    scale = 1.0 / -math.log1p(-p)
-    chunks: list[torch.Tensor] = []
-    position = -1
-    expected = n_bits * p
-    while True:
-        batch = int(expected + 6.0 * math.sqrt(expected + 1.0) + 16)
-        gaps = torch.rand(batch, generator=generator, dtype=torch.float64).neg_().log1p_().mul_(-scale)
-        # Capped at n_bits so that a tiny p cannot overflow int64 (any gap that long ends the draw);
-        # the cast truncates, which is floor for these non-negative values.
-        steps = torch.cumsum(gaps.clamp_(max=float(n_bits)).to(torch.int64).add_(1), 0).add_(position)
-        inside = steps[: int(torch.searchsorted(steps, n_bits))]  # steps ascend
-        chunks.append(inside)
-        if inside.numel() < steps.numel():
-            break
-        position = int(steps[-1])
-        expected = (n_bits - position) * p
-    positions = torch.cat(chunks)
+
+    def exponentials(size: int) -> np.ndarray:  # E = -log(1 - U), U from the run's generator
+        return torch.rand(size, generator=generator, dtype=torch.float64).neg_().log1p_().neg_().numpy()
+
+    positions = torch.from_numpy(flip_positions_from(n_bits, p, exponentials))
     masks = torch.zeros(count, dtype=torch.int64)
     # Positions are distinct, so summing each word's 2**j is OR-ing them.
     masks.index_add_(0, positions // bits, torch.ones_like(positions).bitwise_left_shift_(positions % bits))
