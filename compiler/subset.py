@@ -57,18 +57,13 @@ def pow2_frac(value: float) -> int | None:
 
 
 def scale_frac(graph: Graph, node: Node) -> int:
-    """The fractional length ``f`` of a Q/DQ node's scale, which must be a scalar ``2**-f``."""
-    scale = initializer(graph, node, 1, "scale")
-    if scale.size != 1:
-        raise refuse(node, f"needs ISA v2: per-channel scales ({scale.size} values) that are not powers of two fitting one weight word")
-    if scale.dtype != np.float32:
-        raise refuse(node, f"scale is {scale.dtype}, expected float32")
-    value = float(scale.reshape(-1)[0])
-    if not math.isfinite(value) or value <= 0:
-        raise refuse(node, f"scale {value!r} is not a positive finite number")
+    """The fractional length ``f`` of a Q/DQ node's scale, which must be a scalar ``2**-f`` (where
+    only power-of-two scales are supported: an integer bias's DequantizeLinear, a residual Add's
+    inputs); :func:`scale_value`'s checks first."""
+    value = scale_value(graph, node)
     mantissa, exponent = math.frexp(value)
     if mantissa != 0.5:
-        raise refuse(node, f"needs ISA v2: scale {value!r} is not a power of two (non-power-of-two scale)")
+        raise refuse(node, f"scale {value!r} is not a power of two (only power-of-two scales are supported here)")
     frac = 1 - exponent  # value = 2**(exponent - 1) = 2**-frac
     if abs(frac) > 64:
         raise refuse(node, f"scale 2**{-frac} is outside the supported range 2**-64 .. 2**64")
