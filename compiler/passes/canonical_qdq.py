@@ -17,8 +17,7 @@ signed ``b``-bit range after an optional RELU, so the chain compiles exactly whe
 
 for ``2 <= b <= 16`` (the neuron word). It is rewritten as ``[Relu ->] [Clip ->] Q -> DQ`` with an
 int8/int16 zero point of 0 (the Clip only for widths other than 8 and 16). Anything else is refused
-in one line naming the node and the pattern ("needs ISA v2: ...": unsigned input, asymmetric
-activation ranges). A chain after MaxPool or Flatten that clamps to a range containing the one its
+in one line naming the node and the pattern. A chain after MaxPool or Flatten that clamps to a range containing the one its
 input already has is the identity and is removed.
 
 **Weights and biases.** A DequantizeLinear of an integer initializer with a nonzero or unsigned zero
@@ -232,7 +231,7 @@ def _canonical_weights(graph: Graph) -> Graph:
             continue
         fracs = [_pow2_frac(float(v)) for v in scale.reshape(-1)]
         if any(f is None for f in fracs):
-            nodes.append(node)  # non-power-of-two: validate refuses it ("needs ISA v2")
+            nodes.append(node)  # non-power-of-two: kept; fold_qdq requantises it per neuron (ISA 2)
             continue
         values = q.astype(np.int64)
         axis = int(node.attrs.get("axis", 1)) % max(q.ndim, 1)

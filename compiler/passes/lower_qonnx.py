@@ -8,7 +8,7 @@ signed (``[-2**(b-1) + narrow, 2**(b-1) - 1]``) or unsigned (``[0, 2**b - 1 - na
 Clip to ``[lo, hi]`` and the DequantizeLinear back, which is what onnxruntime runs and what
 canonical_qdq and fold_constants then read. Widths 2..16, integral zero points and constant
 parameters are lowered; anything else is refused naming the node (other QONNX ops, other rounding
-modes, wider formats). Scales are checked later like any Q/DQ scale (power of two, else "needs ISA v2").
+modes, wider formats). Scales are checked later like any Q/DQ scale (docs/importing.md).
 """
 
 from __future__ import annotations
