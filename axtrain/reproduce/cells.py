@@ -5,7 +5,14 @@ defined by its ``kind``, its JSON ``params`` and the cells it needs (``deps``). 
 sha256 of that whole definition (the deps by their keys, so a change anywhere upstream changes every
 key downstream) plus the axtrain version::
 
-    key = sha256(canonical JSON {"kind", "params", "deps": [dep keys], "axtrain": __version__})
+    key = sha256(canonical JSON {"kind", "params", "deps": [dep keys], "axtrain": __version__,
+                                 "models": MODEL_GENERATIONS})
+
+``MODEL_GENERATIONS`` names the versions of what decides a cell's result besides its params: the
+bundle format (ISA), the simulation report schema (machine model) and ``RESULTS_GENERATION``, a
+counter bumped by hand whenever a change alters what a cell computes without changing a version
+(a trainer's fault-map draw, a default of the energy table). The package version alone did not move
+across ISA 2 and machine model v2, and a folder from before them would otherwise have been reused.
 
 A finished cell is one small JSON file, ``DIR/cells/<key>.json``, written atomically (temp name, then
 rename) by whoever ran it; a cell with a file is never run again, so an interrupted reproduction
@@ -20,6 +27,7 @@ use cells, and cells know nothing of the tasks.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -33,6 +41,19 @@ from axtrain.provenance import versions
 
 CELLS_DIR = "cells"
 RECORD_FORMAT = "axtrain-reproduce-cell/1"
+
+# Bump when a change alters any cell's result while no version below moves (decision 175).
+# 2: ISA 2 / machine model v2 energies, training fault maps by geometric gaps (decision 141).
+RESULTS_GENERATION = 2
+
+
+@functools.lru_cache(maxsize=1)
+def model_generations() -> dict[str, str]:
+    """The versions, besides axtrain's, that a cell key covers (see the module docstring)."""
+    from axtrain.formats.bundle import FORMAT_VERSION
+    from runtime.report import SCHEMA
+
+    return {"bundle": FORMAT_VERSION, "report": SCHEMA, "results": str(RESULTS_GENERATION)}
 
 
 def canonical(obj: Any) -> str:
@@ -60,7 +81,13 @@ class Cell:
 
     def definition(self) -> dict[str, Any]:
         """Everything the key covers."""
-        return {"kind": self.kind, "params": self.params, "deps": [d.key for d in self.deps], "axtrain": __version__}
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "deps": [d.key for d in self.deps],
+            "axtrain": __version__,
+            "models": dict(model_generations()),
+        }
 
     @property
     def key(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from axtrain import __version__
 from axtrain.errors import RunError
 from axtrain.reproduce import tasks
-from axtrain.reproduce.cells import Cell, CellStore, closure
+from axtrain.reproduce.cells import Cell, CellStore, closure, model_generations
 from axtrain.reproduce.executor import run_cells
 
 
@@ -18,7 +18,13 @@ def test_key_is_sha256_of_the_canonical_definition():
     dep = Cell("train", {"config": {"app": "ionosphere", "seed": 1}})
     cell = Cell("simulate", {"runs": 50, "sram_voltage": 0.66}, (dep,), label="not hashed")
     text = json.dumps(
-        {"axtrain": __version__, "deps": [dep.key], "kind": "simulate", "params": {"runs": 50, "sram_voltage": 0.66}},
+        {
+            "axtrain": __version__,
+            "deps": [dep.key],
+            "kind": "simulate",
+            "models": {"bundle": "2.0", "report": "axtrain-simulation-report/2", "results": "2"},
+            "params": {"runs": 50, "sram_voltage": 0.66},
+        },
         sort_keys=True, separators=(",", ":"),
     )
     assert cell.key == hashlib.sha256(text.encode()).hexdigest()
@@ -47,6 +53,15 @@ def test_key_changes_with_any_part_of_the_definition(change):
 def test_key_depends_on_the_axtrain_version(monkeypatch):
     before = Cell("train", {"x": 1}).key
     monkeypatch.setattr("axtrain.reproduce.cells.__version__", "999.0")
+    assert Cell("train", {"x": 1}).key != before
+
+
+@pytest.mark.parametrize("part", ["bundle", "report", "results"])
+def test_key_depends_on_the_model_generations(monkeypatch, part):
+    """A cell computed under ISA 1 or machine model v1 is not reused after them (decision 175)."""
+    before = Cell("train", {"x": 1}).key
+    changed = {**model_generations(), part: "999"}
+    monkeypatch.setattr("axtrain.reproduce.cells.model_generations", lambda: changed)
     assert Cell("train", {"x": 1}).key != before
 
 
