@@ -104,7 +104,7 @@ def exercised(layers: Sequence[QuantizedLayer], q_input: np.ndarray) -> np.ndarr
             g, cg, mg = layer.groups, a.shape[1] // layer.groups, out.shape[1] // layer.groups
             covs = []
             for group in range(g):  # a grouped conv: each group's rows see its own channels
-                nz = (im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr) != 0).astype(np.float32)  # [n, Q, k]
+                nz = (im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr, layer.pad_value) != 0).astype(np.float32)  # [n, Q, k]
                 rows = live[:, group * mg : (group + 1) * mg].reshape(n, mg, -1).astype(np.float32)
                 covs.append(np.einsum("njq,nqk->njk", rows, nz) > 0)
             cov = np.concatenate(covs, axis=1)
@@ -227,7 +227,7 @@ def instruction_coverage(layers: Sequence[QuantizedLayer], records: Sequence[Any
             else:
                 kh, kw = layer.weight.shape[2:]
                 cg = a.shape[1] // layer.groups
-                patches[i, group] = im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr)
+                patches[i, group] = im2col(a[:, group * cg : (group + 1) * cg], kh, kw, layer.stride_hw, layer.pads_tlbr, layer.pad_value)
         if i not in accs:
             accs[i] = accumulate(layer, a).reshape(n, layer.weight.shape[0], -1)
         return patches[i, group], accs[i]

@@ -104,6 +104,8 @@ def layer_records(ir: CompilerIR) -> list[dict[str, Any]]:
             record["sources"] = list(layer.sources)
         if layer.other_format is not None:
             record["other_format"] = str(layer.other_format)
+        if layer.count_include_pad:
+            record["count_include_pad"] = True
         if layer.has_weights:
             assert layer.weight is not None and layer.weight_format is not None
             m, k = layer.out_features, s.k  # a grouped conv: every group's rows (s.m is one group's)

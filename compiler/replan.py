@@ -188,7 +188,7 @@ def integer_layers(bundle: Bundle) -> list[QuantizedLayer]:
             window: tuple[int, int] | tuple[()] = (kh, kw) if kh != kw else ()
             out.append(QuantizedLayer(
                 layer.name, layer.op, fin, fout, kernel=kh, window=window, stride=layer.stride, padding=layer.padding,
-                sram_voltage=layer.sram_voltage, **graph,
+                sram_voltage=layer.sram_voltage, count_include_pad=layer.count_include_pad, **graph,
             ))
             continue
         if layer.op in ("flatten", "add"):

@@ -53,6 +53,9 @@ class QuantizedLayer:
     pads: tuple[int, int, int, int] | tuple[()] = ()  # top, left, bottom, right
     window: tuple[int, int] | tuple[()] = ()  # maxpool / avgpool kernel height, width
     groups: int = 1  # conv: channel groups (depthwise: as many as input channels)
+    # avgpool: divide by the whole window (ONNX count_include_pad=1, the padding summing as 0) instead
+    # of by the window's positions inside the map.
+    count_include_pad: bool = False
     # The layers whose outputs this one reads, in input order (-1: the network input); empty: the
     # previous layer (a chain). A residual add reads two.
     sources: tuple[int, ...] = ()
@@ -75,6 +78,12 @@ class QuantizedLayer:
     def window_hw(self) -> tuple[int, int]:
         """Maxpool window (height, width)."""
         return self.window if len(self.window) == 2 else (self.kernel, self.kernel)
+
+    @property
+    def pad_value(self) -> int:
+        """The stored word a conv's padding reads: the input zero point, so that a border position
+        is the real value 0 as onnxruntime pads the dequantised input (ISA 2 ``CONV.padv``)."""
+        return self.input_format.zero_point
 
     def source_layers(self, index: int) -> tuple[int, ...]:
         """The layers this one (at ``index``) reads: :attr:`sources`, or the previous layer."""
@@ -192,7 +201,7 @@ def accumulate(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | Non
     cg, mg = q_in.shape[1] // g, out_ch // g
     parts = []
     for group in range(g):  # a grouped conv is one conv per channel group
-        patches = im2col(q_in[:, group * cg : (group + 1) * cg], kh, kw, (sh, sw), (pt, pl, pb, pr))
+        patches = im2col(q_in[:, group * cg : (group + 1) * cg], kh, kw, (sh, sw), (pt, pl, pb, pr), layer.pad_value)
         rows = slice(group * mg, (group + 1) * mg)
         parts.append(_grouped_matmul(patches, w[rows].reshape(mg, -1), modes[rows]))
     acc = np.concatenate(parts, axis=-1) + layer.bias  # [N, OH*OW, OC]
@@ -210,7 +219,7 @@ def forward_layer(layer: QuantizedLayer, q_in: np.ndarray, weight: np.ndarray | 
         return maxpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr)
     if layer.op == "avgpool":
         shift = layer.output_format.frac - layer.input_format.frac
-        return avgpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr, shift, layer.output_format)
+        return avgpool(q_in, layer.window_hw, layer.stride_hw, layer.pads_tlbr, shift, layer.output_format, layer.count_include_pad)
     acc = accumulate(layer, q_in, weight)
     if layer.relu:
         acc = np.maximum(acc, 0)

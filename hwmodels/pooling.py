@@ -3,6 +3,7 @@ with power-of-two scales (docs/numerics.md).
 
 - **Average pool**: ``out = sat(round_half_even(sum * 2**shift / count))`` where ``sum`` is the
   window's integer sum, ``count`` the window positions inside the map (ONNX ``count_include_pad=0``)
+  or the whole window ``kh * kw`` (``count_include_pad=1``: the padding counts, summing as 0)
   and ``shift = output frac - input frac``. onnxruntime divides in float32; the exact rational
   rounding gives the same integers whenever the float32 quotient does not cross a rounding boundary,
   which it cannot for the windows and formats the ISA encodes (|value| < 2**15, count < 2**12: the
@@ -46,8 +47,12 @@ def _extents(size: int, k: int, s: int, pad: int, out: int) -> list[tuple[int, i
     return [(max(o * s - pad, 0), min(o * s - pad + k, size)) for o in range(out)]
 
 
-def avgpool_reference(x: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], shift: int, fmt: FixedPointFormat) -> np.ndarray:
-    """Average pooling of ``x [N, C, H, W]`` (integers), one window at a time (the definition)."""
+def avgpool_reference(
+    x: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], shift: int, fmt: FixedPointFormat,
+    count_include_pad: bool = False,
+) -> np.ndarray:
+    """Average pooling of ``x [N, C, H, W]`` (integers), one window at a time (the definition);
+    ``count_include_pad``: every window divides by ``kh * kw``."""
     x = np.asarray(x, dtype=np.int64)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = window, strides, pads
@@ -56,7 +61,8 @@ def avgpool_reference(x: np.ndarray, window: tuple[int, int], strides: tuple[int
     for oy, (y0, y1) in enumerate(_extents(h, kh, sh, pt, oh)):
         for ox, (x0, x1) in enumerate(_extents(w, kw, sw, pl, ow)):
             total = x[:, :, y0:y1, x0:x1].sum(axis=(2, 3))
-            out[:, :, oy, ox] = scaled_average(total, np.full(total.shape, (y1 - y0) * (x1 - x0)), shift, fmt)
+            count = kh * kw if count_include_pad else (y1 - y0) * (x1 - x0)
+            out[:, :, oy, ox] = scaled_average(total, np.full(total.shape, count), shift, fmt)
     return out
 
 
@@ -74,18 +80,28 @@ def window_sums(x: np.ndarray, window: tuple[int, int], strides: tuple[int, int]
     return total
 
 
-def window_counts(h: int, w: int, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], out: tuple[int, int]) -> np.ndarray:
-    """Positions inside the map of every window: ``[oh, ow]`` int64."""
+def window_counts(
+    h: int, w: int, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], out: tuple[int, int],
+    count_include_pad: bool = False,
+) -> np.ndarray:
+    """Every window's divisor, ``[oh, ow]`` int64: its positions inside the map, or (``count_include_pad``)
+    the whole window."""
+    if count_include_pad:
+        return np.full(out, window[0] * window[1], dtype=np.int64)
     return window_sums(np.ones((h, w), dtype=np.int64), window, strides, pads, out)
 
 
-def avgpool(x: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], shift: int, fmt: FixedPointFormat) -> np.ndarray:
+def avgpool(
+    x: np.ndarray, window: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int, int, int], shift: int, fmt: FixedPointFormat,
+    count_include_pad: bool = False,
+) -> np.ndarray:
     """:func:`avgpool_reference` vectorised over the windows (the same integers)."""
     x = np.asarray(x, dtype=np.int64)
     h, w = x.shape[-2:]
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = window, strides, pads
     out = ((h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
-    return scaled_average(window_sums(x, window, strides, pads, out), window_counts(h, w, window, strides, pads, out), shift, fmt)
+    counts = window_counts(h, w, window, strides, pads, out, count_include_pad)
+    return scaled_average(window_sums(x, window, strides, pads, out), counts, shift, fmt)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, sa: int, sb: int, shift: int, fmt: FixedPointFormat, relu: bool = False) -> np.ndarray:

@@ -455,6 +455,13 @@ def run_plan(
             else:
                 gathered[code] = np.take(buffer, step.idx, axis=-2).reshape(*buffer.shape[:-2], *shape)
         gathered_bound = dict(amax)
+        if step.padv:  # CONV.padv (an input zero point): the padding positions read it, transformed per mode
+            for code in plan.codes:
+                value = int(drum_transform(np.array([step.padv], dtype=np.int64), code)[0]) if code else step.padv
+                tile = gathered[code] if step.view is None else gathered[code].copy()  # never write through a view
+                tile.reshape(*tile.shape[:-3], step.k * step.p, n)[..., step.pad_at, :] = value
+                gathered[code] = tile
+                gathered_bound[code] = max(gathered_bound[code], float(abs(value)))
 
     # A RELU right before the REQ of its tile is folded into the REQ's saturation: scaling by a power
     # of two and rint keep the sign and map 0 to 0, so clip(rint(max(a, 0) * s), lo, hi) equals
@@ -505,7 +512,7 @@ def run_plan(
         src = _read(source, step.src, step.src_view)
         src = np.moveaxis(src.reshape(*src.shape[:-2], c, h, w, n), -1, -4)  # [..., n, c, h, w]
         total = window_sums(src.astype(np.int64), step.kernel, step.strides, step.pads, step.out)
-        count = window_counts(h, w, step.kernel, step.strides, step.pads, step.out)
+        count = window_counts(h, w, step.kernel, step.strides, step.pads, step.out, step.count_include_pad)
         value = scaled_average(total, count, step.shift, FixedPointFormat(16, 0))  # exact integers
         value = np.clip(value, step.qmin, step.qmax).astype(dtype)
         value = np.moveaxis(value, -4, -1)

@@ -192,12 +192,13 @@ def step(state: MachineState, ins: Instruction, index: int, outputs: dict[int, n
         source = state.nb[:, o["src"] : o["src"] + c * h * w].reshape(-1, c, h, w)
         result = np.empty((source.shape[0], c, oh, ow), dtype=np.int64)
         fmt = FixedPointFormat(o["bits"], 0)
-        for oy in range(oh):  # each window clipped to the map: padding positions are not counted
+        for oy in range(oh):  # each window clipped to the map: padding positions add nothing
             y0, y1 = max(oy * o["sh"] - o["pt"], 0), min(oy * o["sh"] - o["pt"] + o["kh"], h)
             for ox in range(ow):
                 x0, x1 = max(ox * o["sw"] - o["pl"], 0), min(ox * o["sw"] - o["pl"] + o["kw"], w)
                 total = source[:, :, y0:y1, x0:x1].sum(axis=(2, 3))
-                result[:, :, oy, ox] = scaled_average(total, np.full(total.shape, (y1 - y0) * (x1 - x0)), o["shift"], fmt)
+                count = o["kh"] * o["kw"] if o["cip"] else (y1 - y0) * (x1 - x0)  # cip: the padding is counted
+                result[:, :, oy, ox] = scaled_average(total, np.full(total.shape, count), o["shift"], fmt)
         state.nb[:, o["dst"] : o["dst"] + c * oh * ow] = result.reshape(result.shape[0], -1)
     elif op == "ADD":
         count = o["count"]

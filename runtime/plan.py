@@ -57,7 +57,10 @@ class Load:
 @dataclass(frozen=True, eq=False)
 class Gather:
     """DISTN: the ``[k, p]`` activations of a tile, ``idx`` k-major (``idx[i*p + e]`` = word of PE
-    position ``e``, input ``i``; ``nb_words`` where the window reads zero padding)."""
+    position ``e``, input ``i``; ``nb_words`` where the window reads padding). The padding word holds
+    0; a CONV with ``padv != 0`` (an input zero point) gives its gathers ``padv`` and ``pad_at``, the
+    positions of ``idx`` that read padding, which the runner sets to ``padv`` (its DRUM transform for
+    an approximate mode) after the gather."""
 
     op: ClassVar[str] = "DISTN"  # the instruction it executes
     index: int
@@ -66,6 +69,8 @@ class Gather:
     k: int
     view: Pattern | None = None  # strided_views: shape (k, p)
     shared: bool = False  # mark_shared: every word read is run-invariant
+    padv: int = 0  # CONV.padv where the tile reads padding (0: the padding word's 0 as it is)
+    pad_at: np.ndarray = field(default_factory=lambda: EMPTY)  # positions of idx that read padding (padv != 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,8 +163,9 @@ class Pool:
 
 @dataclass(frozen=True, eq=False)
 class AvgPool:
-    """AVGPOOL: like :class:`Pool`, each window's in-map positions averaged, scaled by
-    ``2**shift``, rounded half to even and saturated to ``[qmin, qmax]`` (hwmodels/pooling.py)."""
+    """AVGPOOL: like :class:`Pool`, each window's in-map positions averaged (``count_include_pad``:
+    their sum divided by the whole window), scaled by ``2**shift``, rounded half to even and
+    saturated to ``[qmin, qmax]`` (hwmodels/pooling.py)."""
 
     op: ClassVar[str] = "AVGPOOL"  # the instruction it executes
     index: int
@@ -179,6 +185,7 @@ class AvgPool:
     transform_any: bool = False
     shared: bool = False
     mirror: bool = False
+    count_include_pad: bool = False  # AVGPOOL cip=1
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,12 +408,14 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
             offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
-            if geometry.padv and not bool(inside.all()):
-                return Plan((), nb_words, (), False, f"instruction {index}: DISTN reads padding of value {geometry.padv} (the plan's pad word is 0)", passes=("trace",))
             gather = np.where(inside, cidx(o["nb"] + offsets), pad)  # [p, k]
             distn = (o["m"], o["p"], o["k"])
             # Gathered activations are kept as [k, p, n] (batch innermost): k-major indices.
-            steps.append(Gather(index, np.ascontiguousarray(gather.T).ravel(), o["p"], o["k"]))
+            flat = np.ascontiguousarray(gather.T).ravel()
+            if geometry.padv and not bool(inside.all()):  # padding that reads the zero point, not 0
+                steps.append(Gather(index, flat, o["p"], o["k"], padv=geometry.padv, pad_at=np.flatnonzero(~inside.T.ravel())))
+            else:
+                steps.append(Gather(index, flat, o["p"], o["k"]))
         elif op == "MAC":
             m, p, k = o["m"], o["p"], o["k"]
             if distn is None or distw is None:
@@ -443,6 +452,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             steps.append(AvgPool(
                 index, cidx(o["src"] + np.arange(c * h * w)), cidx(o["dst"] + np.arange(c * oh * ow)), (c, h, w), (oh, ow),
                 (o["kh"], o["kw"]), (o["sh"], o["sw"]), (o["pt"], o["pl"], o["pb"], o["pr"]), o["shift"], fmt.qmin, fmt.qmax,
+                count_include_pad=bool(o["cip"]),
             ))
         elif op == "ADD":
             words = np.arange(o["count"])
@@ -617,7 +627,7 @@ def fuse_dense_chains(plan: Plan) -> Plan:
                 ok = ok and step.chain == chain
             elif isinstance(step, Gather):
                 view = step.view
-                if view is None or step.p != 1 or (step.k > 1 and view[2][0] != 1):
+                if view is None or step.p != 1 or (step.k > 1 and view[2][0] != 1) or step.padv:
                     ok = False  # not one contiguous run of words
                 else:
                     spans.append((view[0], step.k))
@@ -816,6 +826,9 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             require(step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
             indices(what, step.idx, step.p * step.k, pad=True)
             view_matches(what, step.view, step.idx)
+            if step.padv:
+                require(step.pad_at.size > 0 and bool(np.all(step.idx[step.pad_at] == words)) and int(np.count_nonzero(step.idx == words)) == step.pad_at.size,
+                        lambda: f"{what}: pad_at is not where it reads the padding word")
         elif isinstance(step, Mac):
             require(step.m >= 1 and step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
             require(step.w_src.shape == (step.m, step.k), lambda: f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")

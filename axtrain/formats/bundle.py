@@ -166,6 +166,7 @@ class LayerRecord(_Model):
     groups: int = 1  # conv channel groups
     sources: list[int] = []  # the layers it reads (-1: the network input); [] = the previous layer
     other_format: FormatText | None = None  # add: its second input's format
+    count_include_pad: bool = False  # avgpool: divides by the whole window (AVGPOOL cip=1); written only when true
     weights: ImageRange | None = None  # in the weight image (bits of each word: weight_format)
     bias: ImageRange | None = None  # in the bias image
     nb_input: int  # neuron buffer word address of the input map

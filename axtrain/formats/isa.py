@@ -260,7 +260,8 @@ _SPECS: tuple[OpSpec, ...] = (
         _f("pr", 4, "padding columns right"),
         _f("shift", 6, "output frac - input frac (scale of the average)", signed=True),
         _f("bits", 5, "signed output width to saturate to"),
-    ), "average of each window's in-map positions, * 2**shift, rounded half to even, saturated"),
+        _f("cip", 1, "1: divide by the whole window kh*kw (ONNX count_include_pad=1, padding sums as 0); 0: by its in-map positions", default=0),
+    ), "average of each window's in-map positions (cip=1: sum over kh*kw), * 2**shift, rounded half to even, saturated"),
 )
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}

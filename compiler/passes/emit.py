@@ -90,9 +90,13 @@ class Band:
         return self.geometry["oh"] * self.geometry["ow"]
 
 
-def _geometry(s: LayerSchedule) -> dict[str, int]:
+def _geometry(s: LayerSchedule, layer: QuantizedLayer) -> dict[str, int]:
     c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow = s.geometry
-    return {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": oh, "ow": ow}
+    # The border reads the input zero point (the real value 0, as onnxruntime pads). Set only where the
+    # layer pads: an unpadded layer's CONV (a dense layer's, a band's halo) keeps padv=0, its encoding
+    # unchanged.
+    padv = layer.pad_value if any(layer.pads_tlbr) and layer.op == "conv" else 0
+    return {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": padv, "oh": oh, "ow": ow}
 
 
 def bands(layer: QuantizedLayer, geometry: dict[str, int], channels_out: int, place: LayerPlacement, c0: int = 0, m0: int = 0, full: tuple[int, int] = (0, 0)) -> list[Band]:
@@ -144,7 +148,7 @@ def _emit_compute(
     scales by them (rq=1)."""
     assert place.weight_dram is not None and place.bias_dram is not None and layer.weight_format is not None
     all_modes = layer.neuron_modes()
-    geometry = _geometry(s)
+    geometry = _geometry(s, layer)
     for group in range(layer.groups):
         group_place = replace(place, weight_dram=place.weight_dram + group * s.m * s.k, bias_dram=place.bias_dram + group * s.m)
         layer_bands = bands(layer, geometry, s.m, group_place, c0=group * geometry["c"], m0=group * s.m)
@@ -234,7 +238,7 @@ def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], o
     geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
     if layer.op == "avgpool":  # never spilled (allocate.py)
         shift = layer.output_format.frac - layer.input_format.frac
-        em.add("AVGPOOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, pb=pb, pr=pr, shift=shift, bits=layer.output_format.bits)
+        em.add("AVGPOOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, pb=pb, pr=pr, shift=shift, bits=layer.output_format.bits, cip=int(layer.count_include_pad))
         return
     for band in bands(layer, geometry, c, place):
         _band_io(em, band, before=True)

@@ -22,6 +22,7 @@ from axtrain.compiler.ir import CompilerIR, Graph, Node
 from axtrain.compiler.subset import COMPUTE_OPS, WEIGHT_DTYPES, activation_format_any, initializer, parse_format, pow2_frac, refuse, scale_frac
 from axtrain.errors import HardwareModelError, OnnxError
 from axtrain.formats import onnx_schema as keys
+from axtrain.formats.isa import operand_range
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize_multiplier
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode
@@ -152,6 +153,10 @@ def _fold_compute(
         kernel = node.attrs.get("kernel_shape", [kh, kw])
         if list(kernel) != [kh, kw]:
             raise refuse(node, f"kernel_shape {kernel} disagrees with the weight {list(weight.shape)}")
+        dh, dw = (int(v) for v in node.attrs.get("dilations", [1, 1]))
+        if (dh, dw) != (1, 1):
+            weight = dilate_kernel(weight, dh, dw)
+            kh, kw = weight.shape[2:]
         group = int(node.attrs.get("group", 1))
         if in_ch * group != shape[0] or out_ch % group:
             raise refuse(node, f"weight {list(weight.shape)} with group={group} does not fit the input's {shape[0]} channels (in x group = channels, out divisible by group)")
@@ -180,7 +185,11 @@ def _fold_compute(
     # s_in * s_w[c], not a power of two.
     requant = not fmt_in.power_of_two or pow2_frac(float(w_scales[0])) is None or not np.all(w_scales == w_scales[0])
     if fmt_in.zero_point and node.op == "Conv" and any(node.attrs.get("pads", [0, 0, 0, 0])):
-        raise refuse(node, f"a padded Conv whose input has zero point {fmt_in.zero_point} needs CONV's pad value (padv) set to that zero point, which this compiler does not emit yet: padding would read 0, not the zero point")
+        # The border reads CONV.padv = the zero point (the real value 0, as onnxruntime pads), so the
+        # bias fold below is exact at every position (decision 185).
+        low, high = operand_range("CONV", "padv")
+        if not low <= fmt_in.zero_point <= high:
+            raise refuse(node, f"a padded Conv whose input has zero point {fmt_in.zero_point}: CONV's pad value (padv) holds [{low}, {high}]")
     acc_scales = np.float64(fmt_in.scale) * w_scales.astype(np.float64)  # exact products of two float32 values
 
     # Bias: Gemm/Conv third input, or MatMul -> Add.
@@ -254,6 +263,18 @@ def _fold_compute(
         **attrs,  # type: ignore[arg-type]
     )
     return layer, follower, fmt_out, out_shape
+
+
+def dilate_kernel(weight: np.ndarray, dh: int, dw: int) -> np.ndarray:
+    """A dilated Conv's kernel ``[out, in, kh, kw]`` as the dense kernel it reads:
+    ``[out, in, (kh-1)*dh+1, (kw-1)*dw+1]`` with the taps at multiples of the dilation and zeros
+    between (decision 187). The same window positions, the same output size and the same integers
+    (a zero tap adds 0); the zero taps are weight words like any other (they cost MACs and, under NTV,
+    can flip)."""
+    out_ch, in_ch, kh, kw = weight.shape
+    dense = np.zeros((out_ch, in_ch, (kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=weight.dtype)
+    dense[:, :, ::dh, ::dw] = weight
+    return dense
 
 
 def _weight_scales(graph: Graph, dq: Node, w_int: np.ndarray, transposed: bool) -> np.ndarray:
@@ -444,15 +465,39 @@ def _fold_pool(node: Node, fmt: FixedPointFormat, shape: tuple[int, ...], index:
         kh, kw = (int(v) for v in node.attrs["kernel_shape"])
         sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
         pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
-    oh, ow = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
-    if oh < 1 or ow < 1:
+    if shape[1] + pt + pb < kh or shape[2] + pl + pr < kw:
         raise refuse(node, f"window {kh}x{kw} is larger than the padded {shape[1]}x{shape[2]} input")
-    attrs: dict[str, object] = {"kernel": kh, **_geometry_attrs((sh, sw), (pt, pl, pb, pr))}
+    ceil = bool(node.attrs.get("ceil_mode", 0))
+    oh, extra_b = pool_extent(shape[1], kh, sh, pt, pb, ceil)
+    ow, extra_r = pool_extent(shape[2], kw, sw, pl, pr, ceil)
+    include_pad = bool(node.attrs.get("count_include_pad", 0)) and any((pt, pl, pb, pr, extra_b, extra_r))
+    if include_pad and (extra_b or extra_r):
+        raise refuse(node, f"count_include_pad=1 with ceil_mode=1 where the last window runs past the padding (onnxruntime divides it by the window clipped to the padded map, which AVGPOOL does not encode; {oh}x{ow} output)")
+    if include_pad and fmt.zero_point:
+        raise refuse(node, f"count_include_pad=1 on a padded input with zero point {fmt.zero_point}: the padding counts as the zero point, which AVGPOOL sums as 0")
+    # ceil_mode=1 is floor mode over extra rows below and columns right: they take no part (decision 186).
+    attrs: dict[str, object] = {"kernel": kh, **_geometry_attrs((sh, sw), (pt, pl, pb + extra_b, pr + extra_r))}
     if kh != kw:
         attrs["window"] = (kh, kw)
+    if include_pad:
+        attrs["count_include_pad"] = True
     stem = "pool" if op == "maxpool" else "avgpool"
     layer = QuantizedLayer(name=node.name or f"{stem}{index}", op=op, input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"}, **attrs)  # type: ignore[arg-type]
     return layer, (shape[0], oh, ow)
+
+
+def pool_extent(size: int, k: int, s: int, before: int, after: int, ceil: bool) -> tuple[int, int]:
+    """A pool's output extent along one axis and the padding it adds after the map to reach it in
+    floor mode. ``ceil`` (ONNX ceil_mode=1, as onnxruntime computes it): ``ceil((size + before +
+    after - k) / s) + 1`` windows, less a last one that would start in the padding after the map;
+    the added padding is smaller than the window (the last window starts inside the map)."""
+    span = size + before + after - k
+    out = span // s + 1
+    if ceil:
+        out = -(-span // s) + 1
+        if (out - 1) * s >= size + before:
+            out -= 1
+    return out, max(0, (out - 1) * s + k - (size + before + after))
 
 
 def _requantizer(chain: _Chain, node: Node) -> tuple[Node, FixedPointFormat, bool]:

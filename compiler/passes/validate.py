@@ -37,9 +37,9 @@ _ALLOWED_ATTRS: dict[str, dict[str, object]] = {
     "Clip": {},
     "Flatten": {"axis": 1},
     "Conv": {"group": None, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
-    "AveragePool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "count_include_pad": 0, "auto_pad": "NOTSET"},
+    "AveragePool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "count_include_pad": None, "auto_pad": "NOTSET"},
     "GlobalAveragePool": {},
-    "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0, "storage_order": 0, "auto_pad": "NOTSET"},
+    "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "storage_order": 0, "auto_pad": "NOTSET"},
 }
 
 
@@ -56,8 +56,11 @@ def _check_attrs(node: Node) -> None:
     if node.op == "Gemm" and node.attrs.get("transB", 0) not in (0, 1):
         raise refuse(node, f"transB={node.attrs['transB']!r} is not 0 or 1")
     if node.op in ("Conv", "MaxPool", "AveragePool"):
-        if any(d != 1 for d in node.attrs.get("dilations", [])):
-            raise refuse(node, f"dilations {node.attrs['dilations']} are not supported (only 1)")
+        dilations = node.attrs.get("dilations", [1, 1])
+        if node.op == "Conv" and (len(dilations) != 2 or min(dilations) < 1):
+            raise refuse(node, f"dilations {dilations} are not two positive values")
+        if node.op != "Conv" and any(d != 1 for d in dilations):
+            raise refuse(node, f"dilations {dilations} are not supported on a pool (only 1)")
         strides = node.attrs.get("strides", [1, 1])
         if len(strides) != 2 or min(strides) < 1:
             raise refuse(node, f"strides {strides} are not two positive values")
@@ -70,6 +73,9 @@ def _check_attrs(node: Node) -> None:
     if node.op == "Conv" and (not isinstance(node.attrs.get("group", 1), int) or node.attrs.get("group", 1) < 1):
         raise refuse(node, f"group={node.attrs['group']!r} is not a positive integer")
     if node.op in ("MaxPool", "AveragePool"):
+        for flag in ("ceil_mode", "count_include_pad"):
+            if node.attrs.get(flag, 0) not in (0, 1):
+                raise refuse(node, f"attribute {flag}={node.attrs[flag]!r} is not 0 or 1")
         kernel = node.attrs.get("kernel_shape")
         if kernel is None:
             raise refuse(node, "kernel_shape is missing")
