@@ -20,7 +20,6 @@ from test_refusals import _init, _node, non_power_of_two_scale, nonzero_zero_poi
 
 from axtrain.compiler.package import write_compiled_bundle
 from axtrain.compiler.pipeline import compile_model
-from axtrain.errors import OnnxError
 from axtrain.formats.bundle import load_bundle
 from axtrain.hwmodels.fixedpoint import dequantize
 from axtrain.runtime.interpreter import run_bundle
@@ -111,12 +110,22 @@ def test_isa2_patterns_compile_and_match_onnxruntime(name: str, tmp_path: Path) 
         assert "within 1 output LSB" in line
 
 
-def test_zero_point_on_a_padded_conv_is_refused_by_name(tmp_path: Path) -> None:
+def test_zero_point_on_a_padded_conv_compiles_with_padv(tmp_path: Path) -> None:
+    """Refused until decision 185: the border of a padded Conv on a zero-point input reads CONV.padv =
+    the zero point (the real value 0, as onnxruntime pads), so the bundle matches onnxruntime bit for bit."""
     rng = np.random.default_rng(1)
     model = build_model([random_conv(rng, 2, 1, 3, pad=1)], ["N", 1, 5, 5])
     zero = next(t for t in model.graph.initializer if t.name == "z_in")
     zero.CopyFrom(helper.make_tensor("z_in", TensorProto.INT8, [], [5]))
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
-    with pytest.raises(OnnxError, match=r"node '\w+' \(Conv\): a padded Conv whose input has zero point 5 needs CONV's pad value \(padv"):
-        compile_model(path)
+    ir = compile_model(path)
+    write_compiled_bundle(ir, tmp_path / "b")
+    bundle = load_bundle(tmp_path / "b")
+    assert [ins["padv"] for ins in bundle.program if ins.op == "CONV"] == [5]
+    x = np.random.default_rng(2).normal(0.0, 2.0, (64, 1, 5, 5)).astype(np.float32)
+    fast = simulate(bundle, x).outputs
+    assert np.array_equal(dequantize(run_bundle(bundle, x)[-1], ir.layers[-1].output_format), fast.reshape(64, *ir.shapes[-1]))
+    expected = _onnxruntime(path, x)
+    assert np.unique(expected).size > 5
+    np.testing.assert_array_equal(fast.reshape(expected.shape), expected)

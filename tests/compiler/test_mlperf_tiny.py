@@ -149,21 +149,42 @@ def test_full_size_matches_onnxruntime_on_1000_inputs(name: str, tmp_path: Path,
     _compare(path, bundle, 1000, run_cli)
 
 
-@pytest.mark.parametrize("attribute,value,message", [
-    ("count_include_pad", 1, "attribute count_include_pad=1 is not supported"),
-    ("ceil_mode", 1, "attribute ceil_mode=1 is not supported"),
-    ("dilations", [2, 2], r"dilations \[2, 2\] are not supported"),
-])
-def test_what_is_still_out_is_refused_in_one_line(attribute: str, value: Any, message: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
-    net = mlperf_tiny.QdqNet("refused", [2, 8, 8], seed=0)
+def _pool_net(attributes: dict[str, Any], tmp_path: Path) -> tuple[Path, onnx.NodeProto]:
+    net = mlperf_tiny.QdqNet("pooled", [2, 8, 8], seed=0)
     x = net.conv(net.x, 4, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
-    x = net.avgpool(x, (2, 2), (2, 2))
+    x = net.avgpool(x, (3, 3), (2, 2))
     x = net.gemm(net.flatten(x), 64, 3, relu=False)
     model = net.model(x, [3])
     pool = next(node for node in model.graph.node if node.op_type == "AveragePool")
-    pool.attribute.append(onnx.helper.make_attribute(attribute, value))
+    for attribute, value in attributes.items():
+        pool.attribute.append(onnx.helper.make_attribute(attribute, value))
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
+    return path, pool
+
+
+@pytest.mark.parametrize("attributes", [
+    {"count_include_pad": 1, "pads": [1, 1, 0, 0]},  # divisor 9 at the border too
+    {"ceil_mode": 1},  # 8 rows: 4 windows (floor: 3), the last one short
+    {"ceil_mode": 1, "count_include_pad": 1, "pads": [1, 1, 0, 0]},  # ceil adds no window here: allowed
+])
+def test_pool_attributes_onnxruntime_accepts_compile_and_match(attributes: dict[str, Any], tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    """What this test refused before decision 186: the same pool with ceil_mode / count_include_pad
+    now compiles and matches onnxruntime bit for bit (tests/compiler/test_conv_pool_geometry.py has more)."""
+    path, _ = _pool_net(attributes, tmp_path)
+    bundle = load_bundle(compile_to_bundle(path, tmp_path / "b", golden_count=4))
+    avgpool = next(ins for ins in bundle.program if ins.op == "AVGPOOL")
+    assert avgpool["cip"] == attributes.get("count_include_pad", 0)
+    _compare(path, bundle, 24, run_cli, reference=2)
+
+
+@pytest.mark.parametrize("attribute,value,message", [
+    ("dilations", [2, 2], r"dilations \[2, 2\] are not supported on a pool"),
+    ("auto_pad", "SAME_UPPER", r"attribute auto_pad='SAME_UPPER' is not supported"),
+    ("ceil_mode", 2, r"attribute ceil_mode=2 is not 0 or 1"),
+])
+def test_what_is_still_out_is_refused_in_one_line(attribute: str, value: Any, message: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    path, pool = _pool_net({attribute: value}, tmp_path)
     code, _, err = run_cli(["compile", path, "--out", tmp_path / "b"])
     assert code == 2 and err.count("\n") == 1 and f"node '{pool.name}' (AveragePool)" in err, err
     assert re.search(message, err), err

@@ -98,10 +98,11 @@ def test_refused_with_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
     assert not (tmp_path / "b").exists()
 
 
-def test_inconsistent_group_and_dilated_conv_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Grouped convs are supported (tests/compiler/test_mlperf_tiny.py); a group the weight does not fit is not.
+def test_inconsistent_group_and_bad_dilation_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Grouped and dilated convs are supported (tests/compiler/test_mlperf_tiny.py, test_conv_pool_geometry.py);
+    # a group the weight does not fit is not, nor a dilation that is not two positive values.
     rng = np.random.default_rng(0)
-    for attribute, value, message in (("group", 2, r"weight \[4, 4, 3, 3\] with group=2 does not fit the input's 4 channels"), ("dilations", [2, 2], r"dilations \[2, 2\] are not supported")):
+    for attribute, value, message in (("group", 2, r"weight \[4, 4, 3, 3\] with group=2 does not fit the input's 4 channels"), ("dilations", [2, 0], r"dilations \[2, 0\] are not two positive values")):
         model = build_model([random_conv(rng, 4, 4, 3)], ["N", 4, 8, 8])
         conv = _node(model, "conv0")
         for attr in list(conv.attribute):
