@@ -5,7 +5,8 @@ Conv whose input has a zero point (``CONV.padv``), dilated Convs (zero taps, dec
 Each graph is built here with onnx.helper as a QDQ graph at power-of-two scales, compiled, and its
 outputs compared with onnxruntime (QDQ fusions off) bit for bit on seeded random inputs, through the
 fast executor (its typed plan, not the interpreter fallback) and the reference interpreter; the
-bundle's golden vectors (the hwmodels reference) must verify too. What is still out is refused in one
+bundle's golden vectors (the hwmodels reference) must verify, and the reference and fast cycle
+simulators agree on every count. What is still out is refused in one
 line naming the node.
 """
 
@@ -26,9 +27,12 @@ from axtrain.errors import OnnxError
 from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 from axtrain.formats.bundle import Bundle, load_bundle
 from axtrain.hwmodels.multipliers import parse_mode
+from axtrain.runtime.events import instruction_context
 from axtrain.runtime.execute import FastExecutor, output_floats, output_integers, place_inputs
 from axtrain.runtime.interpreter import ReferenceExecutor
 from axtrain.runtime.overrides import override_program
+from axtrain.runtime.simulator import simulate_fast
+from axtrain.runtime.simulator_reference import simulate_reference
 from axtrain.runtime.verify import verify_bundle
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference of this comparison")
@@ -140,6 +144,8 @@ def _check(model: onnx.ModelProto, tmp_path: Path, arch: Architecture = DEFAULT_
     interpreter = ReferenceExecutor(bundle.program, bundle.arch)
     reference, _ = interpreter.run(interpreter.prepare(bundle.weights, bundle.bias), dram[:6])
     assert np.array_equal(reference, final[:6])
+    context = instruction_context(bundle.program, bundle.arch, bundle.layers)
+    assert simulate_reference(bundle.program, bundle.arch, context).as_dict() == simulate_fast(bundle.program, bundle.arch, context).as_dict()
     return bundle
 
 

@@ -33,7 +33,7 @@ def brute_force_exercised(layers, q: np.ndarray) -> np.ndarray:
             if layer.op == "dense":
                 patches, live = a[n][None, :], out[n][:, None]
             else:
-                patches = im2col(a[n : n + 1], *layer.weight.shape[2:], layer.stride_hw, layer.pads_tlbr)[0]
+                patches = im2col(a[n : n + 1], *layer.weight.shape[2:], layer.stride_hw, layer.pads_tlbr, layer.input_format.zero_point)[0]
                 live = out[n].reshape(m, -1)
             for j in range(m):
                 for q_pos in range(patches.shape[0]):

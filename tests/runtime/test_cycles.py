@@ -102,6 +102,28 @@ HAND_PROGRAMS = {
         STN dram=110 nb=500 count=30
         END
     """,
+    # Decisions 185-187: a padded CONV reading padv (an input zero point; padding still reads no
+    # neuron-buffer word), a kernel with zero taps (a dilated conv), an AVGPOOL dividing by the whole
+    # window (cip=1), a POOL with a ceil_mode window over extra bottom/right padding.
+    "geometry": """
+        LDN nb=0 dram=0 count=98
+        LDB bb=0 dram=0 count=2
+        LDW wb=0 dram=0 rows=2 cols=18 stride=18
+        CONV c=2 h=7 w=7 kh=3 kw=3 sh=2 sw=1 pt=1 pl=2 pb=2 pr=0 padv=-5 oh=4 ow=7
+        DISTW wb=0 stride=18 m=2 p=7 k=18
+        DISTN nb=0 p0=0 m=2 p=7 k0=0 k=18
+        MAC m=2 p=7 k=18 bb=0 mt=0 init=1
+        REQ nb=200 ostride=28 m=2 p=7 shift=3 bits=8
+        DISTN nb=0 p0=21 m=2 p=7 k0=0 k=18
+        MAC m=2 p=7 k=18 bb=0 mt=0 init=1
+        REQ nb=221 ostride=28 m=2 p=7 shift=3 bits=8
+        SYNC layer=0 nb=200 count=56 space=0
+        AVGPOOL dst=300 src=200 c=2 h=4 w=7 kh=3 kw=3 sh=2 sw=2 pt=1 pl=1 pb=1 pr=1 shift=1 bits=8 cip=1
+        POOL dst=400 src=200 c=2 h=4 w=7 kh=2 kw=3 sh=2 sw=2 pt=0 pl=0 pb=0 pr=2
+        SYNC layer=1 nb=400 count=16 space=0
+        STN dram=110 nb=400 count=16
+        END
+    """,
     "dense-single-pe": """
         LDN nb=0 dram=0 count=3
         CONV c=3 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
@@ -293,3 +315,10 @@ def test_a_load_that_another_overwrites_is_not_resident() -> None:
     fast = simulate_machine(program, HAND_ARCH, batch=4)
     assert fast == simulate_reference_batch(program, HAND_ARCH, batch=4)
     assert fast.total.instructions == {"LDB": 1, "LDW": 8, "END": 4}
+
+
+def test_padv_changes_no_count() -> None:
+    """The pad value is a register: padding positions read no neuron-buffer word whatever padv is."""
+    program = HAND_PROGRAMS["geometry"]
+    counts = [simulate_fast(parse_assembly(program.replace("padv=-5", f"padv={v}")), ODD_ARCH).as_dict() for v in (-5, 0, 300)]
+    assert counts[0] == counts[1] == counts[2]

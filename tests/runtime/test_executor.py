@@ -130,3 +130,37 @@ def test_both_agree_on_the_graph_instructions_and_a_spill() -> None:
     for key in ref_layers:
         assert np.array_equal(ref_layers[key], fast_layers[key])
     assert np.unique(ref_layers[2]).size > 5  # the sums are not a constant
+
+
+@pytest.mark.parametrize("mode", [None, "drum:2"])
+def test_both_agree_on_padv_cip_and_ceil_padding(mode: str | None) -> None:
+    """Decisions 185-187 (tests/runtime/test_cycles.py's "geometry" program): a CONV whose padding
+    reads padv = -5 (transformed under DRUM), an AVGPOOL dividing by the whole window, a POOL over
+    extra right padding: the fast plan (not the fallback) and the interpreter give the same words."""
+    from axtrain.hwmodels.multipliers import parse_mode
+    from axtrain.runtime.overrides import override_program
+
+    from .test_cycles import HAND_PROGRAMS, ODD_ARCH
+
+    program = parse_assembly(HAND_PROGRAMS["geometry"])
+    if mode is not None:
+        program = override_program(program, parse_mode(mode))
+    rng = np.random.default_rng(6)
+    weights = rng.integers(-90, 90, size=(2, 36))
+    bias = rng.integers(-500, 500, size=2)
+    dram = np.zeros((7, 130), dtype=np.int64)
+    dram[:, :98] = rng.integers(-128, 128, size=(7, 98))
+    fast = FastExecutor(program, ODD_ARCH)
+    assert fast.plan.fast, fast.plan.reason
+    assert [step.padv for step in fast.plan.steps if step.op == "DISTN"] == [-5, -5]
+    results = [executor.run_many(executor.prepare(weights, bias), dram, collect=True) for executor in (ReferenceExecutor(program, ODD_ARCH), fast)]
+    (ref_dram, ref_layers), (fast_dram, fast_layers) = results
+    assert np.array_equal(ref_dram, fast_dram) and np.array_equal(ref_layers[0], fast_layers[0]) and np.array_equal(ref_layers[1], fast_layers[1])
+    # By hand, output (0, 0) of channel 0: the window rows -1..1, columns -2..0 read padv = -5 at 7
+    # of its 9 taps per channel, and map words (0, 0) and (1, 0) at taps (1, 2) and (2, 2).
+    if mode is None:
+        images = dram[:, :98].reshape(7, 2, 7, 7)
+        taps = np.full((7, 2, 3, 3), -5, dtype=np.int64)
+        taps[:, :, 1, 2], taps[:, :, 2, 2] = images[:, :, 0, 0], images[:, :, 1, 0]
+        acc = (taps.reshape(7, 18) * weights[0, :18]).sum(axis=1) + bias[0]  # weight image of run 0, row 0
+        assert np.array_equal(ref_layers[0][0, :, 0], np.clip(np.rint(acc / 8), -128, 127))

@@ -185,3 +185,20 @@ def test_plans_of_compiled_bundles_pass_every_check(bundle_factory) -> None:
         plan = build_plan(bundle.program, bundle.arch)
         assert plan.fast and plan.passes == ("trace", *PASS_NAMES), plan.reason
         assert sum(isinstance(step, Mac) for step in plan.steps) == sum(ins.op == "MAC" for ins in bundle.program)
+
+
+def test_a_padded_gather_of_padv_records_where_it_reads_the_padding() -> None:
+    """A CONV with padv != 0 (decision 185): its gathers carry padv and the positions reading the
+    padding word, checked against their indices; a chain reading padv is not fused."""
+    from .test_cycles import HAND_PROGRAMS, ODD_ARCH
+
+    plan = build_plan(parse_assembly(HAND_PROGRAMS["geometry"]), ODD_ARCH)
+    assert plan.fast, plan.reason
+    gathers = [step for step in plan.steps if isinstance(step, Gather)]
+    assert [g.padv for g in gathers] == [-5, -5]
+    first = gathers[0]
+    assert np.array_equal(first.pad_at, np.flatnonzero(first.idx == plan.nb_words)) and first.pad_at.size > 0
+    number = plan.steps.index(first)
+    for broken in (first.pad_at[1:], np.concatenate([first.pad_at, [int(np.flatnonzero(first.idx != plan.nb_words)[0])]])):
+        with pytest.raises(PlanError, match="pad_at is not where it reads the padding word"):
+            check_plan(_break(plan, number, pad_at=broken))
