@@ -500,6 +500,21 @@ def pool_extent(size: int, k: int, s: int, before: int, after: int, ceil: bool) 
     return out, max(0, (out - 1) * s + k - (size + before + after))
 
 
+def _check_average_formats(node: Node, fmt_in: FixedPointFormat, fmt_out: FixedPointFormat) -> None:
+    """AVGPOOL scales the average of the stored words by ``2**shift`` and has no zero points: that is
+    onnxruntime's DQ-AveragePool-Q only where both scales are powers of two (or equal) and the stored
+    words' zero point moves to the output's exactly, ``z_out = z_in * 2**shift``, an even number
+    (rounding half to even commutes with adding an even integer only). Anything else compiled to
+    wrong integers before decision 189; it is refused by name."""
+    if fmt_in.power_of_two != fmt_out.power_of_two or (not fmt_in.power_of_two and fmt_in.scale != fmt_out.scale):
+        raise refuse(node, f"an average pool from {fmt_in} to {fmt_out}: AVGPOOL scales by a power of two only (non-power-of-two scales must be the same on both sides)")
+    if fmt_in.zero_point or fmt_out.zero_point:
+        shift = fmt_out.frac - fmt_in.frac
+        moved = fmt_in.zero_point * 2**shift if shift >= 0 else fmt_in.zero_point / 2**-shift
+        if moved != fmt_out.zero_point or fmt_out.zero_point % 2:
+            raise refuse(node, f"an average pool from {fmt_in} to {fmt_out}: AVGPOOL has no zero points, so the output's must be the input's times 2**{shift} and even (here {fmt_in.zero_point} -> {fmt_out.zero_point})")
+
+
 def _requantizer(chain: _Chain, node: Node) -> tuple[Node, FixedPointFormat, bool]:
     """The ``[Relu ->] [Clip ->] QuantizeLinear -> DequantizeLinear`` after an average or an add:
     the DQ node, the output format, and whether a Relu came first."""
@@ -554,6 +569,7 @@ def fold_qdq(ir: CompilerIR) -> CompilerIR:
             dq_out, fmt_out, relu = _requantizer(chain, node)
             if relu:
                 raise refuse(node, "a Relu after an average pool is not supported (the average of non-negative values needs none)")
+            _check_average_formats(node, fmt, fmt_out)
             layer = layer.with_changes(output_format=fmt_out)
             tensor = dq_out.outputs[0]
         elif node.op == "Flatten":

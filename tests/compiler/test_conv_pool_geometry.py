@@ -283,3 +283,28 @@ def test_what_is_still_out_is_refused_in_one_line(attrs: dict[str, Any], zero: i
     text = str(error.value)
     assert "\n" not in text and re.match(r"node 'averagepool\d+' \(AveragePool\): ", text), text
     assert re.search(message, text), text
+
+
+# --- average pools with zero points (decision 189) -------------------------------------------------
+
+def _zero_point_average(zin: int, zout: int, fo: int, seed: int = 12) -> onnx.ModelProto:
+    net = Net([2, 6, 6], frac=4, zero=zin, seed=seed)
+    name = "averagepool0"
+    net.nodes.append(helper.make_node("AveragePool", [net.x], [name], name=name, kernel_shape=[2, 2], strides=[2, 2]))
+    x = net.qdq(name, fo, TensorProto.INT8, zout)
+    return net.model(net.conv(x, 3, (1, 1), out_frac=3, in_ch=2, relu=False))
+
+
+def test_an_average_pool_whose_zero_point_moves_exactly_matches_onnxruntime(tmp_path: Path) -> None:
+    # z_out = z_in * 2**shift = 4 * 2, even: the stored words' average is the output's, exactly.
+    _check(_zero_point_average(4, 8, 5), tmp_path)
+
+
+@pytest.mark.parametrize("zin,zout,fo", [(3, 3, 4), (3, 0, 5), (0, 5, 5), (4, 4, 5)])
+def test_an_average_pool_whose_zero_point_does_not_move_exactly_is_refused(zin: int, zout: int, fo: int, tmp_path: Path) -> None:
+    """These compiled to wrong integers before decision 189 (AVGPOOL has no zero points): measured
+    3428 of 5400 outputs off onnxruntime for 3 -> 0."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_zero_point_average(zin, zout, fo), path)
+    with pytest.raises(OnnxError, match=rf"^node 'averagepool0' \(AveragePool\): an average pool from \S+ to \S+: AVGPOOL has no zero points, so the output's must be the input's times 2\*\*{fo - 4} and even \(here {zin} -> {zout}\)$"):
+        compile_model(path)
