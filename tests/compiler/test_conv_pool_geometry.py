@@ -308,3 +308,33 @@ def test_an_average_pool_whose_zero_point_does_not_move_exactly_is_refused(zin: 
     onnx.save(_zero_point_average(zin, zout, fo), path)
     with pytest.raises(OnnxError, match=rf"^node 'averagepool0' \(AveragePool\): an average pool from \S+ to \S+: AVGPOOL has no zero points, so the output's must be the input's times 2\*\*{fo - 4} and even \(here {zin} -> {zout}\)$"):
         compile_model(path)
+
+
+def test_pool_extent_is_onnxruntimes_ceil_mode_rule() -> None:
+    """``pool_extent`` against onnxruntime's own output sizes on a grid of small geometries (both
+    pools; onnx's shape inference disagrees with onnxruntime on some of them, the runtime is the
+    reference), and the added padding stays smaller than the window."""
+    from axtrain.compiler.passes.fold_qdq import pool_extent
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    checked = 0
+    for size in range(2, 8):
+        for k in (2, 3):
+            for s in (1, 2, 3):
+                for before in range(k):
+                    for after in range(k):
+                        if size + before + after < k:
+                            continue
+                        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[k, 1], strides=[s, 1], pads=[before, 0, after, 0], ceil_mode=1)
+                        graph = helper.make_graph([node], "p", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, size, 1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+                        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+                        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+                        out = session.run(None, {"x": np.zeros((1, 1, size, 1), dtype=np.float32)})[0].shape[2]
+                        extent, extra = pool_extent(size, k, s, before, after, True)
+                        assert extent == out, (size, k, s, before, after)
+                        reach = (extent - 1) * s + k  # the last window's end in the padded map
+                        assert reach <= size + before + after + extra and (extra == 0 or reach == size + before + after + extra) and after + extra < k
+                        assert pool_extent(size, k, s, before, after, False) == ((size + before + after - k) // s + 1, 0)
+                        checked += 1
+    assert checked > 100
