@@ -144,6 +144,7 @@ def _fold_compute(
 
     # Shapes and geometry.
     attrs: dict[str, object] = {}
+    conv_pads = (0, 0, 0, 0)
     if node.op == "Conv":
         if weight.ndim != 4:
             raise refuse(node, f"weight has shape {list(weight.shape)}, expected [out, in, kh, kw]")
@@ -161,7 +162,7 @@ def _fold_compute(
         if in_ch * group != shape[0] or out_ch % group:
             raise refuse(node, f"weight {list(weight.shape)} with group={group} does not fit the input's {shape[0]} channels (in x group = channels, out divisible by group)")
         sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
-        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+        pt, pl, pb, pr = conv_pads = node_pads(node, (shape[1], shape[2]), (kh, kw), (sh, sw))
         oh = (shape[1] + pt + pb - kh) // sh + 1
         ow = (shape[2] + pl + pr - kw) // sw + 1
         if oh < 1 or ow < 1:
@@ -184,7 +185,7 @@ def _fold_compute(
     # per-neuron multiplier and shift (REQ rq=1) instead of a shift; its accumulator scale is
     # s_in * s_w[c], not a power of two.
     requant = not fmt_in.power_of_two or pow2_frac(float(w_scales[0])) is None or not np.all(w_scales == w_scales[0])
-    if fmt_in.zero_point and node.op == "Conv" and any(node.attrs.get("pads", [0, 0, 0, 0])):
+    if fmt_in.zero_point and any(conv_pads):
         # The border reads CONV.padv = the zero point (the real value 0, as onnxruntime pads), so the
         # bias fold below is exact at every position (decision 185).
         low, high = operand_range("CONV", "padv")
@@ -464,7 +465,7 @@ def _fold_pool(node: Node, fmt: FixedPointFormat, shape: tuple[int, ...], index:
     else:
         kh, kw = (int(v) for v in node.attrs["kernel_shape"])
         sh, sw = (int(v) for v in node.attrs.get("strides", [1, 1]))
-        pt, pl, pb, pr = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+        pt, pl, pb, pr = node_pads(node, (shape[1], shape[2]), (kh, kw), (sh, sw))
     if shape[1] + pt + pb < kh or shape[2] + pl + pr < kw:
         raise refuse(node, f"window {kh}x{kw} is larger than the padded {shape[1]}x{shape[2]} input")
     ceil = bool(node.attrs.get("ceil_mode", 0))
@@ -484,6 +485,27 @@ def _fold_pool(node: Node, fmt: FixedPointFormat, shape: tuple[int, ...], index:
     stem = "pool" if op == "maxpool" else "avgpool"
     layer = QuantizedLayer(name=node.name or f"{stem}{index}", op=op, input_format=fmt, output_format=fmt, meta={"onnx_node": node.name or f"#{node.index}"}, **attrs)  # type: ignore[arg-type]
     return layer, (shape[0], oh, ow)
+
+
+def node_pads(node: Node, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A Conv's or pool's padding (top, left, bottom, right): its ``pads``, or what ``auto_pad``
+    makes of the map (ONNX, as onnxruntime computes it): ``VALID`` none; ``SAME_UPPER`` /
+    ``SAME_LOWER`` ``ceil(size / s)`` outputs, the total padding ``(out - 1) * s + k - size`` split
+    with the odd one after (UPPER) or before (LOWER). ``kernel`` is the kernel's extent (a dilated
+    one's with its zero taps)."""
+    mode = node.attrs.get("auto_pad", "NOTSET")
+    if mode == "NOTSET":
+        top, left, bottom, right = (int(v) for v in node.attrs.get("pads", [0, 0, 0, 0]))
+        return top, left, bottom, right
+    if mode == "VALID":
+        return 0, 0, 0, 0
+    before, after = [], []
+    for n, k, s in zip(size, kernel, strides, strict=True):
+        total = max(0, (-(-n // s) - 1) * s + k - n)
+        first = total // 2 if mode == "SAME_UPPER" else total - total // 2
+        before.append(first)
+        after.append(total - first)
+    return before[0], before[1], after[0], after[1]
 
 
 def pool_extent(size: int, k: int, s: int, before: int, after: int, ceil: bool) -> tuple[int, int]:

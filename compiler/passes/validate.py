@@ -36,11 +36,14 @@ _ALLOWED_ATTRS: dict[str, dict[str, object]] = {
     "Relu": {},
     "Clip": {},
     "Flatten": {"axis": 1},
-    "Conv": {"group": None, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": "NOTSET"},
-    "AveragePool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "count_include_pad": None, "auto_pad": "NOTSET"},
+    "Conv": {"group": None, "dilations": None, "strides": None, "pads": None, "kernel_shape": None, "auto_pad": None},
+    "AveragePool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "count_include_pad": None, "auto_pad": None},
     "GlobalAveragePool": {},
-    "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "storage_order": 0, "auto_pad": "NOTSET"},
+    "MaxPool": {"kernel_shape": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": None, "storage_order": 0, "auto_pad": None},
 }
+
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")  # fold_qdq.node_pads turns them into pads
 
 
 def _check_attrs(node: Node) -> None:
@@ -67,6 +70,13 @@ def _check_attrs(node: Node) -> None:
         pads = node.attrs.get("pads", [0, 0, 0, 0])
         if len(pads) != 4 or min(pads) < 0:
             raise refuse(node, f"pads {pads} are not four values >= 0 (top, left, bottom, right)")
+        auto_pad = node.attrs.get("auto_pad", "NOTSET")
+        if auto_pad not in AUTO_PADS:
+            raise refuse(node, f"auto_pad={auto_pad!r} is not one of {', '.join(AUTO_PADS)}")
+        if auto_pad != "NOTSET" and any(pads):
+            raise refuse(node, f"pads {pads} given with auto_pad={auto_pad!r} (ONNX: one or the other)")
+        if auto_pad.startswith("SAME") and any(d != 1 for d in dilations):
+            raise refuse(node, f"dilations {dilations} with auto_pad={auto_pad!r} are not supported (nor by onnxruntime)")
         kernel = node.attrs.get("kernel_shape")
         if kernel is not None and len(kernel) != 2:
             raise refuse(node, f"kernel_shape {kernel} is not 2-D")

@@ -254,6 +254,35 @@ def test_pool_geometry_matches_onnxruntime(op: str, attrs: dict[str, Any], shape
         assert pool["cip"] == int(bool(attrs.get("count_include_pad")))
 
 
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_matches_onnxruntime(auto_pad: str, tmp_path: Path) -> None:
+    """auto_pad on a strided Conv on a zero-point input, a MaxPool and two AveragePools (the padding
+    not counted, then counted): the pads onnxruntime derives from the map, an odd total split with
+    the odd row after (UPPER) or before (LOWER)."""
+    net = Net([2, 13, 12], frac=5, dtype=TensorProto.UINT8, zero=61, seed=13)
+    x = net.conv(net.x, 4, (3, 2), out_frac=3, in_ch=2, strides=[2, 1], auto_pad=auto_pad)
+    x = net.pool(x, "MaxPool", (2, 3), strides=[1, 2], auto_pad=auto_pad)
+    x = net.pool(x, "AveragePool", (3, 2), out_frac=3, strides=[2, 2], auto_pad=auto_pad)
+    x = net.pool(x, "AveragePool", (2, 2), out_frac=3, auto_pad=auto_pad, count_include_pad=1)
+    bundle = _check(net.model(x), tmp_path)
+    conv = _convs(bundle)[0]
+    pool = next(ins.operands() for ins in bundle.program if ins.op == "POOL")
+    # Conv: 13 rows at stride 2, kernel 3 -> 7 outputs, 2 padding rows; 12 columns, kernel 2 -> 1 column.
+    # MaxPool over 7 x 12: 7 rows, kernel 2 -> 1 padding row; 12 columns at stride 2, kernel 3 -> 1.
+    expected = {"SAME_UPPER": ((1, 0, 1, 1), (0, 0, 1, 1)), "SAME_LOWER": ((1, 1, 1, 0), (1, 1, 0, 0)), "VALID": ((0, 0, 0, 0), (0, 0, 0, 0))}[auto_pad]
+    assert ((conv["pt"], conv["pl"], conv["pb"], conv["pr"]), (pool["pt"], pool["pl"], pool["pb"], pool["pr"])) == expected
+    assert conv["padv"] == (61 if auto_pad != "VALID" else 0)
+
+
+def test_dilation_with_same_auto_pad_is_refused_as_onnxruntime_does(tmp_path: Path) -> None:
+    net = Net([2, 9, 9], frac=5, seed=14)
+    x = net.conv(net.x, 4, (3, 3), out_frac=3, in_ch=2, dilations=[2, 2], auto_pad="SAME_UPPER")
+    path = tmp_path / "m.onnx"
+    onnx.save(net.model(x), path)
+    with pytest.raises(OnnxError, match=r"^node 'conv\d+' \(Conv\): dilations \[2, 2\] with auto_pad='SAME_UPPER' are not supported \(nor by onnxruntime\)$"):
+        compile_model(path)
+
+
 def test_ceil_mode_adds_the_window_and_drops_one_that_starts_in_the_padding(tmp_path: Path) -> None:
     # 5 rows, window 2, stride 2, one padding row below: ceil((5 + 1 - 2) / 2) + 1 = 3 windows start at
     # rows 0, 2, 4 (the one at 6 would start in the padding); 5 columns, no padding: 3 windows too.
@@ -270,7 +299,7 @@ def test_ceil_mode_adds_the_window_and_drops_one_that_starts_in_the_padding(tmp_
     ({"strides": [2, 2], "count_include_pad": 1, "ceil_mode": 1}, 0, r"count_include_pad=1 with ceil_mode=1 where the last window runs past the padding"),
     ({"strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1}, 3, r"count_include_pad=1 on a padded input with zero point 3"),
     ({"strides": [1, 1], "dilations": [2, 2]}, 0, r"dilations \[2, 2\] are not supported on a pool"),
-    ({"strides": [1, 1], "auto_pad": "SAME_UPPER"}, 0, r"attribute auto_pad='SAME_UPPER' is not supported"),
+    ({"strides": [1, 1], "auto_pad": "SAME_UPPER", "pads": [1, 1, 1, 1]}, 0, r"pads \[1, 1, 1, 1\] given with auto_pad='SAME_UPPER' \(ONNX: one or the other\)"),
 ])
 def test_what_is_still_out_is_refused_in_one_line(attrs: dict[str, Any], zero: int, message: str, tmp_path: Path) -> None:
     net = Net([2, 8, 8], frac=4, zero=zero, seed=11)

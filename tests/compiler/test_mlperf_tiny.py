@@ -180,7 +180,7 @@ def test_pool_attributes_onnxruntime_accepts_compile_and_match(attributes: dict[
 
 @pytest.mark.parametrize("attribute,value,message", [
     ("dilations", [2, 2], r"dilations \[2, 2\] are not supported on a pool"),
-    ("auto_pad", "SAME_UPPER", r"attribute auto_pad='SAME_UPPER' is not supported"),
+    ("auto_pad", "SAME_MIDDLE", r"auto_pad='SAME_MIDDLE' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID"),
     ("ceil_mode", 2, r"attribute ceil_mode=2 is not 0 or 1"),
 ])
 def test_what_is_still_out_is_refused_in_one_line(attribute: str, value: Any, message: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
