@@ -92,9 +92,9 @@ class Band:
 
 def _geometry(s: LayerSchedule, layer: QuantizedLayer) -> dict[str, int]:
     c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow = s.geometry
-    # The border reads the input zero point (the real value 0, as onnxruntime pads). Set only where the
-    # layer pads: an unpadded layer's CONV (a dense layer's, a band's halo) keeps padv=0, its encoding
-    # unchanged.
+    # The border reads the input zero point (the real value 0, as onnxruntime pads; decision 185). Set
+    # only where the layer pads: an unpadded layer's CONV (a dense layer's, a conv without pads) keeps
+    # padv=0, so bundles that compiled before are unchanged.
     padv = layer.pad_value if any(layer.pads_tlbr) and layer.op == "conv" else 0
     return {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": padv, "oh": oh, "ow": ow}
 
