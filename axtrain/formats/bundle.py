@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from axtrain import atomic
 from axtrain.errors import BundleError, ConfigError
@@ -174,6 +174,14 @@ class LayerRecord(_Model):
     tiling: Tiling | None = None
     macs: int  # multiply-accumulates per sample
     program: list[int] = Field(min_length=2, max_length=2)  # [first, end) instruction indices of the layer
+
+    @model_serializer(mode="wrap")
+    def _omit_false_count_include_pad(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Written only when true: every layer table without such a pool stays byte for byte what it was.
+        data: dict[str, Any] = handler(self)
+        if not data.get("count_include_pad"):
+            data.pop("count_include_pad", None)
+        return data
 
     # The file keeps text; these typed views are what code below the file reader uses.
     @property
