@@ -156,6 +156,9 @@ def _fold_compute(
             raise refuse(node, f"kernel_shape {kernel} disagrees with the weight {list(weight.shape)}")
         dh, dw = (int(v) for v in node.attrs.get("dilations", [1, 1]))
         if (dh, dw) != (1, 1):
+            extent, limit = ((kh - 1) * dh + 1, (kw - 1) * dw + 1), operand_range("CONV", "kh")[1]
+            if max(extent) > limit:  # checked before the kernel with zero taps is allocated
+                raise refuse(node, f"dilations {[dh, dw]} make the {kh}x{kw} kernel {extent[0]}x{extent[1]} with its zero taps, beyond CONV's {limit}")
             weight = dilate_kernel(weight, dh, dw)
             kh, kw = weight.shape[2:]
         group = int(node.attrs.get("group", 1))

@@ -274,6 +274,15 @@ def test_auto_pad_matches_onnxruntime(auto_pad: str, tmp_path: Path) -> None:
     assert conv["padv"] == (61 if auto_pad != "VALID" else 0)
 
 
+def test_a_dilated_kernel_beyond_the_conv_field_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    net = Net([1, 8, 8], frac=5, seed=16)
+    x = net.conv(net.x, 2, (3, 3), out_frac=3, in_ch=1, dilations=[2**31 - 1, 1])
+    path = tmp_path / "m.onnx"
+    onnx.save(net.model(x), path)
+    with pytest.raises(OnnxError, match=r"^node 'conv\d+' \(Conv\): dilations \[2147483647, 1\] make the 3x3 kernel 4294967295x3 with its zero taps, beyond CONV's 31$"):
+        compile_model(path)
+
+
 def test_dilation_with_same_auto_pad_is_refused_as_onnxruntime_does(tmp_path: Path) -> None:
     net = Net([2, 9, 9], frac=5, seed=14)
     x = net.conv(net.x, 4, (3, 3), out_frac=3, in_ch=2, dilations=[2, 2], auto_pad="SAME_UPPER")
