@@ -280,7 +280,11 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
                 if count * 8 >= k:  # worth the copy of the other weight rows
                     varying = ~constant
                     out = w[varying].T @ x[varying]
-                    out += (w[constant].T @ low[constant])[:, None]
+                    # Only the non-zero constant rows add anything (MNIST's background is 0): gathering
+                    # the weight rows of all constant rows cost about as much as the GEMM's own copy.
+                    offset = np.flatnonzero(constant & (low != 0))
+                    if offset.size:
+                        out += (w[offset].T @ low[offset])[:, None]
                     result: np.ndarray = out.reshape(runs, -1, cols)
                     return result
             result = (w.T @ x).reshape(runs, -1, cols)

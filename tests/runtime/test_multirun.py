@@ -159,3 +159,24 @@ def test_gemm_with_constant_rows_is_the_exact_product(monkeypatch) -> None:
     got = _gemm(w.astype(np.float32), x.astype(np.float32), bound, True, runs)
     assert got.shape == (runs, rows, cols)
     assert np.array_equal(got.reshape(runs * rows, cols).astype(np.int64), w.T @ x)
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.5, 1.0])
+def test_gemm_with_zero_and_non_zero_constant_rows_is_the_exact_product(monkeypatch, zero_share) -> None:
+    """Constant rows that are 0 (MNIST's background) are skipped, the others still added: all-zero,
+    mixed and all-non-zero constant rows give the int64 product."""
+    from axtrain.runtime import execute
+    from axtrain.runtime.execute import _gemm
+
+    monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_MACS", 1)
+    rng = np.random.default_rng(7)
+    runs, rows, k, cols = 4, 6, 128, 33
+    w = rng.integers(-128, 128, size=(k, runs * rows))
+    x = rng.integers(0, 17, size=(k, cols))
+    constant = np.flatnonzero(rng.random(k) < 0.6)
+    values = rng.integers(1, 17, size=constant.size)
+    values[rng.random(constant.size) < zero_share] = 0
+    x[constant] = values[:, None]
+    assert (constant.size * 8 >= k) and (zero_share < 1.0 or not values.any())
+    got = _gemm(w.astype(np.float32), x.astype(np.float32), float(k * 128 * 16), True, runs)
+    assert np.array_equal(got.reshape(runs * rows, cols).astype(np.int64), w.T @ x)
