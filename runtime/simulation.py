@@ -27,8 +27,8 @@ from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
 from axtrain.runtime.energy import EnergyBreakdown, price
 from axtrain.runtime.events import Events, plan_context
-from axtrain.runtime.execute import DEFAULT_CHUNK, Executor, FastExecutor, output_floats, place_inputs
-from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image
+from axtrain.runtime.execute import DEFAULT_CHUNK, WORKERS, Executor, FastExecutor, output_floats, place_inputs
+from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image, run_images
 from axtrain.runtime.host_tail import apply_tail, output_metrics, tail_ops
 from axtrain.runtime.overrides import Overrides, RunPlan, bundle_plan
 from axtrain.runtime.simulator import simulate_fast, simulate_machine
@@ -168,9 +168,10 @@ def simulate(
         count = min(group, distinct - first)
         if weight_images is not None:
             images = weight_images[first : first + count]
-        else:
-            drawn = [run_image(bundle.weights, regions, seed, run) for run in range(first, first + count)]
-            images = drawn[0][None] if count == 1 else np.stack(drawn)  # one run: the image itself, no copy
+        elif count == 1:  # one run: the image itself, no copy
+            images = run_image(bundle.weights, regions, seed, first)[None]
+        else:  # drawn in threads, straight into one stacked array
+            images = run_images(bundle.weights, regions, seed, range(first, first + count), WORKERS)
         q, _ = executor.run_many(executor.prepare(images, bundle.bias, bundle.requant), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))
