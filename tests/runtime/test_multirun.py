@@ -9,8 +9,9 @@ import pytest
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import parse_assembly
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
-from axtrain.runtime.execute import FastExecutor, place_inputs, quantize_float32
+from axtrain.runtime.execute import FastExecutor, output_floats, place_inputs, quantize_float32
 from axtrain.runtime.faults import fault_regions, run_image
+from axtrain.runtime.host_tail import output_metrics, tail_ops
 from axtrain.runtime.interpreter import run_program
 from axtrain.runtime.simulation import simulate
 
@@ -60,6 +61,8 @@ def test_simulate_predictions_equal_the_per_run_path(bundle_factory) -> None:
         q = final[:, m.output.dram : m.output.dram + count]
         assert np.array_equal(result.predictions[run], np.argmax(q, axis=1)), f"run {run}"
         assert result.per_run_accuracy[run] == float(np.mean(np.argmax(q, axis=1) == y))
+        # The metrics (computed in threads) are the floats of one plain call per run.
+        assert result.per_run_output_error[run] == output_metrics(output_floats(bundle, q), y, tail_ops(bundle)), f"run {run}"
     assert len({tuple(p) for p in result.predictions}) > 1
 
 
