@@ -173,8 +173,10 @@ def prepare_weights(
                     block = w[cuts[i] : cuts[i + 1]]
                     if runs == 1:
                         np.take(image[0], src.T, out=block)
-                    else:
-                        block[...] = image[:, src.T].transpose(1, 0, 2).reshape(part.k, -1)
+                    else:  # one gather per run straight into its columns (half the time of gather then transpose)
+                        columns = block.reshape(part.k, runs, rows.size)
+                        for run in range(runs):
+                            np.take(image[run], src.T, out=columns[:, run, :])
                 else:
                     block = w[:, :, cuts[i] : cuts[i + 1]]
                     block[...] = image[:, src]
