@@ -51,7 +51,7 @@ RESULTS_GENERATION = 2
 def model_generations() -> dict[str, str]:
     """The versions, besides axtrain's, that a cell key covers (see the module docstring)."""
     from axtrain.formats.bundle import FORMAT_VERSION
-    from runtime.report import SCHEMA
+    from axtrain.runtime.report import SCHEMA
 
     return {"bundle": FORMAT_VERSION, "report": SCHEMA, "results": str(RESULTS_GENERATION)}
 
