@@ -119,9 +119,11 @@ def test_float32_quantisation_equals_hwmodels_quantize(fmt) -> None:
     assert np.array_equal(got.astype(np.int64), quantize(x, f))
 
 
-def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypatch) -> None:
-    """Inputs with features constant over the batch: the shared GEMM splits them off (thresholds
-    lowered so the small test network takes that path); same integers as the interpreter."""
+@pytest.mark.parametrize("background", ["first sample's values", "zero", "zero and non-zero"])
+def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypatch, background) -> None:
+    """Inputs with features constant over the batch (non-zero, 0 like MNIST's background, or both):
+    the shared GEMM splits them off (thresholds lowered so the small test network takes that path);
+    same integers as the interpreter."""
     from axtrain.runtime import execute
 
     monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_K", 1)
@@ -139,6 +141,10 @@ def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypa
     m = bundle.manifest
     x = random_inputs(bundle, 16, seed=8)
     x[:, ::2] = x[0, ::2]  # every other feature constant over the batch
+    if background == "zero":
+        x[:, ::2] = 0.0
+    elif background == "zero and non-zero":
+        x[:, ::4] = 0.0
     dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
     images = _images(bundle, 3)
     executor = FastExecutor(bundle.program, bundle.arch)
