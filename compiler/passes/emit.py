@@ -14,7 +14,9 @@ Program shape (docs/compiler.md):
 A spilled layer (its maps do not fit the neuron buffer together) runs in row bands: LDB/MODE/LDW
 of the layer first, then per band ``LDN`` of its input rows (one per channel), ``CONV`` with the
 band's geometry (its own top/bottom padding), the m-blocks and tiles as above, and ``STN`` of its
-output rows (one per channel); its SYNC names the output in activation DRAM (``space=1``).
+output rows (one per channel); its SYNC names the output in activation DRAM (``space=1``). A
+spilled pool (max or average) is the same bands around one POOL/AVGPOOL each; a spilled add runs
+in bands of words: ``LDN`` of both addends' words, ``ADD``, ``STN`` of the sums.
 
 A DISTW is left out when the previous DISTW had the same operands and no LDW came between (the PE
 weight memories still hold those words): consecutive position tiles of a single-chunk convolution
@@ -232,20 +234,33 @@ def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], o
     sh, sw = layer.stride_hw
     pt, pl, pb, pr = layer.pads_tlbr
     geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
-    if layer.op == "avgpool":  # never spilled (allocate.py)
-        shift = layer.output_format.frac - layer.input_format.frac
-        em.add("AVGPOOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, pb=pb, pr=pr, shift=shift, bits=layer.output_format.bits)
-        return
     for band in bands(layer, geometry, c, place):
         _band_io(em, band, before=True)
         g = band.geometry
-        em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
+        if layer.op == "avgpool":  # a band's pads are the map's own (rows of the window outside it), so counts are right
+            shift = layer.output_format.frac - layer.input_format.frac
+            em.add("AVGPOOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr, shift=shift, bits=layer.output_format.bits)
+        else:
+            em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
         _band_io(em, band, before=False)
 
 
 def _emit_add(em: _Emitter, layer: QuantizedLayer, words: int, place: LayerPlacement) -> None:
+    """ADD in place; a spilled add (allocate.py) runs over bands of ``band_words`` words: both addends'
+    words loaded from activation DRAM, summed over the first, stored to the output."""
     sa, sb, shift = add_shifts(layer)
-    em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=words, sa=sa, sb=sb, shift=shift, bits=layer.output_format.bits, relu=int(layer.relu))
+    operands = {"sa": sa, "sb": sb, "shift": shift, "bits": layer.output_format.bits, "relu": int(layer.relu)}
+    if not place.spilled:
+        em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=words, **operands)
+        return
+    assert place.dram_input is not None and place.dram_other is not None and place.dram_output is not None
+    for w0 in range(0, words, place.band_words):
+        n = min(place.band_words, words - w0)
+        em.add("LDN", nb=place.nb_input, dram=place.dram_input + w0, count=n)
+        if place.nb_other != place.nb_input:
+            em.add("LDN", nb=place.nb_other, dram=place.dram_other + w0, count=n)
+        em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=n, **operands)
+        em.add("STN", dram=place.dram_output + w0, nb=place.nb_output, count=n)
 
 
 def _balanced(total: int, limit: int) -> int:

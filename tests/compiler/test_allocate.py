@@ -61,6 +61,9 @@ def test_layout_is_consistent_or_refused(sizes: list[int], flatten_at: set[int],
             assert p.nb_output == p.nb_input  # flatten moves no data
         else:
             assert p.nb_input + n_in <= p.nb_output or p.nb_output + n_out <= p.nb_input
+            # A chain's layout (the paper's bundles): the output at the end opposite the input.
+            assert p.nb_output == (nb_words - n_out if p.nb_input == 0 else 0)
+        assert not p.before and not p.after  # nothing of a chain that fits goes through DRAM
 
 
 def test_input_larger_than_the_buffer_is_refused() -> None:
