@@ -9,6 +9,9 @@ loads skipped after the first inference) and overlapping DRAM transfers, per lay
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from axtrain.formats.arch import Architecture
@@ -293,3 +296,36 @@ def test_a_load_that_another_overwrites_is_not_resident() -> None:
     fast = simulate_machine(program, HAND_ARCH, batch=4)
     assert fast == simulate_reference_batch(program, HAND_ARCH, batch=4)
     assert fast.total.instructions == {"LDB": 1, "LDW": 8, "END": 4}
+
+
+def _residual_toy(tmp: Path, nb_words: int):
+    """tests/compiler/mlperf_tiny.py's residual_toy compiled for a neuron buffer of ``nb_words``."""
+    import onnx
+
+    from axtrain.compiler.pipeline import compile_to_bundle
+    from axtrain.formats.bundle import load_bundle
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compiler"))
+    import mlperf_tiny  # noqa: PLC0415 - the test helper that builds the QDQ graphs
+
+    onnx.save(mlperf_tiny.residual_toy(), tmp / "toy.onnx")
+    return load_bundle(compile_to_bundle(tmp / "toy.onnx", tmp / "toy", Architecture(neuron_buffer_bytes=2 * nb_words), golden_count=1))
+
+
+# The toy's maps are 144 words: the shortcut kept in the buffer (3 maps fit), stored to DRAM.A and
+# loaded back (2 fit), and convs, add and average pool in bands (fewer than 2 fit).
+@pytest.mark.parametrize("nb_words,transfers", [(448, 1), (320, 2), (160, None)])
+def test_reference_and_fast_agree_on_kept_and_spilled_maps(tmp_path: Path, nb_words: int, transfers: int | None) -> None:
+    """Residual maps kept in the neuron buffer across layers and the spill bands of adds and average
+    pools (decisions 190-192): every cycle and event count, per layer and in total, one inference and
+    a batch of 2 (docs/runtime.md's conflict rule on the kept words)."""
+    bundle = _residual_toy(tmp_path, nb_words)
+    program = bundle.program
+    ops = [ins.op for ins in program]
+    if transfers is not None:  # the input and output, plus the shortcut's STN / LDN pair when it does not fit
+        assert ops.count("LDN") == ops.count("STN") == transfers
+    else:
+        assert sum(ins.op == "ADD" for ins in program) == 2 and sum(ins.op == "AVGPOOL" for ins in program) >= 2  # bands
+    context = instruction_context(program, bundle.arch, bundle.layers, parse_mode("drum:2"), 0.7)
+    assert simulate_reference(program, bundle.arch, context).as_dict() == simulate_fast(program, bundle.arch, context).as_dict()
+    assert simulate_reference_batch(program, bundle.arch, context, 2) == simulate_machine(program, bundle.arch, context, 2)
