@@ -147,6 +147,7 @@ class LayerPlacement:
     nb_other: int = 0
     dram_other: int | None = None
     band_words: int = 0
+    piece_words: int = 0
 
 
 @dataclass(frozen=True)

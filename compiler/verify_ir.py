@@ -96,6 +96,12 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
                 _require(place.band_words >= 1 and apart and place.nb_other + place.band_words <= nb and place.dram_other is not None, stage, f"layer {i} adds in bands inside the neuron buffer")
                 _require(place.nb_input == place.nb_output == 0 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
                 continue
+            if place.spilled and ir.layers[i].op == "dense":  # bands of neurons above the whole input vector
+                below = place.piece_words or size_in  # the input vector, or one piece of it
+                pieces_ok = place.piece_words == 0 or (place.piece_words < size_in and place.piece_words % ir.schedule[i].k_chunk == 0) if ir.schedule else True
+                _require(place.nb_input == 0 and place.nb_output == below and below + place.band_words <= nb and place.band_words >= 1 and pieces_ok, stage, f"layer {i} bands map inside the neuron buffer")
+                _require(place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
+                continue
             if place.spilled:  # row bands: the band's input rows below its output rows
                 _require(place.band_rows >= 1 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
                 band_out = ir.shapes[i + 1][0] // ir.layers[i].groups * place.band_rows * ir.shapes[i + 1][2]

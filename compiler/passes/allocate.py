@@ -8,15 +8,19 @@
   once the last layer that reads its map has run).
 - Neuron buffer: the input map of the network at word 0; each layer writes its output at the other
   end of the buffer from its input (bottom <-> top), so a layer's input and output never overlap
-  and the buffer needs only ``max(input + output)`` words. Flatten moves no data. Only the latest
-  layer's output is kept in the buffer: a map that a later layer other than the next one reads (a
-  residual branch) is also stored to DRAM after its layer and loaded back where it is read. A
-  residual add writes its sum in place over one of its addends.
-- Activation spill: a convolution or max pool whose input and output maps do not fit the buffer
-  together is *spilled*: its input lives in activation DRAM (stored there first if its producer left
-  it in the buffer), and it runs in bands of output rows, each band's input rows (with the window's
-  halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A grouped
-  convolution's bands are a group's channels. Bands hold as many rows as fit.
+  and the buffer needs only ``max(input + output)`` words. Flatten moves no data. A map that a
+  later layer other than the next one reads (a residual shortcut) stays where its layer wrote it
+  until its last reader has run, the layers between placed in the free words beside it; when one
+  does not fit, the kept map read last is stored to DRAM first and loaded back by its reader
+  (decision 190). A residual add writes its sum in place over an addend no later layer reads.
+- Activation spill: a convolution, max or average pool whose input and output maps do not fit the
+  buffer together is *spilled*: its input lives in activation DRAM (stored there first if its
+  producer left it in the buffer), and it runs in bands of output rows, each band's input rows (with
+  the window's halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A
+  grouped convolution's bands are a group's channels. Bands hold as many rows as fit. A residual add
+  whose two addends do not fit runs in bands of words (both addends' words side by side, the sum
+  over the first); a dense layer whose input and output do not fit keeps its input vector at word 0
+  and computes its outputs in bands of neurons above it (decisions 191-192).
 - Weight and bias buffers (:func:`buffer_regions`): layers whose whole weight matrix fits get their
   own weight-buffer region, so the weights stay resident across the inferences of a batch (the
   runtime loads a region nobody overwrites once per batch, docs/runtime.md); the other layers share
@@ -117,7 +121,7 @@ def _spills(layer: QuantizedLayer, in_size: int, out_size: int, nb_words: int) -
     (an add's sum goes in place over an addend, so it needs its two addends only)."""
     if layer.op == "add":
         return 2 * in_size > nb_words
-    return layer.op in ("conv", "maxpool", "avgpool") and in_size + out_size > nb_words
+    return layer.op in ("conv", "maxpool", "avgpool", "dense") and in_size + out_size > nb_words
 
 
 class _NeuronBuffer:
@@ -180,7 +184,7 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         buffer.expire(index, last_use)
         stores: list[Transfer] = []
         loads: list[Transfer] = []
-        band_rows = band_words = 0
+        band_rows = band_words = piece_words = 0
         dram_input = dram_other = dram_output = None
         nb_in = nb_out = nb_other = 0
         if layer.op == "flatten":  # moves no data: the same words under a new name
@@ -208,6 +212,9 @@ def allocate(ir: CompilerIR) -> CompilerIR:
                     raise ConfigError(f"{label}: a residual add does not fit even one word per addend in the neuron buffer ({nb_words} words)")
                 dram_other = dram_at[b]
                 nb_other = 0 if a == b else band_words
+            elif layer.op == "dense":
+                band_words, piece_words = _dense_bands(ir, index, in_size, out_size, nb_words)
+                nb_out = piece_words or in_size
             else:
                 band_rows = _band_rows(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
                 if not band_rows:
@@ -218,9 +225,6 @@ def allocate(ir: CompilerIR) -> CompilerIR:
                 nb_out = c * min(h, (band_rows - 1) * sh + kh) * w
             dram_output = dram_at[index] = regions.take(out_size, index, last_use[index])
         else:
-            if layer.op != "add" and in_size + out_size > nb_words:
-                what = "input" if layer.op != "dense" else "input (a dense layer does not spill)"
-                raise ConfigError(f"{label}: {what} ({in_size} words) and output ({out_size} words) do not fit the neuron buffer ({nb_words} words) together; raise neuron_buffer_bytes")
             unique = list(dict.fromkeys(sources))
             while True:
                 placed = _place(layer, unique, in_size, out_size, buffer, last_use, index)
@@ -252,6 +256,7 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         placements.append(LayerPlacement(
             weight_dram, bias_dram, nb_in, nb_out, spilled=spill[index], band_rows=band_rows, dram_input=dram_input,
             dram_output=dram_output, before=tuple(stores + loads), nb_other=nb_other, dram_other=dram_other, band_words=band_words,
+            piece_words=piece_words,
         ))
     last = placements[-1]
     output_dram = last.dram_output if last.dram_output is not None else out_dram
@@ -265,6 +270,22 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         nb_network_input=0,
     )
     return ir.update(allocation=allocation)
+
+
+def _dense_bands(ir: CompilerIR, index: int, in_size: int, out_size: int, nb_words: int) -> tuple[int, int]:
+    """``(band_words, piece_words)`` of a spilled dense layer: bands of output neurons above the whole
+    input vector when a tile's worth of neurons fits beside it (pieces 0), else bands of one m-block
+    above pieces of the input, whole local-memory chunks each (decision 192)."""
+    schedule = ir.schedule[index] if ir.schedule is not None else None
+    m_tile, k_chunk = (schedule.m_tile, schedule.k_chunk) if schedule is not None else (1, 1)
+    free = nb_words - in_size
+    if free >= min(m_tile, out_size):
+        return _band_words(out_size, free // m_tile * m_tile or free), 0
+    band = _band_words(out_size, min(m_tile, nb_words // 2))
+    piece = (nb_words - band) // k_chunk * k_chunk
+    if not piece:
+        raise ConfigError(f"{ir.layer_label(index)}: a dense layer's piece of {k_chunk} inputs and its outputs do not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
+    return band, piece
 
 
 def _band_words(total: int, limit: int) -> int:

@@ -31,23 +31,33 @@ def chain(sizes: list[int], flatten_at: set[int]) -> tuple[tuple[QuantizedLayer,
 
 @settings(max_examples=150, deadline=None)
 @given(sizes=st.lists(st.integers(1, 300), min_size=2, max_size=7), flatten_at=st.sets(st.integers(0, 5)), nb_words=st.integers(4, 700))
-def test_layout_is_consistent_or_refused(sizes: list[int], flatten_at: set[int], nb_words: int) -> None:
+def test_layout_is_consistent_or_spilled(sizes: list[int], flatten_at: set[int], nb_words: int) -> None:
     layers, shapes = chain(sizes, flatten_at)
     arch = Architecture(neuron_buffer_bytes=2 * nb_words)
     ir = CompilerIR("m.onnx", "0" * 64, arch, layers=layers, shapes=shapes, input_format=F(8, 4))
-    fits = sizes[0] <= nb_words and all(math.prod(shapes[i]) + math.prod(shapes[i + 1]) <= nb_words for i, l in enumerate(layers) if l.op != "flatten")
-    if not fits:
-        with pytest.raises(ConfigError, match="neuron buffer"):
-            allocate(ir)
-        return
+    spills = [l.op != "flatten" and math.prod(shapes[i]) + math.prod(shapes[i + 1]) > nb_words for i, l in enumerate(layers)]
     a = allocate(ir).allocation
     assert a is not None and len(a.layers) == len(layers)
+    assert [p.spilled for p in a.layers] == spills
     # Images: weighted layers back to back, in order, nothing else.
     weighted = [(p, l) for p, l in zip(a.layers, layers, strict=True) if l.has_weights]
     offsets = [p.weight_dram for p, _ in weighted]
     assert offsets == [sum(int(l.weight.size) for _, l in weighted[:i]) for i in range(len(weighted))]
     assert a.weight_words == sum(int(l.weight.size) for _, l in weighted) and a.bias_words == sum(sizes[1:])
     assert all(p.weight_dram is None and p.bias_dram is None for p, l in zip(a.layers, layers, strict=True) if not l.has_weights)
+    if any(spills):
+        # A spilled dense layer: its bands (and pieces of its input) inside the buffer, its input and
+        # output in disjoint regions of activation DRAM.
+        for i, p in enumerate(a.layers):
+            if not p.spilled:
+                continue
+            n_in, n_out = math.prod(shapes[i]), math.prod(shapes[i + 1])
+            assert p.nb_input == 0 and p.nb_output == (p.piece_words or n_in) and p.nb_output + p.band_words <= nb_words
+            assert 1 <= p.band_words <= n_out and (p.piece_words == 0 or p.piece_words < n_in)
+            assert p.dram_input is not None and p.dram_output is not None
+            assert p.dram_input + n_in <= p.dram_output or p.dram_output + n_out <= p.dram_input
+            assert max(p.dram_input + n_in, p.dram_output + n_out) <= a.activation_words
+        return
     # DRAM activations: input at 0, output right after it.
     assert (a.input_dram, a.output_dram, a.activation_words) == (0, sizes[0], sizes[0] + sizes[-1])
     # Neuron buffer: inside, each layer reads what the one before wrote, input and output disjoint.
@@ -67,7 +77,21 @@ def test_layout_is_consistent_or_refused(sizes: list[int], flatten_at: set[int],
 
 
 def test_input_larger_than_the_buffer_is_refused() -> None:
-    layers, shapes = chain([50, 3], set())
-    ir = CompilerIR("m.onnx", "0" * 64, Architecture(neuron_buffer_bytes=40), layers=layers, shapes=shapes, input_format=F(8, 4))
+    # A flatten first does not spill: the input must fit the buffer.
+    dense, shapes = chain([50, 3], set())
+    layers = (QuantizedLayer("f", "flatten", F(8, 4), F(8, 4)), *dense)
+    ir = CompilerIR("m.onnx", "0" * 64, Architecture(neuron_buffer_bytes=40), layers=layers, shapes=(shapes[0], *shapes), input_format=F(8, 4))
     with pytest.raises(ConfigError, match=r"the network input \(50 words\) does not fit the neuron buffer \(20 words\)"):
         allocate(ir)
+
+
+def test_a_dense_input_larger_than_the_buffer_runs_in_pieces() -> None:
+    """50 inputs, 3 outputs, 20 words (no schedule: one-word tiles and chunks): bands of one output
+    above pieces of 19 inputs read from the network input's DRAM region."""
+    layers, shapes = chain([50, 3], set())
+    ir = CompilerIR("m.onnx", "0" * 64, Architecture(neuron_buffer_bytes=40), layers=layers, shapes=shapes, input_format=F(8, 4))
+    a = allocate(ir).allocation
+    assert a is not None
+    (p,) = a.layers
+    assert (p.spilled, p.piece_words, p.band_words, p.nb_input, p.nb_output) == (True, 19, 1, 0, 19)
+    assert p.dram_input == a.input_dram == 0 and p.dram_output == a.output_dram

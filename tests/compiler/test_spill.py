@@ -106,3 +106,23 @@ def test_a_map_that_cannot_fit_is_refused_in_one_line(tmp_path: Path, run_cli: C
     assert "layer 1" in err and "even one output row with its input rows does not fit the neuron buffer (64 words)" in err, err
     assert not (tmp_path / "b").exists()
 
+
+
+def test_dense_layers_spill_in_bands_of_neurons_and_pieces_of_inputs(tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    """96-300-200-10 on a 256-word buffer: the first layer keeps its 96 inputs and computes its 300
+    outputs in bands of 150 (one m-block each); the second's 300 inputs do not fit, so each band of
+    100 outputs accumulates over pieces of 120, 120 and 60 inputs loaded from DRAM.A (two chunks of
+    60 each); the last layer fits."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlperf_tiny.mlp(sizes=(96, 300, 200, 10)), path)
+    bundle = load_bundle(compile_to_bundle(path, tmp_path / "mlp.bundle", arch=_nb(256), golden_count=4))
+    syncs = _syncs(bundle)
+    assert [syncs[i][1] for i in range(3)] == [1, 1, 0]
+    first, end = bundle.layers[1].program
+    loads = [(ins["dram"], ins["count"]) for ins in bundle.program[first:end] if ins.op == "LDN"]
+    base = loads[0][0]
+    assert loads == [(base, 120), (base + 120, 120), (base + 240, 60)] * 2
+    macs = [ins["init"] for ins in bundle.program[first:end] if ins.op == "MAC"]
+    assert macs == [1, 0, 0, 0, 0] * 2  # one accumulator chain per band across its pieces
+    assert _transfers(bundle, 0) == ["LDN", "STN", "STN"]
+    _compare(path, bundle, 24, run_cli, reference=2)
