@@ -148,6 +148,7 @@ class LayerPlacement:
     dram_other: int | None = None
     band_words: int = 0
     piece_words: int = 0
+    band_channels: int = 0
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
                 continue
             if place.spilled:  # row bands: the band's input rows below its output rows
                 _require(place.band_rows >= 1 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
-                band_out = ir.shapes[i + 1][0] // ir.layers[i].groups * place.band_rows * ir.shapes[i + 1][2]
+                band_out = (place.band_channels or ir.shapes[i + 1][0] // ir.layers[i].groups) * place.band_rows * ir.shapes[i + 1][2]
                 _require(place.nb_input == 0 and place.nb_output + band_out <= nb, stage, f"layer {i} bands map inside the neuron buffer")
                 continue
             in_nb = place.nb_input + size_in <= nb and place.nb_other + size_in <= nb

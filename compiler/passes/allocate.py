@@ -17,7 +17,8 @@
   buffer together is *spilled*: its input lives in activation DRAM (stored there first if its
   producer left it in the buffer), and it runs in bands of output rows, each band's input rows (with
   the window's halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A
-  grouped convolution's bands are a group's channels. Bands hold as many rows as fit. A residual add
+  grouped convolution's bands are a group's channels. Bands hold as many rows as fit; a pool of
+  which not even one output row of every channel fits runs over groups of channels. A residual add
   whose two addends do not fit runs in bands of words (both addends' words side by side, the sum
   over the first); a dense layer whose input and output do not fit keeps its input vector at word 0
   and computes its outputs in bands of neurons above it (decisions 191-192).
@@ -60,11 +61,11 @@ def band_channels(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: t
     return in_shape[0] // groups, out_shape[0] // groups
 
 
-def _band_rows(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int) -> int:
+def _band_rows(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int, channels: int = 0) -> int:
     """The most output rows per band whose input rows and output rows fit the buffer (0: none do),
-    evened out over the bands."""
+    evened out over the bands; ``channels``: a pool's band of that many channels (0: all)."""
     kh, sh, _, _ = band_window(layer)
-    c, m = band_channels(layer, in_shape, out_shape)
+    c, m = (channels, channels) if channels else band_channels(layer, in_shape, out_shape)
     h, w = in_shape[1:]
     oh, ow = out_shape[1:]
     best = 0
@@ -114,6 +115,19 @@ def _fit(occupied: list[tuple[int, int]], size: int, words: int, high: bool) -> 
     if not fitting:
         return None
     return fitting[-1][1] - size if high else fitting[0][0]
+
+
+def _pool_channel_bands(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int) -> tuple[int, int]:
+    """``(channels, rows)`` per band of a pool of which not even one output row of every channel fits:
+    the most channels of which one row fits, evened out over the channel groups, and the rows that
+    fit for them (0, 0: not even one channel's row). A pool's channels are independent
+    (GlobalAveragePool's one output row needs the whole map of each channel)."""
+    c = in_shape[0]
+    for channels in range(c - 1, 0, -1):
+        if _band_rows(layer, in_shape, out_shape, nb_words, channels):
+            even = _band_words(c, channels)
+            return even, _band_rows(layer, in_shape, out_shape, nb_words, even)
+    return 0, 0
 
 
 def _spills(layer: QuantizedLayer, in_size: int, out_size: int, nb_words: int) -> bool:
@@ -184,7 +198,7 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         buffer.expire(index, last_use)
         stores: list[Transfer] = []
         loads: list[Transfer] = []
-        band_rows = band_words = piece_words = 0
+        band_rows = band_words = piece_words = band_channels_ = 0
         dram_input = dram_other = dram_output = None
         nb_in = nb_out = nb_other = 0
         if layer.op == "flatten":  # moves no data: the same words under a new name
@@ -217,9 +231,11 @@ def allocate(ir: CompilerIR) -> CompilerIR:
                 nb_out = piece_words or in_size
             else:
                 band_rows = _band_rows(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
+                if not band_rows and layer.op in ("maxpool", "avgpool"):
+                    band_channels_, band_rows = _pool_channel_bands(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
                 if not band_rows:
                     raise ConfigError(f"{label}: even one output row with its input rows does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
-                c, _ = band_channels(layer, ir.shapes[src + 1], ir.shapes[index + 1])
+                c = band_channels_ or band_channels(layer, ir.shapes[src + 1], ir.shapes[index + 1])[0]
                 kh, sh, _, _ = band_window(layer)
                 _, h, w = ir.shapes[src + 1]
                 nb_out = c * min(h, (band_rows - 1) * sh + kh) * w
@@ -256,7 +272,7 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         placements.append(LayerPlacement(
             weight_dram, bias_dram, nb_in, nb_out, spilled=spill[index], band_rows=band_rows, dram_input=dram_input,
             dram_output=dram_output, before=tuple(stores + loads), nb_other=nb_other, dram_other=dram_other, band_words=band_words,
-            piece_words=piece_words,
+            piece_words=piece_words, band_channels=band_channels_,
         ))
     last = placements[-1]
     output_dram = last.dram_output if last.dram_output is not None else out_dram

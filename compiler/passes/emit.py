@@ -261,15 +261,18 @@ def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], o
     sh, sw = layer.stride_hw
     pt, pl, pb, pr = layer.pads_tlbr
     geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
-    for band in bands(layer, geometry, c, place):
-        _band_io(em, band, before=True)
-        g = band.geometry
-        if layer.op == "avgpool":  # a band's pads are the map's own (rows of the window outside it), so counts are right
-            shift = layer.output_format.frac - layer.input_format.frac
-            em.add("AVGPOOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr, shift=shift, bits=layer.output_format.bits)
-        else:
-            em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
-        _band_io(em, band, before=False)
+    group = place.band_channels or c  # a spilled pool's channel groups (allocate.py); one group otherwise
+    for c0 in range(0, c, group):
+        n = min(group, c - c0)
+        for band in bands(layer, {**geometry, "c": n}, n, place, c0=c0, m0=c0):
+            _band_io(em, band, before=True)
+            g = band.geometry
+            if layer.op == "avgpool":  # a band's pads are the map's own (rows of the window outside it), so counts are right
+                shift = layer.output_format.frac - layer.input_format.frac
+                em.add("AVGPOOL", dst=band.nb_out, src=band.nb_in, c=n, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr, shift=shift, bits=layer.output_format.bits)
+            else:
+                em.add("POOL", dst=band.nb_out, src=band.nb_in, c=n, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
+            _band_io(em, band, before=False)
 
 
 def _emit_add(em: _Emitter, layer: QuantizedLayer, words: int, place: LayerPlacement) -> None:

@@ -281,6 +281,20 @@ def residual_toy(seed: int = 0, ch: int = 4, size: int = 6) -> onnx.ModelProto:
     return net.model(x, [3])
 
 
+def pooled_toy(pool: str = "global", seed: int = 3) -> onnx.ModelProto:
+    """A 3x3 conv of 16 on 2x8x8, then GlobalAveragePool (``global``) or a 2x2 stride-2 MaxPool
+    (``max``), then a dense layer of 3: on a 256-word neuron buffer not even one output row of all
+    16 channels of the pool fits beside its input rows."""
+    net = QdqNet(f"{pool}_pool", [2, 8, 8], seed)
+    x = net.conv(net.x, 16, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
+    if pool == "global":
+        x, features = net.avgpool(x), 16
+    else:
+        x, features = net.maxpool(x, (2, 2), (2, 2)), 16 * 4 * 4
+    x = net.gemm(net.flatten(x), features, 3, relu=False)
+    return net.model(x, [3])
+
+
 BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "resnet8": resnet8,
     "ds_cnn": ds_cnn,

@@ -126,3 +126,21 @@ def test_dense_layers_spill_in_bands_of_neurons_and_pieces_of_inputs(tmp_path: P
     assert macs == [1, 0, 0, 0, 0] * 2  # one accumulator chain per band across its pieces
     assert _transfers(bundle, 0) == ["LDN", "STN", "STN"]
     _compare(path, bundle, 24, run_cli, reference=2)
+
+
+@pytest.mark.parametrize("pool", ["global", "max"])
+def test_pools_spill_over_groups_of_channels(pool: str, tmp_path: Path, run_cli: Callable[[list[Any]], tuple[int, str, str]]) -> None:
+    """A 16x8x8 map on a 256-word buffer: not even one output row of all 16 channels fits beside its
+    input rows (GlobalAveragePool's row is the whole map; a 2x2 max pool's two rows and its output row: 320 words), so the pool runs
+    over groups of channels (3 channels at a time for the global pool), each group in row bands."""
+    path = tmp_path / "m.onnx"
+    onnx.save(mlperf_tiny.pooled_toy(pool), path)
+    bundle = load_bundle(compile_to_bundle(path, tmp_path / "m.bundle", arch=_nb(256), golden_count=4))
+    op = "AVGPOOL" if pool == "global" else "POOL"
+    channels = [ins["c"] for ins in bundle.program if ins.op == op]
+    if pool == "global":  # 3 x 64 + 3 words fit 256, 4 x 64 do not: 16 channels in 6 groups, evened out
+        assert channels == [3, 3, 3, 3, 3, 1]
+    else:  # up to 12 channels of two input rows and one output row fit (240 words): 2 groups of 8, 4 row bands each
+        assert channels == [8] * 8
+    assert _syncs(bundle)[1][1] == 1
+    _compare(path, bundle, 24, run_cli, reference=2)

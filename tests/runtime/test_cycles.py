@@ -331,6 +331,17 @@ def test_reference_and_fast_agree_on_kept_and_spilled_maps(tmp_path: Path, nb_wo
     assert simulate_reference_batch(program, bundle.arch, context, 2) == simulate_machine(program, bundle.arch, context, 2)
 
 
+@pytest.mark.parametrize("pool", ["global", "max"])
+def test_reference_and_fast_agree_on_pools_spilled_over_channel_groups(tmp_path: Path, pool: str) -> None:
+    bundle = _qdq_bundle(tmp_path, 256, "pooled_toy", pool=pool)
+    program = bundle.program
+    op = "AVGPOOL" if pool == "global" else "POOL"
+    assert max(ins["c"] for ins in program if ins.op == op) < 16  # groups of channels (decision 191)
+    context = instruction_context(program, bundle.arch, bundle.layers)
+    assert simulate_reference(program, bundle.arch, context).as_dict() == simulate_fast(program, bundle.arch, context).as_dict()
+    assert simulate_reference_batch(program, bundle.arch, context, 2) == simulate_machine(program, bundle.arch, context, 2)
+
+
 def test_reference_and_fast_agree_on_spilled_dense_layers(tmp_path: Path) -> None:
     """96-300-200-10 on 256 words (decision 192): bands of neurons above a whole input vector, and
     bands whose accumulators carry the sum across pieces of the input loaded between their MACs."""
