@@ -171,5 +171,6 @@ def _verify_neuron_buffer(ir: CompilerIR, stage: str) -> None:
             words = owner[at : at + size_in]
             kept = bool(np.all(words == producer(t)))
             _require(kept or ((at, size_in) in loads and bool(np.all(words == loaded))), stage, f"layer {i} reads layer {t}'s map where it was left or loaded")
+            owner[at : at + size_in] = producer(t)  # loaded words hold the map from now on, for later readers too
         if layer.op != "flatten":
             owner[place.nb_output : place.nb_output + math.prod(ir.shapes[i + 1])] = i

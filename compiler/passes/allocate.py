@@ -130,11 +130,12 @@ def _pool_channel_bands(layer: QuantizedLayer, in_shape: tuple[int, ...], out_sh
     return 0, 0
 
 
-def _spills(layer: QuantizedLayer, in_size: int, out_size: int, nb_words: int) -> bool:
-    """Whether a layer runs in bands through activation DRAM: its maps do not fit the buffer together
-    (an add's sum goes in place over an addend, so it needs its two addends only)."""
+def _spills(layer: QuantizedLayer, sources: tuple[int, ...], in_size: int, out_size: int, nb_words: int, dies_here: bool) -> bool:
+    """Whether a layer runs in bands through activation DRAM: its maps do not fit the buffer together,
+    however empty. An add's sum goes in place over an addend whose last reader it is
+    (``dies_here``), so then it needs its distinct addends only, else one more map."""
     if layer.op == "add":
-        return 2 * in_size > nb_words
+        return (len(set(sources)) + (0 if dies_here else 1)) * in_size > nb_words
     return layer.op in ("conv", "maxpool", "avgpool", "dense") and in_size + out_size > nb_words
 
 
@@ -169,7 +170,10 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         for t in ir.sources(i):
             consumers[t].append(i)
     last_use = {t: max(users, default=t) for t, users in consumers.items()}
-    spill = [_spills(layer, sizes[ir.sources(i)[0] + 1], sizes[i + 1], nb_words) for i, layer in enumerate(layers)]
+    spill = [
+        _spills(layer, ir.sources(i), sizes[ir.sources(i)[0] + 1], sizes[i + 1], nb_words, any(last_use[t] == i for t in ir.sources(i)))
+        for i, layer in enumerate(layers)
+    ]
     if not spill[0] and sizes[0] > nb_words:
         raise ConfigError(f"the network input ({sizes[0]} words) does not fit the neuron buffer ({nb_words} words)")
     in_dram, out_dram = 0, sizes[0]
