@@ -398,3 +398,16 @@ def test_a_replanned_geometry_bundle_reproduces_itself_and_verifies(tmp_path: Pa
     out = write_replanned(bundle, Plan(("drum:2", "drum:1"), (1.1, 1.1)), tmp_path / "plan")
     assert verify_bundle(out).ok
     assert not np.array_equal(load_bundle(out).golden_layer(2), bundle.golden_layer(2))
+
+
+def test_spilled_pools_keep_count_include_pad_and_ceil_padding(tmp_path: Path) -> None:
+    """Pools spilled in row bands (decision 191) on a small neuron buffer: a count_include_pad average
+    pool (every band's windows over kh*kw) and a ceil-mode max pool (its extra bottom padding in the
+    last band) still match onnxruntime bit for bit."""
+    net = Net([3, 12, 12], frac=4, seed=17)
+    x = net.conv(net.x, 4, (1, 1), out_frac=3, in_ch=3, relu=False)
+    x = net.pool(x, "AveragePool", (3, 3), out_frac=4, strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1)
+    x = net.pool(x, "MaxPool", (2, 2), strides=[2, 2], pads=[0, 0, 1, 0], ceil_mode=1)
+    bundle = _check(net.model(x), tmp_path, Architecture(neuron_buffer_bytes=1024), n=12)
+    avgpools = [ins for ins in bundle.program if ins.op == "AVGPOOL"]
+    assert len(avgpools) > 1 and {ins["cip"] for ins in avgpools} == {1}  # bands, each dividing by 9
