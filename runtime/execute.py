@@ -68,7 +68,7 @@ from axtrain.runtime.plan import (
 )
 
 __all__ = [
-    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "build_plan", "output_floats",
+    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "balanced_chunk", "build_plan", "output_floats",
     "output_integers", "place_inputs", "prepare_weights", "quantize_float32", "run_plan",
 ]
 
@@ -612,7 +612,7 @@ class FastExecutor(Executor):
         dram_a = np.asarray(dram_a)
         runs = prepared.runs
         if chunk is None:
-            chunk = max(64, min(16384, CHUNK_WORDS // ((self.plan.nb_words + 1) * runs)))
+            chunk = balanced_chunk(dram_a.shape[0], max(64, min(16384, CHUNK_WORDS // ((self.plan.nb_words + 1) * runs))), WORKERS)
         lo, hi = region_bounds(dram_a, region)
         final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
         starts = list(range(0, dram_a.shape[0], chunk))
@@ -639,6 +639,17 @@ class FastExecutor(Executor):
                 collected = [one(start) for start in starts]
         layers_out = {key: np.concatenate([c[key] for c in collected], axis=1) for key in (collected[0] if collected else {})}
         return final, layers_out
+
+
+def balanced_chunk(n: int, cap: int, workers: int) -> int:
+    """Images per chunk for ``n`` images: at most ``cap``, and, when they take several chunks, a
+    multiple of ``workers`` chunks of nearly equal size. (ResNet-8's 1,000 images at 146 a chunk
+    were 7 chunks on 2 threads: one thread idle for a seventh of the numerics; now 8 of 125.)"""
+    count = -(-n // cap)
+    if count <= 1 or workers <= 1:
+        return cap
+    count = -(-count // workers) * workers
+    return -(-n // count)
 
 
 def quantize_float32(x: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:

@@ -15,7 +15,8 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.pooling import residual_add
-from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs, residual_sum
+from axtrain.runtime import execute
+from axtrain.runtime.execute import FastExecutor, balanced_chunk, output_integers, place_inputs, residual_sum
 from axtrain.runtime.faults import fault_regions, run_image
 from axtrain.runtime.interpreter import run_program
 from axtrain.runtime.plan import Add
@@ -302,3 +303,36 @@ def test_residual_sum_equals_residual_add(sa: int, sb: int, shift: int, relu: bo
     got = residual_sum(a.astype(np.float32), b.astype(np.float32)[:, ::1], step, bound)
     assert got.dtype == (np.float32 if bound * (2**sa + 2**sb) < 2**24 else np.float64)
     np.testing.assert_array_equal(got.astype(np.int64), residual_add(a, b, sa, sb, shift, FixedPointFormat(8, 0), relu))
+
+
+@pytest.mark.parametrize("n,cap,workers,expected", [(1000, 146, 2, 125), (100, 146, 2, 146), (1000, 146, 1, 146), (10000, 146, 2, 143), (9, 2, 2, 2)])
+def test_balanced_chunks_keep_the_cap_and_even_out_the_threads(n: int, cap: int, workers: int, expected: int) -> None:
+    chunk = balanced_chunk(n, cap, workers)
+    assert chunk == expected  # by hand: ceil(n / (ceil(ceil(n / cap) / workers) * workers)), or cap for one chunk
+    sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
+    capped = [min(cap, n - start) for start in range(0, n, cap)]
+    busiest = sum(sorted(sizes, reverse=True)[: -(-len(sizes) // workers)])  # images the busiest thread runs
+    assert chunk <= cap and busiest <= sum(sorted(capped, reverse=True)[: -(-len(capped) // workers)])
+
+
+def test_default_chunks_give_the_same_integers_as_one_chunk(bundle_factory, monkeypatch) -> None:
+    bundle, _ = bundle_factory("cnn", "tiny", modes=("drum:2",))
+    x = _inputs(bundle, n=150)
+    m = bundle.manifest
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(bundle.weights, bundle.bias)
+    whole, _ = executor.run(prepared, dram, chunk=len(x))
+    sizes: list[int] = []
+    real = execute.run_plan
+
+    def counted(plan, weights, batch, *args, **kwargs):
+        sizes.append(batch.shape[0])
+        return real(plan, weights, batch, *args, **kwargs)
+
+    monkeypatch.setattr(execute, "CHUNK_WORDS", 1)  # the smallest default chunk: 64 images, 3 chunks
+    monkeypatch.setattr(execute, "WORKERS", 2)
+    monkeypatch.setattr(execute, "run_plan", counted)
+    default, _ = executor.run(prepared, dram)
+    assert sorted(sizes) == [36, 38, 38, 38]  # 3 chunks of at most 64 become 4 of at most 38
+    assert default.dtype == whole.dtype == np.int64 and np.array_equal(default, whole)
