@@ -342,13 +342,16 @@ def run_plan(
     collect: bool = False,
     profile: dict[str, float] | None = None,
     threads: int = 1,
+    region: tuple[int, int] | None = None,
 ) -> tuple[list[tuple[int, np.ndarray]], dict[int, np.ndarray]]:
     """Execute the plan's steps over one batch for every run of ``weights``.
 
     ``dram_a`` is ``[n, words]`` (integer values, any numeric dtype; it is not modified). Returns the
     STN stores ``(dram address, [runs, n, count] int64)`` in program order and, if ``collect``, each
     SYNC's layer output ``[runs, n, count]`` (int64). GEMMs of ``BIG_GEMM`` multiply-adds or more use
-    ``threads`` BLAS threads, the others one.
+    ``threads`` BLAS threads, the others one. ``region`` (``[lo, hi)`` activation words, without
+    ``collect``): an STN wholly outside it is not read out (ResNet-8's five residual spills: 16,384
+    words each as int64, ~6 % of its numerics, for stores nobody reads).
 
     Layout: the neuron buffer is word-major with the batch innermost, ``[runs, words, n]`` per mode
     code (plus a shared ``[words, n]`` copy for run-invariant words, see :func:`~axtrain.runtime.plan.mark_shared`), so a
@@ -551,7 +554,8 @@ def run_plan(
         elif isinstance(step, Add):
             add(step)
         elif isinstance(step, Store):
-            stores.append((step.dram, read_out(step)))
+            if region is None or collect or (step.dram < region[1] and step.dram + step.count > region[0]):
+                stores.append((step.dram, read_out(step)))
         elif isinstance(step, StoreAcc):
             limit = float(1 << (ACC_OUT_WORD_BITS - 1))
             values = np.clip(acc, -limit, limit - 1).astype(np.int64).reshape(runs, -1, n).transpose(0, 2, 1)  # [runs, n, m*p]
@@ -622,7 +626,7 @@ class FastExecutor(Executor):
             batch = dram_a[start : start + chunk]
             rows = slice(start, start + len(batch))
             final[:, rows] = batch[None, :, lo:hi]
-            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=1 if workers > 1 else default_threads())
+            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=1 if workers > 1 else default_threads(), region=(lo, hi))
             for address, values in stores:  # apply the stores that touch the region, in order
                 a0, a1 = max(address, lo), min(address + values.shape[2], hi)
                 if a0 < a1:

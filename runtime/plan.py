@@ -21,8 +21,8 @@ column ``nb_words`` is the padding word (reads of zero padding gather it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Sequence, Union
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, ClassVar, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -291,6 +291,26 @@ def fallback(plan: Plan, reason: str) -> Plan:
     return replace(plan, fast=False, reason=reason)
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+S = TypeVar("S")
+
+
+def with_fields(step: S, **changes: Any) -> S:
+    """``dataclasses.replace(step, **changes)`` for the plan's frozen steps (no ``__post_init__``),
+    without calling ``__init__`` again: the passes replace ~5,500 steps of ResNet-8's plan, and
+    ``replace`` was a fifth of their time. Unknown field names are refused, as ``replace`` does."""
+    kind = type(step)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = frozenset(f.name for f in fields(kind))  # type: ignore[arg-type]
+    if not changes.keys() <= names:
+        raise TypeError(f"{kind.__name__} has no field {sorted(changes.keys() - names)[0]!r}")
+    new = object.__new__(kind)
+    new.__dict__.update(step.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 # ---------------------------------------------------------------------------------------------
 # trace: the symbolic pass
 # ---------------------------------------------------------------------------------------------
@@ -508,12 +528,12 @@ def chain_accumulators(plan: Plan) -> Plan:
                 layout = (step.m, step.p)
             elif layout != (step.m, step.p):
                 return fallback(plan, f"instruction {step.index}: MAC accumulates onto a different tile shape")
-            steps.append(replace(step, chain=chain))
+            steps.append(with_fields(step, chain=chain))
         elif isinstance(step, (Relu, Requantize, StoreAcc)):
             if layout is None or layout[0] * layout[1] != step.count:
                 kind = step.op
                 return fallback(plan, f"instruction {step.index}: {kind} on a tile no MAC chain produced")
-            steps.append(replace(step, layout=layout))
+            steps.append(with_fields(step, layout=layout))
         else:
             steps.append(step)
     return replace(plan, steps=tuple(steps))
@@ -554,16 +574,16 @@ def strided_views(plan: Plan) -> Plan:
     steps: list[Step] = []
     for step in plan.steps:
         if isinstance(step, Gather):
-            step = replace(step, view=affine(step.idx.reshape(step.k, step.p)))
+            step = with_fields(step, view=affine(step.idx.reshape(step.k, step.p)))
         elif isinstance(step, Requantize):
             assert step.layout is not None
-            step = replace(step, view=affine(step.idx.reshape(step.layout)))
+            step = with_fields(step, view=affine(step.idx.reshape(step.layout)))
         elif isinstance(step, (Load, Store, Sync)):
-            step = replace(step, view=affine(step.idx))
+            step = with_fields(step, view=affine(step.idx))
         elif isinstance(step, (Pool, AvgPool, Copy)):
-            step = replace(step, src_view=affine(step.src), dst_view=affine(step.dst))
+            step = with_fields(step, src_view=affine(step.src), dst_view=affine(step.dst))
         elif isinstance(step, Add):
-            step = replace(step, a_view=affine(step.a), b_view=affine(step.b), dst_view=affine(step.dst))
+            step = with_fields(step, a_view=affine(step.a), b_view=affine(step.b), dst_view=affine(step.dst))
         steps.append(step)
     return replace(plan, steps=tuple(steps))
 
@@ -580,7 +600,7 @@ def transform_targets(plan: Plan) -> Plan:
         if isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             target = written(step)
             sel = np.flatnonzero(read_by_distn[target])
-            step = replace(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
+            step = with_fields(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
         steps.append(step)
     return replace(plan, steps=tuple(steps))
 
@@ -633,9 +653,9 @@ def fuse_dense_chains(plan: Plan) -> Plan:
             continue
         if not all(_same_groups(mac.groups, chain_macs[0].groups) for mac in chain_macs):
             continue
-        steps[macs[0]] = replace(chain_macs[0], fused=Fused(tuple(macs), spans[0][0], sum(ks)))
+        steps[macs[0]] = with_fields(chain_macs[0], fused=Fused(tuple(macs), spans[0][0], sum(ks)))
         for number, mac in zip(macs[1:], chain_macs[1:], strict=True):
-            steps[number] = replace(mac, fused_into=macs[0])
+            steps[number] = with_fields(mac, fused_into=macs[0])
     return replace(plan, steps=tuple(steps))
 
 
@@ -694,11 +714,11 @@ def mark_shared(plan: Plan) -> Plan:
     steps: list[Step] = []
     for number, step in enumerate(plan.steps):
         if isinstance(step, Mac):
-            step = replace(step, shared_input=shared[number])
+            step = with_fields(step, shared_input=shared[number])
         elif isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
-            step = replace(step, shared=shared[number], mirror=number in mirror)
+            step = with_fields(step, shared=shared[number], mirror=number in mirror)
         elif isinstance(step, (Gather, Store, Sync)):
-            step = replace(step, shared=shared[number])
+            step = with_fields(step, shared=shared[number])
         steps.append(step)
     return replace(plan, steps=tuple(steps), zero_rows=np.flatnonzero(zero))
 
@@ -774,7 +794,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
 
     def indices(what: object, idx: np.ndarray, size: int, pad: bool = False) -> None:
         require(idx.ndim == 1 and idx.size == size, lambda: f"{what}: {idx.size} indices, expected {size}")
-        require(np.issubdtype(idx.dtype, np.integer), lambda: f"{what}: indices are not integers")
+        require(idx.dtype.kind in "iu", lambda: f"{what}: indices are not integers")  # np.issubdtype, at a tenth of its cost
         key = ("range", id(idx), words, pad)
         if idx.size and key not in checked:
             top = words if pad else words - 1

@@ -336,3 +336,22 @@ def test_default_chunks_give_the_same_integers_as_one_chunk(bundle_factory, monk
     default, _ = executor.run(prepared, dram)
     assert sorted(sizes) == [36, 38, 38, 38]  # 3 chunks of at most 64 become 4 of at most 38
     assert default.dtype == whole.dtype == np.int64 and np.array_equal(default, whole)
+
+
+def test_stores_outside_the_region_are_not_read_out(bundle_factory) -> None:
+    bundle, _ = bundle_factory("cnn", "tiny")
+    m = bundle.manifest
+    dram = place_inputs(_inputs(bundle, n=5), m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(bundle.weights, bundle.bias)
+    every, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch)
+    assert every  # the output's STN
+    for lo, hi in ((m.output.dram, m.output.dram + int(np.prod(m.output.shape))), (0, 1), (m.activation_words, m.activation_words + 1)):
+        kept, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, region=(lo, hi))
+        touching = [(address, values) for address, values in every if address < hi and address + values.shape[2] > lo]
+        assert [a for a, _ in kept] == [a for a, _ in touching]
+        assert all(np.array_equal(v0, v1) for (_, v0), (_, v1) in zip(kept, touching, strict=True))
+        collected, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, collect=True, region=(lo, hi))
+        assert len(collected) == len(every)  # collecting SYNCs may read any store: all kept
+    nothing, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, region=(m.activation_words, m.activation_words + 1))
+    assert nothing == []  # past every activation word: no store is read out
