@@ -386,15 +386,19 @@ def run_plan(
         else:
             buffer[..., target, :] = values
 
-    def write(step: Write, values: np.ndarray, bound: float, pattern: Pattern | None, shared: bool) -> None:
+    def write(
+        step: Write, values: np.ndarray, bound: float, pattern: Pattern | None, shared: bool, transformed: dict[int, np.ndarray] | None = None
+    ) -> None:
         """Store ``values`` (``[count, n]`` when ``shared``, else ``[runs, count, n]``) at the words
-        ``step`` writes, and their DRUM transforms where a DISTN reads them."""
+        ``step`` writes, and their DRUM transforms where a DISTN reads them (``transformed``: the
+        transforms of the selected words per code, already at hand)."""
         target = written(step)
         places: list[dict[int, np.ndarray]] = [shared_nb, per_run] if shared and step.mirror else [shared_nb] if shared else [per_run]
         # The transforms are taken before anything is stored: ``values`` may be a view of words the
         # stores overwrite (a COPY), and so needs no copy of its own.
         sel = step.transform_sel
-        transformed = {code: _transform_values(values if sel is None else values[..., sel, :], code, bound) for code in codes[1:]} if step.transform_any else {}
+        if transformed is None:
+            transformed = {code: _transform_values(values if sel is None else values[..., sel, :], code, bound) for code in codes[1:]} if step.transform_any else {}
         for buffers in places:
             put(buffers, 0, target, pattern, values)
         amax[0] = max(amax[0], bound)
@@ -520,12 +524,20 @@ def run_plan(
         write(step, total.astype(dtype, copy=False), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
 
     def copy(step: Copy) -> None:
-        source = shared_nb[0] if step.shared else per_run[0]
+        sources = shared_nb if step.shared else per_run
         # A view, no copy, when the words are stored once: write() transforms them before it stores
         # anything, and numpy's assignment copes with overlapping source and target words. Stored
         # twice (shared and mirrored), the second store must not read words the first overwrote.
-        values = _read(source, step.src, step.src_view)
-        write(step, np.array(values) if step.shared and step.mirror else values, amax[0], step.dst_view, step.shared)
+        twice = step.shared and step.mirror
+        values = _read(sources[0], step.src, step.src_view)
+        transformed = None
+        if step.transforms_copied:  # the source words' transforms are current (plan.transform_targets)
+            sel = step.transform_sel
+            src, view = (step.src, step.src_view) if sel is None else (step.src[sel], None)
+            transformed = {code: _read(sources[code], src, view) for code in codes[1:]}
+            if twice:
+                transformed = {code: np.array(words) for code, words in transformed.items()}
+        write(step, np.array(values) if twice else values, amax[0], step.dst_view, step.shared, transformed)
 
     def read_out(step: Store | Sync) -> np.ndarray:
         source = shared_nb[0] if step.shared else per_run[0]

@@ -220,6 +220,7 @@ class Copy:
     dst_view: Pattern | None = None
     transform_sel: np.ndarray | None = None
     transform_any: bool = False
+    transforms_copied: bool = False  # transform_targets: the source words' transforms are current: copied, not recomputed
     shared: bool = False  # mark_shared: its source words are run-invariant
     mirror: bool = False
 
@@ -589,18 +590,36 @@ def strided_views(plan: Plan) -> Plan:
 
 
 def transform_targets(plan: Plan) -> Plan:
-    """Which written words any DISTN reads: only those need DRUM-transformed copies per mode."""
-    read_by_distn = np.zeros(plan.nb_words + 1, dtype=bool)
+    """Which written words need DRUM-transformed copies per mode: those any DISTN reads, and the
+    source words of a spill copy whose target words need them (to a fixpoint: an STN into the
+    activation-DRAM columns, then an LDN back). Every write of such a word writes its transforms,
+    and a word read before any write holds 0 in every buffer (DRUM(0) = 0), so a copy that
+    transforms can copy its source's transforms instead of computing them again
+    (``transforms_copied``): ResNet-8's spills of its residual shortcuts took ~20 % of its numerics
+    recomputing DRUM of words whose transforms were in the buffer already."""
+    needed = np.zeros(plan.nb_words + 1, dtype=bool)
     for step in plan.steps:
         if isinstance(step, Gather):
-            read_by_distn[step.idx] = True
-    read_by_distn[plan.nb_words] = False
+            needed[step.idx] = True
+    needed[plan.nb_words] = False
+    copies = [step for step in plan.steps if isinstance(step, Copy)]
+    changed = bool(copies)
+    while changed:
+        changed = False
+        for copy in copies:
+            more = copy.src[needed[copy.dst] & ~needed[copy.src]]
+            if more.size:
+                needed[more] = changed = True
+    needed[plan.nb_words] = False  # the padding word is never written
     steps: list[Step] = []
     for step in plan.steps:
         if isinstance(step, (Load, Requantize, Pool, AvgPool, Add, Copy)):
             target = written(step)
-            sel = np.flatnonzero(read_by_distn[target])
-            step = with_fields(step, transform_sel=None if sel.size in (0, target.size) else sel, transform_any=bool(sel.size))
+            sel = np.flatnonzero(needed[target])
+            changes: dict[str, Any] = {"transform_sel": None if sel.size in (0, target.size) else sel, "transform_any": bool(sel.size)}
+            if isinstance(step, Copy):
+                changes["transforms_copied"] = bool(sel.size) and bool(needed[step.src[sel]].all())
+            step = with_fields(step, **changes)
         steps.append(step)
     return replace(plan, steps=tuple(steps))
 
@@ -899,6 +918,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
             write_targets(what, step)
         elif isinstance(step, Copy):
             require(step.src.size == step.dst.size, f"{what}: {step.src.size} source words for {step.dst.size} targets")
+            require(not step.transforms_copied or step.transform_any, lambda: f"{what}: copies transforms but writes none")
             indices(what, step.src, step.src.size)
             indices(what, step.dst, step.dst.size)
             view_matches(what, step.src_view, step.src)

@@ -19,7 +19,7 @@ from axtrain.runtime import execute
 from axtrain.runtime.execute import FastExecutor, balanced_chunk, output_integers, place_inputs, residual_sum
 from axtrain.runtime.faults import fault_regions, run_image
 from axtrain.runtime.interpreter import run_program
-from axtrain.runtime.plan import Add
+from axtrain.runtime.plan import Add, Copy, Requantize
 from axtrain.runtime.simulation import simulate
 
 
@@ -355,3 +355,52 @@ def test_stores_outside_the_region_are_not_read_out(bundle_factory) -> None:
         assert len(collected) == len(every)  # collecting SYNCs may read any store: all kept
     nothing, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, region=(m.activation_words, m.activation_words + 1))
     assert nothing == []  # past every activation word: no store is read out
+
+
+SPILL_PROGRAM = """
+    LDN nb=0 dram=0 count=4
+    CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+    LDB bb=0 dram=0 count=2
+    MODE mt=0 count=2 code=2
+    LDW wb=0 dram=0 rows=2 cols=4 stride=4
+    DISTW wb=0 stride=4 m=2 p=1 k=4
+    DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+    MAC m=2 p=1 k=4 bb=0 mt=0 init=1
+    REQ nb=8 ostride=1 m=2 p=1 shift=2 bits=8
+    STN dram=20 nb=8 count=2
+    LDN nb=12 dram=20 count=2
+    CONV c=2 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+    LDW wb=8 dram=8 rows=2 cols=2 stride=2
+    DISTW wb=8 stride=2 m=2 p=1 k=2
+    DISTN nb=12 p0=0 m=2 p=1 k0=0 k=2
+    MAC m=2 p=1 k=2 bb=0 mt=0 init=1
+    REQ nb=16 ostride=1 m=2 p=1 shift=1 bits=8
+    STN dram=24 nb=16 count=2
+    END
+"""
+
+
+def test_spill_copies_carry_the_drum_transforms_instead_of_recomputing_them(monkeypatch) -> None:
+    """A REQ's words spilled (STN) and read back (LDN) into words a DRUM DISTN reads: the transforms
+    are computed once, at the REQ, and copied twice (plan.transform_targets); same integers as the
+    interpreter."""
+    from axtrain.formats.arch import Architecture
+
+    arch = Architecture(pe_rows=2, pe_cols=2)
+    program = parse_assembly(SPILL_PROGRAM)
+    executor = FastExecutor(program, arch)
+    copies = [step for step in executor.plan.steps if isinstance(step, Copy)]
+    assert executor.plan.fast and len(copies) == 2 and all(step.transforms_copied and step.transform_any for step in copies)
+    first_req = next(step for step in executor.plan.steps if isinstance(step, Requantize))
+    assert first_req.transform_any  # read by no DISTN itself: its transforms are for the copies
+    calls: list[int] = []
+    real = execute._transform_values
+    monkeypatch.setattr(execute, "_transform_values", lambda values, code, bound: calls.append(values.shape[-2]) or real(values, code, bound))
+    rng = np.random.default_rng(3)
+    weights, bias = rng.integers(-90, 90, size=12), rng.integers(-300, 300, size=2)
+    dram = np.zeros((7, 26), dtype=np.int64)
+    dram[:, :4] = rng.integers(-128, 128, size=(7, 4))
+    got, _ = executor.run(executor.prepare(weights, bias), dram)
+    assert calls == [4, 2]  # the inputs (LDN) and the first REQ; neither copy transforms again
+    assert np.array_equal(got, run_program(program, arch, weights, bias, dram).dram_a)
+    assert len(np.unique(got[:, 24:26])) > 2  # not all saturated or zero
