@@ -107,7 +107,7 @@ def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: flo
 
 
 #: Programs from this many instructions run their machine model in a forked child, beside the
-#: numerics (measured: ResNet-8's 3,407 take ~0.2 CPU s, LeNet-5's ~35 ms; a fork ~5-15 ms).
+#: numerics (ResNet-8's 3,399 take ~0.16-0.2 CPU s; a fork and its copy-on-write faults ~0.05-0.1 s).
 BESIDE_MIN_INSTRUCTIONS = 1000
 
 RUN_WEIGHT_WORDS = 1 << 24  # weight words (all runs of one pass together) held as float32 at once
