@@ -99,12 +99,19 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
     Because the float is sign-magnitude and the scale a power of two, this is exactly
     ``drum_transform(q) * 2**-frac`` for every float32 ``|q| < 2**24`` (float64: ``2**53``).
 
-    The work is integer arithmetic on the bit pattern only (no comparison, no boolean mask: those
+    The work is five integer passes over the bit pattern (no comparison, no boolean mask: those
     cost several arithmetic passes each in torch on the CPU). Clearing the low bits changes nothing
     for ``|q| < 2**k`` (at most ``k`` significant bits, all kept), so only the set bit needs the
-    magnitude test, and ``clamp(|bits| - threshold_bits + 1, 0, 1)`` is that test as an integer
-    (positive floats order like their bit patterns). :func:`drum_transform_reference` is the
-    definition; tests check the two agree bit for bit on every 8-bit and on random 16-bit values.
+    magnitude test. Positive floats order like their bit patterns, and for integer ``q`` no
+    magnitude lies strictly between ``(2**k - 1) * 2**-frac`` (pattern ``limit - 2**low``: the
+    binade below the threshold with its top ``k - 1`` mantissa bits set) and the threshold
+    ``2**k * 2**-frac`` (pattern ``limit``); so the magnitude's pattern clamped to
+    ``[limit - 2**low, limit]``, minus the lower bound, is exactly the bit to set: ``2**low`` where
+    ``|q| >= 2**k``, else 0 (the test cost two passes and a multiply before). Like the definition's
+    shortcut for small magnitudes, this needs normal floats: nonzero ``|q| * 2**-frac`` at least
+    ``2**-126`` in float32 (``2**-1022`` in float64), as every format of this toolchain gives.
+    :func:`drum_transform_reference` is the definition; tests check the two agree bit for bit on
+    every 16-bit integer at several scales.
     """
     if x.dtype not in _MANTISSA:
         raise TypeError(f"drum_transform needs float32 or float64 values, got {x.dtype}")
@@ -121,22 +128,27 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
     if limit is None:  # the threshold overflows the float type: every value is below it
         return x
     sign_off = (1 << (8 * x.element_size() - 1)) - 1
+    lower = limit - (1 << low)  # the pattern of (2**k - 1) * 2**-frac
+
+    def transform(part: torch.Tensor, target: torch.Tensor) -> None:
+        torch.bitwise_and(part, keep, out=target)
+        target |= (part & sign_off).clamp_(lower, limit).sub_(lower)  # 2**low where |q| >= 2**k, else 0
+
+    if bits.numel() <= _WHOLE:
+        # A tensor that fits in cache (a training batch, a layer's weights) is one piece: five torch
+        # calls, where a 128 x 784 batch took 0.10 ms whole against 0.17 ms in 4 blocks (one thread).
+        out = torch.empty_like(bits)
+        transform(bits, out)
+        return out.view(x.dtype)
+    # A larger one (an evaluation batch) goes in blocks small enough to stay in cache, the passes
+    # being memory-bound, and below torch's grain size (an elementwise op of fewer than 2**15
+    # elements runs on one thread): split over two threads, five small calls per block wait on the
+    # other thread, which on shared cores is often descheduled.
     flat = bits.reshape(-1)
     out = torch.empty_like(flat)
-    # A tensor that fits in cache (a training batch, a layer's weights) is one block: each block
-    # costs six torch calls, and a 128 x 784 batch takes 0.10 ms whole against 0.17 ms in 4 blocks
-    # and 0.25 ms in 7 (one thread). A larger one (an evaluation batch) goes in blocks small enough
-    # to stay in cache, the passes being memory-bound, and below torch's grain size (an elementwise
-    # op of fewer than 2**15 elements runs on one thread): split over two threads, six small calls
-    # per block wait on the other thread, which on shared cores is often descheduled.
-    block = flat.numel() if flat.numel() <= _WHOLE else _BLOCK
-    for start in range(0, flat.numel(), max(block, 1)):
-        part, target = (flat, out) if block == flat.numel() else (flat[start : start + block], out[start : start + block])
-        torch.bitwise_and(part, keep, out=target)
-        large = (part & sign_off).sub_(limit - 1).clamp_(0, 1)  # 1 where |x| >= threshold, else 0
-        target |= large.mul_(1 << low)  # a multiply: torch's integer shift is slower
+    for start in range(0, flat.numel(), _BLOCK):
+        transform(flat[start : start + _BLOCK], out[start : start + _BLOCK])
     return out.view(x.dtype).reshape(x.shape)
-
 
 _BLOCK = 31 * 1024  # elements per block of drum_transform: just under torch's grain size, 2**15
 _WHOLE = 1 << 17  # up to this many elements (512 KiB of float32) drum_transform takes in one block
@@ -246,10 +258,13 @@ def _weight_pipeline(
     scale = math.ldexp(1.0, fmt.frac)
 
     def pipeline(value: torch.Tensor) -> torch.Tensor:
-        q = (value.to(dtype) * scale).round_().clamp_(fmt.qmin, fmt.qmax)  # one temporary, in place
+        q = (value if value.dtype == dtype else value.to(dtype)) * scale
+        q.round_().clamp_(fmt.qmin, fmt.qmax)  # one temporary, in place
         if masks is not None:
             q = flip_bits(q, masks.to(q.device), fmt.bits)
-        return transform_real(q, mode, 0) * (1.0 / scale)
+        # Every tensor here is this pipeline's own temporary (the transform returns a new one or,
+        # for an exact multiplier, q itself), so the scaling back is done in place.
+        return transform_real(q, mode, 0).mul_(1.0 / scale)
 
     return pipeline
 
@@ -261,14 +276,22 @@ def _weight_real(
     return straight_through(w, _weight_pipeline(layer, mode, masks, dtype))
 
 
-def _bias_pipeline(acc_frac: int, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The map from a float bias to the int32 bias at the accumulator's fractional length (real value)."""
+def _bias_pipeline(acc_frac: int, dtype: torch.dtype, compute: torch.dtype = torch.float64) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The map from a float bias to the int32 bias at the accumulator's fractional length (real value).
+
+    ``compute``: the dtype of the arithmetic. float64 holds the int32 range and ``b * 2**acc_frac``
+    exactly (float32 does not, at 2**31). float32 gives the same ``dtype=float32`` result bit for bit
+    for a float32 bias: ``b * 2**acc_frac`` is exact in both, rounding a float32 to an integer is
+    exact in float32, and the clamp to ``2**31 - 1`` that float32 cannot hold lands, in both, on
+    the float32 ``2**31`` that the conversion to float32 rounds ``2**31 - 1`` to. The fused layer
+    uses it (three float32 passes over the bias instead of five and two conversions).
+    """
     scale = math.ldexp(1.0, acc_frac)
 
     def pipeline(value: torch.Tensor) -> torch.Tensor:
-        # float64: the int32 range and b * 2**acc_frac are exact there (float32 is not, at 2**31).
-        q = torch.clamp(torch.round(value.to(torch.float64) * scale), BIAS_QMIN, BIAS_QMAX)
-        return (q * (1.0 / scale)).to(dtype)
+        q = value.to(compute) * scale
+        q.round_().clamp_(BIAS_QMIN, BIAS_QMAX).mul_(1.0 / scale)
+        return q.to(dtype)
 
     return pipeline
 
@@ -370,7 +393,7 @@ def _mac_layer(
             a, w, module.bias,
             _weight_pipeline(layer, mode, masks, a.dtype),
             lambda v: transform_real(v, mode, fa),
-            _bias_pipeline(fa + fw, torch.float64),
+            _bias_pipeline(fa + fw, a.dtype, compute=a.dtype),
             lambda v: quantize_real(v, out_fmt),
             layer.relu,
         )

@@ -33,8 +33,10 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("frac", [-5, 0, 3, 9])
+@pytest.mark.parametrize("frac", [-5, 0, 3, 9, 111])
 def test_fast_drum_equals_the_reference_on_every_16bit_value(dtype: torch.dtype, frac: int) -> None:
+    """At 111 the smallest nonzero value, 2**-111, and the binade below every threshold are near
+    the bottom of float32's normal range (2**-126), where the fast test's binade argument must hold."""
     values = torch.arange(-(2**15), 2**15, dtype=dtype) * 2.0**-frac
     for k in range(1, 18):
         assert _same_bits(drum_transform(values, k, frac), drum_transform_reference(values, k, frac)), k
@@ -64,6 +66,14 @@ def test_fast_ste_mask_equals_the_reference(dtype: torch.dtype) -> None:
                             float("inf"), -float("inf"), float("nan")], dtype=dtype)
     grad = torch.cat([torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=dtype) * 2, special])
     assert _same_bits(ste_mask(grad), ste_mask_reference(grad))
+    # Every magnitude below 1 (signed zeros, subnormals, the largest float below 1): the fast path
+    # hands the gradient back unchanged, and that is the definition's result bit for bit.
+    small = torch.cat([torch.rand(5000, generator=torch.Generator().manual_seed(2), dtype=dtype) * 2 - 1,
+                       torch.tensor([0.0, -0.0, 1e-40, -1e-40, 1.0 - 2**-20, -(1.0 - 2**-20)], dtype=dtype)])
+    assert _same_bits(ste_mask(small), ste_mask_reference(small))
+    assert _same_bits(ste_mask(small[:0]), ste_mask_reference(small[:0]))
+    with_nan = torch.cat([small, torch.tensor([float("nan")], dtype=dtype)])  # NaN among small values: the full mask
+    assert _same_bits(ste_mask(with_nan), ste_mask_reference(with_nan))
 
 
 def _step(model: nn.Sequential, layers, x: torch.Tensor, y: torch.Tensor, fused: bool, seed: int | None):
