@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -359,7 +360,8 @@ def emulate(
     with context:
         # Activations are b-bit integers (b <= 16) times a power of two: exact in float32.
         h = quantize_real(x.to(torch.float32), layers[0].input_format)
-        for layer in layers:
+        prepared = _prepare_fused(model, layers, faults) if FUSED and not exact and torch.is_grad_enabled() else None
+        for index, layer in enumerate(layers):
             module = model[layer.meta["module_index"]]
             if layer.op == "flatten":
                 h = h.reshape(h.shape[0], -1)
@@ -367,7 +369,7 @@ def emulate(
                 h = F.max_pool2d(h, layer.kernel, layer.stride)
             else:
                 assert isinstance(module, (nn.Linear, nn.Conv2d))  # calibrate() mapped compute layers onto these
-                h = _mac_layer(module, layer, h, exact, faults)
+                h = _mac_layer(module, layer, h, exact, faults, None if prepared is None else prepared[index])
             if collect is not None:
                 collect.append(h)
     return h
@@ -378,22 +380,137 @@ def emulate(
 FUSED = True
 
 
+@dataclass
+class _Prepared:
+    """What :func:`_prepare_fused` computed ahead for one layer: its fault map (drawn in layer
+    order, as :func:`_mac_layer` draws it) and, for a layer the fused path will take, the
+    multiplier-side weights and the quantised bias (None: computed by the layer itself)."""
+
+    masks: torch.Tensor | None
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+def _fused_candidate(module: nn.Module, layer: QuantizedLayer) -> bool:
+    """The static part of :func:`fused_applicable` (the input's shape and dtype are checked per call)."""
+    return (
+        isinstance(module, nn.Linear) and layer.op == "dense" and len(layer.multipliers) == 1 and module.bias is not None
+        and module.weight.requires_grad and module.weight.dtype == torch.float32 and module.bias.dtype == torch.float32
+    )
+
+
+def _prepare_fused(model: nn.Sequential, layers: Sequence[QuantizedLayer], faults: FaultSource | None) -> dict[int, _Prepared]:
+    """Every MAC layer's fault map, and the fused layers' weights and biases quantised together.
+
+    Per layer the weight pipeline is ~12 torch calls and the bias pipeline 4, each on a few
+    thousand elements for all but an MLP's first layer: call overhead, not work. Concatenated
+    (one buffer per weight width and multiplier mode, one for all biases) and scaled per element by
+    the layer's power of two, the same calls run once for the network. Each element goes through
+    the same float operations as in :func:`_weight_pipeline` / :func:`_bias_pipeline` (a product
+    with a power of two is exact whether the factor is a scalar or a tensor element), so the values
+    are the same bits. Fault maps are drawn here, in layer order, which is the order the layers
+    drew them in before (nothing else draws from the source in between).
+    """
+    prepared: dict[int, _Prepared] = {}
+    weight_groups: dict[tuple[int, int, int, MultiplierMode], list[int]] = {}
+    fused: list[int] = []
+    for index, layer in enumerate(layers):
+        if layer.op not in ("dense", "conv"):
+            continue
+        module = model[layer.meta["module_index"]]
+        prepared[index] = _Prepared(faults.masks_for(layer) if faults is not None else None)
+        if _fused_candidate(module, layer):
+            fmt = layer.weight_format
+            assert fmt is not None
+            weight_groups.setdefault((fmt.bits, fmt.qmin, fmt.qmax, layer.multipliers[0]), []).append(index)
+            fused.append(index)
+    with torch.no_grad():
+        for (bits, qmin, qmax, mode), members in weight_groups.items():
+            weights = [_linear(model, layers[i]).weight for i in members]
+            fracs = [_weight_frac(layers[i]) for i in members]
+            scale, inverse = _scales(tuple((w.numel(), f) for w, f in zip(weights, fracs, strict=True)), weights[0].device)
+            q = (torch.cat([w.reshape(-1) for w in weights]) if len(weights) > 1 else weights[0].reshape(-1)) * scale
+            q.round_().clamp_(qmin, qmax)
+            start = 0
+            for i, w in zip(members, weights, strict=True):
+                masks = prepared[i].masks
+                if masks is not None:
+                    part = q[start : start + w.numel()]
+                    part.copy_(flip_bits(part, masks.to(q.device).reshape(-1), bits))
+                start += w.numel()
+            t = transform_real(q, mode, 0).mul_(inverse)
+            start = 0
+            for i, w in zip(members, weights, strict=True):
+                prepared[i].weight = t[start : start + w.numel()].view(w.shape)
+                start += w.numel()
+        if fused:
+            biases = [_linear_bias(model, layers[i]) for i in fused]
+            acc = [layers[i].input_format.frac + _weight_frac(layers[i]) for i in fused]
+            scale, inverse = _scales(tuple((b.numel(), f) for b, f in zip(biases, acc, strict=True)), biases[0].device)
+            q = (torch.cat(biases) if len(biases) > 1 else biases[0].reshape(-1)) * scale
+            q.round_().clamp_(BIAS_QMIN, BIAS_QMAX).mul_(inverse)
+            start = 0
+            for i, b in zip(fused, biases, strict=True):
+                prepared[i].bias = q[start : start + b.numel()]
+                start += b.numel()
+    return prepared
+
+
+def _linear(model: nn.Sequential, layer: QuantizedLayer) -> nn.Linear:
+    module = model[layer.meta["module_index"]]
+    assert isinstance(module, nn.Linear)  # _fused_candidate checked it
+    return module
+
+
+def _linear_bias(model: nn.Sequential, layer: QuantizedLayer) -> torch.Tensor:
+    bias = _linear(model, layer).bias
+    assert bias is not None  # _fused_candidate checked it
+    return bias
+
+
+def _weight_frac(layer: QuantizedLayer) -> int:
+    assert layer.weight_format is not None
+    return layer.weight_format.frac
+
+
+@functools.lru_cache(maxsize=64)
+def _scales(parts: tuple[tuple[int, int], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-element ``2**frac`` and ``2**-frac`` (float32) for consecutive parts of ``(count, frac)``."""
+    scale = torch.cat([torch.full((n,), math.ldexp(1.0, f), dtype=torch.float32) for n, f in parts])
+    inverse = torch.cat([torch.full((n,), math.ldexp(1.0, -f), dtype=torch.float32) for n, f in parts])
+    return scale.to(device), inverse.to(device)
+
+
 def _mac_layer(
-    module: nn.Linear | nn.Conv2d, layer: QuantizedLayer, a: torch.Tensor, exact: bool, faults: FaultSource | None
+    module: nn.Linear | nn.Conv2d,
+    layer: QuantizedLayer,
+    a: torch.Tensor,
+    exact: bool,
+    faults: FaultSource | None,
+    prepared: _Prepared | None = None,
 ) -> torch.Tensor:
-    """One dense/conv layer: transform + GEMM per mode group, bias, ReLU, requantise."""
+    """One dense/conv layer: transform + GEMM per mode group, bias, ReLU, requantise.
+
+    ``prepared``: this layer's fault map and possibly its weights and bias, computed ahead by
+    :func:`_prepare_fused` (then ``faults`` is not drawn from here).
+    """
     assert layer.weight_format is not None
     fa, fw = layer.input_format.frac, layer.weight_format.frac
     w = module.weight
-    masks = faults.masks_for(layer) if faults is not None else None
+    if prepared is not None:
+        masks = prepared.masks
+    else:
+        masks = faults.masks_for(layer) if faults is not None else None
     if FUSED and len(layer.multipliers) == 1 and fused_applicable(layer.op, 1, module.bias is not None, exact, a, w):
         mode = layer.multipliers[0]
         out_fmt = layer.output_format
+        w_ready = prepared.weight if prepared is not None else None
+        b_ready = prepared.bias if prepared is not None else None
         return FusedDense.apply(
             a, w, module.bias,
-            _weight_pipeline(layer, mode, masks, a.dtype),
+            _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else lambda _: w_ready,
             lambda v: transform_real(v, mode, fa),
-            _bias_pipeline(fa + fw, a.dtype, compute=a.dtype),
+            _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else lambda _: b_ready,
             lambda v: quantize_real(v, out_fmt),
             layer.relu,
         )

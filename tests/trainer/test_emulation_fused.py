@@ -143,3 +143,21 @@ def test_fault_masks_have_the_reference_statistics(bits: int) -> None:
                     pairs = int((((masks >> j) & 1) * ((masks >> (j + 1)) & 1)).sum())
                     q = p * p
                     assert abs(pairs - n * q) <= 5 * math.sqrt(n * q * (1 - q)) + 1, (p, j, pairs)
+
+def test_weights_prepared_together_equal_the_reference_with_mixed_layers_and_faults() -> None:
+    """The fused layers' weights and biases are quantised in one buffer per (width, mode) and the
+    fault maps drawn ahead in layer order: with two different modes among the fused layers, a
+    per-neuron-mode layer between them (the reference path) and fresh NTV maps every step, the
+    outputs and every gradient are the reference's bits."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.randn(32, 12) * 2, torch.randint(0, 3, (32,))
+    layers = calibrate(model, x, multipliers=["drum:2", ["exact", "drum:2", "drum:3", "drum:2"], "drum:4"], sram_voltage=0.62)
+    prepared = emulation._prepare_fused(model, layers, None)
+    assert [prepared[i].weight is not None for i in range(3)] == [True, False, True]  # by layer record
+    reference = copy.deepcopy(model)
+    for step in range(2):
+        out_f, grads_f = _step(model, layers, x, y, fused=True, seed=11 + step)
+        out_r, grads_r = _step(reference, layers, x, y, fused=False, seed=11 + step)
+        assert _same_bits(out_f, out_r), step
+        assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True)), step
