@@ -31,8 +31,9 @@ from __future__ import annotations
 import functools
 import math
 import struct
+import weakref
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -344,6 +345,7 @@ def emulate(
     exact: bool = False,
     faults: FaultSource | torch.Generator | None = None,
     collect: list[torch.Tensor] | None = None,
+    first: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The network output (real values, ``dequantize(q_out, fo_last)``) under the deployed arithmetic.
 
@@ -351,7 +353,9 @@ def emulate(
     :func:`axtrain.trainer.hardware.calibrate`; their integer weights are not used, the model's are
     quantised on the fly so that training sees its own updates). ``faults``: a seeded source of
     fresh NTV fault maps (None: no bit flips). ``collect``: receives every layer's output.
-    ``exact``: no autograd, bit-exact with hwmodels (see the module docstring).
+    ``exact``: no autograd, bit-exact with hwmodels (see the module docstring). ``first``: the
+    first layer's operand for this ``x`` as :func:`first_operands` computes it (then ``x`` itself is
+    not read), the same values as the quantisation and transform done here.
     """
     _check_pairing(model, layers)
     if isinstance(faults, torch.Generator):
@@ -359,7 +363,7 @@ def emulate(
     context = torch.no_grad() if exact else torch.enable_grad() if torch.is_grad_enabled() else torch.no_grad()
     with context:
         # Activations are b-bit integers (b <= 16) times a power of two: exact in float32.
-        h = quantize_real(x.to(torch.float32), layers[0].input_format)
+        h = quantize_real(x.to(torch.float32), layers[0].input_format) if first is None else first
         prepared = _prepare_fused(model, layers, faults) if FUSED and not exact and torch.is_grad_enabled() else None
         for index, layer in enumerate(layers):
             module = model[layer.meta["module_index"]]
@@ -369,7 +373,7 @@ def emulate(
                 h = F.max_pool2d(h, layer.kernel, layer.stride)
             else:
                 assert isinstance(module, (nn.Linear, nn.Conv2d))  # calibrate() mapped compute layers onto these
-                h = _mac_layer(module, layer, h, exact, faults, None if prepared is None else prepared[index])
+                h = _mac_layer(module, layer, h, exact, faults, None if prepared is None else prepared[index], first is not None and index == 0)
             if collect is not None:
                 collect.append(h)
     return h
@@ -488,11 +492,13 @@ def _mac_layer(
     exact: bool,
     faults: FaultSource | None,
     prepared: _Prepared | None = None,
+    transformed: bool = False,
 ) -> torch.Tensor:
     """One dense/conv layer: transform + GEMM per mode group, bias, ReLU, requantise.
 
     ``prepared``: this layer's fault map and possibly its weights and bias, computed ahead by
-    :func:`_prepare_fused` (then ``faults`` is not drawn from here).
+    :func:`_prepare_fused` (then ``faults`` is not drawn from here). ``transformed``: ``a`` is
+    already the multiplier's operand (the layer has one mode group, :func:`first_operands`).
     """
     assert layer.weight_format is not None
     fa, fw = layer.input_format.frac, layer.weight_format.frac
@@ -509,7 +515,7 @@ def _mac_layer(
         return FusedDense.apply(
             a, w, module.bias,
             _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else lambda _: w_ready,
-            lambda v: transform_real(v, mode, fa),
+            (lambda v: v) if transformed else lambda v: transform_real(v, mode, fa),
             _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else lambda _: b_ready,
             lambda v: quantize_real(v, out_fmt),
             layer.relu,
@@ -523,7 +529,7 @@ def _mac_layer(
             w_rows = w.index_select(0, torch.tensor(cols, device=w.device))
             m_rows = None if masks is None else masks[cols]
         w_t = _weight_real(w_rows, layer, mode, m_rows, a.dtype)
-        a_t = straight_through(a, functools.partial(transform_real, mode=mode, frac=fa))
+        a_t = a if transformed else straight_through(a, functools.partial(transform_real, mode=mode, frac=fa))
         operands.append((a_t, w_t))
         order.extend(cols)
     bias = _bias_real(module.bias, w.shape[0], fa + fw, torch.float64, a.device)
@@ -564,6 +570,71 @@ def _float32_exact(operands: Sequence[tuple[torch.Tensor, torch.Tensor]], bias: 
         if not bound < limit:
             return False
     return True
+
+
+class _FirstOperandMemo:
+    """The first layer's operands of the latest data sets, while the data and the format are unchanged.
+
+    A pas phase quantises and DRUM-transforms every training batch's input for the first layer, and
+    the emulated test evaluation of every epoch the whole test split: nine elementwise passes over
+    data that does not change, with a format that does not change either (the input format follows
+    ``max |x|`` of the training split, decisions 198, and the mode is the target's). Kept for two
+    data sets (the training and the test split); matched as the calibration memos match their data
+    (weak reference, storage, shape, version counter) plus the format, mode and dtype; nothing kept
+    for data above :data:`FIRST_OPERAND_BYTES`.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self.entries: list[tuple[Any, ...]] = []
+
+    @staticmethod
+    def _key(x: torch.Tensor, layer: QuantizedLayer) -> tuple[Any, ...]:
+        return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, x.device, x._version, layer.input_format, layer.multipliers[0])
+
+    def get(self, x: torch.Tensor, layer: QuantizedLayer) -> torch.Tensor | None:
+        key = self._key(x, layer)
+        for entry in self.entries:
+            if entry[0]() is x and entry[1] == key:
+                return entry[2]
+        return None
+
+    def put(self, x: torch.Tensor, layer: QuantizedLayer, value: torch.Tensor) -> None:
+        self.entries = [(weakref.ref(x, self._forget), self._key(x, layer), value)] + self.entries[: self.size - 1]
+
+    def _forget(self, ref: weakref.ref) -> None:  # the data died: so does what was kept for it
+        self.entries = [entry for entry in self.entries if entry[0] is not ref]
+
+
+_FIRST = _FirstOperandMemo()
+#: Data sets larger than this (bytes of float32 operands) get no remembered first operand.
+FIRST_OPERAND_BYTES = 256 * 2**20
+
+
+def first_operands(layers: Sequence[QuantizedLayer], x: torch.Tensor, batch: int = 4096) -> torch.Tensor | None:
+    """The first layer's multiplier operand for every sample of ``x`` (None where not applicable).
+
+    ``transform(quantize(x))`` of the first layer's input format and its one multiplier mode, the
+    values :func:`emulate` computes for any batch of ``x`` (elementwise, so a slice of this is the
+    batch's), remembered per data set (:class:`_FirstOperandMemo`). None when the first layer is not
+    a MAC layer with one mode group, when ``x`` needs gradients or is not floating point, or when
+    the operands would take more than :data:`FIRST_OPERAND_BYTES`.
+    """
+    layer = layers[0]
+    if layer.op not in ("dense", "conv") or len(layer.multipliers) != 1 or x.requires_grad or not x.is_floating_point():
+        return None
+    if x.numel() * 4 > FIRST_OPERAND_BYTES:
+        return None
+    known = _FIRST.get(x, layer)
+    if known is not None:
+        return known
+    mode, fmt = layer.multipliers[0], layer.input_format
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch):  # in blocks: no temporaries as large as the data
+            out[start : start + batch] = transform_real(quantize_real(x[start : start + batch].to(torch.float32), fmt), mode, fmt.frac)
+    _FIRST.put(x, layer, out)
+    return out
 
 
 def emulate_integers(

@@ -161,3 +161,37 @@ def test_weights_prepared_together_equal_the_reference_with_mixed_layers_and_fau
         out_r, grads_r = _step(reference, layers, x, y, fused=False, seed=11 + step)
         assert _same_bits(out_f, out_r), step
         assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True)), step
+
+
+def test_first_operands_are_the_batches_own_and_remembered_per_data() -> None:
+    """The whole data set's first-layer operands, sliced, are what emulate computes per batch; a
+    network run on them gives the same bits in training (values and gradients) and evaluation; the
+    memo returns them again for the same data only and lets them go with the data."""
+    import gc
+    import weakref
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(300, 20) * 3, torch.randint(0, 3, (300,))
+    layers = calibrate(model, x, multipliers="drum:2")
+    firsts = emulation.first_operands(layers, x, batch=128)  # blocks of 128: an odd tail of 44
+    assert firsts is not None and emulation.first_operands(layers, x) is firsts
+    fmt = layers[0].input_format
+    expected = drum_transform(emulation.quantize_real(x, fmt), 2, fmt.frac)
+    assert _same_bits(firsts, expected)
+    assert _same_bits(emulate(model, layers, x[:100], exact=True), emulate(model, layers, x[:100], exact=True, first=firsts[:100]))
+    grads = []
+    for first in (None, firsts[100:164]):
+        model.zero_grad(set_to_none=True)
+        out = emulate(model, layers, x[100:164], first=first)
+        F.cross_entropy(out, y[100:164]).backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(_same_bits(a, b) for a, b in zip(*grads, strict=True))
+    x.mul_(2.0)  # changed in place: computed again
+    assert emulation.first_operands(layers, x) is not firsts
+    per_neuron = calibrate(model, x, multipliers=[["exact", "drum:2"] * 4, "drum:2"])
+    assert emulation.first_operands(per_neuron, x) is None  # two mode groups: each computes its own
+    kept = weakref.ref(emulation.first_operands(layers, x))
+    del x, firsts
+    gc.collect()
+    assert kept() is None
