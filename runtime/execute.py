@@ -173,8 +173,10 @@ def prepare_weights(
                     block = w[cuts[i] : cuts[i + 1]]
                     if runs == 1:
                         np.take(image[0], src.T, out=block)
-                    else:
-                        block[...] = image[:, src.T].transpose(1, 0, 2).reshape(part.k, -1)
+                    else:  # one gather per run straight into its columns (half the time of gather then transpose)
+                        columns = block.reshape(part.k, runs, rows.size)
+                        for run in range(runs):
+                            np.take(image[run], src.T, out=columns[:, run, :])
                 else:
                     block = w[:, :, cuts[i] : cuts[i + 1]]
                     block[...] = image[:, src]
@@ -280,7 +282,11 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
                 if count * 8 >= k:  # worth the copy of the other weight rows
                     varying = ~constant
                     out = w[varying].T @ x[varying]
-                    out += (w[constant].T @ low[constant])[:, None]
+                    # Only the non-zero constant rows add anything (MNIST's background is 0): gathering
+                    # the weight rows of all constant rows cost about as much as the GEMM's own copy.
+                    offset = np.flatnonzero(constant & (low != 0))
+                    if offset.size:
+                        out += (w[offset].T @ low[offset])[:, None]
                     result: np.ndarray = out.reshape(runs, -1, cols)
                     return result
             result = (w.T @ x).reshape(runs, -1, cols)

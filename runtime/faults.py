@@ -15,6 +15,7 @@ how many runs there are, and layers are drawn in layer order from that one gener
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -68,9 +69,13 @@ def has_faults(regions: Sequence[FaultRegion]) -> bool:
     return any(r.p > 0.0 and r.count > 0 for r in regions)
 
 
-def faulted_image(image: np.ndarray, regions: Sequence[FaultRegion], rng: np.random.Generator) -> np.ndarray:
-    """A copy of the weight image with one fault map drawn over every region (layer order)."""
-    out = np.array(image, dtype=np.int64, copy=True)
+def faulted_image(image: np.ndarray, regions: Sequence[FaultRegion], rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    """A copy of the weight image with one fault map drawn over every region (layer order), written
+    into ``out`` (int64, the image's size) when given."""
+    if out is None:
+        out = np.array(image, dtype=np.int64, copy=True)
+    else:
+        out[...] = image
     for region in regions:
         if region.p <= 0.0 or region.count == 0:
             continue
@@ -84,3 +89,28 @@ def run_image(image: np.ndarray, regions: Sequence[FaultRegion], seed: int, run:
     if not has_faults(regions):
         return np.asarray(image, dtype=np.int64)
     return faulted_image(image, regions, run_generator(seed, run))
+
+
+def run_images(image: np.ndarray, regions: Sequence[FaultRegion], seed: int, runs: range, workers: int = 1) -> np.ndarray:
+    """The weight images of Monte Carlo runs ``runs``, stacked ``[len(runs), words]`` (int64): row
+    ``i`` is ``run_image(image, regions, seed, runs[i])``, bit for bit.
+
+    Each run draws from its own generator (``SeedSequence([seed, run])``), so the runs can be drawn
+    in ``workers`` threads in any order with the same result; numpy releases the GIL in the draws
+    and the mask arithmetic (50 MNIST-MLP maps: about half the wall time on two threads). Each
+    image is written straight into its row (no stacking copy)."""
+    out = np.empty((len(runs), np.asarray(image).size), dtype=np.int64)
+    if not has_faults(regions):
+        out[...] = np.asarray(image, dtype=np.int64).reshape(-1)
+        return out
+
+    def draw(index: int) -> None:
+        faulted_image(image, regions, run_generator(seed, runs[index]), out=out[index])
+
+    if workers > 1 and len(runs) > 1:
+        with ThreadPoolExecutor(min(workers, len(runs))) as pool:
+            list(pool.map(draw, range(len(runs))))
+    else:
+        for index in range(len(runs)):
+            draw(index)
+    return out

@@ -90,9 +90,10 @@ def output_metrics(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -> dic
     else:
         e = np.exp(z64 - z64.max(axis=1, keepdims=True))
         o = p = e / e.sum(axis=1, keepdims=True)
+    mse = float(((o - onehot) ** 2).sum(axis=1).mean())
     return {
-        "mse": float(((o - onehot) ** 2).sum(axis=1).mean()),
+        "mse": mse,
         "ce": float(-np.log(np.maximum(p[np.arange(len(y)), y], _P_FLOOR)).mean()),
-        "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
+        "brier": mse if p is o else float(((p - onehot) ** 2).sum(axis=1).mean()),  # without a tail O is p: the same float
         "error_rate": float((z64.argmax(axis=1) != y).mean()),
     }

@@ -277,3 +277,16 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
         assert unexplained_lazy_imports(names, rule) == ["runtime/sim.py:4: import inside run() without a one-line reason"]
     finally:
         ROOT = saved
+
+
+def test_sources_import_the_installed_names_only() -> None:
+    """``runtime``, ``compiler``, ``trainer`` and ``hwmodels`` are importable as top-level names only
+    from a checkout's own directory (pytest's rootdir); an installed axtrain has them as
+    ``axtrain.runtime`` etc., so a source module that imports the bare name fails for users."""
+    bare = {folder for folder in FOLDERS if folder != "axtrain"}
+    offenders = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in bare]
+    assert offenders == []

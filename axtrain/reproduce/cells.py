@@ -50,8 +50,9 @@ RESULTS_GENERATION = 2
 @functools.lru_cache(maxsize=1)
 def model_generations() -> dict[str, str]:
     """The versions, besides axtrain's, that a cell key covers (see the module docstring)."""
+    # lazy: the bundle format and the runtime are heavy imports a driver that only reads cells skips
     from axtrain.formats.bundle import FORMAT_VERSION
-    from runtime.report import SCHEMA
+    from axtrain.runtime.report import SCHEMA
 
     return {"bundle": FORMAT_VERSION, "report": SCHEMA, "results": str(RESULTS_GENERATION)}
 

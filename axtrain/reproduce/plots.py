@@ -107,7 +107,8 @@ def _draw(ax, panel: Panel) -> None:
         if clip is not None:
             for p, v in zip(pos, values, strict=True):
                 if np.isfinite(v) and v > clip:
-                    ax.text(p, clip, f"{v:.3g}", ha="center", va="bottom", fontsize=7, fontweight="bold")
+                    # staggered by series, so the labels of neighbouring clipped bars do not overprint
+                    ax.text(p, clip * (1 + 0.04 * s), f"{v:.3g}", ha="center", va="bottom", fontsize=7, fontweight="bold")
         if panel.notes is not None:
             for p, v, e, note in zip(pos, values, np.nan_to_num(errors) if errors is not None else np.zeros_like(values), panel.notes[s], strict=True):
                 if note and np.isfinite(v):

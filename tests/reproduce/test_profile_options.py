@@ -69,3 +69,20 @@ def test_full_profile_trains_lenet5_at_batch_32_and_leaves_the_other_apps_alone(
         default = make_config({"app": app, "method": "bp"}, "test").resolved().schedule.batch_size
         assert nets.bp(FULL, app, 0).params["config"]["schedule"]["batch_size"] == default
     assert "batch_size" not in QUICK.train_overrides("mnist-cnn")  # the smoke test is unchanged
+
+
+def test_full_profile_gives_lenet5_act_its_own_gamma_and_leaves_the_other_apps_alone() -> None:
+    """At batch 32 the trainer's gamma 1e-3 costs act on LeNet-5 ten points; the full profile
+    uses 1e-4 with the trainer's step rule gamma / 5 (decision 176). The other apps' act cells
+    keep the trainer's per-app gamma and no override key."""
+    from axtrain.reproduce.profile import FULL
+    from axtrain.trainer.config import make_config
+
+    act = nets.act(FULL, "mnist-cnn", 0).params["config"]["act"]
+    assert act["gamma_initial"] == pytest.approx(1e-4, rel=1e-12)
+    assert act["gamma_step"] == pytest.approx(2e-5, rel=1e-12)
+    for app in ("breast-cancer", "satimage", "mnist-mlp"):
+        assert "gamma_initial" not in FULL.train_overrides(app)
+        default = make_config({"app": app, "method": "act"}, "test").resolved().act.gamma_initial
+        assert nets.act(FULL, app, 0).params["config"]["act"]["gamma_initial"] == default
+    assert "gamma_initial" not in QUICK.train_overrides("mnist-cnn")

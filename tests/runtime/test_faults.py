@@ -58,3 +58,19 @@ def test_nominal_voltage_has_no_faults_and_runs_are_identical(bundle_factory) ->
     x, y = _labelled(bundle)
     result = simulate(bundle, x, y, runs=4)
     assert len(set(result.per_run_accuracy)) == 1 and result.predictions.shape == (4, len(x))
+
+
+def test_run_images_in_threads_equal_run_image_per_run(bundle_factory) -> None:
+    """The stacked, threaded draw gives every run's image bit for bit (any worker count, any first
+    run), and the clean image per row when nothing can flip."""
+    from axtrain.runtime.faults import run_images
+
+    bundle, _ = bundle_factory("cnn", "default")
+    regions = fault_regions(bundle.layers, 0.45)
+    expected = np.stack([run_image(bundle.weights, regions, 5, run) for run in range(3, 10)])
+    assert len({row.tobytes() for row in expected}) == 7
+    for workers in (1, 2, 3):
+        got = run_images(bundle.weights, regions, 5, range(3, 10), workers)
+        assert got.dtype == np.int64 and np.array_equal(got, expected), workers
+    clean = run_images(bundle.weights, fault_regions(bundle.layers), 5, range(2), 2)
+    assert np.array_equal(clean, np.stack([bundle.weights, bundle.weights]))

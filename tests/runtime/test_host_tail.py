@@ -162,3 +162,16 @@ def test_apply_tail_is_float32_sigmoid() -> None:
     assert out.dtype == np.float32
     assert np.allclose(out, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=0, atol=1e-7)
     assert out[0, 0] == 0.0 or out[0, 0] < 1e-40
+
+
+def test_softmax_brier_is_the_written_out_definition_bit_for_bit() -> None:
+    """Without a tail O is p, so brier reuses mse's float: equal to the definition computed on its own."""
+    rng = np.random.default_rng(11)
+    for n, k in ((1, 2), (37, 10), (1000, 7)):
+        z = rng.integers(-128, 128, size=(n, k)).astype(np.float32) / 8
+        y = rng.integers(0, k, size=n)
+        z64 = z.astype(np.float64)
+        e = np.exp(z64 - z64.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        brier = float(((p - np.eye(k)[y]) ** 2).sum(axis=1).mean())
+        assert output_metrics(z, y, [])["brier"] == brier

@@ -9,8 +9,9 @@ import pytest
 from axtrain.formats.arch import Architecture
 from axtrain.formats.isa import parse_assembly
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, quantize
-from axtrain.runtime.execute import FastExecutor, place_inputs, quantize_float32
+from axtrain.runtime.execute import FastExecutor, output_floats, place_inputs, quantize_float32
 from axtrain.runtime.faults import fault_regions, run_image
+from axtrain.runtime.host_tail import output_metrics, tail_ops
 from axtrain.runtime.interpreter import run_program
 from axtrain.runtime.simulation import simulate
 
@@ -60,6 +61,8 @@ def test_simulate_predictions_equal_the_per_run_path(bundle_factory) -> None:
         q = final[:, m.output.dram : m.output.dram + count]
         assert np.array_equal(result.predictions[run], np.argmax(q, axis=1)), f"run {run}"
         assert result.per_run_accuracy[run] == float(np.mean(np.argmax(q, axis=1) == y))
+        # The metrics (computed in threads) are the floats of one plain call per run.
+        assert result.per_run_output_error[run] == output_metrics(output_floats(bundle, q), y, tail_ops(bundle)), f"run {run}"
     assert len({tuple(p) for p in result.predictions}) > 1
 
 
@@ -116,9 +119,11 @@ def test_float32_quantisation_equals_hwmodels_quantize(fmt) -> None:
     assert np.array_equal(got.astype(np.int64), quantize(x, f))
 
 
-def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypatch) -> None:
-    """Inputs with features constant over the batch: the shared GEMM splits them off (thresholds
-    lowered so the small test network takes that path); same integers as the interpreter."""
+@pytest.mark.parametrize("background", ["first sample's values", "zero", "zero and non-zero"])
+def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypatch, background) -> None:
+    """Inputs with features constant over the batch (non-zero, 0 like MNIST's background, or both):
+    the shared GEMM splits them off (thresholds lowered so the small test network takes that path);
+    same integers as the interpreter."""
     from axtrain.runtime import execute
 
     monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_K", 1)
@@ -136,6 +141,10 @@ def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypa
     m = bundle.manifest
     x = random_inputs(bundle, 16, seed=8)
     x[:, ::2] = x[0, ::2]  # every other feature constant over the batch
+    if background == "zero":
+        x[:, ::2] = 0.0
+    elif background == "zero and non-zero":
+        x[:, ::4] = 0.0
     dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
     images = _images(bundle, 3)
     executor = FastExecutor(bundle.program, bundle.arch)
@@ -158,4 +167,25 @@ def test_gemm_with_constant_rows_is_the_exact_product(monkeypatch) -> None:
     bound = float(k * 128 * 50)
     got = _gemm(w.astype(np.float32), x.astype(np.float32), bound, True, runs)
     assert got.shape == (runs, rows, cols)
+    assert np.array_equal(got.reshape(runs * rows, cols).astype(np.int64), w.T @ x)
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.5, 1.0])
+def test_gemm_with_zero_and_non_zero_constant_rows_is_the_exact_product(monkeypatch, zero_share) -> None:
+    """Constant rows that are 0 (MNIST's background) are skipped, the others still added: all-zero,
+    mixed and all-non-zero constant rows give the int64 product."""
+    from axtrain.runtime import execute
+    from axtrain.runtime.execute import _gemm
+
+    monkeypatch.setattr(execute, "CONSTANT_ROWS_MIN_MACS", 1)
+    rng = np.random.default_rng(7)
+    runs, rows, k, cols = 4, 6, 128, 33
+    w = rng.integers(-128, 128, size=(k, runs * rows))
+    x = rng.integers(0, 17, size=(k, cols))
+    constant = np.flatnonzero(rng.random(k) < 0.6)
+    values = rng.integers(1, 17, size=constant.size)
+    values[rng.random(constant.size) < zero_share] = 0
+    x[constant] = values[:, None]
+    assert (constant.size * 8 >= k) and (zero_share < 1.0 or not values.any())
+    got = _gemm(w.astype(np.float32), x.astype(np.float32), float(k * 128 * 16), True, runs)
     assert np.array_equal(got.reshape(runs * rows, cols).astype(np.int64), w.T @ x)
