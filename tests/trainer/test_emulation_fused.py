@@ -153,7 +153,7 @@ def test_weights_prepared_together_equal_the_reference_with_mixed_layers_and_fau
     model = nn.Sequential(nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 4), nn.ReLU(), nn.Linear(4, 3))
     x, y = torch.randn(32, 12) * 2, torch.randint(0, 3, (32,))
     layers = calibrate(model, x, multipliers=["drum:2", ["exact", "drum:2", "drum:3", "drum:2"], "drum:4"], sram_voltage=0.62)
-    prepared = emulation._prepare_fused(model, layers, None)
+    prepared = emulation._prepare_fused(list(model), layers, None)
     assert [prepared[i].weight is not None for i in range(3)] == [True, False, True]  # by layer record
     reference = copy.deepcopy(model)
     for step in range(2):
