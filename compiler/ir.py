@@ -124,8 +124,11 @@ class LayerPlacement:
     ``band_rows`` output rows at a time: each band's input rows are loaded to ``nb_input`` and its
     output rows computed at ``nb_output`` and stored. ``before`` moves inputs before the layer runs
     (LDN of an input that lives only in DRAM, STN of one a spilled layer reads from DRAM); ``after``
-    stores the output for a later layer that is not the next one (a residual branch). An add reads
-    its second input at ``nb_other``. ``dram_output`` is set wherever the output lives in DRAM."""
+    stores the output for a later layer that is not the next one (unused since maps stay in the
+    buffer while they fit: a map that must leave it is stored by the ``before`` of the layer that
+    needs its words). An add reads its second input at ``nb_other``. ``dram_output`` is set wherever
+    the output lives in DRAM only. A spilled add runs in bands of ``band_words`` words, its addends
+    read from ``dram_input`` and ``dram_other``."""
 
     weight_dram: int | None
     bias_dram: int | None
@@ -142,6 +145,10 @@ class LayerPlacement:
     before: tuple[Transfer, ...] = ()
     after: tuple[Transfer, ...] = ()
     nb_other: int = 0
+    dram_other: int | None = None
+    band_words: int = 0
+    piece_words: int = 0
+    band_channels: int = 0
 
 
 @dataclass(frozen=True)

@@ -91,24 +91,37 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
         nb = ir.arch.neuron_buffer_words
         for i, place in enumerate(ir.allocation.layers):
             size_in, size_out = math.prod(ir.input_shape(i)), math.prod(ir.shapes[i + 1])
+            if place.spilled and ir.layers[i].op == "add":  # bands of words: both addends' words, the sum over the first
+                apart = place.nb_other in (0, place.band_words)
+                _require(place.band_words >= 1 and apart and place.nb_other + place.band_words <= nb and place.dram_other is not None, stage, f"layer {i} adds in bands inside the neuron buffer")
+                _require(place.nb_input == place.nb_output == 0 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
+                continue
+            if place.spilled and ir.layers[i].op == "dense":  # bands of neurons above the whole input vector
+                below = place.piece_words or size_in  # the input vector, or one piece of it
+                pieces_ok = place.piece_words == 0 or (place.piece_words < size_in and place.piece_words % ir.schedule[i].k_chunk == 0) if ir.schedule else True
+                _require(place.nb_input == 0 and place.nb_output == below and below + place.band_words <= nb and place.band_words >= 1 and pieces_ok, stage, f"layer {i} bands map inside the neuron buffer")
+                _require(place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
+                continue
             if place.spilled:  # row bands: the band's input rows below its output rows
                 _require(place.band_rows >= 1 and place.dram_input is not None and place.dram_output is not None, stage, f"layer {i} spills to DRAM in bands")
-                band_out = ir.shapes[i + 1][0] // ir.layers[i].groups * place.band_rows * ir.shapes[i + 1][2]
+                band_out = (place.band_channels or ir.shapes[i + 1][0] // ir.layers[i].groups) * place.band_rows * ir.shapes[i + 1][2]
                 _require(place.nb_input == 0 and place.nb_output + band_out <= nb, stage, f"layer {i} bands map inside the neuron buffer")
                 continue
             in_nb = place.nb_input + size_in <= nb and place.nb_other + size_in <= nb
             _require(in_nb and (place.nb_output + size_out <= nb or place.dram_output is not None), stage, f"layer {i} maps inside the neuron buffer")
-            if ir.layers[i].op == "add":  # in place over one addend, the other one disjoint
-                a, b = place.nb_input, place.nb_other
-                _require(place.nb_output in (a, b) and (a == b or a + size_in <= b or b + size_in <= a), stage, f"layer {i} adds in place, addends apart")
+            if ir.layers[i].op == "add":  # in place over one addend (or beside both), the addends apart
+                a, b, o = place.nb_input, place.nb_other, place.nb_output
+                beside = (o + size_out <= a or a + size_in <= o) and (o + size_out <= b or b + size_in <= o)
+                _require((o in (a, b) or beside) and (a == b or a + size_in <= b or b + size_in <= a), stage, f"layer {i} adds in place, addends apart")
             elif ir.layers[i].op != "flatten":
                 disjoint = place.nb_input + size_in <= place.nb_output or place.nb_output + size_out <= place.nb_input
                 _require(disjoint, stage, f"layer {i} input and output maps do not overlap")
             loads = [t for t in place.before if t[0] == "LDN"]
             src = ir.sources(i)[0]
             previous = ir.allocation.layers[i - 1] if i else None
-            if not loads and previous is not None and src == i - 1 and ir.layers[i].op != "add":
+            if not loads and previous is not None and src == i - 1 and ir.layers[i].op != "add" and place.dram_output is None:
                 _require(place.nb_input == previous.nb_output and previous.dram_output is None, stage, f"layer {i} reads where layer {i - 1} wrote")
+        _verify_neuron_buffer(ir, stage)
     if ir.emitted is not None:
         assert ir.allocation is not None and ir.layers is not None
         e = ir.emitted
@@ -120,3 +133,44 @@ def verify_ir(ir: CompilerIR, stage: str) -> None:
             raise IRVerificationError(f"after {stage}: emitted program fails its static check: {exc}") from None
         syncs = [ins["layer"] for ins in e.program if ins.op == "SYNC"]
         _require(syncs == list(range(len(ir.layers))), stage, "one SYNC per layer, in order")
+
+
+def _verify_neuron_buffer(ir: CompilerIR, stage: str) -> None:
+    """Every layer reads each input where its producer (or an LDN of the layer's own) left it, and
+    nothing wrote over those words since: the maps kept in the neuron buffer for later layers
+    (residual shortcuts) are never clobbered. A banded layer uses the whole buffer."""
+    assert ir.allocation is not None and ir.layers is not None and ir.shapes is not None
+    nb = ir.arch.neuron_buffer_words
+    places = ir.allocation.layers
+    garbage, loaded = -3, -2
+    owner = np.full(nb, garbage, dtype=np.int64)
+    if not places[0].spilled:
+        owner[ir.allocation.nb_network_input : ir.allocation.nb_network_input + math.prod(ir.shapes[0])] = -1
+
+    def producer(t: int) -> int:  # a flatten's output is its input's words
+        while t >= 0 and ir.layers is not None and ir.layers[t].op == "flatten":
+            t = ir.sources(t)[0]
+        return t
+
+    for i, place in enumerate(places):
+        layer = ir.layers[i]
+        loads = set()
+        for kind, first, _, count in place.before:
+            if kind == "LDN":
+                owner[first : first + count] = loaded
+                loads.add((first, count))
+        if place.spilled:
+            owner[:] = garbage
+            continue
+        if layer.op == "flatten" and place.dram_output is not None:  # a map in activation DRAM only
+            continue
+        sources = ir.sources(i)
+        size_in = math.prod(ir.input_shape(i))
+        addresses = (place.nb_input, place.nb_other)[: len(sources)]
+        for t, at in zip(sources, addresses, strict=True):
+            words = owner[at : at + size_in]
+            kept = bool(np.all(words == producer(t)))
+            _require(kept or ((at, size_in) in loads and bool(np.all(words == loaded))), stage, f"layer {i} reads layer {t}'s map where it was left or loaded")
+            owner[at : at + size_in] = producer(t)  # loaded words hold the map from now on, for later readers too
+        if layer.op != "flatten":
+            owner[place.nb_output : place.nb_output + math.prod(ir.shapes[i + 1])] = i

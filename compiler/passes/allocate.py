@@ -8,15 +8,20 @@
   once the last layer that reads its map has run).
 - Neuron buffer: the input map of the network at word 0; each layer writes its output at the other
   end of the buffer from its input (bottom <-> top), so a layer's input and output never overlap
-  and the buffer needs only ``max(input + output)`` words. Flatten moves no data. Only the latest
-  layer's output is kept in the buffer: a map that a later layer other than the next one reads (a
-  residual branch) is also stored to DRAM after its layer and loaded back where it is read. A
-  residual add writes its sum in place over one of its addends.
-- Activation spill: a convolution or max pool whose input and output maps do not fit the buffer
-  together is *spilled*: its input lives in activation DRAM (stored there first if its producer left
-  it in the buffer), and it runs in bands of output rows, each band's input rows (with the window's
-  halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A grouped
-  convolution's bands are a group's channels. Bands hold as many rows as fit.
+  and the buffer needs only ``max(input + output)`` words. Flatten moves no data. A map that a
+  later layer other than the next one reads (a residual shortcut) stays where its layer wrote it
+  until its last reader has run, the layers between placed in the free words beside it; when one
+  does not fit, the kept map read last is stored to DRAM first and loaded back by its reader
+  (decision 190). A residual add writes its sum in place over an addend no later layer reads.
+- Activation spill: a convolution, max or average pool whose input and output maps do not fit the
+  buffer together is *spilled*: its input lives in activation DRAM (stored there first if its
+  producer left it in the buffer), and it runs in bands of output rows, each band's input rows (with
+  the window's halo) loaded to word 0 and its output rows computed above them and stored to DRAM. A
+  grouped convolution's bands are a group's channels. Bands hold as many rows as fit; a pool of
+  which not even one output row of every channel fits runs over groups of channels. A residual add
+  whose two addends do not fit runs in bands of words (both addends' words side by side, the sum
+  over the first); a dense layer whose input and output do not fit keeps its input vector at word 0
+  and computes its outputs in bands of neurons above it (decisions 191-192).
 - Weight and bias buffers (:func:`buffer_regions`): layers whose whole weight matrix fits get their
   own weight-buffer region, so the weights stay resident across the inferences of a batch (the
   runtime loads a region nobody overwrites once per batch, docs/runtime.md); the other layers share
@@ -56,11 +61,11 @@ def band_channels(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: t
     return in_shape[0] // groups, out_shape[0] // groups
 
 
-def _band_rows(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int) -> int:
+def _band_rows(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int, channels: int = 0) -> int:
     """The most output rows per band whose input rows and output rows fit the buffer (0: none do),
-    evened out over the bands."""
+    evened out over the bands; ``channels``: a pool's band of that many channels (0: all)."""
     kh, sh, _, _ = band_window(layer)
-    c, m = band_channels(layer, in_shape, out_shape)
+    c, m = (channels, channels) if channels else band_channels(layer, in_shape, out_shape)
     h, w = in_shape[1:]
     oh, ow = out_shape[1:]
     best = 0
@@ -96,6 +101,62 @@ class _DramRegions:
                 region[2] = max(region[2], until)
 
 
+def _fit(occupied: list[tuple[int, int]], size: int, words: int, high: bool) -> int | None:
+    """The lowest (or, ``high``, highest) start of ``size`` free words among ``occupied`` ``(start,
+    size)`` ranges of a ``words``-word buffer; None when no gap is large enough."""
+    gaps, cursor = [], 0
+    for start, length in sorted(occupied):
+        if start > cursor:
+            gaps.append((cursor, start))
+        cursor = max(cursor, start + length)
+    if cursor < words:
+        gaps.append((cursor, words))
+    fitting = [(lo, hi) for lo, hi in gaps if hi - lo >= size]
+    if not fitting:
+        return None
+    return fitting[-1][1] - size if high else fitting[0][0]
+
+
+def _pool_channel_bands(layer: QuantizedLayer, in_shape: tuple[int, ...], out_shape: tuple[int, ...], nb_words: int) -> tuple[int, int]:
+    """``(channels, rows)`` per band of a pool of which not even one output row of every channel fits:
+    the most channels of which one row fits, evened out over the channel groups, and the rows that
+    fit for them (0, 0: not even one channel's row). A pool's channels are independent
+    (GlobalAveragePool's one output row needs the whole map of each channel)."""
+    c = in_shape[0]
+    for channels in range(c - 1, 0, -1):
+        if _band_rows(layer, in_shape, out_shape, nb_words, channels):
+            even = _band_words(c, channels)
+            return even, _band_rows(layer, in_shape, out_shape, nb_words, even)
+    return 0, 0
+
+
+def _spills(layer: QuantizedLayer, sources: tuple[int, ...], in_size: int, out_size: int, nb_words: int, dies_here: bool) -> bool:
+    """Whether a layer runs in bands through activation DRAM: its maps do not fit the buffer together,
+    however empty. An add's sum goes in place over an addend whose last reader it is
+    (``dies_here``), so then it needs its distinct addends only, else one more map."""
+    if layer.op == "add":
+        return (len(set(sources)) + (0 if dies_here else 1)) * in_size > nb_words
+    return layer.op in ("conv", "maxpool", "avgpool", "dense") and in_size + out_size > nb_words
+
+
+class _NeuronBuffer:
+    """The maps in the neuron buffer while the layers are laid out: ``live[t] = (start, size)``.
+
+    A map stays where its layer wrote it until its last reader has run (decision 190). A layer that
+    does not fit beside the maps kept for later layers stores the one read last (Belady) to
+    activation DRAM first, unless it has a copy there, and its reader loads it back."""
+
+    def __init__(self, words: int) -> None:
+        self.words = words
+        self.live: dict[int, tuple[int, int]] = {}
+
+    def occupied(self) -> list[tuple[int, int]]:
+        return list(self.live.values())
+
+    def expire(self, now: int, last_use: dict[int, int]) -> None:
+        self.live = {t: r for t, r in self.live.items() if last_use[t] >= now}
+
+
 def allocate(ir: CompilerIR) -> CompilerIR:
     """Assign every address; a layer whose maps cannot be placed is a ConfigError naming it."""
     assert ir.layers is not None and ir.shapes is not None
@@ -110,87 +171,102 @@ def allocate(ir: CompilerIR) -> CompilerIR:
             consumers[t].append(i)
     last_use = {t: max(users, default=t) for t, users in consumers.items()}
     spill = [
-        layer.op in ("conv", "maxpool") and sizes[ir.sources(i)[0] + 1] + sizes[i + 1] > nb_words for i, layer in enumerate(layers)
+        _spills(layer, ir.sources(i), sizes[ir.sources(i)[0] + 1], sizes[i + 1], nb_words, any(last_use[t] == i for t in ir.sources(i)))
+        for i, layer in enumerate(layers)
     ]
     if not spill[0] and sizes[0] > nb_words:
         raise ConfigError(f"the network input ({sizes[0]} words) does not fit the neuron buffer ({nb_words} words)")
     in_dram, out_dram = 0, sizes[0]
     regions = _DramRegions(sizes[0] + sizes[-1])
-    nb_at: dict[int, int] = {} if spill[0] else {-1: 0}  # maps in the buffer (only the latest is valid)
-    dram_at: dict[int, int] = {-1: in_dram}
+    buffer = _NeuronBuffer(nb_words)
+    if not spill[0]:
+        buffer.live[-1] = (0, sizes[0])
+    dram_at: dict[int, int] = {-1: in_dram}  # maps with a copy in activation DRAM
     weight_offset = bias_offset = 0
     placements = []
+
+    def next_use(t: int, now: int) -> int:
+        return min((c for c in consumers[t] if c > now), default=count)
+
+    def evict(t: int, now: int, stores: list[Transfer]) -> None:
+        start, size = buffer.live.pop(t)
+        if t not in dram_at:
+            dram_at[t] = regions.take(size, now, last_use[t])
+            stores.append(("STN", dram_at[t], start, size))
+
     for index, layer in enumerate(layers):
         label = ir.layer_label(index)
         sources = ir.sources(index)
         src = sources[0]
         in_size, out_size = sizes[src + 1], sizes[index + 1]
-        resident = {t: nb_at[t] for t in sources if t == index - 1 and t in nb_at}
-        before: list[Transfer] = []
-        after: list[Transfer] = []
-        band_rows = 0
-        dram_input: int | None = None
-        dram_output: int | None = None
-        nb_other = 0
-        if layer.op == "flatten":
-            nb_in = nb_out = resident.get(src, 0)
-            if src in resident:
-                nb_at[index] = nb_out
+        buffer.expire(index, last_use)
+        stores: list[Transfer] = []
+        loads: list[Transfer] = []
+        band_rows = band_words = piece_words = band_channels_ = 0
+        dram_input = dram_other = dram_output = None
+        nb_in = nb_out = nb_other = 0
+        if layer.op == "flatten":  # moves no data: the same words under a new name
+            if src in buffer.live:
+                nb_in = nb_out = buffer.live[src][0]
+                buffer.live[index] = buffer.live[src]
+                if consumers[src] == [index]:
+                    del buffer.live[src]
             if src in dram_at:
-                dram_at[index] = dram_output = dram_at[src]
+                dram_at[index] = dram_at[src]
                 regions.extend(dram_at[src], last_use[index])
+                if index not in buffer.live:
+                    dram_output = dram_at[src]
         elif spill[index]:
-            band_rows = _band_rows(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
-            if not band_rows:
-                raise ConfigError(f"{label}: even one output row with its input rows does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
-            if src not in dram_at:  # the producer left the map in the buffer only: store it first
-                dram_at[src] = regions.take(in_size, index, last_use[src])
-                before.append(("STN", dram_at[src], resident[src], in_size))
+            # Bands use the whole buffer: every map still needed later leaves it (stored if need be).
+            for t in sorted(buffer.live, key=lambda t: buffer.live[t]):
+                if last_use[t] > index or t in sources:
+                    evict(t, index, stores)
+            buffer.live.clear()
             dram_input = dram_at[src]
-            dram_output = dram_at[index] = regions.take(out_size, index, last_use[index])
-            c, _ = band_channels(layer, ir.shapes[src + 1], ir.shapes[index + 1])
-            kh, sh, _, _ = band_window(layer)
-            _, h, w = ir.shapes[src + 1]
-            nb_in, nb_out = 0, c * min(h, (band_rows - 1) * sh + kh) * w
-        elif layer.op == "add":
-            a, b = sources
-            if 2 * in_size > nb_words:
-                raise ConfigError(f"{label}: a residual add of two {in_size}-word maps does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
-            # The sum goes in place over the addend already in the buffer; the other one is loaded.
-            if a in resident or b in resident:
-                here = a if a in resident else b
-                there = b if here == a else a
-                at = resident[here]
-                other = 0 if at != 0 else nb_words - in_size
-                if there != here:
-                    before.append(("LDN", other, dram_at[there], in_size))
-                else:
-                    other = at
-                nb_in, nb_other = (at, other) if here == a else (other, at)
-                nb_out = at
+            if layer.op == "add":
+                a, b = sources
+                band_words = _band_words(in_size, nb_words if a == b else nb_words // 2)
+                if not band_words:
+                    raise ConfigError(f"{label}: a residual add does not fit even one word per addend in the neuron buffer ({nb_words} words)")
+                dram_other = dram_at[b]
+                nb_other = 0 if a == b else band_words
+            elif layer.op == "dense":
+                band_words, piece_words = _dense_bands(ir, index, in_size, out_size, nb_words)
+                nb_out = piece_words or in_size
             else:
-                nb_in, nb_other, nb_out = 0, nb_words - in_size, 0
-                before.append(("LDN", 0, dram_at[a], in_size))
-                if b != a:
-                    before.append(("LDN", nb_other, dram_at[b], in_size))
-                else:
-                    nb_other = 0
-            nb_at[index] = nb_out
+                band_rows = _band_rows(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
+                if not band_rows and layer.op in ("maxpool", "avgpool"):
+                    band_channels_, band_rows = _pool_channel_bands(layer, ir.shapes[src + 1], ir.shapes[index + 1], nb_words)
+                if not band_rows:
+                    raise ConfigError(f"{label}: even one output row with its input rows does not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
+                c = band_channels_ or band_channels(layer, ir.shapes[src + 1], ir.shapes[index + 1])[0]
+                kh, sh, _, _ = band_window(layer)
+                _, h, w = ir.shapes[src + 1]
+                nb_out = c * min(h, (band_rows - 1) * sh + kh) * w
+            dram_output = dram_at[index] = regions.take(out_size, index, last_use[index])
         else:
-            if in_size + out_size > nb_words:
-                what = "input" if layer.op != "avgpool" else "input (an average pool does not spill)"
-                raise ConfigError(f"{label}: {what} ({in_size} words) and output ({out_size} words) do not fit the neuron buffer ({nb_words} words) together; raise neuron_buffer_bytes")
-            if src in resident:
-                nb_in = resident[src]
-            else:  # the map lives in DRAM only (a spilled producer, or a residual branch): load it back
-                nb_in = 0
-                before.append(("LDN", 0, dram_at[src], in_size))
-            nb_out = nb_words - out_size if nb_in == 0 else 0
-            nb_at[index] = nb_out
-        if index in nb_at and index not in dram_at and consumers[index] != [index + 1] and consumers[index]:
-            # A later layer other than the next one reads this map: keep a copy in DRAM.
-            dram_at[index] = dram_output = regions.take(out_size, index + 1, last_use[index])
-            after.append(("STN", dram_output, nb_at[index], out_size))
+            unique = list(dict.fromkeys(sources))
+            while True:
+                placed = _place(layer, unique, in_size, out_size, buffer, last_use, index)
+                if placed is not None:
+                    break
+                # Make room: the map read last leaves first; then the layer's own inputs (reloaded).
+                others = [t for t in buffer.live if t not in unique]
+                victims = others or [t for t in buffer.live if t in unique]
+                assert victims, f"{label}: placement failed in an empty buffer"
+                evict(max(victims, key=lambda t: (next_use(t, index), buffer.live[t][1], t)), index, stores)
+            at, nb_out = placed
+            for t in unique:
+                if t not in buffer.live:
+                    loads.append(("LDN", at[t], dram_at[t], sizes[t + 1]))
+                    buffer.live[t] = (at[t], sizes[t + 1])
+            nb_in = at[src]
+            if layer.op == "add":
+                nb_other = at[sources[1]]
+            for t, (start, size) in list(buffer.live.items()):  # the output's words are overwritten
+                if start < nb_out + out_size and nb_out < start + size:
+                    del buffer.live[t]
+            buffer.live[index] = (nb_out, out_size)
         weight_dram = bias_dram = None
         if layer.has_weights:
             assert layer.weight is not None
@@ -199,7 +275,8 @@ def allocate(ir: CompilerIR) -> CompilerIR:
             bias_offset += layer.out_features
         placements.append(LayerPlacement(
             weight_dram, bias_dram, nb_in, nb_out, spilled=spill[index], band_rows=band_rows, dram_input=dram_input,
-            dram_output=dram_output if index not in nb_at or spill[index] else None, before=tuple(before), after=tuple(after), nb_other=nb_other,
+            dram_output=dram_output, before=tuple(stores + loads), nb_other=nb_other, dram_other=dram_other, band_words=band_words,
+            piece_words=piece_words, band_channels=band_channels_,
         ))
     last = placements[-1]
     output_dram = last.dram_output if last.dram_output is not None else out_dram
@@ -213,6 +290,65 @@ def allocate(ir: CompilerIR) -> CompilerIR:
         nb_network_input=0,
     )
     return ir.update(allocation=allocation)
+
+
+def _dense_bands(ir: CompilerIR, index: int, in_size: int, out_size: int, nb_words: int) -> tuple[int, int]:
+    """``(band_words, piece_words)`` of a spilled dense layer: bands of output neurons above the whole
+    input vector when a tile's worth of neurons fits beside it (pieces 0), else bands of one m-block
+    above pieces of the input, whole local-memory chunks each (decision 192)."""
+    schedule = ir.schedule[index] if ir.schedule is not None else None
+    m_tile, k_chunk = (schedule.m_tile, schedule.k_chunk) if schedule is not None else (1, 1)
+    free = nb_words - in_size
+    if free >= min(m_tile, out_size):
+        return _band_words(out_size, free // m_tile * m_tile or free), 0
+    band = _band_words(out_size, min(m_tile, nb_words // 2))
+    piece = (nb_words - band) // k_chunk * k_chunk
+    if not piece:
+        raise ConfigError(f"{ir.layer_label(index)}: a dense layer's piece of {k_chunk} inputs and its outputs do not fit the neuron buffer ({nb_words} words); raise neuron_buffer_bytes")
+    return band, piece
+
+
+def _band_words(total: int, limit: int) -> int:
+    """Words per band of a spilled add: at most ``limit``, evened out (0: not even one word)."""
+    return -(-total // -(-total // limit)) if limit >= 1 else 0
+
+
+def _place(
+    layer: QuantizedLayer, sources: list[int], in_size: int, out_size: int, buffer: _NeuronBuffer, last_use: dict[int, int], now: int
+) -> tuple[dict[int, int], int] | None:
+    """Addresses of a layer's inputs (where they are, or where they are loaded) and of its output,
+    beside the maps kept for later layers; None when they do not fit.
+
+    Inputs that are loaded go to the end of the free space opposite the first input already in the
+    buffer, the output to the end opposite the (first) input: for a chain the output alternates
+    between the bottom and the top of the buffer, as it always has. An add writes its sum in place
+    over an addend that no later layer reads (the one already in the buffer, else the first)."""
+    occupied = buffer.occupied()
+    at: dict[int, int] = {t: buffer.live[t][0] for t in sources if t in buffer.live}
+    anchor_low = True
+    if at:
+        first = at[next(t for t in sources if t in at)]
+        anchor_low = first + in_size / 2 < buffer.words / 2
+    for t in sources:
+        if t in at:
+            continue
+        start = _fit(occupied, in_size, buffer.words, high=bool(at) and anchor_low)
+        if start is None:
+            return None
+        at[t] = start
+        occupied.append((start, in_size))
+        if len(at) == 1:
+            anchor_low = start + in_size / 2 < buffer.words / 2
+    if layer.op == "add":
+        resident = [t for t in sources if t in buffer.live]
+        for t in resident + [t for t in sources if t not in resident]:
+            start = at[t]
+            shared = any(u != t and last_use[u] > now and s < start + in_size and start < s + n for u, (s, n) in buffer.live.items())
+            if last_use[t] == now and not shared:
+                return at, start
+    first_src = at[sources[0]]
+    start = _fit(occupied, out_size, buffer.words, high=first_src + in_size / 2 < buffer.words / 2)
+    return None if start is None else (at, start)
 
 
 def _weight_footprint(s: LayerSchedule) -> int:

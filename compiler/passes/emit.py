@@ -14,7 +14,11 @@ Program shape (docs/compiler.md):
 A spilled layer (its maps do not fit the neuron buffer together) runs in row bands: LDB/MODE/LDW
 of the layer first, then per band ``LDN`` of its input rows (one per channel), ``CONV`` with the
 band's geometry (its own top/bottom padding), the m-blocks and tiles as above, and ``STN`` of its
-output rows (one per channel); its SYNC names the output in activation DRAM (``space=1``).
+output rows (one per channel); its SYNC names the output in activation DRAM (``space=1``). A
+spilled pool (max or average) is the same bands around one POOL/AVGPOOL each; a spilled add runs
+in bands of words: ``LDN`` of both addends' words, ``ADD``, ``STN`` of the sums; a spilled dense
+layer loads its input vector once and runs in bands of output neurons, each band's m-blocks
+followed by one ``STN`` of its outputs.
 
 A DISTW is left out when the previous DISTW had the same operands and no LDW came between (the PE
 weight memories still hold those words): consecutive position tiles of a single-chunk convolution
@@ -84,6 +88,7 @@ class Band:
     nb_out: int
     loads: tuple[tuple[int, int, int], ...] = ()  # (nb, dram, count) LDNs of the band's input rows
     stores: tuple[tuple[int, int, int], ...] = ()  # (dram, nb, count) STNs of the band's output rows
+    neurons: tuple[int, int] | None = None  # a spilled dense layer's band: output neurons [n0, n1) (None: all)
 
     @property
     def positions(self) -> int:
@@ -125,6 +130,20 @@ def bands(layer: QuantizedLayer, geometry: dict[str, int], channels_out: int, pl
     return out
 
 
+def dense_bands(geometry: dict[str, int], neurons: int, place: LayerPlacement) -> list[Band]:
+    """A spilled dense layer's bands of ``place.band_words`` output neurons: the input vector loaded
+    once to ``nb_input`` (or, with ``piece_words``, piece by piece in every band: ``_emit_group``), each
+    band's outputs computed at ``nb_output`` and stored to activation DRAM."""
+    assert place.dram_input is not None and place.dram_output is not None
+    out: list[Band] = []
+    for n0 in range(0, neurons, place.band_words):
+        n1 = min(n0 + place.band_words, neurons)
+        loads = ((place.nb_input, place.dram_input, geometry["c"]),) if n0 == 0 and not place.piece_words else ()
+        stores = ((place.dram_output + n0, place.nb_output, n1 - n0),)
+        out.append(Band(0, 1, geometry, place.nb_input, place.nb_output, loads, stores, (n0, n1)))
+    return out
+
+
 def _band_io(em: "_Emitter", band: Band, before: bool) -> None:
     for nb, dram, count in band.loads if before else ():
         em.add("LDN", nb=nb, dram=dram, count=count)
@@ -147,7 +166,10 @@ def _emit_compute(
     geometry = _geometry(s)
     for group in range(layer.groups):
         group_place = replace(place, weight_dram=place.weight_dram + group * s.m * s.k, bias_dram=place.bias_dram + group * s.m)
-        layer_bands = bands(layer, geometry, s.m, group_place, c0=group * geometry["c"], m0=group * s.m)
+        if layer.op == "dense" and place.spilled:
+            layer_bands = dense_bands(geometry, s.m, place)
+        else:
+            layer_bands = bands(layer, geometry, s.m, group_place, c0=group * geometry["c"], m0=group * s.m)
         if acc_dram is not None and place.spilled:
             raise BundleError("a float graph output whose maps are spilled to DRAM is not supported")
         group_acc = None if acc_dram is None else acc_dram + group * s.m * s.positions
@@ -182,12 +204,13 @@ def _emit_group(
         em.load_weights(place.weight_dram, s.m, s.k, s.k, wbase)
     for band in layer_bands:
         _band_io(em, band, before=True)
-        if place.spilled:
+        if place.spilled and not (band.neurons is not None and place.piece_words):
             em.add("CONV", **band.geometry)
         positions = band.positions
         p_tile = _balanced(positions, s.p_tile)
-        for m0 in range(0, s.m, s.m_tile):
-            mt = min(s.m_tile, s.m - m0)
+        lo, hi = band.neurons or (0, s.m)
+        for m0 in range(lo, hi, s.m_tile):
+            mt = min(s.m_tile, hi - m0)
             if s.bias_resident == "block":
                 em.add("LDB", bb=bb, dram=place.bias_dram + m0, count=mt)
                 if rq_dram is not None:
@@ -203,6 +226,12 @@ def _emit_group(
                 pt = min(p_tile, positions - p0)
                 for chunk, k0 in enumerate(range(0, s.k, s.k_chunk)):
                     kc = min(s.k_chunk, s.k - k0)
+                    piece = place.piece_words if band.neurons is not None else 0
+                    if piece and k0 % piece == 0:  # a spilled dense layer's next piece of its input
+                        assert place.dram_input is not None
+                        count = min(piece, s.k - k0)
+                        em.add("LDN", nb=band.nb_in, dram=place.dram_input + k0, count=count)
+                        em.add("CONV", **{**band.geometry, "c": count})
                     if s.weights_resident == "chunk":
                         chunk_base = next_slot()
                         em.load_weights(place.weight_dram + m0 * s.k + k0, mt, kc, s.k, chunk_base)
@@ -212,17 +241,17 @@ def _emit_group(
                     else:
                         wb, wstride = wbase + m0 * s.k + k0, s.k
                     em.add("DISTW", wb=wb, stride=wstride, m=mt, p=pt, k=kc)
-                    em.add("DISTN", nb=band.nb_in, p0=p0, m=mt, p=pt, k0=k0, k=kc)
+                    em.add("DISTN", nb=band.nb_in, p0=p0, m=mt, p=pt, k0=k0 % piece if piece else k0, k=kc)
                     em.add("MAC", m=mt, p=pt, k=kc, bb=bias_base, mt=bias_base, init=int(chunk == 0))
                 if layer.relu:
                     em.add("RELU", m=mt, p=pt)
                 if acc_dram is not None:
                     em.add("STA", dram=acc_dram + m0 * positions + p0, ostride=positions, m=mt, p=pt)
                 elif rq_dram is not None:
-                    em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=0,
+                    em.add("REQ", nb=band.nb_out + (m0 - lo) * positions + p0, ostride=positions, m=mt, p=pt, shift=0,
                            bits=layer.output_format.bits, uns=int(not layer.output_format.signed), rq=1, qa=bias_base)
                 else:
-                    em.add("REQ", nb=band.nb_out + m0 * positions + p0, ostride=positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
+                    em.add("REQ", nb=band.nb_out + (m0 - lo) * positions + p0, ostride=positions, m=mt, p=pt, shift=shift, bits=layer.output_format.bits)
         _band_io(em, band, before=False)
 
 
@@ -232,20 +261,36 @@ def _emit_pool(em: _Emitter, layer: QuantizedLayer, in_shape: tuple[int, ...], o
     sh, sw = layer.stride_hw
     pt, pl, pb, pr = layer.pads_tlbr
     geometry = {"c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pt": pt, "pl": pl, "pb": pb, "pr": pr, "padv": 0, "oh": out_shape[1], "ow": out_shape[2]}
-    if layer.op == "avgpool":  # never spilled (allocate.py)
-        shift = layer.output_format.frac - layer.input_format.frac
-        em.add("AVGPOOL", dst=place.nb_output, src=place.nb_input, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, pb=pb, pr=pr, shift=shift, bits=layer.output_format.bits)
-        return
-    for band in bands(layer, geometry, c, place):
-        _band_io(em, band, before=True)
-        g = band.geometry
-        em.add("POOL", dst=band.nb_out, src=band.nb_in, c=c, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
-        _band_io(em, band, before=False)
+    group = place.band_channels or c  # a spilled pool's channel groups (allocate.py); one group otherwise
+    for c0 in range(0, c, group):
+        n = min(group, c - c0)
+        for band in bands(layer, {**geometry, "c": n}, n, place, c0=c0, m0=c0):
+            _band_io(em, band, before=True)
+            g = band.geometry
+            if layer.op == "avgpool":  # a band's pads are the map's own (rows of the window outside it), so counts are right
+                shift = layer.output_format.frac - layer.input_format.frac
+                em.add("AVGPOOL", dst=band.nb_out, src=band.nb_in, c=n, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr, shift=shift, bits=layer.output_format.bits)
+            else:
+                em.add("POOL", dst=band.nb_out, src=band.nb_in, c=n, h=g["h"], w=w, kh=kh, kw=kw, sh=sh, sw=sw, pt=g["pt"], pl=pl, pb=g["pb"], pr=pr)
+            _band_io(em, band, before=False)
 
 
 def _emit_add(em: _Emitter, layer: QuantizedLayer, words: int, place: LayerPlacement) -> None:
+    """ADD in place; a spilled add (allocate.py) runs over bands of ``band_words`` words: both addends'
+    words loaded from activation DRAM, summed over the first, stored to the output."""
     sa, sb, shift = add_shifts(layer)
-    em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=words, sa=sa, sb=sb, shift=shift, bits=layer.output_format.bits, relu=int(layer.relu))
+    operands = {"sa": sa, "sb": sb, "shift": shift, "bits": layer.output_format.bits, "relu": int(layer.relu)}
+    if not place.spilled:
+        em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=words, **operands)
+        return
+    assert place.dram_input is not None and place.dram_other is not None and place.dram_output is not None
+    for w0 in range(0, words, place.band_words):
+        n = min(place.band_words, words - w0)
+        em.add("LDN", nb=place.nb_input, dram=place.dram_input + w0, count=n)
+        if place.nb_other != place.nb_input:
+            em.add("LDN", nb=place.nb_other, dram=place.dram_other + w0, count=n)
+        em.add("ADD", dst=place.nb_output, a=place.nb_input, b=place.nb_other, count=n, **operands)
+        em.add("STN", dram=place.dram_output + w0, nb=place.nb_output, count=n)
 
 
 def _balanced(total: int, limit: int) -> int:

@@ -122,14 +122,15 @@ class QdqNet:
             tensor = r
         return self._qdq(tensor, min(self.frac[a], self.frac[b]) - 1)
 
-    def avgpool(self, x: str, kernel: tuple[int, int] | None = None, strides: tuple[int, int] = (1, 1)) -> str:
-        """AveragePool (``kernel``) or GlobalAveragePool (None) + Q/DQ one bit finer (averages have
-        a fraction)."""
+    def avgpool(self, x: str, kernel: tuple[int, int] | None = None, strides: tuple[int, int] = (1, 1), pads: tuple[int, int, int, int] = (0, 0, 0, 0)) -> str:
+        """AveragePool (``kernel``; padding not counted) or GlobalAveragePool (None) + Q/DQ one bit
+        finer (averages have a fraction)."""
         name = self._id("avgpool")
         if kernel is None:
             self.nodes.append(helper.make_node("GlobalAveragePool", [x], [name], name=name))
         else:
-            self.nodes.append(helper.make_node("AveragePool", [x], [name], name=name, kernel_shape=list(kernel), strides=list(strides)))
+            attrs = {"pads": list(pads)} if any(pads) else {}
+            self.nodes.append(helper.make_node("AveragePool", [x], [name], name=name, kernel_shape=list(kernel), strides=list(strides), **attrs))
         return self._qdq(name, self.frac[x] + 1)
 
     def flatten(self, x: str) -> str:
@@ -261,6 +262,37 @@ def mobilenet_v1(seed: int = 0, width: float = 1.0, alpha: float = 0.25, size: i
     x = net.avgpool(x)
     x = net.gemm(net.flatten(x), in_ch, 2, relu=False)
     return net.model(x, [2])
+
+
+def residual_toy(seed: int = 0, ch: int = 4, size: int = 6) -> onnx.ModelProto:
+    """A small residual network for the spill and cycle tests: a 3x3 stem of ``ch`` (2 x size x size
+    input), two 3x3 convs and a residual Add with the stem's output (the shortcut spans two layers),
+    a 3x3 stride-2 AveragePool with padding (not counted), a dense layer of 3. With the maps of
+    ``ch * size**2`` words, a neuron buffer of three maps keeps the shortcut, one of two maps stores
+    it to DRAM, and one smaller than two spills the convs, the add and the average pool in bands."""
+    net = QdqNet("residual_toy", [2, size, size], seed)
+    x = net.conv(net.x, ch, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
+    y = net.conv(x, ch, (3, 3), pads=(1, 1, 1, 1), in_ch=ch)
+    y = net.conv(y, ch, (3, 3), pads=(1, 1, 1, 1), relu=False, in_ch=ch)
+    x = net.add(x, y)
+    x = net.avgpool(x, (3, 3), (2, 2), pads=(1, 1, 1, 1))
+    out_hw = (size + 2 - 3) // 2 + 1
+    x = net.gemm(net.flatten(x), ch * out_hw * out_hw, 3, relu=False)
+    return net.model(x, [3])
+
+
+def pooled_toy(pool: str = "global", seed: int = 3) -> onnx.ModelProto:
+    """A 3x3 conv of 16 on 2x8x8, then GlobalAveragePool (``global``) or a 2x2 stride-2 MaxPool
+    (``max``), then a dense layer of 3: on a 256-word neuron buffer not even one output row of all
+    16 channels of the pool fits beside its input rows."""
+    net = QdqNet(f"{pool}_pool", [2, 8, 8], seed)
+    x = net.conv(net.x, 16, (3, 3), pads=(1, 1, 1, 1), in_ch=2)
+    if pool == "global":
+        x, features = net.avgpool(x), 16
+    else:
+        x, features = net.maxpool(x, (2, 2), (2, 2)), 16 * 4 * 4
+    x = net.gemm(net.flatten(x), features, 3, relu=False)
+    return net.model(x, [3])
 
 
 BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {

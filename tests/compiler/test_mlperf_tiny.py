@@ -108,15 +108,21 @@ def test_small_twin_matches_onnxruntime_and_the_interpreter(name: str, tmp_path:
     _compare(path, bundle, 24, run_cli, reference=2)
 
 
-def test_resnet8_keeps_its_residual_branch_in_dram(tmp_path: Path) -> None:
+def test_resnet8_keeps_its_shortcuts_in_the_neuron_buffer(tmp_path: Path) -> None:
+    """On the default buffer every shortcut of the twin fits beside the layers between its fork and
+    its Add: no map goes through DRAM (decision 190), and each ADD reads both addends where their
+    layers' SYNCs say they were written."""
     _, bundle = _build("resnet8", tmp_path, width=0.25, size=16)
-    adds = [record for record in bundle.layers if record.op == "add"]
-    assert len(adds) == 3 and all(len(record.sources) == 2 for record in adds)
-    # The first stack's shortcut (the stem's output) is read three layers later: stored, loaded back.
-    stem_end = bundle.layers[0].program[1]
-    assert bundle.program[stem_end - 2].op == "STN"
-    first_add = adds[0].program[0]
-    assert bundle.program[first_add].op == "LDN"
+    adds = [(i, record) for i, record in enumerate(bundle.layers) if record.op == "add"]
+    assert len(adds) == 3 and all(len(record.sources) == 2 for _, record in adds)
+    ops = [ins.op for ins in bundle.program]
+    assert ops.count("LDN") == 1 and ops.count("STN") == 1  # the network input and output only
+    syncs = {ins["layer"]: ins for ins in bundle.program if ins.op == "SYNC"}
+    for _, record in adds:
+        first, end = record.program
+        add = next(ins for ins in bundle.program[first:end] if ins.op == "ADD")
+        assert {add["a"], add["b"]} == {syncs[s]["nb"] for s in record.sources}
+        assert all(syncs[s]["space"] == 0 for s in record.sources)
 
 
 @pytest.mark.parametrize("mode", ["drum:1", "drum:2", "drum:5"])
