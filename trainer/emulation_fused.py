@@ -33,7 +33,11 @@ class FusedDense(torch.autograd.Function):
     """``quantize_out(relu?(T_a(a) @ T_w(w).T + Q_b(b)))`` with the straight-through backward.
 
     ``weight_fn`` / ``act_fn`` / ``bias_fn`` / ``out_fn`` are the reference's own pipelines (plain
-    functions of a tensor, run without autograd), so the forward is the reference's bit for bit.
+    functions of a tensor, run without autograd) or return what was computed ahead with the same
+    operations (the weights and biases of all fused layers together, the first layer's operands of
+    a data set; :mod:`axtrain.trainer.emulation`), so the forward is the reference's bit for bit.
+    The bias is quantised in float32 where the reference uses float64: the same float32 bits
+    (decisions 197).
     """
 
     @staticmethod
