@@ -124,17 +124,21 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
     low = mantissa + 1 - k  # position of the lowest kept bit (the leading one sits at `mantissa`)
     keep = -(1 << low)  # ...1111 000: clears every mantissa bit below `low`
     if k < 2:
-        return (bits & keep).view(x.dtype)
+        return (bits & _int_constant(keep, int_type, x.device)).view(x.dtype)
     threshold = math.ldexp(1.0, k - frac)  # |q| >= 2**k  <=>  more than k significant bits
     limit = _bit_pattern(threshold, x.dtype)
     if limit is None:  # the threshold overflows the float type: every value is below it
         return x
     sign_off = (1 << (8 * x.element_size() - 1)) - 1
     lower = limit - (1 << low)  # the pattern of (2**k - 1) * 2**-frac
+    # The bitwise masks as 0-d tensors of the bits' dtype: a Python int there is wrapped and
+    # converted into a tensor on every call (three extra dispatches each, ~8 us per transform of a
+    # small layer); the clamp and the subtraction take Python ints without that.
+    keep_t, sign_off_t = _int_constant(keep, int_type, x.device), _int_constant(sign_off, int_type, x.device)
 
     def transform(part: torch.Tensor, target: torch.Tensor) -> None:
-        torch.bitwise_and(part, keep, out=target)
-        target |= (part & sign_off).clamp_(lower, limit).sub_(lower)  # 2**low where |q| >= 2**k, else 0
+        torch.bitwise_and(part, keep_t, out=target)
+        target |= torch.bitwise_and(part, sign_off_t).clamp_(lower, limit).sub_(lower)  # 2**low where |q| >= 2**k, else 0
 
     if bits.numel() <= _WHOLE:
         # A tensor that fits in cache (a training batch, a layer's weights) is one piece: five torch
@@ -154,6 +158,12 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
 
 _BLOCK = 31 * 1024  # elements per block of drum_transform: just under torch's grain size, 2**15
 _WHOLE = 1 << 17  # up to this many elements (512 KiB of float32) drum_transform takes in one block
+
+
+@functools.lru_cache(maxsize=256)
+def _int_constant(value: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``value`` as a 0-d tensor of ``dtype`` on ``device`` (never written to: shared by every call)."""
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 @functools.lru_cache(maxsize=1024)
