@@ -26,6 +26,7 @@ from axtrain.formats.bundle import Bundle
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate
 from axtrain.hwmodels.technology import DEFAULT_65NM, TechnologyTable
+from axtrain.runtime.beside import beside
 from axtrain.runtime.energy import EnergyBreakdown, price
 from axtrain.runtime.events import Events, plan_context
 from axtrain.runtime.execute import DEFAULT_CHUNK, WORKERS, Executor, FastExecutor, output_floats, place_inputs
@@ -105,6 +106,10 @@ def bundle_events(bundle: Bundle, mode: MultiplierMode | None, sram_voltage: flo
     return plan_events(bundle_plan(bundle, Overrides(mode, sram_voltage)), bundle.arch)
 
 
+#: Programs from this many instructions run their machine model in a forked child, beside the
+#: numerics (ResNet-8's 3,399 take ~0.16-0.2 CPU s; a fork and its copy-on-write faults ~0.05-0.1 s).
+BESIDE_MIN_INSTRUCTIONS = 1000
+
 RUN_WEIGHT_WORDS = 1 << 24  # weight words (all runs of one pass together) held as float32 at once
 
 
@@ -156,10 +161,38 @@ def simulate(
     regions = tuple(fault_regions(plan.layers))
     if not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"--batch must be a positive integer, got {batch!r}")
-    machine = plan_machine(plan, bundle.arch, batch)
+    # The machine model (cycles, events) depends on the program only: it runs in a forked child on
+    # the other core while this process builds the plan and runs the numerics (runtime/beside.py,
+    # decision 180); a small program's machine model costs less than the fork, so it runs here.
+    fork = None if len(plan.program) >= BESIDE_MIN_INSTRUCTIONS else False
+    with beside(lambda: plan_machine(plan, bundle.arch, batch), "the machine model (cycles and events)", fork) as machine_job:
+        first_outputs, predictions, output_error, faulty = _numerics(bundle, plan, x, y, regions, runs, seed, chunk, weight_images)
+        machine = machine_job.result()
     events = machine.total
     energy = price(events, tech, bundle.arch).scaled(1.0 / batch)
+    if not faulty:
+        predictions = np.broadcast_to(predictions, (runs, x.shape[0]))
+    pred = predictions
+    per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
+    per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
+    return SimulationResult(
+        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error, machine
+    )
 
+
+def _numerics(
+    bundle: Bundle,
+    plan: RunPlan,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    regions: tuple[FaultRegion, ...],
+    runs: int,
+    seed: int,
+    chunk: int | None,
+    weight_images: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], bool]:
+    """The outputs of run 0 (host tail applied), the class index per distinct run and input, the
+    output metrics per run (with labels) and whether any run has faults (else one run stands for all)."""
     m = bundle.manifest
     executor: Executor = FastExecutor(plan.program, bundle.arch)
     # float32 when exact (it is for inputs of at most 24 bits): converted once, not once per run.
@@ -193,15 +226,8 @@ def simulate(
         if y is not None:
             output_error.extend(_run_metrics(bundle, q, y, tail))
         predictions[first : first + count] = np.argmax(q.reshape(count, q.shape[1], -1), axis=2)
-    if not faulty:
-        predictions = np.broadcast_to(predictions, (runs, x.shape[0]))
     assert first_outputs is not None
-    pred = predictions
-    per_run = None if y is None else tuple(float(np.mean(p == y)) for p in pred)
-    per_run_error = None if y is None else tuple(output_error if faulty else output_error * runs)
-    return SimulationResult(
-        first_outputs, pred, per_run, events, energy, overrides.multiplier, overrides.sram_voltage, regions, runs, seed, per_run_error, machine
-    )
+    return first_outputs, predictions, output_error, faulty
 
 
 def array_sha256(array: np.ndarray) -> str:

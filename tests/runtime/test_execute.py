@@ -15,10 +15,11 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize
 from axtrain.hwmodels.layers import forward
 from axtrain.hwmodels.multipliers import parse_mode
 from axtrain.hwmodels.pooling import residual_add
-from axtrain.runtime.execute import FastExecutor, output_integers, place_inputs, residual_sum
+from axtrain.runtime import execute
+from axtrain.runtime.execute import FastExecutor, balanced_chunk, output_integers, place_inputs, residual_sum
 from axtrain.runtime.faults import fault_regions, run_image
 from axtrain.runtime.interpreter import run_program
-from axtrain.runtime.plan import Add
+from axtrain.runtime.plan import Add, Copy, Requantize
 from axtrain.runtime.simulation import simulate
 
 
@@ -302,3 +303,104 @@ def test_residual_sum_equals_residual_add(sa: int, sb: int, shift: int, relu: bo
     got = residual_sum(a.astype(np.float32), b.astype(np.float32)[:, ::1], step, bound)
     assert got.dtype == (np.float32 if bound * (2**sa + 2**sb) < 2**24 else np.float64)
     np.testing.assert_array_equal(got.astype(np.int64), residual_add(a, b, sa, sb, shift, FixedPointFormat(8, 0), relu))
+
+
+@pytest.mark.parametrize("n,cap,workers,expected", [(1000, 146, 2, 125), (100, 146, 2, 146), (1000, 146, 1, 146), (10000, 146, 2, 143), (9, 2, 2, 2)])
+def test_balanced_chunks_keep_the_cap_and_even_out_the_threads(n: int, cap: int, workers: int, expected: int) -> None:
+    chunk = balanced_chunk(n, cap, workers)
+    assert chunk == expected  # by hand: ceil(n / (ceil(ceil(n / cap) / workers) * workers)), or cap for one chunk
+    sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
+    capped = [min(cap, n - start) for start in range(0, n, cap)]
+    busiest = sum(sorted(sizes, reverse=True)[: -(-len(sizes) // workers)])  # images the busiest thread runs
+    assert chunk <= cap and busiest <= sum(sorted(capped, reverse=True)[: -(-len(capped) // workers)])
+
+
+def test_default_chunks_give_the_same_integers_as_one_chunk(bundle_factory, monkeypatch) -> None:
+    bundle, _ = bundle_factory("cnn", "tiny", modes=("drum:2",))
+    x = _inputs(bundle, n=150)
+    m = bundle.manifest
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(bundle.weights, bundle.bias)
+    whole, _ = executor.run(prepared, dram, chunk=len(x))
+    sizes: list[int] = []
+    real = execute.run_plan
+
+    def counted(plan, weights, batch, *args, **kwargs):
+        sizes.append(batch.shape[0])
+        return real(plan, weights, batch, *args, **kwargs)
+
+    monkeypatch.setattr(execute, "CHUNK_WORDS", 1)  # the smallest default chunk: 64 images, 3 chunks
+    monkeypatch.setattr(execute, "WORKERS", 2)
+    monkeypatch.setattr(execute, "run_plan", counted)
+    default, _ = executor.run(prepared, dram)
+    assert sorted(sizes) == [36, 38, 38, 38]  # 3 chunks of at most 64 become 4 of at most 38
+    assert default.dtype == whole.dtype == np.int64 and np.array_equal(default, whole)
+
+
+def test_stores_outside_the_region_are_not_read_out(bundle_factory) -> None:
+    bundle, _ = bundle_factory("cnn", "tiny")
+    m = bundle.manifest
+    dram = place_inputs(_inputs(bundle, n=5), m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(bundle.weights, bundle.bias)
+    every, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch)
+    assert every  # the output's STN
+    for lo, hi in ((m.output.dram, m.output.dram + int(np.prod(m.output.shape))), (0, 1), (m.activation_words, m.activation_words + 1)):
+        kept, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, region=(lo, hi))
+        touching = [(address, values) for address, values in every if address < hi and address + values.shape[2] > lo]
+        assert [a for a, _ in kept] == [a for a, _ in touching]
+        assert all(np.array_equal(v0, v1) for (_, v0), (_, v1) in zip(kept, touching, strict=True))
+        collected, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, collect=True, region=(lo, hi))
+        assert len(collected) == len(every)  # collecting SYNCs may read any store: all kept
+    nothing, _ = execute.run_plan(executor.plan, prepared, dram, bundle.arch, region=(m.activation_words, m.activation_words + 1))
+    assert nothing == []  # past every activation word: no store is read out
+
+
+SPILL_PROGRAM = """
+    LDN nb=0 dram=0 count=4
+    CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+    LDB bb=0 dram=0 count=2
+    MODE mt=0 count=2 code=2
+    LDW wb=0 dram=0 rows=2 cols=4 stride=4
+    DISTW wb=0 stride=4 m=2 p=1 k=4
+    DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+    MAC m=2 p=1 k=4 bb=0 mt=0 init=1
+    REQ nb=8 ostride=1 m=2 p=1 shift=2 bits=8
+    STN dram=20 nb=8 count=2
+    LDN nb=12 dram=20 count=2
+    CONV c=2 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+    LDW wb=8 dram=8 rows=2 cols=2 stride=2
+    DISTW wb=8 stride=2 m=2 p=1 k=2
+    DISTN nb=12 p0=0 m=2 p=1 k0=0 k=2
+    MAC m=2 p=1 k=2 bb=0 mt=0 init=1
+    REQ nb=16 ostride=1 m=2 p=1 shift=1 bits=8
+    STN dram=24 nb=16 count=2
+    END
+"""
+
+
+def test_spill_copies_carry_the_drum_transforms_instead_of_recomputing_them(monkeypatch) -> None:
+    """A REQ's words spilled (STN) and read back (LDN) into words a DRUM DISTN reads: the transforms
+    are computed once, at the REQ, and copied twice (plan.transform_targets); same integers as the
+    interpreter."""
+    from axtrain.formats.arch import Architecture
+
+    arch = Architecture(pe_rows=2, pe_cols=2)
+    program = parse_assembly(SPILL_PROGRAM)
+    executor = FastExecutor(program, arch)
+    copies = [step for step in executor.plan.steps if isinstance(step, Copy)]
+    assert executor.plan.fast and len(copies) == 2 and all(step.transforms_copied and step.transform_any for step in copies)
+    first_req = next(step for step in executor.plan.steps if isinstance(step, Requantize))
+    assert first_req.transform_any  # read by no DISTN itself: its transforms are for the copies
+    calls: list[int] = []
+    real = execute._transform_values
+    monkeypatch.setattr(execute, "_transform_values", lambda values, code, bound: calls.append(values.shape[-2]) or real(values, code, bound))
+    rng = np.random.default_rng(3)
+    weights, bias = rng.integers(-90, 90, size=12), rng.integers(-300, 300, size=2)
+    dram = np.zeros((7, 26), dtype=np.int64)
+    dram[:, :4] = rng.integers(-128, 128, size=(7, 4))
+    got, _ = executor.run(executor.prepare(weights, bias), dram)
+    assert calls == [4, 2]  # the inputs (LDN) and the first REQ; neither copy transforms again
+    assert np.array_equal(got, run_program(program, arch, weights, bias, dram).dram_a)
+    assert len(np.unique(got[:, 24:26])) > 2  # not all saturated or zero

@@ -185,3 +185,22 @@ def test_plans_of_compiled_bundles_pass_every_check(bundle_factory) -> None:
         plan = build_plan(bundle.program, bundle.arch)
         assert plan.fast and plan.passes == ("trace", *PASS_NAMES), plan.reason
         assert sum(isinstance(step, Mac) for step in plan.steps) == sum(ins.op == "MAC" for ins in bundle.program)
+
+
+def test_steps_a_pass_kept_are_checked_again_when_what_they_are_checked_against_changes() -> None:
+    """The checks of one pipeline skip a step a pass kept as it was, but not when the plan's mode
+    codes changed (the MAC's codes are checked against them), nor a kept MAC whose chain numbering
+    an earlier step's change broke."""
+
+    def drop_codes(plan: Plan) -> Plan:
+        return replace(plan, codes=())  # every step kept, the codes gone
+
+    with pytest.raises(PlanError, match=r"^plan after drop_codes: step \d+ \(instruction \d+, Mac\): a mode code missing"):
+        run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("drop_codes", drop_codes), *PASSES[2:]))
+
+    def shrink_first_tile(plan: Plan) -> Plan:
+        mac = plan.steps[N_MAC]  # a well-formed one-row init MAC: the kept MAC after it accumulates onto 2 rows
+        return _break(plan, N_MAC, m=1, w_src=mac.w_src[:1], bias_src=mac.bias_src[:1], groups=((mac.groups[0][0], np.array([0])),))
+
+    with pytest.raises(PlanError, match=rf"^plan after shrink_first_tile: step {N_MAC2} \(instruction \d+, Mac\): chain 0, expected 0 on one tile shape"):
+        run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("shrink_first_tile", shrink_first_tile), *PASSES[2:]))
