@@ -12,7 +12,8 @@ Epochs (issue 15, limit 1.5): one pas epoch (the emulated drum:2 forward, with t
 emulated test evaluation the engine runs in every pas epoch) against one BP epoch of the same
 MNIST-MLP session on the whole training split, batch 128, one thread, process CPU time, alternated
 and best of two. The pas epoch is timed in the steady state of a pas phase (one fresh calibration,
-at the epoch's end; the one at its start is the previous epoch's, see `_epochs`). A second,
+at the epoch's end; the one at its start is the previous epoch's, and the first layer's operands of
+the training split are the phase's, see `_epochs`). A second,
 unchecked row does the same at 0.66 V (a fresh fault map per step).
 """
 
@@ -50,6 +51,7 @@ def _epochs(multiplier: str, voltage: float, rounds: int, samples: int | None) -
 
     from axtrain.datasets import load
     from axtrain.trainer.config import TrainConfig
+    from axtrain.trainer.emulation import first_operands
     from axtrain.trainer.engine import Session, Tensors
     from axtrain.trainer.models import build_model
 
@@ -71,8 +73,10 @@ def _epochs(multiplier: str, voltage: float, rounds: int, samples: int | None) -
                     # Steady state of a pas phase: epoch e starts from the weights that epoch e-1's
                     # test evaluation calibrated, so its own calibration is the memo's (one fresh
                     # calibration per epoch). The BP epoch just run moved the weights: calibrate
-                    # them here, untimed, as the previous pas epoch would have.
+                    # them here, untimed, as the previous pas epoch would have; the first layer's
+                    # operands of the training split are the phase's (decisions 199), made untimed too.
                     session.target_layers(nominal=True)
+                    first_operands(session.target_layers(), session.data.x_train)
                 started = time.process_time()
                 session.run_phase(kind, 1, 1e-3)
                 best[kind] = min(best[kind], time.process_time() - started)

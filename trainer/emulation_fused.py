@@ -33,7 +33,11 @@ class FusedDense(torch.autograd.Function):
     """``quantize_out(relu?(T_a(a) @ T_w(w).T + Q_b(b)))`` with the straight-through backward.
 
     ``weight_fn`` / ``act_fn`` / ``bias_fn`` / ``out_fn`` are the reference's own pipelines (plain
-    functions of a tensor, run without autograd), so the forward is the reference's bit for bit.
+    functions of a tensor, run without autograd) or return what was computed ahead with the same
+    operations (the weights and biases of all fused layers together, the first layer's operands of
+    a data set; :mod:`axtrain.trainer.emulation`), so the forward is the reference's bit for bit.
+    The bias is quantised in float32 where the reference uses float64: the same float32 bits
+    (decisions 197).
     """
 
     @staticmethod
@@ -51,12 +55,13 @@ class FusedDense(torch.autograd.Function):
         with torch.no_grad():
             w_t = weight_fn(w)
             a_t = act_fn(a)
-            bias = bias_fn(b).to(a.dtype)
-            acc = a_t @ w_t.T
-            acc = acc + bias
+            bias = bias_fn(b)
+            # The product is a fresh tensor: the bias and the ReLU go in place (same values as
+            # `acc + bias` and `relu(acc)`, two temporaries fewer).
+            acc = (a_t @ w_t.T).add_(bias)
             if relu:
-                acc = torch.relu(acc)
-            out = out_fn(acc).to(a.dtype)
+                acc.relu_()
+            out = out_fn(acc)
         ctx.save_for_backward(a_t, w_t, acc if relu else None)
         ctx.relu = relu
         ctx.dtypes = (a.dtype, w.dtype, b.dtype)
@@ -72,8 +77,10 @@ class FusedDense(torch.autograd.Function):
             g = torch.ops.aten.threshold_backward(g, relu_out, 0)
         grad_a = grad_w = grad_b = None
         if ctx.needs_input_grad[2]:
-            # acc + bias (float32 after bias.to): sum over the batch, then the float64 bias node's mask.
-            grad_b = _ste(g.sum_to_size(ctx.bias_shape).to(torch.float64)).to(b_dtype)
+            # acc + bias: sum over the batch, then the bias node's mask. The reference masks it in
+            # float64 (its bias pipeline computes there); the float32 values convert exactly and
+            # the mask keeps or zeroes each, so masking in float32 is the same bits.
+            grad_b = _ste(g.sum_to_size(ctx.bias_shape)).to(b_dtype)
         if ctx.needs_input_grad[0]:
             grad_a = _ste(g.mm(w_t)).to(a_dtype)  # mm_mat1_backward: grad @ mat2.t(), mat2 = w_t.T
         if ctx.needs_input_grad[1]:

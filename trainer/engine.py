@@ -32,7 +32,7 @@ from axtrain.hwmodels.multipliers import EXACT
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE
 from axtrain.trainer.allocator import keep_freed_memory
 from axtrain.trainer.config import TrainConfig, make_config, required
-from axtrain.trainer.emulation import FaultSource, emulate
+from axtrain.trainer.emulation import FaultSource, emulate, first_operands
 from axtrain.trainer.evaluate import emulated_logits, evaluate, float_accuracy
 from axtrain.trainer.gamma import AdaptiveGamma
 from axtrain.trainer.hardware import calibrate
@@ -204,6 +204,9 @@ class Session:
         n = data.x_train.shape[0]
         order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
         layers = self.target_layers() if kind == "pas" else None
+        # The first layer's operands of the whole training split, quantised and transformed once for
+        # the phase (decisions 199): a batch's are the same values as emulate would compute.
+        firsts = first_operands(layers, data.x_train) if layers is not None else None
         faults = FaultSource(self.fault_gen)
         gamma_used = gamma.value if gamma is not None else None
         loss_sum, s_sum, correct, batches = 0.0, 0.0, 0, 0
@@ -220,7 +223,7 @@ class Session:
                 s_sum += float(s.detach())
             elif kind == "pas":
                 assert layers is not None  # calibrated above for every pas epoch
-                out = emulate(model, layers, x, faults=faults)
+                out = emulate(model, layers, x, faults=faults, first=None if firsts is None else firsts[idx])
                 loss = task_loss(out, y, c.outputs)
                 loss.backward()
             else:

@@ -27,7 +27,7 @@ from torch import nn
 
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.ntv import bit_error_rate
-from axtrain.trainer.emulation import FaultSource, emulate
+from axtrain.trainer.emulation import FaultSource, emulate, first_operands
 from axtrain.trainer.hardware import ModeSpec, with_target
 from axtrain.trainer.outputs import output_metrics
 
@@ -64,9 +64,17 @@ def output_error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def emulated_logits(
     model: nn.Sequential, layers: Sequence[QuantizedLayer], x: torch.Tensor, faults: FaultSource | None = None, batch: int = 4096
 ) -> torch.Tensor:
-    """Bit-exact fixed-point outputs over ``x`` in batches (one fault map per batch if ``faults``)."""
+    """Bit-exact fixed-point outputs over ``x`` in batches (one fault map per batch if ``faults``).
+
+    The first layer's operands come from :func:`~axtrain.trainer.emulation.first_operands` when ``x``
+    is on the model's device (the test split of a training run: every epoch evaluates it again).
+    """
     device = next(model.parameters()).device
-    parts = [emulate(model, layers, x[i : i + batch].to(device), exact=True, faults=faults) for i in range(0, x.shape[0], batch)]
+    firsts = first_operands(layers, x) if x.device == device else None
+    parts = [
+        emulate(model, layers, x[i : i + batch].to(device), exact=True, faults=faults, first=None if firsts is None else firsts[i : i + batch])
+        for i in range(0, x.shape[0], batch)
+    ]
     return torch.cat(parts).to(torch.float64)
 
 

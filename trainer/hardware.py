@@ -114,6 +114,31 @@ class _RangesMemo:
 _RANGES = _RangesMemo()
 
 
+class _InputMaxMemo:
+    """``max |x|`` of the latest calibration data, kept while the data is unchanged.
+
+    The training split does not change during a run, but every fresh calibration (one per pas
+    epoch) read all of it again for this one number: 28 ms of a ~200 ms MNIST calibration at one
+    thread. Matched as :class:`_RangesMemo` matches the data (a weak reference, storage, shape and
+    torch's version counter of in-place changes); the weights do not enter.
+    """
+
+    def __init__(self) -> None:
+        self.entry: tuple[Any, ...] | None = None
+
+    def get(self, x: torch.Tensor, batch_size: int) -> float | None:
+        if self.entry is None:
+            return None
+        x_ref, data_key, value = self.entry
+        return value if x_ref() is x and data_key == _RangesMemo._data_key(x, batch_size) else None
+
+    def put(self, x: torch.Tensor, batch_size: int, value: float) -> None:
+        self.entry = (weakref.ref(x), _RangesMemo._data_key(x, batch_size), value)
+
+
+_INPUT_MAX = _InputMaxMemo()
+
+
 @torch.no_grad()
 def layer_ranges(model: nn.Sequential, x_calib: torch.Tensor, batch_size: int = 4096) -> tuple[float, list[float]]:
     """``max |x|`` of the input and of every hardware layer's float output over ``x_calib``
@@ -132,14 +157,20 @@ def _layer_ranges(model: nn.Sequential, x_calib: torch.Tensor, batch_size: int) 
     in_max = 0.0
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    known = _INPUT_MAX.get(x_calib, batch_size)
     for start in range(0, x_calib.shape[0], batch_size):
         h = x_calib[start : start + batch_size].to(device=device, dtype=torch.float32)
-        in_max = max(in_max, max_abs(h))
+        if known is None:
+            in_max = max(in_max, max_abs(h))
         for g_index, group in enumerate(model_groups):
             h = model[group.index](h)
             if group.relu:
                 h = torch.relu(h)
             out_max[g_index] = max(out_max[g_index], max_abs(h))
+    if known is None:
+        _INPUT_MAX.put(x_calib, batch_size, in_max)
+    else:
+        in_max = known
     return in_max, out_max
 
 

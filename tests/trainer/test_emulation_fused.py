@@ -33,8 +33,10 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("frac", [-5, 0, 3, 9])
+@pytest.mark.parametrize("frac", [-5, 0, 3, 9, 111])
 def test_fast_drum_equals_the_reference_on_every_16bit_value(dtype: torch.dtype, frac: int) -> None:
+    """At 111 the smallest nonzero value, 2**-111, and the binade below every threshold are near
+    the bottom of float32's normal range (2**-126), where the fast test's binade argument must hold."""
     values = torch.arange(-(2**15), 2**15, dtype=dtype) * 2.0**-frac
     for k in range(1, 18):
         assert _same_bits(drum_transform(values, k, frac), drum_transform_reference(values, k, frac)), k
@@ -64,6 +66,14 @@ def test_fast_ste_mask_equals_the_reference(dtype: torch.dtype) -> None:
                             float("inf"), -float("inf"), float("nan")], dtype=dtype)
     grad = torch.cat([torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=dtype) * 2, special])
     assert _same_bits(ste_mask(grad), ste_mask_reference(grad))
+    # Every magnitude below 1 (signed zeros, subnormals, the largest float below 1): the fast path
+    # hands the gradient back unchanged, and that is the definition's result bit for bit.
+    small = torch.cat([torch.rand(5000, generator=torch.Generator().manual_seed(2), dtype=dtype) * 2 - 1,
+                       torch.tensor([0.0, -0.0, 1e-40, -1e-40, 1.0 - 2**-20, -(1.0 - 2**-20)], dtype=dtype)])
+    assert _same_bits(ste_mask(small), ste_mask_reference(small))
+    assert _same_bits(ste_mask(small[:0]), ste_mask_reference(small[:0]))
+    with_nan = torch.cat([small, torch.tensor([float("nan")], dtype=dtype)])  # NaN among small values: the full mask
+    assert _same_bits(ste_mask(with_nan), ste_mask_reference(with_nan))
 
 
 def _step(model: nn.Sequential, layers, x: torch.Tensor, y: torch.Tensor, fused: bool, seed: int | None):
@@ -133,3 +143,55 @@ def test_fault_masks_have_the_reference_statistics(bits: int) -> None:
                     pairs = int((((masks >> j) & 1) * ((masks >> (j + 1)) & 1)).sum())
                     q = p * p
                     assert abs(pairs - n * q) <= 5 * math.sqrt(n * q * (1 - q)) + 1, (p, j, pairs)
+
+def test_weights_prepared_together_equal_the_reference_with_mixed_layers_and_faults() -> None:
+    """The fused layers' weights and biases are quantised in one buffer per (width, mode) and the
+    fault maps drawn ahead in layer order: with two different modes among the fused layers, a
+    per-neuron-mode layer between them (the reference path) and fresh NTV maps every step, the
+    outputs and every gradient are the reference's bits."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.randn(32, 12) * 2, torch.randint(0, 3, (32,))
+    layers = calibrate(model, x, multipliers=["drum:2", ["exact", "drum:2", "drum:3", "drum:2"], "drum:4"], sram_voltage=0.62)
+    prepared = emulation._prepare_fused(list(model), layers, None)
+    assert [prepared[i].weight is not None for i in range(3)] == [True, False, True]  # by layer record
+    reference = copy.deepcopy(model)
+    for step in range(2):
+        out_f, grads_f = _step(model, layers, x, y, fused=True, seed=11 + step)
+        out_r, grads_r = _step(reference, layers, x, y, fused=False, seed=11 + step)
+        assert _same_bits(out_f, out_r), step
+        assert all(_same_bits(a, b) for a, b in zip(grads_f, grads_r, strict=True)), step
+
+
+def test_first_operands_are_the_batches_own_and_remembered_per_data() -> None:
+    """The whole data set's first-layer operands, sliced, are what emulate computes per batch; a
+    network run on them gives the same bits in training (values and gradients) and evaluation; the
+    memo returns them again for the same data only and lets them go with the data."""
+    import gc
+    import weakref
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(300, 20) * 3, torch.randint(0, 3, (300,))
+    layers = calibrate(model, x, multipliers="drum:2")
+    firsts = emulation.first_operands(layers, x, batch=128)  # blocks of 128: an odd tail of 44
+    assert firsts is not None and emulation.first_operands(layers, x) is firsts
+    fmt = layers[0].input_format
+    expected = drum_transform(emulation.quantize_real(x, fmt), 2, fmt.frac)
+    assert _same_bits(firsts, expected)
+    assert _same_bits(emulate(model, layers, x[:100], exact=True), emulate(model, layers, x[:100], exact=True, first=firsts[:100]))
+    grads = []
+    for first in (None, firsts[100:164]):
+        model.zero_grad(set_to_none=True)
+        out = emulate(model, layers, x[100:164], first=first)
+        F.cross_entropy(out, y[100:164]).backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(_same_bits(a, b) for a, b in zip(*grads, strict=True))
+    x.mul_(2.0)  # changed in place: computed again
+    assert emulation.first_operands(layers, x) is not firsts
+    per_neuron = calibrate(model, x, multipliers=[["exact", "drum:2"] * 4, "drum:2"])
+    assert emulation.first_operands(per_neuron, x) is None  # two mode groups: each computes its own
+    kept = weakref.ref(emulation.first_operands(layers, x))
+    del x, firsts
+    gc.collect()
+    assert kept() is None

@@ -62,3 +62,39 @@ def test_the_memo_keeps_nothing_alive() -> None:
     del model, x
     gc.collect()
     assert refs[0]() is None and refs[1]() is None
+
+
+
+
+
+def test_the_input_maximum_is_remembered_for_the_same_data_only() -> None:
+    """A new calibration of changed weights on the same data reuses the data's max |x| and gives
+    what a calibration from scratch (of a copy, on a copy of the data) gives; data changed in
+    place is measured again."""
+    import copy
+
+    model, _ = _counted()
+    x = torch.randn(50, 6)
+    reads = [0]
+    real = hardware.max_abs
+
+    def counting(t: torch.Tensor) -> float:
+        reads[0] += 1
+        return real(t)
+
+    hardware.max_abs = counting  # type: ignore[assignment]
+    try:
+        layer_ranges(model, x)
+        assert reads[0] == 3  # the input and the two layers' outputs, one batch
+        model[0].weight.data.add_(0.25)  # new weights: a fresh calibration, but the same data
+        again = layer_ranges(model, x)
+        assert reads[0] == 5  # the layers' outputs measured again, the input not
+        snapshot = copy.deepcopy(model), x.clone()
+        x.mul_(4.0)  # the data changed in place: its maximum is measured again
+        changed = layer_ranges(model, x)
+        assert reads[0] == 5 + 3
+    finally:
+        hardware.max_abs = real  # type: ignore[assignment]
+    assert again == _fresh(*snapshot)  # a copy of the data: nothing remembered applies to it
+    assert changed == _fresh(copy.deepcopy(model), x.clone())
+    assert changed[0] == float(x.abs().max()) == 4.0 * again[0]
