@@ -15,6 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("axtrain", "compiler", "runtime", "trainer", "hwmodels", "benchmarks", "examples")
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+# Modules that may pickle, each with why no user's bytes can reach its unpickling (docs/hardening.md).
+EXEMPT = {
+    "runtime/beside.py": "unpickles only what its own forked child wrote to an anonymous pipe (decision 180); reads no file",
+}
 
 
 def source_files() -> list[Path]:
@@ -83,9 +87,17 @@ def test_no_pickle_in_the_source_tree() -> None:
     assert len(files) > 30  # the walk really found the project
     offenders = []
     for path in files:
+        if path.relative_to(ROOT).as_posix() in EXEMPT:
+            continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         except SyntaxError as exc:  # another engineer's file mid-edit: not this test's subject
             pytest.fail(f"{path.relative_to(ROOT)} does not parse: {exc}")
         offenders += [f"{path.relative_to(ROOT)}:{line}: {what}" for line, what in problems(tree)]
     assert not offenders, "\n".join(offenders)
+
+
+def test_each_exemption_names_an_existing_module_and_a_reason() -> None:
+    for name, why in EXEMPT.items():
+        assert (ROOT / name).is_file(), f"{name}: exempt from the no-pickle rule but gone; drop it from EXEMPT"
+        assert len(why) > 20
