@@ -46,7 +46,7 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate, flip_positions_from
 from axtrain.trainer.emulation_fused import FusedDense, fused_applicable
-from axtrain.trainer.reductions import max_abs
+from axtrain.trainer.reductions import data_state, max_abs
 from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
 
 # Mantissa widths of the float types the transform works on.
@@ -601,7 +601,7 @@ class _FirstOperandMemo:
 
     @staticmethod
     def _key(x: torch.Tensor, layer: QuantizedLayer) -> tuple[Any, ...]:
-        return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, x.device, x._version, layer.input_format, layer.multipliers[0])
+        return (*data_state(x), layer.input_format, layer.multipliers[0])
 
     def get(self, x: torch.Tensor, layer: QuantizedLayer) -> torch.Tensor | None:
         key = self._key(x, layer)

@@ -30,7 +30,7 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import EXACT, MultiplierMode, parse_mode
 from axtrain.hwmodels.ntv import NOMINAL_VOLTAGE, bit_error_rate
 from axtrain.trainer.models import check_model
-from axtrain.trainer.reductions import max_abs
+from axtrain.trainer.reductions import data_state, max_abs
 
 MIN_BITS, MAX_BITS = 4, 16
 BIAS_BITS = 32  # the bias lives at accumulator precision, stored as int32 (docs/numerics.md)
@@ -93,7 +93,7 @@ class _RangesMemo:
 
     @staticmethod
     def _data_key(x: torch.Tensor, batch_size: int) -> tuple[Any, ...]:
-        return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, x.device, x._version, batch_size)
+        return (*data_state(x), batch_size)
 
     def get(self, model: nn.Sequential, x: torch.Tensor, batch_size: int) -> tuple[float, list[float]] | None:
         if self.entry is None:

@@ -1,8 +1,10 @@
-"""Reductions the trainer runs over whole tensors, in one pass and without temporaries."""
+"""Reductions the trainer runs over whole tensors, in one pass and without temporaries, and the key
+by which the memos of such results recognise unchanged data."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -21,3 +23,10 @@ def max_abs(t: torch.Tensor) -> float:
     if math.isnan(low) or math.isnan(high):
         return math.nan
     return max(-low, high)
+
+
+def data_state(x: torch.Tensor) -> tuple[Any, ...]:
+    """What the trainer's memos of whole-data results compare besides the tensor's identity: its
+    storage, shape, strides, dtype, device and torch's version counter of in-place changes (so an
+    in-place update however made is seen). The memos hold ``x`` by weak reference beside this."""
+    return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, x.device, x._version)
