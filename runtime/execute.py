@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,9 +67,10 @@ from axtrain.runtime.plan import (
     build_plan,
     written,
 )
+from axtrain.runtime.writes import Needed, needed_copies
 
 __all__ = [
-    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "balanced_chunk", "build_plan", "output_floats",
+    "DEFAULT_CHUNK", "Executor", "FastExecutor", "Plan", "PreparedWeights", "WeightTile", "Workspace", "balanced_chunk", "build_plan", "output_floats",
     "output_integers", "place_inputs", "prepare_weights", "quantize_float32", "run_plan",
 ]
 
@@ -349,6 +351,7 @@ def run_plan(
     profile: dict[str, float] | None = None,
     threads: int = 1,
     region: tuple[int, int] | None = None,
+    workspace: Workspace | None = None,
 ) -> tuple[list[tuple[int, np.ndarray]], dict[int, np.ndarray]]:
     """Execute the plan's steps over one batch for every run of ``weights``.
 
@@ -357,7 +360,8 @@ def run_plan(
     SYNC's layer output ``[runs, n, count]`` (int64). GEMMs of ``BIG_GEMM`` multiply-adds or more use
     ``threads`` BLAS threads, the others one. ``region`` (``[lo, hi)`` activation words, without
     ``collect``): an STN wholly outside it is not read out (ResNet-8's five residual spills: 16,384
-    words each as int64, ~6 % of its numerics, for stores nobody reads).
+    words each as int64, ~6 % of its numerics, for stores nobody reads). ``workspace``: the neuron
+    buffers of an earlier batch of the same shape (one thread's :class:`Workspace`).
 
     Layout: the neuron buffer is word-major with the batch innermost, ``[runs, words, n]`` per mode
     code (plus a shared ``[words, n]`` copy for run-invariant words, see :func:`~axtrain.runtime.plan.mark_shared`), so a
@@ -370,9 +374,11 @@ def run_plan(
     dtype = np.float64 if wide else np.float32
     stores: list[tuple[int, np.ndarray]] = []
     codes = (0, *(code for code in plan.codes if code != 0))
-    # Every other word is written before it is read (plan.mark_shared): only these need zeroing.
-    per_run = {code: np.empty((runs, plan.nb_words + 1, n), dtype=dtype) for code in codes}
-    shared_nb = {code: np.empty((plan.nb_words + 1, n), dtype=dtype) for code in codes}
+    # Every other word is written before it is read (plan.mark_shared): only these need zeroing, and
+    # a workspace's buffers may hold an earlier batch's words.
+    space = Workspace() if workspace is None else workspace
+    per_run = {code: space.buffer(("run", code), (runs, plan.nb_words + 1, n), dtype) for code in codes}
+    shared_nb = {code: space.buffer(("shared", code), (plan.nb_words + 1, n), dtype) for code in codes}
     for buffer in (*per_run.values(), *shared_nb.values()):
         buffer[..., plan.zero_rows, :] = 0
     amax = {code: 0.0 for code in codes}  # running bound of |(transformed) neuron buffer|
@@ -383,6 +389,9 @@ def run_plan(
     gathered_bound: dict[int, float] = {}
     outputs: dict[int, np.ndarray] = {}
     limit = float(1 << (arch.accumulator_bits - 1))
+    needed = space.needed(plan, collect)
+    needed_values = {plan.steps[number] for number in needed.values}  # a plan's steps hash by identity
+    needed_transforms = {plan.steps[number] for number in needed.transforms}
 
     def put(buffers: dict[int, np.ndarray], code: int, target: np.ndarray, pattern: Pattern | None, values: np.ndarray) -> None:
         buffer = buffers[code]
@@ -401,20 +410,27 @@ def run_plan(
         target = written(step)
         places: list[dict[int, np.ndarray]] = [shared_nb, per_run] if shared and step.mirror else [shared_nb] if shared else [per_run]
         # The transforms are taken before anything is stored: ``values`` may be a view of words the
-        # stores overwrite (a COPY), and so needs no copy of its own.
+        # stores overwrite (a COPY), and so needs no copy of its own. A form no later step reads
+        # before the words are written again is not stored (runtime/writes.py); the bounds grow as
+        # if it were, so every dtype choice stays the same.
         sel = step.transform_sel
-        if transformed is None:
-            transformed = {code: _transform_values(values if sel is None else values[..., sel, :], code, bound) for code in codes[1:]} if step.transform_any else {}
-        for buffers in places:
-            put(buffers, 0, target, pattern, values)
+        modes = tuple(transformed) if transformed is not None else codes[1:] if step.transform_any else ()
+        if step not in needed_transforms:
+            transformed = {}
+        elif transformed is None:
+            transformed = {code: _transform_values(values if sel is None else values[..., sel, :], code, bound) for code in modes}
+        if step in needed_values:
+            for buffers in places:
+                put(buffers, 0, target, pattern, values)
         amax[0] = max(amax[0], bound)
+        for code in modes:
+            amax[code] = max(amax[code], _transformed_bound(bound, code))
         for code, words in transformed.items():
             for buffers in places:
                 if sel is None:  # the same words as the values: through their strided view when affine
                     put(buffers, code, target, pattern, words)
                 else:
                     buffers[code][..., target[sel], :] = words
-            amax[code] = max(amax[code], _transformed_bound(bound, code))
 
     def mac(number: int, step: Mac) -> None:
         nonlocal acc, check_overflow, gathered, gathered_shared
@@ -610,6 +626,38 @@ def run_plan(
     return stores, outputs
 
 
+class Workspace:
+    """What one thread keeps between the batches it runs (:func:`run_plan`): the neuron buffers,
+    and which copies of its words each write stores (runtime/writes.py, found once per plan).
+
+    A fresh ``[runs, words, n]`` buffer per batch is fresh memory: ResNet-8's 24.5 MB buffers cost
+    ~5,600 page faults (~0.025 CPU s of system time, an eighth of the chunk's numerics) for every
+    125-image chunk. Not thread safe: one per thread."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
+        self._needed: tuple[Plan, bool, Needed] | None = None
+
+    def buffer(self, name: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """The uninitialised buffer ``name`` of ``shape`` and ``dtype`` (the same array as last time
+        when they match; a buffer of another shape or dtype replaces it)."""
+        kept = self._buffers.get(name)
+        if kept is None or kept.shape != shape or kept.dtype != np.dtype(dtype):
+            kept = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return kept
+
+    def fill(self, value: float) -> None:
+        """Overwrite every kept buffer with ``value`` (a word read before this batch wrote it shows)."""
+        for kept in self._buffers.values():
+            kept.fill(value)
+
+    def needed(self, plan: Plan, collect: bool) -> Needed:
+        """Which writes of ``plan`` store values and which transforms (runtime/writes.py)."""
+        if self._needed is None or self._needed[0] is not plan or self._needed[1] != collect:
+            self._needed = (plan, collect, needed_copies(plan, collect))
+        return self._needed[2]
+
+
 class FastExecutor(Executor):
     """Executes one program over batches of images and weight images (see the module docstring).
 
@@ -646,12 +694,19 @@ class FastExecutor(Executor):
         final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
         starts = list(range(0, dram_a.shape[0], chunk))
         workers = min(WORKERS, len(starts))
+        spaces: queue.SimpleQueue[Workspace] = queue.SimpleQueue()  # one per thread at a time, reused by its next chunk
 
         def one(start: int) -> dict[int, np.ndarray]:
             batch = dram_a[start : start + chunk]
             rows = slice(start, start + len(batch))
             final[:, rows] = batch[None, :, lo:hi]
-            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=1 if workers > 1 else default_threads(), region=(lo, hi))
+            try:
+                space = spaces.get_nowait()
+            except queue.Empty:
+                space = Workspace()
+            threads = 1 if workers > 1 else default_threads()
+            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=threads, region=(lo, hi), workspace=space)
+            spaces.put(space)
             for address, values in stores:  # apply the stores that touch the region, in order
                 a0, a1 = max(address, lo), min(address + values.shape[2], hi)
                 if a0 < a1:
