@@ -245,14 +245,6 @@ def _rows(buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
 
 
-def _read(buffer: np.ndarray, idx: np.ndarray, pattern: Pattern | None) -> np.ndarray:
-    """Words ``idx`` of a ``[..., words, n]`` buffer: ``[..., len(idx), n]`` (a view when affine)."""
-    if pattern is not None:
-        view = _rows(buffer, pattern)
-        return view.reshape(*buffer.shape[:-2], -1, buffer.shape[-1])
-    return np.take(buffer, idx, axis=-2)
-
-
 def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, threads: int = 1) -> np.ndarray:
     """Stacked weights times activations, exact (dtype chosen by ``bound``): ``[runs, rows, cols]``.
 
@@ -325,20 +317,32 @@ def residual_sum(a: np.ndarray, b: np.ndarray, step: Add, bound: float) -> np.nd
     """ADD's result (``step``'s shifts, ReLU and saturation) of integer-valued ``a`` and ``b`` with
     ``|a|, |b| <= bound``, in float64, or in float32 (a third of the passes' memory traffic, issue
     16's ResNet-8) when that is exact: non-negative shifts keep the aligned operands integers and
-    ``bound * (2**sa + 2**sb) < 2**24`` keeps them and their sum exact. Scaling by ``2**-shift`` is
-    exact in either (a power of two, far above the subnormals) and ``rint`` rounds half to even."""
+    ``bound * (2**sa + 2**sb) < 2**24`` keeps them and their sum exact.
+
+    Four passes and one temporary instead of seven: each operand is scaled by ``2**(s - shift)``
+    at once (a power of two: exact, far above the subnormals), and their sum is then exactly the
+    aligned integer sum times ``2**-shift`` (representable, so rounding leaves it alone); an operand
+    whose factor is 1 is added as it is. ``rint`` rounds half to even, and the ReLU is folded into
+    the saturation as at a REQ: clip(rint(max(s, 0) * f), lo, hi) = clip(rint(s * f), max(lo, 0), hi)."""
     narrow = a.dtype == np.float32 and b.dtype == np.float32 and step.sa >= 0 and step.sb >= 0
     if narrow and bound * (math.ldexp(1.0, step.sa) + math.ldexp(1.0, step.sb)) < F32_EXACT:
         kind: Any = np.float32
     else:
         kind = np.float64  # exact: |a|, |b| < 2**16, shifts < 32
-    total: np.ndarray = np.multiply(a, kind(math.ldexp(1.0, step.sa)), dtype=kind)
-    total += np.multiply(b, kind(math.ldexp(1.0, step.sb)), dtype=kind)
-    if step.relu:
-        np.maximum(total, 0, out=total)
-    total *= kind(math.ldexp(1.0, -step.shift))
+    fa, fb = math.ldexp(1.0, step.sa - step.shift), math.ldexp(1.0, step.sb - step.shift)
+    if fb == 1.0:
+        a, b, fa, fb = b, a, fb, fa  # the operand with factor 1 (if any) is the one added as it is
+    total: np.ndarray
+    if fa == fb == 1.0:
+        total = np.add(a, b, dtype=kind)
+    else:
+        total = np.multiply(b, kind(fb), dtype=kind)
+        if fa == 1.0:
+            np.add(total, a, out=total)
+        else:
+            total += np.multiply(a, kind(fa), dtype=kind)
     np.rint(total, out=total)
-    np.clip(total, step.qmin, step.qmax, out=total)
+    np.clip(total, max(step.qmin, 0) if step.relu else step.qmin, step.qmax, out=total)
     return total
 
 
@@ -393,10 +397,19 @@ def run_plan(
     needed_values = {plan.steps[number] for number in needed.values}  # a plan's steps hash by identity
     needed_transforms = {plan.steps[number] for number in needed.transforms}
 
+    view_of = space.rows
+
+    def read(buffer: np.ndarray, idx: np.ndarray, pattern: Pattern | None) -> np.ndarray:
+        """Words ``idx`` of a ``[..., words, n]`` workspace buffer: ``[..., len(idx), n]`` (a view,
+        made once, when affine)."""
+        if pattern is not None:
+            return view_of(buffer, pattern).reshape(*buffer.shape[:-2], -1, n)
+        return np.take(buffer, idx, axis=-2)
+
     def put(buffers: dict[int, np.ndarray], code: int, target: np.ndarray, pattern: Pattern | None, values: np.ndarray) -> None:
         buffer = buffers[code]
         if pattern is not None:
-            view = _rows(buffer, pattern)
+            view = view_of(buffer, pattern)
             view[...] = values.reshape(*values.shape[:-2], *pattern[1], n)
         else:
             buffer[..., target, :] = values
@@ -480,7 +493,7 @@ def run_plan(
         for code in plan.codes:
             buffer = source[code]
             if step.view is not None:  # an affine run of words (dense layers): no copy
-                gathered[code] = _rows(buffer, step.view)
+                gathered[code] = view_of(buffer, step.view)
             else:
                 gathered[code] = np.take(buffer, step.idx, axis=-2).reshape(*buffer.shape[:-2], *shape)
         gathered_bound = dict(amax)
@@ -521,7 +534,7 @@ def run_plan(
         sh, sw = step.strides
         pt, pl, pb, pr = step.pads
         source = shared_nb[0] if step.shared else per_run[0]
-        src = _read(source, step.src, step.src_view)
+        src = read(source, step.src, step.src_view)
         src = src.reshape(*src.shape[:-2], c, h, w, n)
         if pt or pl or pb or pr:  # padding positions take no part: they hold -inf
             padded = np.full((*src.shape[:-3], h + pt + pb, w + pl + pr, n), -np.inf, dtype=src.dtype)
@@ -538,7 +551,7 @@ def run_plan(
     def avgpool(step: AvgPool) -> None:
         c, h, w = step.shape
         source = shared_nb[0] if step.shared else per_run[0]
-        src = _read(source, step.src, step.src_view)
+        src = read(source, step.src, step.src_view)
         src = np.moveaxis(src.reshape(*src.shape[:-2], c, h, w, n), -1, -4)  # [..., n, c, h, w]
         total = window_sums(src.astype(np.int64), step.kernel, step.strides, step.pads, step.out)
         count = window_counts(h, w, step.kernel, step.strides, step.pads, step.out, step.count_include_pad)
@@ -549,7 +562,7 @@ def run_plan(
 
     def add(step: Add) -> None:
         source = shared_nb[0] if step.shared else per_run[0]
-        total = residual_sum(_read(source, step.a, step.a_view), _read(source, step.b, step.b_view), step, amax[0])
+        total = residual_sum(read(source, step.a, step.a_view), read(source, step.b, step.b_view), step, amax[0])
         write(step, total.astype(dtype, copy=False), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
 
     def copy(step: Copy) -> None:
@@ -558,19 +571,19 @@ def run_plan(
         # anything, and numpy's assignment copes with overlapping source and target words. Stored
         # twice (shared and mirrored), the second store must not read words the first overwrote.
         twice = step.shared and step.mirror
-        values = _read(sources[0], step.src, step.src_view)
+        values = read(sources[0], step.src, step.src_view)
         transformed = None
         if step.transforms_copied:  # the source words' transforms are current (plan.transform_targets)
             sel = step.transform_sel
             src, view = (step.src, step.src_view) if sel is None else (step.src[sel], None)
-            transformed = {code: _read(sources[code], src, view) for code in codes[1:]}
+            transformed = {code: read(sources[code], src, view) for code in codes[1:]}
             if twice:
                 transformed = {code: np.array(words) for code, words in transformed.items()}
         write(step, np.array(values) if twice else values, amax[0], step.dst_view, step.shared, transformed)
 
     def read_out(step: Store | Sync) -> np.ndarray:
         source = shared_nb[0] if step.shared else per_run[0]
-        values = _read(source, step.idx, step.view)
+        values = read(source, step.idx, step.view)
         return np.broadcast_to(values, (runs, *values.shape[-2:])).astype(np.int64).transpose(0, 2, 1)
 
     def run_step(number: int, step: Step) -> None:
@@ -637,6 +650,7 @@ class Workspace:
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
         self._needed: tuple[Plan, bool, Needed] | None = None
+        self._views: dict[tuple[int, Pattern], np.ndarray] = {}
 
     def buffer(self, name: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """The uninitialised buffer ``name`` of ``shape`` and ``dtype`` (the same array as last time
@@ -644,7 +658,17 @@ class Workspace:
         kept = self._buffers.get(name)
         if kept is None or kept.shape != shape or kept.dtype != np.dtype(dtype):
             kept = self._buffers[name] = np.empty(shape, dtype=dtype)
+            self._views.clear()  # they may name the replaced buffer
         return kept
+
+    def rows(self, buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
+        """:func:`_rows` of one of this workspace's buffers, made once per buffer and pattern
+        (``as_strided`` is ~5-10 us of Python; ResNet-8 asks for ~750 views per batch)."""
+        key = (id(buffer), pattern)  # the workspace keeps the buffer, so its id stays its own
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _rows(buffer, pattern)
+        return view
 
     def fill(self, value: float) -> None:
         """Overwrite every kept buffer with ``value`` (a word read before this batch wrote it shows)."""

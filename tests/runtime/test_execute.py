@@ -290,7 +290,7 @@ def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, r
     assert checked and bound == prepared.chain_weight_bound
 
 
-@pytest.mark.parametrize(("sa", "sb", "shift", "relu", "bound"), [(0, 2, 3, True, 128.0), (0, 3, 4, False, 128.0), (1, 0, 0, True, 128.0), (0, 0, -2, False, 128.0), (4, 7, 9, False, 32768.0), (0, 9, 5, True, 32768.0)])
+@pytest.mark.parametrize(("sa", "sb", "shift", "relu", "bound"), [(0, 2, 3, True, 128.0), (0, 3, 4, False, 128.0), (1, 0, 0, True, 128.0), (0, 0, -2, False, 128.0), (0, 0, 0, True, 128.0), (2, 2, 2, False, 128.0), (3, 0, 3, True, 128.0), (4, 7, 9, False, 32768.0), (0, 9, 5, True, 32768.0)])
 def test_residual_sum_equals_residual_add(sa: int, sb: int, shift: int, relu: bool, bound: float) -> None:
     """The executor's ADD (float32 where provably exact, float64 otherwise: the last two cases)
     gives hwmodels.pooling.residual_add's integers, ties and saturation included."""
