@@ -470,7 +470,9 @@ def run_plan(
             x = x.reshape(*x.shape[:-3], k, p * n)
             part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, runs, threads)
             if fresh and rows.size == m:
-                acc = part.reshape(runs, m, p, n).astype(acc_dtype, copy=False)
+                acc = part.reshape(runs, m, p, n)
+                if acc.dtype != acc_dtype:  # (astype(copy=False) itself costs ~3 us a call)
+                    acc = acc.astype(acc_dtype)
             elif fresh:
                 acc = np.zeros((runs, m, p, n), dtype=acc_dtype)
                 acc[:, rows] = part.reshape(runs, rows.size, p, n)
@@ -480,7 +482,7 @@ def run_plan(
                 acc[:, rows] += part.reshape(runs, rows.size, p, n)
             fresh = False
         if step.bias_src is not None:
-            acc += weights.bias[number].astype(acc.dtype)[:, :, None, None]  # exact: |bias| is inside the chain bound
+            acc += space.bias(weights, number, acc.dtype)  # exact: |bias| is inside the chain bound
         if check_overflow and np.abs(acc).max(initial=0) >= limit:
             raise BundleError(f"instruction {step.index} (MAC): accumulator overflows {arch.accumulator_bits} bits")
 
@@ -488,15 +490,14 @@ def run_plan(
         nonlocal gathered, gathered_bound, gathered_shared
         gathered_shared = step.shared
         source = shared_nb if gathered_shared else per_run
-        shape = (step.k, step.p, n)
         gathered = {}
         for code in plan.codes:
             buffer = source[code]
             if step.view is not None:  # an affine run of words (dense layers): no copy
                 gathered[code] = view_of(buffer, step.view)
             else:
-                gathered[code] = np.take(buffer, step.idx, axis=-2).reshape(*buffer.shape[:-2], *shape)
-        gathered_bound = dict(amax)
+                gathered[code] = buffer.take(step.idx, axis=-2).reshape(*buffer.shape[:-2], step.k, step.p, n)
+        gathered_bound = amax.copy()
         if step.padv:  # CONV.padv (an input zero point): the padding positions read it, transformed per mode
             for code in plan.codes:
                 value = int(drum_transform(np.array([step.padv], dtype=np.int64), code)[0]) if code else step.padv
@@ -651,6 +652,7 @@ class Workspace:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
         self._needed: tuple[Plan, bool, Needed] | None = None
         self._views: dict[tuple[int, Pattern], np.ndarray] = {}
+        self._bias: tuple[PreparedWeights, dict[tuple[int, np.dtype[Any]], np.ndarray]] | None = None
 
     def buffer(self, name: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """The uninitialised buffer ``name`` of ``shape`` and ``dtype`` (the same array as last time
@@ -674,6 +676,16 @@ class Workspace:
         """Overwrite every kept buffer with ``value`` (a word read before this batch wrote it shows)."""
         for kept in self._buffers.values():
             kept.fill(value)
+
+    def bias(self, weights: PreparedWeights, number: int, dtype: Any) -> np.ndarray:
+        """MAC ``number``'s bias ``[runs, m, 1, 1]`` in ``dtype``, converted once per prepared weights."""
+        if self._bias is None or self._bias[0] is not weights:
+            self._bias = (weights, {})
+        key = (number, np.dtype(dtype))
+        kept = self._bias[1].get(key)
+        if kept is None:
+            kept = self._bias[1][key] = weights.bias[number].astype(dtype)[:, :, None, None]
+        return kept
 
     def needed(self, plan: Plan, collect: bool) -> Needed:
         """Which writes of ``plan`` store values and which transforms (runtime/writes.py)."""
