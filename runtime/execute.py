@@ -261,8 +261,10 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
         dtype = np.float64
     else:
         dtype = np.int64
-    w = w.astype(dtype, copy=False)
-    x = x.astype(dtype, copy=False)
+    if w.dtype != dtype:  # (astype(copy=False) of the right dtype still costs ~3 us a call, twice per MAC)
+        w = w.astype(dtype)
+    if x.dtype != dtype:
+        x = x.astype(dtype)
     k, cols = x.shape[-2:]
     macs = w.size * cols
     big = threads > 1 and dtype is np.float32 and macs >= BIG_GEMM
