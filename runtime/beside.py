@@ -15,12 +15,18 @@ result (killed, out of memory) or an error that cannot be carried back becomes o
 runs (``with`` block) waits for the child first and raises the child's error if it had one: the
 sequential code ran the child's computation first, so its error is the one a user saw.
 
+Two users: :func:`simulate`'s machine model, and the fast executor's image chunks
+(runtime/execute.py's ``run_many``: the first chunks in a child, the rest in this process, so that
+their per-step Python does not share one GIL; decision 208).
+
 The child: default handlers for SIGINT and SIGTERM (the CLI's handler would run this process's
 cleanups, axtrain/interrupts.py), no garbage collection (a cycle the parent left would run its
 finalizers twice), no unwinding into the caller's frames (``os._exit`` right after the result is
-written). It calls no BLAS, torch or onnxruntime, so the thread pools a fork does not copy are never
-needed (the reproduce pools use forkserver because their workers do use torch). Where ``os.fork``
-does not exist, or fork fails, the computation runs in this process, before the caller's work.
+written). It calls no torch or onnxruntime, whose thread pools a fork does not copy (the reproduce
+pools use forkserver because their workers do use torch); the numerics call OpenBLAS, on one
+thread, whose own fork handler (``pthread_atfork``) stops its pool before a fork and lets either
+side start it again. Where ``os.fork`` does not exist, or fork fails, the computation runs in this
+process, before the caller's work.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import contextlib
 import math
 import queue
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
@@ -42,6 +43,7 @@ from axtrain.formats.isa import ACC_OUT_WORD_BITS, Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform, drum_transform_float
 from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
+from axtrain.runtime.beside import FORK_AVAILABLE, beside
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
@@ -81,6 +83,9 @@ CHUNK_WORDS = 1 << 23
 CONSTANT_ROWS_MIN_K = 64  # shared GEMMs this deep and large look for activation rows constant over the batch
 CONSTANT_ROWS_MIN_MACS = 1 << 22
 WORKERS = default_threads()  # image chunks executed in parallel threads (runtime/blas.py: numpy's BLAS threads)
+FORKS = True  # run_many may run its chunks in forked processes (FastExecutor._forks)
+FORK_MIN_STEPS = 1000  # plan steps from which the chunks run in forked processes instead of threads
+FORK_MAX_WORDS = 1 << 24  # result words (int64) a forked run may send back
 
 
 class WeightTile(NamedTuple):
@@ -751,7 +756,28 @@ class FastExecutor(Executor):
                     final[:, rows, a0 - lo : a1 - lo] = values[:, :, a0 - address : a1 - address]
             return layers
 
-        if workers > 1:
+        if workers > 1 and self._forks(collect, final.size, len(starts)):
+            # Groups of chunks in forked children, the last group here: no GIL shared between them
+            # (decision 208). Each child sends back its rows of ``final``; the children's results are
+            # taken in chunk order, so the first chunk's error is the one raised, as in sequence.
+            groups = [starts[i * len(starts) // workers : (i + 1) * len(starts) // workers] for i in range(workers)]
+
+            def rows_of(group: list[int]) -> Callable[[], np.ndarray]:
+                def compute() -> np.ndarray:
+                    for start in group:
+                        one(start)
+                    return final[:, group[0] : group[-1] + chunk]
+
+                return compute
+
+            with blas_threads(1), contextlib.ExitStack() as children:
+                jobs = [children.enter_context(beside(rows_of(group), "the numerics of image chunks")) for group in groups[:-1]]
+                for start in groups[-1]:
+                    one(start)
+                for group, job in zip(groups[:-1], jobs, strict=True):
+                    final[:, group[0] : group[-1] + chunk] = job.result()
+            collected = []
+        elif workers > 1:
             # Image chunks in parallel threads (numpy and BLAS release the GIL), each BLAS call on one
             # thread: no BLAS threads spinning between thin GEMMs, and a fair share of a busy machine.
             with blas_threads(1), ThreadPoolExecutor(workers) as pool:
@@ -761,6 +787,13 @@ class FastExecutor(Executor):
                 collected = [one(start) for start in starts]
         layers_out = {key: np.concatenate([c[key] for c in collected], axis=1) for key in (collected[0] if collected else {})}
         return final, layers_out
+
+
+    def _forks(self, collect: bool, words: int, chunks: int) -> bool:
+        """Whether :meth:`run_many` runs its chunks in forked processes instead of threads: a long
+        plan (its per-step Python holds the GIL for a fifth of a chunk), one chunk per worker at
+        least, and a result that is cheap to send back (no layer outputs, at most ``FORK_MAX_WORDS``)."""
+        return FORK_AVAILABLE and FORKS and not collect and len(self.plan.steps) >= FORK_MIN_STEPS and chunks >= WORKERS and words <= FORK_MAX_WORDS
 
 
 def balanced_chunk(n: int, cap: int, workers: int) -> int:

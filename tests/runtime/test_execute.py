@@ -404,3 +404,57 @@ def test_spill_copies_carry_the_drum_transforms_instead_of_recomputing_them(monk
     assert calls == [4, 2]  # the inputs (LDN) and the first REQ; neither copy transforms again
     assert np.array_equal(got, run_program(program, arch, weights, bias, dram).dram_a)
     assert len(np.unique(got[:, 24:26])) > 2  # not all saturated or zero
+
+
+@pytest.mark.skipif(not execute.FORK_AVAILABLE, reason="needs os.fork and a second usable CPU")
+def test_chunks_in_forked_children_give_the_threads_integers(bundle_factory, monkeypatch) -> None:
+    """run_many's forked path (a long plan on two workers: the first chunks in a child process)
+    returns the same integers as the threads and as one chunk, for several NTV runs."""
+    bundle, _ = bundle_factory("cnn", "tiny", modes=("drum:2",), v=0.7)
+    m = bundle.manifest
+    dram = place_inputs(_inputs(bundle, n=40), m.input.format, m.input.dram, m.activation_words)
+    images = np.stack([run_image(bundle.weights, fault_regions(bundle.layers), 3, run) for run in range(2)])
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(images, bundle.bias)
+    region = (m.output.dram, int(np.prod(m.output.shape)))
+    whole, _ = executor.run_many(prepared, dram, chunk=len(dram), region=region)
+    monkeypatch.setattr(execute, "WORKERS", 2)
+    monkeypatch.setattr(execute, "FORKS", False)
+    threads, _ = executor.run_many(prepared, dram, chunk=9, region=region)
+    monkeypatch.setattr(execute, "FORKS", True)
+    monkeypatch.setattr(execute, "FORK_MIN_STEPS", 0)
+    assert executor._forks(False, whole.size, 5) and not executor._forks(True, whole.size, 5)
+    forked, layers = executor.run_many(prepared, dram, chunk=9, region=region)
+    assert layers == {} and forked.dtype == np.int64
+    assert np.array_equal(forked, whole) and np.array_equal(threads, whole)
+
+
+@pytest.mark.skipif(not execute.FORK_AVAILABLE, reason="needs os.fork and a second usable CPU")
+def test_a_forked_chunks_error_is_raised_here_in_chunk_order(bundle_factory, monkeypatch) -> None:
+    """The first chunks run in the child: when both processes fail, the child's (earlier) error is
+    the one raised, as the chunks in sequence would; a parent-only error still comes through."""
+    bundle, _ = bundle_factory("cnn", "tiny", modes=("drum:2",))
+    m = bundle.manifest
+    dram = place_inputs(_inputs(bundle, n=20), m.input.format, m.input.dram, m.activation_words)
+    executor = FastExecutor(bundle.program, bundle.arch)
+    prepared = executor.prepare(bundle.weights, bundle.bias)
+    real = execute.run_plan
+    failing: set[int] = set()
+
+    def run_plan(plan, weights, batch, *args, **kwargs):
+        first = int(np.flatnonzero((dram == batch[0]).all(axis=1))[0])
+        if first in failing:
+            raise ValueError(f"chunk at image {first}")
+        return real(plan, weights, batch, *args, **kwargs)
+
+    monkeypatch.setattr(execute, "run_plan", run_plan)
+    monkeypatch.setattr(execute, "WORKERS", 2)
+    monkeypatch.setattr(execute, "FORK_MIN_STEPS", 0)
+    region = (m.output.dram, int(np.prod(m.output.shape)))
+    failing.update({0, 15})  # chunks of 5: 0 and 5 in the child, 10 and 15 here
+    with pytest.raises(ValueError, match="chunk at image 0$"):
+        executor.run_many(prepared, dram, chunk=5, region=region)
+    failing.clear()
+    failing.add(15)
+    with pytest.raises(ValueError, match="chunk at image 15$"):
+        executor.run_many(prepared, dram, chunk=5, region=region)
