@@ -531,8 +531,8 @@ def run_plan(
             return
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
         np.rint(acc, out=acc)
-        np.clip(acc, max(step.qmin, 0) if after_relu else step.qmin, step.qmax, out=acc)
-        out = acc.astype(dtype, copy=False).reshape(runs, -1, n)
+        acc.clip(max(step.qmin, 0) if after_relu else step.qmin, step.qmax, out=acc)
+        out = (acc if acc.dtype == dtype else acc.astype(dtype)).reshape(runs, -1, n)
         write(step, out, float(max(-step.qmin, step.qmax)), step.view, False)
 
     def pool(step: Pool) -> None:

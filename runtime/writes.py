@@ -39,13 +39,12 @@ def needed_copies(plan: Plan, collect: bool) -> Needed:
     source's transforms reads them."""
     words = plan.nb_words + 1
     last = {True: np.full(words, -1, dtype=np.int64), False: np.full(words, -1, dtype=np.int64)}  # shared?, per word
-    values: set[int] = set()
-    transforms: set[int] = set()
+    values = np.zeros(len(plan.steps) + 1, dtype=bool)  # per step number; the last entry takes "no writer"
+    transforms = np.zeros(len(plan.steps) + 1, dtype=bool)
     approximate = any(code != 0 for code in plan.codes)
 
-    def read(idx: np.ndarray, shared: bool, into: set[int]) -> None:
-        writers = last[shared][idx]
-        into.update(int(w) for w in np.unique(writers[writers >= 0]))
+    def read(idx: np.ndarray, shared: bool, into: np.ndarray) -> None:
+        into[last[shared][idx]] = True  # -1 (read before any write) marks the last entry
 
     def read_modes(idx: np.ndarray, shared: bool) -> None:
         if 0 in plan.codes:
@@ -73,4 +72,4 @@ def needed_copies(plan: Plan, collect: bool) -> Needed:
             target = written(step)
             for shared in ((True, False) if step.mirror else (True,)) if step.shared else (False,):
                 last[shared][target] = number
-    return Needed(frozenset(values), frozenset(transforms))
+    return Needed(frozenset(np.flatnonzero(values[:-1]).tolist()), frozenset(np.flatnonzero(transforms[:-1]).tolist()))
