@@ -648,12 +648,13 @@ def run_plan(
 
 
 class Workspace:
-    """What one thread keeps between the batches it runs (:func:`run_plan`): the neuron buffers,
-    and which copies of its words each write stores (runtime/writes.py, found once per plan).
+    """What one thread (or forked process) keeps between the batches it runs (:func:`run_plan`,
+    decision 209): the neuron buffers and their strided views, the MAC biases in the accumulators'
+    dtype, and which forms of its words each write stores (runtime/writes.py, found once per plan).
 
     A fresh ``[runs, words, n]`` buffer per batch is fresh memory: ResNet-8's 24.5 MB buffers cost
     ~5,600 page faults (~0.025 CPU s of system time, an eighth of the chunk's numerics) for every
-    125-image chunk. Not thread safe: one per thread."""
+    125-image chunk. Not thread safe: one per thread at a time."""
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
