@@ -182,7 +182,7 @@ def test_a_pass_that_breaks_the_plan_is_named() -> None:
 def test_plans_of_compiled_bundles_pass_every_check(bundle_factory) -> None:
     for kind, arch_name in (("cnn", "tiny"), ("mixed", "default"), ("mlp", "tiny")):
         bundle, _ = bundle_factory(kind, arch_name)
-        plan = build_plan(bundle.program, bundle.arch)
+        plan = build_plan(bundle.program, bundle.arch, check_each=True)
         assert plan.fast and plan.passes == ("trace", *PASS_NAMES), plan.reason
         assert sum(isinstance(step, Mac) for step in plan.steps) == sum(ins.op == "MAC" for ins in bundle.program)
 
@@ -221,3 +221,42 @@ def test_steps_a_pass_kept_are_checked_again_when_what_they_are_checked_against_
 
     with pytest.raises(PlanError, match=rf"^plan after shrink_first_tile: step {N_MAC2} \(instruction \d+, Mac\): chain 0, expected 0 on one tile shape"):
         run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("shrink_first_tile", shrink_first_tile), *PASSES[2:]))
+
+
+def test_the_executor_s_plan_is_the_plan_checked_after_every_pass(bundle_factory) -> None:
+    """build_plan checks only the final plan by default (decision 203): the same steps as the
+    pipeline checked after every pass, field for field."""
+    bundle, _ = bundle_factory("cnn", "tiny")
+    lean, checked = build_plan(bundle.program, bundle.arch), build_plan(bundle.program, bundle.arch, check_each=True)
+    assert lean.passes == checked.passes and len(lean.steps) == len(checked.steps)
+    for a, b in zip(lean.steps, checked.steps, strict=True):
+        assert type(a) is type(b) and vars(a).keys() == vars(b).keys()
+        for name, value in vars(a).items():
+            other = vars(b)[name]
+            assert np.array_equal(value, other) if isinstance(value, np.ndarray) else repr(value) == repr(other), name
+
+
+def test_the_final_check_still_refuses_a_broken_pass() -> None:
+    def broken(plan: Plan) -> Plan:
+        return _break(plan, N_GATHER, idx=plan.steps[N_GATHER].idx[:1], view=None)
+
+    with pytest.raises(PlanError, match=r"^plan after mark_shared: step 1 \(instruction 7, Gather\)"):
+        run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("broken", broken), *PASSES[2:]), check_each=False)
+
+
+def test_gathers_of_the_same_words_share_one_read_only_index_array() -> None:
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+        DISTW wb=0 stride=4 m=1 p=1 k=4
+        DISTN nb=0 p0=0 m=1 p=1 k0=0 k=4
+        MAC m=1 p=1 k=4 bb=0 mt=0 init=1
+        DISTW wb=4 stride=4 m=1 p=1 k=4
+        DISTN nb=0 p0=0 m=1 p=1 k0=0 k=4
+        MAC m=1 p=1 k=4 bb=1 mt=1 init=1
+        DISTN nb=0 p0=0 m=1 p=1 k0=1 k=3
+        END
+    """)
+    gathers = [step for step in trace(program, ARCH).steps if isinstance(step, Gather)]
+    assert gathers[0].idx is gathers[1].idx and not gathers[0].idx.flags.writeable
+    assert gathers[2].idx is not gathers[0].idx and np.array_equal(gathers[2].idx, gathers[0].idx[1:])
