@@ -343,10 +343,10 @@ class Instruction:
 
     def operands(self) -> dict[str, int]:
         """The operands by name (a new dict each call: the caller may change it)."""
-        return dict(zip(_FIELD_NAMES[self.op], self.args))  # lengths equal: checked on creation
+        return dict(zip(_FIELD_NAMES[self.op], self.args, strict=True))
 
     def __str__(self) -> str:
-        return " ".join([self.op, *(f"{n}={v}" for n, v in zip(_FIELD_NAMES[self.op], self.args))])
+        return " ".join([self.op, *(f"{n}={v}" for n, v in zip(_FIELD_NAMES[self.op], self.args, strict=True))])
 
 
 _FIELD_NAMES: dict[str, tuple[str, ...]] = {spec.name: spec.field_names for spec in _SPECS}
