@@ -570,6 +570,9 @@ def pool_output_shape(o: Mapping[str, int]) -> tuple[int, int]:
     return (pool_output_size(o["h"], o["kh"], o["sh"], o["pt"], o["pb"]), pool_output_size(o["w"], o["kw"], o["sw"], o["pl"], o["pr"]))
 
 
+_TILE_OPS = frozenset(spec.name for spec in _SPECS if spec.kind in ("distribute", "compute", "activation", "requantize"))
+
+
 def check_program(
     program: Sequence[Instruction],
     arch: MachineLimits,
@@ -585,6 +588,8 @@ def check_program(
     """
     pes = arch.pe_count
     local = min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words)
+    # The limits read once (each is a computed property: ~2,500 reads per 5,000 instructions).
+    weight_buffer, neuron_buffer, bias_buffer, neuron_bits = arch.weight_buffer_words, arch.neuron_buffer_words, arch.bias_buffer_words, arch.neuron_word_bits
     geometry: Geometry | None = None
     ended = False
 
@@ -597,26 +602,27 @@ def check_program(
 
     for index, ins in enumerate(program):
         o = ins.operands()
+        op = ins.op
         if ended:
             fail(index, ins, "instruction after END")
         if ins.op == "LDW":
             if o["rows"] > 1 and o["stride"] < o["cols"]:
                 fail(index, ins, "stride smaller than cols (rows would overlap)")
-            within(index, ins, "weight buffer range", o["wb"], o["rows"] * o["cols"], arch.weight_buffer_words)
+            within(index, ins, "weight buffer range", o["wb"], o["rows"] * o["cols"], weight_buffer)
             within(index, ins, "DRAM weight range", o["dram"], (o["rows"] - 1) * o["stride"] + o["cols"] if o["rows"] else 0, weight_words)
         elif ins.op == "LDB":
-            within(index, ins, "bias buffer range", o["bb"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "bias buffer range", o["bb"], o["count"], bias_buffer)
             within(index, ins, "DRAM bias range", o["dram"], o["count"], bias_words)
         elif ins.op == "LDQ":
-            within(index, ins, "requant table range", o["qa"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "requant table range", o["qa"], o["count"], bias_buffer)
             within(index, ins, "DRAM requant range", o["dram"], o["count"], requant_entries)
         elif ins.op in ("LDN", "STN"):
-            within(index, ins, "neuron buffer range", o["nb"], o["count"], arch.neuron_buffer_words)
+            within(index, ins, "neuron buffer range", o["nb"], o["count"], neuron_buffer)
             within(index, ins, "DRAM activation range", o["dram"], o["count"], activation_words)
         elif ins.op == "MODE":
             if o["code"] > MAX_MODE_CODE:
                 fail(index, ins, f"mode code {o['code']} is not 0 (exact) or 1..{MAX_MODE_CODE} (DRUM)")
-            within(index, ins, "mode table range", o["mt"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "mode table range", o["mt"], o["count"], bias_buffer)
         elif ins.op == "CONV":
             g = Geometry(**o)
             if min(g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw) < 1:
@@ -625,15 +631,15 @@ def check_program(
             ow = conv_output_size(g.w, g.kw, g.sw, g.pl, g.pr)
             if (g.oh, g.ow) != (oh, ow) or oh < 1 or ow < 1:
                 fail(index, ins, f"output size {g.oh}x{g.ow} does not match the geometry ({oh}x{ow})")
-            within(index, ins, "input map", 0, g.c * g.h * g.w, arch.neuron_buffer_words)
+            within(index, ins, "input map", 0, g.c * g.h * g.w, neuron_buffer)
             geometry = g
-        elif ins.kind in ("distribute", "compute", "activation", "requantize"):
+        elif op in _TILE_OPS:
             if not 1 <= o["m"] * o["p"] <= pes:
                 fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
             if ins.op in ("DISTW", "DISTN", "MAC") and not 1 <= o["k"] <= local:
                 fail(index, ins, f"k={o['k']} outside [1, {local}] (PE local memory words)")
             if ins.op == "DISTW":
-                within(index, ins, "weight buffer range", o["wb"], (o["m"] - 1) * o["stride"] + o["k"], arch.weight_buffer_words)
+                within(index, ins, "weight buffer range", o["wb"], (o["m"] - 1) * o["stride"] + o["k"], weight_buffer)
             elif ins.op == "DISTN":
                 if geometry is None:
                     fail(index, ins, "DISTN before any CONV set the geometry")
@@ -642,31 +648,31 @@ def check_program(
                     fail(index, ins, f"positions [{o['p0']}, {o['p0'] + o['p']}) exceed the {geometry.positions} of the geometry")
                 if o["k0"] + o["k"] > geometry.fan_in:
                     fail(index, ins, f"inputs [{o['k0']}, {o['k0'] + o['k']}) exceed the fan-in {geometry.fan_in}")
-                within(index, ins, "input map", o["nb"], geometry.c * geometry.h * geometry.w, arch.neuron_buffer_words)
+                within(index, ins, "input map", o["nb"], geometry.c * geometry.h * geometry.w, neuron_buffer)
             elif ins.op == "MAC":
-                within(index, ins, "bias buffer range", o["bb"], o["m"], arch.bias_buffer_words)
-                within(index, ins, "mode table range", o["mt"], o["m"], arch.bias_buffer_words)
+                within(index, ins, "bias buffer range", o["bb"], o["m"], bias_buffer)
+                within(index, ins, "mode table range", o["mt"], o["m"], bias_buffer)
             elif ins.op == "REQ":
-                if not 2 <= o["bits"] <= arch.neuron_word_bits - o["uns"]:
-                    fail(index, ins, f"{'unsigned' if o['uns'] else 'signed'} output width {o['bits']} outside [2, {arch.neuron_word_bits - o['uns']}] (neuron word)")
+                if not 2 <= o["bits"] <= neuron_bits - o["uns"]:
+                    fail(index, ins, f"{'unsigned' if o['uns'] else 'signed'} output width {o['bits']} outside [2, {neuron_bits - o['uns']}] (neuron word)")
                 if o["rq"]:
                     if o["shift"] != 0:
                         fail(index, ins, "shift must be 0 when the requant table scales (rq=1)")
-                    within(index, ins, "requant table range", o["qa"], o["m"], arch.bias_buffer_words)
+                    within(index, ins, "requant table range", o["qa"], o["m"], bias_buffer)
                 if o["m"] > 1 and o["ostride"] < o["p"]:
                     fail(index, ins, "ostride smaller than p (outputs would overlap)")
-                within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
+                within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], neuron_buffer)
         elif ins.op == "ADD":
-            if not 2 <= o["bits"] <= arch.neuron_word_bits:
-                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            if not 2 <= o["bits"] <= neuron_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {neuron_bits}] (neuron word)")
             for what in ("dst", "a", "b"):
-                within(index, ins, f"map {what}", o[what], o["count"], arch.neuron_buffer_words)
+                within(index, ins, f"map {what}", o[what], o["count"], neuron_buffer)
             for what in ("a", "b"):  # in place, or disjoint: a partial overlap would read written sums
                 if o["dst"] != o[what] and o["dst"] < o[what] + o["count"] and o[what] < o["dst"] + o["count"]:
                     fail(index, ins, f"dst overlaps {what} without being equal to it")
         elif ins.op in ("POOL", "AVGPOOL"):
-            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= arch.neuron_word_bits:
-                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= neuron_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {neuron_bits}] (neuron word)")
             if min(o["c"], o["h"], o["w"], o["kh"], o["kw"], o["sh"], o["sw"]) < 1:
                 fail(index, ins, "channels, sizes, window and strides must be at least 1")
             if max(o["pt"], o["pb"]) >= o["kh"] or max(o["pl"], o["pr"]) >= o["kw"]:
@@ -674,13 +680,13 @@ def check_program(
             oh, ow = pool_output_shape(o)
             if oh < 1 or ow < 1:
                 fail(index, ins, f"window {o['kh']}x{o['kw']} does not fit the padded {o['h']}x{o['w']} map")
-            within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], arch.neuron_buffer_words)
-            within(index, ins, "output map", o["dst"], o["c"] * oh * ow, arch.neuron_buffer_words)
+            within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], neuron_buffer)
+            within(index, ins, "output map", o["dst"], o["c"] * oh * ow, neuron_buffer)
         elif ins.op == "SYNC":
             if o["space"]:
                 within(index, ins, "layer output in activation DRAM", o["nb"], o["count"], activation_words)
             else:
-                within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+                within(index, ins, "layer output", o["nb"], o["count"], neuron_buffer)
         elif ins.op == "STA":
             if not 1 <= o["m"] * o["p"] <= pes:
                 fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
