@@ -600,9 +600,13 @@ def strided_views(plan: Plan) -> Plan:
     through index arrays: gathers as ``[k, p]``, requantised tiles as their ``(m, p)`` layout (the
     accumulators are ``[runs, m, p, n]``, row-major tile, batch innermost), the rest as runs of words."""
     steps: list[Step] = []
+    known: dict[tuple[int, int, int], Pattern | None] = {}  # gathers sharing one index array (trace) share its pattern
     for step in plan.steps:
         if isinstance(step, Gather):
-            step = with_fields(step, view=affine(step.idx.reshape(step.k, step.p)))
+            key = (id(step.idx), step.k, step.p)  # the arrays live in ``plan`` while this runs: ids are not reused
+            if key not in known:
+                known[key] = affine(step.idx.reshape(step.k, step.p))
+            step = with_fields(step, view=known[key])
         elif isinstance(step, Requantize):
             assert step.layout is not None
             step = with_fields(step, view=affine(step.idx.reshape(step.layout)))
@@ -721,13 +725,20 @@ def mark_shared(plan: Plan) -> Plan:
     zero = np.zeros(words, dtype=bool)
     zero[plan.nb_words] = True  # the padding word
     shared: dict[int, bool] = {}  # step number -> its read (or write) is run-invariant
+    shared_write = np.zeros(len(plan.steps), dtype=bool)  # the same, for the writing steps, as an array
     mirror: set[int] = set()
 
     def read(idx: np.ndarray) -> bool:
-        zero[idx[last_writer[idx] < 0]] = True  # read before any write: must hold 0
+        writers = last_writer[idx]
+        zero[idx[writers < 0]] = True  # read before any write: must hold 0
         invariant = not bool(varying[idx].any())
         if not invariant:
-            mirror.update(int(w) for w in np.unique(last_writer[idx]) if w >= 0 and shared[int(w)])
+            # The shared writers of a per-run read are mirrored (most per-run reads have none: their
+            # words were written by REQs; no np.unique of every writer, 936 reads of ResNet-8).
+            seen = writers[writers >= 0]
+            seen = seen[shared_write[seen]]
+            if seen.size:
+                mirror.update(int(w) for w in np.unique(seen))
         return invariant
 
     latest = False
@@ -741,16 +752,16 @@ def mark_shared(plan: Plan) -> Plan:
         elif isinstance(step, (Store, Sync)):
             shared[number] = read(step.idx)
         elif isinstance(step, (Pool, AvgPool, Copy)):
-            shared[number] = read(step.src)
+            shared[number] = shared_write[number] = read(step.src)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Add):
             both = np.concatenate([step.a, step.b])  # read as one: a per-run read needs both in the per-run buffer
-            shared[number] = read(both)
+            shared[number] = shared_write[number] = read(both)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Load):
-            shared[number] = True
+            shared[number] = shared_write[number] = True
             varying[step.idx] = False
             last_writer[step.idx] = number
         elif isinstance(step, Requantize):

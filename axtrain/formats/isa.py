@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -537,22 +537,39 @@ class Geometry:
         into the map, so they are valid addresses everywhere; ``inside`` is False where the window
         reads padding (the value ``padv``). The fast executor and the bulk cycle counter share this;
         the interpreter and the reference simulator keep their own obvious loops as the definition.
+
+        A tile inside a geometry of at most :data:`WINDOW_TABLE_MAX` positions x fan-in is a
+        read-only slice of the whole geometry's table, computed once (:func:`_window_table`):
+        ResNet-8's 977 tiles of ~10 geometries cost a dozen small array operations each before.
         """
-        if p0 == 0 and p == 1 and self.h == self.w == self.kh == self.kw == self.oh == self.ow == 1 and self.pt == self.pl == 0:
-            # A dense layer's tile (its one position of a 1x1 map through a 1x1 window, nothing
-            # padded before it): what the formula below gives, offsets k0 + j and no padding,
-            # without its dozen small array operations (1,296 tiles of 784-4096-4096-10).
-            return np.arange(k0, k0 + k)[None, :], np.ones((1, k), dtype=bool)
-        oy, ox = np.divmod(p0 + np.arange(p), self.ow)
-        ci, rem = np.divmod(k0 + np.arange(k), self.kh * self.kw)
-        ky, kx = np.divmod(rem, self.kw)
-        iy = oy[:, None] * self.sh - self.pt + ky[None, :]
-        ix = ox[:, None] * self.sw - self.pl + kx[None, :]
-        inside = (iy >= 0) & (iy < self.h) & (ix >= 0) & (ix < self.w)
-        # np.minimum/np.maximum, not np.clip: the same values at a third of np.clip's call overhead
-        # (977 tiles of ResNet-8 per plan).
-        offsets = ci[None, :] * (self.h * self.w) + np.maximum(np.minimum(iy, self.h - 1), 0) * self.w + np.maximum(np.minimum(ix, self.w - 1), 0)
-        return offsets, inside
+        if 0 <= p0 and p0 + p <= self.positions and 0 <= k0 and k0 + k <= self.fan_in and self.positions * self.fan_in <= WINDOW_TABLE_MAX:
+            offsets, inside = _window_table(self)
+            return offsets[p0 : p0 + p, k0 : k0 + k], inside[p0 : p0 + p, k0 : k0 + k]
+        return _window_offsets(self, p0, p, k0, k)
+
+
+WINDOW_TABLE_MAX = 1 << 18  # positions x fan-in of the largest geometry whose window table is kept (2.4 MB)
+
+
+@lru_cache(maxsize=32)
+def _window_table(g: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_window_offsets` of every position and fan-in element of ``g``, read-only."""
+    offsets, inside = _window_offsets(g, 0, g.positions, 0, g.fan_in)
+    offsets.flags.writeable = False
+    inside.flags.writeable = False
+    return offsets, inside
+
+
+def _window_offsets(g: Geometry, p0: int, p: int, k0: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Geometry.window` computed (see there)."""
+    oy, ox = np.divmod(p0 + np.arange(p), g.ow)
+    ci, rem = np.divmod(k0 + np.arange(k), g.kh * g.kw)
+    ky, kx = np.divmod(rem, g.kw)
+    iy = oy[:, None] * g.sh - g.pt + ky[None, :]
+    ix = ox[:, None] * g.sw - g.pl + kx[None, :]
+    inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
+    offsets = ci[None, :] * (g.h * g.w) + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
+    return offsets, inside
 
 
 def conv_output_size(size: int, k: int, s: int, pad_before: int, pad_after: int) -> int:

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from axtrain.errors import BundleError
 from axtrain.formats.isa import (
     OPS,
+    WINDOW_TABLE_MAX,
     WORD_BYTES,
     Geometry,
     Instruction,
@@ -236,11 +237,12 @@ def _window_loops(g: Geometry, p0: int, p: int, k0: int, k: int) -> tuple[np.nda
 
 
 @pytest.mark.parametrize("c, h, w, kh, kw, s, pt, pb, p0, p, k0, k", [
-    (6, 1, 1, 1, 1, 1, 0, 0, 0, 1, 2, 3),  # a dense tile: the shortcut
+    (6, 1, 1, 1, 1, 1, 0, 0, 0, 1, 2, 3),  # a dense tile
     (6, 1, 1, 1, 1, 1, 0, 1, 0, 2, 0, 6),  # a 1x1 map padded below: two positions, one of padding
     (6, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 6),  # the padded position alone
     (2, 5, 4, 3, 2, 2, 1, 2, 1, 5, 1, 9),
     (3, 4, 4, 3, 3, 1, 1, 1, 0, 16, 0, 27),
+    (64, 32, 32, 3, 3, 1, 1, 1, 990, 34, 570, 6),  # a geometry too large for a kept table: computed
 ])
 def test_window_matches_the_loops(c: int, h: int, w: int, kh: int, kw: int, s: int, pt: int, pb: int, p0: int, p: int, k0: int, k: int) -> None:
     oh, ow = (h + pt + pb - kh) // s + 1, (w + pt + pb - kw) // s + 1
@@ -249,3 +251,4 @@ def test_window_matches_the_loops(c: int, h: int, w: int, kh: int, kw: int, s: i
     want_offsets, want_inside = _window_loops(g, p0, p, k0, k)
     assert offsets.shape == inside.shape == (p, k)
     assert np.array_equal(offsets, want_offsets) and np.array_equal(inside, want_inside)
+    assert (g.positions * g.fan_in <= WINDOW_TABLE_MAX) == (not offsets.flags.writeable)  # a slice of the kept table
