@@ -168,7 +168,8 @@ def prepare_weights(
             w = np.empty((int(cuts[-1]), runs * rows.size) if mac.shared_input else (runs, rows.size, int(cuts[-1])), dtype=image.dtype)
             tile_max = 0.0
             for i, part in enumerate(parts):
-                src = part.w_src if every else part.w_src[rows]
+                sources = part.sources()
+                src = sources if every else sources[rows]
                 if mac.shared_input:
                     block = w[cuts[i] : cuts[i + 1]]
                     if runs == 1:
@@ -199,19 +200,33 @@ def prepare_weights(
 def _image_view(image: np.ndarray, parts: Sequence[Mac], cuts: np.ndarray) -> np.ndarray | None:
     """The tile ``[rows, K]`` of a chain's MACs (sources side by side) as a read-only view of
     ``image`` when the sources are one block of it (``base + row * stride + column``, as the compiler
-    lays out a dense layer's weights), else None. Checked word for word against the sources."""
-    first = parts[0].w_src
-    rows, total = first.shape[0], int(cuts[-1])
-    if rows == 0 or total == 0 or first[0, 0] < 0:
+    lays out a dense layer's weights), else None. Sources given as an affine pattern (the plan's
+    ``w_view``, checked word for word when it was traced) are compared pattern to pattern; arrays
+    word for word."""
+    rows, total = parts[0].m, int(cuts[-1])
+    if rows == 0 or total == 0:
         return None
-    base = int(first[0, 0])
-    stride = int(first[1, 0]) - base if rows > 1 else total
-    if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
-        return None
-    offsets = np.arange(rows)[:, None] * stride
-    for i, part in enumerate(parts):
-        if not np.array_equal(part.w_src, base + int(cuts[i]) + offsets + np.arange(part.k)[None, :]):
+    if all(part.w_view is not None for part in parts):
+        views = [part.w_view for part in parts if part.w_view is not None]
+        base = views[0][0]
+        stride = views[0][2][0] if rows > 1 else total
+        if not all(view == (base + int(cuts[i]), (rows, part.k), (stride if rows > 1 else 0, 1 if part.k > 1 else 0))
+                   for i, (view, part) in enumerate(zip(views, parts, strict=True))):
             return None
+        if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
+            return None
+    else:
+        first = parts[0].sources()
+        if first[0, 0] < 0:
+            return None
+        base = int(first[0, 0])
+        stride = int(first[1, 0]) - base if rows > 1 else total
+        if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
+            return None
+        offsets = np.arange(rows)[:, None] * stride
+        for i, part in enumerate(parts):
+            if not np.array_equal(part.sources(), base + int(cuts[i]) + offsets + np.arange(part.k)[None, :]):
+                return None
     view: np.ndarray = np.lib.stride_tricks.as_strided(image[base:], (rows, total), (stride * image.strides[0], image.strides[0]), writeable=False)
     return view
 

@@ -89,22 +89,34 @@ class Fused:
 class Mac:
     """MAC: rows ``m`` x positions ``p`` x ``k`` products onto the accumulators.
 
-    ``w_src [m, k]`` are weight-image word addresses (-1: a word no LDW wrote, which reads 0);
-    ``bias_src [m]`` bias-image addresses when the MAC starts from the bias (``init``), else None;
-    ``groups`` the rows per multiplier mode code (after any override: runtime/overrides.py)."""
+    The weight sources ``[m, k]`` are weight-image word addresses (-1: a word no LDW wrote, which
+    reads 0): ``w_src``, or, when they are an affine pattern of addresses (a dense layer's block
+    as the compiler lays it out), ``w_view`` ``(base, (m, k), (row step, column step))`` and
+    ``w_src`` None (784-4096-4096-10's sources were 160 MB of int64); :meth:`sources` gives them
+    as an array either way. ``bias_src [m]`` bias-image addresses when the MAC starts from the bias
+    (``init``), else None; ``groups`` the rows per multiplier mode code (after any override:
+    runtime/overrides.py)."""
 
     op: ClassVar[str] = "MAC"  # the instruction it executes
     index: int
     m: int
     p: int
     k: int
-    w_src: np.ndarray
+    w_src: np.ndarray | None
     bias_src: np.ndarray | None
     groups: tuple[tuple[int, np.ndarray], ...]
     chain: int = -1  # chain_accumulators: which accumulator chain (an init MAC starts one)
     fused: Fused | None = None  # fuse_dense_chains: set on a fused chain's head
     fused_into: int | None = None  # fuse_dense_chains: the head's step number, on the other MACs
     shared_input: bool = False  # mark_shared: its activations are run-invariant (one GEMM for all runs)
+    w_view: Pattern | None = None  # trace: the weight sources as an affine pattern (then w_src is None)
+
+    def sources(self) -> np.ndarray:
+        """The weight sources ``[m, k]`` as an array (``w_src``, or the addresses ``w_view`` stands for)."""
+        if self.w_src is not None:
+            return self.w_src
+        assert self.w_view is not None  # check_plan: one of the two
+        return expand(*self.w_view)
 
 
 @dataclass(frozen=True, eq=False)
@@ -373,6 +385,26 @@ def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: 
     return gathered.copy()
 
 
+def _distw_sources(words: np.ndarray, start: int, rows: int, stride: int, count: int, ramps: dict[Any, np.ndarray]) -> np.ndarray | Pattern:
+    """The weight sources of a DISTW, ``words[start + r * stride + c]`` for ``r < rows``, ``c < count``:
+    their affine pattern ``(base, (rows, count), (row step, column step))`` when they are one (every
+    word written, steps >= 0; checked word for word against the pattern's offsets from its base,
+    kept in ``ramps`` per shape and steps: a dense layer's DISTWs share them), else a copy."""
+    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
+        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
+        base = int(view[0, 0])
+        steps = (int(view[1, 0]) - base if rows > 1 else 0, int(view[0, 1]) - base if count > 1 else 0)
+        if base >= 0 and min(steps) >= 0:
+            key = (rows, count, steps)
+            ramp = ramps.get(key)
+            if ramp is None:
+                ramp = ramps[key] = expand(0, (rows, count), steps)
+            if bool((view - base == ramp).all()):
+                return base, (rows, count), steps
+        return view.copy()
+    return _strided_rows(words, start, rows, stride, count)
+
+
 def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     """Trace ``program`` symbolically (no data) into the typed steps the fast executor runs.
 
@@ -406,7 +438,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
     mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
     rq_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)  # requant table entry -> DRAM.Q entry
-    distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
+    distw: tuple[int, int, int, np.ndarray | Pattern] | None = None  # m, p, k, source rows [m, k] or their affine pattern
     distn: tuple[int, int, int] | None = None
     steps: list[Step] = []
     codes_used: set[int] = set()
@@ -416,6 +448,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     # of a layer gathers the same inputs) gets the same read-only index array: 1,219 of the 1,296
     # gathers of 784-4096-4096-10, 192 of ResNet-8's 977.
     gathers: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
+    ramps: dict[Any, np.ndarray] = {}  # _distw_sources' offset blocks
     for index, ins in enumerate(program):
         o = ins.operands()
         op = ins.op
@@ -431,7 +464,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
-            distw = (o["m"], o["p"], o["k"], _strided_rows(wb_src, o["wb"], o["m"], o["stride"], o["k"]))
+            distw = (o["m"], o["p"], o["k"], _distw_sources(wb_src, o["wb"], o["m"], o["stride"], o["k"], ramps))
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
             distn = (o["m"], o["p"], o["k"])
@@ -459,9 +492,11 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             groups = _mac_groups(mt[o["mt"] : o["mt"] + m])
             codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
-            # The DISTW's own (fresh, never modified) array when the MAC takes all of it.
-            w_src = distw[3] if distw[3].shape == (m, k) else distw[3][:m, :k].copy()
-            steps.append(Mac(index, m, p, k, w_src, bias_src, groups))
+            sources = distw[3]
+            if isinstance(sources, tuple):  # an affine pattern: the MAC's corner of it
+                steps.append(Mac(index, m, p, k, None, bias_src, groups, w_view=(sources[0], (m, k), sources[2])))
+            else:  # the DISTW's own (fresh, never modified) array when the MAC takes all of it
+                steps.append(Mac(index, m, p, k, sources if sources.shape == (m, k) else sources[:m, :k].copy(), bias_src, groups))
         elif op == "RELU":
             steps.append(Relu(index, o["m"] * o["p"]))
         elif op == "REQ":
@@ -919,7 +954,16 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
                         lambda: f"{what}: pad_at is not where it reads the padding word")
         elif isinstance(step, Mac):
             require(step.m >= 1 and step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
-            require(step.w_src.shape == (step.m, step.k), lambda: f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
+            if step.w_src is not None:
+                sources = step.w_src
+                require(step.w_view is None, lambda: f"{what}: weight sources given as an array and as a pattern")
+                require(sources.shape == (step.m, step.k), lambda: f"{what}: weight sources {sources.shape}, expected {(step.m, step.k)}")
+            else:
+                require(step.w_view is not None, lambda: f"{what}: no weight sources")
+                assert step.w_view is not None
+                base, shape, steps = step.w_view
+                require(shape == (step.m, step.k), lambda: f"{what}: weight sources {shape}, expected {(step.m, step.k)}")
+                require(base >= 0 and len(steps) == 2 and min(steps) >= 0, lambda: f"{what}: weight source pattern {step.w_view} is not of written words")
             require(step.bias_src is None or step.bias_src.shape == (step.m,), lambda: f"{what}: bias sources are not one per row")
             key = ("groups", id(step.groups), step.m)
             if key not in checked:

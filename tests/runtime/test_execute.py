@@ -275,8 +275,8 @@ def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, r
             continue
         per_mac = 0.0
         for code, rows in mac.groups:
-            w = (padded if code == 0 else drum_transform(padded, code))[:, mac.w_src[rows]]  # [runs, rows, k]
-            w[:, mac.w_src[rows] < 0] = 0  # a word no LDW wrote reads 0
+            w = (padded if code == 0 else drum_transform(padded, code))[:, mac.sources()[rows]]  # [runs, rows, k]
+            w[:, mac.sources()[rows] < 0] = 0  # a word no LDW wrote reads 0
             per_mac = max(per_mac, float(np.abs(w).max(initial=0)))
             if mac.fused_into is not None:
                 continue
@@ -404,3 +404,24 @@ def test_spill_copies_carry_the_drum_transforms_instead_of_recomputing_them(monk
     assert calls == [4, 2]  # the inputs (LDN) and the first REQ; neither copy transforms again
     assert np.array_equal(got, run_program(program, arch, weights, bias, dram).dram_a)
     assert len(np.unique(got[:, 24:26])) > 2  # not all saturated or zero
+
+
+def test_a_dense_layer_s_tiles_are_read_in_place_from_their_patterns(bundle_factory) -> None:
+    """A dense layer's MACs carry their weight sources as affine patterns (the plan's ``w_view``),
+    and one run's tiles are views of the image built from them, word for word the plain gather."""
+    from axtrain.runtime.execute import prepare_weights
+    from axtrain.runtime.plan import Mac
+
+    bundle, _ = bundle_factory("mlp", "tiny")
+    plan = FastExecutor(bundle.program, bundle.arch).plan
+    macs = {number: step for number, step in enumerate(plan.steps) if isinstance(step, Mac)}
+    assert macs and all(mac.w_src is None and mac.w_view is not None for mac in macs.values())
+    prepared = prepare_weights(plan, bundle.weights, bundle.bias)
+    heads = [number for number, mac in macs.items() if mac.fused_into is None]
+    for number in heads:
+        mac = macs[number]
+        parts = [macs[n] for n in mac.fused.macs] if mac.fused is not None else [mac]
+        want = np.concatenate([bundle.weights[part.sources()] for part in parts], axis=1)  # [m, K]
+        (tile,) = prepared.tiles[number]
+        got = tile.w.T if mac.shared_input else tile.w[0]
+        assert tile.w.base is not None and np.array_equal(got, want)
