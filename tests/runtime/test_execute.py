@@ -425,3 +425,21 @@ def test_a_dense_layer_s_tiles_are_read_in_place_from_their_patterns(bundle_fact
         (tile,) = prepared.tiles[number]
         got = tile.w.T if mac.shared_input else tile.w[0]
         assert tile.w.base is not None and np.array_equal(got, want)
+
+
+def test_prepared_weights_past_float32_s_integers_are_float64(bundle_factory) -> None:
+    """A weight image with a word of 2**24 + 1 (not a float32) is prepared in float64, exactly;
+    one whose words stay below 2**24 in float32."""
+    from axtrain.runtime.execute import prepare_weights
+    from axtrain.runtime.plan import Mac
+
+    bundle, _ = bundle_factory("mlp", "tiny")
+    plan = FastExecutor(bundle.program, bundle.arch).plan
+    number, mac = next((n, s) for n, s in enumerate(plan.steps) if isinstance(s, Mac) and s.fused_into is None)
+    for top, dtype in (((1 << 24) - 1, np.float32), ((1 << 24) + 1, np.float64)):
+        image = bundle.weights.copy()
+        image[mac.sources()[0, 0]] = -top
+        (tile,) = prepare_weights(plan, image, bundle.bias).tiles[number]
+        assert tile.w.dtype == dtype and tile.wmax == top
+        got = tile.w.T if mac.shared_input else tile.w[0]
+        assert got[0, 0] == -top
