@@ -338,15 +338,15 @@ def with_fields(step: S, **changes: Any) -> S:
 # ---------------------------------------------------------------------------------------------
 
 
-def _used_words(program: Sequence[Instruction], arch: Architecture) -> tuple[np.ndarray, np.ndarray]:
+def _used_words(program: Sequence[Instruction], arch: Architecture, operands: Sequence[dict[str, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which neuron-buffer words the program touches, and which activation-DRAM words it stores
-    and loads or syncs again (a spilled activation)."""
+    and loads or syncs again (a spilled activation). ``operands``: each instruction's
+    ``operands()``, when the caller has them already."""
     used = np.zeros(arch.neuron_buffer_words, dtype=bool)
     stored: set[int] = set()
     reread: set[int] = set()
     geometry: Geometry | None = None
-    for ins in program:
-        o = ins.operands()
+    for ins, o in zip(program, [ins.operands() for ins in program] if operands is None else operands, strict=True):
         if ins.op == "LDN" or (ins.op == "SYNC" and o["space"]):
             reread.update(range(o["dram"] if ins.op == "LDN" else o["nb"], (o["dram"] if ins.op == "LDN" else o["nb"]) + o["count"]))
         if ins.op in ("LDN", "STN") or (ins.op == "SYNC" and not o["space"]):
@@ -410,7 +410,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
 
     The program is the run's (runtime/overrides.py applied any multiplier override to its MODE
     codes); MACs read the mode table their MODE instructions wrote."""
-    used, stored = _used_words(program, arch)
+    named = [ins.operands() for ins in program]  # read by both walks over the program
+    used, stored = _used_words(program, arch, named)
     compact = np.cumsum(used) - 1
     nb_used = int(used.sum())
     nb_words = nb_used + int(stored.size)  # spilled DRAM words get the columns after the buffer's
@@ -449,8 +450,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     # gathers of 784-4096-4096-10, 192 of ResNet-8's 977.
     gathers: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
     ramps: dict[Any, np.ndarray] = {}  # _distw_sources' offset blocks
-    for index, ins in enumerate(program):
-        o = ins.operands()
+    for index, (ins, o) in enumerate(zip(program, named, strict=True)):
         op = ins.op
         if op == "LDW":  # a block of rows x cols words, written through a view (no index arrays)
             block = wb_src[o["wb"] : o["wb"] + o["rows"] * o["cols"]].reshape(o["rows"], o["cols"])
