@@ -370,9 +370,20 @@ def _used_words(program: Sequence[Instruction], arch: Architecture, operands: Se
     return used, np.array(sorted(stored & reread), dtype=np.int64)
 
 
-def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
-    if codes.size and codes.min() == codes.max():  # one mode for the tile (the common case): no unique()
-        return ((int(codes[0]), np.arange(codes.size)),)
+def _mac_groups(codes: np.ndarray, single: dict[tuple[int, int], tuple[tuple[int, np.ndarray], ...]] | None = None) -> tuple[tuple[int, np.ndarray], ...]:
+    """The rows of a tile per mode code. One mode for the tile (the common case) needs no unique();
+    its groups are kept in ``single`` per (code, rows) and shared by the tiles alike (read-only), so
+    that the checker and fuse_dense_chains compare them once, not once per MAC."""
+    if codes.size and codes.min() == codes.max():
+        key = (int(codes[0]), int(codes.size))
+        groups = None if single is None else single.get(key)
+        if groups is None:
+            rows = np.arange(codes.size)
+            rows.flags.writeable = False
+            groups = ((key[0], rows),)
+            if single is not None:
+                single[key] = groups
+        return groups
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
 
 
@@ -450,6 +461,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     # gathers of 784-4096-4096-10, 192 of ResNet-8's 977.
     gathers: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
     ramps: dict[Any, np.ndarray] = {}  # _distw_sources' offset blocks
+    single_groups: dict[tuple[int, int], tuple[tuple[int, np.ndarray], ...]] = {}  # _mac_groups' shared one-mode groups
     for index, (ins, o) in enumerate(zip(program, named, strict=True)):
         op = ins.op
         if op == "LDW":  # a block of rows x cols words, written through a view (no index arrays)
@@ -489,7 +501,7 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW", passes=("trace",))
             if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW", passes=("trace",))
-            groups = _mac_groups(mt[o["mt"] : o["mt"] + m])
+            groups = _mac_groups(mt[o["mt"] : o["mt"] + m], single_groups)
             codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
             sources = distw[3]
@@ -691,7 +703,7 @@ def transform_targets(plan: Plan) -> Plan:
 
 
 def _same_groups(a: tuple[tuple[int, np.ndarray], ...], b: tuple[tuple[int, np.ndarray], ...]) -> bool:
-    return len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True))
+    return a is b or (len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True)))
 
 
 def fuse_dense_chains(plan: Plan) -> Plan:
