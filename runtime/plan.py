@@ -871,7 +871,7 @@ def build_plan(program: Sequence[Instruction], arch: Architecture, check_each: b
     """The complete plan of ``program``: :func:`trace`, then every pass of :data:`PASSES`.
 
     The executor checks the final plan only (``check_each=False``: the checks after the trace and
-    each pass were a quarter of planning ResNet-8; decision 203); tests and tools that want a
+    each pass were a fifth of planning ResNet-8; decision 203); tests and tools that want a
     broken invariant named with its pass ask for ``check_each=True``."""
     return run_plan_passes(trace(program, arch), check_each=check_each)
 
