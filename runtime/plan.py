@@ -505,8 +505,9 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
             codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
             sources = distw[3]
-            if isinstance(sources, tuple):  # an affine pattern: the MAC's corner of it
-                steps.append(Mac(index, m, p, k, None, bias_src, groups, w_view=(sources[0], (m, k), sources[2])))
+            if isinstance(sources, tuple):  # an affine pattern: the MAC's corner of it (a step of 0 along a length-1 axis, as affine() writes it)
+                corner = (sources[0], (m, k), (sources[2][0] if m > 1 else 0, sources[2][1] if k > 1 else 0))
+                steps.append(Mac(index, m, p, k, None, bias_src, groups, w_view=corner))
             else:  # the DISTW's own (fresh, never modified) array when the MAC takes all of it
                 steps.append(Mac(index, m, p, k, sources if sources.shape == (m, k) else sources[:m, :k].copy(), bias_src, groups))
         elif op == "RELU":

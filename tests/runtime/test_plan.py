@@ -285,3 +285,17 @@ def test_affine_weight_sources_are_kept_as_a_pattern() -> None:
     assert first.w_src is None and first.w_view == (10, (2, 3), (6, 1))
     assert np.array_equal(first.sources(), [[10, 11, 12], [16, 17, 18]])
     assert second.w_view is None and np.array_equal(second.w_src, [[16, 17, 18, 19], [-1, -1, -1, -1]])
+
+
+def test_a_mac_s_corner_of_a_pattern_has_no_step_along_a_length_one_axis() -> None:
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        LDW wb=0 dram=10 rows=2 cols=4 stride=6
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+        DISTW wb=0 stride=4 m=2 p=1 k=4
+        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+        MAC m=1 p=1 k=1 bb=0 mt=0 init=1
+        END
+    """)
+    (mac,) = [step for step in build_plan(program, ARCH, check_each=True).steps if isinstance(step, Mac)]
+    assert mac.w_view == (10, (1, 1), (0, 0)) == affine(mac.sources()) and mac.sources().tolist() == [[10]]
