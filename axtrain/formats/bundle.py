@@ -699,7 +699,7 @@ def load_bundle(path: str | Path, twins: bool = True) -> Bundle:
 
     ``twins=False`` (``axtrain simulate``, decision 204): the text twins and the goldens, which
     the simulator never reads, are neither hashed nor compared with their binaries (for
-    784-4096-4096-10, 100 MB of ``weights.hex`` read, hashed and compared: ~0.3 CPU s of a 0.5 s
+    784-4096-4096-10, 100 MB of ``weights.hex`` read, hashed and compared: ~0.35 of a 0.6 CPU s
     load). Everything the bundle is built from (manifest, architecture, layer table, program and
     images) is checked exactly as with ``twins=True``, the content hash included; ``verify``,
     ``inspect`` and the default check every file."""
