@@ -327,6 +327,9 @@ def with_fields(step: S, **changes: Any) -> S:
         names = _FIELDS[kind] = frozenset(f.name for f in fields(kind))  # type: ignore[arg-type]
     if not changes.keys() <= names:
         raise TypeError(f"{kind.__name__} has no field {sorted(changes.keys() - names)[0]!r}")
+    current = step.__dict__
+    if all(current[name] is value for name, value in changes.items()):
+        return step  # nothing changes (a flag set to what it was): the step itself, it is immutable
     new = object.__new__(kind)
     new.__dict__.update(step.__dict__)
     new.__dict__.update(changes)
