@@ -390,11 +390,19 @@ def _mac_groups(codes: np.ndarray, single: dict[tuple[int, int], tuple[tuple[int
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
 
 
+def _block(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
+    """The view ``words[start + r * stride + c]`` (``r < rows``, ``c < count``) of a contiguous 1-D
+    array, the block in range (the caller checks): made as an ndarray on the buffer, a tenth of
+    ``as_strided``'s call cost (868 DISTWs of ResNet-8)."""
+    assert words.ndim == 1 and words.flags.c_contiguous
+    item = words.itemsize
+    return np.ndarray((rows, count), words.dtype, words, start * item, (stride * item, item))
+
+
 def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
     """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
     if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
-        return view.copy()
+        return _block(words, start, rows, stride, count).copy()
     gathered: np.ndarray = words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]]
     return gathered.copy()
 
@@ -405,7 +413,7 @@ def _distw_sources(words: np.ndarray, start: int, rows: int, stride: int, count:
     word written, steps >= 0; checked word for word against the pattern's offsets from its base,
     kept in ``ramps`` per shape and steps: a dense layer's DISTWs share them), else a copy."""
     if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
+        view = _block(words, start, rows, stride, count)
         base = int(view[0, 0])
         steps = (int(view[1, 0]) - base if rows > 1 else 0, int(view[0, 1]) - base if count > 1 else 0)
         if base >= 0 and min(steps) >= 0:
