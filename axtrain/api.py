@@ -165,7 +165,7 @@ def simulate(bundle: str | Path, app: str | None = None, *, inputs: Any = None, 
     report_path = Path(report) if report is not None else None
     if report_path is not None:
         check_file_output(report_path, force)
-    b = load_bundle(bundle)
+    b = load_bundle(bundle, twins=False)  # as `axtrain simulate`: the text twins and goldens are verify's (decision 204)
     y: np.ndarray | None
     if app is not None:
         from axtrain.datasets import load

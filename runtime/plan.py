@@ -7,7 +7,8 @@ data-dependent steps, one frozen dataclass per kind (:class:`Load`, :class:`Gath
 :class:`Relu`, :class:`Requantize`, :class:`Pool`, :class:`AvgPool`, :class:`Add`, :class:`Copy`, :class:`Sync`,
 :class:`Store`). Then an ordered
 list of named, pure passes (``Plan -> Plan``) adds what the runner needs, with :func:`check_plan`
-after the trace and after every pass, as ``compiler/pipeline.py`` does for the compiler IR:
+after the trace and after every pass, as ``compiler/pipeline.py`` does for the compiler IR, when
+asked for (``check_each``: tests); the executor checks the final plan (decision 203):
 
     trace -> chain_accumulators -> strided_views -> transform_targets -> fuse_dense_chains -> mark_shared
 
@@ -21,6 +22,7 @@ column ``nb_words`` is the padding word (reads of zero padding gather it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, ClassVar, Sequence, TypeVar, Union
 
@@ -87,22 +89,34 @@ class Fused:
 class Mac:
     """MAC: rows ``m`` x positions ``p`` x ``k`` products onto the accumulators.
 
-    ``w_src [m, k]`` are weight-image word addresses (-1: a word no LDW wrote, which reads 0);
-    ``bias_src [m]`` bias-image addresses when the MAC starts from the bias (``init``), else None;
-    ``groups`` the rows per multiplier mode code (after any override: runtime/overrides.py)."""
+    The weight sources ``[m, k]`` are weight-image word addresses (-1: a word no LDW wrote, which
+    reads 0): ``w_src``, or, when they are an affine pattern of addresses (a dense layer's block
+    as the compiler lays it out), ``w_view`` ``(base, (m, k), (row step, column step))`` and
+    ``w_src`` None (784-4096-4096-10's sources were 160 MB of int64); :meth:`sources` gives them
+    as an array either way. ``bias_src [m]`` bias-image addresses when the MAC starts from the bias
+    (``init``), else None; ``groups`` the rows per multiplier mode code (after any override:
+    runtime/overrides.py)."""
 
     op: ClassVar[str] = "MAC"  # the instruction it executes
     index: int
     m: int
     p: int
     k: int
-    w_src: np.ndarray
+    w_src: np.ndarray | None
     bias_src: np.ndarray | None
     groups: tuple[tuple[int, np.ndarray], ...]
     chain: int = -1  # chain_accumulators: which accumulator chain (an init MAC starts one)
     fused: Fused | None = None  # fuse_dense_chains: set on a fused chain's head
     fused_into: int | None = None  # fuse_dense_chains: the head's step number, on the other MACs
     shared_input: bool = False  # mark_shared: its activations are run-invariant (one GEMM for all runs)
+    w_view: Pattern | None = None  # trace: the weight sources as an affine pattern (then w_src is None)
+
+    def sources(self) -> np.ndarray:
+        """The weight sources ``[m, k]`` as an array (``w_src``, or the addresses ``w_view`` stands for)."""
+        if self.w_src is not None:
+            return self.w_src
+        assert self.w_view is not None  # check_plan: one of the two
+        return expand(*self.w_view)
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,6 +327,9 @@ def with_fields(step: S, **changes: Any) -> S:
         names = _FIELDS[kind] = frozenset(f.name for f in fields(kind))  # type: ignore[arg-type]
     if not changes.keys() <= names:
         raise TypeError(f"{kind.__name__} has no field {sorted(changes.keys() - names)[0]!r}")
+    current = step.__dict__
+    if all(current[name] is value for name, value in changes.items()):
+        return step  # nothing changes (a flag set to what it was): the step itself, it is immutable
     new = object.__new__(kind)
     new.__dict__.update(step.__dict__)
     new.__dict__.update(changes)
@@ -324,15 +341,15 @@ def with_fields(step: S, **changes: Any) -> S:
 # ---------------------------------------------------------------------------------------------
 
 
-def _used_words(program: Sequence[Instruction], arch: Architecture) -> tuple[np.ndarray, np.ndarray]:
+def _used_words(program: Sequence[Instruction], arch: Architecture, operands: Sequence[dict[str, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which neuron-buffer words the program touches, and which activation-DRAM words it stores
-    and loads or syncs again (a spilled activation)."""
+    and loads or syncs again (a spilled activation). ``operands``: each instruction's
+    ``operands()``, when the caller has them already."""
     used = np.zeros(arch.neuron_buffer_words, dtype=bool)
     stored: set[int] = set()
     reread: set[int] = set()
     geometry: Geometry | None = None
-    for ins in program:
-        o = ins.operands()
+    for ins, o in zip(program, [ins.operands() for ins in program] if operands is None else operands, strict=True):
         if ins.op == "LDN" or (ins.op == "SYNC" and o["space"]):
             reread.update(range(o["dram"] if ins.op == "LDN" else o["nb"], (o["dram"] if ins.op == "LDN" else o["nb"]) + o["count"]))
         if ins.op in ("LDN", "STN") or (ins.op == "SYNC" and not o["space"]):
@@ -356,19 +373,58 @@ def _used_words(program: Sequence[Instruction], arch: Architecture) -> tuple[np.
     return used, np.array(sorted(stored & reread), dtype=np.int64)
 
 
-def _mac_groups(codes: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
-    if codes.size and codes.min() == codes.max():  # one mode for the tile (the common case): no unique()
-        return ((int(codes[0]), np.arange(codes.size)),)
+def _mac_groups(codes: np.ndarray, single: dict[tuple[int, int], tuple[tuple[int, np.ndarray], ...]] | None = None) -> tuple[tuple[int, np.ndarray], ...]:
+    """The rows of a tile per mode code. One mode for the tile (the common case) needs no unique();
+    its groups are kept in ``single`` per (code, rows) and shared by the tiles alike (read-only), so
+    that the checker and fuse_dense_chains compare them once, not once per MAC."""
+    if codes.size and codes.min() == codes.max():
+        key = (int(codes[0]), int(codes.size))
+        groups = None if single is None else single.get(key)
+        if groups is None:
+            rows = np.arange(codes.size)
+            rows.flags.writeable = False
+            groups = ((key[0], rows),)
+            if single is not None:
+                single[key] = groups
+        return groups
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
+
+
+def _block(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
+    """The view ``words[start + r * stride + c]`` (``r < rows``, ``c < count``) of a contiguous 1-D
+    array, the block in range (the caller checks): made as an ndarray on the buffer, a tenth of
+    ``as_strided``'s call cost (868 DISTWs of ResNet-8)."""
+    assert words.ndim == 1 and words.flags.c_contiguous
+    item = words.itemsize
+    return np.ndarray((rows, count), words.dtype, words, start * item, (stride * item, item))
 
 
 def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
     """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
     if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        view: np.ndarray = np.lib.stride_tricks.as_strided(words[start:], (rows, count), (stride * words.strides[0], words.strides[0]), writeable=False)
-        return view.copy()
+        return _block(words, start, rows, stride, count).copy()
     gathered: np.ndarray = words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]]
     return gathered.copy()
+
+
+def _distw_sources(words: np.ndarray, start: int, rows: int, stride: int, count: int, ramps: dict[Any, np.ndarray]) -> np.ndarray | Pattern:
+    """The weight sources of a DISTW, ``words[start + r * stride + c]`` for ``r < rows``, ``c < count``:
+    their affine pattern ``(base, (rows, count), (row step, column step))`` when they are one (every
+    word written, steps >= 0; checked word for word against the pattern's offsets from its base,
+    kept in ``ramps`` per shape and steps: a dense layer's DISTWs share them), else a copy."""
+    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
+        view = _block(words, start, rows, stride, count)
+        base = int(view[0, 0])
+        steps = (int(view[1, 0]) - base if rows > 1 else 0, int(view[0, 1]) - base if count > 1 else 0)
+        if base >= 0 and min(steps) >= 0:
+            key = (rows, count, steps)
+            ramp = ramps.get(key)
+            if ramp is None:
+                ramp = ramps[key] = expand(0, (rows, count), steps)
+            if bool((view - base == ramp).all()):
+                return base, (rows, count), steps
+        return view.copy()
+    return _strided_rows(words, start, rows, stride, count)
 
 
 def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
@@ -376,7 +432,8 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
 
     The program is the run's (runtime/overrides.py applied any multiplier override to its MODE
     codes); MACs read the mode table their MODE instructions wrote."""
-    used, stored = _used_words(program, arch)
+    named = [ins.operands() for ins in program]  # read by both walks over the program
+    used, stored = _used_words(program, arch, named)
     compact = np.cumsum(used) - 1
     nb_used = int(used.sum())
     nb_words = nb_used + int(stored.size)  # spilled DRAM words get the columns after the buffer's
@@ -404,14 +461,19 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
     bb_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)
     mt = np.zeros(arch.bias_buffer_words, dtype=np.int64)
     rq_src = np.full(arch.bias_buffer_words, -1, dtype=np.int64)  # requant table entry -> DRAM.Q entry
-    distw: tuple[int, int, int, np.ndarray] | None = None  # m, p, k, source rows [m, k]
+    distw: tuple[int, int, int, np.ndarray | Pattern] | None = None  # m, p, k, source rows [m, k] or their affine pattern
     distn: tuple[int, int, int] | None = None
     steps: list[Step] = []
     codes_used: set[int] = set()
     max_req_bits = 0
     geometry: Geometry | None = None
-    for index, ins in enumerate(program):
-        o = ins.operands()
+    # A DISTN of the same words as an earlier one (the same geometry, base and tile: each row tile
+    # of a layer gathers the same inputs) gets the same read-only index array: 1,219 of the 1,296
+    # gathers of 784-4096-4096-10, 192 of ResNet-8's 977.
+    gathers: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
+    ramps: dict[Any, np.ndarray] = {}  # _distw_sources' offset blocks
+    single_groups: dict[tuple[int, int], tuple[tuple[int, np.ndarray], ...]] = {}  # _mac_groups' shared one-mode groups
+    for index, (ins, o) in enumerate(zip(program, named, strict=True)):
         op = ins.op
         if op == "LDW":  # a block of rows x cols words, written through a view (no index arrays)
             block = wb_src[o["wb"] : o["wb"] + o["rows"] * o["cols"]].reshape(o["rows"], o["cols"])
@@ -425,16 +487,23 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
         elif op == "CONV":
             geometry = Geometry(**o)
         elif op == "DISTW":
-            distw = (o["m"], o["p"], o["k"], _strided_rows(wb_src, o["wb"], o["m"], o["stride"], o["k"]))
+            distw = (o["m"], o["p"], o["k"], _distw_sources(wb_src, o["wb"], o["m"], o["stride"], o["k"], ramps))
         elif op == "DISTN":
             assert geometry is not None  # check_program refuses a DISTN before any CONV
-            offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
-            gather = np.where(inside, cidx(o["nb"] + offsets), pad)  # [p, k]
             distn = (o["m"], o["p"], o["k"])
-            # Gathered activations are kept as [k, p, n] (batch innermost): k-major indices.
-            flat = np.ascontiguousarray(gather.T).ravel()
-            if geometry.padv and not bool(inside.all()):  # padding that reads the zero point, not 0
-                steps.append(Gather(index, flat, o["p"], o["k"], padv=geometry.padv, pad_at=np.flatnonzero(~inside.T.ravel())))
+            key = (geometry, o["nb"], o["p0"], o["p"], o["k0"], o["k"])
+            known = gathers.get(key)
+            if known is None:
+                offsets, inside = geometry.window(o["p0"], o["p"], o["k0"], o["k"])
+                gather = np.where(inside, cidx(o["nb"] + offsets), pad)  # [p, k]
+                # Gathered activations are kept as [k, p, n] (batch innermost): k-major indices.
+                flat = np.ascontiguousarray(gather.T).ravel()
+                pad_at = np.flatnonzero(~inside.T.ravel()) if geometry.padv and not bool(inside.all()) else None
+                flat.flags.writeable = False  # shared by the gathers of the same words (below)
+                known = gathers[key] = (flat, pad_at)
+            flat, pad_at = known
+            if pad_at is not None:  # padding that reads the zero point, not 0
+                steps.append(Gather(index, flat, o["p"], o["k"], padv=geometry.padv, pad_at=pad_at))
             else:
                 steps.append(Gather(index, flat, o["p"], o["k"]))
         elif op == "MAC":
@@ -443,12 +512,15 @@ def trace(program: Sequence[Instruction], arch: Architecture) -> Plan:
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC before DISTN/DISTW", passes=("trace",))
             if not (distn[1] == p == distw[1] and m <= distn[0] and m <= distw[0] and k <= distn[2] and k <= distw[2]):
                 return Plan((), nb_words, (), False, f"instruction {index}: MAC tile {m}x{p}x{k} not filled by the latest DISTN/DISTW", passes=("trace",))
-            groups = _mac_groups(mt[o["mt"] : o["mt"] + m])
+            groups = _mac_groups(mt[o["mt"] : o["mt"] + m], single_groups)
             codes_used.update(code for code, _ in groups)
             bias_src = bb_src[o["bb"] : o["bb"] + m].copy() if o["init"] else None
-            # The DISTW's own (fresh, never modified) array when the MAC takes all of it.
-            w_src = distw[3] if distw[3].shape == (m, k) else distw[3][:m, :k].copy()
-            steps.append(Mac(index, m, p, k, w_src, bias_src, groups))
+            sources = distw[3]
+            if isinstance(sources, tuple):  # an affine pattern: the MAC's corner of it (a step of 0 along a length-1 axis, as affine() writes it)
+                corner = (sources[0], (m, k), (sources[2][0] if m > 1 else 0, sources[2][1] if k > 1 else 0))
+                steps.append(Mac(index, m, p, k, None, bias_src, groups, w_view=corner))
+            else:  # the DISTW's own (fresh, never modified) array when the MAC takes all of it
+                steps.append(Mac(index, m, p, k, sources if sources.shape == (m, k) else sources[:m, :k].copy(), bias_src, groups))
         elif op == "RELU":
             steps.append(Relu(index, o["m"] * o["p"]))
         elif op == "REQ":
@@ -556,25 +628,36 @@ def affine(idx: np.ndarray) -> Pattern | None:
     idx = np.asarray(idx)
     if idx.size == 0:
         return None
-    base = int(idx.flat[0])
-    steps = []
-    for axis, size in enumerate(idx.shape):
-        if size == 1:
-            steps.append(0)
-            continue
-        first = np.take(idx, [0], axis=axis)
-        second = np.take(idx, [1], axis=axis)
-        steps.append(int((second - first).flat[0]))
-    if any(step < 0 for step in steps) or not np.array_equal(expand(base, tuple(idx.shape), tuple(steps)), idx):
+    shape = tuple(idx.shape)
+    flat = idx.reshape(-1)
+    base = int(flat[0])
+    # The step of each axis: the element one along it from the first, in the row-major flat order
+    # (no np.take per axis: ResNet-8's plan asks for 1,347 patterns).
+    steps, after = [], 1
+    for size in reversed(shape):
+        steps.append(int(flat[after]) - base if size > 1 else 0)
+        after *= size
+    steps.reverse()
+    if any(step < 0 for step in steps) or not bool((expand(base, shape, tuple(steps)) == idx).all()):  # the same shape: no array_equal
         return None
-    return base, tuple(idx.shape), tuple(steps)
+    return base, shape, tuple(steps)
+
+
+def _ramp(start: int, size: int, step: int) -> np.ndarray:
+    return np.arange(start, start + size * step, step, dtype=np.int64) if step else np.full(size, start, dtype=np.int64)
 
 
 def expand(base: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> np.ndarray:
     """The index array an affine pattern stands for."""
+    if len(shape) == 1:
+        return _ramp(base, shape[0], steps[0])
+    if len(shape) == 2:  # one broadcast sum of two ramps (half the time of the general loop)
+        out2: np.ndarray = _ramp(base, shape[0], steps[0])[:, None] + _ramp(0, shape[1], steps[1])[None, :]
+        return out2
     out = np.full(shape, base, dtype=np.int64)
     for axis, (size, step) in enumerate(zip(shape, steps, strict=True)):
-        out += np.arange(size).reshape([-1 if a == axis else 1 for a in range(len(shape))]) * step
+        if step:
+            out += np.arange(0, size * step, step, dtype=np.int64).reshape([-1 if a == axis else 1 for a in range(len(shape))])
     return out
 
 
@@ -583,9 +666,13 @@ def strided_views(plan: Plan) -> Plan:
     through index arrays: gathers as ``[k, p]``, requantised tiles as their ``(m, p)`` layout (the
     accumulators are ``[runs, m, p, n]``, row-major tile, batch innermost), the rest as runs of words."""
     steps: list[Step] = []
+    known: dict[tuple[int, int, int], Pattern | None] = {}  # gathers sharing one index array (trace) share its pattern
     for step in plan.steps:
         if isinstance(step, Gather):
-            step = with_fields(step, view=affine(step.idx.reshape(step.k, step.p)))
+            key = (id(step.idx), step.k, step.p)  # the arrays live in ``plan`` while this runs: ids are not reused
+            if key not in known:
+                known[key] = affine(step.idx.reshape(step.k, step.p))
+            step = with_fields(step, view=known[key])
         elif isinstance(step, Requantize):
             assert step.layout is not None
             step = with_fields(step, view=affine(step.idx.reshape(step.layout)))
@@ -635,7 +722,7 @@ def transform_targets(plan: Plan) -> Plan:
 
 
 def _same_groups(a: tuple[tuple[int, np.ndarray], ...], b: tuple[tuple[int, np.ndarray], ...]) -> bool:
-    return len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True))
+    return a is b or (len(a) == len(b) and all(c0 == c1 and np.array_equal(r0, r1) for (c0, r0), (c1, r1) in zip(a, b, strict=True)))
 
 
 def fuse_dense_chains(plan: Plan) -> Plan:
@@ -704,13 +791,20 @@ def mark_shared(plan: Plan) -> Plan:
     zero = np.zeros(words, dtype=bool)
     zero[plan.nb_words] = True  # the padding word
     shared: dict[int, bool] = {}  # step number -> its read (or write) is run-invariant
+    shared_write = np.zeros(len(plan.steps), dtype=bool)  # the same, for the writing steps, as an array
     mirror: set[int] = set()
 
     def read(idx: np.ndarray) -> bool:
-        zero[idx[last_writer[idx] < 0]] = True  # read before any write: must hold 0
+        writers = last_writer[idx]
+        zero[idx[writers < 0]] = True  # read before any write: must hold 0
         invariant = not bool(varying[idx].any())
         if not invariant:
-            mirror.update(int(w) for w in np.unique(last_writer[idx]) if w >= 0 and shared[int(w)])
+            # The shared writers of a per-run read are mirrored (most per-run reads have none: their
+            # words were written by REQs; no np.unique of every writer, 936 reads of ResNet-8).
+            seen = writers[writers >= 0]
+            seen = seen[shared_write[seen]]
+            if seen.size:
+                mirror.update(int(w) for w in np.unique(seen))
         return invariant
 
     latest = False
@@ -724,16 +818,16 @@ def mark_shared(plan: Plan) -> Plan:
         elif isinstance(step, (Store, Sync)):
             shared[number] = read(step.idx)
         elif isinstance(step, (Pool, AvgPool, Copy)):
-            shared[number] = read(step.src)
+            shared[number] = shared_write[number] = read(step.src)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Add):
             both = np.concatenate([step.a, step.b])  # read as one: a per-run read needs both in the per-run buffer
-            shared[number] = read(both)
+            shared[number] = shared_write[number] = read(both)
             varying[step.dst] = not shared[number]
             last_writer[step.dst] = number
         elif isinstance(step, Load):
-            shared[number] = True
+            shared[number] = shared_write[number] = True
             varying[step.idx] = False
             last_writer[step.idx] = number
         elif isinstance(step, Requantize):
@@ -763,22 +857,35 @@ PASSES: tuple[tuple[str, PlanPass], ...] = (
 )
 
 
-def run_plan_passes(plan: Plan, passes: tuple[tuple[str, PlanPass], ...] = PASSES) -> Plan:
-    """Apply the passes in order, checking the plan after each; a fallen-back plan stops there."""
+def run_plan_passes(plan: Plan, passes: tuple[tuple[str, PlanPass], ...] = PASSES, check_each: bool = True) -> Plan:
+    """Apply the passes in order; a fallen-back plan stops there.
+
+    ``check_each``: check the plan after the trace and after every pass (a broken invariant is
+    named with the pass that broke it); False: check the final plan only (:func:`build_plan`'s
+    default for the executor, decision 203). Either way the plan that is returned has passed
+    :func:`check_plan` at its stage."""
     memo: dict[tuple[Any, ...], Any] = {}  # checks of arrays a pass kept as they were are not repeated
-    check_plan(plan, memo)
+    if check_each:
+        check_plan(plan, memo)
     for name, plan_pass in passes:
         if not plan.fast:
             break
         plan = plan_pass(plan)
         plan = replace(plan, passes=(*plan.passes, name))
+        if check_each:
+            check_plan(plan, memo)
+    if not check_each:
         check_plan(plan, memo)
     return plan
 
 
-def build_plan(program: Sequence[Instruction], arch: Architecture) -> Plan:
-    """The complete plan of ``program``: :func:`trace`, then every pass of :data:`PASSES`."""
-    return run_plan_passes(trace(program, arch))
+def build_plan(program: Sequence[Instruction], arch: Architecture, check_each: bool = False) -> Plan:
+    """The complete plan of ``program``: :func:`trace`, then every pass of :data:`PASSES`.
+
+    The executor checks the final plan only (``check_each=False``: the checks after the trace and
+    each pass were a fifth of planning ResNet-8; decision 203); tests and tools that want a
+    broken invariant named with its pass ask for ``check_each=True``."""
+    return run_plan_passes(trace(program, arch), check_each=check_each)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -834,7 +941,7 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
         key = ("view", id(idx), view)
         if view is not None and key not in checked:
             base, shape, steps = view
-            require(int(np.prod(shape)) == idx.size and np.array_equal(expand(base, shape, steps).ravel(), idx), lambda: f"{what}: strided view differs from its indices")
+            require(math.prod(shape) == idx.size and bool((expand(base, shape, steps).ravel() == idx).all()), lambda: f"{what}: strided view differs from its indices")
             checked[key] = idx
 
     def write_targets(what: object, step: Write) -> None:
@@ -878,7 +985,16 @@ def check_plan(plan: Plan, memo: dict[tuple[Any, ...], Any] | None = None) -> No
                         lambda: f"{what}: pad_at is not where it reads the padding word")
         elif isinstance(step, Mac):
             require(step.m >= 1 and step.p >= 1 and step.k >= 1, lambda: f"{what}: empty tile")
-            require(step.w_src.shape == (step.m, step.k), lambda: f"{what}: weight sources {step.w_src.shape}, expected {(step.m, step.k)}")
+            if step.w_src is not None:
+                sources = step.w_src
+                require(step.w_view is None, lambda: f"{what}: weight sources given as an array and as a pattern")
+                require(sources.shape == (step.m, step.k), lambda: f"{what}: weight sources {sources.shape}, expected {(step.m, step.k)}")
+            else:
+                require(step.w_view is not None, lambda: f"{what}: no weight sources")
+                assert step.w_view is not None
+                base, shape, steps = step.w_view
+                require(shape == (step.m, step.k), lambda: f"{what}: weight sources {shape}, expected {(step.m, step.k)}")
+                require(base >= 0 and len(steps) == 2 and min(steps) >= 0, lambda: f"{what}: weight source pattern {step.w_view} is not of written words")
             require(step.bias_src is None or step.bias_src.shape == (step.m,), lambda: f"{what}: bias sources are not one per row")
             key = ("groups", id(step.groups), step.m)
             if key not in checked:

@@ -286,7 +286,10 @@ def _layer_deltas(
                 # J W = sum_j W_L[k, j] mask[n, j] W[j, i] = mask @ T with T[j, (k, i)] = W_L[k, j] W[j, i]:
                 # one GEMM whose left operand is a constant, so its backward is one GEMM, not two.
                 assert w_top is not None
-                table = (w_top.T.unsqueeze(2) * module.weight.unsqueeze(1)).reshape(w_top.shape[1], -1)
+                # W_L^T made contiguous first: the broadcast product then comes out contiguous and
+                # the reshape is a view (with the transposed view torch laid the product out
+                # permuted, and the reshape copied all K x width x width of it). Same products.
+                table = (w_top.T.contiguous().unsqueeze(2) * module.weight.unsqueeze(1)).reshape(w_top.shape[1], -1)
                 left = mask if mask is not None else table.new_ones(n, w_top.shape[1])
                 jac = (left @ table).reshape(n, k, -1)
                 if scale is not None:

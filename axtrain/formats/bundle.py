@@ -684,9 +684,25 @@ _HASH_THREADS = 2  # the machine this runs on has 2 cores; more threads only add
 #: The files load_bundle parses whole: read once, while their hashes are checked.
 _READ_WHOLE = (PROGRAM_BIN, PROGRAM_ASM, WEIGHTS_BIN, WEIGHTS_HEX, BIAS_BIN, BIAS_HEX, REQUANT_BIN, REQUANT_HEX)
 
+#: The text twins of the binaries (for hardware flows and testbenches) and the golden vectors:
+#: what ``load_bundle(path, twins=False)`` neither hashes nor compares (decision 204).
+TWIN_FILES = (PROGRAM_ASM, PROGRAM_HEX, WEIGHTS_HEX, BIAS_HEX, REQUANT_HEX)
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Open a bundle: versions first, then hashes, then contents (any problem -> one-line BundleError)."""
+
+def is_twin_or_golden(name: str) -> bool:
+    """Whether ``name`` is a text twin or a golden file (see :data:`TWIN_FILES`)."""
+    return name in TWIN_FILES or name.startswith("golden/")
+
+
+def load_bundle(path: str | Path, twins: bool = True) -> Bundle:
+    """Open a bundle: versions first, then hashes, then contents (any problem -> one-line BundleError).
+
+    ``twins=False`` (``axtrain simulate``, decision 204): the text twins and the goldens, which
+    the simulator never reads, are neither hashed nor compared with their binaries (for
+    784-4096-4096-10, 100 MB of ``weights.hex`` read, hashed and compared: ~0.35 of a 0.6 CPU s
+    load). Everything the bundle is built from (manifest, architecture, layer table, program and
+    images) is checked exactly as with ``twins=True``, the content hash included; ``verify``,
+    ``inspect`` and the default check every file."""
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"{root} is not a bundle directory")
@@ -709,7 +725,12 @@ def load_bundle(path: str | Path) -> Bundle:
     files = raw.get("files")
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
-    verified = verify_hashes(root, files, required_files(str(raw["format_version"])), keep=_READ_WHOLE)
+    hashed = files if twins else {name: digest for name, digest in files.items() if not is_twin_or_golden(name)}
+    required = tuple(name for name in required_files(str(raw["format_version"])) if twins or not is_twin_or_golden(name))
+    for name in required_files(str(raw["format_version"])):  # every required file is listed, hashed or not
+        if name not in files:
+            raise BundleError(f"{root}: manifest lists no hash for {name}")
+    verified = verify_hashes(root, hashed, required, keep=_READ_WHOLE)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -736,20 +757,29 @@ def load_bundle(path: str | Path) -> Bundle:
         element_count(shape, f"{root / MANIFEST}: {what} shape", BundleError)
     element_count([manifest.activation_words], f"{root / MANIFEST}: activation_words", BundleError)
     program_bytes = verified[PROGRAM_BIN]
-    program = decode_program(program_bytes)
     if manifest.weight_word_bits != arch.weight_word_bits or manifest.bias_word_bits != BIAS_WORD_BITS:
         raise BundleError(f"{root}: manifest word widths disagree with arch.json")
-    weights = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
+    _check_image_size(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
     bias = _read_image(root / BIAS_BIN, BIAS_WORD_BITS, manifest.bias_words, verified[BIAS_BIN])
-    requant = read_requant(root, manifest.requant_entries, verified)
-    # The content hash of what bundle_content_sha256 reads, hashed meanwhile.
+    requant = read_requant(root, manifest.requant_entries, verified, twins)
     dumps = manifest.model_dump(mode="json"), [layer.model_dump(mode="json") for layer in layers]
-    content = _Background(content_sha256, arch, program_bytes, weights, bias, *dumps, requant)
-    check_program(program, arch, weights.size, bias.size, manifest.activation_words, manifest.requant_entries)
+
+    def weights_and_content() -> tuple[np.ndarray, str]:
+        # The int64 weight words and the content hash of what bundle_content_sha256 reads, in a
+        # thread while the program is checked (784-4096-4096-10: 0.05 s converting, 0.13 s hashing
+        # 160 MB; hashlib and the conversion release the GIL).
+        words = _read_image(root / WEIGHTS_BIN, manifest.weight_word_bits, manifest.weight_words, verified[WEIGHTS_BIN])
+        return words, content_sha256(arch, program_bytes, words, bias, *dumps, requant)
+
+    content = _Background(weights_and_content)
+    program = decode_program(program_bytes)
+    check_program(program, arch, manifest.weight_words, bias.size, manifest.activation_words, manifest.requant_entries)
     check_consistency(root, manifest, layers, program)
-    _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
+    weights, content_hash = content.result()
+    if twins:
+        _check_derived(root, program, weights, manifest.weight_word_bits, bias, verified)
     bundle = Bundle(root, manifest, arch, program, program_bytes, weights, bias, layers, requant)
-    _check_v1_1(bundle, content.result())
+    _check_v1_1(bundle, content_hash, twins)
     _remember_content(bundle, bundle.manifest.content_sha256 or "")
     return bundle
 
@@ -759,16 +789,16 @@ def requant_image_words(table: np.ndarray) -> np.ndarray:
     return np.asarray(table, dtype=np.int64).reshape(-1)
 
 
-def read_requant(root: Path, entries: int, verified: dict[str, bytes]) -> np.ndarray:
+def read_requant(root: Path, entries: int, verified: dict[str, bytes], twin: bool = True) -> np.ndarray:
     """``requant.bin`` as ``[entries, 3]`` int64, checked entry by entry (multiplier, shift and zero
-    point in range: hwmodels.fixedpoint.check_requant_entry) and against its hex twin."""
+    point in range: hwmodels.fixedpoint.check_requant_entry) and, with ``twin``, against its hex twin."""
     words = _read_image(root / REQUANT_BIN, BIAS_WORD_BITS, entries * REQUANT_ENTRY_WORDS, verified[REQUANT_BIN])
     table = words.reshape(-1, REQUANT_ENTRY_WORDS)
     for entry, (m, n, z) in enumerate(table.tolist()):
         reason = check_requant_entry(m, n, z)
         if reason is not None:
             raise BundleError(f"{root / REQUANT_BIN}: entry {entry}: {reason}")
-    if not image_hex_matches(verified[REQUANT_HEX], words, BIAS_WORD_BITS):
+    if twin and not image_hex_matches(verified[REQUANT_HEX], words, BIAS_WORD_BITS):
         raise BundleError(f"{root / REQUANT_HEX} does not match {REQUANT_BIN}")
     return table
 
@@ -834,14 +864,14 @@ def check_golden_twins(bundle: Bundle) -> None:
             raise BundleError(f"{bundle.path / name} does not match its .npy twin")
 
 
-def _check_v1_1(bundle: Bundle, content: str | None = None) -> None:
-    """Testbench twins and identity (since format 1.1): program.hex is program.bin, the content hash matches, and
-    every golden layer has its hex twin listed (compared word for word). ``content``: the content
-    hash when the caller computed it already."""
+def _check_v1_1(bundle: Bundle, content: str | None = None, twins: bool = True) -> None:
+    """Testbench twins and identity (since format 1.1): program.hex is program.bin (with ``twins``),
+    the content hash matches, and every golden layer has its hex twin listed (compared word for
+    word by ``verify``). ``content``: the content hash when the caller computed it already."""
     root, m = bundle.path, bundle.manifest
     if m.content_sha256 is None or m.golden_coverage is None:
         raise BundleError(f"{root / MANIFEST}: a format {m.format_version} manifest needs content_sha256 and golden_coverage")
-    if (root / PROGRAM_HEX).read_bytes() != program_hex(bundle.program_bytes).encode("ascii"):
+    if twins and (root / PROGRAM_HEX).read_bytes() != program_hex(bundle.program_bytes).encode("ascii"):
         raise BundleError(f"{root / PROGRAM_HEX} does not match {PROGRAM_BIN}")
     if (bundle_content_sha256(bundle) if content is None else content) != m.content_sha256:
         raise BundleError(f"{root / MANIFEST}: content_sha256 does not match the program, images and architecture (modified or corrupt)")
@@ -950,9 +980,12 @@ def listing_is_canonical(text: str, program: list[Instruction]) -> bool:
     return len(lines) == len(program) and all(code == str(instruction) for code, instruction in zip(lines, program, strict=True))
 
 
+def _check_image_size(path: Path, word_bits: int, words: int, data: bytes) -> None:
+    if len(data) != words * (word_bits // 8):
+        raise BundleError(f"{path}: {len(data)} bytes, the manifest says {words} words of {word_bits} bits")
+
+
 def _read_image(path: Path, word_bits: int, words: int, data: bytes | None = None) -> np.ndarray:
     data = path.read_bytes() if data is None else data
-    size = word_bits // 8
-    if len(data) != words * size:
-        raise BundleError(f"{path}: {len(data)} bytes, the manifest says {words} words of {word_bits} bits")
+    _check_image_size(path, word_bits, words, data)
     return np.frombuffer(data, dtype=image_dtype(word_bits)).astype(np.int64)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -96,8 +97,9 @@ class OpSpec:
     fields: tuple[FieldSpec, ...]
     doc: str
 
-    @property
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
+        # Cached: read once per instruction by operands() and str() (~7,000 per ResNet-8 load and plan).
         return tuple(f.name for f in self.fields)
 
     @property
@@ -335,17 +337,40 @@ class Instruction:
 
     def __getitem__(self, name: str) -> int:
         try:
-            return self.args[OPS[self.op].field_names.index(name)]
+            return self.args[_FIELD_NAMES[self.op].index(name)]
         except ValueError:
             raise KeyError(f"{self.op} has no operand {name!r}") from None
 
     def operands(self) -> dict[str, int]:
-        """The operands by name."""
-        return dict(zip(OPS[self.op].field_names, self.args, strict=True))
+        """The operands by name (a new dict each call: the caller may change it)."""
+        return dict(zip(_FIELD_NAMES[self.op], self.args, strict=True))
 
     def __str__(self) -> str:
-        parts = [self.op] + [f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args, strict=True)]
-        return " ".join(parts)
+        return " ".join([self.op, *(f"{n}={v}" for n, v in zip(_FIELD_NAMES[self.op], self.args, strict=True))])
+
+
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {spec.name: spec.field_names for spec in _SPECS}
+
+
+def _decoded(op: str, args: tuple[int, ...]) -> Instruction:
+    """An :class:`Instruction` whose operands :func:`decode` took from their own bit fields: each is
+    in its field's range by construction, so the checks of ``__post_init__`` (a third of decoding a
+    5,000-instruction program) are not run again. The same object ``Instruction(op, args)`` gives."""
+    instruction = object.__new__(Instruction)
+    object.__setattr__(instruction, "op", op)
+    object.__setattr__(instruction, "args", args)
+    return instruction
+
+
+# Per opcode: the spec and, per operand, (shift, mask, sign bit or 0): decode's inner loop reads
+# these instead of the field specs' properties.
+_DECODE: dict[int, tuple[OpSpec, tuple[tuple[int, int, int], ...], int]] = {}
+for _spec in _SPECS:
+    _layout, _shift = [], OPCODE_BITS
+    for _field in _spec.fields:
+        _layout.append((_shift, (1 << _field.bits) - 1, 1 << (_field.bits - 1) if _field.signed else 0))
+        _shift += _field.bits
+    _DECODE[_spec.opcode] = (_spec, tuple(_layout), _shift)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,22 +393,22 @@ def decode(word: bytes, index: int = 0) -> Instruction:
     """Decode one 16-byte word; an undecodable word raises BundleError naming ``index`` and why."""
     if len(word) != WORD_BYTES:
         raise BundleError(f"instruction {index}: {len(word)} bytes, expected {WORD_BYTES}")
-    value = int.from_bytes(word, "little")
-    opcode = value & ((1 << OPCODE_BITS) - 1)
-    spec = BY_OPCODE.get(opcode)
-    if spec is None:
-        raise BundleError(f"instruction {index}: unknown opcode 0x{opcode:02x}")
+    return _decode_value(int.from_bytes(word, "little"), index)
+
+
+def _decode_value(value: int, index: int) -> Instruction:
+    """:func:`decode` of the word read as one little-endian number."""
+    entry = _DECODE.get(value & ((1 << OPCODE_BITS) - 1))
+    if entry is None:
+        raise BundleError(f"instruction {index}: unknown opcode 0x{value & ((1 << OPCODE_BITS) - 1):02x}")
+    spec, layout, used = entry
+    if value >> used:
+        raise BundleError(f"instruction {index} ({spec.name}): reserved bits {used}..{WORD_BITS - 1} are not zero")
     args = []
-    shift = OPCODE_BITS
-    for field in spec.fields:
-        raw = (value >> shift) & ((1 << field.bits) - 1)
-        if field.signed and raw >> (field.bits - 1):
-            raw -= 1 << field.bits
-        args.append(raw)
-        shift += field.bits
-    if value >> shift:
-        raise BundleError(f"instruction {index} ({spec.name}): reserved bits {shift}..{WORD_BITS - 1} are not zero")
-    return Instruction(spec.name, tuple(args))
+    for shift, mask, sign in layout:
+        raw = (value >> shift) & mask
+        args.append(raw - (sign << 1) if raw & sign else raw)  # two's complement of a signed field
+    return _decoded(spec.name, tuple(args))
 
 
 def encode_program(program: Iterable[Instruction]) -> bytes:
@@ -395,7 +420,8 @@ def decode_program(data: bytes) -> list[Instruction]:
     """Decode ``program.bin``; a size that is not a whole number of words is a BundleError."""
     if len(data) % WORD_BYTES:
         raise BundleError(f"program is {len(data)} bytes, not a multiple of the {WORD_BYTES}-byte instruction word")
-    return [decode(data[i : i + WORD_BYTES], i // WORD_BYTES) for i in range(0, len(data), WORD_BYTES)]
+    view = memoryview(data)
+    return [_decode_value(int.from_bytes(view[i : i + WORD_BYTES], "little"), i // WORD_BYTES) for i in range(0, len(data), WORD_BYTES)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,15 +537,39 @@ class Geometry:
         into the map, so they are valid addresses everywhere; ``inside`` is False where the window
         reads padding (the value ``padv``). The fast executor and the bulk cycle counter share this;
         the interpreter and the reference simulator keep their own obvious loops as the definition.
+
+        A tile inside a geometry of at most :data:`WINDOW_TABLE_MAX` positions x fan-in is a
+        read-only slice of the whole geometry's table, computed once (:func:`_window_table`):
+        ResNet-8's 977 tiles of ~10 geometries cost a dozen small array operations each before.
         """
-        oy, ox = np.divmod(p0 + np.arange(p), self.ow)
-        ci, rem = np.divmod(k0 + np.arange(k), self.kh * self.kw)
-        ky, kx = np.divmod(rem, self.kw)
-        iy = oy[:, None] * self.sh - self.pt + ky[None, :]
-        ix = ox[:, None] * self.sw - self.pl + kx[None, :]
-        inside = (iy >= 0) & (iy < self.h) & (ix >= 0) & (ix < self.w)
-        offsets = ci[None, :] * self.h * self.w + np.clip(iy, 0, self.h - 1) * self.w + np.clip(ix, 0, self.w - 1)
-        return offsets, inside
+        if 0 <= p0 and p0 + p <= self.positions and 0 <= k0 and k0 + k <= self.fan_in and self.positions * self.fan_in <= WINDOW_TABLE_MAX:
+            offsets, inside = _window_table(self)
+            return offsets[p0 : p0 + p, k0 : k0 + k], inside[p0 : p0 + p, k0 : k0 + k]
+        return _window_offsets(self, p0, p, k0, k)
+
+
+WINDOW_TABLE_MAX = 1 << 18  # positions x fan-in of the largest geometry whose window table is kept (2.4 MB)
+
+
+@lru_cache(maxsize=32)
+def _window_table(g: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_window_offsets` of every position and fan-in element of ``g``, read-only."""
+    offsets, inside = _window_offsets(g, 0, g.positions, 0, g.fan_in)
+    offsets.flags.writeable = False
+    inside.flags.writeable = False
+    return offsets, inside
+
+
+def _window_offsets(g: Geometry, p0: int, p: int, k0: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Geometry.window` computed (see there)."""
+    oy, ox = np.divmod(p0 + np.arange(p), g.ow)
+    ci, rem = np.divmod(k0 + np.arange(k), g.kh * g.kw)
+    ky, kx = np.divmod(rem, g.kw)
+    iy = oy[:, None] * g.sh - g.pt + ky[None, :]
+    ix = ox[:, None] * g.sw - g.pl + kx[None, :]
+    inside = (iy >= 0) & (iy < g.h) & (ix >= 0) & (ix < g.w)
+    offsets = ci[None, :] * (g.h * g.w) + np.clip(iy, 0, g.h - 1) * g.w + np.clip(ix, 0, g.w - 1)
+    return offsets, inside
 
 
 def conv_output_size(size: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
@@ -537,6 +587,9 @@ def pool_output_shape(o: Mapping[str, int]) -> tuple[int, int]:
     return (pool_output_size(o["h"], o["kh"], o["sh"], o["pt"], o["pb"]), pool_output_size(o["w"], o["kw"], o["sw"], o["pl"], o["pr"]))
 
 
+_TILE_OPS = frozenset(spec.name for spec in _SPECS if spec.kind in ("distribute", "compute", "activation", "requantize"))
+
+
 def check_program(
     program: Sequence[Instruction],
     arch: MachineLimits,
@@ -552,6 +605,8 @@ def check_program(
     """
     pes = arch.pe_count
     local = min(arch.pe_weight_memory_words, arch.pe_neuron_memory_words)
+    # The limits read once (each is a computed property: ~2,500 reads per 5,000 instructions).
+    weight_buffer, neuron_buffer, bias_buffer, neuron_bits = arch.weight_buffer_words, arch.neuron_buffer_words, arch.bias_buffer_words, arch.neuron_word_bits
     geometry: Geometry | None = None
     ended = False
 
@@ -564,26 +619,27 @@ def check_program(
 
     for index, ins in enumerate(program):
         o = ins.operands()
+        op = ins.op
         if ended:
             fail(index, ins, "instruction after END")
         if ins.op == "LDW":
             if o["rows"] > 1 and o["stride"] < o["cols"]:
                 fail(index, ins, "stride smaller than cols (rows would overlap)")
-            within(index, ins, "weight buffer range", o["wb"], o["rows"] * o["cols"], arch.weight_buffer_words)
+            within(index, ins, "weight buffer range", o["wb"], o["rows"] * o["cols"], weight_buffer)
             within(index, ins, "DRAM weight range", o["dram"], (o["rows"] - 1) * o["stride"] + o["cols"] if o["rows"] else 0, weight_words)
         elif ins.op == "LDB":
-            within(index, ins, "bias buffer range", o["bb"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "bias buffer range", o["bb"], o["count"], bias_buffer)
             within(index, ins, "DRAM bias range", o["dram"], o["count"], bias_words)
         elif ins.op == "LDQ":
-            within(index, ins, "requant table range", o["qa"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "requant table range", o["qa"], o["count"], bias_buffer)
             within(index, ins, "DRAM requant range", o["dram"], o["count"], requant_entries)
         elif ins.op in ("LDN", "STN"):
-            within(index, ins, "neuron buffer range", o["nb"], o["count"], arch.neuron_buffer_words)
+            within(index, ins, "neuron buffer range", o["nb"], o["count"], neuron_buffer)
             within(index, ins, "DRAM activation range", o["dram"], o["count"], activation_words)
         elif ins.op == "MODE":
             if o["code"] > MAX_MODE_CODE:
                 fail(index, ins, f"mode code {o['code']} is not 0 (exact) or 1..{MAX_MODE_CODE} (DRUM)")
-            within(index, ins, "mode table range", o["mt"], o["count"], arch.bias_buffer_words)
+            within(index, ins, "mode table range", o["mt"], o["count"], bias_buffer)
         elif ins.op == "CONV":
             g = Geometry(**o)
             if min(g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw) < 1:
@@ -592,15 +648,15 @@ def check_program(
             ow = conv_output_size(g.w, g.kw, g.sw, g.pl, g.pr)
             if (g.oh, g.ow) != (oh, ow) or oh < 1 or ow < 1:
                 fail(index, ins, f"output size {g.oh}x{g.ow} does not match the geometry ({oh}x{ow})")
-            within(index, ins, "input map", 0, g.c * g.h * g.w, arch.neuron_buffer_words)
+            within(index, ins, "input map", 0, g.c * g.h * g.w, neuron_buffer)
             geometry = g
-        elif ins.kind in ("distribute", "compute", "activation", "requantize"):
+        elif op in _TILE_OPS:
             if not 1 <= o["m"] * o["p"] <= pes:
                 fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")
             if ins.op in ("DISTW", "DISTN", "MAC") and not 1 <= o["k"] <= local:
                 fail(index, ins, f"k={o['k']} outside [1, {local}] (PE local memory words)")
             if ins.op == "DISTW":
-                within(index, ins, "weight buffer range", o["wb"], (o["m"] - 1) * o["stride"] + o["k"], arch.weight_buffer_words)
+                within(index, ins, "weight buffer range", o["wb"], (o["m"] - 1) * o["stride"] + o["k"], weight_buffer)
             elif ins.op == "DISTN":
                 if geometry is None:
                     fail(index, ins, "DISTN before any CONV set the geometry")
@@ -609,31 +665,31 @@ def check_program(
                     fail(index, ins, f"positions [{o['p0']}, {o['p0'] + o['p']}) exceed the {geometry.positions} of the geometry")
                 if o["k0"] + o["k"] > geometry.fan_in:
                     fail(index, ins, f"inputs [{o['k0']}, {o['k0'] + o['k']}) exceed the fan-in {geometry.fan_in}")
-                within(index, ins, "input map", o["nb"], geometry.c * geometry.h * geometry.w, arch.neuron_buffer_words)
+                within(index, ins, "input map", o["nb"], geometry.c * geometry.h * geometry.w, neuron_buffer)
             elif ins.op == "MAC":
-                within(index, ins, "bias buffer range", o["bb"], o["m"], arch.bias_buffer_words)
-                within(index, ins, "mode table range", o["mt"], o["m"], arch.bias_buffer_words)
+                within(index, ins, "bias buffer range", o["bb"], o["m"], bias_buffer)
+                within(index, ins, "mode table range", o["mt"], o["m"], bias_buffer)
             elif ins.op == "REQ":
-                if not 2 <= o["bits"] <= arch.neuron_word_bits - o["uns"]:
-                    fail(index, ins, f"{'unsigned' if o['uns'] else 'signed'} output width {o['bits']} outside [2, {arch.neuron_word_bits - o['uns']}] (neuron word)")
+                if not 2 <= o["bits"] <= neuron_bits - o["uns"]:
+                    fail(index, ins, f"{'unsigned' if o['uns'] else 'signed'} output width {o['bits']} outside [2, {neuron_bits - o['uns']}] (neuron word)")
                 if o["rq"]:
                     if o["shift"] != 0:
                         fail(index, ins, "shift must be 0 when the requant table scales (rq=1)")
-                    within(index, ins, "requant table range", o["qa"], o["m"], arch.bias_buffer_words)
+                    within(index, ins, "requant table range", o["qa"], o["m"], bias_buffer)
                 if o["m"] > 1 and o["ostride"] < o["p"]:
                     fail(index, ins, "ostride smaller than p (outputs would overlap)")
-                within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], arch.neuron_buffer_words)
+                within(index, ins, "neuron buffer range", o["nb"], (o["m"] - 1) * o["ostride"] + o["p"], neuron_buffer)
         elif ins.op == "ADD":
-            if not 2 <= o["bits"] <= arch.neuron_word_bits:
-                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            if not 2 <= o["bits"] <= neuron_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {neuron_bits}] (neuron word)")
             for what in ("dst", "a", "b"):
-                within(index, ins, f"map {what}", o[what], o["count"], arch.neuron_buffer_words)
+                within(index, ins, f"map {what}", o[what], o["count"], neuron_buffer)
             for what in ("a", "b"):  # in place, or disjoint: a partial overlap would read written sums
                 if o["dst"] != o[what] and o["dst"] < o[what] + o["count"] and o[what] < o["dst"] + o["count"]:
                     fail(index, ins, f"dst overlaps {what} without being equal to it")
         elif ins.op in ("POOL", "AVGPOOL"):
-            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= arch.neuron_word_bits:
-                fail(index, ins, f"output width {o['bits']} outside [2, {arch.neuron_word_bits}] (neuron word)")
+            if ins.op == "AVGPOOL" and not 2 <= o["bits"] <= neuron_bits:
+                fail(index, ins, f"output width {o['bits']} outside [2, {neuron_bits}] (neuron word)")
             if min(o["c"], o["h"], o["w"], o["kh"], o["kw"], o["sh"], o["sw"]) < 1:
                 fail(index, ins, "channels, sizes, window and strides must be at least 1")
             if max(o["pt"], o["pb"]) >= o["kh"] or max(o["pl"], o["pr"]) >= o["kw"]:
@@ -641,13 +697,13 @@ def check_program(
             oh, ow = pool_output_shape(o)
             if oh < 1 or ow < 1:
                 fail(index, ins, f"window {o['kh']}x{o['kw']} does not fit the padded {o['h']}x{o['w']} map")
-            within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], arch.neuron_buffer_words)
-            within(index, ins, "output map", o["dst"], o["c"] * oh * ow, arch.neuron_buffer_words)
+            within(index, ins, "input map", o["src"], o["c"] * o["h"] * o["w"], neuron_buffer)
+            within(index, ins, "output map", o["dst"], o["c"] * oh * ow, neuron_buffer)
         elif ins.op == "SYNC":
             if o["space"]:
                 within(index, ins, "layer output in activation DRAM", o["nb"], o["count"], activation_words)
             else:
-                within(index, ins, "layer output", o["nb"], o["count"], arch.neuron_buffer_words)
+                within(index, ins, "layer output", o["nb"], o["count"], neuron_buffer)
         elif ins.op == "STA":
             if not 1 <= o["m"] * o["p"] <= pes:
                 fail(index, ins, f"tile of m*p = {o['m'] * o['p']} PEs outside [1, {pes}]")

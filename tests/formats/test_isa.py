@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from axtrain.errors import BundleError
 from axtrain.formats.isa import (
     OPS,
+    WINDOW_TABLE_MAX,
     WORD_BYTES,
+    Geometry,
     Instruction,
     assemble,
     decode,
@@ -56,6 +59,9 @@ def test_any_word_decodes_canonically_or_is_refused(word: bytes) -> None:
         assert "instruction 7" in str(exc)
         return
     assert encode(instruction) == word
+    # decode skips the creation checks (its operands come from their bit fields): they would pass.
+    assert Instruction(instruction.op, instruction.args) == instruction
+    assert hash(Instruction(instruction.op, instruction.args)) == hash(instruction)
 
 
 def test_field_layout_is_little_endian_lsb_first() -> None:
@@ -213,3 +219,36 @@ def test_isa_2_static_checks(line: str, reason: str) -> None:
     program = [parse_line(line), Instruction.of("END")]
     with pytest.raises(BundleError, match=reason):
         check_program([i for i in program if i is not None], Architecture(), requant_entries=4)
+
+
+def _window_loops(g: Geometry, p0: int, p: int, k0: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The obvious loops of a DISTN window (docs/isa.md): offset of input ``(c, y, x)`` clipped into
+    the map, and whether it lies inside."""
+    offsets, inside = np.zeros((p, k), dtype=np.int64), np.zeros((p, k), dtype=bool)
+    for i in range(p):
+        oy, ox = divmod(p0 + i, g.ow)
+        for j in range(k):
+            c, rest = divmod(k0 + j, g.kh * g.kw)
+            ky, kx = divmod(rest, g.kw)
+            y, x = oy * g.sh - g.pt + ky, ox * g.sw - g.pl + kx
+            inside[i, j] = 0 <= y < g.h and 0 <= x < g.w
+            offsets[i, j] = c * g.h * g.w + min(max(y, 0), g.h - 1) * g.w + min(max(x, 0), g.w - 1)
+    return offsets, inside
+
+
+@pytest.mark.parametrize("c, h, w, kh, kw, s, pt, pb, p0, p, k0, k", [
+    (6, 1, 1, 1, 1, 1, 0, 0, 0, 1, 2, 3),  # a dense tile
+    (6, 1, 1, 1, 1, 1, 0, 1, 0, 2, 0, 6),  # a 1x1 map padded below: two positions, one of padding
+    (6, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 6),  # the padded position alone
+    (2, 5, 4, 3, 2, 2, 1, 2, 1, 5, 1, 9),
+    (3, 4, 4, 3, 3, 1, 1, 1, 0, 16, 0, 27),
+    (64, 32, 32, 3, 3, 1, 1, 1, 990, 34, 570, 6),  # a geometry too large for a kept table: computed
+])
+def test_window_matches_the_loops(c: int, h: int, w: int, kh: int, kw: int, s: int, pt: int, pb: int, p0: int, p: int, k0: int, k: int) -> None:
+    oh, ow = (h + pt + pb - kh) // s + 1, (w + pt + pb - kw) // s + 1
+    g = Geometry(c, h, w, kh, kw, s, s, pt, pt, pb, pb, 0, oh, ow)
+    offsets, inside = g.window(p0, p, k0, k)
+    want_offsets, want_inside = _window_loops(g, p0, p, k0, k)
+    assert offsets.shape == inside.shape == (p, k)
+    assert np.array_equal(offsets, want_offsets) and np.array_equal(inside, want_inside)
+    assert (g.positions * g.fan_in <= WINDOW_TABLE_MAX) == (not offsets.flags.writeable)  # a slice of the kept table

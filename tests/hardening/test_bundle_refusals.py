@@ -125,3 +125,34 @@ def test_text_twins_must_match_the_binaries(name: str, text: str | None, pattern
         text = "".join(lines)
     _rewrite(bundle, name, text.encode())
     _assert_refused(bundle, pattern)
+
+
+@pytest.mark.parametrize("name", [fmt.WEIGHTS_HEX, fmt.PROGRAM_ASM, fmt.PROGRAM_HEX, fmt.GOLDEN_INPUTS])
+def test_simulate_s_load_leaves_the_text_twins_and_goldens_to_verify(name: str, bundle: Path) -> None:
+    """``load_bundle(twins=False)`` (``axtrain simulate``, decision 204) neither hashes nor compares
+    what the simulator never reads: a changed twin or golden still opens, with the same contents,
+    and is refused by the default load and by ``verify``."""
+    whole = load_bundle(bundle)
+    _rewrite(bundle, name, b"00\n", rehash=False)  # neither its hash nor its binary twin matches now
+    lean = load_bundle(bundle, twins=False)
+    assert lean.program == whole.program and np.array_equal(lean.weights, whole.weights) and np.array_equal(lean.bias, whole.bias)
+    assert fmt.bundle_content_sha256(lean) == whole.manifest.content_sha256
+    with pytest.raises(BundleError, match=f"{name} does not match its sha256"):
+        load_bundle(bundle)
+    code, _, err = run_cli(["verify", str(bundle)])
+    assert code == 2 and f"{name} does not match its sha256" in err
+
+
+@pytest.mark.parametrize("name", [fmt.WEIGHTS_BIN, fmt.PROGRAM_BIN, fmt.LAYERS, fmt.ARCH, fmt.BIAS_BIN])
+def test_simulate_s_load_still_checks_what_it_reads(name: str, bundle: Path) -> None:
+    _rewrite(bundle, name, b"\xff not what it was", rehash=False)
+    with pytest.raises(BundleError, match=f"{name} does not match its sha256 in the manifest"):
+        load_bundle(bundle, twins=False)
+
+
+def test_simulate_s_load_still_checks_the_content_hash(bundle: Path) -> None:
+    manifest = json.loads((bundle / fmt.MANIFEST).read_text())
+    manifest["content_sha256"] = "0" * 64
+    (bundle / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="content_sha256 does not match"):
+        load_bundle(bundle, twins=False)

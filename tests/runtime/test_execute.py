@@ -275,8 +275,8 @@ def test_prepared_tiles_and_bounds_are_the_plain_gathers(bundle_factory, kind, r
             continue
         per_mac = 0.0
         for code, rows in mac.groups:
-            w = (padded if code == 0 else drum_transform(padded, code))[:, mac.w_src[rows]]  # [runs, rows, k]
-            w[:, mac.w_src[rows] < 0] = 0  # a word no LDW wrote reads 0
+            w = (padded if code == 0 else drum_transform(padded, code))[:, mac.sources()[rows]]  # [runs, rows, k]
+            w[:, mac.sources()[rows] < 0] = 0  # a word no LDW wrote reads 0
             per_mac = max(per_mac, float(np.abs(w).max(initial=0)))
             if mac.fused_into is not None:
                 continue
@@ -458,3 +458,42 @@ def test_a_forked_chunks_error_is_raised_here_in_chunk_order(bundle_factory, mon
     failing.add(15)
     with pytest.raises(ValueError, match="chunk at image 15$"):
         executor.run_many(prepared, dram, chunk=5, region=region)
+
+
+def test_a_dense_layer_s_tiles_are_read_in_place_from_their_patterns(bundle_factory) -> None:
+    """A dense layer's MACs carry their weight sources as affine patterns (the plan's ``w_view``),
+    and one run's tiles are views of the image built from them, word for word the plain gather."""
+    from axtrain.runtime.execute import prepare_weights
+    from axtrain.runtime.plan import Mac
+
+    bundle, _ = bundle_factory("mlp", "tiny")
+    plan = FastExecutor(bundle.program, bundle.arch).plan
+    macs = {number: step for number, step in enumerate(plan.steps) if isinstance(step, Mac)}
+    assert macs and all(mac.w_src is None and mac.w_view is not None for mac in macs.values())
+    prepared = prepare_weights(plan, bundle.weights, bundle.bias)
+    heads = [number for number, mac in macs.items() if mac.fused_into is None]
+    for number in heads:
+        mac = macs[number]
+        parts = [macs[n] for n in mac.fused.macs] if mac.fused is not None else [mac]
+        want = np.concatenate([bundle.weights[part.sources()] for part in parts], axis=1)  # [m, K]
+        (tile,) = prepared.tiles[number]
+        got = tile.w.T if mac.shared_input else tile.w[0]
+        assert tile.w.base is not None and np.array_equal(got, want)
+
+
+def test_prepared_weights_past_float32_s_integers_are_float64(bundle_factory) -> None:
+    """A weight image with a word of 2**24 + 1 (not a float32) is prepared in float64, exactly;
+    one whose words stay below 2**24 in float32."""
+    from axtrain.runtime.execute import prepare_weights
+    from axtrain.runtime.plan import Mac
+
+    bundle, _ = bundle_factory("mlp", "tiny")
+    plan = FastExecutor(bundle.program, bundle.arch).plan
+    number, mac = next((n, s) for n, s in enumerate(plan.steps) if isinstance(s, Mac) and s.fused_into is None)
+    for top, dtype in (((1 << 24) - 1, np.float32), ((1 << 24) + 1, np.float64)):
+        image = bundle.weights.copy()
+        image[mac.sources()[0, 0]] = -top
+        (tile,) = prepare_weights(plan, image, bundle.bias).tiles[number]
+        assert tile.w.dtype == dtype and tile.wmax == top
+        got = tile.w.T if mac.shared_input else tile.w[0]
+        assert got[0, 0] == -top

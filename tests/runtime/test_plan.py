@@ -140,7 +140,11 @@ MALFORMED = {
     "gather of the wrong size": (lambda p: _break(p, N_GATHER, idx=p.steps[N_GATHER].idx[:-1], view=None), "indices, expected"),
     "view that lies": (lambda p: _break(p, 0, view=(1, (8,), (1,))), "strided view differs"),
     "store to the pad word": (lambda p: _break(p, N_STORE, idx=np.full(2, p.nb_words), view=None), "outside the"),
-    "weights of the wrong shape": (lambda p: _break(p, N_MAC, w_src=p.steps[N_MAC].w_src[:, :2]), "weight sources"),
+    "weights of the wrong shape": (lambda p: _break(p, N_MAC, w_src=p.steps[N_MAC].sources()[:, :2], w_view=None), "weight sources"),
+    "weight pattern of the wrong shape": (lambda p: _break(p, N_MAC, w_src=None, w_view=(0, (2, 3), (4, 1))), "weight sources"),
+    "weight pattern of unwritten words": (lambda p: _break(p, N_MAC, w_src=None, w_view=(-1, (2, 4), (4, 1))), "not of written words"),
+    "weights as an array and a pattern": (lambda p: _break(p, N_MAC, w_src=p.steps[N_MAC].sources()), "as an array and as a pattern"),
+    "no weight sources": (lambda p: _break(p, N_MAC, w_src=None, w_view=None), "no weight sources"),
     "bias not one per row": (lambda p: _break(p, N_MAC, bias_src=np.zeros(3, dtype=np.int64)), "bias sources"),
     "mode groups missing a row": (lambda p: _break(p, N_MAC, groups=p.steps[N_MAC].groups[:1]), "cover each row"),
     "unknown mode code": (lambda p: _break(p, N_MAC, groups=((0, np.array([0])), (7, np.array([1])))), "mode code missing"),
@@ -182,7 +186,7 @@ def test_a_pass_that_breaks_the_plan_is_named() -> None:
 def test_plans_of_compiled_bundles_pass_every_check(bundle_factory) -> None:
     for kind, arch_name in (("cnn", "tiny"), ("mixed", "default"), ("mlp", "tiny")):
         bundle, _ = bundle_factory(kind, arch_name)
-        plan = build_plan(bundle.program, bundle.arch)
+        plan = build_plan(bundle.program, bundle.arch, check_each=True)
         assert plan.fast and plan.passes == ("trace", *PASS_NAMES), plan.reason
         assert sum(isinstance(step, Mac) for step in plan.steps) == sum(ins.op == "MAC" for ins in bundle.program)
 
@@ -217,7 +221,81 @@ def test_steps_a_pass_kept_are_checked_again_when_what_they_are_checked_against_
 
     def shrink_first_tile(plan: Plan) -> Plan:
         mac = plan.steps[N_MAC]  # a well-formed one-row init MAC: the kept MAC after it accumulates onto 2 rows
-        return _break(plan, N_MAC, m=1, w_src=mac.w_src[:1], bias_src=mac.bias_src[:1], groups=((mac.groups[0][0], np.array([0])),))
+        return _break(plan, N_MAC, m=1, w_src=mac.sources()[:1], w_view=None, bias_src=mac.bias_src[:1], groups=((mac.groups[0][0], np.array([0])),))
 
     with pytest.raises(PlanError, match=rf"^plan after shrink_first_tile: step {N_MAC2} \(instruction \d+, Mac\): chain 0, expected 0 on one tile shape"):
         run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("shrink_first_tile", shrink_first_tile), *PASSES[2:]))
+
+
+def test_the_executor_s_plan_is_the_plan_checked_after_every_pass(bundle_factory) -> None:
+    """build_plan checks only the final plan by default (decision 203): the same steps as the
+    pipeline checked after every pass, field for field."""
+    bundle, _ = bundle_factory("cnn", "tiny")
+    lean, checked = build_plan(bundle.program, bundle.arch), build_plan(bundle.program, bundle.arch, check_each=True)
+    assert lean.passes == checked.passes and len(lean.steps) == len(checked.steps)
+    for a, b in zip(lean.steps, checked.steps, strict=True):
+        assert type(a) is type(b) and vars(a).keys() == vars(b).keys()
+        for name, value in vars(a).items():
+            other = vars(b)[name]
+            assert np.array_equal(value, other) if isinstance(value, np.ndarray) else repr(value) == repr(other), name
+
+
+def test_the_final_check_still_refuses_a_broken_pass() -> None:
+    def broken(plan: Plan) -> Plan:
+        return _break(plan, N_GATHER, idx=plan.steps[N_GATHER].idx[:1], view=None)
+
+    with pytest.raises(PlanError, match=r"^plan after mark_shared: step 1 \(instruction 7, Gather\)"):
+        run_plan_passes(trace(PROGRAM, ARCH), (*PASSES[:2], ("broken", broken), *PASSES[2:]), check_each=False)
+
+
+def test_gathers_of_the_same_words_share_one_read_only_index_array() -> None:
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+        DISTW wb=0 stride=4 m=1 p=1 k=4
+        DISTN nb=0 p0=0 m=1 p=1 k0=0 k=4
+        MAC m=1 p=1 k=4 bb=0 mt=0 init=1
+        DISTW wb=4 stride=4 m=1 p=1 k=4
+        DISTN nb=0 p0=0 m=1 p=1 k0=0 k=4
+        MAC m=1 p=1 k=4 bb=1 mt=1 init=1
+        DISTN nb=0 p0=0 m=1 p=1 k0=1 k=3
+        END
+    """)
+    gathers = [step for step in trace(program, ARCH).steps if isinstance(step, Gather)]
+    assert gathers[0].idx is gathers[1].idx and not gathers[0].idx.flags.writeable
+    assert gathers[2].idx is not gathers[0].idx and np.array_equal(gathers[2].idx, gathers[0].idx[1:])
+
+
+def test_affine_weight_sources_are_kept_as_a_pattern() -> None:
+    """A DISTW whose sources are an affine block of weight-image words (a dense layer) gives its
+    MACs a ``w_view`` pattern, not an array; the words it stands for are what the weight buffer
+    holds, and a block with an unwritten word stays an array (its -1 reads 0)."""
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        LDW wb=0 dram=10 rows=2 cols=4 stride=6
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+        DISTW wb=0 stride=4 m=2 p=1 k=4
+        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+        MAC m=2 p=1 k=3 bb=0 mt=0 init=1
+        DISTW wb=4 stride=8 m=2 p=1 k=4
+        MAC m=2 p=1 k=4 bb=0 mt=0 init=1
+        END
+    """)
+    first, second = (step for step in build_plan(program, ARCH, check_each=True).steps if isinstance(step, Mac))
+    assert first.w_src is None and first.w_view == (10, (2, 3), (6, 1))
+    assert np.array_equal(first.sources(), [[10, 11, 12], [16, 17, 18]])
+    assert second.w_view is None and np.array_equal(second.w_src, [[16, 17, 18, 19], [-1, -1, -1, -1]])
+
+
+def test_a_mac_s_corner_of_a_pattern_has_no_step_along_a_length_one_axis() -> None:
+    program = parse_assembly("""
+        LDN nb=0 dram=0 count=4
+        LDW wb=0 dram=10 rows=2 cols=4 stride=6
+        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
+        DISTW wb=0 stride=4 m=2 p=1 k=4
+        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+        MAC m=1 p=1 k=1 bb=0 mt=0 init=1
+        END
+    """)
+    (mac,) = [step for step in build_plan(program, ARCH, check_each=True).steps if isinstance(step, Mac)]
+    assert mac.w_view == (10, (1, 1), (0, 0)) == affine(mac.sources()) and mac.sources().tolist() == [[10]]
