@@ -378,6 +378,32 @@ def residual_sum(a: np.ndarray, b: np.ndarray, step: Add, bound: float) -> np.nd
     return total
 
 
+ADD_BLOCK = 1 << 17  # values per block of a blocked ADD (512 KB of float32: its operands and temporaries stay in L2)
+
+
+def add_blocks(step: Add, columns: int) -> list[tuple[int, int]] | None:
+    """Word ranges ``[first, last)`` an ADD runs in (``columns`` values per word), or None for the
+    whole ADD at once: when it is small, when a pattern is not one run of words, when words are
+    selected for transforms, or when its result overwrites words a later block still reads (a
+    result over an addend is safe only at the addend's own words)."""
+    views = (step.a_view, step.b_view, step.dst_view)
+    count = len(step.dst)
+    if step.transform_sel is not None or count * columns < 2 * ADD_BLOCK or any(v is None or len(v[1]) != 1 or v[2] != (1,) for v in views):
+        return None
+    assert step.a_view is not None and step.b_view is not None and step.dst_view is not None
+    dst = step.dst_view[0]
+    for base in (step.a_view[0], step.b_view[0]):
+        if base != dst and base < dst + count and dst < base + count:
+            return None
+    words = max(1, ADD_BLOCK // columns)
+    return [(first, min(first + words, count)) for first in range(0, count, words)]
+
+
+def _block(pattern: Pattern, first: int, last: int) -> Pattern:
+    """Words ``[first, last)`` of a one-dimensional run of words ``pattern``."""
+    return (pattern[0] + first, (last - first,), pattern[2])
+
+
 def run_plan(
     plan: Plan,
     weights: PreparedWeights,
@@ -598,8 +624,22 @@ def run_plan(
 
     def add(step: Add) -> None:
         source = shared_nb[0] if step.shared else per_run[0]
-        total = residual_sum(read(source, step.a, step.a_view), read(source, step.b, step.b_view), step, amax[0])
-        write(step, total.astype(dtype, copy=False), float(max(-step.qmin, step.qmax)), step.dst_view, step.shared)
+        bound, out_bound = amax[0], float(max(-step.qmin, step.qmax))
+        blocks = add_blocks(step, n * (1 if step.shared else runs))
+        if blocks is None:
+            total = residual_sum(read(source, step.a, step.a_view), read(source, step.b, step.b_view), step, bound)
+            write(step, total.astype(dtype, copy=False), out_bound, step.dst_view, step.shared)
+            return
+        # Block by block (decision 211): every pass of the sum, its store, its DRUM transform and
+        # that store over ~1 MB that stays in L2, instead of each pass over the whole 16K-word map.
+        # The input bound is the one before the ADD for every block, so each block's dtype is the
+        # one the whole ADD would take.
+        assert step.a_view is not None and step.b_view is not None and step.dst_view is not None
+        for first, last in blocks:
+            a = view_of(source, _block(step.a_view, first, last)).reshape(*source.shape[:-2], last - first, n)
+            b = view_of(source, _block(step.b_view, first, last)).reshape(*source.shape[:-2], last - first, n)
+            total = residual_sum(a, b, step, bound)
+            write(step, total.astype(dtype, copy=False), out_bound, _block(step.dst_view, first, last), step.shared)
 
     def copy(step: Copy) -> None:
         sources = shared_nb if step.shared else per_run

@@ -24,6 +24,7 @@ from axtrain.formats.arch import DEFAULT_ARCH, Architecture
 from axtrain.formats.bundle import Bundle, load_bundle
 from axtrain.runtime.execute import FastExecutor, output_floats, output_integers, place_inputs
 from axtrain.runtime.interpreter import ReferenceExecutor
+from axtrain.runtime.plan import Add
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference of this comparison")
 
@@ -125,13 +126,18 @@ def test_resnet8_keeps_its_shortcuts_in_the_neuron_buffer(tmp_path: Path) -> Non
         assert all(syncs[s]["space"] == 0 for s in record.sources)
 
 
-@pytest.mark.parametrize("mode", ["drum:1", "drum:2", "drum:5"])
-def test_resnet8_twin_under_drum_and_ntv_faults_matches_the_interpreter(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode, add_block", [("drum:1", None), ("drum:2", None), ("drum:5", None), ("drum:2", 40)])
+def test_resnet8_twin_under_drum_and_ntv_faults_matches_the_interpreter(mode: str, add_block: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast executor's DRUM paths on ResNet-8's shape (transformed words written by REQ, ADD and
     the residual branch's COPY, issue 16's benchmark row) give the interpreter's activation DRAM on
-    a faulty 0.66 V weight image, word for word."""
+    a faulty 0.66 V weight image, word for word; also with the ADDs in blocks of a few words (the
+    blocked path, which the full-size ADDs take; one ADD writes over an addend)."""
+    from axtrain.runtime import execute
     from axtrain.runtime.faults import fault_regions, run_image
     from axtrain.runtime.overrides import Overrides, bundle_plan
+
+    if add_block is not None:
+        monkeypatch.setattr(execute, "ADD_BLOCK", add_block)
 
     _, bundle = _build("resnet8", tmp_path, width=0.25, size=16)
     plan = bundle_plan(bundle, Overrides.parse(mode, 0.66))
@@ -141,6 +147,11 @@ def test_resnet8_twin_under_drum_and_ntv_faults_matches_the_interpreter(mode: st
     dram = place_inputs(x, bundle.manifest.input.format, bundle.manifest.input.dram, bundle.manifest.activation_words)
     fast = FastExecutor(plan.program, bundle.arch)
     assert fast.plan.fast and fast.plan.codes, fast.plan.reason
+    if add_block is not None:
+        adds = [step for step in fast.plan.steps if isinstance(step, Add)]
+        blocked = [execute.add_blocks(step, len(x)) for step in adds]
+        assert adds and all(blocks is not None and len(blocks) > 1 for blocks in blocked)
+        assert any(step.dst_view is not None and step.dst_view[0] in (step.a_view[0], step.b_view[0]) for step in adds)
     got, _ = fast.run(fast.prepare(image, bundle.bias), dram)
     interpreter = ReferenceExecutor(plan.program, bundle.arch)
     expected, _ = interpreter.run(interpreter.prepare(image, bundle.bias), dram)
