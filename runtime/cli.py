@@ -104,7 +104,12 @@ def simulate(
     fault_map_in: Path | None,
     force: bool,
 ) -> None:
-    """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model."""
+    """Simulate BUNDLE: accuracy, latency and energy on the FlexFlow model.
+
+    The files the simulation reads (manifest, architecture, layers, program and binary images)
+    are hashed and checked, the content hash included; the text twins and goldens are not
+    (`axtrain verify BUNDLE` checks every file).
+    """
     seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
     seed = 0 if seed is None else seed
     from axtrain import atomic
