@@ -66,6 +66,8 @@ from axtrain.runtime.plan import (
     StoreAcc,
     Sync,
     Write,
+    block_in_range,
+    block_view,
     build_plan,
     written,
 )
@@ -141,13 +143,9 @@ def prepare_weights(
         # float32 copy decides: rounding to float32 is monotone and 2**24 is a float32, so its
         # max |word| is below 2**24 exactly when the integers' is (a pass over 80 MB of float32
         # instead of two over 160 MB of int64 for 784-4096-4096-10); else it is made again in float64.
-        exact = np.empty((runs, image.shape[1] + 1), dtype=np.float32)
-        exact[:, :-1] = image
-        exact[:, -1] = 0  # index -1 -> the zero word
+        exact = _padded_image(image, np.float32)
         if max(float(exact.max()), -float(exact.min())) >= F32_EXACT:
-            exact = np.empty((runs, image.shape[1] + 1), dtype=np.float64)
-            exact[:, :-1] = image
-            exact[:, -1] = 0
+            exact = _padded_image(image, np.float64)
         transformed[code] = exact
     tiles: dict[int, list[WeightTile]] = {}
     biases: dict[int, np.ndarray] = {}
@@ -210,6 +208,14 @@ def prepare_weights(
     return PreparedWeights(runs, tiles, biases, wbound, bbound, requant)
 
 
+def _padded_image(image: np.ndarray, dtype: Any) -> np.ndarray:
+    """``image [runs, words]`` in ``dtype`` with the zero word appended (index -1 reads 0)."""
+    padded = np.empty((image.shape[0], image.shape[1] + 1), dtype=dtype)
+    padded[:, :-1] = image
+    padded[:, -1] = 0
+    return padded
+
+
 def _image_view(image: np.ndarray, parts: Sequence[Mac], cuts: np.ndarray) -> np.ndarray | None:
     """The tile ``[rows, K]`` of a chain's MACs (sources side by side) as a read-only view of
     ``image`` when the sources are one block of it (``base + row * stride + column``, as the compiler
@@ -219,33 +225,28 @@ def _image_view(image: np.ndarray, parts: Sequence[Mac], cuts: np.ndarray) -> np
     rows, total = parts[0].m, int(cuts[-1])
     if rows == 0 or total == 0:
         return None
-    if all(part.w_view is not None for part in parts):
+    patterns = all(part.w_view is not None for part in parts)
+    if patterns:
         views = [part.w_view for part in parts if part.w_view is not None]
         base = views[0][0]
         stride = views[0][2][0] if rows > 1 else total
+    else:
+        first = parts[0].sources()
+        base = int(first[0, 0])
+        stride = int(first[1, 0]) - base if rows > 1 else total
+    # Rows side by side without overlap, inside the image but its last word (the zero pad).
+    if stride < total or not block_in_range(image.size - 1, base, rows, stride, total):
+        return None
+    if patterns:
         if not all(view == (base + int(cuts[i]), (rows, part.k), (stride if rows > 1 else 0, 1 if part.k > 1 else 0))
                    for i, (view, part) in enumerate(zip(views, parts, strict=True))):
             return None
-        if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
-            return None
     else:
-        first = parts[0].sources()
-        if first[0, 0] < 0:
-            return None
-        base = int(first[0, 0])
-        stride = int(first[1, 0]) - base if rows > 1 else total
-        if stride < total or base + (rows - 1) * stride + total > image.size - 1:  # the last word is the zero pad
-            return None
         offsets = np.arange(rows)[:, None] * stride
         for i, part in enumerate(parts):
             if not np.array_equal(part.sources(), base + int(cuts[i]) + offsets + np.arange(part.k)[None, :]):
                 return None
-    # An ndarray on the image's buffer (in range: checked above), read-only: a tenth of as_strided's
-    # call cost (977 tiles of ResNet-8).
-    assert image.ndim == 1 and image.flags.c_contiguous
-    view = np.ndarray((rows, total), image.dtype, image, base * image.itemsize, (stride * image.itemsize, image.itemsize))
-    view.flags.writeable = False
-    return view
+    return block_view(image, base, rows, stride, total)
 
 
 def _transform_values(values: np.ndarray, code: int, bound: float) -> np.ndarray:
@@ -856,7 +857,6 @@ class FastExecutor(Executor):
                 collected = [one(start) for start in starts]
         layers_out = {key: np.concatenate([c[key] for c in collected], axis=1) for key in (collected[0] if collected else {})}
         return final, layers_out
-
 
     def _forks(self, collect: bool, words: int, chunks: int) -> bool:
         """Whether :meth:`run_many` runs its chunks in forked processes instead of threads: a long

@@ -390,19 +390,27 @@ def _mac_groups(codes: np.ndarray, single: dict[tuple[int, int], tuple[tuple[int
     return tuple((int(c), np.flatnonzero(codes == c)) for c in np.unique(codes))
 
 
-def _block(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
-    """The view ``words[start + r * stride + c]`` (``r < rows``, ``c < count``) of a contiguous 1-D
-    array, the block in range (the caller checks): made as an ndarray on the buffer, a tenth of
-    ``as_strided``'s call cost (868 DISTWs of ResNet-8)."""
+def block_view(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
+    """The read-only view ``words[start + r * stride + c]`` (``r < rows``, ``c < count``) of a
+    contiguous 1-D array, the block in range (the caller checks, :func:`block_in_range`): made as an
+    ndarray on the buffer, a tenth of ``as_strided``'s call cost (868 DISTWs of ResNet-8)."""
     assert words.ndim == 1 and words.flags.c_contiguous
     item = words.itemsize
-    return np.ndarray((rows, count), words.dtype, words, start * item, (stride * item, item))
+    view = np.ndarray((rows, count), words.dtype, words, start * item, (stride * item, item))
+    view.flags.writeable = False
+    return view
+
+
+def block_in_range(size: int, start: int, rows: int, stride: int, count: int) -> bool:
+    """Whether a non-empty block ``start + r * stride + c`` (``r < rows``, ``c < count``, steps >= 0)
+    lies in ``[0, size)``."""
+    return bool(rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= size)
 
 
 def _strided_rows(words: np.ndarray, start: int, rows: int, stride: int, count: int) -> np.ndarray:
     """A copy of ``words[start + r * stride + c]`` for ``r < rows``, ``c < count`` (a strided view, not a gather)."""
-    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        return _block(words, start, rows, stride, count).copy()
+    if block_in_range(words.size, start, rows, stride, count):
+        return block_view(words, start, rows, stride, count).copy()
     gathered: np.ndarray = words[start + np.arange(rows)[:, None] * stride + np.arange(count)[None, :]]
     return gathered.copy()
 
@@ -412,8 +420,8 @@ def _distw_sources(words: np.ndarray, start: int, rows: int, stride: int, count:
     their affine pattern ``(base, (rows, count), (row step, column step))`` when they are one (every
     word written, steps >= 0; checked word for word against the pattern's offsets from its base,
     kept in ``ramps`` per shape and steps: a dense layer's DISTWs share them), else a copy."""
-    if rows and count and 0 <= start and stride >= 0 and start + (rows - 1) * stride + count <= words.size:
-        view = _block(words, start, rows, stride, count)
+    if block_in_range(words.size, start, rows, stride, count):
+        view = block_view(words, start, rows, stride, count)
         base = int(view[0, 0])
         steps = (int(view[1, 0]) - base if rows > 1 else 0, int(view[0, 1]) - base if count > 1 else 0)
         if base >= 0 and min(steps) >= 0:

@@ -725,11 +725,12 @@ def load_bundle(path: str | Path, twins: bool = True) -> Bundle:
     files = raw.get("files")
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise BundleError(f"{root / MANIFEST}: 'files' must map file names to sha256 strings")
-    hashed = files if twins else {name: digest for name, digest in files.items() if not is_twin_or_golden(name)}
-    required = tuple(name for name in required_files(str(raw["format_version"])) if twins or not is_twin_or_golden(name))
-    for name in required_files(str(raw["format_version"])):  # every required file is listed, hashed or not
+    every_required = required_files(str(raw["format_version"]))
+    for name in every_required:  # every required file is listed, hashed or not
         if name not in files:
             raise BundleError(f"{root}: manifest lists no hash for {name}")
+    hashed = files if twins else {name: digest for name, digest in files.items() if not is_twin_or_golden(name)}
+    required = tuple(name for name in every_required if twins or not is_twin_or_golden(name))
     verified = verify_hashes(root, hashed, required, keep=_READ_WHOLE)
     try:
         manifest = Manifest.model_validate(raw)

@@ -337,19 +337,17 @@ class Instruction:
 
     def __getitem__(self, name: str) -> int:
         try:
-            return self.args[_FIELD_NAMES[self.op].index(name)]
+            return self.args[OPS[self.op].field_names.index(name)]
         except ValueError:
             raise KeyError(f"{self.op} has no operand {name!r}") from None
 
     def operands(self) -> dict[str, int]:
         """The operands by name (a new dict each call: the caller may change it)."""
-        return dict(zip(_FIELD_NAMES[self.op], self.args, strict=True))
+        return dict(zip(OPS[self.op].field_names, self.args, strict=True))
 
     def __str__(self) -> str:
-        return " ".join([self.op, *(f"{n}={v}" for n, v in zip(_FIELD_NAMES[self.op], self.args, strict=True))])
+        return " ".join([self.op, *(f"{n}={v}" for n, v in zip(OPS[self.op].field_names, self.args, strict=True))])
 
-
-_FIELD_NAMES: dict[str, tuple[str, ...]] = {spec.name: spec.field_names for spec in _SPECS}
 
 
 def _decoded(op: str, args: tuple[int, ...]) -> Instruction:
