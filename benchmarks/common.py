@@ -43,20 +43,18 @@ def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> flo
     for _ in range(warmup):
         fn()
     best = float("inf")
+    # As timeit does: no automatic collection inside the timed calls, one explicit collection before
+    # each. A collection walks every object the process tracks (~300k once an earlier benchmark
+    # imported torch), so its cost follows what ran before in this process, not the code measured:
+    # bench_import's compile row read 1.8x after bench_act and 1.2-1.4x alone (decision 177).
     enabled = gc.isenabled()
+    gc.disable()
     try:
         for _ in range(repeat):
             gc.collect()
-            # As timeit does: no collection inside the timed call. A collection walks every object
-            # the process tracks (~300k once torch is imported by an earlier benchmark), so its cost
-            # depends on what ran before in this process, not on the code measured: the compile
-            # row of bench_import read 1.8x after bench_act and 1.2-1.4x alone (2026-12-02).
-            gc.disable()
             start = time.perf_counter()
             fn()
             best = min(best, time.perf_counter() - start)
-            if enabled:
-                gc.enable()
     finally:
         if enabled:
             gc.enable()
