@@ -45,6 +45,7 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate, flip_positions_from
+from axtrain.trainer import kernels
 from axtrain.trainer.emulation_fused import FusedDense, fused_applicable
 from axtrain.trainer.reductions import data_state, max_abs
 from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
@@ -87,6 +88,8 @@ def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
 
 def quantize_real(x: torch.Tensor, fmt: FixedPointFormat) -> torch.Tensor:
     """``dequantize(quantize(x, fmt))`` in ``x``'s dtype: scale by ``2**f`` (exact), round half to even, saturate."""
+    if x.dim() and kernels.applicable(x):  # the same operations in one pass (trainer/kernels.py)
+        return kernels.relu_quantize(x, fmt.frac, fmt.qmin, fmt.qmax, relu=False)
     scale = math.ldexp(1.0, fmt.frac)
     # The same three operations in place on one temporary: fewer fresh pages per training step.
     q = x * scale
@@ -195,7 +198,11 @@ def drum_transform_reference(x: torch.Tensor, k: int, frac: int = 0) -> torch.Te
 def transform_real(x: torch.Tensor, mode: MultiplierMode, frac: int) -> torch.Tensor:
     """The operand as ``mode``'s multiplier sees it (identity for exact)."""
     k = mode.k
-    return x if k is None else drum_transform(x, k, frac)
+    if k is None:
+        return x
+    if kernels.applicable(x):  # the same bits in one pass (trainer/kernels.py)
+        return kernels.drum(x, k, frac)
+    return drum_transform(x, k, frac)
 
 
 def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
@@ -440,6 +447,9 @@ def _prepare_fused(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer
             weight_groups.setdefault((fmt.bits, fmt.qmin, fmt.qmax, layer.multipliers[0]), []).append(index)
             fused.append(index)
     with torch.no_grad():
+        if weight_groups and kernels.applicable(*(_linear(modules, layers[i]).weight for i in fused)):
+            _prepare_with_kernels(modules, layers, weight_groups, fused, prepared)
+            return prepared
         for (bits, qmin, qmax, mode), members in weight_groups.items():
             weights = [_linear(modules, layers[i]).weight for i in members]
             fracs = [_weight_frac(layers[i]) for i in members]
@@ -469,6 +479,30 @@ def _prepare_fused(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer
                 prepared[i].bias = q[start : start + b.numel()]
                 start += b.numel()
     return prepared
+
+
+def _prepare_with_kernels(
+    modules: Sequence[nn.Module],
+    layers: Sequence[QuantizedLayer],
+    weight_groups: dict[tuple[int, int, int, MultiplierMode], list[int]],
+    fused: list[int],
+    prepared: dict[int, _Prepared],
+) -> None:
+    """:func:`_prepare_fused`'s weights and biases through the one-pass kernels: per layer, its own
+    scale (the same products as the per-element scales of the torch path), straight into the
+    group's buffer (no concatenation)."""
+    for (bits, qmin, qmax, mode), members in weight_groups.items():
+        weights = [_linear(modules, layers[i]).weight for i in members]
+        t = torch.empty(sum(w.numel() for w in weights), dtype=torch.float32)
+        start = 0
+        for i, w in zip(members, weights, strict=True):
+            part = t[start : start + w.numel()]
+            kernels.quantize_flip_drum(w, part, _weight_frac(layers[i]), qmin, qmax, mode.k, prepared[i].masks, bits)
+            prepared[i].weight = part.view(w.shape)
+            start += w.numel()
+    for i in fused:
+        acc_frac = layers[i].input_format.frac + _weight_frac(layers[i])
+        prepared[i].bias = kernels.quantize_bias(_linear_bias(modules, layers[i]), acc_frac, BIAS_QMIN, BIAS_QMAX)
 
 
 def _linear(modules: Sequence[nn.Module], layer: QuantizedLayer) -> nn.Linear:
@@ -528,7 +562,7 @@ def _mac_layer(
             _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else lambda _: w_ready,
             (lambda v: v) if transformed else lambda v: transform_real(v, mode, fa),
             _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else lambda _: b_ready,
-            lambda v: quantize_real(v, out_fmt),
+            _relu_requantize(out_fmt, layer.relu),
             layer.relu,
         )
     operands: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -569,6 +603,19 @@ def _mac_layer(
         acc = torch.relu(acc)
     out = straight_through(acc, lambda v: quantize_real(v, layer.output_format))
     return out.to(a.dtype)  # b-bit integers (b <= 16) are exact in float32
+
+
+def _relu_requantize(fmt: FixedPointFormat, relu: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fused layer's output step: ``relu_`` in place on the accumulator (if ``relu``), then requantise."""
+
+    def step(acc: torch.Tensor) -> torch.Tensor:
+        if kernels.applicable(acc):
+            return kernels.relu_quantize(acc, fmt.frac, fmt.qmin, fmt.qmax, relu)
+        if relu:
+            acc.relu_()
+        return quantize_real(acc, fmt)
+
+    return step
 
 
 def _float32_exact(operands: Sequence[tuple[torch.Tensor, torch.Tensor]], bias: torch.Tensor, acc_frac: int) -> bool:

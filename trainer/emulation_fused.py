@@ -37,7 +37,9 @@ class FusedDense(torch.autograd.Function):
     operations (the weights and biases of all fused layers together, the first layer's operands of
     a data set; :mod:`axtrain.trainer.emulation`), so the forward is the reference's bit for bit.
     The bias is quantised in float32 where the reference uses float64: the same float32 bits
-    (decisions 197).
+    (decisions 197). ``out_fn`` gets the accumulator with the bias added and is responsible for the
+    ReLU too (in place on the accumulator, which the backward reads as the ReLU's output, when
+    ``relu``), so that the one-pass kernel of :mod:`axtrain.trainer.kernels` can do both.
     """
 
     @staticmethod
@@ -57,10 +59,9 @@ class FusedDense(torch.autograd.Function):
             a_t = act_fn(a)
             bias = bias_fn(b)
             # The product is a fresh tensor: the bias and the ReLU go in place (same values as
-            # `acc + bias` and `relu(acc)`, two temporaries fewer).
+            # `acc + bias` and `relu(acc)`, two temporaries fewer); out_fn applies the ReLU to acc
+            # in place (when `relu`) and returns the requantised output.
             acc = (a_t @ w_t.T).add_(bias)
-            if relu:
-                acc.relu_()
             out = out_fn(acc)
         ctx.save_for_backward(a_t, w_t, acc if relu else None)
         ctx.relu = relu
