@@ -159,3 +159,26 @@ def all_below_one(g: torch.Tensor) -> bool:
     kern = _compiled()
     assert kern is not None
     return bool(kern.max_magnitude_bits(_array(g)) < _ONE_PATTERN)
+
+
+def weight_args(frac: int, qmin: int, qmax: int, k: int | None, bits: int) -> tuple[float, float, int, int, int, int, int, int, int, int]:
+    """The constants :func:`prepare_layer` takes for a layer's weights (computed once per layer)."""
+    return (math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, bits, *drum_params(k, 0))
+
+
+def bias_args(frac: int, qmin: int, qmax: int) -> tuple[float, float, int, int]:
+    """The constants :func:`prepare_layer` takes for a layer's bias (computed once per layer)."""
+    return (math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax)
+
+
+def prepare_layer(
+    w: torch.Tensor, b: torch.Tensor, masks: torch.Tensor | None, weights: tuple[Any, ...], biases: tuple[Any, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quantize_flip_drum` of ``w`` and :func:`quantize_bias` of ``b`` in one call (the
+    constants from :func:`weight_args` / :func:`bias_args`): new float32 tensors shaped as ``w``, ``b``."""
+    kern = _compiled()
+    assert kern is not None
+    w_t, b_t = torch.empty(w.shape), torch.empty(b.shape)
+    m = _array(masks.to(torch.int64).contiguous()) if masks is not None else _NO_MASKS
+    kern.prepare_layer(_array(w), _array(w_t), m, masks is not None, weights, _array(b), _array(b_t), biases)
+    return w_t, b_t

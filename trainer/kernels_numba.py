@@ -91,3 +91,12 @@ def max_magnitude_bits(x):
         if v > m:
             m = v
     return m
+
+
+@njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def prepare_layer(w, out_w, masks, has_masks, weight_args, b, out_b, bias_args):
+    """A dense layer's multiplier-side weights and quantised bias in one call (two loops)."""
+    scale, inverse, qmin, qmax, bits, mode, keep, lower, limit, set_bit = weight_args
+    quantize_flip_drum(w, out_w, scale, inverse, qmin, qmax, masks, has_masks, bits, mode, keep, lower, limit, set_bit)
+    b_scale, b_inverse, b_qmin, b_qmax = bias_args
+    relu_quantize(b, out_b, b_scale, b_inverse, b_qmin, b_qmax, False)

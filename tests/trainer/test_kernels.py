@@ -128,29 +128,37 @@ def test_kernels_take_only_contiguous_float32_cpu_tensors() -> None:
     assert not kernels.applicable(torch.zeros(3, dtype=torch.float64))
 
 
-def _mlp_step(seed: int, voltage: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _mlp_step(seed: int, voltage: float, per_layer: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One emulated forward and backward of a small MLP. ``per_layer``: collect every layer's output,
+    which takes the per-layer path; otherwise (kernels on) the whole MLP is one FusedChain node."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
     x = torch.randn(64, 30)
     layers = calibrate(copy.deepcopy(model), x, multipliers="drum:2", sram_voltage=voltage)
     faults = FaultSource(torch.Generator().manual_seed(5)) if voltage < 1.1 else None
-    collected: list[torch.Tensor] = []
+    collected: list[torch.Tensor] | None = [] if per_layer else None
     out = emulate(model, layers, x, faults=faults, collect=collected)
+    assert (type(out.grad_fn).__name__ == "FusedChainBackward") == (not per_layer and kernels.enabled())
     (out.square().sum() * 3.0).backward()  # gradients above 1 too: the STE mask is exercised
-    return [t.detach() for t in collected], [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+    outputs = [t.detach() for t in collected] if collected is not None else [out.detach()]
+    return outputs, [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
 
 
 @pytest.mark.parametrize("voltage", [1.1, 0.66])
-def test_an_emulated_training_step_is_the_same_bits_with_and_without_kernels(monkeypatch: pytest.MonkeyPatch, voltage: float) -> None:
-    outs, grads = _mlp_step(3, voltage)
+def test_an_emulated_training_step_is_the_same_bits_chained_per_layer_and_without_kernels(monkeypatch: pytest.MonkeyPatch, voltage: float) -> None:
+    chained_out, chained_grads = _mlp_step(3, voltage, per_layer=False)
+    outs, grads = _mlp_step(3, voltage, per_layer=True)
     _torch_only(monkeypatch)
     assert not kernels.enabled()
-    outs_torch, grads_torch = _mlp_step(3, voltage)
-    assert len(grads) == len(grads_torch) == 6
+    outs_torch, grads_torch = _mlp_step(3, voltage, per_layer=True)
+    plain_out, plain_grads = _mlp_step(3, voltage, per_layer=False)
+    assert len(grads) == len(grads_torch) == len(chained_grads) == 6
     for a, b in zip(outs, outs_torch, strict=True):
         assert _same(a, b)
-    for a, b in zip(grads, grads_torch, strict=True):
-        assert _same(a, b)
+    assert _same(chained_out[0], outs[-1]) and _same(plain_out[0], outs[-1])
+    for a, b, c, d in zip(grads, grads_torch, chained_grads, plain_grads, strict=True):
+        assert _same(a, b) and _same(a, c) and _same(a, d)
+    assert float((6.0 * outs[-1]).abs().max()) >= 1.0  # the loss gradient 6 * out reached 1: the output mask dropped some
 
 
 def test_the_environment_switches_the_kernels_off(monkeypatch: pytest.MonkeyPatch) -> None:
