@@ -45,7 +45,8 @@ from axtrain.hwmodels.fixedpoint import FixedPointFormat
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate, flip_positions_from
-from axtrain.trainer.emulation_fused import FusedDense, fused_applicable
+from axtrain.trainer import kernels
+from axtrain.trainer.emulation_fused import FusedChain, FusedDense, fused_applicable
 from axtrain.trainer.reductions import data_state, max_abs
 from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
 
@@ -87,6 +88,8 @@ def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
 
 def quantize_real(x: torch.Tensor, fmt: FixedPointFormat) -> torch.Tensor:
     """``dequantize(quantize(x, fmt))`` in ``x``'s dtype: scale by ``2**f`` (exact), round half to even, saturate."""
+    if x.dim() and kernels.applicable(x):  # the same operations in one pass (trainer/kernels.py)
+        return kernels.relu_quantize(x, fmt.frac, fmt.qmin, fmt.qmax, relu=False)
     scale = math.ldexp(1.0, fmt.frac)
     # The same three operations in place on one temporary: fewer fresh pages per training step.
     q = x * scale
@@ -195,7 +198,11 @@ def drum_transform_reference(x: torch.Tensor, k: int, frac: int = 0) -> torch.Te
 def transform_real(x: torch.Tensor, mode: MultiplierMode, frac: int) -> torch.Tensor:
     """The operand as ``mode``'s multiplier sees it (identity for exact)."""
     k = mode.k
-    return x if k is None else drum_transform(x, k, frac)
+    if k is None:
+        return x
+    if kernels.applicable(x):  # the same bits in one pass (trainer/kernels.py)
+        return kernels.drum(x, k, frac)
+    return drum_transform(x, k, frac)
 
 
 def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
@@ -375,6 +382,10 @@ def emulate(
         # Activations are b-bit integers (b <= 16) times a power of two: exact in float32.
         h = quantize_real(x.to(torch.float32), layers[0].input_format) if first is None else first
         modules = list(model)  # nn.Sequential's indexing costs a few microseconds a call
+        if FUSED and not exact and collect is None and torch.is_grad_enabled():
+            plan = _CHAINS.plan(modules, layers)
+            if plan is not None and _chain_ready(modules, plan, h):
+                return _run_chain(modules, layers, plan, h, faults, transformed=first is not None)
         prepared = _prepare_fused(modules, layers, faults) if FUSED and not exact and torch.is_grad_enabled() else None
         for index, layer in enumerate(layers):
             module = modules[layer.meta["module_index"]]
@@ -440,6 +451,9 @@ def _prepare_fused(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer
             weight_groups.setdefault((fmt.bits, fmt.qmin, fmt.qmax, layer.multipliers[0]), []).append(index)
             fused.append(index)
     with torch.no_grad():
+        if weight_groups and kernels.applicable(*(_linear(modules, layers[i]).weight for i in fused)):
+            _prepare_with_kernels(modules, layers, weight_groups, fused, prepared)
+            return prepared
         for (bits, qmin, qmax, mode), members in weight_groups.items():
             weights = [_linear(modules, layers[i]).weight for i in members]
             fracs = [_weight_frac(layers[i]) for i in members]
@@ -469,6 +483,140 @@ def _prepare_fused(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer
                 prepared[i].bias = q[start : start + b.numel()]
                 start += b.numel()
     return prepared
+
+
+def _prepare_with_kernels(
+    modules: Sequence[nn.Module],
+    layers: Sequence[QuantizedLayer],
+    weight_groups: dict[tuple[int, int, int, MultiplierMode], list[int]],
+    fused: list[int],
+    prepared: dict[int, _Prepared],
+) -> None:
+    """:func:`_prepare_fused`'s weights and biases through the one-pass kernels: per layer, its own
+    scale (the same products as the per-element scales of the torch path), straight into the
+    group's buffer (no concatenation)."""
+    for (bits, qmin, qmax, mode), members in weight_groups.items():
+        weights = [_linear(modules, layers[i]).weight for i in members]
+        t = torch.empty(sum(w.numel() for w in weights), dtype=torch.float32)
+        start = 0
+        for i, w in zip(members, weights, strict=True):
+            part = t[start : start + w.numel()]
+            kernels.quantize_flip_drum(w, part, _weight_frac(layers[i]), qmin, qmax, mode.k, prepared[i].masks, bits)
+            prepared[i].weight = part.view(w.shape)
+            start += w.numel()
+    for i in fused:
+        acc_frac = layers[i].input_format.frac + _weight_frac(layers[i])
+        prepared[i].bias = kernels.quantize_bias(_linear_bias(modules, layers[i]), acc_frac, BIAS_QMIN, BIAS_QMAX)
+
+
+@dataclass(frozen=True)
+class _ChainLayer:
+    """What one layer of a :class:`FusedChain` needs, computed once per calibration: the module's
+    index and the kernels' constants (trainer/kernels.py) for its weights, bias, input and output."""
+
+    module_index: int
+    weights: tuple[Any, ...]
+    biases: tuple[Any, ...]
+    act: tuple[int, int] | None  # (k, frac) of the input's DRUM transform; None: exact multiplier
+    out: tuple[int, int, int]  # the output format's (frac, qmin, qmax)
+    relu: bool
+
+
+class _ChainPlans:
+    """The :class:`_ChainLayer` plan of the latest ``(modules, layers)`` pair (None: not a chain).
+
+    A pas phase calls :func:`emulate` with the same layer records for a whole epoch; the plan is
+    kept for the latest records (held, compared by identity) and modules (by identity), so a step
+    pays for none of the per-layer checks and constants but the per-step ones
+    (:func:`_chain_ready`).
+    """
+
+    def __init__(self) -> None:
+        self.entry: tuple[Sequence[QuantizedLayer], tuple[int, ...], tuple[_ChainLayer, ...] | None] | None = None
+
+    def plan(self, modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer]) -> tuple[_ChainLayer, ...] | None:
+        key = tuple(map(id, modules))
+        if self.entry is not None and self.entry[0] is layers and self.entry[1] == key:
+            return self.entry[2]
+        plan = _chain_plan(modules, layers)
+        self.entry = (layers, key, plan)
+        return plan
+
+
+def _chain_plan(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer]) -> tuple[_ChainLayer, ...] | None:
+    """The chain's per-layer constants, or None where a layer is not a dense layer with one
+    multiplier and a bias (then the per-layer path runs)."""
+    plan = []
+    for layer in layers:
+        module = modules[layer.meta["module_index"]]
+        if layer.op != "dense" or len(layer.multipliers) != 1 or not isinstance(module, nn.Linear) or module.bias is None:
+            return None
+        fmt = layer.weight_format
+        assert fmt is not None
+        mode, fa = layer.multipliers[0], layer.input_format.frac
+        out = layer.output_format
+        plan.append(
+            _ChainLayer(
+                layer.meta["module_index"],
+                kernels.weight_args(fmt.frac, fmt.qmin, fmt.qmax, mode.k, fmt.bits),
+                kernels.bias_args(fa + fmt.frac, BIAS_QMIN, BIAS_QMAX),
+                None if mode.k is None else (mode.k, fa),
+                (out.frac, out.qmin, out.qmax),
+                layer.relu,
+            )
+        )
+    return tuple(plan) if plan else None
+
+
+_CHAINS = _ChainPlans()
+
+
+def _chain_ready(modules: Sequence[nn.Module], plan: tuple[_ChainLayer, ...], h: torch.Tensor) -> bool:
+    """The per-call conditions of :func:`fused_applicable` for every layer, and the kernels' own:
+    a 2-d float32 input without gradients, trainable float32 weights, contiguous CPU tensors."""
+    if h.dim() != 2 or h.requires_grad or not kernels.applicable(h):
+        return False
+    for entry in plan:
+        params = modules[entry.module_index]._parameters
+        w, b = params["weight"], params["bias"]
+        if w is None or b is None or not w.requires_grad or not kernels.applicable(w, b):
+            return False
+    return True
+
+
+def _run_chain(
+    modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer], plan: tuple[_ChainLayer, ...], h: torch.Tensor, faults: FaultSource | None, transformed: bool
+) -> torch.Tensor:
+    """The network as one :class:`FusedChain` node, each layer through the kernels. Fault maps are
+    drawn first, in layer order, as :func:`_prepare_fused` draws them."""
+    masks = [faults.masks_for(layer) if faults is not None else None for layer in layers]
+    specs = []
+    params: list[torch.Tensor] = []
+    for index, entry in enumerate(plan):
+        module_params = modules[entry.module_index]._parameters
+        w, b = module_params["weight"], module_params["bias"]
+        assert w is not None and b is not None  # _chain_ready checked them
+        act: Callable[[torch.Tensor], torch.Tensor]
+        if entry.act is None or (transformed and index == 0):
+            act = _identity
+        else:
+            act = functools.partial(kernels.drum, k=entry.act[0], frac=entry.act[1])
+        prepare = functools.partial(_prepare_layer, masks=masks[index], weights=entry.weights, biases=entry.biases)
+        specs.append((prepare, act, functools.partial(_chain_output, out=entry.out, relu=entry.relu), entry.relu))
+        params += [w, b]
+    return FusedChain.apply(h, tuple(specs), *params)
+
+
+def _identity(v: torch.Tensor) -> torch.Tensor:
+    return v
+
+
+def _prepare_layer(w: torch.Tensor, b: torch.Tensor, masks: torch.Tensor | None, weights: tuple[Any, ...], biases: tuple[Any, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    return kernels.prepare_layer(w, b, masks, weights, biases)
+
+
+def _chain_output(acc: torch.Tensor, out: tuple[int, int, int], relu: bool) -> torch.Tensor:
+    return kernels.relu_quantize(acc, out[0], out[1], out[2], relu)
 
 
 def _linear(modules: Sequence[nn.Module], layer: QuantizedLayer) -> nn.Linear:
@@ -528,7 +676,7 @@ def _mac_layer(
             _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else lambda _: w_ready,
             (lambda v: v) if transformed else lambda v: transform_real(v, mode, fa),
             _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else lambda _: b_ready,
-            lambda v: quantize_real(v, out_fmt),
+            _relu_requantize(out_fmt, layer.relu),
             layer.relu,
         )
     operands: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -569,6 +717,19 @@ def _mac_layer(
         acc = torch.relu(acc)
     out = straight_through(acc, lambda v: quantize_real(v, layer.output_format))
     return out.to(a.dtype)  # b-bit integers (b <= 16) are exact in float32
+
+
+def _relu_requantize(fmt: FixedPointFormat, relu: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fused layer's output step: ``relu_`` in place on the accumulator (if ``relu``), then requantise."""
+
+    def step(acc: torch.Tensor) -> torch.Tensor:
+        if kernels.applicable(acc):
+            return kernels.relu_quantize(acc, fmt.frac, fmt.qmin, fmt.qmax, relu)
+        if relu:
+            acc.relu_()
+        return quantize_real(acc, fmt)
+
+    return step
 
 
 def _float32_exact(operands: Sequence[tuple[torch.Tensor, torch.Tensor]], bias: torch.Tensor, acc_frac: int) -> bool:

@@ -37,7 +37,9 @@ class FusedDense(torch.autograd.Function):
     operations (the weights and biases of all fused layers together, the first layer's operands of
     a data set; :mod:`axtrain.trainer.emulation`), so the forward is the reference's bit for bit.
     The bias is quantised in float32 where the reference uses float64: the same float32 bits
-    (decisions 197).
+    (decisions 197). ``out_fn`` gets the accumulator with the bias added and is responsible for the
+    ReLU too (in place on the accumulator, which the backward reads as the ReLU's output, when
+    ``relu``), so that the one-pass kernel of :mod:`axtrain.trainer.kernels` can do both.
     """
 
     @staticmethod
@@ -57,10 +59,9 @@ class FusedDense(torch.autograd.Function):
             a_t = act_fn(a)
             bias = bias_fn(b)
             # The product is a fresh tensor: the bias and the ReLU go in place (same values as
-            # `acc + bias` and `relu(acc)`, two temporaries fewer).
+            # `acc + bias` and `relu(acc)`, two temporaries fewer); out_fn applies the ReLU to acc
+            # in place (when `relu`) and returns the requantised output.
             acc = (a_t @ w_t.T).add_(bias)
-            if relu:
-                acc.relu_()
             out = out_fn(acc)
         ctx.save_for_backward(a_t, w_t, acc if relu else None)
         ctx.relu = relu
@@ -106,3 +107,60 @@ def fused_applicable(op: str, groups: int, has_bias: bool, exact: bool, a: torch
 def scale_of(frac: int) -> float:
     """``2**frac`` as a Python float (exact)."""
     return math.ldexp(1.0, frac)
+
+
+class FusedChain(torch.autograd.Function):
+    """A run of :class:`FusedDense` layers as one autograd node (an MLP: every layer fused).
+
+    The forward is the layers' forwards in order (``layers``: one ``(prepare_fn, act_fn, out_fn,
+    relu)`` per layer, ``prepare_fn(w, b) -> (w_t, bias)`` doing :class:`FusedDense`'s
+    ``weight_fn`` and ``bias_fn`` together); ``params`` are the layers' weights and biases,
+    alternating, so that autograd hands their gradients back. The backward is the layers'
+    backwards in reverse with the same operations. Between two layers the reference masks the
+    gradient twice, once for the next layer's activation transform and once for this layer's
+    requantisation; the mask is idempotent bit for bit (a kept element is multiplied by exactly
+    1.0, a dropped one becomes a signed zero or NaN, which the second mask keeps as it is), so it
+    is applied once. One node instead of several saves per-node Python and autograd work;
+    tests/trainer/test_kernels.py checks outputs and every gradient against the per-layer path
+    and the torch path bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, layers: tuple[tuple[Any, ...], ...], *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        saved: list[torch.Tensor | None] = []
+        with torch.no_grad():
+            h = a
+            for index, (prepare_fn, act_fn, out_fn, relu) in enumerate(layers):
+                w_t, bias = prepare_fn(params[2 * index], params[2 * index + 1])
+                a_t = act_fn(h)
+                acc = (a_t @ w_t.T).add_(bias)
+                h = out_fn(acc)
+                saved += [a_t, w_t, acc if relu else None]
+        ctx.save_for_backward(*saved)
+        ctx.relus = tuple(layer[3] for layer in layers)
+        ctx.dtypes = tuple(p.dtype for p in params)
+        ctx.bias_shapes = tuple(params[2 * i + 1].shape for i in range(len(layers)))
+        return h
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        saved = ctx.saved_tensors
+        count = len(ctx.relus)
+        grads: list[torch.Tensor | None] = [None] * (2 * count)
+        grad_a = None
+        g = _ste(grad)  # the last layer's output requantisation
+        for index in range(count - 1, -1, -1):
+            a_t, w_t, relu_out = saved[3 * index : 3 * index + 3]
+            if ctx.relus[index]:
+                g = torch.ops.aten.threshold_backward(g, relu_out, 0)
+            if ctx.needs_input_grad[2 + 2 * index + 1]:
+                grads[2 * index + 1] = _ste(g.sum_to_size(ctx.bias_shapes[index])).to(ctx.dtypes[2 * index + 1])
+            below = _ste(g.mm(w_t)) if index > 0 or ctx.needs_input_grad[0] else None  # the activation transform's mask
+            if ctx.needs_input_grad[2 + 2 * index]:
+                grads[2 * index] = _ste(g.t().mm(a_t)).to(ctx.dtypes[2 * index])
+            if index > 0:
+                assert below is not None
+                g = below  # the requantisation mask of the layer below: already applied (idempotent)
+            else:
+                grad_a = below
+        return (grad_a, None, *grads)

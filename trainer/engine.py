@@ -213,7 +213,11 @@ class Session:
         batch = required(c.schedule.batch_size, "batch_size")
         for start in range(0, n, batch):
             idx = order[start : start + batch]
-            x, y = data.x_train[idx], data.y_train[idx]
+            first = firsts[idx] if firsts is not None else None
+            # With the first layer's operands at hand emulate reads those, not x: one gather of
+            # the batch instead of two (x then only gives the batch size).
+            x = data.x_train[idx] if first is None else first
+            y = data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             if kind == "act":
                 assert gamma_used is not None  # act phases always carry a gamma
@@ -223,7 +227,7 @@ class Session:
                 s_sum += float(s.detach())
             elif kind == "pas":
                 assert layers is not None  # calibrated above for every pas epoch
-                out = emulate(model, layers, x, faults=faults, first=None if firsts is None else firsts[idx])
+                out = emulate(model, layers, x, faults=faults, first=first)
                 loss = task_loss(out, y, c.outputs)
                 loss.backward()
             else:

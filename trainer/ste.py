@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from axtrain.trainer import kernels
 from axtrain.trainer.reductions import max_abs
 
 
@@ -20,7 +21,7 @@ def ste_mask(grad: torch.Tensor) -> torch.Tensor:
     way); torch's comparisons and boolean masks cost several times an arithmetic pass on the CPU.
     On other devices the full mask always (reading the maximum back would synchronise the device).
     """
-    if grad.device.type == "cpu" and max_abs(grad) < 1.0:
+    if grad.device.type == "cpu" and (kernels.all_below_one(grad) if kernels.applicable(grad) else max_abs(grad) < 1.0):
         return grad
     mask = grad.abs()
     mask.floor_().clamp_(max=1.0).neg_().add_(1.0)

@@ -1,5 +1,5 @@
 """`axtrain simulate` and `axtrain compile` import only what they use (issue 15, start-up): a fresh
-process running each command on a small graph never loads torch, matplotlib, PyYAML or tqdm, and
+process running each command on a small graph never loads torch, numba, matplotlib, PyYAML or tqdm, and
 simulate never loads onnx or onnxruntime either. The time it takes is a benchmark
 (benchmarks/bench_startup.py), not a test."""
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from .conftest import network
 
-NEVER = ("torch", "matplotlib", "yaml", "tqdm", "safetensors", "pandas", "scipy")
+NEVER = ("torch", "matplotlib", "yaml", "tqdm", "safetensors", "pandas", "scipy", "numba", "llvmlite")
 
 _PROBE = """
 import sys
