@@ -3,13 +3,18 @@ finite differences and a Hessian-vector-product construction. All in float64."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from axtrain.errors import ConfigError
+from axtrain.trainer.outputs import task_loss
 from axtrain.trainer.sensitivity import (
+    _general_forward_with_sensitivity,
+    _plain_mlp,
     forward_with_sensitivity,
     sensitivity,
     sensitivity_reference,
@@ -332,3 +337,53 @@ def test_unknown_output_layer_is_one_line_error() -> None:
     model, x = _mlp(0), _inputs("mlp", 2, 0)
     with pytest.raises(ConfigError, match="output layer 'tanh'"):
         sensitivity(model, x, output_layer="tanh")
+
+
+# --- the plain-MLP path of the training step (issue 15): the general path's bits -----------------
+
+_PLAIN_SIZES = [(6, 3), (6, 9, 3), (30, 64, 64, 2), (784, 128, 128, 10), (7, 9, 8, 6, 5, 4)]
+
+
+def _plain(sizes: tuple[int, ...], seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+def _step_results(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, output_layer: str, general: bool) -> list[torch.Tensor]:
+    """Logits, S and every parameter's gradient of one act step's backward (float32, as training)."""
+    model.zero_grad(set_to_none=True)
+    if general:
+        out, s = _general_forward_with_sensitivity(model, x, "per_sample", False, output_layer)
+    else:
+        out, s = forward_with_sensitivity(model, x, "per_sample", output_layer=output_layer)
+    loss = task_loss(out, y, output_layer)
+    (loss + 0.01 * s).backward()
+    return [out.detach(), s.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("sizes", _PLAIN_SIZES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("output_layer", ["softmax", "sigmoid"])
+def test_plain_mlp_path_is_the_general_path_bit_for_bit(sizes: tuple[int, ...], output_layer: str) -> None:
+    """Same logits, S and gradients to the bit: the same operations in the same order (a weight
+    with three or more gradient contributions, as the logits layer's, sums them in creation order)."""
+    for seed in range(2):
+        model = _plain(sizes, seed)
+        assert _plain_mlp(model) is not None  # the fast path is the one under test
+        g = torch.Generator().manual_seed(100 + seed)
+        x = torch.rand(16, sizes[0], generator=g) - 0.25 * seed  # seed 1: negative inputs too
+        y = torch.randint(0, sizes[-1], (16,), generator=g)
+        fast = _step_results(model, x, y, output_layer, general=False)
+        general = _step_results(model, x, y, output_layer, general=True)
+        assert len(fast) == len(general) == 2 + 2 * (len(sizes) - 1)
+        for got, want in zip(fast, general, strict=True):
+            assert torch.equal(got, want)
+
+
+def test_plain_mlp_path_takes_only_plain_mlps() -> None:
+    assert _plain_mlp(_linear_stack(0)) is None  # two ReLUs in a row, two Linears in a row
+    assert _plain_mlp(_cnn(0)) is None
+    assert _plain_mlp(nn.Sequential(nn.Linear(3, 3), nn.ReLU())) is None  # ends in a ReLU
+    assert _plain_mlp(nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))) is None
