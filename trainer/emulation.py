@@ -533,6 +533,17 @@ class _ChainPlans:
 
     def __init__(self) -> None:
         self.entry: tuple[Sequence[QuantizedLayer], tuple[int, ...], tuple[_ChainLayer, ...] | None] | None = None
+        self.views: dict[int, tuple[torch.Tensor, int, np.ndarray]] = {}
+
+    def array(self, t: torch.Tensor) -> np.ndarray:
+        """The numpy view of parameter ``t`` (its storage survives the optimiser's in-place updates,
+        so the view is made once; remade when the parameter or its storage changes)."""
+        known = self.views.get(id(t))
+        if known is not None and known[0] is t and known[1] == t.data_ptr():
+            return known[2]
+        view = t.detach().numpy()
+        self.views[id(t)] = (t, t.data_ptr(), view)
+        return view
 
     def plan(self, modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer]) -> tuple[_ChainLayer, ...] | None:
         key = tuple(map(id, modules))
@@ -540,6 +551,7 @@ class _ChainPlans:
             return self.entry[2]
         plan = _chain_plan(modules, layers)
         self.entry = (layers, key, plan)
+        self.views = {}  # the views of the previous modules' parameters go with their plan
         return plan
 
 
@@ -579,9 +591,14 @@ def _chain_ready(modules: Sequence[nn.Module], plan: tuple[_ChainLayer, ...], h:
     for entry in plan:
         params = modules[entry.module_index]._parameters
         w, b = params["weight"], params["bias"]
-        if w is None or b is None or not w.requires_grad or not kernels.applicable(w, b):
+        if w is None or b is None or not w.requires_grad or not (_plain_cpu_float32(w) and _plain_cpu_float32(b)):
             return False
     return True
+
+
+def _plain_cpu_float32(t: torch.Tensor) -> bool:
+    """:func:`kernels.applicable` for one tensor once the kernels are known to be on (inline: per step)."""
+    return t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
 
 
 def _run_chain(
@@ -601,7 +618,8 @@ def _run_chain(
             act = _identity
         else:
             act = functools.partial(kernels.drum, k=entry.act[0], frac=entry.act[1])
-        prepare = functools.partial(_prepare_layer, masks=masks[index], weights=entry.weights, biases=entry.biases)
+        arrays = (_CHAINS.array(w), _CHAINS.array(b))
+        prepare = functools.partial(kernels.prepare_layer, masks=masks[index], weights=entry.weights, biases=entry.biases, arrays=arrays)
         specs.append((prepare, act, functools.partial(_chain_output, out=entry.out, relu=entry.relu), entry.relu))
         params += [w, b]
     return FusedChain.apply(h, tuple(specs), *params)
@@ -609,10 +627,6 @@ def _run_chain(
 
 def _identity(v: torch.Tensor) -> torch.Tensor:
     return v
-
-
-def _prepare_layer(w: torch.Tensor, b: torch.Tensor, masks: torch.Tensor | None, weights: tuple[Any, ...], biases: tuple[Any, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    return kernels.prepare_layer(w, b, masks, weights, biases)
 
 
 def _chain_output(acc: torch.Tensor, out: tuple[int, int, int], relu: bool) -> torch.Tensor:

@@ -102,7 +102,7 @@ _NO_MASKS = np.zeros(0, np.int64)
 
 def _array(t: torch.Tensor) -> np.ndarray:
     """The numpy view of a contiguous CPU tensor (any shape: the kernels flatten it themselves)."""
-    return t.detach().numpy()
+    return t.detach().numpy() if t.requires_grad else t.numpy()  # detach costs a microsecond: only where needed
 
 
 def quantize_flip_drum(
@@ -161,6 +161,16 @@ def all_below_one(g: torch.Tensor) -> bool:
     return bool(kern.max_magnitude_bits(_array(g)) < _ONE_PATTERN)
 
 
+def below_one(g: torch.Tensor) -> bool | None:
+    """:func:`all_below_one` for a CPU tensor, or None where the kernels do not take it (not
+    float32, not contiguous, kernels off). The straight-through mask's test, run several times per
+    training step: checked inline, without :func:`applicable`'s generality."""
+    kern = _compiled()
+    if kern is None or g.dtype != torch.float32 or not g.is_contiguous():
+        return None
+    return bool(kern.max_magnitude_bits(_array(g)) < _ONE_PATTERN)
+
+
 def weight_args(frac: int, qmin: int, qmax: int, k: int | None, bits: int) -> tuple[float, float, int, int, int, int, int, int, int, int]:
     """The constants :func:`prepare_layer` takes for a layer's weights (computed once per layer)."""
     return (math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, bits, *drum_params(k, 0))
@@ -172,13 +182,21 @@ def bias_args(frac: int, qmin: int, qmax: int) -> tuple[float, float, int, int]:
 
 
 def prepare_layer(
-    w: torch.Tensor, b: torch.Tensor, masks: torch.Tensor | None, weights: tuple[Any, ...], biases: tuple[Any, ...]
+    w: torch.Tensor,
+    b: torch.Tensor,
+    masks: torch.Tensor | None,
+    weights: tuple[Any, ...],
+    biases: tuple[Any, ...],
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`quantize_flip_drum` of ``w`` and :func:`quantize_bias` of ``b`` in one call (the
-    constants from :func:`weight_args` / :func:`bias_args`): new float32 tensors shaped as ``w``, ``b``."""
+    constants from :func:`weight_args` / :func:`bias_args`): new float32 tensors shaped as ``w``, ``b``.
+    ``arrays``: numpy views of ``w`` and ``b`` made earlier (a parameter's storage outlives its
+    in-place updates, so a training loop can make them once)."""
     kern = _compiled()
     assert kern is not None
     w_t, b_t = torch.empty(w.shape), torch.empty(b.shape)
     m = _array(masks.to(torch.int64).contiguous()) if masks is not None else _NO_MASKS
-    kern.prepare_layer(_array(w), _array(w_t), m, masks is not None, weights, _array(b), _array(b_t), biases)
+    w_a, b_a = arrays if arrays is not None else (_array(w), _array(b))
+    kern.prepare_layer(w_a, w_t.numpy(), m, masks is not None, weights, b_a, b_t.numpy(), biases)
     return w_t, b_t

@@ -21,8 +21,10 @@ def ste_mask(grad: torch.Tensor) -> torch.Tensor:
     way); torch's comparisons and boolean masks cost several times an arithmetic pass on the CPU.
     On other devices the full mask always (reading the maximum back would synchronise the device).
     """
-    if grad.device.type == "cpu" and (kernels.all_below_one(grad) if kernels.applicable(grad) else max_abs(grad) < 1.0):
-        return grad
+    if grad.device.type == "cpu":
+        below = kernels.below_one(grad)
+        if below if below is not None else max_abs(grad) < 1.0:
+            return grad
     mask = grad.abs()
     mask.floor_().clamp_(max=1.0).neg_().add_(1.0)
     return grad * mask
