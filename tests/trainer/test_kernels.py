@@ -120,6 +120,12 @@ def test_bias_kernel_equals_the_float32_bias_pipeline() -> None:
 def test_all_below_one_is_max_abs_below_one(values: list[float]) -> None:
     g = torch.tensor(values, dtype=torch.float32)
     assert kernels.all_below_one(g) == (max_abs(g) < 1.0)
+    assert kernels.below_one(g) == (max_abs(g) < 1.0)
+
+
+def test_below_one_declines_what_the_kernels_do_not_take() -> None:
+    assert kernels.below_one(torch.zeros(3, dtype=torch.float64)) is None
+    assert kernels.below_one(torch.zeros(3, 4).T) is None
 
 
 def test_kernels_take_only_contiguous_float32_cpu_tensors() -> None:
