@@ -43,7 +43,9 @@ def _compiled() -> Any | None:
         return None
     try:
         from axtrain.trainer import kernels_numba  # lazy: numba's import and cache load only where a kernel runs
-    except ImportError:  # numba missing or broken on this platform: the torch path is complete
+    except (ImportError, RuntimeError, OSError):
+        # numba missing or broken on this platform, or no writable cache location for its compiled
+        # kernels (numba raises RuntimeError when decorating then): the torch path is complete.
         return None
     return kernels_numba
 

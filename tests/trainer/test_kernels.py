@@ -177,3 +177,22 @@ def test_the_environment_switches_the_kernels_off(monkeypatch: pytest.MonkeyPatc
         monkeypatch.delenv(kernels.ENV)
         kernels._compiled.cache_clear()
     assert kernels.enabled()
+
+
+def test_a_numba_that_cannot_be_imported_leaves_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import axtrain.trainer
+
+    monkeypatch.setitem(sys.modules, "axtrain.trainer.kernels_numba", None)  # `import` of it raises ImportError
+    monkeypatch.delattr(axtrain.trainer, "kernels_numba", raising=False)  # (else `from ... import` finds the attribute)
+    kernels._compiled.cache_clear()
+    try:
+        assert not kernels.enabled()
+        assert kernels.below_one(torch.zeros(3)) is None
+        x = torch.arange(-64, 64, dtype=torch.float32)
+        assert _same(emulation.transform_real(x, parse_mode("drum:2"), 0), drum_transform(x, 2, 0))
+    finally:
+        monkeypatch.undo()
+        kernels._compiled.cache_clear()
+    assert kernels.enabled()
