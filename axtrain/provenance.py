@@ -7,7 +7,7 @@ from importlib import metadata
 
 from axtrain import __version__
 
-_LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "pydantic", "click")
+_LIBRARIES = ("numpy", "torch", "numba", "onnx", "onnxruntime", "pydantic", "click")  # numba: the trainer's pas kernels (decisions 213)
 
 
 def versions() -> dict[str, str]:
