@@ -22,7 +22,9 @@ def _per_app(key: str) -> str:
 @click.command("train", epilog=(
     "Expected times on 2 CPU cores (README 'How long it takes'): breast-cancer's whole demo pipeline 24 s to 2 min; one "
     "MNIST-MLP epoch about 1 min (bp) and 2-7.5 min (act), one MNIST-CNN act epoch about an hour; default epochs (first + pas) "
-    + ", ".join(f"{app} {APP_DEFAULTS[app]['epochs']}+{APP_DEFAULTS[app]['pas_epochs']}" for app in ("mnist-mlp", "mnist-cnn")) + "."
+    + ", ".join(f"{app} {APP_DEFAULTS[app]['epochs']}+{APP_DEFAULTS[app]['pas_epochs']}" for app in ("mnist-mlp", "mnist-cnn")) + ". "
+    "The pas phase's emulated arithmetic runs as numba kernels on the CPU (the same bits as the torch path; "
+    "AXTRAIN_KERNELS=torch in the environment selects the torch path; docs/trainer.md)."
 ))
 @click.option("--app", help="Application (breast-cancer, image-segmentation, ionosphere, satimage, mnist-mlp, mnist-cnn).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), help=f"Training method.  [default: {_FIELDS['method'].default.value}]")
