@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -46,12 +45,11 @@ from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.hwmodels.multipliers import MultiplierMode
 from axtrain.hwmodels.ntv import bit_error_rate, flip_positions_from
 from axtrain.trainer import kernels
-from axtrain.trainer.emulation_fused import FusedChain, FusedDense, fused_applicable
+from axtrain.trainer.drum_bits import CLEAR, IDENTITY, MANTISSA, drum_constants
+from axtrain.trainer.emulation_fused import FusedChain, fused_applicable
 from axtrain.trainer.reductions import data_state, max_abs
 from axtrain.trainer.ste import ste_mask, ste_mask_reference  # noqa: F401 - re-exported: the emulation's STE
 
-# Mantissa widths of the float types the transform works on.
-_MANTISSA = {torch.float32: (23, torch.int32), torch.float64: (52, torch.int64)}
 BIAS_QMIN, BIAS_QMAX = -(2**31), 2**31 - 1
 
 
@@ -118,22 +116,16 @@ def drum_transform(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
     :func:`drum_transform_reference` is the definition; tests check the two agree bit for bit on
     every 16-bit integer at several scales.
     """
-    if x.dtype not in _MANTISSA:
+    if x.dtype not in MANTISSA:
         raise TypeError(f"drum_transform needs float32 or float64 values, got {x.dtype}")
-    mantissa, int_type = _MANTISSA[x.dtype]
-    if k > mantissa:
+    mode, keep, lower, limit = drum_constants(k, frac, x.dtype)  # trainer/drum_bits.py
+    if mode == IDENTITY:
         return x
-    bits = x.contiguous().view(int_type)
-    low = mantissa + 1 - k  # position of the lowest kept bit (the leading one sits at `mantissa`)
-    keep = -(1 << low)  # ...1111 000: clears every mantissa bit below `low`
-    if k < 2:
+    bits = x.contiguous().view(MANTISSA[x.dtype][1])
+    int_type = bits.dtype
+    if mode == CLEAR:
         return (bits & _int_constant(keep, int_type, x.device)).view(x.dtype)
-    threshold = math.ldexp(1.0, k - frac)  # |q| >= 2**k  <=>  more than k significant bits
-    limit = _bit_pattern(threshold, x.dtype)
-    if limit is None:  # the threshold overflows the float type: every value is below it
-        return x
     sign_off = (1 << (8 * x.element_size() - 1)) - 1
-    lower = limit - (1 << low)  # the pattern of (2**k - 1) * 2**-frac
     # The bitwise masks as 0-d tensors of the bits' dtype: a Python int there is wrapped and
     # converted into a tensor on every call (three extra dispatches each, ~8 us per transform of a
     # small layer); the clamp and the subtraction take Python ints without that.
@@ -169,21 +161,9 @@ def _int_constant(value: int, dtype: torch.dtype, device: torch.device) -> torch
     return torch.tensor(value, dtype=dtype, device=device)
 
 
-@functools.lru_cache(maxsize=1024)
-def _bit_pattern(value: float, dtype: torch.dtype) -> int | None:
-    """The IEEE bit pattern of a positive ``value`` in ``dtype`` (None if it is not finite there)."""
-    if not math.isfinite(value):
-        return None
-    try:
-        packed = struct.pack("<f" if dtype == torch.float32 else "<d", value)
-    except OverflowError:  # beyond float32's range
-        return None
-    return int.from_bytes(packed, "little", signed=True)
-
-
 def drum_transform_reference(x: torch.Tensor, k: int, frac: int = 0) -> torch.Tensor:
     """The definition of :func:`drum_transform`: transform the large values, keep the others."""
-    mantissa, int_type = _MANTISSA[x.dtype]
+    mantissa, int_type = MANTISSA[x.dtype]
     if k > mantissa:
         return x
     bits = x.contiguous().view(int_type)
@@ -452,7 +432,7 @@ def _prepare_fused(modules: Sequence[nn.Module], layers: Sequence[QuantizedLayer
             fused.append(index)
     with torch.no_grad():
         if weight_groups and kernels.applicable(*(_linear(modules, layers[i]).weight for i in fused)):
-            _prepare_with_kernels(modules, layers, weight_groups, fused, prepared)
+            _prepare_with_kernels(modules, layers, weight_groups, prepared)
             return prepared
         for (bits, qmin, qmax, mode), members in weight_groups.items():
             weights = [_linear(modules, layers[i]).weight for i in members]
@@ -489,24 +469,25 @@ def _prepare_with_kernels(
     modules: Sequence[nn.Module],
     layers: Sequence[QuantizedLayer],
     weight_groups: dict[tuple[int, int, int, MultiplierMode], list[int]],
-    fused: list[int],
     prepared: dict[int, _Prepared],
 ) -> None:
     """:func:`_prepare_fused`'s weights and biases through the one-pass kernels: per layer, its own
-    scale (the same products as the per-element scales of the torch path), straight into the
-    group's buffer (no concatenation)."""
+    scale (the same products as the per-element scales of the torch path), the weights straight
+    into the group's buffer (no concatenation), its bias beside them in the same call."""
     for (bits, qmin, qmax, mode), members in weight_groups.items():
         weights = [_linear(modules, layers[i]).weight for i in members]
         t = torch.empty(sum(w.numel() for w in weights), dtype=torch.float32)
         start = 0
         for i, w in zip(members, weights, strict=True):
-            part = t[start : start + w.numel()]
-            kernels.quantize_flip_drum(w, part, _weight_frac(layers[i]), qmin, qmax, mode.k, prepared[i].masks, bits)
-            prepared[i].weight = part.view(w.shape)
+            frac = _weight_frac(layers[i])
+            part = t[start : start + w.numel()].view(w.shape)
+            _, prepared[i].bias = kernels.prepare_layer(
+                w, _linear_bias(modules, layers[i]), prepared[i].masks,
+                kernels.weight_args(frac, qmin, qmax, mode.k, bits), kernels.bias_args(layers[i].input_format.frac + frac, BIAS_QMIN, BIAS_QMAX),
+                w_out=part,
+            )
+            prepared[i].weight = part
             start += w.numel()
-    for i in fused:
-        acc_frac = layers[i].input_format.frac + _weight_frac(layers[i])
-        prepared[i].bias = kernels.quantize_bias(_linear_bias(modules, layers[i]), acc_frac, BIAS_QMIN, BIAS_QMAX)
 
 
 @dataclass(frozen=True)
@@ -591,14 +572,9 @@ def _chain_ready(modules: Sequence[nn.Module], plan: tuple[_ChainLayer, ...], h:
     for entry in plan:
         params = modules[entry.module_index]._parameters
         w, b = params["weight"], params["bias"]
-        if w is None or b is None or not w.requires_grad or not (_plain_cpu_float32(w) and _plain_cpu_float32(b)):
+        if w is None or b is None or not w.requires_grad or not (kernels.plain(w) and kernels.plain(b)):
             return False
     return True
-
-
-def _plain_cpu_float32(t: torch.Tensor) -> bool:
-    """:func:`kernels.applicable` for one tensor once the kernels are known to be on (inline: per step)."""
-    return t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
 
 
 def _run_chain(
@@ -620,7 +596,8 @@ def _run_chain(
             act = functools.partial(kernels.drum, k=entry.act[0], frac=entry.act[1])
         arrays = (_CHAINS.array(w), _CHAINS.array(b))
         prepare = functools.partial(kernels.prepare_layer, masks=masks[index], weights=entry.weights, biases=entry.biases, arrays=arrays)
-        specs.append((prepare, act, functools.partial(_chain_output, out=entry.out, relu=entry.relu), entry.relu))
+        frac, qmin, qmax = entry.out
+        specs.append((prepare, act, functools.partial(kernels.relu_quantize, frac=frac, qmin=qmin, qmax=qmax, relu=entry.relu), entry.relu))
         params += [w, b]
     return FusedChain.apply(h, tuple(specs), *params)
 
@@ -629,8 +606,8 @@ def _identity(v: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _chain_output(acc: torch.Tensor, out: tuple[int, int, int], relu: bool) -> torch.Tensor:
-    return kernels.relu_quantize(acc, out[0], out[1], out[2], relu)
+def _constant(value: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda _: value
 
 
 def _linear(modules: Sequence[nn.Module], layer: QuantizedLayer) -> nn.Linear:
@@ -685,14 +662,11 @@ def _mac_layer(
         out_fmt = layer.output_format
         w_ready = prepared.weight if prepared is not None else None
         b_ready = prepared.bias if prepared is not None else None
-        return FusedDense.apply(
-            a, w, module.bias,
-            _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else lambda _: w_ready,
-            (lambda v: v) if transformed else lambda v: transform_real(v, mode, fa),
-            _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else lambda _: b_ready,
-            _relu_requantize(out_fmt, layer.relu),
-            layer.relu,
-        )
+        weight_fn = _weight_pipeline(layer, mode, masks, a.dtype) if w_ready is None else _constant(w_ready)
+        bias_fn = _bias_pipeline(fa + fw, a.dtype, compute=a.dtype) if b_ready is None else _constant(b_ready)
+        act: Callable[[torch.Tensor], torch.Tensor] = _identity if transformed else functools.partial(transform_real, mode=mode, frac=fa)
+        spec = (lambda w_, b_: (weight_fn(w_), bias_fn(b_)), act, _relu_requantize(out_fmt, layer.relu), layer.relu)
+        return FusedChain.apply(a, (spec,), w, module.bias)
     operands: list[tuple[torch.Tensor, torch.Tensor]] = []
     order: list[int] = []
     for mode, cols in _mode_groups(layer.neuron_modes()):

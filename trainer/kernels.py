@@ -23,17 +23,15 @@ from __future__ import annotations
 import functools
 import math
 import os
-import struct
 from typing import Any
 
 import numpy as np
 import torch
 
+from axtrain.trainer.drum_bits import IDENTITY, drum_constants
+
 #: The environment variable that selects the kernels: ``numba`` (default, where importable) or ``torch``.
 ENV = "AXTRAIN_KERNELS"
-
-_MANTISSA32 = 23
-_SIGN_OFF32 = (1 << 31) - 1
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,47 +54,19 @@ def enabled() -> bool:
 
 
 def applicable(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels take these tensors: float32, contiguous, on the CPU, and kernels enabled."""
-    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors) and enabled()
+    """Whether the kernels take these tensors (:func:`plain`) and are enabled."""
+    return all(map(plain, tensors)) and enabled()
 
 
-@functools.lru_cache(maxsize=1024)
-def drum_params(k: int | None, frac: int) -> tuple[int, int, int, int, int]:
-    """``(mode, keep, lower, limit, set_bit)`` of DRUM(k) on float32 values ``q * 2**-frac``.
-
-    ``mode`` 0: identity (exact multiplier, ``k`` beyond the mantissa, or a threshold that float32
-    cannot hold); 1: clear the low mantissa bits only (``k < 2``); 2: the full transform. The other
-    fields are :func:`axtrain.trainer.emulation.drum_transform`'s constants: ``keep`` clears the
-    mantissa bits below the lowest kept one, ``lower``/``limit`` bound the magnitude's bit pattern
-    around the threshold ``2**k * 2**-frac``, ``set_bit`` is ``2**low`` (unused outside mode 2).
-    """
-    if k is None or k > _MANTISSA32:
-        return (0, 0, 0, 0, 0)
-    low = _MANTISSA32 + 1 - k
-    keep = _to_int32(-(1 << low))
-    if k < 2:
-        return (1, keep, 0, 0, 0)
-    threshold = math.ldexp(1.0, k - frac)
-    limit = _float32_pattern(threshold)
-    if limit is None:
-        return (0, 0, 0, 0, 0)
-    return (2, keep, limit - (1 << low), limit, 1 << low)
+def drum_params(k: int | None, frac: int) -> tuple[int, int, int, int]:
+    """:func:`axtrain.trainer.drum_bits.drum_constants` of float32 values (``k`` None: an exact
+    multiplier, the identity): ``(mode, keep, lower, limit)``, the numba transform's arguments."""
+    return (IDENTITY, 0, 0, 0) if k is None else drum_constants(k, frac, torch.float32)
 
 
-def _to_int32(value: int) -> int:
-    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
-
-
-def _float32_pattern(value: float) -> int | None:
-    if not math.isfinite(value):
-        return None
-    try:
-        packed = struct.pack("<f", value)
-    except OverflowError:
-        return None
-    pattern = int.from_bytes(packed, "little", signed=True)
-    # A threshold that rounds to float32 infinity is as good as none: every finite value is below it.
-    return None if pattern >= 0x7F800000 else pattern
+def plain(t: torch.Tensor) -> bool:
+    """Whether the kernels can take ``t`` as it is: float32, on the CPU, contiguous."""
+    return t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
 
 
 _NO_MASKS = np.zeros(0, np.int64)
@@ -105,22 +75,6 @@ _NO_MASKS = np.zeros(0, np.int64)
 def _array(t: torch.Tensor) -> np.ndarray:
     """The numpy view of a contiguous CPU tensor (any shape: the kernels flatten it themselves)."""
     return t.detach().numpy() if t.requires_grad else t.numpy()  # detach costs a microsecond: only where needed
-
-
-def quantize_flip_drum(
-    w: torch.Tensor, out: torch.Tensor, frac: int, qmin: int, qmax: int, k: int | None, masks: torch.Tensor | None, bits: int
-) -> None:
-    """``out = drum_k(flip(clamp(round(w * 2**frac)))) * 2**-frac``, one pass (``out`` float32, w's size).
-
-    The weight pipeline of :func:`axtrain.trainer.emulation._weight_pipeline` (``masks``: int64 XOR
-    masks of the ``bits``-bit words, or None for no flips).
-    """
-    kern = _compiled()
-    assert kern is not None
-    m = _array(masks.to(torch.int64).contiguous()) if masks is not None else _NO_MASKS
-    kern.quantize_flip_drum(
-        _array(w), _array(out), math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, m, masks is not None, bits, *drum_params(k, 0)
-    )
 
 
 def relu_quantize(acc: torch.Tensor, frac: int, qmin: int, qmax: int, relu: bool) -> torch.Tensor:
@@ -134,22 +88,13 @@ def relu_quantize(acc: torch.Tensor, frac: int, qmin: int, qmax: int, relu: bool
 
 def drum(x: torch.Tensor, k: int | None, frac: int) -> torch.Tensor:
     """DRUM(k) of float32 values ``q * 2**-frac``: :func:`axtrain.trainer.emulation.drum_transform`, one pass."""
-    mode, keep, lower, limit, set_bit = drum_params(k, frac)
-    if mode == 0:
+    mode, keep, lower, limit = drum_params(k, frac)
+    if mode == IDENTITY:
         return x
     kern = _compiled()
     assert kern is not None
     out = torch.empty_like(x)
-    kern.drum(_array(x), _array(out), mode, keep, lower, limit, set_bit)
-    return out
-
-
-def quantize_bias(b: torch.Tensor, frac: int, qmin: int, qmax: int) -> torch.Tensor:
-    """``clamp(round(b * 2**frac), qmin, qmax) * 2**-frac`` in float32 (the fused bias pipeline), one pass."""
-    kern = _compiled()
-    assert kern is not None
-    out = torch.empty_like(b)
-    kern.relu_quantize(_array(b), _array(out), math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, False)
+    kern.drum(_array(x), _array(out), mode, keep, lower, limit)
     return out
 
 
@@ -168,12 +113,12 @@ def below_one(g: torch.Tensor) -> bool | None:
     float32, not contiguous, kernels off). The straight-through mask's test, run several times per
     training step: checked inline, without :func:`applicable`'s generality."""
     kern = _compiled()
-    if kern is None or g.dtype != torch.float32 or not g.is_contiguous():
+    if kern is None or not plain(g):
         return None
     return bool(kern.max_magnitude_bits(_array(g)) < _ONE_PATTERN)
 
 
-def weight_args(frac: int, qmin: int, qmax: int, k: int | None, bits: int) -> tuple[float, float, int, int, int, int, int, int, int, int]:
+def weight_args(frac: int, qmin: int, qmax: int, k: int | None, bits: int) -> tuple[float, float, int, int, int, int, int, int, int]:
     """The constants :func:`prepare_layer` takes for a layer's weights (computed once per layer)."""
     return (math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, bits, *drum_params(k, 0))
 
@@ -190,14 +135,19 @@ def prepare_layer(
     weights: tuple[Any, ...],
     biases: tuple[Any, ...],
     arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    w_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`quantize_flip_drum` of ``w`` and :func:`quantize_bias` of ``b`` in one call (the
-    constants from :func:`weight_args` / :func:`bias_args`): new float32 tensors shaped as ``w``, ``b``.
-    ``arrays``: numpy views of ``w`` and ``b`` made earlier (a parameter's storage outlives its
-    in-place updates, so a training loop can make them once)."""
+    """A dense layer's multiplier-side weights and quantised bias in one call: the weight pipeline
+    ``drum_k(flip(clamp(round(w * 2**f)))) * 2**-f`` of
+    :func:`axtrain.trainer.emulation._weight_pipeline` (``masks``: int64 XOR masks of the stored
+    words, or None) and the float32 bias pipeline ``clamp(round(b * 2**f_acc)) * 2**-f_acc``, with
+    the constants of :func:`weight_args` / :func:`bias_args`. Returns new float32 tensors shaped as
+    ``w`` and ``b`` (the weights written into ``w_out`` instead where given, a contiguous float32
+    tensor of ``w``'s shape). ``arrays``: numpy views of ``w`` and ``b`` made earlier (a
+    parameter's storage outlives its in-place updates, so a training loop can make them once)."""
     kern = _compiled()
     assert kern is not None
-    w_t, b_t = torch.empty(w.shape), torch.empty(b.shape)
+    w_t, b_t = torch.empty(w.shape) if w_out is None else w_out, torch.empty(b.shape)
     m = _array(masks.to(torch.int64).contiguous()) if masks is not None else _NO_MASKS
     w_a, b_a = arrays if arrays is not None else (_array(w), _array(b))
     kern.prepare_layer(w_a, w_t.numpy(), m, masks is not None, weights, b_a, b_t.numpy(), biases)

@@ -24,8 +24,9 @@ def _clamp(q, lo, hi):
 
 
 @njit(inline="always")
-def _drum_bits(b, mode, keep, lower, limit, set_bit):
-    """DRUM on a float32 bit pattern (int32): the five integer passes of ``drum_transform`` on one word."""
+def _drum_bits(b, mode, keep, lower, limit):
+    """DRUM on a float32 bit pattern (int32): the five integer passes of ``drum_transform`` on one word
+    (``mode``: drum_bits.IDENTITY 0, CLEAR 1, FULL 2)."""
     if mode == 0:
         return b
     kept = b & keep
@@ -40,12 +41,12 @@ def _drum_bits(b, mode, keep, lower, limit, set_bit):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def quantize_flip_drum(w, out, scale, inverse, qmin, qmax, masks, has_masks, bits, mode, keep, lower, limit, set_bit):
+def quantize_flip_drum(w, out, scale, inverse, qmin, qmax, masks, has_masks, bits, mode, keep, lower, limit):
     w, out, masks = w.reshape(w.size), out.reshape(out.size), masks.reshape(masks.size)
     # The constants arrive as Python numbers (cheaper to pass): float32 and int32 here, exactly
     # (powers of two, integers of the format's range, bit patterns).
     scale, inverse, qmin, qmax = np.float32(scale), np.float32(inverse), np.float32(qmin), np.float32(qmax)
-    keep, lower, limit, set_bit = np.int32(keep), np.int32(lower), np.int32(limit), np.int32(set_bit)
+    keep, lower, limit = np.int32(keep), np.int32(lower), np.int32(limit)
     word_mask = (np.int64(1) << bits) - 1
     sign = np.int64(1) << (bits - 1)
     out_bits = out.view(np.int32)
@@ -55,7 +56,7 @@ def quantize_flip_drum(w, out, scale, inverse, qmin, qmax, masks, has_masks, bit
             raw = (np.int64(q) & word_mask) ^ masks[i]
             q = np.float32((raw ^ sign) - sign)
         out[i] = q
-        out_bits[i] = _drum_bits(out_bits[i], mode, keep, lower, limit, set_bit)
+        out_bits[i] = _drum_bits(out_bits[i], mode, keep, lower, limit)
         out[i] = out[i] * inverse
 
 
@@ -72,12 +73,12 @@ def relu_quantize(acc, out, scale, inverse, qmin, qmax, relu):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def drum(x, out, mode, keep, lower, limit, set_bit):
-    keep, lower, limit, set_bit = np.int32(keep), np.int32(lower), np.int32(limit), np.int32(set_bit)
+def drum(x, out, mode, keep, lower, limit):
+    keep, lower, limit = np.int32(keep), np.int32(lower), np.int32(limit)
     x_bits = x.reshape(x.size).view(np.int32)
     out_bits = out.reshape(out.size).view(np.int32)
     for i in range(x.size):
-        out_bits[i] = _drum_bits(x_bits[i], mode, keep, lower, limit, set_bit)
+        out_bits[i] = _drum_bits(x_bits[i], mode, keep, lower, limit)
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -96,7 +97,7 @@ def max_magnitude_bits(x):
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def prepare_layer(w, out_w, masks, has_masks, weight_args, b, out_b, bias_args):
     """A dense layer's multiplier-side weights and quantised bias in one call (two loops)."""
-    scale, inverse, qmin, qmax, bits, mode, keep, lower, limit, set_bit = weight_args
-    quantize_flip_drum(w, out_w, scale, inverse, qmin, qmax, masks, has_masks, bits, mode, keep, lower, limit, set_bit)
+    scale, inverse, qmin, qmax, bits, mode, keep, lower, limit = weight_args
+    quantize_flip_drum(w, out_w, scale, inverse, qmin, qmax, masks, has_masks, bits, mode, keep, lower, limit)
     b_scale, b_inverse, b_qmin, b_qmax = bias_args
     relu_quantize(b, out_b, b_scale, b_inverse, b_qmin, b_qmax, False)

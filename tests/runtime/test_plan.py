@@ -266,16 +266,22 @@ def test_gathers_of_the_same_words_share_one_read_only_index_array() -> None:
     assert gathers[2].idx is not gathers[0].idx and np.array_equal(gathers[2].idx, gathers[0].idx[1:])
 
 
-def test_affine_weight_sources_are_kept_as_a_pattern() -> None:
-    """A DISTW whose sources are an affine block of weight-image words (a dense layer) gives its
-    MACs a ``w_view`` pattern, not an array; the words it stands for are what the weight buffer
-    holds, and a block with an unwritten word stays an array (its -1 reads 0)."""
-    program = parse_assembly("""
+# Two rows of weights loaded as an affine block of the weight image (words 10-13 and 16-19), and
+# the first DISTW's sources over them: the head of the two programs below.
+_WEIGHT_BLOCK = """
         LDN nb=0 dram=0 count=4
         LDW wb=0 dram=10 rows=2 cols=4 stride=6
         CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
         DISTW wb=0 stride=4 m=2 p=1 k=4
         DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+"""
+
+
+def test_affine_weight_sources_are_kept_as_a_pattern() -> None:
+    """A DISTW whose sources are an affine block of weight-image words (a dense layer) gives its
+    MACs a ``w_view`` pattern, not an array; the words it stands for are what the weight buffer
+    holds, and a block with an unwritten word stays an array (its -1 reads 0)."""
+    program = parse_assembly(_WEIGHT_BLOCK + """
         MAC m=2 p=1 k=3 bb=0 mt=0 init=1
         DISTW wb=4 stride=8 m=2 p=1 k=4
         MAC m=2 p=1 k=4 bb=0 mt=0 init=1
@@ -288,12 +294,7 @@ def test_affine_weight_sources_are_kept_as_a_pattern() -> None:
 
 
 def test_a_mac_s_corner_of_a_pattern_has_no_step_along_a_length_one_axis() -> None:
-    program = parse_assembly("""
-        LDN nb=0 dram=0 count=4
-        LDW wb=0 dram=10 rows=2 cols=4 stride=6
-        CONV c=4 h=1 w=1 kh=1 kw=1 sh=1 sw=1 pt=0 pl=0 pb=0 pr=0 padv=0 oh=1 ow=1
-        DISTW wb=0 stride=4 m=2 p=1 k=4
-        DISTN nb=0 p0=0 m=2 p=1 k0=0 k=4
+    program = parse_assembly(_WEIGHT_BLOCK + """
         MAC m=1 p=1 k=1 bb=0 mt=0 init=1
         END
     """)
