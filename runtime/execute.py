@@ -46,6 +46,7 @@ from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
 from axtrain.runtime.beside import FORK_AVAILABLE, beside
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
+from axtrain.runtime import int8gemm
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
@@ -276,13 +277,32 @@ def _rows(buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
 
 
-def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, threads: int = 1) -> np.ndarray:
+def _int8_product(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, single_run: bool) -> np.ndarray | None:
+    """``W.T @ x`` on onnxruntime's int8 kernels (runtime/int8gemm.py), or None where the operands do
+    not fit them or would not gain: ``W [k, n]`` is the tile (``single_run``: the one run's
+    ``w[0].T``), ``x [k, cols]``."""
+    k, cols = x.shape
+    if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols):
+        return None
+    zero = int8gemm.zero_point(float(x.min()), float(x.max()))
+    w8 = cache.get(w, single_run) if zero is not None else None
+    if w8 is None or zero is None:
+        return None
+    return int8gemm.product(x, w8, zero)
+
+
+def _gemm(
+    w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, threads: int = 1, int8: int8gemm.WeightCache | None = None
+) -> np.ndarray:
     """Stacked weights times activations, exact (dtype chosen by ``bound``): ``[runs, rows, cols]``.
 
     Per run (``shared`` False): ``W [runs, rows, k] @ x [runs, k, cols]``. Shared activations: one
     GEMM for every run, ``W [k, runs*rows]`` transposed ``@ x [k, cols]``; rows of ``x`` that are
     constant over the batch (e.g. an image's background pixels) leave the GEMM and are added as one
-    matrix-vector product (same integers: every partial sum of either part is exact).
+    matrix-vector product (same integers: every partial sum of either part is exact). ``int8`` (a
+    simulation's weight cache): a float32 GEMM of one weight matrix (shared, or a single run) from
+    ``int8gemm.MIN_MACS`` multiply-adds runs on onnxruntime's int8 kernels where its operands fit
+    (the same integers, runtime/int8gemm.py).
     """
     if bound >= F32_EXACT and plan_pieces(x.shape[-2], bound) is not None:
         return _gemm_pieces(w, x, bound, shared, runs, threads)
@@ -299,9 +319,16 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
     k, cols = x.shape[-2:]
     macs = w.size * cols
     big = threads > 1 and dtype is np.float32 and macs >= BIG_GEMM
+    eight = int8 if int8 is not None and dtype is np.float32 and macs >= int8gemm.MIN_MACS else None
     # The caller runs BLAS single-threaded (thin tile GEMMs); large GEMMs may use `threads`.
     with blas_threads(threads) if big else contextlib.nullcontext():
         if shared:
+            if eight is not None:
+                # All rows, constant ones too: dropping them costs a copy of the int8 weights, and
+                # the product is cheap enough on these kernels that the copy would not pay.
+                out = _int8_product(eight, w, x, False)
+                if out is not None:
+                    return out.reshape(runs, -1, cols)
             if k >= CONSTANT_ROWS_MIN_K and cols > 1 and macs >= CONSTANT_ROWS_MIN_MACS:
                 low = x.min(axis=1)
                 constant = low == x.max(axis=1)
@@ -319,6 +346,10 @@ def _gemm(w: np.ndarray, x: np.ndarray, bound: float, shared: bool, runs: int, t
             result = (w.T @ x).reshape(runs, -1, cols)
             return result
         if runs == 1:
+            if eight is not None:
+                out = _int8_product(eight, w, x[0], True)
+                if out is not None:
+                    return out[None]
             result = (w[0] @ x[0])[None]
             return result
         # One BLAS call per run: np.matmul on a stack of strided (non-contiguous) slices does not use BLAS.
@@ -415,6 +446,7 @@ def run_plan(
     threads: int = 1,
     region: tuple[int, int] | None = None,
     workspace: Workspace | None = None,
+    int8: int8gemm.WeightCache | None = None,
 ) -> tuple[list[tuple[int, np.ndarray]], dict[int, np.ndarray]]:
     """Execute the plan's steps over one batch for every run of ``weights``.
 
@@ -424,7 +456,8 @@ def run_plan(
     ``threads`` BLAS threads, the others one. ``region`` (``[lo, hi)`` activation words, without
     ``collect``): an STN wholly outside it is not read out (ResNet-8's five residual spills: 16,384
     words each as int64, ~6 % of its numerics, for stores nobody reads). ``workspace``: the neuron
-    buffers of an earlier batch of the same shape (one thread's :class:`Workspace`).
+    buffers of an earlier batch of the same shape (one thread's :class:`Workspace`). ``int8``: the
+    simulation's int8 weight copies, for its large GEMMs (:func:`_gemm`); None: float GEMMs only.
 
     Layout: the neuron buffer is word-major with the batch innermost, ``[runs, words, n]`` per mode
     code (plus a shared ``[words, n]`` copy for run-invariant words, see :func:`~axtrain.runtime.plan.mark_shared`), so a
@@ -527,7 +560,7 @@ def run_plan(
         for code, rows, w, wmax in weights.tiles[number]:
             x = gathered[code][..., :k, :, :]
             x = x.reshape(*x.shape[:-3], k, p * n)
-            part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, runs, threads)
+            part = _gemm(w, x, k * gathered_bound[code] * wmax, gathered_shared, runs, threads, int8)
             if fresh and rows.size == m:
                 acc = part.reshape(runs, m, p, n)
                 if acc.dtype != acc_dtype:  # (astype(copy=False) itself costs ~3 us a call)
@@ -807,6 +840,7 @@ class FastExecutor(Executor):
         final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
         starts = list(range(0, dram_a.shape[0], chunk))
         workers = min(WORKERS, len(starts))
+        int8 = int8gemm.WeightCache() if _int8_pays(self.plan, dram_a.shape[0] * runs) else None
         spaces: queue.SimpleQueue[Workspace] = queue.SimpleQueue()  # one per thread at a time, reused by its next chunk
 
         def one(start: int) -> dict[int, np.ndarray]:
@@ -818,7 +852,7 @@ class FastExecutor(Executor):
             except queue.Empty:
                 space = Workspace()
             threads = 1 if workers > 1 else default_threads()
-            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=threads, region=(lo, hi), workspace=space)
+            stores, layers = run_plan(self.plan, prepared, batch, self.arch, collect, threads=threads, region=(lo, hi), workspace=space, int8=int8)
             spaces.put(space)
             for address, values in stores:  # apply the stores that touch the region, in order
                 a0, a1 = max(address, lo), min(address + values.shape[2], hi)
@@ -863,6 +897,13 @@ class FastExecutor(Executor):
         plan (its per-step Python holds the GIL for a fifth of a chunk), one chunk per worker at
         least, and a result that is cheap to send back (no layer outputs, at most ``FORK_MAX_WORDS``)."""
         return FORK_AVAILABLE and FORKS and not collect and len(self.plan.steps) >= FORK_MIN_STEPS and chunks >= WORKERS and words <= FORK_MAX_WORDS
+
+
+def _int8_pays(plan: Plan, images: int) -> bool:
+    """Whether a simulation of ``images`` inputs (times runs) has enough multiply-adds for onnxruntime's
+    int8 kernels to pay back their import (runtime/int8gemm.py); checked before anything is imported."""
+    macs = sum(step.m * step.k * step.p for step in plan.steps if isinstance(step, Mac)) * images
+    return macs >= int8gemm.MIN_TOTAL_MACS and int8gemm.enabled()
 
 
 def balanced_chunk(n: int, cap: int, workers: int) -> int:

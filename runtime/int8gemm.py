@@ -1,0 +1,150 @@
+"""Exact 8-bit GEMMs on onnxruntime's integer kernels, for the fast executor's large products.
+
+The fast executor (:mod:`axtrain.runtime.execute`) carries integers in float32 and multiplies them
+with numpy's float32 GEMM, exact below ``2**24``. Most bundles multiply 8-bit weights by 8-bit
+activations, and for those onnxruntime's ``MatMulInteger`` (uint8 x int8 -> int32, MLAS's VNNI /
+AVX2 / NEON kernels) computes the same integers 4-5x faster on one core. Both are exact, so the
+simulator's results do not change by a bit; :mod:`tests.runtime.test_int8gemm` compares them.
+
+Why it is exact:
+
+* integer products summed in int32: no rounding anywhere; the callers take this path only where
+  the float32 GEMM is exact too (every partial sum below ``2**24``), so the int32 sums cannot wrap;
+* the weights are the integers themselves (int8: every weight in ``[-128, 127]``);
+* the activations enter as ``x + z`` in uint8 with ``z`` the ``a_zero_point`` onnxruntime subtracts
+  exactly, and ``x + z`` is kept in ``[0, 127]``: AVX2's non-VNNI kernel adds pairs of uint8 x int8
+  products in int16 with saturation (``vpmaddubsw``), and ``2 * 127 * 128 < 2**15`` keeps every pair
+  inside int16 on any x86 kernel. A batch whose activations span more than 127 takes the float path.
+
+When: only where it pays. onnxruntime's import (~0.05-0.15 s) and session (a few ms) come once per
+process, and a product gains ~0.8 ms per 100 M multiply-adds, so the executor takes this path only
+for a simulation with at least :data:`MIN_TOTAL_MACS` eligible multiply-adds, and per GEMM from
+:data:`MIN_MACS` (smaller ones lose to the conversions). ``AXTRAIN_INT8_GEMM=0`` in the environment
+turns it off. Not in a forked child (runtime/beside.py: no onnxruntime there): the float path runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+#: The environment variable that turns the path off (``0``); anything else leaves it on.
+ENV = "AXTRAIN_INT8_GEMM"
+#: Eligible multiply-adds of one simulation from which the path is taken (its import pays back).
+MIN_TOTAL_MACS = 4e9
+#: Multiply-adds from which one GEMM takes the path (below it the operand conversions cost more).
+MIN_MACS = 1 << 22
+#: The shallowest product (k) and fewest output rows (n) that gain (:func:`worth`).
+MIN_DEPTH = 256
+MIN_ROWS = 128
+#: The largest activation value onnxruntime sees (after the zero point): see the module docstring.
+MAX_ACTIVATION = 127
+
+_PID = os.getpid()  # the process that imported this module; a forked child has another
+
+
+def enabled() -> bool:
+    """Whether the int8 path may run here: not switched off, not in a forked child, and onnxruntime's
+    session builds (it is a dependency of axtrain; a broken install takes the float path)."""
+    if os.environ.get(ENV, "1").strip() == "0" or os.getpid() != _PID:
+        return False
+    return _session() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> Any | None:
+    """One onnxruntime session for ``W.T @ x``, any sizes, on the calling thread (no thread pool: the
+    executor runs its chunks in threads of its own). Inputs: ``X`` float32 ``[k, cols]`` (integers),
+    ``B`` int8 ``[k, n]``, the zero point as float32 ``Zf`` and uint8 ``Z``. The graph shifts and casts
+    ``X`` to uint8, transposes it, multiplies (``MatMulInteger``), and transposes and casts the int32
+    product back to float32 ``[n, cols]``: onnxruntime's transposes are several times faster than
+    numpy's strided copies, which cost more than the product itself on most shapes."""
+    try:
+        import onnxruntime as ort  # lazy: a small simulation never imports it (tests/runtime/test_startup_imports.py)
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    inputs = [
+        helper.make_tensor_value_info("X", TensorProto.FLOAT, ["K", "C"]),
+        helper.make_tensor_value_info("B", TensorProto.INT8, ["K", "N"]),
+        helper.make_tensor_value_info("Zf", TensorProto.FLOAT, []),
+        helper.make_tensor_value_info("Z", TensorProto.UINT8, []),
+    ]
+    nodes = [
+        helper.make_node("Add", ["X", "Zf"], ["shifted"]),  # integers + z in [0, 127]: exact in float32
+        helper.make_node("Cast", ["shifted"], ["a_kc"], to=TensorProto.UINT8),  # exact: integers in range
+        helper.make_node("Transpose", ["a_kc"], ["A"], perm=[1, 0]),
+        helper.make_node("MatMulInteger", ["A", "B", "Z"], ["Y_cn"]),  # (A - z) @ B in int32
+        helper.make_node("Transpose", ["Y_cn"], ["Y_nc"], perm=[1, 0]),
+        helper.make_node("Cast", ["Y_nc"], ["Y"], to=TensorProto.FLOAT),  # |Y| < 2**24 (the caller's bound)
+    ]
+    output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", "C"])
+    model = helper.make_model(helper.make_graph(nodes, "int8_gemm", inputs, [output]), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any failure to build the session means: use the float path
+        return None
+
+
+def worth(k: int, n: int, cols: int) -> bool:
+    """Whether ``[n, k] @ [k, cols]`` gains on the int8 kernels: measured on one core against numpy's
+    float32 GEMM (benchmarks/bench_runtime.py prints the ratio), it does from ``k >= 256`` and
+    ``n >= 128`` (1.5-5x); shallower or narrower products lose to the conversions."""
+    return k >= MIN_DEPTH and n >= MIN_ROWS and k * n * cols >= MIN_MACS
+
+
+def weight_operand(w: np.ndarray) -> np.ndarray | None:
+    """``w`` (integer values in a float array) as contiguous int8, or None where a value is outside
+    ``[-128, 127]`` (a wider weight format, or a DRUM transform that rounded up to 128)."""
+    if w.size == 0 or float(w.min()) < -128 or float(w.max()) > 127:
+        return None
+    return np.ascontiguousarray(w, dtype=np.int8)
+
+
+def zero_point(low: float, high: float) -> int | None:
+    """The ``a_zero_point`` that maps integer activations in ``[low, high]`` into ``[0, 127]``, or None."""
+    shift = -int(low) if low < 0 else 0
+    return shift if high + shift <= MAX_ACTIVATION else None
+
+
+def product(x: np.ndarray, w8: np.ndarray, zero: int) -> np.ndarray:
+    """``w8.T @ x`` as float32 ``[n, cols]``: ``x [k, cols]`` integer-valued float32 in
+    ``[-zero, 127 - zero]`` (:func:`zero_point`), ``w8 [k, n]`` int8 (:func:`weight_operand`)."""
+    session = _session()
+    assert session is not None
+    feeds = {"X": np.ascontiguousarray(x, dtype=np.float32), "B": w8, "Zf": np.array(zero, dtype=np.float32), "Z": np.array(zero, dtype=np.uint8)}
+    out: np.ndarray = session.run(None, feeds)[0]
+    return out
+
+
+class WeightCache:
+    """int8 copies of a simulation's weight tiles, made on first use and shared by the executor's
+    threads (one per tile and layout; None where a tile does not fit int8)."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._copies: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def get(self, w: np.ndarray, single_run: bool) -> np.ndarray | None:
+        """The ``[k, n]`` int8 operand of a tile: ``w`` itself (a shared-input tile ``[k, runs*rows]``)
+        or, with ``single_run``, the transpose of the one run's ``w[0] [rows, k]``."""
+        if os.getpid() != self._pid:
+            return None  # a forked child (the executor's chunk processes): no onnxruntime there
+        key = (id(w), single_run)
+        with self._lock:
+            hit = self._copies.get(key)
+            if hit is None:
+                # The cache keeps ``w`` itself beside its copy, so its id is not reused while cached.
+                hit = (w, weight_operand(w[0].T if single_run else w))
+                self._copies[key] = hit
+        return hit[1]

@@ -1,0 +1,149 @@
+"""onnxruntime's int8 kernels for the fast executor's large GEMMs (runtime/int8gemm.py): the same
+integers as the float32 GEMM, taken only where the operands fit, and off where they must be."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axtrain.runtime import execute, int8gemm
+from axtrain.runtime.execute import FastExecutor, place_inputs
+from axtrain.runtime.faults import fault_regions, run_image
+
+from .conftest import compile_layers, dense, random_inputs
+
+pytestmark = pytest.mark.skipif(not int8gemm.enabled(), reason="onnxruntime's session does not build here (the float path runs)")
+
+
+@pytest.mark.parametrize("k,n,cols", [(1, 1, 1), (3, 2, 5), (257, 130, 7), (784, 128, 64), (512, 300, 1)])
+@pytest.mark.parametrize("low,high", [(0, 127), (-7, 45), (-127, 0), (-60, 67)])
+def test_product_is_the_float_gemm(k: int, n: int, cols: int, low: int, high: int) -> None:
+    rng = np.random.default_rng(k * 1000 + n + cols)
+    w = rng.integers(-128, 128, (k, n)).astype(np.float32)
+    w.flat[:2] = (-128, 127)  # the int8 extremes
+    x = rng.integers(low, high + 1, (k, cols)).astype(np.float32)
+    x.flat[-1], x.flat[0] = high, low  # both ends of the activation range (one element: the low end)
+    zero = int8gemm.zero_point(float(x.min()), float(x.max()))
+    assert zero == -low
+    w8 = int8gemm.weight_operand(w)
+    assert w8 is not None and w8.dtype == np.int8
+    got = int8gemm.product(x, w8, zero)
+    want = w.T @ x  # exact: |partial sums| <= 784 * 127 * 128 < 2**24
+    assert got.dtype == np.float32 and got.shape == (n, cols)
+    assert np.array_equal(got, want)
+
+
+def test_product_takes_a_strided_view() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.integers(-128, 128, (300, 200)).astype(np.float32)
+    x = rng.integers(0, 128, (600, 40)).astype(np.float32)[::2]  # every other row: not contiguous
+    w8 = int8gemm.weight_operand(w)
+    assert w8 is not None
+    assert np.array_equal(int8gemm.product(x, w8, 0), w.T @ x)
+
+
+def test_operands_outside_the_kernels_range_are_refused() -> None:
+    assert int8gemm.weight_operand(np.array([[-128.0, 127.0]])) is not None
+    assert int8gemm.weight_operand(np.array([[128.0, 0.0]])) is None
+    assert int8gemm.weight_operand(np.array([[-129.0, 0.0]])) is None
+    assert int8gemm.zero_point(0, 127) == 0
+    assert int8gemm.zero_point(-5, 122) == 5
+    assert int8gemm.zero_point(-5, 123) is None  # would reach 128 after the shift
+    assert int8gemm.zero_point(0, 128) is None
+    assert int8gemm.zero_point(-128, 0) is None
+
+
+def test_small_or_shallow_products_stay_on_the_float_path() -> None:
+    assert int8gemm.worth(784, 6400, 118)
+    assert not int8gemm.worth(128, 4096, 1024)  # shallow: the conversions cost more than the product
+    assert not int8gemm.worth(4096, 16, 2048)  # narrow
+    assert not int8gemm.worth(256, 128, 64)  # 2 M multiply-adds: below MIN_MACS
+
+
+def test_switched_off_by_the_environment_and_in_a_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = int8gemm.WeightCache()
+    w = np.ones((4, 3), dtype=np.float32)
+    assert cache.get(w, False) is not None
+    monkeypatch.setenv(int8gemm.ENV, "0")
+    assert not int8gemm.enabled()
+    monkeypatch.delenv(int8gemm.ENV)
+    assert int8gemm.enabled()
+    monkeypatch.setattr(int8gemm.os, "getpid", lambda: -1)  # as in a child forked after the import
+    assert not int8gemm.enabled()
+    assert int8gemm.WeightCache.get(cache, np.ones((4, 3), dtype=np.float32), False) is None
+
+
+@pytest.fixture()
+def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """Every eligible GEMM of a small test network takes the int8 path; returns the shapes it took."""
+    monkeypatch.setattr(int8gemm, "MIN_TOTAL_MACS", 0)
+    monkeypatch.setattr(int8gemm, "MIN_MACS", 0)
+    monkeypatch.setattr(int8gemm, "MIN_DEPTH", 1)
+    monkeypatch.setattr(int8gemm, "MIN_ROWS", 1)
+    taken: list[tuple[int, int, int]] = []
+    product = int8gemm.product
+
+    def counted(x: np.ndarray, w8: np.ndarray, zero: int) -> np.ndarray:
+        taken.append((x.shape[0], w8.shape[1], x.shape[1]))
+        return product(x, w8, zero)
+
+    monkeypatch.setattr(int8gemm, "product", counted)
+    return taken
+
+
+def _network(seed: int, modes: tuple[str, ...] = ("exact",)) -> tuple[list, tuple[int, ...]]:
+    """Large enough for tiles of the default array, with 8-bit weights at both extremes."""
+    from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
+
+    rng = np.random.default_rng(seed)
+    layers = [
+        dense(rng, "d0", 40, 300, F(8, 4), F(8, 2), modes=modes),
+        dense(rng, "d1", 24, 40, F(8, 2), F(8, 2), modes=modes),
+        dense(rng, "d2", 10, 24, F(8, 2), F(8, 3), relu=False, modes=modes),
+    ]
+    layers[0].weight[0, :2] = (-128, 127)
+    return layers, (300,)
+
+
+# DRUM with 5 faulty runs: the transformed weights reach -160, outside int8, so nothing is taken there.
+@pytest.mark.parametrize("modes,runs", [(("exact",), 1), (("exact",), 5), (("drum:3",), 1)], ids=["exact-1", "exact-5", "drum3-1"])
+def test_executor_results_are_the_float_paths(tmp_path, monkeypatch: pytest.MonkeyPatch, int8_everywhere, runs: int, modes: tuple[str, ...]) -> None:
+    """Same integers from every layer, Monte Carlo runs (a shared first layer) and one run, exact
+    and DRUM (a GEMM of transformed operands)."""
+    from axtrain.formats.bundle import load_bundle
+
+    layers, shape = _network(7, modes)
+    bundle = load_bundle(compile_layers(layers, shape, tmp_path / "net"))
+    m = bundle.manifest
+    # Inputs of one sign, as images are (the full signed range spans 255 and takes the float path).
+    x = np.abs(random_inputs(bundle, 37, seed=5))
+    dram = place_inputs(x, m.input.format, m.input.dram, m.activation_words)
+    regions = fault_regions(bundle.layers, 0.6)
+    images = np.stack([run_image(bundle.weights, regions, 11, run) for run in range(runs)])
+    executor = FastExecutor(bundle.program, bundle.arch)
+    assert executor.plan.fast, executor.plan.reason
+    prepared = executor.prepare(images if runs > 1 else images[0], bundle.bias)
+    fast, fast_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
+    assert int8_everywhere, "the int8 path was not taken: the test compares nothing"
+    monkeypatch.setenv(int8gemm.ENV, "0")
+    count = len(int8_everywhere)
+    slow, slow_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
+    assert len(int8_everywhere) == count  # switched off: the float path only
+    assert np.array_equal(fast, slow)
+    for layer, values in slow_layers.items():
+        assert np.array_equal(fast_layers[layer], values), layer
+
+
+def test_the_simulation_threshold_keeps_small_jobs_off(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job below MIN_TOTAL_MACS never asks for onnxruntime (its import would cost more than it saves)."""
+    asked: list[bool] = []
+    monkeypatch.setattr(int8gemm, "enabled", lambda: asked.append(True) or True)
+    layers, shape = _network(1)
+    from axtrain.formats.bundle import load_bundle
+
+    bundle = load_bundle(compile_layers(layers, shape, tmp_path / "net"))
+    executor = FastExecutor(bundle.program, bundle.arch)
+    assert not execute._int8_pays(executor.plan, 10)
+    assert not asked
+    monkeypatch.setattr(int8gemm, "MIN_TOTAL_MACS", 1)
+    assert execute._int8_pays(executor.plan, 10) and asked
