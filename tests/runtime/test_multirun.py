@@ -131,10 +131,10 @@ def test_constant_activation_rows_leave_the_shared_gemm(bundle_factory, monkeypa
     calls = []
     original = execute._gemm
 
-    def spy(w, x, bound, shared, runs, threads=1):
+    def spy(w, x, bound, shared, runs, threads=1, int8=None):
         if shared:
             calls.append(int((x.min(axis=1) == x.max(axis=1)).sum()))
-        return original(w, x, bound, shared, runs, threads)
+        return original(w, x, bound, shared, runs, threads, int8)
 
     monkeypatch.setattr(execute, "_gemm", spy)
     bundle, _ = bundle_factory("mlp", "default")
