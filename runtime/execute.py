@@ -840,7 +840,7 @@ class FastExecutor(Executor):
         final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
         starts = list(range(0, dram_a.shape[0], chunk))
         workers = min(WORKERS, len(starts))
-        int8 = int8gemm.WeightCache() if _int8_pays(self.plan, dram_a.shape[0] * runs) else None
+        int8 = int8gemm.WeightCache() if _int8_pays(self.plan, dram_a.shape[0], runs) else None
         spaces: queue.SimpleQueue[Workspace] = queue.SimpleQueue()  # one per thread at a time, reused by its next chunk
 
         def one(start: int) -> dict[int, np.ndarray]:
@@ -899,11 +899,22 @@ class FastExecutor(Executor):
         return FORK_AVAILABLE and FORKS and not collect and len(self.plan.steps) >= FORK_MIN_STEPS and chunks >= WORKERS and words <= FORK_MAX_WORDS
 
 
-def _int8_pays(plan: Plan, images: int) -> bool:
-    """Whether a simulation of ``images`` inputs (times runs) has enough multiply-adds for onnxruntime's
-    int8 kernels to pay back their import (runtime/int8gemm.py); checked before anything is imported."""
-    macs = sum(step.m * step.k * step.p for step in plan.steps if isinstance(step, Mac)) * images
-    return macs >= int8gemm.MIN_TOTAL_MACS and int8gemm.enabled()
+def _int8_pays(plan: Plan, images: int, runs: int) -> bool:
+    """Whether a simulation of ``images`` inputs and ``runs`` weight images has enough multiply-adds
+    in GEMMs that onnxruntime's int8 kernels can take (:func:`_gemm`: one weight matrix, float32, deep
+    and wide enough) to pay back their import and session (runtime/int8gemm.py). Decided from the
+    plan alone, before anything is imported; a GEMM whose operands turn out not to fit int8 still
+    takes the float path."""
+    eligible = 0
+    for step in plan.steps:
+        if not isinstance(step, Mac) or step.fused_into is not None:
+            continue
+        k = step.fused.k if step.fused is not None else step.k
+        rows = step.m * runs if step.shared_input else step.m if runs == 1 else 0
+        # float32 (the int8 path's condition) needs k * 127 * 128 < 2**24 at the least
+        if k * 127 * 128 < F32_EXACT and int8gemm.worth(k, rows, step.p * images):
+            eligible += step.m * k * step.p * images * (runs if step.shared_input else 1)
+    return eligible >= int8gemm.MIN_TOTAL_MACS and int8gemm.enabled()
 
 
 def balanced_chunk(n: int, cap: int, workers: int) -> int:

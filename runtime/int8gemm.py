@@ -16,7 +16,7 @@ Why it is exact:
   products in int16 with saturation (``vpmaddubsw``), and ``2 * 127 * 128 < 2**15`` keeps every pair
   inside int16 on any x86 kernel. A batch whose activations span more than 127 takes the float path.
 
-When: only where it pays. onnxruntime's import (~0.05-0.15 s) and session (a few ms) come once per
+When: only where it pays. onnxruntime's import (~0.03 s) and session (a few ms) come once per
 process, and a product gains ~0.8 ms per 100 M multiply-adds, so the executor takes this path only
 for a simulation with at least :data:`MIN_TOTAL_MACS` eligible multiply-adds, and per GEMM from
 :data:`MIN_MACS` (smaller ones lose to the conversions). ``AXTRAIN_INT8_GEMM=0`` in the environment
@@ -55,19 +55,16 @@ def enabled() -> bool:
     return _session() is not None
 
 
-@functools.lru_cache(maxsize=1)
-def _session() -> Any | None:
-    """One onnxruntime session for ``W.T @ x``, any sizes, on the calling thread (no thread pool: the
-    executor runs its chunks in threads of its own). Inputs: ``X`` float32 ``[k, cols]`` (integers),
-    ``B`` int8 ``[k, n]``, the zero point as float32 ``Zf`` and uint8 ``Z``. The graph shifts and casts
-    ``X`` to uint8, transposes it, multiplies (``MatMulInteger``), and transposes and casts the int32
-    product back to float32 ``[n, cols]``: onnxruntime's transposes are several times faster than
-    numpy's strided copies, which cost more than the product itself on most shapes."""
-    try:
-        import onnxruntime as ort  # lazy: a small simulation never imports it (tests/runtime/test_startup_imports.py)
-        from onnx import TensorProto, helper
-    except ImportError:
-        return None
+def build_model() -> Any:
+    """The ONNX model of ``W.T @ x`` (needs the ``onnx`` package; :data:`MODEL` is its serialisation).
+
+    Inputs: ``X`` float32 ``[k, cols]`` (integers), ``B`` int8 ``[k, n]``, the zero point as float32
+    ``Zf`` and uint8 ``Z``. The graph shifts and casts ``X`` to uint8, transposes it, multiplies
+    (``MatMulInteger``), and transposes and casts the int32 product back to float32 ``[n, cols]``:
+    onnxruntime's transposes are several times faster than numpy's strided copies, which cost more
+    than the product itself on most shapes."""
+    from onnx import TensorProto, helper
+
     inputs = [
         helper.make_tensor_value_info("X", TensorProto.FLOAT, ["K", "C"]),
         helper.make_tensor_value_info("B", TensorProto.INT8, ["K", "N"]),
@@ -83,14 +80,39 @@ def _session() -> Any | None:
         helper.make_node("Cast", ["Y_nc"], ["Y"], to=TensorProto.FLOAT),  # |Y| < 2**24 (the caller's bound)
     ]
     output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", "C"])
-    model = helper.make_model(helper.make_graph(nodes, "int8_gemm", inputs, [output]), opset_imports=[helper.make_opsetid("", 13)])
+    graph = helper.make_graph(nodes, "int8_gemm", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="axtrain")
     model.ir_version = 8
+    return model
+
+
+#: :func:`build_model` serialised. Held as bytes because importing ``onnx`` costs ~1 s, far more than
+#: the GEMMs gain on a mid-sized job; tests/runtime/test_int8gemm.py checks that it is the same model.
+MODEL = bytes.fromhex(
+    "080812076178747261696e3aad020a150a01580a025a6612077368696674656422034164640a200a0773686966746564"
+    "1204615f6b632204436173742a090a02746f1802a001020a230a04615f6b6312014122095472616e73706f73652a0d0a"
+    "047065726d40014000a001070a1e0a01410a01420a015a1204595f636e220d4d61744d756c496e74656765720a260a04"
+    "595f636e1204595f6e6322095472616e73706f73652a0d0a047065726d40014000a001070a1a0a04595f6e6312015922"
+    "04436173742a090a02746f1801a001021209696e74385f67656d6d5a150a015812100a0e0801120a0a0312014b0a0312"
+    "01435a150a014212100a0e0803120a0a0312014b0a0312014e5a0c0a025a6612060a04080112005a0b0a015a12060a04"
+    "0802120062150a015912100a0e0801120a0a0312014e0a0312014342040a00100d"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> Any | None:
+    """One onnxruntime session of :data:`MODEL`, any sizes, on the calling thread (no thread pool: the
+    executor runs its chunks in threads of its own)."""
+    try:
+        import onnxruntime as ort  # lazy (~0.03 s): a small simulation never imports it (tests/runtime/test_startup_imports.py)
+    except ImportError:
+        return None
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any failure to build the session means: use the float path
         return None
 

@@ -53,6 +53,11 @@ def test_operands_outside_the_kernels_range_are_refused() -> None:
     assert int8gemm.zero_point(-128, 0) is None
 
 
+def test_the_held_model_is_the_built_one() -> None:
+    """MODEL (bytes, so that onnx is not imported at run time) is build_model() serialised."""
+    assert int8gemm.MODEL == int8gemm.build_model().SerializeToString()
+
+
 def test_small_or_shallow_products_stay_on_the_float_path() -> None:
     assert int8gemm.worth(784, 6400, 118)
     assert not int8gemm.worth(128, 4096, 1024)  # shallow: the conversions cost more than the product
@@ -143,7 +148,15 @@ def test_the_simulation_threshold_keeps_small_jobs_off(tmp_path, monkeypatch: py
 
     bundle = load_bundle(compile_layers(layers, shape, tmp_path / "net"))
     executor = FastExecutor(bundle.program, bundle.arch)
-    assert not execute._int8_pays(executor.plan, 10)
+    assert not execute._int8_pays(executor.plan, 10, 1)
     assert not asked
-    monkeypatch.setattr(int8gemm, "MIN_TOTAL_MACS", 1)
-    assert execute._int8_pays(executor.plan, 10) and asked
+    for name, value in (("MIN_TOTAL_MACS", 1), ("MIN_MACS", 1), ("MIN_DEPTH", 1)):
+        monkeypatch.setattr(int8gemm, name, value)
+    assert not execute._int8_pays(executor.plan, 10, 1)  # tiles of 40 rows: too narrow
+    assert not asked
+    monkeypatch.setattr(int8gemm, "MIN_ROWS", 1)
+    assert execute._int8_pays(executor.plan, 10, 1) and asked
+    # Several runs: the shared first layer's GEMM has runs x 40 rows; the others run per run (not taken).
+    monkeypatch.setattr(int8gemm, "MIN_ROWS", 120)
+    assert execute._int8_pays(executor.plan, 10, 3)
+    assert not execute._int8_pays(executor.plan, 10, 2)
