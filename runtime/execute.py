@@ -43,10 +43,10 @@ from axtrain.formats.isa import ACC_OUT_WORD_BITS, Instruction
 from axtrain.hwmodels.fixedpoint import FixedPointFormat, dequantize, quantize, requantize_multiplier
 from axtrain.hwmodels.multipliers import MultiplierMode, drum_transform, drum_transform_float
 from axtrain.hwmodels.pooling import scaled_average, window_counts, window_sums
+from axtrain.runtime import int8gemm
 from axtrain.runtime.beside import FORK_AVAILABLE, beside
 from axtrain.runtime.blas import blas_threads, default_threads
 from axtrain.runtime.executor import DEFAULT_CHUNK, Executor, ExecutorResult, region_bounds
-from axtrain.runtime import int8gemm
 from axtrain.runtime.gemm import exact_matmul, plan_pieces
 from axtrain.runtime.interpreter import ReferenceExecutor, requant_table
 from axtrain.runtime.overrides import override_program
