@@ -112,9 +112,30 @@ def _session() -> Any | None:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 - any failure to build the session means: use the float path
+        session = ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
+        return session if _self_check(session) else None
+    except Exception:  # noqa: BLE001 - any failure to build or run the session means: use the float path
         return None
+
+
+def _self_check(session: Any) -> bool:
+    """Whether this machine's kernels give the exact integers on worst-case operands: every
+    activation at 127 against weights at -128 and 127 (the largest pair sums a 16-bit lane could
+    have to hold), then seeded random ones in the full range, with and without a zero point, on a
+    shape the blocked kernels tile (~2 ms, once per process). A kernel that saturated or rounded
+    anywhere fails it, and then the float path runs."""
+    rng = np.random.default_rng(0)
+    k, n, cols = 512, 96, 80
+    x = np.full((k, cols), 127.0, dtype=np.float32)
+    w = np.where(rng.random((k, n)) < 0.5, -128, 127).astype(np.int8)
+    w[:, 0], w[:, 1] = -128, 127  # columns of one extreme each: |sum| = 512 * 127 * 128
+    cases = [(x, w, 0), (rng.integers(-60, 68, (k, cols)).astype(np.float32), rng.integers(-128, 128, (k, n)).astype(np.int8), 60)]
+    for values, weights, zero in cases:
+        feeds = {"X": values, "B": weights, "Zf": np.array(zero, dtype=np.float32), "Z": np.array(zero, dtype=np.uint8)}
+        got = session.run(None, feeds)[0]
+        if not np.array_equal(got, (weights.astype(np.int64).T @ values.astype(np.int64)).astype(np.float32)):
+            return False
+    return True
 
 
 def worth(k: int, n: int, cols: int) -> bool:

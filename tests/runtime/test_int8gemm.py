@@ -160,3 +160,16 @@ def test_the_simulation_threshold_keeps_small_jobs_off(tmp_path, monkeypatch: py
     monkeypatch.setattr(int8gemm, "MIN_ROWS", 120)
     assert execute._int8_pays(executor.plan, 10, 3)
     assert not execute._int8_pays(executor.plan, 10, 2)
+
+
+def test_a_kernel_that_is_not_exact_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's self-check: a kernel that loses an integer anywhere leaves the float path on."""
+    session = int8gemm._session()
+    assert int8gemm._self_check(session)
+
+    class Saturating:
+        def run(self, names, feeds):
+            out = session.run(names, feeds)
+            return [np.clip(out[0], -(2.0**15), 2.0**15 - 1)]  # as a 16-bit lane would
+
+    assert not int8gemm._self_check(Saturating())
