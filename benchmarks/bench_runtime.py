@@ -147,7 +147,30 @@ def run(quick: bool = False) -> list[Result]:
                               note=f"{t_runs:.2f} s wall, {c_runs:.2f} CPU s; the issue asks <= {ABSOLUTE_LIMIT_S:g} s on the 2-core machine"))
 
         results.append(_resnet8(Path(tmp), repeat, 200 if quick else 1000))
+    results.append(_int8_gemm(repeat))
     return results
+
+
+def _int8_gemm(repeat: int) -> Result:
+    """The 50-run first layer's shared GEMM, one image chunk (``[784 x 6400]^T @ [784 x 182]``), on
+    onnxruntime's int8 kernels (runtime/int8gemm.py) against numpy's float32 GEMM, one thread each."""
+    from axtrain.runtime import int8gemm
+    from axtrain.runtime.blas import blas_threads
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (784, 6400)).astype(np.float32)
+    x = rng.integers(-7, 46, (784, 182)).astype(np.float32)
+    name = "shared 784x6400 GEMM x 182 img: int8 kernels"
+    if not int8gemm.enabled():
+        return Result(name, float("nan"), "numpy float32 GEMM", float("nan"), note="onnxruntime's int8 session unavailable here")
+    w8 = int8gemm.weight_operand(w)
+    assert w8 is not None
+    with blas_threads(1):
+        if not np.array_equal(int8gemm.product(x, w8, 7), w.T @ x):
+            raise AssertionError("int8 GEMM differs from the float32 GEMM")
+        t_float = best_time(lambda: w.T @ x, repeat=5 * repeat)
+        t_int8 = best_time(lambda: int8gemm.product(x, w8, 7), repeat=5 * repeat)
+    return Result(name, t_int8, "numpy float32 GEMM (1 thread)", t_float, note="same integers (checked here); one thread each")
 
 
 def _resnet8(tmp: Path, repeat: int, images: int) -> Result:

@@ -63,7 +63,7 @@ def build_model() -> Any:
     (``MatMulInteger``), and transposes and casts the int32 product back to float32 ``[n, cols]``:
     onnxruntime's transposes are several times faster than numpy's strided copies, which cost more
     than the product itself on most shapes."""
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper  # only here: importing onnx costs ~1 s (MODEL is held instead)
 
     inputs = [
         helper.make_tensor_value_info("X", TensorProto.FLOAT, ["K", "C"]),
