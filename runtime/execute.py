@@ -277,18 +277,18 @@ def _rows(buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
 
 
-def _int8_product(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, single_run: bool) -> np.ndarray | None:
+def _int8_product(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, single_run: bool, wide: bool = False) -> np.ndarray | None:
     """``W.T @ x`` on onnxruntime's int8 kernels (runtime/int8gemm.py), or None where the operands do
     not fit them or would not gain: ``W [k, n]`` is the tile (``single_run``: the one run's
-    ``w[0].T``), ``x [k, cols]``."""
+    ``w[0].T``), ``x [k, cols]``; ``wide``: sums past float32's exact integers (a float64 result)."""
     k, cols = x.shape
-    if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols):
+    if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols) or k * 127 * 128 >= int8gemm.INT32_EXACT:
         return None
     zero = int8gemm.zero_point(float(x.min()), float(x.max()))
     w8 = cache.get(w, single_run) if zero is not None else None
     if w8 is None or zero is None:
         return None
-    return int8gemm.product(x, w8, zero)
+    return int8gemm.product(x, w8, zero, wide)
 
 
 def _gemm(
@@ -304,6 +304,12 @@ def _gemm(
     ``int8gemm.MIN_MACS`` multiply-adds runs on onnxruntime's int8 kernels where its operands fit
     (the same integers, runtime/int8gemm.py).
     """
+    if int8 is not None and F32_EXACT <= bound < int8gemm.INT32_EXACT and (shared or runs == 1) and w.dtype == x.dtype == np.float32:
+        # Too deep for one float32 GEMM (784-4096-4096-10's hidden layers): exact in int32, where it fits.
+        if w.size * x.shape[-1] >= int8gemm.MIN_MACS:
+            out = _int8_product(int8, w, x if shared else x[0], not shared, wide=True)
+            if out is not None:
+                return out.reshape(runs, -1, x.shape[-1]) if shared else out[None]
     if bound >= F32_EXACT and plan_pieces(x.shape[-2], bound) is not None:
         return _gemm_pieces(w, x, bound, shared, runs, threads)
     if bound < F32_EXACT:
@@ -911,8 +917,8 @@ def _int8_pays(plan: Plan, images: int, runs: int) -> bool:
             continue
         k = step.fused.k if step.fused is not None else step.k
         rows = step.m * runs if step.shared_input else step.m if runs == 1 else 0
-        # float32 (the int8 path's condition) needs k * 127 * 128 < 2**24 at the least
-        if k * 127 * 128 < F32_EXACT and int8gemm.worth(k, rows, step.p * images):
+        # int32 (the int8 path's accumulators) needs k * 127 * 128 < 2**31 at the least
+        if k * 127 * 128 < int8gemm.INT32_EXACT and int8gemm.worth(k, rows, step.p * images):
             eligible += step.m * k * step.p * images * (runs if step.shared_input else 1)
     return eligible >= int8gemm.MIN_TOTAL_MACS and int8gemm.enabled()
 

@@ -9,7 +9,8 @@ simulator's results do not change by a bit; :mod:`tests.runtime.test_int8gemm` c
 Why it is exact:
 
 * integer products summed in int32: no rounding anywhere; the callers take this path only where
-  the float32 GEMM is exact too (every partial sum below ``2**24``), so the int32 sums cannot wrap;
+  ``k * 127 * 128`` and every partial sum stay below ``2**31``, so the int32 sums cannot wrap (the
+  product comes back as float32 below ``2**24``, else as float64, exact either way);
 * the weights are the integers themselves (int8: every weight in ``[-128, 127]``);
 * the activations enter as ``x + z`` in uint8 with ``z`` the ``a_zero_point`` onnxruntime subtracts
   exactly, and ``x + z`` is kept in ``[0, 127]``: AVX2's non-VNNI kernel adds pairs of uint8 x int8
@@ -43,6 +44,9 @@ MIN_DEPTH = 256
 MIN_ROWS = 128
 #: The largest activation value onnxruntime sees (after the zero point): see the module docstring.
 MAX_ACTIVATION = 127
+#: Sums below this are exact in the int32 accumulators (and in the kernel's uint8 x int8 partial
+#: sums before the zero point is taken off, which are at most ``k * 127 * 128``).
+INT32_EXACT = 1 << 31
 
 _PID = os.getpid()  # the process that imported this module; a forked child has another
 
@@ -52,17 +56,19 @@ def enabled() -> bool:
     session builds (it is a dependency of axtrain; a broken install takes the float path)."""
     if os.environ.get(ENV, "1").strip() == "0" or os.getpid() != _PID:
         return False
-    return _session() is not None
+    return _session() is not None and _session(True) is not None
 
 
-def build_model() -> Any:
-    """The ONNX model of ``W.T @ x`` (needs the ``onnx`` package; :data:`MODEL` is its serialisation).
+def build_model(wide: bool = False) -> Any:
+    """The ONNX model of ``W.T @ x`` (needs the ``onnx`` package; :data:`MODEL` and
+    :data:`MODEL_WIDE` are its serialisations).
 
     Inputs: ``X`` float32 ``[k, cols]`` (integers), ``B`` int8 ``[k, n]``, the zero point as float32
     ``Zf`` and uint8 ``Z``. The graph shifts and casts ``X`` to uint8, transposes it, multiplies
     (``MatMulInteger``), and transposes and casts the int32 product back to float32 ``[n, cols]``:
     onnxruntime's transposes are several times faster than numpy's strided copies, which cost more
-    than the product itself on most shapes."""
+    than the product itself on most shapes. ``wide``: the int32 product itself, without the cast, for
+    sums past float32's exact integers (the caller converts it to float64)."""
     from onnx import TensorProto, helper  # only here: importing onnx costs ~1 s (MODEL is held instead)
 
     inputs = [
@@ -76,10 +82,11 @@ def build_model() -> Any:
         helper.make_node("Cast", ["shifted"], ["a_kc"], to=TensorProto.UINT8),  # exact: integers in range
         helper.make_node("Transpose", ["a_kc"], ["A"], perm=[1, 0]),
         helper.make_node("MatMulInteger", ["A", "B", "Z"], ["Y_cn"]),  # (A - z) @ B in int32
-        helper.make_node("Transpose", ["Y_cn"], ["Y_nc"], perm=[1, 0]),
-        helper.make_node("Cast", ["Y_nc"], ["Y"], to=TensorProto.FLOAT),  # |Y| < 2**24 (the caller's bound)
+        helper.make_node("Transpose", ["Y_cn"], ["Y" if wide else "Y_nc"], perm=[1, 0]),
     ]
-    output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", "C"])
+    if not wide:
+        nodes.append(helper.make_node("Cast", ["Y_nc"], ["Y"], to=TensorProto.FLOAT))  # |Y| < 2**24 (the caller's bound)
+    output = helper.make_tensor_value_info("Y", TensorProto.INT32 if wide else TensorProto.FLOAT, ["N", "C"])
     graph = helper.make_graph(nodes, "int8_gemm", inputs, [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="axtrain")
     model.ir_version = 8
@@ -97,12 +104,22 @@ MODEL = bytes.fromhex(
     "01435a150a014212100a0e0803120a0a0312014b0a0312014e5a0c0a025a6612060a04080112005a0b0a015a12060a04"
     "0802120062150a015912100a0e0801120a0a0312014e0a0312014342040a00100d"
 )
+#: :func:`build_model` ``(wide=True)`` serialised.
+MODEL_WIDE = bytes.fromhex(
+    "080812076178747261696e3a8e020a150a01580a025a6612077368696674656422034164640a200a0773686966746564"
+    "1204615f6b632204436173742a090a02746f1802a001020a230a04615f6b6312014122095472616e73706f73652a0d0a"
+    "047065726d40014000a001070a1e0a01410a01420a015a1204595f636e220d4d61744d756c496e74656765720a230a04"
+    "595f636e12015922095472616e73706f73652a0d0a047065726d40014000a001071209696e74385f67656d6d5a150a01"
+    "5812100a0e0801120a0a0312014b0a031201435a150a014212100a0e0803120a0a0312014b0a0312014e5a0c0a025a66"
+    "12060a04080112005a0b0a015a12060a040802120062150a015912100a0e0806120a0a0312014e0a0312014342040a00"
+    "100d"
+)
 
 
-@functools.lru_cache(maxsize=1)
-def _session() -> Any | None:
-    """One onnxruntime session of :data:`MODEL`, any sizes, on the calling thread (no thread pool: the
-    executor runs its chunks in threads of its own)."""
+@functools.lru_cache(maxsize=2)
+def _session(wide: bool = False) -> Any | None:
+    """One onnxruntime session of :data:`MODEL` (``wide``: :data:`MODEL_WIDE`), any sizes, on the
+    calling thread (no thread pool: the executor runs its chunks in threads of its own)."""
     try:
         import onnxruntime as ort  # lazy (~0.03 s): a small simulation never imports it (tests/runtime/test_startup_imports.py)
     except ImportError:
@@ -112,7 +129,7 @@ def _session() -> Any | None:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(MODEL, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(MODEL_WIDE if wide else MODEL, options, providers=["CPUExecutionProvider"])
         return session if _self_check(session) else None
     except Exception:  # noqa: BLE001 - any failure to build or run the session means: use the float path
         return None
@@ -133,7 +150,7 @@ def _self_check(session: Any) -> bool:
     for values, weights, zero in cases:
         feeds = {"X": values, "B": weights, "Zf": np.array(zero, dtype=np.float32), "Z": np.array(zero, dtype=np.uint8)}
         got = session.run(None, feeds)[0]
-        if not np.array_equal(got, (weights.astype(np.int64).T @ values.astype(np.int64)).astype(np.float32)):
+        if not np.array_equal(got, weights.astype(np.int64).T @ values.astype(np.int64)):  # (compared as values)
             return False
     return True
 
@@ -159,14 +176,15 @@ def zero_point(low: float, high: float) -> int | None:
     return shift if high + shift <= MAX_ACTIVATION else None
 
 
-def product(x: np.ndarray, w8: np.ndarray, zero: int) -> np.ndarray:
-    """``w8.T @ x`` as float32 ``[n, cols]``: ``x [k, cols]`` integer-valued float32 in
-    ``[-zero, 127 - zero]`` (:func:`zero_point`), ``w8 [k, n]`` int8 (:func:`weight_operand`)."""
-    session = _session()
+def product(x: np.ndarray, w8: np.ndarray, zero: int, wide: bool = False) -> np.ndarray:
+    """``w8.T @ x`` ``[n, cols]``: ``x [k, cols]`` integer-valued float32 in ``[-zero, 127 - zero]``
+    (:func:`zero_point`), ``w8 [k, n]`` int8 (:func:`weight_operand`). float32 when every sum is
+    below ``2**24`` (the caller's bound); ``wide``: float64, for sums below :data:`INT32_EXACT`."""
+    session = _session(wide)
     assert session is not None
     feeds = {"X": np.ascontiguousarray(x, dtype=np.float32), "B": w8, "Zf": np.array(zero, dtype=np.float32), "Z": np.array(zero, dtype=np.uint8)}
     out: np.ndarray = session.run(None, feeds)[0]
-    return out
+    return out.astype(np.float64) if wide else out
 
 
 class WeightCache:

@@ -31,6 +31,24 @@ def test_product_is_the_float_gemm(k: int, n: int, cols: int, low: int, high: in
     want = w.T @ x  # exact: |partial sums| <= 784 * 127 * 128 < 2**24
     assert got.dtype == np.float32 and got.shape == (n, cols)
     assert np.array_equal(got, want)
+    wide = int8gemm.product(x, w8, zero, wide=True)
+    assert wide.dtype == np.float64 and np.array_equal(wide, want)
+
+
+def test_wide_product_is_exact_past_float32() -> None:
+    """k = 4096 at the extremes: sums of 66.6 M, past 2**24, exact in int32 and as float64."""
+    rng = np.random.default_rng(9)
+    k, n, cols = 4096, 130, 9
+    w = np.where(rng.random((k, n)) < 0.5, -128, 127).astype(np.float32)
+    w[:, 0], w[:, 1] = -128, 127
+    x = np.full((k, cols), 127.0, dtype=np.float32)
+    x[:, 1] = rng.integers(0, 128, k)
+    w8 = int8gemm.weight_operand(w)
+    assert w8 is not None
+    got = int8gemm.product(x, w8, 0, wide=True)
+    want = w.astype(np.int64).T @ x.astype(np.int64)
+    assert np.abs(want).max() == 4096 * 127 * 128 > 2**24
+    assert got.dtype == np.float64 and np.array_equal(got, want)
 
 
 def test_product_takes_a_strided_view() -> None:
@@ -54,8 +72,9 @@ def test_operands_outside_the_kernels_range_are_refused() -> None:
 
 
 def test_the_held_model_is_the_built_one() -> None:
-    """MODEL (bytes, so that onnx is not imported at run time) is build_model() serialised."""
+    """MODEL and MODEL_WIDE (bytes, so that onnx is not imported at run time) are build_model() serialised."""
     assert int8gemm.MODEL == int8gemm.build_model().SerializeToString()
+    assert int8gemm.MODEL_WIDE == int8gemm.build_model(wide=True).SerializeToString()
 
 
 def test_small_or_shallow_products_stay_on_the_float_path() -> None:
@@ -79,45 +98,53 @@ def test_switched_off_by_the_environment_and_in_a_forked_child(monkeypatch: pyte
 
 
 @pytest.fixture()
-def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int, bool]]:
     """Every eligible GEMM of a small test network takes the int8 path; returns the shapes it took."""
     monkeypatch.setattr(int8gemm, "MIN_TOTAL_MACS", 0)
     monkeypatch.setattr(int8gemm, "MIN_MACS", 0)
     monkeypatch.setattr(int8gemm, "MIN_DEPTH", 1)
     monkeypatch.setattr(int8gemm, "MIN_ROWS", 1)
-    taken: list[tuple[int, int, int]] = []
+    taken: list[tuple[int, int, int, bool]] = []
     product = int8gemm.product
 
-    def counted(x: np.ndarray, w8: np.ndarray, zero: int) -> np.ndarray:
-        taken.append((x.shape[0], w8.shape[1], x.shape[1]))
-        return product(x, w8, zero)
+    def counted(x: np.ndarray, w8: np.ndarray, zero: int, wide: bool = False) -> np.ndarray:
+        taken.append((x.shape[0], w8.shape[1], x.shape[1], wide))
+        return product(x, w8, zero, wide)
 
     monkeypatch.setattr(int8gemm, "product", counted)
     return taken
 
 
-def _network(seed: int, modes: tuple[str, ...] = ("exact",)) -> tuple[list, tuple[int, ...]]:
-    """Large enough for tiles of the default array, with 8-bit weights at both extremes."""
+def _network(seed: int, modes: tuple[str, ...] = ("exact",), inputs: int = 300) -> tuple[list, tuple[int, ...]]:
+    """Large enough for tiles of the default array, with 8-bit weights at both extremes; with 1,200
+    inputs the first layer's sums can pass float32's exact integers (the wide path)."""
     from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
 
     rng = np.random.default_rng(seed)
     layers = [
-        dense(rng, "d0", 40, 300, F(8, 4), F(8, 2), modes=modes),
+        dense(rng, "d0", 40, inputs, F(8, 4), F(8, 2), modes=modes),
         dense(rng, "d1", 24, 40, F(8, 2), F(8, 2), modes=modes),
         dense(rng, "d2", 10, 24, F(8, 2), F(8, 3), relu=False, modes=modes),
     ]
     layers[0].weight[0, :2] = (-128, 127)
-    return layers, (300,)
+    layers[0].weight[:, :] = np.where(rng.random(layers[0].weight.shape) < 0.02, -128, layers[0].weight)
+    return layers, (inputs,)
 
 
 # DRUM with 5 faulty runs: the transformed weights reach -160, outside int8, so nothing is taken there.
-@pytest.mark.parametrize("modes,runs", [(("exact",), 1), (("exact",), 5), (("drum:3",), 1)], ids=["exact-1", "exact-5", "drum3-1"])
-def test_executor_results_are_the_float_paths(tmp_path, monkeypatch: pytest.MonkeyPatch, int8_everywhere, runs: int, modes: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "modes,runs,inputs",
+    [(("exact",), 1, 300), (("exact",), 5, 300), (("drum:3",), 1, 300), (("exact",), 1, 1200), (("exact",), 5, 1200)],
+    ids=["exact-1", "exact-5", "drum3-1", "wide-1", "wide-5"],
+)
+def test_executor_results_are_the_float_paths(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, int8_everywhere, runs: int, modes: tuple[str, ...], inputs: int
+) -> None:
     """Same integers from every layer, Monte Carlo runs (a shared first layer) and one run, exact
-    and DRUM (a GEMM of transformed operands)."""
+    and DRUM (a GEMM of transformed operands), and past float32's exact sums (1,200 inputs)."""
     from axtrain.formats.bundle import load_bundle
 
-    layers, shape = _network(7, modes)
+    layers, shape = _network(7, modes, inputs)
     bundle = load_bundle(compile_layers(layers, shape, tmp_path / "net"))
     m = bundle.manifest
     # Inputs of one sign, as images are (the full signed range spans 255 and takes the float path).
@@ -130,6 +157,7 @@ def test_executor_results_are_the_float_paths(tmp_path, monkeypatch: pytest.Monk
     prepared = executor.prepare(images if runs > 1 else images[0], bundle.bias)
     fast, fast_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
     assert int8_everywhere, "the int8 path was not taken: the test compares nothing"
+    assert any(wide for *_, wide in int8_everywhere) == (inputs > 1000)  # the wide path where sums pass 2**24
     monkeypatch.setenv(int8gemm.ENV, "0")
     count = len(int8_everywhere)
     slow, slow_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
