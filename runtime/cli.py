@@ -109,6 +109,10 @@ def simulate(
     The files the simulation reads (manifest, architecture, layers, program and binary images)
     are hashed and checked, the content hash included; the text twins and goldens are not
     (`axtrain verify BUNDLE` checks every file).
+
+    Large jobs run their big 8-bit GEMMs on onnxruntime's integer kernels: the same integers,
+    checked on the machine before first use (docs/runtime.md). AXTRAIN_INT8_GEMM=0 in the
+    environment keeps them on numpy's float GEMMs.
     """
     seed = take_alias(seed, seed_alias, "--seed", "--fault-seed")
     seed = 0 if seed is None else seed
