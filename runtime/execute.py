@@ -282,7 +282,7 @@ def _int8_product(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, sin
     not fit them or would not gain: ``W [k, n]`` is the tile (``single_run``: the one run's
     ``w[0].T``), ``x [k, cols]``; ``wide``: sums past float32's exact integers (a float64 result)."""
     k, cols = x.shape
-    if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols) or k * 127 * 128 >= int8gemm.INT32_EXACT:
+    if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols) or not int8gemm.depth_fits(k):
         return None
     zero = int8gemm.zero_point(float(x.min()), float(x.max()))
     w8 = cache.get(w, single_run) if zero is not None else None
@@ -917,8 +917,7 @@ def _int8_pays(plan: Plan, images: int, runs: int) -> bool:
             continue
         k = step.fused.k if step.fused is not None else step.k
         rows = step.m * runs if step.shared_input else step.m if runs == 1 else 0
-        # int32 (the int8 path's accumulators) needs k * 127 * 128 < 2**31 at the least
-        if k * 127 * 128 < int8gemm.INT32_EXACT and int8gemm.worth(k, rows, step.p * images):
+        if int8gemm.depth_fits(k) and int8gemm.worth(k, rows, step.p * images):
             eligible += step.m * k * step.p * images * (runs if step.shared_input else 1)
     return eligible >= int8gemm.MIN_TOTAL_MACS and int8gemm.enabled()
 

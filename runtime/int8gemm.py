@@ -3,13 +3,13 @@
 The fast executor (:mod:`axtrain.runtime.execute`) carries integers in float32 and multiplies them
 with numpy's float32 GEMM, exact below ``2**24``. Most bundles multiply 8-bit weights by 8-bit
 activations, and for those onnxruntime's ``MatMulInteger`` (uint8 x int8 -> int32, MLAS's VNNI /
-AVX2 / NEON kernels) computes the same integers 4-5x faster on one core. Both are exact, so the
+AVX2 / NEON kernels) computes the same integers 2-5x faster on one core (deep products gain most). Both are exact, so the
 simulator's results do not change by a bit; :mod:`tests.runtime.test_int8gemm` compares them.
 
 Why it is exact:
 
 * integer products summed in int32: no rounding anywhere; the callers take this path only where
-  ``k * 127 * 128`` and every partial sum stay below ``2**31``, so the int32 sums cannot wrap (the
+  ``2 * k * 127 * 128`` and every partial sum stay below ``2**31``, so the int32 sums cannot wrap (the
   product comes back as float32 below ``2**24``, else as float64, exact either way);
 * the weights are the integers themselves (int8: every weight in ``[-128, 127]``);
 * the activations enter as ``x + z`` in uint8 with ``z`` the ``a_zero_point`` onnxruntime subtracts
@@ -44,9 +44,15 @@ MIN_DEPTH = 256
 MIN_ROWS = 128
 #: The largest activation value onnxruntime sees (after the zero point): see the module docstring.
 MAX_ACTIVATION = 127
-#: Sums below this are exact in the int32 accumulators (and in the kernel's uint8 x int8 partial
-#: sums before the zero point is taken off, which are at most ``k * 127 * 128``).
+#: Sums below this are exact in the int32 accumulators. The kernel's own partial sums (uint8 x int8
+#: before the zero point's ``z * sum(w)`` is taken off) reach ``2 * k * 127 * 128`` at most, so the
+#: callers also require that below it (:func:`depth_fits`: k <= 66,052).
 INT32_EXACT = 1 << 31
+
+
+def depth_fits(k: int) -> bool:
+    """Whether every int32 the kernels form for a product of depth ``k`` is exact."""
+    return 2 * k * 127 * 128 < INT32_EXACT
 
 _PID = os.getpid()  # the process that imported this module; a forked child has another
 

@@ -77,6 +77,12 @@ def test_the_held_model_is_the_built_one() -> None:
     assert int8gemm.MODEL_WIDE == int8gemm.build_model(wide=True).SerializeToString()
 
 
+def test_depth_limit_keeps_the_kernels_own_sums_inside_int32() -> None:
+    # before the zero point is taken off, a sum reaches 2 * k * 127 * 128
+    assert int8gemm.depth_fits(66052) and 2 * 66052 * 127 * 128 < 2**31
+    assert not int8gemm.depth_fits(66053)
+
+
 def test_small_or_shallow_products_stay_on_the_float_path() -> None:
     assert int8gemm.worth(784, 6400, 118)
     assert not int8gemm.worth(128, 4096, 1024)  # shallow: the conversions cost more than the product
