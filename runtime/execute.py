@@ -277,18 +277,21 @@ def _rows(buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
 
 
-def _int8_product(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, single_run: bool, wide: bool = False) -> np.ndarray | None:
-    """``W.T @ x`` on onnxruntime's int8 kernels (runtime/int8gemm.py), or None where the operands do
-    not fit them or would not gain: ``W [k, n]`` is the tile (``single_run``: the one run's
-    ``w[0].T``), ``x [k, cols]``; ``wide``: sums past float32's exact integers (a float64 result)."""
-    k, cols = x.shape
+def _int8_gemm(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, shared: bool, runs: int, wide: bool) -> np.ndarray | None:
+    """:func:`_gemm` of one weight matrix (``shared``, or a single run) on onnxruntime's int8 kernels
+    (runtime/int8gemm.py), ``[runs, rows, cols]``, or None where the operands do not fit them or the
+    product would not gain; ``wide``: sums past float32's exact integers (a float64 result)."""
+    single_run = not shared
+    x2 = x[0] if single_run else x  # [k, cols]
+    k, cols = x2.shape
     if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols) or not int8gemm.depth_fits(k):
         return None
-    zero = int8gemm.zero_point(float(x.min()), float(x.max()))
-    w8 = cache.get(w, single_run) if zero is not None else None
-    if w8 is None or zero is None:
+    zero = int8gemm.zero_point(float(x2.min()), float(x2.max()))
+    w8 = None if zero is None else cache.get(w, single_run)
+    if zero is None or w8 is None:
         return None
-    return int8gemm.product(x, w8, zero, wide)
+    out = int8gemm.product(x2, w8, zero, wide)
+    return out[None] if single_run else out.reshape(runs, -1, cols)
 
 
 def _gemm(
@@ -300,16 +303,16 @@ def _gemm(
     GEMM for every run, ``W [k, runs*rows]`` transposed ``@ x [k, cols]``; rows of ``x`` that are
     constant over the batch (e.g. an image's background pixels) leave the GEMM and are added as one
     matrix-vector product (same integers: every partial sum of either part is exact). ``int8`` (a
-    simulation's weight cache): a float32 GEMM of one weight matrix (shared, or a single run) from
-    ``int8gemm.MIN_MACS`` multiply-adds runs on onnxruntime's int8 kernels where its operands fit
-    (the same integers, runtime/int8gemm.py).
+    simulation's weight cache): a GEMM of one weight matrix (shared, or a single run) whose sums
+    stay below ``2**31`` runs on onnxruntime's int8 kernels where its operands fit and it gains
+    (:func:`_int8_gemm`; the same integers). Its shared path takes all rows, constant ones too:
+    dropping them would cost a copy of the int8 weights that the cheap product does not repay.
     """
-    if int8 is not None and F32_EXACT <= bound < int8gemm.INT32_EXACT and (shared or runs == 1) and w.dtype == x.dtype == np.float32:
-        # Too deep for one float32 GEMM (784-4096-4096-10's hidden layers): exact in int32, where it fits.
-        if w.size * x.shape[-1] >= int8gemm.MIN_MACS:
-            out = _int8_product(int8, w, x if shared else x[0], not shared, wide=True)
-            if out is not None:
-                return out.reshape(runs, -1, x.shape[-1]) if shared else out[None]
+    if int8 is not None and bound < int8gemm.INT32_EXACT and (shared or runs == 1) and w.dtype == x.dtype == np.float32:
+        # Past 2**24 (784-4096-4096-10's hidden layers) the int32 sums replace the float32 pieces.
+        on_int8 = _int8_gemm(int8, w, x, shared, runs, wide=bound >= F32_EXACT)
+        if on_int8 is not None:
+            return on_int8
     if bound >= F32_EXACT and plan_pieces(x.shape[-2], bound) is not None:
         return _gemm_pieces(w, x, bound, shared, runs, threads)
     if bound < F32_EXACT:
@@ -325,16 +328,9 @@ def _gemm(
     k, cols = x.shape[-2:]
     macs = w.size * cols
     big = threads > 1 and dtype is np.float32 and macs >= BIG_GEMM
-    eight = int8 if int8 is not None and dtype is np.float32 and macs >= int8gemm.MIN_MACS else None
     # The caller runs BLAS single-threaded (thin tile GEMMs); large GEMMs may use `threads`.
     with blas_threads(threads) if big else contextlib.nullcontext():
         if shared:
-            if eight is not None:
-                # All rows, constant ones too: dropping them costs a copy of the int8 weights, and
-                # the product is cheap enough on these kernels that the copy would not pay.
-                out = _int8_product(eight, w, x, False)
-                if out is not None:
-                    return out.reshape(runs, -1, cols)
             if k >= CONSTANT_ROWS_MIN_K and cols > 1 and macs >= CONSTANT_ROWS_MIN_MACS:
                 low = x.min(axis=1)
                 constant = low == x.max(axis=1)
@@ -352,10 +348,6 @@ def _gemm(
             result = (w.T @ x).reshape(runs, -1, cols)
             return result
         if runs == 1:
-            if eight is not None:
-                out = _int8_product(eight, w, x[0], True)
-                if out is not None:
-                    return out[None]
             result = (w[0] @ x[0])[None]
             return result
         # One BLAS call per run: np.matmul on a stack of strided (non-contiguous) slices does not use BLAS.

@@ -101,17 +101,11 @@ def drum(x: torch.Tensor, k: int | None, frac: int) -> torch.Tensor:
 _ONE_PATTERN = 0x3F800000  # float32 1.0: |g| < 1 exactly where the magnitude's pattern is below it (NaN's is above)
 
 
-def all_below_one(g: torch.Tensor) -> bool:
-    """``max |g| < 1`` for a float32 tensor (False where any element is NaN), one read-only pass."""
-    kern = _compiled()
-    assert kern is not None
-    return bool(kern.max_magnitude_bits(_array(g)) < _ONE_PATTERN)
-
-
 def below_one(g: torch.Tensor) -> bool | None:
-    """:func:`all_below_one` for a CPU tensor, or None where the kernels do not take it (not
-    float32, not contiguous, kernels off). The straight-through mask's test, run several times per
-    training step: checked inline, without :func:`applicable`'s generality."""
+    """``max |g| < 1`` (False where any element is NaN) in one read-only pass, or None where the
+    kernels do not take ``g`` (not float32, not contiguous, not on the CPU, kernels off). The
+    straight-through mask's test, run several times per training step: checked inline, without
+    :func:`applicable`'s generality."""
     kern = _compiled()
     if kern is None or not plain(g):
         return None

@@ -100,7 +100,7 @@ def test_switched_off_by_the_environment_and_in_a_forked_child(monkeypatch: pyte
     assert int8gemm.enabled()
     monkeypatch.setattr(int8gemm.os, "getpid", lambda: -1)  # as in a child forked after the import
     assert not int8gemm.enabled()
-    assert int8gemm.WeightCache.get(cache, np.ones((4, 3), dtype=np.float32), False) is None
+    assert cache.get(np.ones((4, 3), dtype=np.float32), False) is None
 
 
 @pytest.fixture()
