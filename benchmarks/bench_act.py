@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_act.py`: make `
 
 from axtrain.trainer.allocator import keep_freed_memory
 from axtrain.trainer.sensitivity import forward_with_sensitivity, sensitivity_reference
-from benchmarks.common import Result, best_time, format_table
+from benchmarks.common import Result, alternated_best, format_table
 
 GAMMA = 0.01
 
@@ -36,15 +36,6 @@ def _setup(batch: int = 128, seed: int = 0) -> tuple[nn.Sequential, torch.optim.
     x = torch.rand(batch, 784)
     y = torch.randint(0, 10, (batch,))
     return model, opt, x, y
-
-
-def _interleaved(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[float, float]:
-    """Best times of two steps measured alternately, so that a change of load hits both alike."""
-    a, b = float("inf"), float("inf")
-    for _ in range(rounds):
-        a = min(a, best_time(first, repeat=3, warmup=1))
-        b = min(b, best_time(second, repeat=3, warmup=1))
-    return a, b
 
 
 def _best_cpu_time(fn: Callable[[], None], repeat: int) -> float:
@@ -85,9 +76,9 @@ def run(quick: bool = False) -> list[Result]:
 
     threads = torch.get_num_threads()
     base = f"bp step (mnist-mlp, b128, {threads}t)"
-    bp, act = _interleaved(bp_step, act_step, rounds)
-    bp2, act_batch = _interleaved(bp_step, lambda: act_step("batch"), max(2, rounds // 3))
-    bp3, naive = _interleaved(bp_step, naive_step, max(2, rounds // 3))
+    bp, act = alternated_best(bp_step, act_step, rounds)
+    bp2, act_batch = alternated_best(bp_step, lambda: act_step("batch"), max(2, rounds // 3))
+    bp3, naive = alternated_best(bp_step, naive_step, max(2, rounds // 3))
     results = [
         # Wall time with torch's threads: on the shared cores this ratio follows the other users'
         # load (2.3 on a quiet machine, 5-20 at load average 4-5); the last row is the checked one.

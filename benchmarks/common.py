@@ -61,6 +61,17 @@ def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> flo
     return best
 
 
+def alternated_best(first: Callable[[], object], second: Callable[[], object], rounds: int, repeat: int = 3) -> tuple[float, float]:
+    """Best wall times of two calls measured in alternating rounds (each round: :func:`best_time` of
+    ``repeat`` calls of ``first``, then of ``second``), so that a change of the machine's load hits
+    both sides of a ratio alike instead of whichever was measured second."""
+    a, b = float("inf"), float("inf")
+    for _ in range(rounds):
+        a = min(a, best_time(first, repeat=repeat, warmup=1))
+        b = min(b, best_time(second, repeat=repeat, warmup=1))
+    return a, b
+
+
 def format_table(results: list[Result]) -> str:
     """A plain-text table of results."""
     header = f"{'benchmark':<44} {'measured':>10} {'baseline':<28} {'base':>10} {'ratio':>7} {'limit':>6}  ok"

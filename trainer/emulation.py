@@ -185,6 +185,24 @@ def transform_real(x: torch.Tensor, mode: MultiplierMode, frac: int) -> torch.Te
     return drum_transform(x, k, frac)
 
 
+def quantize_transform_real(x: torch.Tensor, fmt: FixedPointFormat, mode: MultiplierMode) -> torch.Tensor:
+    """``transform_real(quantize_real(x, fmt), mode, fmt.frac)``: a first layer's multiplier operand;
+    one pass over ``x`` where the kernels take it (the same operations per element, so the same bits)."""
+    if mode.k is not None and x.dim() and kernels.applicable(x):
+        return kernels.quantize_drum(x, fmt.frac, fmt.qmin, fmt.qmax, mode.k)
+    return transform_real(quantize_real(x, fmt), mode, fmt.frac)
+
+
+def _one_pass_first_operand(x: torch.Tensor, layer: QuantizedLayer) -> torch.Tensor | None:
+    """The first layer's operand by :func:`quantize_transform_real` where that saves a pass over the
+    input (a MAC layer with one DRUM multiplier, input without gradients, kernels on), else None."""
+    if layer.op not in ("dense", "conv") or len(layer.multipliers) != 1 or layer.multipliers[0].k is None:
+        return None
+    if x.requires_grad or not kernels.applicable(x):
+        return None
+    return quantize_transform_real(x, layer.input_format, layer.multipliers[0])
+
+
 def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
     """XOR the two's complement ``bits``-bit words ``q`` (integer-valued) with ``masks``; sign-extend.
 
@@ -360,7 +378,12 @@ def emulate(
     context = torch.no_grad() if exact else torch.enable_grad() if torch.is_grad_enabled() else torch.no_grad()
     with context:
         # Activations are b-bit integers (b <= 16) times a power of two: exact in float32.
-        h = quantize_real(x.to(torch.float32), layers[0].input_format) if first is None else first
+        if first is None:  # quantised and transformed in one pass where the kernels can (same bits)
+            x32 = x.to(torch.float32)
+            first = _one_pass_first_operand(x32, layers[0])
+            h = quantize_real(x32, layers[0].input_format) if first is None else first
+        else:
+            h = first
         modules = list(model)  # nn.Sequential's indexing costs a few microseconds a call
         if FUSED and not exact and collect is None and torch.is_grad_enabled():
             plan = _CHAINS.plan(modules, layers)
@@ -792,7 +815,7 @@ def first_operands(layers: Sequence[QuantizedLayer], x: torch.Tensor, batch: int
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     with torch.no_grad():
         for start in range(0, x.shape[0], batch):  # in blocks: no temporaries as large as the data
-            out[start : start + batch] = transform_real(quantize_real(x[start : start + batch].to(torch.float32), fmt), mode, fmt.frac)
+            out[start : start + batch] = quantize_transform_real(x[start : start + batch].to(torch.float32), fmt, mode)
     _FIRST.put(x, layer, out)
     return out
 

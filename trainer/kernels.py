@@ -86,6 +86,19 @@ def relu_quantize(acc: torch.Tensor, frac: int, qmin: int, qmax: int, relu: bool
     return out
 
 
+def quantize_drum(x: torch.Tensor, frac: int, qmin: int, qmax: int, k: int | None) -> torch.Tensor:
+    """``drum(relu_quantize(x, frac, qmin, qmax, False), k, frac)`` as a new tensor, in one pass
+    (``x`` is not modified)."""
+    mode, keep, lower, limit = drum_params(k, frac)
+    if mode == IDENTITY:
+        return relu_quantize(x, frac, qmin, qmax, False)
+    kern = _compiled()
+    assert kern is not None
+    out = torch.empty_like(x)
+    kern.quantize_drum(_array(x), _array(out), math.ldexp(1.0, frac), math.ldexp(1.0, -frac), qmin, qmax, mode, keep, lower, limit)
+    return out
+
+
 def drum(x: torch.Tensor, k: int | None, frac: int) -> torch.Tensor:
     """DRUM(k) of float32 values ``q * 2**-frac``: :func:`axtrain.trainer.emulation.drum_transform`, one pass."""
     mode, keep, lower, limit = drum_params(k, frac)

@@ -73,6 +73,19 @@ def relu_quantize(acc, out, scale, inverse, qmin, qmax, relu):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def quantize_drum(x, out, scale, inverse, qmin, qmax, mode, keep, lower, limit):
+    """``relu_quantize`` (no ReLU) then ``drum`` on its result, per element: one pass over the data
+    instead of two (the first layer's operand, ``transform_real(quantize_real(x))``)."""
+    x, out = x.reshape(x.size), out.reshape(out.size)
+    scale, inverse, qmin, qmax = np.float32(scale), np.float32(inverse), np.float32(qmin), np.float32(qmax)
+    keep, lower, limit = np.int32(keep), np.int32(lower), np.int32(limit)
+    out_bits = out.view(np.int32)
+    for i in range(x.size):
+        out[i] = _clamp(np.rint(x[i] * scale), qmin, qmax) * inverse
+        out_bits[i] = _drum_bits(out_bits[i], mode, keep, lower, limit)
+
+
+@njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def drum(x, out, mode, keep, lower, limit):
     keep, lower, limit = np.int32(keep), np.int32(lower), np.int32(limit)
     x_bits = x.reshape(x.size).view(np.int32)

@@ -110,6 +110,47 @@ def test_relu_quantize_kernel_equals_relu_then_quantize_real(relu: bool, fmt: Fi
     assert _same(quantize_real(acc, fmt), kernels.relu_quantize(acc.clone(), fmt.frac, fmt.qmin, fmt.qmax, False))
 
 
+@pytest.mark.parametrize("k", [None, 1, 2, 3, 8])
+@pytest.mark.parametrize("fmt", [FixedPointFormat(8, 4), FixedPointFormat(8, -2), FixedPointFormat(16, 10), FixedPointFormat(4, 0)])
+def test_quantize_drum_kernel_equals_quantize_then_drum(k: int | None, fmt: FixedPointFormat) -> None:
+    """The first layer's operand in one pass: the bits of quantize_real then the DRUM transform, on
+    the edge values (ties, saturation, signed zeros, NaN, infinities) and random data."""
+    x = _values(2.0 ** (fmt.bits - 1 - fmt.frac) / 2)[:4020].reshape(-1, 6)
+    before = x.clone()
+    quantised = kernels.relu_quantize(x.clone(), fmt.frac, fmt.qmin, fmt.qmax, False)
+    expected = quantised if k is None else drum_transform(quantised, k, fmt.frac)
+    assert _same(kernels.quantize_drum(x, fmt.frac, fmt.qmin, fmt.qmax, k), expected)
+    assert _same(x, before), "the input is not modified"
+
+
+def test_emulate_takes_the_first_operand_in_one_pass_with_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """emulate's first layer (quantise + DRUM in one kernel pass) gives the bits of the two passes
+    (the torch path), in evaluation and in a training step (outputs and gradients), and is taken."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 4))
+    x, y = torch.randn(200, 30) * 3, torch.randint(0, 4, (200,))
+    calls = []
+    original = kernels.quantize_drum
+    monkeypatch.setattr(kernels, "quantize_drum", lambda *a: calls.append(a[1:]) or original(*a))
+    one_pass_operand = emulation._one_pass_first_operand
+    for mode in ("drum:2", "drum:1"):
+        layers = calibrate(model, x, multipliers=mode)
+        runs = []
+        for one_pass in (True, False):
+            monkeypatch.setattr(emulation, "_one_pass_first_operand", one_pass_operand if one_pass else (lambda x, layer: None))
+            model.zero_grad(set_to_none=True)
+            evaluated = emulate(model, layers, x, exact=True)
+            trained = emulate(model, layers, x)
+            torch.nn.functional.cross_entropy(trained, y).backward()
+            runs.append([evaluated, trained.detach()] + [p.grad.clone() for p in model.parameters()])
+        assert all(_same(a, b) for a, b in zip(*runs, strict=True)), mode
+    assert len(calls) == 4  # two emulate calls per mode with the one pass on, none with it off
+    exact_layers = calibrate(model, x, multipliers="exact")
+    calls.clear()
+    emulate(model, exact_layers, x, exact=True)
+    assert calls == []  # an exact multiplier has no transform: quantisation alone
+
+
 def test_bias_kernel_equals_the_float32_bias_pipeline() -> None:
     acc_frac = 14
     b = torch.cat([_values(0.01), torch.tensor([2.0**17, -(2.0**17), 2.0**17 - 2.0**-14, 131071.99], dtype=torch.float32)])
