@@ -286,6 +286,8 @@ def _int8_gemm(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, shared
     k, cols = x2.shape
     if not int8gemm.worth(k, w.shape[-2] if single_run else w.shape[1], cols) or not int8gemm.depth_fits(k):
         return None
+    if wide and not int8gemm.wide_available():
+        return None
     zero = int8gemm.zero_point(float(x2.min()), float(x2.max()))
     w8 = None if zero is None else cache.get(w, single_run)
     if zero is None or w8 is None:

@@ -59,10 +59,17 @@ _PID = os.getpid()  # the process that imported this module; a forked child has 
 
 def enabled() -> bool:
     """Whether the int8 path may run here: not switched off, not in a forked child, and onnxruntime's
-    session builds (it is a dependency of axtrain; a broken install takes the float path)."""
+    session builds and passes its check (it is a dependency of axtrain; a broken install takes the
+    float path). The wide session is built when a product first needs it (:func:`wide_available`)."""
     if os.environ.get(ENV, "1").strip() == "0" or os.getpid() != _PID:
         return False
-    return _session() is not None and _session(True) is not None
+    return _session() is not None
+
+
+def wide_available() -> bool:
+    """Whether :func:`product` can return sums past ``2**24`` (the wide session builds and passes
+    its check); built on first call, ~15 ms, only by simulations that have such GEMMs."""
+    return _session(True) is not None
 
 
 def build_model(wide: bool = False) -> Any:
@@ -145,8 +152,10 @@ def _self_check(session: Any) -> bool:
     """Whether this machine's kernels give the exact integers on worst-case operands: every
     activation at 127 against weights at -128 and 127 (the largest pair sums a 16-bit lane could
     have to hold), then seeded random ones in the full range, with and without a zero point, on a
-    shape the blocked kernels tile (~2 ms, once per process). A kernel that saturated or rounded
-    anywhere fails it, and then the float path runs."""
+    shape the blocked kernels tile (~1 ms, once per session). A kernel that saturated or rounded
+    anywhere fails it, and then the float path runs. The reference is a float64 GEMM: every product
+    and sum is an integer below ``2**53``, so it is exact (numpy's int64 GEMM has no BLAS and cost
+    ~7 ms a case, serial time of every large simulation)."""
     rng = np.random.default_rng(0)
     k, n, cols = 512, 96, 80
     x = np.full((k, cols), 127.0, dtype=np.float32)
@@ -156,7 +165,7 @@ def _self_check(session: Any) -> bool:
     for values, weights, zero in cases:
         feeds = {"X": values, "B": weights, "Zf": np.array(zero, dtype=np.float32), "Z": np.array(zero, dtype=np.uint8)}
         got = session.run(None, feeds)[0]
-        if not np.array_equal(got, weights.astype(np.int64).T @ values.astype(np.int64)):  # (compared as values)
+        if not np.array_equal(got, weights.astype(np.float64).T @ values.astype(np.float64)):  # (compared as values)
             return False
     return True
 

@@ -196,6 +196,24 @@ def test_the_simulation_threshold_keeps_small_jobs_off(tmp_path, monkeypatch: py
     assert not execute._int8_pays(executor.plan, 10, 2)
 
 
+def test_the_wide_session_is_built_only_when_a_product_needs_it() -> None:
+    """enabled() builds and checks the float32-result session alone; the int32-result one (sums past
+    2**24) comes with the first wide product, and then gives the exact sums."""
+    int8gemm._session.cache_clear()
+    try:
+        assert int8gemm.enabled()
+        assert int8gemm._session.cache_info().currsize == 1
+        assert int8gemm.wide_available()
+        assert int8gemm._session.cache_info().currsize == 2
+        rng = np.random.default_rng(5)
+        x = rng.integers(0, 128, (4096, 7)).astype(np.float32)
+        w = np.full((4096, 3), 127, dtype=np.int8)
+        out = int8gemm.product(x, w, 0, wide=True)
+        assert out.dtype == np.float64 and np.array_equal(out, w.astype(np.int64).T @ x.astype(np.int64))
+    finally:
+        int8gemm._session.cache_clear()
+
+
 def test_a_kernel_that_is_not_exact_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """The session's self-check: a kernel that loses an integer anywhere leaves the float path on."""
     session = int8gemm._session()
