@@ -840,7 +840,7 @@ class FastExecutor(Executor):
         final = np.empty((runs, dram_a.shape[0], hi - lo), dtype=np.int64)
         starts = list(range(0, dram_a.shape[0], chunk))
         workers = min(WORKERS, len(starts))
-        int8 = int8gemm.WeightCache() if _int8_pays(self.plan, dram_a.shape[0], runs) else None
+        int8 = int8gemm.WeightCache(pack=dram_a.shape[0] >= int8gemm.PACK_MIN_IMAGES) if _int8_pays(self.plan, dram_a.shape[0], runs) else None
         spaces: queue.SimpleQueue[Workspace] = queue.SimpleQueue()  # one per thread at a time, reused by its next chunk
 
         def one(start: int) -> dict[int, np.ndarray]:

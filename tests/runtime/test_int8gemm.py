@@ -75,6 +75,8 @@ def test_the_held_model_is_the_built_one() -> None:
     """MODEL and MODEL_WIDE (bytes, so that onnx is not imported at run time) are build_model() serialised."""
     assert int8gemm.MODEL == int8gemm.build_model().SerializeToString()
     assert int8gemm.MODEL_WIDE == int8gemm.build_model(wide=True).SerializeToString()
+    assert int8gemm.MODEL_PACKED == int8gemm.build_model(packed=True).SerializeToString()
+    assert int8gemm.MODEL_PACKED_WIDE == int8gemm.build_model(wide=True, packed=True).SerializeToString()
 
 
 def test_depth_limit_keeps_the_kernels_own_sums_inside_int32() -> None:
@@ -104,17 +106,19 @@ def test_switched_off_by_the_environment_and_in_a_forked_child(monkeypatch: pyte
 
 
 @pytest.fixture()
-def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int, bool]]:
-    """Every eligible GEMM of a small test network takes the int8 path; returns the shapes it took."""
+def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int, bool, bool]]:
+    """Every eligible GEMM of a small test network takes the int8 path; returns the shapes it took
+    (and whether its weights were packed)."""
     monkeypatch.setattr(int8gemm, "MIN_TOTAL_MACS", 0)
     monkeypatch.setattr(int8gemm, "MIN_MACS", 0)
     monkeypatch.setattr(int8gemm, "MIN_DEPTH", 1)
     monkeypatch.setattr(int8gemm, "MIN_ROWS", 1)
-    taken: list[tuple[int, int, int, bool]] = []
+    taken: list[tuple[int, int, int, bool, bool]] = []
     product = int8gemm.product
 
-    def counted(x: np.ndarray, w8: np.ndarray, zero: int, wide: bool = False) -> np.ndarray:
-        taken.append((x.shape[0], w8.shape[1], x.shape[1], wide))
+    def counted(x: np.ndarray, w8: np.ndarray | int8gemm.Packed, zero: int, wide: bool = False) -> np.ndarray:
+        packed = isinstance(w8, int8gemm.Packed)
+        taken.append((x.shape[0], (w8.w8 if packed else w8).shape[1], x.shape[1], wide, packed))
         return product(x, w8, zero, wide)
 
     monkeypatch.setattr(int8gemm, "product", counted)
@@ -138,17 +142,21 @@ def _network(seed: int, modes: tuple[str, ...] = ("exact",), inputs: int = 300) 
 
 
 # DRUM with 5 faulty runs: the transformed weights reach -160, outside int8, so nothing is taken there.
+@pytest.mark.parametrize("pack", [False, True], ids=["plain", "packed"])
 @pytest.mark.parametrize(
     "modes,runs,inputs",
     [(("exact",), 1, 300), (("exact",), 5, 300), (("drum:3",), 1, 300), (("exact",), 1, 1200), (("exact",), 5, 1200)],
     ids=["exact-1", "exact-5", "drum3-1", "wide-1", "wide-5"],
 )
 def test_executor_results_are_the_float_paths(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, int8_everywhere, runs: int, modes: tuple[str, ...], inputs: int
+    tmp_path, monkeypatch: pytest.MonkeyPatch, int8_everywhere, runs: int, modes: tuple[str, ...], inputs: int, pack: bool
 ) -> None:
     """Same integers from every layer, Monte Carlo runs (a shared first layer) and one run, exact
-    and DRUM (a GEMM of transformed operands), and past float32's exact sums (1,200 inputs)."""
+    and DRUM (a GEMM of transformed operands), past float32's exact sums (1,200 inputs), with the
+    weights passed per call and packed once (PACK_MIN_IMAGES lowered to this test's 37 images)."""
     from axtrain.formats.bundle import load_bundle
+
+    monkeypatch.setattr(int8gemm, "PACK_MIN_IMAGES", 1 if pack else 10**9)
 
     layers, shape = _network(7, modes, inputs)
     bundle = load_bundle(compile_layers(layers, shape, tmp_path / "net"))
@@ -163,7 +171,8 @@ def test_executor_results_are_the_float_paths(
     prepared = executor.prepare(images if runs > 1 else images[0], bundle.bias)
     fast, fast_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
     assert int8_everywhere, "the int8 path was not taken: the test compares nothing"
-    assert any(wide for *_, wide in int8_everywhere) == (inputs > 1000)  # the wide path where sums pass 2**24
+    assert any(wide for *_, wide, _ in int8_everywhere) == (inputs > 1000)  # the wide path where sums pass 2**24
+    assert all(packed == pack for *_, packed in int8_everywhere)
     monkeypatch.setenv(int8gemm.ENV, "0")
     count = len(int8_everywhere)
     slow, slow_layers = executor.run_many(prepared, dram, collect=True, chunk=10)
@@ -215,13 +224,50 @@ def test_the_wide_session_is_built_only_when_a_product_needs_it() -> None:
 
 
 def test_a_kernel_that_is_not_exact_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session's self-check: a kernel that loses an integer anywhere leaves the float path on."""
+    """The sessions' self-check: a kernel that loses an integer anywhere leaves the float path on,
+    and packed weights fall back to the plain session."""
     session = int8gemm._session()
-    assert int8gemm._self_check(session)
 
-    class Saturating:
-        def run(self, names, feeds):
-            out = session.run(names, feeds)
-            return [np.clip(out[0], -(2.0**15), 2.0**15 - 1)]  # as a 16-bit lane would
+    def plain(values: np.ndarray, weights: np.ndarray, zero: int) -> np.ndarray:
+        return int8gemm._run(session, values, zero, weights)
 
-    assert not int8gemm._self_check(Saturating())
+    assert int8gemm._self_check(plain)
+    assert not int8gemm._self_check(lambda v, w, z: np.clip(plain(v, w, z), -(2.0**15), 2.0**15 - 1))  # as a 16-bit lane would
+    assert not int8gemm._self_check(lambda v, w, z: plain(v, w, z) + (v[0, 0] == 127))  # one integer off, in one case
+    assert int8gemm.packing_works()
+
+    int8gemm.packing_works.cache_clear()
+    monkeypatch.setattr(int8gemm.Packed, "product", lambda self, x, zero, wide: np.clip(int8gemm._run(session, x, zero, self.w8), -(2.0**15), 2.0**15))
+    try:
+        assert not int8gemm.packing_works()
+        w = np.ones((300, 200), dtype=np.float32)
+        assert isinstance(int8gemm.WeightCache(pack=True).get(w, False), np.ndarray)  # the plain operand
+    finally:
+        int8gemm.packing_works.cache_clear()
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_packed_weights_give_the_plain_products(wide: bool) -> None:
+    """A Packed matrix (the weights an initializer of their own session, packed once) gives the
+    plain session's integers on the shapes and ranges of test_product_is_the_float_gemm; a cache
+    with ``pack`` hands it out, one per tile, and ``product`` takes it."""
+    rng = np.random.default_rng(11)
+    cache = int8gemm.WeightCache(pack=True)
+    for k, n, cols, low, high in [(1, 1, 1, 0, 127), (257, 130, 7, -7, 45), (784, 640, 183, -60, 67), (512, 300, 1, -127, 0)]:
+        w = rng.integers(-128, 128, (k, n)).astype(np.float32)
+        w.flat[:2] = (-128, 127)
+        x = rng.integers(low, high + 1, (k, cols)).astype(np.float32)
+        zero = int8gemm.zero_point(low, high)
+        assert zero is not None
+        packed = cache.get(w, False)
+        assert isinstance(packed, int8gemm.Packed) and cache.get(w, False) is packed
+        got = int8gemm.product(x, packed, zero, wide)
+        assert got.dtype == (np.float64 if wide else np.float32)
+        assert np.array_equal(got, int8gemm.product(x, packed.w8, zero, wide))
+        assert np.array_equal(got, w.astype(np.int64).T @ x.astype(np.int64))
+    single = rng.integers(-128, 128, (1, 90, 300)).astype(np.float32)  # one run's [rows, k]: packed as its transpose
+    x = rng.integers(0, 128, (300, 20)).astype(np.float32)
+    packed = cache.get(single, True)
+    assert isinstance(packed, int8gemm.Packed)
+    assert np.array_equal(int8gemm.product(x, packed, 0, wide), single[0].astype(np.int64) @ x.astype(np.int64))
+    assert isinstance(int8gemm.WeightCache().get(single, True), np.ndarray)  # no packing unless asked
