@@ -252,7 +252,7 @@ class Packed:
     (:data:`PACK_MIN_IMAGES`)."""
 
     def __init__(self, w8: np.ndarray) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy, as in _new_session: only a simulation that packs builds one
 
         self.w8 = w8
         self._value = ort.OrtValue.ortvalue_from_numpy(w8)  # kept alive with the sessions that read it
