@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Result] = []
     failures: dict[str, str] = {}
     started = time.time()
+    run = run_module if args.in_process else run_isolated
     for name in wanted:
         print(f"running bench_{name} ...", file=sys.stderr, flush=True)
-        run = run_module if args.in_process else run_isolated
         results, reason = run(name, args.quick, args.modules_dir)
         rows.extend(results)
         if reason is not None:

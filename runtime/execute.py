@@ -289,8 +289,10 @@ def _int8_gemm(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, shared
     if wide and not int8gemm.wide_available():
         return None
     zero = int8gemm.zero_point(float(x2.min()), float(x2.max()))
-    w8 = None if zero is None else cache.get(w, single_run)
-    if zero is None or w8 is None:
+    if zero is None:
+        return None
+    w8 = cache.get(w, single_run)
+    if w8 is None:
         return None
     out = int8gemm.product(x2, w8, zero, wide)
     return out[None] if single_run else out.reshape(runs, -1, cols)

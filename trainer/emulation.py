@@ -193,14 +193,18 @@ def quantize_transform_real(x: torch.Tensor, fmt: FixedPointFormat, mode: Multip
     return transform_real(quantize_real(x, fmt), mode, fmt.frac)
 
 
+def _one_mode_mac(layer: QuantizedLayer) -> bool:
+    """Whether ``layer`` is a MAC layer whose neurons share one multiplier mode (one operand transform)."""
+    return layer.op in ("dense", "conv") and len(layer.multipliers) == 1
+
+
 def _one_pass_first_operand(x: torch.Tensor, layer: QuantizedLayer) -> torch.Tensor | None:
     """The first layer's operand by :func:`quantize_transform_real` where that saves a pass over the
     input (a MAC layer with one DRUM multiplier, input without gradients, kernels on), else None."""
-    if layer.op not in ("dense", "conv") or len(layer.multipliers) != 1 or layer.multipliers[0].k is None:
+    if not _one_mode_mac(layer) or layer.multipliers[0].k is None or x.requires_grad or not x.dim() or not kernels.applicable(x):
         return None
-    if x.requires_grad or not kernels.applicable(x):
-        return None
-    return quantize_transform_real(x, layer.input_format, layer.multipliers[0])
+    fmt = layer.input_format
+    return kernels.quantize_drum(x, fmt.frac, fmt.qmin, fmt.qmax, layer.multipliers[0].k)
 
 
 def flip_bits(q: torch.Tensor, masks: torch.Tensor, bits: int) -> torch.Tensor:
@@ -804,7 +808,7 @@ def first_operands(layers: Sequence[QuantizedLayer], x: torch.Tensor, batch: int
     the operands would take more than :data:`FIRST_OPERAND_BYTES`.
     """
     layer = layers[0]
-    if layer.op not in ("dense", "conv") or len(layer.multipliers) != 1 or x.requires_grad or not x.is_floating_point():
+    if not _one_mode_mac(layer) or x.requires_grad or not x.is_floating_point():
         return None
     if x.numel() * 4 > FIRST_OPERAND_BYTES:
         return None
