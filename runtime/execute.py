@@ -617,10 +617,22 @@ def run_plan(
             write(step, scaled.astype(dtype).reshape(runs, -1, n), float(max(-step.qmin, step.qmax)), step.view, False)
             return
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
+        low, bound = max(step.qmin, 0) if after_relu else step.qmin, float(max(-step.qmin, step.qmax))
+        if acc.dtype == dtype and step.view is not None and step in needed_values and not (step.transform_any and step in needed_transforms):
+            # Only the plain words are stored, at an affine run of them: rounded straight into the
+            # neuron buffer and saturated there (the same integers as write(); one pass less over
+            # the accumulators, ~5 % of the 50-run MNIST simulation).
+            target = view_of(per_run[0], step.view)
+            np.rint(acc.reshape(target.shape), out=target)
+            target.clip(low, step.qmax, out=target)
+            amax[0] = max(amax[0], bound)
+            for code in codes[1:] if step.transform_any else ():  # the bounds grow as write()'s do
+                amax[code] = max(amax[code], _transformed_bound(bound, code))
+            return
         np.rint(acc, out=acc)
-        acc.clip(max(step.qmin, 0) if after_relu else step.qmin, step.qmax, out=acc)
+        acc.clip(low, step.qmax, out=acc)
         out = (acc if acc.dtype == dtype else acc.astype(dtype)).reshape(runs, -1, n)
-        write(step, out, float(max(-step.qmin, step.qmax)), step.view, False)
+        write(step, out, bound, step.view, False)
 
     def pool(step: Pool) -> None:
         c, h, w = step.shape

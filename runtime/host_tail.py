@@ -97,3 +97,69 @@ def output_metrics(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -> dic
         "brier": mse if p is o else float(((p - onehot) ** 2).sum(axis=1).mean()),  # without a tail O is p: the same float
         "error_rate": float((z64.argmax(axis=1) != y).mean()),
     }
+
+
+def class_sums(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """``sum_k columns[k]`` in the order numpy's ``sum(axis=-1)`` adds a contiguous row of
+    ``len(columns)`` values: its pairwise summation (sequential from 0 below 8 values; eight running
+    sums, combined as a tree, then the rest, up to 128; halves at a multiple of 8 above). So the
+    class-major metrics below give the row-major definition's floats bit for bit (a test compares
+    them on 1-300 classes); one vector operation per class instead of a reduction over short rows,
+    which numpy runs several times slower."""
+    n = len(columns)
+    if n < 8:
+        total = columns[0] + 0.0  # numpy starts from 0.: -0.0 + 0.0 is +0.0, as there
+        for column in columns[1:]:
+            total = total + column
+        return total
+    if n <= 128:
+        sums = [column.copy() for column in columns[:8]]
+        end = n - n % 8
+        for start in range(8, end, 8):
+            for j in range(8):
+                sums[j] += columns[start + j]
+        total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]))
+        for column in columns[end:]:
+            total = total + column
+        return total
+    half = n // 2
+    half -= half % 8
+    return class_sums(columns[:half]) + class_sums(columns[half:])
+
+
+def output_metrics_runs(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -> list[dict[str, float]]:
+    """:func:`output_metrics` of every run of ``z`` (``[runs, N, K]``), the same floats.
+
+    Computed class-major (``[K, runs, N]``): every reduction over the K classes is K vector
+    operations in numpy's own order (:func:`class_sums`), and the means over the samples are the
+    same per-run means. 50 MNIST runs: ~0.9 ms a run instead of ~2.5-3 ms."""
+    runs = z.shape[0]
+    y = np.asarray(labels, dtype=np.int64)
+    z = np.asarray(z).reshape(runs, len(y), -1)
+    classes = z.shape[2]
+    t = np.empty((classes, runs, len(y)), dtype=np.float64)
+    for k in range(classes):  # one strided copy per class: ~3x faster than a transposed copy
+        t[k] = z[:, :, k]
+    # The first class of the largest output (np.argmax's choice on ties; no NaNs: dequantised
+    # integers), and that largest output: numpy's argmax over 10 classes costs 3x the whole rest.
+    top, decided = t[0], np.zeros((runs, len(y)), dtype=np.int64)
+    for k in range(1, classes):
+        decided = np.where(t[k] > top, k, decided)
+        top = np.maximum(top, t[k])  # exact in any order
+    if output_reading(ops) == "sigmoid":
+        o = 1.0 / (1.0 + np.exp(-t))
+        p = o / np.maximum(class_sums(list(o)), _P_FLOOR)
+    else:
+        e = np.exp(t - top)
+        o = p = e / class_sums(list(e))
+    onehot = [y == k for k in range(classes)]  # subtracted as 1.0 / 0.0, np.eye's values
+
+    def squared_error(values: np.ndarray) -> np.ndarray:
+        return class_sums([(values[k] - onehot[k]) ** 2 for k in range(classes)]).mean(axis=1)
+
+    mse = squared_error(o)
+    brier = mse if p is o else squared_error(p)
+    picked = np.take_along_axis(p, np.broadcast_to(y, (1, runs, len(y))), axis=0)[0]
+    ce = (-np.log(np.maximum(picked, _P_FLOOR))).mean(axis=1)
+    error = (decided != y).mean(axis=1)
+    return [{"mse": float(mse[r]), "ce": float(ce[r]), "brier": float(brier[r]), "error_rate": float(error[r])} for r in range(runs)]

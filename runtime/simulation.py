@@ -31,7 +31,7 @@ from axtrain.runtime.energy import EnergyBreakdown, price
 from axtrain.runtime.events import Events, plan_context
 from axtrain.runtime.execute import DEFAULT_CHUNK, WORKERS, Executor, FastExecutor, output_floats, place_inputs
 from axtrain.runtime.faults import FaultRegion, fault_regions, has_faults, run_image, run_images
-from axtrain.runtime.host_tail import apply_tail, output_metrics, tail_ops
+from axtrain.runtime.host_tail import apply_tail, output_metrics_runs, tail_ops
 from axtrain.runtime.overrides import Overrides, RunPlan, bundle_plan
 from axtrain.runtime.simulator import simulate_fast, simulate_machine
 from axtrain.runtime.timing import MachineRun
@@ -118,18 +118,26 @@ def runs_per_pass(weight_words: int, runs: int) -> int:
     return max(1, min(runs, RUN_WEIGHT_WORDS // max(1, weight_words)))
 
 
+#: Runs whose metrics are computed together. One: a run's class-major float64 temporaries (~0.8 MB
+#: for 10,000 inputs of 10 classes) stay in L2; eight runs' did not and cost 2x a run.
+METRIC_RUNS = 1
+
+
 def _run_metrics(bundle: Bundle, q: np.ndarray, labels: np.ndarray, tail: list[str]) -> list[dict[str, float]]:
-    """The output-error metrics of every run of a pass (``q`` ``[runs, n, outputs]``), in run order.
-    In the executor's worker threads (numpy releases the GIL): the same calls, so the same floats; 50
-    MNIST runs cost ~0.2 CPU s of work that would otherwise run on one core after the numerics."""
+    """The output-error metrics of every run of a pass (``q`` ``[runs, n, outputs]``), in run order:
+    :func:`~axtrain.runtime.host_tail.output_metrics_runs` on groups of :data:`METRIC_RUNS` runs, the
+    groups in the executor's worker threads (numpy releases the GIL). The floats are those of one
+    ``output_metrics`` call per run (tests/runtime/test_multirun.py)."""
+    starts = range(0, q.shape[0], METRIC_RUNS)
 
-    def one(run: int) -> dict[str, float]:
-        return output_metrics(output_floats(bundle, q[run]), labels, tail)
+    def group(start: int) -> list[dict[str, float]]:
+        z = output_floats(bundle, q[start : start + METRIC_RUNS].reshape(-1, q.shape[-1]))
+        return output_metrics_runs(z.reshape(-1, q.shape[1], q.shape[-1]), labels, tail)
 
-    if WORKERS > 1 and q.shape[0] > 1:
-        with ThreadPoolExecutor(min(WORKERS, q.shape[0])) as pool:
-            return list(pool.map(one, range(q.shape[0])))
-    return [one(run) for run in range(q.shape[0])]
+    if WORKERS > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(WORKERS, len(starts))) as pool:
+            return [metrics for part in pool.map(group, starts) for metrics in part]
+    return [metrics for start in starts for metrics in group(start)]
 
 
 def simulate(

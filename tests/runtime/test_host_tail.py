@@ -21,7 +21,7 @@ from axtrain.compiler.pipeline import compile_to_bundle
 from axtrain.datasets import APPLICATIONS, load
 from axtrain.errors import OnnxError
 from axtrain.formats.bundle import load_bundle
-from axtrain.runtime.host_tail import SIGMOID_ATOL, apply_tail, output_metrics
+from axtrain.runtime.host_tail import SIGMOID_ATOL, apply_tail, class_sums, output_metrics, output_metrics_runs
 from axtrain.runtime.report import simulate_to_report
 from axtrain.runtime.report_check import check_report
 from axtrain.trainer.export import bit_exact_session, export_layers, save_model
@@ -175,3 +175,35 @@ def test_softmax_brier_is_the_written_out_definition_bit_for_bit() -> None:
         p = e / e.sum(axis=1, keepdims=True)
         brier = float(((p - np.eye(k)[y]) ** 2).sum(axis=1).mean())
         assert output_metrics(z, y, [])["brier"] == brier
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 33, 127, 128, 129, 300])
+def test_class_sums_add_in_numpys_row_order(classes: int) -> None:
+    """The class-major sum is the row-major ``sum(axis=1)`` bit for bit: numpy's pairwise order
+    (sequential below 8, eight running sums to 128, halves above), signed zeros included."""
+    rng = np.random.default_rng(classes)
+    values = rng.random((2000, classes)) * 10.0 ** rng.uniform(-8, 8, (2000, classes))
+    values[rng.random(values.shape) < 0.3] *= -1
+    values[rng.random(values.shape) < 0.05] = -0.0
+    got = class_sums(list(np.ascontiguousarray(values.T)))
+    want = values.sum(axis=1)
+    assert np.array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("ops", [[], ["Sigmoid"]])
+@pytest.mark.parametrize("classes", [1, 2, 5, 10, 17, 130])
+def test_metrics_of_many_runs_are_the_floats_of_one_call_per_run(ops: list[str], classes: int) -> None:
+    """output_metrics_runs (simulate's path) against output_metrics per run: the same floats, with
+    tied outputs (the first class wins), saturated ones and a sigmoid far out in both tails."""
+    rng = np.random.default_rng(7 + classes)
+    z = (rng.integers(-2048, 2048, size=(3, 400, classes)) / 16).astype(np.float32)
+    z[0, :50] = 0.0  # every class tied
+    z[1, :20, : max(1, classes // 2)] = 127.9375  # ties at the top
+    z[2, :10] = -127.9375
+    y = rng.integers(0, classes, size=400)
+    with np.errstate(over="ignore"):
+        got = output_metrics_runs(z, y, ops)
+        want = [output_metrics(z[run], y, ops) for run in range(3)]
+    assert got == want
+    assert len({m["error_rate"] for m in got}) > 1 or classes == 1
