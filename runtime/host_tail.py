@@ -111,7 +111,7 @@ def class_sums(columns: Sequence[np.ndarray]) -> np.ndarray:
         total = columns[0] + 0.0  # numpy starts from 0.: -0.0 + 0.0 is +0.0, as there
         for column in columns[1:]:
             total = total + column
-        return total
+        return np.asarray(total)
     if n <= 128:
         sums = [column.copy() for column in columns[:8]]
         end = n - n % 8
@@ -121,10 +121,10 @@ def class_sums(columns: Sequence[np.ndarray]) -> np.ndarray:
         total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]))
         for column in columns[end:]:
             total = total + column
-        return total
+        return np.asarray(total)
     half = n // 2
     half -= half % 8
-    return class_sums(columns[:half]) + class_sums(columns[half:])
+    return np.asarray(class_sums(columns[:half]) + class_sums(columns[half:]))
 
 
 def output_metrics_runs(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -> list[dict[str, float]]:
@@ -132,7 +132,7 @@ def output_metrics_runs(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -
 
     Computed class-major (``[K, runs, N]``): every reduction over the K classes is K vector
     operations in numpy's own order (:func:`class_sums`), and the means over the samples are the
-    same per-run means. 50 MNIST runs: ~0.9 ms a run instead of ~2.5-3 ms."""
+    same per-run means. 10,000 MNIST outputs: ~1.6 ms a run instead of ~2.9 ms."""
     runs = z.shape[0]
     y = np.asarray(labels, dtype=np.int64)
     z = np.asarray(z).reshape(runs, len(y), -1)
@@ -155,7 +155,7 @@ def output_metrics_runs(z: np.ndarray, labels: np.ndarray, ops: Sequence[str]) -
     onehot = [y == k for k in range(classes)]  # subtracted as 1.0 / 0.0, np.eye's values
 
     def squared_error(values: np.ndarray) -> np.ndarray:
-        return class_sums([(values[k] - onehot[k]) ** 2 for k in range(classes)]).mean(axis=1)
+        return np.asarray(class_sums([(values[k] - onehot[k]) ** 2 for k in range(classes)]).mean(axis=1))
 
     mse = squared_error(o)
     brier = mse if p is o else squared_error(p)
