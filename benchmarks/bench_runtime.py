@@ -6,7 +6,8 @@
   ONNX model the bundle was compiled from (bit-exact session) over the same images. Limit 2.0 (issue 15).
 * MNIST-MLP bundle: 50 NTV Monte Carlo runs at 0.66 V over the 10,000 test images, reported as a
   ratio to one exact onnxruntime pass (no limit) and against the absolute 1 s of issue 15
-  (``baseline`` = 1 s, limit 1.0; absolute, so it depends on the machine's load).
+  (``baseline`` = 1 s, limit 1.0; absolute, so it depends on the machine's load), then again with a
+  spinning process holding one core (``common.one_core_taken``: the issue's "at load ~2").
 * MLPerf Tiny ResNet-8 (tests/compiler/mlperf_tiny.py, seeded random weights) over 1,000 seeded
   CIFAR-sized inputs with drum:2 and NTV faults at 0.66 V, cycles and energy, versus onnxruntime
   running the same QDQ graph exactly (bit-exact session). Limit 4.0 (issue 16).
@@ -36,7 +37,7 @@ from axtrain.formats.bundle import load_bundle
 from axtrain.hwmodels.fixedpoint import FixedPointFormat as F
 from axtrain.hwmodels.layers import QuantizedLayer
 from axtrain.runtime.simulation import simulate
-from benchmarks.common import Result, alternated_best, best_time, format_table
+from benchmarks.common import Result, alternated_best, best_time, cpu_count, format_table, one_core_taken
 
 ABSOLUTE_LIMIT_S = 1.0  # issue 15 (was 2 s in issue 5)
 LENET_LIMIT = 2.0  # issue 15 (was 4 in issue 5)
@@ -145,6 +146,15 @@ def run(quick: bool = False) -> list[Result]:
                               note=f"{t_runs:.2f} s for {runs} runs ({t_runs / runs * 1000:.0f} ms per run)"))
         results.append(Result(f"mnist-mlp {runs} NTV runs (absolute)", t_runs, f"absolute limit {ABSOLUTE_LIMIT_S:g} s", ABSOLUTE_LIMIT_S, limit=1.0,
                               note=f"{t_runs:.2f} s wall, {c_runs:.2f} CPU s; the issue asks <= {ABSOLUTE_LIMIT_S:g} s on the 2-core machine"))
+        if cpu_count() >= 2:
+            # Issue 15 asks for the figure "at load ~2": measured again with one core held by a
+            # spinning process, so that `make bench` prints the condition the issue names.
+            with one_core_taken():
+                t_load, c_load = timed(lambda: simulate(bundle, xm, y, sram_voltage=0.66, runs=runs, seed=0), repeat=repeat)
+                load_avg = os.getloadavg()[0]
+            results.append(Result(f"mnist-mlp {runs} NTV runs, one core taken", t_load, f"absolute limit {ABSOLUTE_LIMIT_S:g} s", ABSOLUTE_LIMIT_S, limit=1.0,
+                                  note=f"{t_load:.2f} s wall, {c_load:.2f} CPU s with a spinning process on one of {cpu_count()} CPUs "
+                                       f"(load average {load_avg:.2f}); the issue's 'at load ~2'"))
 
         results.append(_resnet8(Path(tmp), repeat, 200 if quick else 1000))
     results.extend(_int8_gemm(repeat))
