@@ -123,7 +123,7 @@ def runs_per_pass(weight_words: int, runs: int) -> int:
 METRIC_RUNS = 1
 
 
-def _run_metrics(bundle: Bundle, q: np.ndarray, labels: np.ndarray | None, tail: list[str], predictions: np.ndarray) -> list[dict[str, float]]:
+def _classes_and_metrics(bundle: Bundle, q: np.ndarray, labels: np.ndarray | None, tail: list[str], predictions: np.ndarray) -> list[dict[str, float]]:
     """The decided class of every run and input of a pass (``q`` ``[runs, n, outputs]``), written to
     ``predictions`` ``[runs, n]``, and with labels each run's output-error metrics, in run order:
     :func:`~axtrain.runtime.host_tail.output_metrics_runs` on groups of :data:`METRIC_RUNS` runs, the
@@ -237,7 +237,7 @@ def _numerics(
         q, _ = executor.run_many(executor.prepare(images, bundle.bias, bundle.requant), dram, chunk=chunk, region=region)
         if first_outputs is None:
             first_outputs = apply_tail(tail, output_floats(bundle, q[0]))
-        output_error.extend(_run_metrics(bundle, q, y, tail, predictions[first : first + count]))
+        output_error.extend(_classes_and_metrics(bundle, q, y, tail, predictions[first : first + count]))
     assert first_outputs is not None
     return first_outputs, predictions, output_error, faulty
 
