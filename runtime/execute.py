@@ -27,6 +27,7 @@ instead (:class:`~axtrain.runtime.interpreter.ReferenceExecutor`): slower, same 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import time
@@ -70,6 +71,7 @@ from axtrain.runtime.plan import (
     block_in_range,
     block_view,
     build_plan,
+    expand,
     written,
 )
 from axtrain.runtime.writes import Needed, needed_copies
@@ -275,6 +277,15 @@ def _rows(buffer: np.ndarray, pattern: Pattern) -> np.ndarray:
     sub = buffer[..., base:, :]
     st = sub.strides
     return np.lib.stride_tricks.as_strided(sub, (*sub.shape[:-2], *shape, sub.shape[-1]), (*st[:-2], *(s * st[-2] for s in steps), st[-1]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _distinct_words(pattern: Pattern) -> bool:
+    """Whether an affine pattern names every word once. A malformed program may write one word
+    twice in a tile; such a REQ keeps write()'s assignment instead of rounding into a view that
+    overlaps itself (numpy leaves the order of such writes open)."""
+    words = expand(*pattern)
+    return bool(np.unique(words).size == words.size)
 
 
 def _int8_gemm(cache: int8gemm.WeightCache, w: np.ndarray, x: np.ndarray, shared: bool, runs: int, wide: bool) -> np.ndarray | None:
@@ -618,10 +629,11 @@ def run_plan(
             return
         np.multiply(acc, acc.dtype.type(math.ldexp(1.0, -step.shift)), out=acc)  # exact: a power of two
         low, bound = max(step.qmin, 0) if after_relu else step.qmin, float(max(-step.qmin, step.qmax))
-        if acc.dtype == dtype and step.view is not None and step in needed_values and not (step.transform_any and step in needed_transforms):
-            # Only the plain words are stored, at an affine run of them: rounded straight into the
-            # neuron buffer and saturated there (the same integers as write(); one pass less over
-            # the accumulators, ~5 % of the 50-run MNIST simulation).
+        if (acc.dtype == dtype and step.view is not None and step in needed_values and not (step.transform_any and step in needed_transforms)
+                and _distinct_words(step.view)):
+            # Only the plain words are stored, at an affine run of distinct words: rounded straight
+            # into the neuron buffer and saturated there (the same integers as write(); one pass
+            # less over the accumulators, ~5 % of the 50-run MNIST simulation).
             target = view_of(per_run[0], step.view)
             np.rint(acc.reshape(target.shape), out=target)
             target.clip(low, step.qmax, out=target)

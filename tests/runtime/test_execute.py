@@ -497,3 +497,15 @@ def test_prepared_weights_past_float32_s_integers_are_float64(bundle_factory) ->
         assert tile.w.dtype == dtype and tile.wmax == top
         got = tile.w.T if mac.shared_input else tile.w[0]
         assert got[0, 0] == -top
+
+
+def test_a_req_rounds_into_its_view_only_when_it_names_each_word_once() -> None:
+    """The REQ fast path writes through a strided view; a pattern that names one word twice (a
+    malformed program's tile) keeps write()'s assignment instead."""
+    from axtrain.runtime.execute import _distinct_words
+
+    assert _distinct_words((3, (4,), (1,)))
+    assert _distinct_words((0, (2, 3), (3, 1)))  # a row-major tile
+    assert _distinct_words((0, (2, 3), (10, 2)))  # strided rows and columns
+    assert not _distinct_words((0, (3,), (0,)))  # one word three times
+    assert not _distinct_words((0, (2, 2), (1, 1)))  # words 0, 1, 1, 2
