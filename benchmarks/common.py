@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import subprocess
 import sys
 import time
@@ -89,11 +88,6 @@ def one_core_taken(settle_s: float = 0.5) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         spinner.kill()
         spinner.wait()
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask where the platform has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def format_table(results: list[Result]) -> str:

@@ -43,12 +43,13 @@ from typing import Callable, Generic, NoReturn, TypeVar
 T = TypeVar("T")
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 #: Whether :func:`beside` forks by default: ``os.fork`` exists and a second CPU can run the child.
-FORK_AVAILABLE = hasattr(os, "fork") and _usable_cpus() > 1
+FORK_AVAILABLE = hasattr(os, "fork") and usable_cpus() > 1
 
 
 class BesideError(RuntimeError):

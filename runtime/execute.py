@@ -519,6 +519,13 @@ def run_plan(
         else:
             buffer[..., target, :] = values
 
+    def grow_bounds(bound: float, modes: Sequence[int]) -> None:
+        """Words up to ``bound`` were written: the running bounds of the plain words and of their
+        ``modes``' DRUM forms grow (whether or not a form is stored, so every dtype choice holds)."""
+        amax[0] = max(amax[0], bound)
+        for code in modes:
+            amax[code] = max(amax[code], _transformed_bound(bound, code))
+
     def write(
         step: Write, values: np.ndarray, bound: float, pattern: Pattern | None, shared: bool, transformed: dict[int, np.ndarray] | None = None
     ) -> None:
@@ -540,9 +547,7 @@ def run_plan(
         if step in needed_values:
             for buffers in places:
                 put(buffers, 0, target, pattern, values)
-        amax[0] = max(amax[0], bound)
-        for code in modes:
-            amax[code] = max(amax[code], _transformed_bound(bound, code))
+        grow_bounds(bound, modes)
         for code, words in transformed.items():
             for buffers in places:
                 if sel is None:  # the same words as the values: through their strided view when affine
@@ -637,9 +642,7 @@ def run_plan(
             target = view_of(per_run[0], step.view)
             np.rint(acc.reshape(target.shape), out=target)
             target.clip(low, step.qmax, out=target)
-            amax[0] = max(amax[0], bound)
-            for code in codes[1:] if step.transform_any else ():  # the bounds grow as write()'s do
-                amax[code] = max(amax[code], _transformed_bound(bound, code))
+            grow_bounds(bound, codes[1:] if step.transform_any else ())
             return
         np.rint(acc, out=acc)
         acc.clip(low, step.qmax, out=acc)
